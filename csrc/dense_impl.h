@@ -1,0 +1,98 @@
+/* Template: included by dense.c with `real` and FN() defined. */
+
+#ifndef FM_DENSE_CONSTANTS
+#define FM_DENSE_CONSTANTS
+#define FM_MR 4  /* rows of a tile */
+#define FM_NB 64 /* columns of a tile */
+#define FM_DOT 16 /* partial sums per dot product */
+#endif
+
+/* C (rb, N) = init (N) + sum_k a(r, k) * Bm (K, N), with a(r, k) = A[r*sr + k*sk].
+ * init NULL means zero. rb <= FM_MR. Column blocks of FM_NB keep the tile in L1. */
+FM_ISA_CLONES
+static void FN(tile_gemm)(real *C, int ldc, const real *A, size_t sr, size_t sk, const real *Bm,
+                          int ldb, int rb, int K, int N, const real *init) {
+    for (int j0 = 0; j0 < N; j0 += FM_NB) {
+        const int nb = N - j0 < FM_NB ? N - j0 : FM_NB;
+        real acc[FM_MR][FM_NB];
+        for (int r = 0; r < rb; r++)
+            for (int j = 0; j < nb; j++) acc[r][j] = init ? init[j0 + j] : (real)0;
+        for (int k = 0; k < K; k++) {
+            const real *b = Bm + (size_t)k * ldb + j0;
+            for (int r = 0; r < rb; r++) {
+                const real a = A[r * sr + k * sk];
+                for (int j = 0; j < nb; j++) acc[r][j] += a * b[j];
+            }
+        }
+        for (int r = 0; r < rb; r++)
+            for (int j = 0; j < nb; j++) C[(size_t)r * ldc + j0 + j] = acc[r][j];
+    }
+}
+
+/* Y (rb, I) = D (rb, O) @ W (I, O)^T: each element a dot product of two rows,
+ * summed in FM_DOT fixed partial sums. */
+FM_ISA_CLONES
+static void FN(tile_dots)(real *Y, const real *D, const real *W, int rb, int I, int O) {
+    const int Ofull = O - O % FM_DOT;
+    for (int k = 0; k < I; k++) {
+        const real *w = W + (size_t)k * O;
+        real acc[FM_MR][FM_DOT];
+        for (int r = 0; r < rb; r++)
+            for (int t = 0; t < FM_DOT; t++) acc[r][t] = 0;
+        for (int j = 0; j < Ofull; j += FM_DOT)
+            for (int r = 0; r < rb; r++)
+                for (int t = 0; t < FM_DOT; t++) acc[r][t] += D[(size_t)r * O + j + t] * w[j + t];
+        for (int r = 0; r < rb; r++) {
+            for (int j = Ofull; j < O; j++) acc[r][j - Ofull] += D[(size_t)r * O + j] * w[j];
+            real s = 0;
+            for (int t = 0; t < FM_DOT; t++) s += acc[r][t];
+            Y[(size_t)r * I + k] = s;
+        }
+    }
+}
+
+void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, int B, int I,
+                          int O, int act, double slope, int nt) {
+    const int blocks = (B + FM_MR - 1) / FM_MR;
+    const int par = nt > 1 && blocks > 1 && (double)B * I * O >= FM_PARALLEL_MIN_WORK;
+#pragma omp parallel for schedule(static) num_threads(nt) if (par)
+    for (int blk = 0; blk < blocks; blk++) {
+        const int r0 = blk * FM_MR;
+        const int rb = B - r0 < FM_MR ? B - r0 : FM_MR;
+        real *y = Y + (size_t)r0 * O;
+        FN(tile_gemm)(y, O, X + (size_t)r0 * I, (size_t)I, 1, W, O, rb, I, O, b);
+        FN(fm_act_forward)(y, (size_t)rb * O, act, slope); /* epilogue, tile still in cache */
+    }
+}
+
+void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real *D, int B, int I,
+                                  int O, int nt) {
+    const int blocks = (I + FM_MR - 1) / FM_MR;
+    const int par = nt > 1 && blocks > 1 && (double)B * I * O >= FM_PARALLEL_MIN_WORK;
+#pragma omp parallel for schedule(static) num_threads(nt) if (par)
+    for (int blk = 0; blk < blocks; blk++) {
+        const int k0 = blk * FM_MR;
+        const int kb = I - k0 < FM_MR ? I - k0 : FM_MR;
+        /* rows of dW are columns of X: a(r, i) = X[i*I + k0 + r] */
+        FN(tile_gemm)(dW + (size_t)k0 * O, O, X + k0, 1, (size_t)I, D, O, kb, B, O, NULL);
+    }
+    for (int j = 0; j < O; j++) db[j] = 0;
+    for (int i = 0; i < B; i++) {
+        const real *d = D + (size_t)i * O;
+        for (int j = 0; j < O; j++) db[j] += d[j];
+    }
+}
+
+void FN(fm_dense_backward_input)(real *dX, const real *D, const real *W, const real *A, int B,
+                                 int I, int O, int act, double slope, int nt) {
+    const int blocks = (B + FM_MR - 1) / FM_MR;
+    const int par = nt > 1 && blocks > 1 && (double)B * I * O >= FM_PARALLEL_MIN_WORK;
+#pragma omp parallel for schedule(static) num_threads(nt) if (par)
+    for (int blk = 0; blk < blocks; blk++) {
+        const int r0 = blk * FM_MR;
+        const int rb = B - r0 < FM_MR ? B - r0 : FM_MR;
+        real *dx = dX + (size_t)r0 * I;
+        FN(tile_dots)(dx, D + (size_t)r0 * O, W, rb, I, O);
+        if (A) FN(fm_act_backward)(dx, A + (size_t)r0 * I, (size_t)rb * I, act, slope);
+    }
+}

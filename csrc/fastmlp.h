@@ -1,0 +1,123 @@
+/* fastmlp.h — public C API of the fastmlp training engine (plain C, no Python).
+ *
+ * House rules (see DESIGN.md §2):
+ *  - Every buffer is owned by the caller (NumPy on the Python side); the engine
+ *    never keeps a pointer past the call that received it.
+ *  - Inputs are validated once, at the Cython boundary; kernels assume valid input.
+ *  - Functions return an fm_status; nothing prints, aborts or exits.
+ *  - Each entry point exists as an explicit _f32 and _f64 symbol.
+ *
+ * Parameter layout (private: Python reads and writes it only through the
+ * engine's getters/setters, so a packed layout can replace it later):
+ *     params = [W_0 (n_0, n_1) row-major, b_0 (n_1), W_1 (n_1, n_2), b_1 (n_2), ...]
+ * gradients use the same layout.
+ *
+ * The workspace is one byte buffer of fm_workspace_bytes(net, batch) bytes,
+ * allocated once per fit by the caller and carved up here (workspace.h).
+ */
+#ifndef FASTMLP_H
+#define FASTMLP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FM_MAX_LAYERS 64
+
+typedef enum {
+    FM_IDENTITY = 0,
+    FM_SIGMOID = 1,
+    FM_TANH = 2,
+    FM_RELU = 3,
+    FM_LEAKY_RELU = 4
+} fm_activation;
+
+typedef enum {
+    FM_CROSS_ENTROPY = 0,        /* softmax output, labels or probability targets */
+    FM_BINARY_CROSS_ENTROPY = 1, /* sigmoid output, targets in {0, 1} */
+    FM_MSE = 2,                  /* identity output */
+    FM_HINGE = 3,                /* identity output, targets in {-1, +1} */
+    FM_MULTI_HINGE = 4           /* identity output, labels */
+} fm_loss;
+
+typedef enum {
+    FM_OK = 0,
+    FM_ERR_NONFINITE_LOSS = 1, /* a batch loss was NaN or inf; no update was applied for it */
+    FM_ERR_BAD_ARGUMENT = 2    /* a size or code the boundary should have rejected */
+} fm_status;
+
+typedef enum { FM_OPT_SGD = 0 } fm_optimizer_kind;
+
+/* The network's shape; copied by value, holds no pointers. */
+typedef struct {
+    int n_layers;                 /* dense layers L, 1 <= L <= FM_MAX_LAYERS */
+    int sizes[FM_MAX_LAYERS + 1]; /* widths n_0 (inputs) ... n_L (outputs) */
+    int act[FM_MAX_LAYERS];       /* fm_activation of layers 0..L-2; the last layer is linear
+                                     (its output activation belongs to the loss) */
+    double leaky_slope;           /* negative-side slope of FM_LEAKY_RELU, >= 0 */
+    int loss;                     /* fm_loss */
+    int n_threads;                /* OpenMP threads, >= 1; 1 never starts a thread pool */
+} fm_net;
+
+/* Training targets: exactly one of the two is non-NULL.
+ * labels (n,) int32 class indices; dense (n, n_L) target rows of the net's dtype. */
+typedef struct {
+    const int32_t *labels;
+    const void *dense;
+} fm_targets;
+
+/* The update rule applied after each step's backward pass. */
+typedef struct {
+    int kind; /* fm_optimizer_kind */
+    double lr;
+} fm_optimizer;
+
+size_t fm_param_count(const fm_net *net);
+/* Offsets (in elements) of W_l and b_l inside params. */
+size_t fm_weight_offset(const fm_net *net, int layer);
+size_t fm_bias_offset(const fm_net *net, int layer);
+/* Bytes of workspace needed for batches of up to `batch` samples. */
+size_t fm_workspace_bytes(const fm_net *net, int batch, size_t real_size);
+
+/* Seeded random numbers: xoshiro256** seeded through splitmix64. */
+void fm_rng_seed(uint64_t state[4], uint64_t seed);
+uint64_t fm_rng_next(uint64_t state[4]);
+/* Uniform integer in [0, n): the high 64 bits of next() * n. */
+uint64_t fm_rng_below(uint64_t state[4], uint64_t n);
+/* Fisher-Yates shuffle of order (n,) in place: for i = n-1 .. 1, swap i with below(i+1). */
+void fm_shuffle(uint64_t state[4], int64_t *order, int64_t n);
+
+#define FM_DECLARE(T, SFX)                                                                      \
+    /* out (n, n_L) = output activation of the net applied to X (n, n_0), in blocks of         \
+       batch_cap rows */                                                                        \
+    int fm_predict_##SFX(const fm_net *net, const T *params, void *work, int batch_cap,         \
+                         const T *X, int64_t n, T *out);                                        \
+    /* Mean loss over X (n, n_0) and the gradients of it: grads like params, input_grad        \
+       (n, n_0) = dL/dX when not NULL. n <= the workspace's batch. */                           \
+    int fm_loss_grad_##SFX(const fm_net *net, const T *params, T *grads, void *work,           \
+                           const T *X, fm_targets targets, int n, double *loss, T *input_grad); \
+    /* Sums of per-sample loss and per-sample accuracy over X (n, n_0), in blocks of batch_cap \
+       rows; accuracy is NaN-free and 0 for losses without one (mse). */                        \
+    int fm_evaluate_##SFX(const fm_net *net, const T *params, void *work, int batch_cap,        \
+                          const T *X, fm_targets targets, int64_t n, double *loss_sum,          \
+                          double *correct_sum);                                                 \
+    /* Runs n_steps training steps. Step s uses the samples order[start + s*batch_size ...]    \
+       (the last batch of an epoch may be short: it ends at n). Writes each step's mean loss   \
+       and accuracy to step_loss/step_correct (n_steps,), the number of completed steps to     \
+       *steps_done. Stops with FM_ERR_NONFINITE_LOSS before updating on a non-finite loss. */   \
+    int fm_train_##SFX(const fm_net *net, T *params, T *grads, void *work, int batch_size,     \
+                       const T *X, fm_targets targets, int64_t n, const int64_t *order,         \
+                       int64_t start, int n_steps, const fm_optimizer *opt, double *step_loss,  \
+                       double *step_correct, int *steps_done);
+
+FM_DECLARE(float, f32)
+FM_DECLARE(double, f64)
+#undef FM_DECLARE
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FASTMLP_H */

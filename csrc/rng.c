@@ -1,0 +1,42 @@
+/* rng.c — the engine's seeded random numbers: xoshiro256** (Blackman & Vigna),
+ * seeded by splitmix64, and a Fisher-Yates shuffle. fastmlp.reference.rng is the
+ * pure-Python twin; tests check they agree bit for bit. */
+#include "fastmlp.h"
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+void fm_rng_seed(uint64_t state[4], uint64_t seed) {
+    for (int i = 0; i < 4; i++) state[i] = splitmix64(&seed);
+}
+
+uint64_t fm_rng_next(uint64_t s[4]) {
+    const uint64_t result = rotl(s[1] * 5, 7) * 9;
+    const uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+uint64_t fm_rng_below(uint64_t state[4], uint64_t n) {
+    return (uint64_t)(((unsigned __int128)fm_rng_next(state) * n) >> 64);
+}
+
+void fm_shuffle(uint64_t state[4], int64_t *order, int64_t n) {
+    for (int64_t i = n - 1; i > 0; i--) {
+        const int64_t j = (int64_t)fm_rng_below(state, (uint64_t)i + 1);
+        const int64_t tmp = order[i];
+        order[i] = order[j];
+        order[j] = tmp;
+    }
+}

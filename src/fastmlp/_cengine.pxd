@@ -1,0 +1,78 @@
+# Declarations of the C engine's public API (csrc/fastmlp.h).
+from libc.stdint cimport int32_t, int64_t, uint64_t
+
+
+cdef extern from "fastmlp.h" nogil:
+    enum:
+        FM_MAX_LAYERS
+    enum:
+        FM_OK
+        FM_ERR_NONFINITE_LOSS
+        FM_ERR_BAD_ARGUMENT
+    enum:
+        FM_OPT_SGD
+
+    ctypedef struct fm_net:
+        int n_layers
+        int sizes[FM_MAX_LAYERS + 1]
+        int act[FM_MAX_LAYERS]
+        double leaky_slope
+        int loss
+        int n_threads
+
+    ctypedef struct fm_targets:
+        const int32_t *labels
+        const void *dense
+
+    ctypedef struct fm_optimizer:
+        int kind
+        double lr
+
+    size_t fm_param_count(const fm_net *net)
+    size_t fm_weight_offset(const fm_net *net, int layer)
+    size_t fm_bias_offset(const fm_net *net, int layer)
+    size_t fm_workspace_bytes(const fm_net *net, int batch, size_t real_size)
+
+    void fm_rng_seed(uint64_t state[4], uint64_t seed)
+    uint64_t fm_rng_next(uint64_t state[4])
+    void fm_shuffle(uint64_t state[4], int64_t *order, int64_t n)
+
+    int fm_predict_f32(const fm_net *net, const float *params, void *work, int batch_cap,
+                       const float *X, int64_t n, float *out)
+    int fm_predict_f64(const fm_net *net, const double *params, void *work, int batch_cap,
+                       const double *X, int64_t n, double *out)
+    int fm_loss_grad_f32(const fm_net *net, const float *params, float *grads, void *work,
+                         const float *X, fm_targets targets, int n, double *loss,
+                         float *input_grad)
+    int fm_loss_grad_f64(const fm_net *net, const double *params, double *grads, void *work,
+                         const double *X, fm_targets targets, int n, double *loss,
+                         double *input_grad)
+    int fm_evaluate_f32(const fm_net *net, const float *params, void *work, int batch_cap,
+                        const float *X, fm_targets targets, int64_t n, double *loss_sum,
+                        double *correct_sum)
+    int fm_evaluate_f64(const fm_net *net, const double *params, void *work, int batch_cap,
+                        const double *X, fm_targets targets, int64_t n, double *loss_sum,
+                        double *correct_sum)
+    int fm_train_f32(const fm_net *net, float *params, float *grads, void *work, int batch_size,
+                     const float *X, fm_targets targets, int64_t n, const int64_t *order,
+                     int64_t start, int n_steps, const fm_optimizer *opt, double *step_loss,
+                     double *step_correct, int *steps_done)
+    int fm_train_f64(const fm_net *net, double *params, double *grads, void *work,
+                     int batch_size, const double *X, fm_targets targets, int64_t n,
+                     const int64_t *order, int64_t start, int n_steps, const fm_optimizer *opt,
+                     double *step_loss, double *step_correct, int *steps_done)
+
+
+cdef extern from *:
+    """
+    #ifdef FASTMLP_HAVE_OPENMP
+    #include <omp.h>
+    static int fm_max_threads(void) { return omp_get_max_threads(); }
+    static int fm_have_openmp(void) { return 1; }
+    #else
+    static int fm_max_threads(void) { return 1; }
+    static int fm_have_openmp(void) { return 0; }
+    #endif
+    """
+    int fm_max_threads() nogil
+    int fm_have_openmp() nogil

@@ -1,0 +1,18 @@
+"""Exceptions raised by fastmlp."""
+
+from __future__ import annotations
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The training loss became NaN or infinite.
+
+    The model keeps the last weights known to give a finite loss (those at the
+    start of the chunk of steps in which the loss diverged). ``history`` holds the
+    epochs completed before; ``epoch`` and ``step`` locate the divergence.
+    """
+
+    def __init__(self, message: str, *, history: object, epoch: int, step: int):
+        super().__init__(message)
+        self.history = history
+        self.epoch = epoch
+        self.step = step

@@ -1,0 +1,132 @@
+"""The maths of an MLP in plain NumPy, one function per idea.
+
+Shapes: X (n, n_0); W_l (n_l, n_{l+1}); b_l (n_{l+1},); Z (n, K) are the logits.
+Losses are computed in float64 and return per-sample values whose mean is the
+PyTorch ``reduction='mean'`` loss (for the elementwise losses a sample's value is
+the mean over its K outputs).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+# -- activations --------------------------------------------------------------------------------
+def activation(name: str, z: np.ndarray, slope: float) -> np.ndarray:
+    if name == "identity":
+        return z
+    if name == "sigmoid":
+        return sigmoid(z)
+    if name == "tanh":
+        return np.tanh(z)
+    if name == "relu":
+        return np.where(z > 0, z, 0).astype(z.dtype)
+    if name == "leaky_relu":
+        return np.where(z > 0, z, z.dtype.type(slope) * z)
+    raise ValueError(name)
+
+
+def activation_derivative(name: str, a: np.ndarray, slope: float) -> np.ndarray:
+    """f'(z) written with the output a = f(z); relu'(0) = 0, leaky_relu'(0) = slope."""
+    one = a.dtype.type(1)
+    if name == "identity":
+        return np.ones_like(a)
+    if name == "sigmoid":
+        return a * (one - a)
+    if name == "tanh":
+        return one - a * a
+    if name == "relu":
+        return (a > 0).astype(a.dtype)
+    if name == "leaky_relu":
+        return np.where(a > 0, one, a.dtype.type(slope))
+    raise ValueError(name)
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-z)) without overflow."""
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype)
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    m = z.max(axis=1, keepdims=True)
+    return z - (m + np.log(np.exp(z - m).sum(axis=1, keepdims=True)))
+
+
+def output_activation(loss: str, z: np.ndarray) -> np.ndarray:
+    if loss == "cross_entropy":
+        return np.exp(log_softmax(z.astype(np.float64))).astype(z.dtype)
+    if loss == "binary_cross_entropy":
+        return sigmoid(z.astype(np.float64)).astype(z.dtype)
+    return z.copy()
+
+
+# -- forward / backward -----------------------------------------------------------------------
+def forward(Ws, bs, activations, slope, X) -> list[np.ndarray]:
+    """Activations of every layer: [X, A_1, ..., A_{L-1}, Z] (Z = logits, no activation)."""
+    outs = [X]
+    for l, (W, b) in enumerate(zip(Ws, bs)):
+        z = outs[-1] @ W + b
+        outs.append(activation(activations[l], z, slope) if l < len(Ws) - 1 else z)
+    return outs
+
+
+def backward(Ws, activations, slope, outs, delta):
+    """Gradients from delta = dLoss/dZ: returns dWs, dbs and dX = dLoss/dX."""
+    dWs, dbs = [None] * len(Ws), [None] * len(Ws)
+    for l in range(len(Ws) - 1, -1, -1):
+        dWs[l] = outs[l].T @ delta
+        dbs[l] = delta.sum(axis=0)
+        delta = delta @ Ws[l].T
+        if l > 0:
+            delta = delta * activation_derivative(activations[l - 1], outs[l], slope)
+    return dWs, dbs, delta
+
+
+def sgd_step(params: list[np.ndarray], grads: list[np.ndarray], lr: float) -> None:
+    """p <- p - lr * g, in place."""
+    for p, g in zip(params, grads):
+        p -= p.dtype.type(lr) * g
+
+
+# -- losses ------------------------------------------------------------------------------------
+def loss_terms(loss: str, Z: np.ndarray, labels, dense):
+    """Per-sample loss (n,), per-sample accuracy (n,) and delta = d(mean loss)/dZ (n, K)."""
+    z = Z.astype(np.float64)
+    n, K = z.shape
+    t = None if dense is None else dense.astype(np.float64)
+    if loss == "cross_entropy":
+        logp = log_softmax(z)
+        if t is None:
+            t = np.eye(K)[labels]
+            correct = z.argmax(axis=1) == labels
+        else:
+            correct = z.argmax(axis=1) == t.argmax(axis=1)
+        per_sample = -(t * logp).sum(axis=1)
+        delta = (np.exp(logp) * t.sum(axis=1, keepdims=True) - t) / n
+    elif loss == "binary_cross_entropy":
+        elem = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+        per_sample = elem.mean(axis=1)
+        correct = ((z > 0) == (t > 0.5)).mean(axis=1)
+        delta = (sigmoid(z) - t) / (n * K)
+    elif loss == "mse":
+        per_sample = ((z - t) ** 2).mean(axis=1)
+        correct = np.zeros(n)
+        delta = 2 * (z - t) / (n * K)
+    elif loss == "hinge":
+        margin = 1 - t * z
+        per_sample = np.maximum(margin, 0).mean(axis=1)
+        correct = ((z > 0) == (t > 0)).mean(axis=1)
+        delta = np.where(margin > 0, -t, 0) / (n * K)
+    elif loss == "multi_hinge":
+        rows = np.arange(n)
+        margin = 1 - z[rows, labels][:, None] + z
+        margin[rows, labels] = 0
+        active = margin > 0
+        per_sample = np.where(active, margin, 0).sum(axis=1) / K
+        correct = z.argmax(axis=1) == labels
+        delta = active / (n * K)
+        delta[rows, labels] = -active.sum(axis=1) / (n * K)
+    else:
+        raise ValueError(loss)
+    return per_sample, correct.astype(np.float64), delta.astype(Z.dtype)

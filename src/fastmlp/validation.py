@@ -1,0 +1,79 @@
+"""Input checks shared by the models: every problem becomes a ValueError or
+TypeError that names it, before anything reaches the engine."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_dtype(dtype: object) -> np.dtype:
+    """float32 or float64, given as a name, type or dtype."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"dtype must be 'float32' or 'float64', got {dt}")
+    return dt
+
+
+def check_features(X: object, n_features: int, dtype: np.dtype, name: str = "X") -> np.ndarray:
+    """A finite (n, n_features) array of `dtype`, C-contiguous (copied only if needed).
+
+    Accepts any layout (Fortran-ordered, strided, read-only) and bool, integer,
+    float32 or float64 values; rejects float16, complex, object and string data.
+    """
+    try:
+        arr = np.asarray(X)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} could not be converted to an array: {exc}") from None
+    if arr.dtype.kind not in "biuf" or arr.dtype == np.float16:
+        raise TypeError(
+            f"{name} must hold numbers (bool, integer, float32 or float64), got dtype {arr.dtype}"
+        )
+    if arr.ndim != 2:
+        hint = " (use X.reshape(-1, 1) for one feature)" if arr.ndim == 1 else ""
+        raise ValueError(
+            f"{name} must be 2-D (n_samples, {n_features}); got shape {arr.shape}{hint}"
+        )
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 samples)")
+    if arr.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {arr.shape[1]} features but the network expects {n_features}"
+        )
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(out).all():
+        bad = "NaN" if np.isnan(out).any() else "infinity"
+        src = " (after conversion to " + str(dtype) + ")" if arr.dtype != dtype else ""
+        raise ValueError(f"{name} contains {bad}{src}")
+    return out
+
+
+def check_int(value: object, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_float(
+    value: object, name: str, *, positive: bool = False, low: float | None = None,
+    high: float | None = None,
+) -> float:
+    """A finite real number, optionally > 0 or within [low, high)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v}")
+    if positive and v <= 0:
+        raise ValueError(f"{name} must be > 0, got {v}")
+    if low is not None and v < low or high is not None and v >= high:
+        raise ValueError(f"{name} must lie in [{low}, {high}), got {v}")
+    return v
