@@ -101,7 +101,11 @@ def prepare_targets(
     elif loss.name == "hinge":
         if not np.isin(y, (-1, 1)).all():
             raise ValueError("hinge targets must be -1 or +1 (map 0/1 labels with 2*y - 1)")
-    return None, np.ascontiguousarray(y, dtype=dtype)
+    with np.errstate(over="ignore"):
+        dense = np.ascontiguousarray(y, dtype=dtype)
+    if not np.isfinite(dense).all():
+        raise ValueError(f"y has values too large for {np.dtype(dtype).name}")
+    return None, dense
 
 
 def _labels(loss: Loss, y: np.ndarray, n_outputs: int) -> np.ndarray:

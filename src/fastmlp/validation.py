@@ -46,7 +46,8 @@ def check_features(X: object, n_features: int, dtype: np.dtype, name: str = "X")
         raise ValueError(
             f"{name} has {arr.shape[1]} features but the network expects {n_features}"
         )
-    out = np.ascontiguousarray(arr, dtype=dtype)
+    with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+        out = np.ascontiguousarray(arr, dtype=dtype)
     if not np.isfinite(out).all():
         bad = "NaN" if np.isnan(out).any() else "infinity"
         src = " (after conversion to " + str(dtype) + ")" if arr.dtype != dtype else ""

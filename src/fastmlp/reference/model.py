@@ -46,6 +46,11 @@ class MLP(BaseMLP):
         pass
 
     def _backend_train(self, X, labels, dense, order, start, n_steps, batch_size, lr):
+        # a diverging run overflows on its way to the non-finite loss the caller reports
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._train(X, labels, dense, order, start, n_steps, batch_size, lr)
+
+    def _train(self, X, labels, dense, order, start, n_steps, batch_size, lr):
         step_loss = np.zeros(n_steps)
         step_correct = np.zeros(n_steps)
         for s in range(n_steps):

@@ -1,0 +1,47 @@
+"""Shared helpers: problems for every loss, and the two implementations under test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastmlp
+import fastmlp.reference
+
+IMPLEMENTATIONS = {"engine": fastmlp.MLP, "reference": fastmlp.reference.MLP}
+ACTIVATIONS = ["identity", "sigmoid", "tanh", "relu", "leaky_relu"]
+LOSSES = ["cross_entropy", "binary_cross_entropy", "mse", "hinge", "multi_hinge"]
+
+
+def make_targets(loss: str, n: int, K: int, rng: np.random.Generator, dense_ce: bool = False):
+    """Targets of the kind `loss` expects, for n samples and K outputs."""
+    if loss in ("cross_entropy", "multi_hinge") and not dense_ce:
+        return rng.integers(0, K, size=n)
+    if loss == "cross_entropy":  # probability targets
+        p = rng.random((n, K)) + 0.1
+        return p / p.sum(axis=1, keepdims=True)
+    if loss == "binary_cross_entropy":
+        return rng.integers(0, 2, size=(n, K)).astype(np.float64)
+    if loss == "hinge":
+        return rng.choice([-1.0, 1.0], size=(n, K))
+    return rng.normal(size=(n, K))  # mse
+
+
+def make_problem(loss: str, n: int, n_in: int, K: int, seed: int = 0, dense_ce: bool = False):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, n_in))
+    return X, make_targets(loss, n, K, rng, dense_ce)
+
+
+def relative_error(a, b) -> float:
+    """||a - b|| / (||a|| + ||b||) over lists of arrays (0 when both are 0)."""
+    a = np.concatenate([np.ravel(x) for x in a]).astype(np.float64)
+    b = np.concatenate([np.ravel(x) for x in b]).astype(np.float64)
+    denom = np.linalg.norm(a) + np.linalg.norm(b)
+    return 0.0 if denom == 0 else float(np.linalg.norm(a - b) / denom)
+
+
+@pytest.fixture(params=list(IMPLEMENTATIONS))
+def impl(request):
+    """Each test using it runs for the C engine and for the NumPy reference."""
+    return IMPLEMENTATIONS[request.param]

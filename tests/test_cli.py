@@ -1,0 +1,52 @@
+"""The command line, run as a user runs it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+EXE = shutil.which("fastmlp")
+
+
+def run(*args, env=None):
+    cmd = [EXE] if EXE else [sys.executable, "-m", "fastmlp.cli"]
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_train_on_the_embedded_subset_learns():
+    result = run("train", "--epochs", "2", "--hidden", "64", "--batch-size", "128", "--lr", "0.1")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "epoch 1/2" in out and "epoch 2/2" in out
+    accuracy = float(out.rsplit("test accuracy:", 1)[1].split()[0])
+    assert accuracy > 0.6  # 10 classes: chance is 0.1
+
+
+def test_train_on_a_csv_file_with_other_loss(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    path = tmp_path / "table.csv"
+    np.savetxt(path, np.column_stack([X, y]), delimiter=",", header="a,b,c,label", comments="")
+    result = run("train", "--data", str(path), "--loss", "hinge", "--hidden", "8",
+                 "--epochs", "30", "--lr", "0.1", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "epoch" not in result.stdout
+    assert float(result.stdout.split("test accuracy:")[1].split()[0]) > 0.85
+
+
+def test_help_and_errors():
+    assert run("--help").returncode == 0
+    helptext = run("train", "--help").stdout
+    for option in ("--hidden", "--activation", "--loss", "--init", "--epochs", "--batch-size",
+                   "--lr", "--data", "--seed", "--threads"):
+        assert option in helptext
+    bad = run("train", "--batch-size", "0", "--epochs", "1")
+    assert bad.returncode == 1 and "batch_size must be >= 1" in bad.stderr
+    missing = run("train", "--data", "/nonexistent/dir")
+    assert missing.returncode == 1 and "error" in missing.stderr
+    assert run().returncode == 2

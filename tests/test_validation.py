@@ -1,0 +1,179 @@
+"""Bad input gets a clear ValueError/TypeError naming the problem, for the engine and the
+reference alike, and leaves the model unchanged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp.errors import TrainingDivergedError
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(20, 4)).astype(np.float32), rng.integers(0, 3, size=20)
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        ({"layer_sizes": [4]}, ValueError, "2 to 65 entries"),
+        ({"layer_sizes": [4, 0, 3]}, ValueError, "every layer size must be >= 1"),
+        ({"layer_sizes": [4, 2.5, 3]}, TypeError, "must be an integer"),
+        ({"layer_sizes": "4,3"}, TypeError, "sequence of ints"),
+        ({"layer_sizes": [4] * 67}, ValueError, "2 to 65 entries"),
+        ({"activation": "swish"}, ValueError, "unknown activation 'swish'; choose one of"),
+        ({"activation": ["relu"]}, ValueError, "1 activations for 2 hidden layers"),
+        ({"loss": "nll"}, ValueError, "unknown loss 'nll'"),
+        ({"init": "orthogonal"}, ValueError, "unknown init 'orthogonal'"),
+        ({"init": "normal", "init_kwargs": {"sigma": 1}}, ValueError, "no parameter 'sigma'"),
+        ({"init": "normal", "init_kwargs": {"std": -1}}, ValueError, "std must be >= 0"),
+        ({"dtype": "float16"}, TypeError, "float32' or 'float64"),
+        ({"dtype": "int32"}, TypeError, "float32' or 'float64"),
+        ({"leaky_slope": 1.5}, ValueError, "leaky_slope must lie in"),
+        ({"seed": -1}, ValueError, "seed must be >= 0"),
+        ({"threads": 0}, ValueError, "threads must be >= 1"),
+        ({"bias_init": float("nan")}, ValueError, "bias_init must be finite"),
+    ],
+)
+def test_constructor_errors(impl, kwargs, exc, match):
+    args = {"layer_sizes": [4, 5, 5, 3], **kwargs}
+    with pytest.raises(exc, match=match):
+        impl(**args)
+
+
+def X_errors(X):
+    return [
+        (X[:, :3], ValueError, "X has 3 features but the network expects 4"),
+        (X[0], ValueError, "X must be 2-D"),
+        (X[:0], ValueError, "X is empty"),
+        (X.astype(np.float16), TypeError, "got dtype float16"),
+        (X.astype(np.complex64), TypeError, "got dtype complex64"),
+        (np.array([["a"] * 4] * 20), TypeError, "must hold numbers"),
+        (np.where(np.eye(20, 4) > 0, np.nan, X), ValueError, "X contains NaN"),
+        (np.where(np.eye(20, 4) > 0, np.inf, X), ValueError, "X contains infinity"),
+        (np.full((20, 4), 1e300), ValueError, r"infinity \(after conversion to float32\)"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(9))
+def test_bad_X_everywhere(impl, data, case):
+    X, y = data
+    bad, exc, match = X_errors(X)[case]
+    model = impl([4, 5, 3], seed=0)
+    before = model.weights
+    for call in (
+        lambda: model.predict(bad),
+        lambda: model.evaluate(bad, y[: len(bad)] if np.ndim(bad) == 2 else y),
+        lambda: model.loss_and_grad(bad, y[: len(bad)] if np.ndim(bad) == 2 else y),
+        lambda: model.fit(bad, y[: len(bad)] if np.ndim(bad) == 2 else y, epochs=1),
+    ):
+        with pytest.raises(exc, match=match):
+            call()
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.weights))
+
+
+@pytest.mark.parametrize(
+    "loss,y,exc,match",
+    [
+        ("cross_entropy", np.arange(20) % 4, ValueError, r"labels must lie in \[0, 3\)"),
+        ("cross_entropy", -(np.arange(20) % 2), ValueError, "found labels from -1"),
+        ("cross_entropy", np.full(20, 0.5), ValueError, "labels must be integers"),
+        ("cross_entropy", np.zeros(19, int), ValueError, "20 samples in X, 19 in y"),
+        ("cross_entropy", np.full(20, np.nan), ValueError, "y contains NaN"),
+        ("cross_entropy", np.array(["a"] * 20), TypeError, "y must hold numbers"),
+        ("cross_entropy", np.zeros((20, 2)), ValueError, "y has 2 columns but the network has 3"),
+        ("cross_entropy", np.full((20, 3), 2.0), ValueError, r"must lie in \[0, 1\]"),
+        ("cross_entropy", np.zeros((20, 3, 1)), ValueError, "y must be 1-D"),
+        ("multi_hinge", np.zeros((20, 3)), ValueError, "needs integer class labels"),
+        ("mse", np.zeros(20), ValueError, r"give targets of shape \(n, 3\)"),
+        ("hinge", np.zeros((20, 3)), ValueError, "hinge targets must be -1 or \\+1"),
+        ("binary_cross_entropy", np.full((20, 3), 3.0), ValueError, r"lie in \[0, 1\]"),
+    ],
+)
+def test_bad_targets(impl, data, loss, y, exc, match):
+    X, _ = data
+    model = impl([4, 5, 3], loss=loss, seed=0)
+    with pytest.raises(exc, match=match):
+        model.fit(X, y, epochs=1)
+    with pytest.raises(exc, match=match):
+        model.loss_and_grad(X, y)
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
+        ({"batch_size": -3}, ValueError, "batch_size must be >= 1"),
+        ({"batch_size": 2.0}, TypeError, "batch_size must be an integer"),
+        ({"epochs": 0}, ValueError, "epochs must be >= 1"),
+        ({"lr": 0.0}, ValueError, "lr must be > 0"),
+        ({"lr": -0.1}, ValueError, "lr must be > 0"),
+        ({"lr": float("inf")}, ValueError, "lr must be finite"),
+        ({"shuffle": "sometimes"}, ValueError, "shuffle must be"),
+        ({"validation_data": [1, 2, 3]}, TypeError, "validation_data must be a pair"),
+    ],
+)
+def test_bad_fit_arguments(impl, data, kwargs, exc, match):
+    X, y = data
+    with pytest.raises(exc, match=match):
+        impl([4, 5, 3], seed=0).fit(X, y, **kwargs)
+
+
+def test_bad_validation_data_is_named(impl, data):
+    X, y = data
+    with pytest.raises(ValueError, match="validation_data X has 2 features"):
+        impl([4, 5, 3], seed=0).fit(X, y, validation_data=(X[:, :2], y))
+
+
+def test_set_params_checks(impl):
+    model = impl([4, 5, 3], seed=0)
+    Ws, bs = model.get_params()
+    with pytest.raises(ValueError, match="expected 2 weight matrices"):
+        model.set_params(Ws[:1], bs)
+    with pytest.raises(ValueError, match=r"weights\[1\] must have shape \(5, 3\)"):
+        model.set_params([Ws[0], Ws[1].T], bs)
+    with pytest.raises(ValueError, match=r"biases\[0\] must have shape \(5,\)"):
+        model.set_params(Ws, [bs[0][:4], bs[1]])
+    with pytest.raises(TypeError, match=r"weights\[0\] must be a float32/float64"):
+        model.set_params([Ws[0].astype(np.float16), Ws[1]], bs)
+    with pytest.raises(ValueError, match=r"biases\[1\] contains NaN"):
+        model.set_params(Ws, [bs[0], np.full(3, np.nan)])
+    assert all(np.array_equal(a, b) for a, b in zip(Ws, model.weights))
+    new = [W + 1 for W in Ws]
+    model.set_params(new, bs)  # copies in: later edits of `new` do not leak into the model
+    new[0][:] = 0
+    assert np.array_equal(model.weights[0], Ws[0] + 1)
+    assert model.weights[0].dtype == np.float32
+
+
+def test_weights_are_copies(impl):
+    model = impl([3, 2], seed=0)
+    model.weights[0][:] = 99
+    assert not np.any(model.weights[0] == 99)
+
+
+def test_diverging_run_raises_and_keeps_finite_weights(impl):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 4)) * 100
+    y = rng.normal(size=(64, 1)) * 1e3
+    model = impl([4, 16, 1], loss="mse", activation="relu", seed=0)
+    with pytest.raises(TrainingDivergedError, match="training diverged at epoch 1, step") as err:
+        model.fit(X, y, epochs=5, batch_size=4, lr=10.0)
+    assert err.value.epoch == 1 and err.value.step >= 1
+    assert all(np.isfinite(W).all() for W in model.weights + model.biases)
+    assert np.isfinite(model.evaluate(X, y)["loss"])
+
+
+def test_mse_has_no_accuracy_or_labels(impl, data):
+    X, _ = data
+    model = impl([4, 2], loss="mse", seed=0)
+    y = np.zeros((20, 2))
+    assert model.evaluate(X, y)["accuracy"] is None
+    assert model.fit(X, y, epochs=1).accuracy == [None]
+    with pytest.raises(ValueError, match="mse has no accuracy"):
+        model.score(X, y)
+    with pytest.raises(ValueError, match="mse has no class labels"):
+        model.predict_labels(X)
