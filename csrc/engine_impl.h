@@ -136,11 +136,14 @@ static void FN(gather)(real *Xb, const real *X, const int64_t *idx, int B, int I
 
 int FN(fm_train)(const fm_net *net, real *params, real *grads, void *work, int batch_size,
                  const real *X, fm_targets targets, int64_t n, const int64_t *order,
-                 int64_t start, int n_steps, const fm_optimizer *opt, double *step_loss,
-                 double *step_correct, int *steps_done) {
+                 int64_t start, int n_steps, const double *lr, fm_optimizer *opt,
+                 const fm_clip *clip, double *step_loss, double *step_correct,
+                 int *steps_done) {
     *steps_done = 0;
-    if (!net_ok(net) || batch_size < 1 || start < 0 || opt->kind != FM_OPT_SGD)
+    if (!net_ok(net) || batch_size < 1 || start < 0 || opt->kind < FM_OPT_SGD ||
+        opt->kind > FM_OPT_DELTA_BAR_DELTA)
         return FM_ERR_BAD_ARGUMENT;
+    const int clipping = clip->max_norm > 0 || clip->max_value > 0;
     FN(fm_ws) ws;
     FN(ws_carve)(&ws, net, work, batch_size);
     const int L = net->n_layers, I = net->sizes[0], K = net->sizes[L];
@@ -159,7 +162,10 @@ int FN(fm_train)(const fm_net *net, real *params, real *grads, void *work, int b
         step_correct[s] = c / B;
         if (!isfinite(l)) return FM_ERR_NONFINITE_LOSS;
         FN(backward)(net, params, grads, &ws, ws.act[0], B, NULL);
-        FN(fm_sgd)(params, grads, n_params, opt->lr, net->n_threads);
+        if (clipping && !isfinite(FN(fm_clip_grads)(grads, n_params, clip, net->n_threads)) &&
+            clip->error_if_nonfinite)
+            return FM_ERR_NONFINITE_GRAD;
+        FN(fm_optimizer_step)(opt, params, grads, n_params, lr[s], net->n_threads);
         *steps_done = s + 1;
     }
     return FM_OK;

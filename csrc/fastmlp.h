@@ -46,10 +46,26 @@ typedef enum {
 typedef enum {
     FM_OK = 0,
     FM_ERR_NONFINITE_LOSS = 1, /* a batch loss was NaN or inf; no update was applied for it */
-    FM_ERR_BAD_ARGUMENT = 2    /* a size or code the boundary should have rejected */
+    FM_ERR_BAD_ARGUMENT = 2,   /* a size or code the boundary should have rejected */
+    FM_ERR_NONFINITE_GRAD = 3  /* the global gradient norm was NaN or inf (clipping asked to
+                                  stop); no update was applied for that step */
 } fm_status;
 
-typedef enum { FM_OPT_SGD = 0 } fm_optimizer_kind;
+/* Update rules; each follows the torch.optim optimizer of the same name. */
+typedef enum {
+    FM_OPT_SGD = 0,      /* momentum, dampening, nesterov, weight_decay */
+    FM_OPT_ADAGRAD = 1,  /* lr_decay, weight_decay, eps; state: sum */
+    FM_OPT_ADADELTA = 2, /* rho, eps, weight_decay; state: square_avg, acc_delta */
+    FM_OPT_RMSPROP = 3,  /* alpha, eps, weight_decay, momentum, centered;
+                            state: square_avg, momentum_buffer, grad_avg */
+    FM_OPT_ADAM = 4,     /* beta1, beta2, eps, weight_decay (L2), amsgrad;
+                            state: exp_avg, exp_avg_sq, max_exp_avg_sq */
+    FM_OPT_ADAMW = 5,    /* as Adam, decoupled weight decay */
+    FM_OPT_RPROP = 6,    /* etaminus, etaplus, step_min, step_max; state: prev, step_size */
+    FM_OPT_DELTA_BAR_DELTA = 7 /* kappa, phi, theta, weight_decay; state: rate, bar_delta */
+} fm_optimizer_kind;
+
+#define FM_OPT_MAX_SLOTS 3
 
 /* The network's shape; copied by value, holds no pointers. */
 typedef struct {
@@ -69,11 +85,28 @@ typedef struct {
     const void *dense;
 } fm_targets;
 
-/* The update rule applied after each step's backward pass. */
+/* An update rule, its hyper-parameters and its state. The state is
+ * FM_OPT_MAX_SLOTS caller-owned arrays ("slots") shaped like the parameters, in the
+ * order listed under fm_optimizer_kind; the caller initializes them (zeros, except
+ * Adagrad's sum = initial_accumulator_value, Rprop's step_size = lr, and
+ * DeltaBarDelta's rate = lr) and they are valid for the length of one call. */
 typedef struct {
     int kind; /* fm_optimizer_kind */
-    double lr;
+    double momentum, dampening, weight_decay, eps;
+    double alpha, rho, beta1, beta2, lr_decay;
+    double etaminus, etaplus, step_min, step_max;
+    double kappa, phi, theta;
+    int nesterov, centered, amsgrad;
+    int64_t step; /* updates applied so far; each update increments it first */
+    void *slot[FM_OPT_MAX_SLOTS];
 } fm_optimizer;
+
+/* Gradient clipping applied before each update (torch.nn.utils semantics). */
+typedef struct {
+    double max_norm;  /* > 0: scale grads by max_norm / (norm + 1e-6) when norm > max_norm */
+    double max_value; /* > 0: clamp every gradient to [-max_value, max_value] (after the norm) */
+    int error_if_nonfinite; /* a NaN/inf norm stops training with FM_ERR_NONFINITE_GRAD */
+} fm_clip;
 
 size_t fm_param_count(const fm_net *net);
 /* Offsets (in elements) of W_l and b_l inside params. */
@@ -105,13 +138,21 @@ void fm_shuffle(uint64_t state[4], int64_t *order, int64_t n);
                           const T *X, fm_targets targets, int64_t n, double *loss_sum,          \
                           double *correct_sum);                                                 \
     /* Runs n_steps training steps. Step s uses the samples order[start + s*batch_size ...]    \
-       (the last batch of an epoch may be short: it ends at n). Writes each step's mean loss   \
-       and accuracy to step_loss/step_correct (n_steps,), the number of completed steps to     \
-       *steps_done. Stops with FM_ERR_NONFINITE_LOSS before updating on a non-finite loss. */   \
+       (the last batch of an epoch may be short: it ends at n) and learning rate lr[s].        \
+       Writes each step's mean loss and accuracy to step_loss/step_correct (n_steps,), the     \
+       number of completed steps to *steps_done. Stops with FM_ERR_NONFINITE_LOSS before       \
+       updating on a non-finite loss. */                                                        \
     int fm_train_##SFX(const fm_net *net, T *params, T *grads, void *work, int batch_size,     \
                        const T *X, fm_targets targets, int64_t n, const int64_t *order,         \
-                       int64_t start, int n_steps, const fm_optimizer *opt, double *step_loss,  \
-                       double *step_correct, int *steps_done);
+                       int64_t start, int n_steps, const double *lr, fm_optimizer *opt,         \
+                       const fm_clip *clip, double *step_loss, double *step_correct,            \
+                       int *steps_done);                                                        \
+    /* One update of p (n) from g (n) with rate lr; increments opt->step first. */             \
+    void fm_optimizer_step_##SFX(fm_optimizer *opt, T *p, const T *g, size_t n, double lr,     \
+                                 int n_threads);                                                \
+    /* Clip g (n) in place as `clip` says; returns the global norm before clipping (NaN/inf    \
+       when the gradient is not finite; then g is left unchanged if error_if_nonfinite). */     \
+    double fm_clip_grads_##SFX(T *g, size_t n, const fm_clip *clip, int n_threads);
 
 FM_DECLARE(float, f32)
 FM_DECLARE(double, f64)

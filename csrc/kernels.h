@@ -33,8 +33,8 @@
                        fm_targets targets, const int64_t *idx, int B, int K, int loss);        \
     /* Y (B, K) <- the loss's output activation of logits Y, in place */                       \
     void fm_output_activation_##SFX(T *Y, int B, int K, int loss);                             \
-    /* p (n) -= lr * g (n) */                                                                   \
-    void fm_sgd_##SFX(T *p, const T *g, size_t n, double lr, int nt);
+    /* sum of squares of g (n) in double, summed over fixed blocks: thread-count independent */ \
+    double fm_sum_squares_##SFX(const T *g, size_t n, int nt);
 
 FM_KERNELS(float, f32)
 FM_KERNELS(double, f64)

@@ -1,15 +1,28 @@
-/* optim.c — in-place parameter updates. Elementwise, so any split over threads
- * gives the same result. */
+/* optim.c — in-place optimizer updates and gradient clipping.
+ *
+ * Each rule follows the update written in the torch.optim documentation of the
+ * optimizer with the same name (single-tensor path, maximize=False), computed in
+ * the parameters' precision; DeltaBarDelta follows Jacobs (1988). Updates are
+ * elementwise, so any split over threads gives the same result; the clipping norm
+ * is summed over a fixed set of blocks for the same reason. */
+#include <math.h>
+
 #include "kernels.h"
+
+#define FM_NORM_BLOCKS 64 /* fixed partition of the squared-norm reduction */
 
 #define real float
 #define FN(name) name##_f32
+#define SQRT sqrtf
 #include "optim_impl.h"
 #undef real
 #undef FN
+#undef SQRT
 
 #define real double
 #define FN(name) name##_f64
+#define SQRT sqrt
 #include "optim_impl.h"
 #undef real
 #undef FN
+#undef SQRT

@@ -1,9 +1,160 @@
-/* Template: included by optim.c with `real` and FN() defined. */
+/* Template: included by optim.c with `real`, FN() and SQRT defined. */
 
-/* p (n) -= lr * g (n) */
-void FN(fm_sgd)(real *p, const real *g, size_t n, double lr, int nt) {
-    const real a = (real)lr;
-    const int par = nt > 1 && n >= (size_t)FM_PARALLEL_MIN_WORK;
-#pragma omp parallel for schedule(static) num_threads(nt) if (par)
-    for (size_t i = 0; i < n; i++) p[i] -= a * g[i];
+/* Parallel elementwise loop over i in [0, n) when n is large enough. */
+#define FM_EACH(n, nt) \
+    _Pragma("omp parallel for schedule(static) num_threads(nt) if (nt > 1 && n >= FM_PARALLEL_MIN_WORK)") \
+    for (size_t i = 0; i < n; i++)
+
+void FN(fm_optimizer_step)(fm_optimizer *o, real *p, const real *g, size_t n, double lr_,
+                           int nt) {
+    const int64_t t = ++o->step;
+    real *s0 = (real *)o->slot[0], *s1 = (real *)o->slot[1], *s2 = (real *)o->slot[2];
+    const real lr = (real)lr_, wd = (real)o->weight_decay, eps = (real)o->eps;
+    switch (o->kind) {
+    case FM_OPT_SGD: {
+        const real mu = (real)o->momentum, damp = (real)(1 - o->dampening);
+        const int nesterov = o->nesterov, first = t == 1;
+        if (o->momentum == 0) {
+            FM_EACH(n, nt) p[i] -= lr * (g[i] + wd * p[i]);
+        } else {
+            FM_EACH(n, nt) {
+                const real gi = g[i] + wd * p[i];
+                const real b = first ? gi : mu * s0[i] + damp * gi;
+                s0[i] = b;
+                p[i] -= lr * (nesterov ? gi + mu * b : b);
+            }
+        }
+        break;
+    }
+    case FM_OPT_ADAGRAD: {
+        const real clr = (real)(lr_ / (1 + (double)(t - 1) * o->lr_decay));
+        FM_EACH(n, nt) {
+            const real gi = g[i] + wd * p[i];
+            s0[i] += gi * gi;
+            p[i] -= clr * gi / (SQRT(s0[i]) + eps);
+        }
+        break;
+    }
+    case FM_OPT_ADADELTA: {
+        const real rho = (real)o->rho, one_rho = (real)(1 - o->rho);
+        FM_EACH(n, nt) {
+            const real gi = g[i] + wd * p[i];
+            s0[i] = s0[i] * rho + one_rho * gi * gi;
+            const real delta = SQRT(s1[i] + eps) / SQRT(s0[i] + eps) * gi;
+            s1[i] = s1[i] * rho + one_rho * delta * delta;
+            p[i] -= lr * delta;
+        }
+        break;
+    }
+    case FM_OPT_RMSPROP: {
+        const real alpha = (real)o->alpha, one_alpha = (real)(1 - o->alpha);
+        const real mu = (real)o->momentum;
+        const int centered = o->centered, momentum = o->momentum > 0;
+        FM_EACH(n, nt) {
+            const real gi = g[i] + wd * p[i];
+            s0[i] = s0[i] * alpha + one_alpha * gi * gi;
+            real avg;
+            if (centered) {
+                s2[i] += one_alpha * (gi - s2[i]);
+                avg = SQRT(s0[i] - s2[i] * s2[i]) + eps;
+            } else {
+                avg = SQRT(s0[i]) + eps;
+            }
+            if (momentum) {
+                s1[i] = s1[i] * mu + gi / avg;
+                p[i] -= lr * s1[i];
+            } else {
+                p[i] -= lr * (gi / avg);
+            }
+        }
+        break;
+    }
+    case FM_OPT_ADAM:
+    case FM_OPT_ADAMW: {
+        const int decoupled = o->kind == FM_OPT_ADAMW, amsgrad = o->amsgrad;
+        const real b1c = (real)(1 - o->beta1), b2 = (real)o->beta2, b2c = (real)(1 - o->beta2);
+        const real step_size = (real)(lr_ / (1 - pow(o->beta1, (double)t)));
+        const real bc2_sqrt = (real)sqrt(1 - pow(o->beta2, (double)t));
+        const real decay = (real)(1 - lr_ * o->weight_decay), l2 = decoupled ? 0 : wd;
+        FM_EACH(n, nt) {
+            if (decoupled) p[i] *= decay;
+            const real gi = g[i] + l2 * p[i];
+            s0[i] += b1c * (gi - s0[i]);
+            s1[i] = s1[i] * b2 + b2c * gi * gi;
+            real v = s1[i];
+            if (amsgrad) {
+                s2[i] = s2[i] > v ? s2[i] : v;
+                v = s2[i];
+            }
+            p[i] -= step_size * (s0[i] / (SQRT(v) / bc2_sqrt + eps));
+        }
+        break;
+    }
+    case FM_OPT_RPROP: {
+        const real up = (real)o->etaplus, down = (real)o->etaminus;
+        const real lo = (real)o->step_min, hi = (real)o->step_max;
+        FM_EACH(n, nt) {
+            real gi = g[i];
+            const real prod = gi * s0[i];
+            real step = s1[i] * (prod > 0 ? up : prod < 0 ? down : (real)1);
+            step = step < lo ? lo : step > hi ? hi : step;
+            s1[i] = step;
+            if (prod < 0) gi = 0;
+            p[i] -= (real)((gi > 0) - (gi < 0)) * step;
+            s0[i] = gi;
+        }
+        break;
+    }
+    case FM_OPT_DELTA_BAR_DELTA: {
+        const real kappa = (real)o->kappa, shrink = (real)(1 - o->phi);
+        const real theta = (real)o->theta, one_theta = (real)(1 - o->theta);
+        FM_EACH(n, nt) {
+            const real gi = g[i] + wd * p[i];
+            const real agree = s1[i] * gi;
+            if (agree > 0) s0[i] += kappa;
+            else if (agree < 0) s0[i] *= shrink;
+            p[i] -= s0[i] * gi;
+            s1[i] = one_theta * gi + theta * s1[i];
+        }
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+double FN(fm_sum_squares)(const real *g, size_t n, int nt) {
+    double part[FM_NORM_BLOCKS];
+    const size_t per = (n + FM_NORM_BLOCKS - 1) / FM_NORM_BLOCKS;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && n >= FM_PARALLEL_MIN_WORK)
+    for (int b = 0; b < FM_NORM_BLOCKS; b++) {
+        const size_t lo = b * per < n ? b * per : n, hi = lo + per < n ? lo + per : n;
+        double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        size_t i = lo;
+        for (; i + 8 <= hi; i += 8)
+            for (int k = 0; k < 8; k++) acc[k] += (double)g[i + k] * g[i + k];
+        for (; i < hi; i++) acc[0] += (double)g[i] * g[i];
+        part[b] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    }
+    double s = 0;
+    for (int b = 0; b < FM_NORM_BLOCKS; b++) s += part[b];
+    return s;
+}
+
+double FN(fm_clip_grads)(real *g, size_t n, const fm_clip *clip, int nt) {
+    double norm = 0;
+    if (clip->max_norm > 0) {
+        norm = sqrt(FN(fm_sum_squares)(g, n, nt));
+        if (!isfinite(norm) && clip->error_if_nonfinite) return norm;
+        const double coef = clip->max_norm / (norm + 1e-6);
+        if (coef < 1) {
+            const real c = (real)coef;
+            FM_EACH(n, nt) g[i] *= c;
+        }
+    }
+    if (clip->max_value > 0) {
+        const real v = (real)clip->max_value;
+        FM_EACH(n, nt) g[i] = g[i] > v ? v : g[i] < -v ? -v : g[i];
+    }
+    return norm;
 }

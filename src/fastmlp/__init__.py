@@ -8,7 +8,7 @@ every kernel is checked against.
 >>> model = fastmlp.MLP([784, 256, 128, 10], activation="relu", loss="cross_entropy")
 """
 
-from fastmlp import datasets
+from fastmlp import datasets, optim, schedules
 from fastmlp._engine import default_threads, have_openmp
 from fastmlp.errors import TrainingDivergedError
 from fastmlp.history import History
@@ -21,6 +21,8 @@ __all__ = [
     "History",
     "TrainingDivergedError",
     "datasets",
+    "optim",
+    "schedules",
     "default_threads",
     "have_openmp",
     "__version__",

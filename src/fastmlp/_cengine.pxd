@@ -6,11 +6,15 @@ cdef extern from "fastmlp.h" nogil:
     enum:
         FM_MAX_LAYERS
     enum:
+        FM_OPT_MAX_SLOTS
+    enum:
+        FM_OPT_SGD
+        FM_OPT_DELTA_BAR_DELTA
+    enum:
         FM_OK
         FM_ERR_NONFINITE_LOSS
         FM_ERR_BAD_ARGUMENT
-    enum:
-        FM_OPT_SGD
+        FM_ERR_NONFINITE_GRAD
 
     ctypedef struct fm_net:
         int n_layers
@@ -26,7 +30,18 @@ cdef extern from "fastmlp.h" nogil:
 
     ctypedef struct fm_optimizer:
         int kind
-        double lr
+        double momentum, dampening, weight_decay, eps
+        double alpha, rho, beta1, beta2, lr_decay
+        double etaminus, etaplus, step_min, step_max
+        double kappa, phi, theta
+        int nesterov, centered, amsgrad
+        int64_t step
+        void *slot[FM_OPT_MAX_SLOTS]
+
+    ctypedef struct fm_clip:
+        double max_norm
+        double max_value
+        int error_if_nonfinite
 
     size_t fm_param_count(const fm_net *net)
     size_t fm_weight_offset(const fm_net *net, int layer)
@@ -55,12 +70,18 @@ cdef extern from "fastmlp.h" nogil:
                         double *correct_sum)
     int fm_train_f32(const fm_net *net, float *params, float *grads, void *work, int batch_size,
                      const float *X, fm_targets targets, int64_t n, const int64_t *order,
-                     int64_t start, int n_steps, const fm_optimizer *opt, double *step_loss,
-                     double *step_correct, int *steps_done)
+                     int64_t start, int n_steps, const double *lr, fm_optimizer *opt,
+                     const fm_clip *clip, double *step_loss, double *step_correct,
+                     int *steps_done)
     int fm_train_f64(const fm_net *net, double *params, double *grads, void *work,
                      int batch_size, const double *X, fm_targets targets, int64_t n,
-                     const int64_t *order, int64_t start, int n_steps, const fm_optimizer *opt,
-                     double *step_loss, double *step_correct, int *steps_done)
+                     const int64_t *order, int64_t start, int n_steps, const double *lr,
+                     fm_optimizer *opt, const fm_clip *clip, double *step_loss,
+                     double *step_correct, int *steps_done)
+    void fm_optimizer_step_f32(fm_optimizer *opt, float *p, const float *g, size_t n, double lr,
+                               int n_threads)
+    void fm_optimizer_step_f64(fm_optimizer *opt, double *p, const double *g, size_t n,
+                               double lr, int n_threads)
 
 
 cdef extern from *:

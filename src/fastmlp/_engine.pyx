@@ -20,6 +20,7 @@ ctypedef fused real:
 
 STATUS_OK = FM_OK
 STATUS_NONFINITE_LOSS = FM_ERR_NONFINITE_LOSS
+STATUS_NONFINITE_GRAD = FM_ERR_NONFINITE_GRAD
 MAX_LAYERS = FM_MAX_LAYERS
 
 
@@ -212,8 +213,11 @@ cdef class Engine:
         return _evaluate(self, self.params, self._work, batch_cap, X, labels, dense)
 
     def train(self, X, labels, dense, order, int64_t start, int n_steps, int batch_size,
-              double lr):
-        """Run n_steps SGD steps; returns (status, steps_done, step_loss, step_correct)."""
+              lr, int kind, dict hyper, int64_t step, slots, clip):
+        """Run n_steps steps with learning rates lr (n_steps,), the update rule `kind` with
+        `hyper` (fm_optimizer field names) and state `slots` (3 arrays shaped like params,
+        or None), and clip = (max_norm, max_value, error_if_nonfinite).
+        Returns (status, steps_done, step_loss, step_correct, step)."""
         self._check_X(X)
         n = X.shape[0]
         self._check_targets(labels, dense, n)
@@ -223,14 +227,87 @@ cdef class Engine:
             raise ValueError("steps run past the end of the data")
         if batch_size > self._work_batch:
             raise ValueError("call reserve(batch_size) before train")
+        if lr.dtype != np.float64 or lr.shape != (n_steps,):
+            raise ValueError(f"lr must be float64 of shape ({n_steps},)")
+        _check_slots(slots, self.params)
         step_loss = np.zeros(n_steps, dtype=np.float64)
         step_correct = np.zeros(n_steps, dtype=np.float64)
         if n_steps == 0:
-            return FM_OK, 0, step_loss, step_correct
-        status, done = _train(self, self.params, self.grads, self._work, batch_size, X, labels,
-                              dense, order, start, n_steps, lr, step_loss, step_correct)
+            return FM_OK, 0, step_loss, step_correct, step
+        cdef fm_optimizer opt = _make_optimizer(kind, hyper, step)
+        cdef fm_clip c
+        c.max_norm, c.max_value, c.error_if_nonfinite = clip
+        if self.is_f64:
+            status, done, step = _train[double](
+                self, self.params, self.grads, self._work, batch_size, X, labels, dense, order,
+                start, n_steps, lr, &opt, &c, slots[0], slots[1], slots[2], step_loss,
+                step_correct)
+        else:
+            status, done, step = _train[float](
+                self, self.params, self.grads, self._work, batch_size, X, labels, dense, order,
+                start, n_steps, lr, &opt, &c, slots[0], slots[1], slots[2], step_loss,
+                step_correct)
         _check_status(status, "train")
-        return status, done, step_loss, step_correct
+        return status, done, step_loss, step_correct, step
+
+
+def _check_slots(slots, params):
+    if len(slots) != FM_OPT_MAX_SLOTS:
+        raise ValueError(f"expected {FM_OPT_MAX_SLOTS} optimizer slots")
+    for s in slots:
+        if s is not None and (s.dtype != params.dtype or s.shape != params.shape
+                              or not s.flags.c_contiguous):
+            raise ValueError(f"optimizer state must be {params.dtype} of shape {params.shape}")
+
+
+cdef fm_optimizer _make_optimizer(int kind, dict h, int64_t step) except *:
+    if not FM_OPT_SGD <= kind <= FM_OPT_DELTA_BAR_DELTA:
+        raise ValueError(f"unknown optimizer kind {kind}")
+    cdef fm_optimizer o
+    o.kind = kind
+    o.momentum = h.get("momentum", 0.0)
+    o.dampening = h.get("dampening", 0.0)
+    o.weight_decay = h.get("weight_decay", 0.0)
+    o.eps = h.get("eps", 0.0)
+    o.alpha = h.get("alpha", 0.0)
+    o.rho = h.get("rho", 0.0)
+    o.beta1 = h.get("beta1", 0.0)
+    o.beta2 = h.get("beta2", 0.0)
+    o.lr_decay = h.get("lr_decay", 0.0)
+    o.etaminus = h.get("etaminus", 0.0)
+    o.etaplus = h.get("etaplus", 0.0)
+    o.step_min = h.get("step_min", 0.0)
+    o.step_max = h.get("step_max", 0.0)
+    o.kappa = h.get("kappa", 0.0)
+    o.phi = h.get("phi", 0.0)
+    o.theta = h.get("theta", 0.0)
+    o.nesterov = h.get("nesterov", False)
+    o.centered = h.get("centered", False)
+    o.amsgrad = h.get("amsgrad", False)
+    o.step = step
+    for k in range(FM_OPT_MAX_SLOTS):
+        o.slot[k] = NULL
+    return o
+
+
+def optimizer_step(int kind, dict hyper, int64_t step, p, g, slots, double lr, int threads):
+    """One in-place update of the 1-D contiguous array p from g; returns the new step count."""
+    if p.ndim != 1 or not p.flags.c_contiguous or not p.flags.writeable:
+        raise ValueError("p must be a writeable contiguous 1-D array")
+    if g.shape != p.shape or g.dtype != p.dtype:
+        raise ValueError("g must match p in shape and dtype")
+    _check_slots(slots, p)
+    cdef fm_optimizer opt = _make_optimizer(kind, hyper, step)
+    if p.shape[0] == 0:
+        opt.step += 1
+        return opt.step
+    if p.dtype == np.float64:
+        _step[double](p, g, &opt, slots[0], slots[1], slots[2], lr, max(threads, 1))
+    elif p.dtype == np.float32:
+        _step[float](p, g, &opt, slots[0], slots[1], slots[2], lr, max(threads, 1))
+    else:
+        raise TypeError(f"optimizer arrays must be float32 or float64, got {p.dtype}")
+    return opt.step
 
 
 cdef fm_targets _targets(const int32_t[::1] labels, const void *dense):
@@ -287,22 +364,37 @@ def _evaluate(Engine e, const real[::1] params, unsigned char[::1] work, int cap
     return loss_sum, correct_sum
 
 
-def _train(Engine e, real[::1] params, real[::1] grads, unsigned char[::1] work, int batch_size,
-           const real[:, ::1] X, const int32_t[::1] labels, const real[:, ::1] dense,
-           const int64_t[::1] order, int64_t start, int n_steps, double lr,
-           double[::1] step_loss, double[::1] step_correct):
+cdef void _set_slots(fm_optimizer *opt, real[::1] s0, real[::1] s1, real[::1] s2):
+    opt.slot[0] = &s0[0] if s0 is not None else NULL
+    opt.slot[1] = &s1[0] if s1 is not None else NULL
+    opt.slot[2] = &s2[0] if s2 is not None else NULL
+
+
+cdef _train(Engine e, real[::1] params, real[::1] grads, unsigned char[::1] work,
+            int batch_size, const real[:, ::1] X, const int32_t[::1] labels,
+            const real[:, ::1] dense, const int64_t[::1] order, int64_t start, int n_steps,
+            const double[::1] lr, fm_optimizer *opt, const fm_clip *clip, real[::1] s0,
+            real[::1] s1, real[::1] s2, double[::1] step_loss, double[::1] step_correct):
     cdef int status, done = 0
-    cdef fm_optimizer opt
-    opt.kind = FM_OPT_SGD
-    opt.lr = lr
     cdef fm_targets t = _targets(labels, &dense[0, 0] if dense is not None else NULL)
+    _set_slots(opt, s0, s1, s2)
     with nogil:
         if real is float:
             status = fm_train_f32(&e.net, &params[0], &grads[0], &work[0], batch_size, &X[0, 0],
-                                  t, X.shape[0], &order[0], start, n_steps, &opt, &step_loss[0],
-                                  &step_correct[0], &done)
+                                  t, X.shape[0], &order[0], start, n_steps, &lr[0], opt, clip,
+                                  &step_loss[0], &step_correct[0], &done)
         else:
             status = fm_train_f64(&e.net, &params[0], &grads[0], &work[0], batch_size, &X[0, 0],
-                                  t, X.shape[0], &order[0], start, n_steps, &opt, &step_loss[0],
-                                  &step_correct[0], &done)
-    return status, done
+                                  t, X.shape[0], &order[0], start, n_steps, &lr[0], opt, clip,
+                                  &step_loss[0], &step_correct[0], &done)
+    return status, done, opt.step
+
+
+cdef _step(real[::1] p, const real[::1] g, fm_optimizer *opt, real[::1] s0, real[::1] s1,
+           real[::1] s2, double lr, int threads):
+    _set_slots(opt, s0, s1, s2)
+    with nogil:
+        if real is float:
+            fm_optimizer_step_f32(opt, &p[0], &g[0], p.shape[0], lr, threads)
+        else:
+            fm_optimizer_step_f64(opt, &p[0], &g[0], p.shape[0], lr, threads)

@@ -15,11 +15,14 @@ from fastmlp.errors import TrainingDivergedError
 from fastmlp.history import History
 from fastmlp.init import check_initializer, initialize
 from fastmlp.losses import get_loss, prepare_targets
+from fastmlp.optim import SGD, Optimizer
+from fastmlp.schedules import Constant, Schedule
 from fastmlp.validation import check_dtype, check_features, check_float, check_int
 
 MAX_LAYERS = 64  # dense layers; the engine's FM_MAX_LAYERS
 STATUS_OK = 0  # engine status codes (csrc/fastmlp.h)
 STATUS_NONFINITE_LOSS = 1
+STATUS_NONFINITE_GRAD = 3
 _CHUNK_SECONDS = 0.2  # engine work per Python round trip during fit
 _SHUFFLE_MODES = {True: "epoch", "epoch": "epoch", "once": "once", False: "none", "none": "none"}
 
@@ -229,12 +232,18 @@ class BaseMLP:
         y: object,
         epochs: int = 10,
         batch_size: int = 32,
-        lr: float = 0.01,
+        lr: float | None = None,
         shuffle: bool | str = True,
         validation_data: tuple | None = None,
         verbose: bool = False,
+        *,
+        optimizer: Optimizer | None = None,
+        lr_schedule: Schedule | None = None,
+        clip_grad_norm: float | None = None,
+        clip_grad_value: float | None = None,
+        clip_error_if_nonfinite: bool = True,
     ) -> History:
-        """Train with minibatch SGD (``w -= lr * grad``) and return the per-epoch History.
+        """Train by minibatch gradient descent and return the per-epoch History.
 
         Parameters
         ----------
@@ -243,8 +252,9 @@ class BaseMLP:
         batch_size : int
             Samples per step: 1 is pure stochastic gradient descent, ``len(X)`` (or more)
             is full-batch gradient descent. The last batch of an epoch may be smaller.
-        lr : float
-            Learning rate (> 0).
+        lr : float, optional
+            Learning rate of plain SGD (default 0.01) when no `optimizer` is given; with an
+            optimizer, set the rate on the optimizer instead.
         shuffle : True/"epoch", "once" or False/"none"
             Reshuffle every epoch, shuffle once before the first epoch and keep that
             order, or keep the data's order. Shuffling is seeded by the model's seed.
@@ -252,18 +262,43 @@ class BaseMLP:
             Evaluated after every epoch (``val_loss``, ``val_accuracy``).
         verbose : bool
             Print one line per epoch.
+        optimizer : fastmlp.optim.Optimizer, optional
+            The update rule (default ``SGD(lr)``). Its state lives on the optimizer object,
+            so passing the same optimizer to a later ``fit`` continues where this one ended.
+        lr_schedule : fastmlp.schedules.Schedule, optional
+            Learning rate per epoch or per batch, from the optimizer's ``lr``.
+        clip_grad_norm : float, optional
+            Scale each step's gradient to at most this global L2 norm
+            (``torch.nn.utils.clip_grad_norm_``). A NaN/inf norm stops training with
+            TrainingDivergedError unless ``clip_error_if_nonfinite=False``.
+        clip_grad_value : float, optional
+            Clamp every gradient component to [-value, value] (after norm clipping).
 
         The engine runs many steps per call (about 0.2 s of work), so Ctrl-C stops
         training within a fraction of a second, with the weights of the last finished
-        call. If a batch loss becomes NaN or infinite, the last weights that gave a finite
-        loss are restored and :class:`~fastmlp.errors.TrainingDivergedError` is raised.
+        call. If a batch loss (or a clipped gradient norm) becomes NaN or infinite, the
+        last weights and optimizer state that gave a finite loss are restored and
+        :class:`~fastmlp.errors.TrainingDivergedError` is raised.
         """
         X = self._check_X(X)
         n = X.shape[0]
         labels, dense = self._targets(y, n)
         epochs = check_int(epochs, "epochs", 1)
         batch_size = min(check_int(batch_size, "batch_size", 1), n)
-        lr = check_float(lr, "lr", positive=True)
+        if optimizer is None:
+            optimizer = SGD(lr=0.01 if lr is None else check_float(lr, "lr", positive=True))
+        elif not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a fastmlp.optim optimizer, got {optimizer!r}")
+        elif lr is not None:
+            raise ValueError("pass the learning rate to the optimizer, not to fit()")
+        if lr_schedule is not None and not isinstance(lr_schedule, Schedule):
+            raise TypeError(f"lr_schedule must be a fastmlp.schedules schedule, got {lr_schedule!r}")
+        schedule = lr_schedule or Constant()
+        clip = (
+            0.0 if clip_grad_norm is None else check_float(clip_grad_norm, "clip_grad_norm", positive=True),
+            0.0 if clip_grad_value is None else check_float(clip_grad_value, "clip_grad_value", positive=True),
+            bool(clip_error_if_nonfinite),
+        )
         try:
             mode = _SHUFFLE_MODES[shuffle]
         except (KeyError, TypeError):
@@ -276,6 +311,8 @@ class BaseMLP:
                 raise TypeError("validation_data must be a pair (X_val, y_val)")
             Xv = self._check_X(validation_data[0], "validation_data X")
             val = (Xv, *self._targets(validation_data[1], Xv.shape[0]))
+        n_params = sum(a * b + b for a, b in zip(self._sizes[:-1], self._sizes[1:]))
+        state = optimizer.state_for(0, (n_params,), self._dtype)
 
         steps = math.ceil(n / batch_size)
         batch_rows = np.full(steps, batch_size, dtype=np.float64)
@@ -292,29 +329,37 @@ class BaseMLP:
             t_epoch = time.perf_counter()
             step_loss = np.empty(steps)
             step_correct = np.empty(steps)
+            if schedule.interval == "epoch":
+                rates = schedule.rates(optimizer.lr, np.full(steps, epoch - 1))
+            else:
+                rates = schedule.rates(optimizer.lr, (epoch - 1) * steps + np.arange(steps))
+            rates = np.ascontiguousarray(rates, dtype=np.float64)
             s = 0
-            previous = current = self._backend_snapshot()
+            previous = current = self._snapshot(state)
             while s < steps:
                 k = min(chunk, steps - s)
                 t_chunk = time.perf_counter()
                 status, done, sl, sc = self._backend_train(
-                    X, labels, dense, order, s * batch_size, k, batch_size, lr
+                    X, labels, dense, order, s * batch_size, k, batch_size, rates[s : s + k],
+                    optimizer, state, clip,
                 )
-                if status == STATUS_NONFINITE_LOSS:
+                if status != STATUS_OK:
                     # `current` gave a finite loss on this chunk's first batch if done > 0;
                     # otherwise `previous` did, on the previous chunk's first batch.
-                    self._backend_restore(current if done > 0 else previous)
+                    self._restore(current if done > 0 else previous, state)
+                    what = (f"the batch loss is {sl[done]}" if status == STATUS_NONFINITE_LOSS
+                            else "the gradient norm is not finite")
                     raise TrainingDivergedError(
-                        f"training diverged at epoch {epoch}, step {s + done + 1}: the batch "
-                        f"loss is {sl[done]}. The model keeps the last weights that gave a "
-                        f"finite loss. Try a smaller learning rate (lr={lr}) or rescale the "
-                        f"inputs.",
+                        f"training diverged at epoch {epoch}, step {s + done + 1}: {what}. "
+                        f"The model keeps the last weights that gave a finite loss. Try a "
+                        f"smaller learning rate (lr={rates[s + done]:g}), gradient clipping, "
+                        f"or rescaled inputs.",
                         history=history, epoch=epoch, step=s + done + 1,
                     )
                 step_loss[s : s + k] = sl
                 step_correct[s : s + k] = sc
                 s += k
-                previous, current = current, self._backend_snapshot()
+                previous, current = current, self._snapshot(state)
                 elapsed = max(time.perf_counter() - t_chunk, 1e-6)
                 chunk = max(1, min(4 * k, int(k * _CHUNK_SECONDS / elapsed)))
             loss = float(step_loss @ batch_rows / n)
@@ -325,10 +370,26 @@ class BaseMLP:
                 vl, va = metrics["loss"], metrics["accuracy"]
             seconds = time.perf_counter() - t_epoch
             history.append(epoch=epoch, loss=loss, accuracy=acc, val_loss=vl,
-                           val_accuracy=va, time=seconds)
+                           val_accuracy=va, lr=float(rates[-1]), time=seconds)
+            schedule.epoch_end({"loss": loss, "accuracy": acc, "val_loss": vl,
+                                "val_accuracy": va})
             if verbose:
                 print(_epoch_line(epoch, epochs, loss, acc, vl, va, seconds, n), flush=True)
         return history
+
+    def _snapshot(self, state: dict) -> tuple:
+        """Parameters and optimizer state, to restore after a divergence."""
+        return self._backend_snapshot(), {k: (v.copy() if isinstance(v, np.ndarray) else v)
+                                          for k, v in state.items()}
+
+    def _restore(self, snapshot: tuple, state: dict) -> None:
+        params, saved = snapshot
+        self._backend_restore(params)
+        for k, v in saved.items():
+            if isinstance(v, np.ndarray):
+                np.copyto(state[k], v)
+            else:
+                state[k] = v
 
     # -- helpers ------------------------------------------------------------------------------
     def _check_X(self, X: object, name: str = "X") -> np.ndarray:
@@ -367,7 +428,9 @@ class BaseMLP:
     def _backend_reserve(self, batch_size: int) -> None:
         raise NotImplementedError
 
-    def _backend_train(self, X, labels, dense, order, start, n_steps, batch_size, lr) -> tuple:
+    def _backend_train(self, X, labels, dense, order, start, n_steps, batch_size, rates,
+                       optimizer, state, clip) -> tuple:
+        """Run n_steps steps; update `state` in place; return (status, done, losses, accs)."""
         raise NotImplementedError
 
     def _backend_seed(self, seed: int) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 @dataclass
 class History:
-    """Per-epoch metrics. ``accuracy`` entries are None for losses without one (mse);
+    """Per-epoch metrics (``lr`` is the rate of the epoch's last step). ``accuracy`` entries are None for losses without one (mse);
     ``val_*`` entries are None when no validation data was given.
 
     ``history["loss"]`` and ``history.loss`` are the same list.
@@ -18,6 +18,7 @@ class History:
     accuracy: list[float | None] = field(default_factory=list)
     val_loss: list[float | None] = field(default_factory=list)
     val_accuracy: list[float | None] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
     time: list[float] = field(default_factory=list)
 
     def __getitem__(self, key: str) -> list:

@@ -53,8 +53,13 @@ class MLP(BaseMLP):
     def _backend_reserve(self, batch_size):
         self._engine.reserve(batch_size)
 
-    def _backend_train(self, X, labels, dense, order, start, n_steps, batch_size, lr):
-        return self._engine.train(X, labels, dense, order, start, n_steps, batch_size, lr)
+    def _backend_train(self, X, labels, dense, order, start, n_steps, batch_size, rates,
+                       optimizer, state, clip):
+        status, done, losses, accs, state["step"] = self._engine.train(
+            X, labels, dense, order, start, n_steps, batch_size, rates, optimizer.kind,
+            optimizer._engine_hyper(), state["step"], optimizer._slot_arrays(state), clip,
+        )
+        return status, done, losses, accs
 
     def _backend_seed(self, seed):
         self._engine.seed(seed)

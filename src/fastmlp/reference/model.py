@@ -1,13 +1,20 @@
 """`fastmlp.reference.MLP`: the same model as `fastmlp.MLP`, computed by NumPy
 one batch at a time in Python. Same constructor, same seed => same initial
-weights and the same shuffles as the engine."""
+weights and the same shuffles as the engine.
+
+Parameters live in one flat vector laid out like the engine's,
+``[W_0, b_0, W_1, b_1, ...]``, with per-layer views into it, so optimizer state is
+interchangeable between the two implementations.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from fastmlp.base import STATUS_NONFINITE_LOSS, STATUS_OK, BaseMLP
+from fastmlp.base import STATUS_NONFINITE_GRAD, STATUS_NONFINITE_LOSS, STATUS_OK, BaseMLP
+from fastmlp.clip import clip_grad_norm_, clip_grad_value_
 from fastmlp.reference import functional as F
+from fastmlp.reference import optim
 from fastmlp.reference.rng import Xoshiro256
 
 
@@ -15,16 +22,21 @@ class MLP(BaseMLP):
     __doc__ = BaseMLP.__doc__
 
     def _backend_setup(self, threads):
-        self._Ws: list[np.ndarray] = []
-        self._bs: list[np.ndarray] = []
+        sizes = self._sizes
+        self._flat = np.zeros(sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])), self._dtype)
+        self._Ws, self._bs, offset = [], [], 0
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            self._Ws.append(self._flat[offset : offset + a * b].reshape(a, b))
+            self._bs.append(self._flat[offset + a * b : offset + a * b + b])
+            offset += a * b + b
         self._rng = Xoshiro256()
 
     def _backend_get_params(self):
         return [W.copy() for W in self._Ws], [b.copy() for b in self._bs]
 
     def _backend_set_params(self, Ws, bs):
-        self._Ws = [np.array(W, dtype=self._dtype) for W in Ws]
-        self._bs = [np.array(b, dtype=self._dtype) for b in bs]
+        for view, new in zip(self._Ws + self._bs, list(Ws) + list(bs)):
+            view[...] = new
 
     def _forward(self, X):
         return F.forward(self._Ws, self._bs, self._activations, self._leaky_slope, X)
@@ -45,12 +57,16 @@ class MLP(BaseMLP):
     def _backend_reserve(self, batch_size):
         pass
 
-    def _backend_train(self, X, labels, dense, order, start, n_steps, batch_size, lr):
+    def _backend_train(self, X, labels, dense, order, start, n_steps, batch_size, rates,
+                       optimizer, state, clip):
         # a diverging run overflows on its way to the non-finite loss the caller reports
         with np.errstate(over="ignore", invalid="ignore"):
-            return self._train(X, labels, dense, order, start, n_steps, batch_size, lr)
+            return self._train(X, labels, dense, order, start, n_steps, batch_size, rates,
+                               optimizer, state, clip)
 
-    def _train(self, X, labels, dense, order, start, n_steps, batch_size, lr):
+    def _train(self, X, labels, dense, order, start, n_steps, batch_size, rates, optimizer,
+               state, clip):
+        max_norm, max_value, error_if_nonfinite = clip
         step_loss = np.zeros(n_steps)
         step_correct = np.zeros(n_steps)
         for s in range(n_steps):
@@ -66,7 +82,15 @@ class MLP(BaseMLP):
             if not np.isfinite(step_loss[s]):
                 return STATUS_NONFINITE_LOSS, s, step_loss, step_correct
             dW, db, _ = F.backward(self._Ws, self._activations, self._leaky_slope, outs, delta)
-            F.sgd_step(self._Ws + self._bs, dW + db, lr)
+            grad = np.concatenate([g.ravel() for pair in zip(dW, db) for g in pair])
+            if max_norm > 0:
+                norm = clip_grad_norm_([grad], max_norm, error_if_nonfinite=False)
+                if not np.isfinite(norm) and error_if_nonfinite:
+                    return STATUS_NONFINITE_GRAD, s, step_loss, step_correct
+            if max_value > 0:
+                clip_grad_value_([grad], max_value)
+            optim.update(type(optimizer).__name__, optimizer._engine_hyper(), state, self._flat,
+                         grad, rates[s])
         return STATUS_OK, n_steps, step_loss, step_correct
 
     def _backend_seed(self, seed):
@@ -76,7 +100,7 @@ class MLP(BaseMLP):
         self._rng.shuffle(order)
 
     def _backend_snapshot(self):
-        return self._backend_get_params()
+        return self._flat.copy()
 
     def _backend_restore(self, snapshot):
-        self._backend_set_params(*snapshot)
+        np.copyto(self._flat, snapshot)
