@@ -1,6 +1,7 @@
-/* engine.c — the training engine: workspace layout, forward/backward over the
- * whole net, and the step loop (batch gather, forward, loss, backward, update)
- * that runs many steps per call with no allocation and no Python. */
+/* engine.c — the training engine: parameter and workspace layout, forward and
+ * backward over the whole net (dropout, batch norm, activity penalties included),
+ * and the step loop (gather, augment, forward, loss, backward, penalties, clipping,
+ * update, pruning) that runs many steps per call with no allocation and no Python. */
 #include <math.h>
 #include <string.h>
 
@@ -8,17 +9,19 @@
 
 #define FM_ALIGN 64
 
-size_t fm_param_count(const fm_net *net) {
-    size_t n = 0;
-    for (int l = 0; l < net->n_layers; l++)
-        n += (size_t)net->sizes[l] * net->sizes[l + 1] + (size_t)net->sizes[l + 1];
-    return n;
+static int has_bn(const fm_net *net, int l) { return l < net->n_layers - 1 && net->bn[l]; }
+
+/* Elements of layer l's parameters: W, b and (BN) gamma, beta. */
+static size_t layer_params(const fm_net *net, int l) {
+    const size_t I = (size_t)net->sizes[l], O = (size_t)net->sizes[l + 1];
+    return I * O + O + (has_bn(net, l) ? 2 * O : 0);
 }
+
+size_t fm_param_count(const fm_net *net) { return fm_weight_offset(net, net->n_layers); }
 
 size_t fm_weight_offset(const fm_net *net, int layer) {
     size_t off = 0;
-    for (int l = 0; l < layer; l++)
-        off += (size_t)net->sizes[l] * net->sizes[l + 1] + (size_t)net->sizes[l + 1];
+    for (int l = 0; l < layer; l++) off += layer_params(net, l);
     return off;
 }
 
@@ -26,14 +29,32 @@ size_t fm_bias_offset(const fm_net *net, int layer) {
     return fm_weight_offset(net, layer) + (size_t)net->sizes[layer] * net->sizes[layer + 1];
 }
 
+size_t fm_bn_offset(const fm_net *net, int layer) {
+    return fm_bias_offset(net, layer) + (size_t)net->sizes[layer + 1];
+}
+
+size_t fm_running_offset(const fm_net *net, int layer) {
+    size_t off = 0;
+    for (int l = 0; l < layer; l++)
+        if (has_bn(net, l)) off += 2 * (size_t)net->sizes[l + 1];
+    return off;
+}
+
+size_t fm_running_count(const fm_net *net) { return fm_running_offset(net, net->n_layers); }
+
 /* Byte offsets of the workspace regions for batches of up to `batch` rows:
- *   act[0]       (batch, n_0)  gathered input rows
- *   act[l]       (batch, n_l)  activations of layer l (act[L] holds the logits)
- *   delta[0..1]  (batch, max n_l, l >= 1)  ping-pong deltas
+ *   x0, xmask, xin, xgrad (batch, n_0): gathered input, its dropout mask, the masked
+ *       input fed to layer 0, scratch for adversarial input gradients
+ *   per hidden layer l (batch, n_{l+1}): z (pre-activation or BN xhat), a (activation),
+ *       o (BN-after output), h (dropout output), mask (dropout mask); mean, var (n_{l+1})
+ *   logits (batch, n_L)
+ *   delta[0..2] (batch, max width): ping-pong deltas and a scratch
  *   loss, correct (batch) doubles: per-sample loss and accuracy */
 typedef struct {
-    size_t act[FM_MAX_LAYERS + 1];
-    size_t delta[2];
+    size_t x0, xmask, xin, xgrad;
+    size_t z[FM_MAX_LAYERS], a[FM_MAX_LAYERS], o[FM_MAX_LAYERS], h[FM_MAX_LAYERS];
+    size_t mask[FM_MAX_LAYERS], mean[FM_MAX_LAYERS], var[FM_MAX_LAYERS];
+    size_t logits, delta[3];
     size_t loss, correct;
     size_t total;
 } fm_ws_offsets;
@@ -42,16 +63,27 @@ static size_t round_up(size_t n) { return (n + FM_ALIGN - 1) / FM_ALIGN * FM_ALI
 
 static void ws_offsets(const fm_net *net, int batch, size_t rs, fm_ws_offsets *o) {
     size_t off = 0;
-    int widest = 1;
-    for (int l = 0; l <= net->n_layers; l++) {
-        o->act[l] = off;
-        off += round_up((size_t)batch * net->sizes[l] * rs);
-        if (l > 0 && net->sizes[l] > widest) widest = net->sizes[l];
+    int widest = net->sizes[0];
+#define TAKE(field, count) (o->field = off, off += round_up((size_t)(count) * rs))
+    TAKE(x0, (size_t)batch * net->sizes[0]);
+    TAKE(xmask, (size_t)batch * net->sizes[0]);
+    TAKE(xin, (size_t)batch * net->sizes[0]);
+    TAKE(xgrad, (size_t)batch * net->sizes[0]);
+    for (int l = 0; l < net->n_layers - 1; l++) {
+        const size_t n = (size_t)net->sizes[l + 1];
+        TAKE(z[l], batch * n);
+        TAKE(a[l], batch * n);
+        TAKE(o[l], batch * n);
+        TAKE(h[l], batch * n);
+        TAKE(mask[l], batch * n);
+        TAKE(mean[l], n);
+        TAKE(var[l], n);
     }
-    for (int i = 0; i < 2; i++) {
-        o->delta[i] = off;
-        off += round_up((size_t)batch * widest * rs);
-    }
+    for (int l = 1; l <= net->n_layers; l++)
+        if (net->sizes[l] > widest) widest = net->sizes[l];
+    TAKE(logits, (size_t)batch * net->sizes[net->n_layers]);
+    for (int i = 0; i < 3; i++) TAKE(delta[i], (size_t)batch * widest);
+#undef TAKE
     o->loss = off;
     off += round_up((size_t)batch * sizeof(double));
     o->correct = off;
@@ -73,6 +105,8 @@ static int net_ok(const fm_net *net) {
     if (net->n_layers < 1 || net->n_layers > FM_MAX_LAYERS || net->n_threads < 1) return 0;
     for (int l = 0; l <= net->n_layers; l++)
         if (net->sizes[l] < 1) return 0;
+    for (int l = 0; l < net->n_layers; l++)
+        if (!(net->dropout[l] >= 0 && net->dropout[l] < 1)) return 0;
     return 1;
 }
 

@@ -1,54 +1,205 @@
 /* Template: included by engine.c with `real` and FN() defined. */
 
 typedef struct {
-    real *act[FM_MAX_LAYERS + 1];
-    real *delta[2];
+    real *x0, *xmask, *xin, *xgrad;
+    real *z[FM_MAX_LAYERS], *a[FM_MAX_LAYERS], *o[FM_MAX_LAYERS], *h[FM_MAX_LAYERS];
+    real *mask[FM_MAX_LAYERS], *mean[FM_MAX_LAYERS], *var[FM_MAX_LAYERS];
+    const real *out[FM_MAX_LAYERS]; /* what hidden layer l feeds forward */
+    const real *in0;                /* what dense layer 0 reads */
+    real *logits, *delta[3];
     double *loss, *correct;
+    double activity; /* activity penalty sum of the last forward (before dividing by B) */
 } FN(fm_ws);
+
+/* One forward/backward: the model and the mode. */
+typedef struct {
+    const fm_net *net;
+    const real *params;
+    const real *running;
+    int training;
+    uint64_t key, counter;   /* training randomness of this step */
+    const fm_penalty *pen;   /* NULL: no penalties (evaluation) */
+} FN(fm_pass);
 
 static void FN(ws_carve)(FN(fm_ws) * ws, const fm_net *net, void *work, int batch) {
     fm_ws_offsets o;
     ws_offsets(net, batch, sizeof(real), &o);
     char *base = ws_base(work);
-    for (int l = 0; l <= net->n_layers; l++) ws->act[l] = (real *)(base + o.act[l]);
-    ws->delta[0] = (real *)(base + o.delta[0]);
-    ws->delta[1] = (real *)(base + o.delta[1]);
+#define AT(off) ((real *)(base + (off)))
+    ws->x0 = AT(o.x0);
+    ws->xmask = AT(o.xmask);
+    ws->xin = AT(o.xin);
+    ws->xgrad = AT(o.xgrad);
+    for (int l = 0; l < net->n_layers - 1; l++) {
+        ws->z[l] = AT(o.z[l]);
+        ws->a[l] = AT(o.a[l]);
+        ws->o[l] = AT(o.o[l]);
+        ws->h[l] = AT(o.h[l]);
+        ws->mask[l] = AT(o.mask[l]);
+        ws->mean[l] = AT(o.mean[l]);
+        ws->var[l] = AT(o.var[l]);
+    }
+    ws->logits = AT(o.logits);
+    for (int i = 0; i < 3; i++) ws->delta[i] = AT(o.delta[i]);
+#undef AT
     ws->loss = (double *)(base + o.loss);
     ws->correct = (double *)(base + o.correct);
 }
 
-/* act[1..L] for input X (B, n_0); act[L] are the logits. */
-static void FN(forward)(const fm_net *net, const real *params, FN(fm_ws) * ws, const real *X,
-                        int B) {
-    const int L = net->n_layers;
-    const real *in = X;
-    for (int l = 0; l < L; l++) {
-        const int act = l < L - 1 ? net->act[l] : FM_IDENTITY;
-        FN(fm_dense_forward)(ws->act[l + 1], in, params + fm_weight_offset(net, l),
-                             params + fm_bias_offset(net, l), B, net->sizes[l],
-                             net->sizes[l + 1], act, net->leaky_slope, net->n_threads);
-        in = ws->act[l + 1];
+/* Hidden layer l on `in` (B, n_l); returns what it feeds forward (B, n_{l+1}). */
+static const real *FN(hidden_forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, int l,
+                                      const real *in, int B) {
+    const fm_net *net = ps->net;
+    const int I = net->sizes[l], O = net->sizes[l + 1], bn = net->bn[l];
+    const size_t count = (size_t)B * O;
+    const real *W = ps->params + fm_weight_offset(net, l), *b = ps->params + fm_bias_offset(net, l);
+    const real *gamma = ps->params + fm_bn_offset(net, l), *beta = gamma + O;
+    const real *rmean = bn ? ps->running + fm_running_offset(net, l) : NULL;
+    const real *rvar = bn ? rmean + O : NULL;
+    const int nt = net->n_threads;
+    if (bn == FM_BN_BEFORE) {
+        FN(fm_dense_forward)(ws->z[l], in, W, b, B, I, O, FM_IDENTITY, 0, nt);
+        if (ps->training)
+            FN(fm_bn_forward_train)(ws->a[l], ws->z[l], ws->mean[l], ws->var[l], ws->z[l], gamma,
+                                    beta, B, O, net->bn_eps);
+        else
+            FN(fm_bn_forward_infer)(ws->a[l], ws->z[l], ws->z[l], gamma, beta, rmean, rvar, B, O,
+                                    net->bn_eps);
+        FN(fm_act_forward)(ws->a[l], count, net->act[l], net->leaky_slope);
+    } else {
+        FN(fm_dense_forward)(ws->a[l], in, W, b, B, I, O, net->act[l], net->leaky_slope, nt);
     }
+    const real *out = ws->a[l];
+    if (bn == FM_BN_AFTER) {
+        if (ps->training)
+            FN(fm_bn_forward_train)(ws->o[l], ws->z[l], ws->mean[l], ws->var[l], ws->a[l], gamma,
+                                    beta, B, O, net->bn_eps);
+        else
+            FN(fm_bn_forward_infer)(ws->o[l], ws->z[l], ws->a[l], gamma, beta, rmean, rvar, B, O,
+                                    net->bn_eps);
+        out = ws->o[l];
+    }
+    if (ps->pen && (ps->pen->act_l1 > 0 || ps->pen->act_l2 > 0)) {
+        double s1 = 0, s2 = 0;
+        for (size_t i = 0; i < count; i++) {
+            s1 += fabs((double)ws->a[l][i]);
+            s2 += (double)ws->a[l][i] * ws->a[l][i];
+        }
+        ws->activity += ps->pen->act_l1 * s1 + 0.5 * ps->pen->act_l2 * s2;
+    }
+    const double p = net->dropout[l + 1];
+    if (p > 0 && ps->training) {
+        FN(fm_dropout_mask)(ws->mask[l], B, O, p, net->dropout_classic,
+                            fm_stream_base(ps->key, ps->counter, FM_STREAM_DROPOUT + l + 1));
+        FN(fm_mul)(ws->h[l], out, ws->mask[l], count);
+        out = ws->h[l];
+    } else if (p > 0 && net->dropout_classic) {
+        for (size_t i = 0; i < count; i++) ws->h[l][i] = out[i] * (real)(1 - p);
+        out = ws->h[l];
+    }
+    ws->out[l] = out;
+    return out;
 }
 
-/* Gradients from delta[0] = dLoss/dlogits (B, n_L), after forward() on X. */
-static void FN(backward)(const fm_net *net, const real *params, real *grads, FN(fm_ws) * ws,
-                         const real *X, int B, real *input_grad) {
+/* Logits of X (B, n_0) into ws->logits. */
+static void FN(forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, const real *X, int B) {
+    const fm_net *net = ps->net;
+    const int L = net->n_layers, n0 = net->sizes[0];
+    const size_t count = (size_t)B * n0;
+    const double p = net->dropout[0];
+    const real *in = X;
+    if (p > 0 && ps->training) {
+        FN(fm_dropout_mask)(ws->xmask, B, n0, p, net->dropout_classic,
+                            fm_stream_base(ps->key, ps->counter, FM_STREAM_DROPOUT));
+        FN(fm_mul)(ws->xin, X, ws->xmask, count);
+        in = ws->xin;
+    } else if (p > 0 && net->dropout_classic) {
+        for (size_t i = 0; i < count; i++) ws->xin[i] = X[i] * (real)(1 - p);
+        in = ws->xin;
+    }
+    ws->in0 = in;
+    ws->activity = 0;
+    for (int l = 0; l < L - 1; l++) in = FN(hidden_forward)(ps, ws, l, in, B);
+    FN(fm_dense_forward)(ws->logits, in, ps->params + fm_weight_offset(net, L - 1),
+                         ps->params + fm_bias_offset(net, L - 1), B, net->sizes[L - 1],
+                         net->sizes[L], FM_IDENTITY, 0, net->n_threads);
+}
+
+/* d[idx] holds dLoss/d(output of hidden layer l); turn it into dLoss/d(its z), using
+ * d[scratch] when batch norm needs a second buffer. Returns the index holding it. */
+static int FN(hidden_backward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, real *grads, int l,
+                               int B, int idx, int scratch) {
+    const fm_net *net = ps->net;
+    const int O = net->sizes[l + 1], bn = net->bn[l];
+    const size_t count = (size_t)B * O;
+    const real *gamma = ps->params + fm_bn_offset(net, l);
+    real *dgamma = grads + fm_bn_offset(net, l), *dbeta = dgamma + O;
+    const real *var = bn ? (ps->training ? ws->var[l]
+                                         : ps->running + fm_running_offset(net, l) + O)
+                         : NULL;
+    const double p = net->dropout[l + 1];
+    real *d = ws->delta[idx];
+    if (p > 0 && ps->training) FN(fm_mul)(d, d, ws->mask[l], count);
+    else if (p > 0 && net->dropout_classic) FN(fm_scale)(d, count, 1 - p);
+    if (bn == FM_BN_AFTER) {
+        FN(fm_bn_backward)(ws->delta[scratch], dgamma, dbeta, d, ws->z[l], var, gamma, B, O,
+                           net->bn_eps, ps->training);
+        const int t = idx;
+        idx = scratch;
+        scratch = t;
+        d = ws->delta[idx];
+    }
+    if (ps->pen && (ps->pen->act_l1 > 0 || ps->pen->act_l2 > 0)) {
+        const real c1 = (real)(ps->pen->act_l1 / B), c2 = (real)(ps->pen->act_l2 / B);
+        const real *a = ws->a[l];
+        for (size_t i = 0; i < count; i++)
+            d[i] += c1 * (real)((a[i] > 0) - (a[i] < 0)) + c2 * a[i];
+    }
+    FN(fm_act_backward)(d, ws->a[l], count, net->act[l], net->leaky_slope);
+    if (bn == FM_BN_BEFORE) {
+        FN(fm_bn_backward)(ws->delta[scratch], dgamma, dbeta, d, ws->z[l], var, gamma, B, O,
+                           net->bn_eps, ps->training);
+        idx = scratch;
+    }
+    return idx;
+}
+
+static int FN(plain_hidden)(const FN(fm_pass) * ps, int l) {
+    return !ps->net->bn[l] && ps->net->dropout[l + 1] == 0 &&
+           !(ps->pen && (ps->pen->act_l1 > 0 || ps->pen->act_l2 > 0));
+}
+
+/* Gradients from delta[0] = dLoss/dlogits (B, n_L), after forward(); input_grad (B, n_0)
+ * = dLoss/dX when not NULL. */
+static void FN(backward)(const FN(fm_pass) * ps, real *grads, FN(fm_ws) * ws, int B,
+                         real *input_grad) {
+    const fm_net *net = ps->net;
+    const int nt = net->n_threads;
     int cur = 0;
     for (int l = net->n_layers - 1; l >= 0; l--) {
-        const real *in = l > 0 ? ws->act[l] : X;
-        const real *W = params + fm_weight_offset(net, l);
+        const real *in = l > 0 ? ws->out[l - 1] : ws->in0;
+        const real *W = ps->params + fm_weight_offset(net, l);
         const int I = net->sizes[l], O = net->sizes[l + 1];
         FN(fm_dense_backward_params)(grads + fm_weight_offset(net, l),
                                      grads + fm_bias_offset(net, l), in, ws->delta[cur], B, I, O,
-                                     net->n_threads);
+                                     nt);
         if (l > 0) {
-            FN(fm_dense_backward_input)(ws->delta[1 - cur], ws->delta[cur], W, ws->act[l], B, I,
-                                        O, net->act[l - 1], net->leaky_slope, net->n_threads);
-            cur = 1 - cur;
+            const int nxt = cur == 0 ? 1 : 0, scratch = 3 - cur - nxt;
+            if (FN(plain_hidden)(ps, l - 1)) {
+                FN(fm_dense_backward_input)(ws->delta[nxt], ws->delta[cur], W, ws->a[l - 1], B, I,
+                                            O, net->act[l - 1], net->leaky_slope, nt);
+                cur = nxt;
+            } else {
+                FN(fm_dense_backward_input)(ws->delta[nxt], ws->delta[cur], W, NULL, B, I, O,
+                                            FM_IDENTITY, 0, nt);
+                cur = FN(hidden_backward)(ps, ws, grads, l - 1, B, nxt, scratch);
+            }
         } else if (input_grad) {
-            FN(fm_dense_backward_input)(input_grad, ws->delta[cur], W, NULL, B, I, O,
-                                        FM_IDENTITY, 0, net->n_threads);
+            FN(fm_dense_backward_input)(input_grad, ws->delta[cur], W, NULL, B, I, O, FM_IDENTITY,
+                                        0, nt);
+            const double p = net->dropout[0];
+            if (p > 0 && ps->training) FN(fm_mul)(input_grad, input_grad, ws->xmask, (size_t)B * I);
+            else if (p > 0 && net->dropout_classic) FN(fm_scale)(input_grad, (size_t)B * I, 1 - p);
         }
     }
 }
@@ -71,50 +222,60 @@ static fm_targets FN(targets_from)(fm_targets t, int64_t row, int K) {
     return s;
 }
 
-int FN(fm_predict)(const fm_net *net, const real *params, void *work, int batch_cap,
-                   const real *X, int64_t n, real *out) {
-    if (!net_ok(net) || batch_cap < 1) return FM_ERR_BAD_ARGUMENT;
+static FN(fm_pass) FN(inference)(const fm_net *net, const fm_buffers *buf) {
+    FN(fm_pass) ps = {net, (const real *)buf->params, (const real *)buf->running, 0, 0, 0, NULL};
+    return ps;
+}
+
+int FN(fm_predict)(const fm_net *net, const fm_buffers *buf, const real *X, int64_t n,
+                   real *out) {
+    if (!net_ok(net) || buf->batch_cap < 1) return FM_ERR_BAD_ARGUMENT;
     FN(fm_ws) ws;
-    FN(ws_carve)(&ws, net, work, batch_cap);
+    FN(ws_carve)(&ws, net, buf->work, buf->batch_cap);
+    const FN(fm_pass) ps = FN(inference)(net, buf);
     const int I = net->sizes[0], K = net->sizes[net->n_layers];
-    for (int64_t r0 = 0; r0 < n; r0 += batch_cap) {
-        const int B = (int)(n - r0 < batch_cap ? n - r0 : batch_cap);
-        FN(forward)(net, params, &ws, X + (size_t)r0 * I, B);
+    for (int64_t r0 = 0; r0 < n; r0 += buf->batch_cap) {
+        const int B = (int)(n - r0 < buf->batch_cap ? n - r0 : buf->batch_cap);
+        FN(forward)(&ps, &ws, X + (size_t)r0 * I, B);
         real *o = out + (size_t)r0 * K;
-        memcpy(o, ws.act[net->n_layers], (size_t)B * K * sizeof(real));
+        memcpy(o, ws.logits, (size_t)B * K * sizeof(real));
         FN(fm_output_activation)(o, B, K, net->loss);
     }
     return FM_OK;
 }
 
-int FN(fm_loss_grad)(const fm_net *net, const real *params, real *grads, void *work,
-                     const real *X, fm_targets targets, int n, double *loss, real *input_grad) {
-    if (!net_ok(net) || n < 1) return FM_ERR_BAD_ARGUMENT;
+int FN(fm_loss_grad)(const fm_net *net, const fm_buffers *buf, const real *X,
+                     fm_targets targets, int n, int training, const fm_penalty *pen,
+                     fm_random rng, double *loss, real *input_grad) {
+    if (!net_ok(net) || n < 1 || n > buf->batch_cap) return FM_ERR_BAD_ARGUMENT;
     FN(fm_ws) ws;
-    FN(ws_carve)(&ws, net, work, n);
+    FN(ws_carve)(&ws, net, buf->work, buf->batch_cap);
+    real *grads = (real *)buf->grads;
+    const FN(fm_pass) ps = {net, (const real *)buf->params, (const real *)buf->running,
+                            training, rng.key, (uint64_t)rng.counter, pen};
     const int L = net->n_layers;
-    FN(forward)(net, params, &ws, X, n);
-    FN(fm_loss)(ws.delta[0], ws.loss, ws.correct, ws.act[L], targets, NULL, n, net->sizes[L],
+    FN(forward)(&ps, &ws, X, n);
+    FN(fm_loss)(ws.delta[0], ws.loss, ws.correct, ws.logits, targets, NULL, n, net->sizes[L],
                 net->loss);
     double correct;
     FN(sum_samples)(&ws, n, loss, &correct);
-    *loss /= n;
-    FN(backward)(net, params, grads, &ws, X, n, input_grad);
+    FN(backward)(&ps, grads, &ws, n, input_grad);
+    *loss = *loss / n + ws.activity / n + FN(fm_penalty)(grads, ps.params, net, pen);
     return FM_OK;
 }
 
-int FN(fm_evaluate)(const fm_net *net, const real *params, void *work, int batch_cap,
-                    const real *X, fm_targets targets, int64_t n, double *loss_sum,
-                    double *correct_sum) {
-    if (!net_ok(net) || batch_cap < 1) return FM_ERR_BAD_ARGUMENT;
+int FN(fm_evaluate)(const fm_net *net, const fm_buffers *buf, const real *X,
+                    fm_targets targets, int64_t n, double *loss_sum, double *correct_sum) {
+    if (!net_ok(net) || buf->batch_cap < 1) return FM_ERR_BAD_ARGUMENT;
     FN(fm_ws) ws;
-    FN(ws_carve)(&ws, net, work, batch_cap);
+    FN(ws_carve)(&ws, net, buf->work, buf->batch_cap);
+    const FN(fm_pass) ps = FN(inference)(net, buf);
     const int L = net->n_layers, I = net->sizes[0], K = net->sizes[L];
     double ls = 0, cs = 0;
-    for (int64_t r0 = 0; r0 < n; r0 += batch_cap) {
-        const int B = (int)(n - r0 < batch_cap ? n - r0 : batch_cap);
-        FN(forward)(net, params, &ws, X + (size_t)r0 * I, B);
-        FN(fm_loss)(NULL, ws.loss, ws.correct, ws.act[L], FN(targets_from)(targets, r0, K), NULL,
+    for (int64_t r0 = 0; r0 < n; r0 += buf->batch_cap) {
+        const int B = (int)(n - r0 < buf->batch_cap ? n - r0 : buf->batch_cap);
+        FN(forward)(&ps, &ws, X + (size_t)r0 * I, B);
+        FN(fm_loss)(NULL, ws.loss, ws.correct, ws.logits, FN(targets_from)(targets, r0, K), NULL,
                     B, K, net->loss);
         double l, c;
         FN(sum_samples)(&ws, B, &l, &c);
@@ -134,38 +295,72 @@ static void FN(gather)(real *Xb, const real *X, const int64_t *idx, int B, int I
         memcpy(Xb + (size_t)i * I, X + (size_t)idx[i] * I, (size_t)I * sizeof(real));
 }
 
-int FN(fm_train)(const fm_net *net, real *params, real *grads, void *work, int batch_size,
-                 const real *X, fm_targets targets, int64_t n, const int64_t *order,
-                 int64_t start, int n_steps, const double *lr, fm_optimizer *opt,
-                 const fm_clip *clip, double *step_loss, double *step_correct,
+/* FGSM: rows [0, na) of ws->x0 move by eps * sign(dLoss/dx), the gradient taken
+ * through the step's own network (same dropout masks; BN statistics of those rows). */
+static void FN(adversarial)(const FN(fm_pass) * ps, FN(fm_ws) * ws, real *grads,
+                            fm_targets targets, const int64_t *idx, int na, double eps) {
+    const fm_net *net = ps->net;
+    const int L = net->n_layers, n0 = net->sizes[0];
+    FN(forward)(ps, ws, ws->x0, na);
+    FN(fm_loss)(ws->delta[0], ws->loss, ws->correct, ws->logits, targets, idx, na, net->sizes[L],
+                net->loss);
+    FN(backward)(ps, grads, ws, na, ws->xgrad);
+    const real e = (real)eps;
+    for (size_t i = 0; i < (size_t)na * n0; i++)
+        ws->x0[i] += e * (real)((ws->xgrad[i] > 0) - (ws->xgrad[i] < 0));
+}
+
+int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const real *X,
+                 fm_targets targets, int64_t n, const int64_t *order, int64_t start, int n_steps,
+                 const double *lr, fm_optimizer *opt, const fm_clip *clip, const fm_penalty *pen,
+                 const fm_augment *aug, fm_random *rng, double *step_loss, double *step_correct,
                  int *steps_done) {
     *steps_done = 0;
-    if (!net_ok(net) || batch_size < 1 || start < 0 || opt->kind < FM_OPT_SGD ||
-        opt->kind > FM_OPT_DELTA_BAR_DELTA)
+    if (!net_ok(net) || batch_size < 1 || batch_size > buf->batch_cap || start < 0 ||
+        opt->kind < FM_OPT_SGD || opt->kind > FM_OPT_DELTA_BAR_DELTA)
         return FM_ERR_BAD_ARGUMENT;
-    const int clipping = clip->max_norm > 0 || clip->max_value > 0;
     FN(fm_ws) ws;
-    FN(ws_carve)(&ws, net, work, batch_size);
-    const int L = net->n_layers, I = net->sizes[0], K = net->sizes[L];
+    FN(ws_carve)(&ws, net, buf->work, buf->batch_cap);
+    real *params = (real *)buf->params, *grads = (real *)buf->grads;
+    real *running = (real *)buf->running;
+    const real *mask = (const real *)buf->prune_mask;
+    const int L = net->n_layers, I = net->sizes[0], K = net->sizes[L], nt = net->n_threads;
     const size_t n_params = fm_param_count(net);
+    const int clipping = clip->max_norm > 0 || clip->max_value > 0;
+    const int augmenting = aug->noise_std > 0 || aug->shift > 0;
     for (int s = 0; s < n_steps; s++) {
         const int64_t p0 = start + (int64_t)s * batch_size;
         if (p0 >= n) return FM_ERR_BAD_ARGUMENT;
         const int B = (int)(n - p0 < batch_size ? n - p0 : batch_size);
         const int64_t *idx = order + p0;
-        FN(gather)(ws.act[0], X, idx, B, I, net->n_threads);
-        FN(forward)(net, params, &ws, ws.act[0], B);
-        FN(fm_loss)(ws.delta[0], ws.loss, ws.correct, ws.act[L], targets, idx, B, K, net->loss);
+        FN(fm_pass) ps = {net, params, running, 1, rng->key, (uint64_t)rng->counter, pen};
+        FN(gather)(ws.x0, X, idx, B, I, nt);
+        if (augmenting) FN(fm_augment)(ws.x0, ws.xgrad, B, I, aug, rng->key, (uint64_t)rng->counter);
+        if (aug->adv_eps > 0) {
+            const int na = (int)llround(aug->adv_ratio * B);
+            if (na > 0) FN(adversarial)(&ps, &ws, grads, targets, idx, na, aug->adv_eps);
+        }
+        FN(forward)(&ps, &ws, ws.x0, B);
+        FN(fm_loss)(ws.delta[0], ws.loss, ws.correct, ws.logits, targets, idx, B, K, net->loss);
         double l, c;
         FN(sum_samples)(&ws, B, &l, &c);
-        step_loss[s] = l / B;
+        step_loss[s] = l / B + ws.activity / B;
         step_correct[s] = c / B;
-        if (!isfinite(l)) return FM_ERR_NONFINITE_LOSS;
-        FN(backward)(net, params, grads, &ws, ws.act[0], B, NULL);
-        if (clipping && !isfinite(FN(fm_clip_grads)(grads, n_params, clip, net->n_threads)) &&
+        if (!isfinite(step_loss[s])) return FM_ERR_NONFINITE_LOSS;
+        FN(backward)(&ps, grads, &ws, B, NULL);
+        step_loss[s] += FN(fm_penalty)(grads, params, net, pen);
+        if (mask) FN(fm_mul)(grads, grads, mask, n_params);
+        if (clipping && !isfinite(FN(fm_clip_grads)(grads, n_params, clip, nt)) &&
             clip->error_if_nonfinite)
             return FM_ERR_NONFINITE_GRAD;
-        FN(fm_optimizer_step)(opt, params, grads, n_params, lr[s], net->n_threads);
+        FN(fm_optimizer_step)(opt, params, grads, n_params, lr[s], nt);
+        if (pen->l1_proximal && pen->l1 > 0) FN(fm_prox_l1)(params, net, lr[s] * pen->l1, pen->biases);
+        if (mask) FN(fm_mul)(params, params, mask, n_params);
+        for (int k = 0; k < L - 1; k++)
+            if (net->bn[k] && B > 1)
+                FN(fm_bn_update_running)(running + fm_running_offset(net, k), ws.mean[k],
+                                         ws.var[k], B, net->sizes[k + 1], net->bn_momentum);
+        rng->counter++;
         *steps_done = s + 1;
     }
     return FM_OK;

@@ -67,7 +67,17 @@ typedef enum {
 
 #define FM_OPT_MAX_SLOTS 3
 
-/* The network's shape; copied by value, holds no pointers. */
+typedef enum { FM_BN_NONE = 0, FM_BN_BEFORE = 1, FM_BN_AFTER = 2 } fm_batch_norm;
+
+/* The network's shape; copied by value, holds no pointers.
+ * Hidden layer l (0 <= l < L-1) computes, in training mode,
+ *     z = h_{l-1} W_l + b_l;  [BN before]  a = act(z or BN(z));  [BN after]  o = BN(a) or a;
+ *     h_l = o * dropout mask (rate dropout[l+1]),
+ * with h_{-1} = X * input dropout mask (rate dropout[0]). BN(x) = gamma (x - mean) /
+ * sqrt(var + eps) + beta uses batch statistics in training and running ones otherwise.
+ * Inverted dropout scales kept units by 1/(1-p) in training; classic dropout trains
+ * unscaled and scales by (1-p) at inference (the same as multiplying the outgoing weights
+ * by 1-p). */
 typedef struct {
     int n_layers;                 /* dense layers L, 1 <= L <= FM_MAX_LAYERS */
     int sizes[FM_MAX_LAYERS + 1]; /* widths n_0 (inputs) ... n_L (outputs) */
@@ -76,7 +86,51 @@ typedef struct {
     double leaky_slope;           /* negative-side slope of FM_LEAKY_RELU, >= 0 */
     int loss;                     /* fm_loss */
     int n_threads;                /* OpenMP threads, >= 1; 1 never starts a thread pool */
+    double dropout[FM_MAX_LAYERS]; /* dropout rate on the input of dense layer l, in [0, 1) */
+    int dropout_classic;          /* 0: inverted dropout, 1: classic */
+    int bn[FM_MAX_LAYERS];        /* fm_batch_norm of hidden layer l */
+    double bn_eps, bn_momentum;   /* torch.nn.BatchNorm1d: 1e-5, 0.1 */
 } fm_net;
+
+/* Caller-owned buffers of one model, valid for the length of a call. */
+typedef struct {
+    void *params;           /* fm_param_count elements */
+    void *grads;            /* like params */
+    void *running;          /* fm_running_count elements: BN running mean, var per BN layer */
+    const void *prune_mask; /* like params: 1 keeps, 0 prunes (NULL: no pruning) */
+    void *work;             /* fm_workspace_bytes(net, batch_cap) bytes */
+    int batch_cap;          /* the batch the workspace was sized for */
+} fm_buffers;
+
+/* Penalties added to the mean loss (and their gradients). */
+typedef struct {
+    double l2;         /* + l2/2 * sum W^2 */
+    double l1;         /* + l1 * sum |W| (subgradient sign(W), sign(0) = 0) */
+    int l1_proximal;   /* 1: apply L1 as soft-thresholding after each update instead */
+    int biases;        /* 1: the penalties also cover biases and BN parameters */
+    double act_l1;     /* + act_l1 * mean over samples of sum |a| over hidden units */
+    double act_l2;     /* + act_l2/2 * mean over samples of sum a^2 over hidden units */
+} fm_penalty;
+
+/* Training-time input transformations, applied in the batch-gather step. */
+typedef struct {
+    double noise_std;          /* Gaussian noise added to every input */
+    int shift;                 /* random shifts of up to `shift` pixels ... */
+    int height, width, channels; /* ... of inputs that are (height, width, channels) images */
+    double adv_eps, adv_ratio; /* FGSM: the first round(adv_ratio*B) rows of each batch become
+                                  x + adv_eps * sign(dLoss/dx) */
+} fm_augment;
+
+/* Counter-based randomness of the training step: draws are a hash of
+ * (key, counter, stream, index), so they do not depend on the thread count. */
+typedef struct {
+    uint64_t key;
+    int64_t counter; /* training steps taken; each step increments it */
+} fm_random;
+
+/* Hash-based uniform in [0, 1) (53 bits) and its integer source; see rng.c. */
+uint64_t fm_hash(uint64_t key, uint64_t counter, uint64_t stream, uint64_t index);
+double fm_uniform(uint64_t key, uint64_t counter, uint64_t stream, uint64_t index);
 
 /* Training targets: exactly one of the two is non-NULL.
  * labels (n,) int32 class indices; dense (n, n_L) target rows of the net's dtype. */
@@ -109,9 +163,14 @@ typedef struct {
 } fm_clip;
 
 size_t fm_param_count(const fm_net *net);
-/* Offsets (in elements) of W_l and b_l inside params. */
+/* Offsets (in elements) of W_l, b_l and (BN layers) gamma_l inside params; beta_l
+ * follows gamma_l. Layout: [W_0, b_0, (gamma_0, beta_0), W_1, b_1, ...]. */
 size_t fm_weight_offset(const fm_net *net, int layer);
 size_t fm_bias_offset(const fm_net *net, int layer);
+size_t fm_bn_offset(const fm_net *net, int layer);
+/* Running statistics: [mean_l, var_l] for each BN layer l in order. */
+size_t fm_running_count(const fm_net *net);
+size_t fm_running_offset(const fm_net *net, int layer);
 /* Bytes of workspace needed for batches of up to `batch` samples. */
 size_t fm_workspace_bytes(const fm_net *net, int batch, size_t real_size);
 
@@ -124,29 +183,30 @@ uint64_t fm_rng_below(uint64_t state[4], uint64_t n);
 void fm_shuffle(uint64_t state[4], int64_t *order, int64_t n);
 
 #define FM_DECLARE(T, SFX)                                                                      \
-    /* out (n, n_L) = output activation of the net applied to X (n, n_0), in blocks of         \
-       batch_cap rows */                                                                        \
-    int fm_predict_##SFX(const fm_net *net, const T *params, void *work, int batch_cap,         \
-                         const T *X, int64_t n, T *out);                                        \
-    /* Mean loss over X (n, n_0) and the gradients of it: grads like params, input_grad        \
-       (n, n_0) = dL/dX when not NULL. n <= the workspace's batch. */                           \
-    int fm_loss_grad_##SFX(const fm_net *net, const T *params, T *grads, void *work,           \
-                           const T *X, fm_targets targets, int n, double *loss, T *input_grad); \
-    /* Sums of per-sample loss and per-sample accuracy over X (n, n_0), in blocks of batch_cap \
-       rows; accuracy is NaN-free and 0 for losses without one (mse). */                        \
-    int fm_evaluate_##SFX(const fm_net *net, const T *params, void *work, int batch_cap,        \
-                          const T *X, fm_targets targets, int64_t n, double *loss_sum,          \
-                          double *correct_sum);                                                 \
+    /* out (n, n_L) = output activation of the net (inference mode) applied to X (n, n_0),     \
+       in blocks of buf->batch_cap rows */                                                      \
+    int fm_predict_##SFX(const fm_net *net, const fm_buffers *buf, const T *X, int64_t n,     \
+                         T *out);                                                               \
+    /* Mean loss + penalties over X (n, n_0) and its gradients into buf->grads; input_grad    \
+       (n, n_0) = dLoss/dX when not NULL. training: dropout masks drawn from (rng, stream 0)   \
+       and BN batch statistics (running statistics are not updated). n <= batch_cap. */       \
+    int fm_loss_grad_##SFX(const fm_net *net, const fm_buffers *buf, const T *X,              \
+                           fm_targets targets, int n, int training, const fm_penalty *pen,     \
+                           fm_random rng, double *loss, T *input_grad);                        \
+    /* Sums of per-sample loss and accuracy over X (n, n_0) in inference mode (no penalties),  \
+       in blocks of batch_cap rows; accuracy is 0 for losses without one (mse). */             \
+    int fm_evaluate_##SFX(const fm_net *net, const fm_buffers *buf, const T *X,               \
+                          fm_targets targets, int64_t n, double *loss_sum, double *correct_sum); \
     /* Runs n_steps training steps. Step s uses the samples order[start + s*batch_size ...]    \
        (the last batch of an epoch may be short: it ends at n) and learning rate lr[s].        \
-       Writes each step's mean loss and accuracy to step_loss/step_correct (n_steps,), the     \
-       number of completed steps to *steps_done. Stops with FM_ERR_NONFINITE_LOSS before       \
-       updating on a non-finite loss. */                                                        \
-    int fm_train_##SFX(const fm_net *net, T *params, T *grads, void *work, int batch_size,     \
-                       const T *X, fm_targets targets, int64_t n, const int64_t *order,         \
-                       int64_t start, int n_steps, const double *lr, fm_optimizer *opt,         \
-                       const fm_clip *clip, double *step_loss, double *step_correct,            \
-                       int *steps_done);                                                        \
+       Writes each step's mean loss (with penalties) and accuracy to step_loss/step_correct    \
+       (n_steps,), the number of completed steps to *steps_done. Stops with                    \
+       FM_ERR_NONFINITE_LOSS before updating on a non-finite loss. */                           \
+    int fm_train_##SFX(const fm_net *net, const fm_buffers *buf, int batch_size, const T *X,  \
+                       fm_targets targets, int64_t n, const int64_t *order, int64_t start,      \
+                       int n_steps, const double *lr, fm_optimizer *opt, const fm_clip *clip,   \
+                       const fm_penalty *pen, const fm_augment *aug, fm_random *rng,            \
+                       double *step_loss, double *step_correct, int *steps_done);               \
     /* One update of p (n) from g (n) with rate lr; increments opt->step first. */             \
     void fm_optimizer_step_##SFX(fm_optimizer *opt, T *p, const T *g, size_t n, double lr,     \
                                  int n_threads);                                                \

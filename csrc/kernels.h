@@ -12,6 +12,15 @@
 /* Work below this many multiply-adds stays on one thread: waking the pool costs more. */
 #define FM_PARALLEL_MIN_WORK 32768
 
+/* Streams of the counter-based training randomness (fm_hash): dropout of the input of
+ * dense layer l uses stream FM_STREAM_DROPOUT + l. */
+#define FM_STREAM_DROPOUT 0
+#define FM_STREAM_NOISE 1000
+#define FM_STREAM_SHIFT 1001
+uint64_t fm_stream_base(uint64_t key, uint64_t counter, uint64_t stream);
+uint64_t fm_hash_at(uint64_t base, uint64_t index);
+static inline double fm_unit(uint64_t h) { return (double)(h >> 11) * 0x1.0p-53; }
+
 #define FM_KERNELS(T, SFX)                                                                      \
     /* x (n) <- act(x), in place */                                                             \
     void fm_act_forward_##SFX(T *x, size_t n, int act, double slope);                          \
@@ -33,6 +42,39 @@
                        fm_targets targets, const int64_t *idx, int B, int K, int loss);        \
     /* Y (B, K) <- the loss's output activation of logits Y, in place */                       \
     void fm_output_activation_##SFX(T *Y, int B, int K, int loss);                             \
+    /* mask (B, n) = dropout multipliers drawn from `base`: 0 with probability p, else      \
+       1/(1-p) (inverted) or 1 (classic) */                                                     \
+    void fm_dropout_mask_##SFX(T *mask, int B, int n, double p, int classic, uint64_t base);  \
+    /* y (n) = x (n) * m (n) elementwise; y may be x */                                         \
+    void fm_mul_##SFX(T *y, const T *x, const T *m, size_t n);                                 \
+    /* x (n) *= s */                                                                            \
+    void fm_scale_##SFX(T *x, size_t n, double s);                                              \
+    /* Batch norm, training: y (B, n) = gamma * xhat + beta, xhat = (x - mean) / sqrt(var+eps) \
+       with the batch's mean and biased var (n); writes xhat (B, n), mean, var. */             \
+    void fm_bn_forward_train_##SFX(T *y, T *xhat, T *mean, T *var, const T *x, const T *gamma, \
+                                   const T *beta, int B, int n, double eps);                    \
+    /* Batch norm, inference with running mean/var (n); xhat (B, n) may be NULL */             \
+    void fm_bn_forward_infer_##SFX(T *y, T *xhat, const T *x, const T *gamma, const T *beta,   \
+                                   const T *rmean, const T *rvar, int B, int n, double eps);     \
+    /* Backward of either: dx (B, n) from dy (B, n); dgamma, dbeta (n). training: var is the   \
+       batch variance (batch statistics are differentiated); else the running variance. */    \
+    void fm_bn_backward_##SFX(T *dx, T *dgamma, T *dbeta, const T *dy, const T *xhat,          \
+                              const T *var, const T *gamma, int B, int n, double eps,           \
+                              int training);                                                    \
+    /* running (2n: mean, var) <- (1-m) running + m (mean, var * B/(B-1)) */                   \
+    void fm_bn_update_running_##SFX(T *running, const T *mean, const T *var, int B, int n,    \
+                                    double momentum);                                           \
+    /* X (B, n): += noise_std * N(0, 1) and/or random shifts of (h, w, c) images, zero fill;   \
+       tmp (n) scratch */                                                                       \
+    void fm_augment_##SFX(T *X, T *tmp, int B, int n, const fm_augment *aug, uint64_t key,    \
+                          uint64_t counter);                                                    \
+    /* Weight penalty of params: returns l2/2 sum w^2 + l1 sum |w| over the weights (and the  \
+       biases and BN parameters when pen->biases); adds its (sub)gradient to grads unless     \
+       grads is NULL (the L1 part only when not proximal). */                                  \
+    double fm_penalty_##SFX(T *grads, const T *params, const fm_net *net,                      \
+                            const fm_penalty *pen);                                             \
+    /* Soft-threshold the penalized parameters: w <- sign(w) max(|w| - t, 0) */                \
+    void fm_prox_l1_##SFX(T *params, const fm_net *net, double t, int biases);                 \
     /* sum of squares of g (n) in double, summed over fixed blocks: thread-count independent */ \
     double fm_sum_squares_##SFX(const T *g, size_t n, int nt);
 

@@ -40,3 +40,28 @@ void fm_shuffle(uint64_t state[4], int64_t *order, int64_t n) {
         order[j] = tmp;
     }
 }
+
+/* Counter-based draws for the training step (dropout masks, noise, shifts): a
+ * splitmix64 stream whose seed is a hash of (key, counter, stream), read at `index`.
+ * Any element can be drawn independently, so results do not depend on threads. */
+static uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+uint64_t fm_stream_base(uint64_t key, uint64_t counter, uint64_t stream) {
+    return mix64(mix64(key ^ mix64(counter + 0x9E3779B97F4A7C15ull)) ^ (stream * 0xD1B54A32D192ED03ull));
+}
+
+uint64_t fm_hash_at(uint64_t base, uint64_t index) {
+    return mix64(base + (index + 1) * 0x9E3779B97F4A7C15ull);
+}
+
+uint64_t fm_hash(uint64_t key, uint64_t counter, uint64_t stream, uint64_t index) {
+    return fm_hash_at(fm_stream_base(key, counter, stream), index);
+}
+
+double fm_uniform(uint64_t key, uint64_t counter, uint64_t stream, uint64_t index) {
+    return (double)(fm_hash(key, counter, stream, index) >> 11) * 0x1.0p-53;
+}

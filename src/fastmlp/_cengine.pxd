@@ -23,6 +23,32 @@ cdef extern from "fastmlp.h" nogil:
         double leaky_slope
         int loss
         int n_threads
+        double dropout[FM_MAX_LAYERS]
+        int dropout_classic
+        int bn[FM_MAX_LAYERS]
+        double bn_eps, bn_momentum
+
+    ctypedef struct fm_buffers:
+        void *params
+        void *grads
+        void *running
+        const void *prune_mask
+        void *work
+        int batch_cap
+
+    ctypedef struct fm_penalty:
+        double l2, l1
+        int l1_proximal, biases
+        double act_l1, act_l2
+
+    ctypedef struct fm_augment:
+        double noise_std
+        int shift, height, width, channels
+        double adv_eps, adv_ratio
+
+    ctypedef struct fm_random:
+        uint64_t key
+        int64_t counter
 
     ctypedef struct fm_targets:
         const int32_t *labels
@@ -46,38 +72,40 @@ cdef extern from "fastmlp.h" nogil:
     size_t fm_param_count(const fm_net *net)
     size_t fm_weight_offset(const fm_net *net, int layer)
     size_t fm_bias_offset(const fm_net *net, int layer)
+    size_t fm_bn_offset(const fm_net *net, int layer)
+    size_t fm_running_count(const fm_net *net)
+    size_t fm_running_offset(const fm_net *net, int layer)
     size_t fm_workspace_bytes(const fm_net *net, int batch, size_t real_size)
 
     void fm_rng_seed(uint64_t state[4], uint64_t seed)
     uint64_t fm_rng_next(uint64_t state[4])
     void fm_shuffle(uint64_t state[4], int64_t *order, int64_t n)
+    uint64_t fm_hash(uint64_t key, uint64_t counter, uint64_t stream, uint64_t index)
 
-    int fm_predict_f32(const fm_net *net, const float *params, void *work, int batch_cap,
-                       const float *X, int64_t n, float *out)
-    int fm_predict_f64(const fm_net *net, const double *params, void *work, int batch_cap,
-                       const double *X, int64_t n, double *out)
-    int fm_loss_grad_f32(const fm_net *net, const float *params, float *grads, void *work,
-                         const float *X, fm_targets targets, int n, double *loss,
-                         float *input_grad)
-    int fm_loss_grad_f64(const fm_net *net, const double *params, double *grads, void *work,
-                         const double *X, fm_targets targets, int n, double *loss,
-                         double *input_grad)
-    int fm_evaluate_f32(const fm_net *net, const float *params, void *work, int batch_cap,
-                        const float *X, fm_targets targets, int64_t n, double *loss_sum,
-                        double *correct_sum)
-    int fm_evaluate_f64(const fm_net *net, const double *params, void *work, int batch_cap,
-                        const double *X, fm_targets targets, int64_t n, double *loss_sum,
-                        double *correct_sum)
-    int fm_train_f32(const fm_net *net, float *params, float *grads, void *work, int batch_size,
-                     const float *X, fm_targets targets, int64_t n, const int64_t *order,
-                     int64_t start, int n_steps, const double *lr, fm_optimizer *opt,
-                     const fm_clip *clip, double *step_loss, double *step_correct,
-                     int *steps_done)
-    int fm_train_f64(const fm_net *net, double *params, double *grads, void *work,
-                     int batch_size, const double *X, fm_targets targets, int64_t n,
-                     const int64_t *order, int64_t start, int n_steps, const double *lr,
-                     fm_optimizer *opt, const fm_clip *clip, double *step_loss,
-                     double *step_correct, int *steps_done)
+    int fm_predict_f32(const fm_net *net, const fm_buffers *buf, const float *X, int64_t n,
+                       float *out)
+    int fm_predict_f64(const fm_net *net, const fm_buffers *buf, const double *X, int64_t n,
+                       double *out)
+    int fm_loss_grad_f32(const fm_net *net, const fm_buffers *buf, const float *X,
+                         fm_targets targets, int n, int training, const fm_penalty *pen,
+                         fm_random rng, double *loss, float *input_grad)
+    int fm_loss_grad_f64(const fm_net *net, const fm_buffers *buf, const double *X,
+                         fm_targets targets, int n, int training, const fm_penalty *pen,
+                         fm_random rng, double *loss, double *input_grad)
+    int fm_evaluate_f32(const fm_net *net, const fm_buffers *buf, const float *X,
+                        fm_targets targets, int64_t n, double *loss_sum, double *correct_sum)
+    int fm_evaluate_f64(const fm_net *net, const fm_buffers *buf, const double *X,
+                        fm_targets targets, int64_t n, double *loss_sum, double *correct_sum)
+    int fm_train_f32(const fm_net *net, const fm_buffers *buf, int batch_size, const float *X,
+                     fm_targets targets, int64_t n, const int64_t *order, int64_t start,
+                     int n_steps, const double *lr, fm_optimizer *opt, const fm_clip *clip,
+                     const fm_penalty *pen, const fm_augment *aug, fm_random *rng,
+                     double *step_loss, double *step_correct, int *steps_done)
+    int fm_train_f64(const fm_net *net, const fm_buffers *buf, int batch_size, const double *X,
+                     fm_targets targets, int64_t n, const int64_t *order, int64_t start,
+                     int n_steps, const double *lr, fm_optimizer *opt, const fm_clip *clip,
+                     const fm_penalty *pen, const fm_augment *aug, fm_random *rng,
+                     double *step_loss, double *step_correct, int *steps_done)
     void fm_optimizer_step_f32(fm_optimizer *opt, float *p, const float *g, size_t n, double lr,
                                int n_threads)
     void fm_optimizer_step_f64(fm_optimizer *opt, double *p, const double *g, size_t n,

@@ -1,30 +1,24 @@
 """What the C-engine model and the NumPy reference share: constructor checks,
-initialization, the public API and the training loop. A subclass supplies the
-backend (the `_backend_*` methods) that computes."""
+initialization and the public model API. A subclass supplies the backend (the
+`_backend_*` methods) that computes; :mod:`fastmlp.training` holds the fit loop."""
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Sequence
 
 import numpy as np
 
 from fastmlp.activations import canonical_activation
-from fastmlp.errors import TrainingDivergedError
 from fastmlp.history import History
 from fastmlp.init import check_initializer, initialize
 from fastmlp.losses import get_loss, prepare_targets
-from fastmlp.optim import SGD, Optimizer
-from fastmlp.schedules import Constant, Schedule
+from fastmlp.regularization import BATCH_NORM_CODES, penalty_config
 from fastmlp.validation import check_dtype, check_features, check_float, check_int
 
 MAX_LAYERS = 64  # dense layers; the engine's FM_MAX_LAYERS
 STATUS_OK = 0  # engine status codes (csrc/fastmlp.h)
 STATUS_NONFINITE_LOSS = 1
 STATUS_NONFINITE_GRAD = 3
-_CHUNK_SECONDS = 0.2  # engine work per Python round trip during fit
-_SHUFFLE_MODES = {True: "epoch", "epoch": "epoch", "once": "once", False: "none", "none": "none"}
 
 
 class BaseMLP:
@@ -51,11 +45,27 @@ class BaseMLP:
     dtype : {"float32", "float64"}
         Parameter and compute precision. float32 is the fast path.
     seed : int, optional
-        Seeds the initializer and the shuffling. Same seed (and thread count) gives
-        bit-identical training. None draws a fresh seed (kept in ``self.seed``).
+        Seeds the initializer, the shuffling and the training randomness (dropout masks,
+        noise, shifts). Same seed (and thread count) gives bit-identical training. None
+        draws a fresh seed (kept in ``self.seed``).
     threads : int, optional
         Threads for the engine (None: OpenMP's default, i.e. ``OMP_NUM_THREADS`` or all
         cores). Results do not depend on it.
+    input_dropout : float
+        Dropout rate on the inputs, in [0, 1).
+    dropout : float or sequence of float
+        Dropout rate on the output of each hidden layer (one rate for all, or one per
+        hidden layer), in [0, 1). Masks are drawn in the engine from the model's seed;
+        nothing is dropped in ``predict``/``evaluate``.
+    dropout_mode : {"inverted", "classic"}
+        ``inverted`` scales kept units by 1/(1-p) during training; ``classic`` trains
+        unscaled and multiplies the outgoing weights by (1-p) at test time.
+    batch_norm : bool, str or sequence
+        Batch normalization of hidden layers (``torch.nn.BatchNorm1d`` semantics): False,
+        True/``"before"`` (between the affine map and the activation) or ``"after"`` (after
+        the activation); one setting for all hidden layers or one per hidden layer.
+    bn_momentum, bn_eps : float
+        Running-statistics momentum (0.1) and variance epsilon (1e-5), as in PyTorch.
     """
 
     def __init__(
@@ -71,18 +81,17 @@ class BaseMLP:
         dtype: str = "float32",
         seed: int | None = None,
         threads: int | None = None,
+        input_dropout: float = 0.0,
+        dropout: float | Sequence[float] = 0.0,
+        dropout_mode: str = "inverted",
+        batch_norm: bool | str | Sequence = False,
+        bn_momentum: float = 0.1,
+        bn_eps: float = 1e-5,
     ) -> None:
         self._sizes = _check_layer_sizes(layer_sizes)
         n_hidden = len(self._sizes) - 2
-        if isinstance(activation, str):
-            acts = [canonical_activation(activation)] * n_hidden
-        else:
-            acts = [canonical_activation(a) for a in activation]
-            if len(acts) != n_hidden:
-                raise ValueError(
-                    f"got {len(acts)} activations for {n_hidden} hidden layers"
-                )
-        self._activations = acts
+        self._activations = _per_hidden(activation, n_hidden, "activations",
+                                        canonical_activation, str)
         self._loss = get_loss(loss)
         check_initializer(init, init_kwargs)
         self._init = init
@@ -93,16 +102,29 @@ class BaseMLP:
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2**63))
         self._seed = check_int(seed, "seed", 0)
+        rate = lambda r: check_float(r, "dropout rates", low=0.0, high=1.0)  # noqa: E731
+        self._dropout = [check_float(input_dropout, "input_dropout", low=0.0, high=1.0)] + \
+            _per_hidden(dropout, n_hidden, "dropout rates", rate, (int, float))
+        if dropout_mode not in ("inverted", "classic"):
+            raise ValueError(f"dropout_mode must be 'inverted' or 'classic', got {dropout_mode!r}")
+        self._dropout_mode = dropout_mode
+        self._batch_norm = _per_hidden(batch_norm, n_hidden, "batch_norm settings",
+                                       _bn_code, (bool, str, type(None)))
+        self._bn_momentum = check_float(bn_momentum, "bn_momentum", low=0.0, high=1.0 + 1e-12)
+        self._bn_eps = check_float(bn_eps, "bn_eps", positive=True)
+        self._counter = 0  # training steps taken: the counter of the step randomness
+        self._prune_mask: np.ndarray | None = None
         self._backend_setup(None if threads is None else check_int(threads, "threads", 1))
+        self._layout = self._backend_layout()
         rng = np.random.default_rng(self._seed)
-        Ws, bs = [], []
-        for n_in, n_out in zip(self._sizes[:-1], self._sizes[1:]):
+        flat = self._backend_flat()
+        for (w0, b0, n_in, n_out, _, _) in self._layout:
             W = initialize(init, n_in, n_out, rng, **self._init_kwargs)
             if not np.isfinite(W).all():
                 raise ValueError(f"init {init!r} with {self._init_kwargs} gave non-finite weights")
-            Ws.append(W.astype(self._dtype))
-            bs.append(np.full(n_out, self._bias_init, dtype=self._dtype))
-        self._backend_set_params(Ws, bs)
+            flat[w0 : w0 + n_in * n_out] = W.reshape(-1)
+            flat[b0 : b0 + n_out] = self._bias_init
+        self._backend_set_flat(flat)
         self._backend_seed(self._seed)
 
     # -- description ------------------------------------------------------------------------
@@ -140,6 +162,21 @@ class BaseMLP:
     def leaky_slope(self) -> float:
         return self._leaky_slope
 
+    @property
+    def dropout(self) -> list[float]:
+        """Dropout rate on the input of each dense layer (``[input, hidden_1, ...]``)."""
+        return list(self._dropout)
+
+    @property
+    def batch_norm(self) -> list[str | None]:
+        """Batch-norm placement of each hidden layer: None, ``"before"`` or ``"after"``."""
+        return [{0: None, 1: "before", 2: "after"}[c] for c in self._batch_norm]
+
+    @property
+    def training_step(self) -> int:
+        """Training steps taken so far (the counter of the dropout/noise randomness)."""
+        return self._counter
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__module__}.{type(self).__name__}({list(self._sizes)}, "
@@ -150,22 +187,23 @@ class BaseMLP:
     @property
     def weights(self) -> list[np.ndarray]:
         """Copies of the weight matrices; ``weights[l]`` has shape ``(n_l, n_{l+1})``."""
-        return self._backend_get_params()[0]
+        return self.get_params()[0]
 
     @property
     def biases(self) -> list[np.ndarray]:
         """Copies of the bias vectors; ``biases[l]`` has shape ``(n_{l+1},)``."""
-        return self._backend_get_params()[1]
+        return self.get_params()[1]
 
     def get_params(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """``(weights, biases)``, copies."""
-        return self._backend_get_params()
+        parts = self._split(self._backend_flat())
+        return parts["weights"], parts["biases"]
 
     def set_params(self, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray]) -> None:
         """Copy weights and biases in, after checking count, shapes, dtypes and finiteness.
 
         Values are cast to the model's dtype; float16, complex and non-numeric arrays are
-        rejected.
+        rejected. Pruned weights stay zero.
         """
         L = self.n_layers
         if len(weights) != L or len(biases) != L:
@@ -173,18 +211,117 @@ class BaseMLP:
                 f"expected {L} weight matrices and {L} bias vectors, "
                 f"got {len(weights)} and {len(biases)}"
             )
-        Ws, bs = [], []
+        flat = self._backend_flat()
+        checked = []
         for l, (W, b) in enumerate(zip(weights, biases)):
             shape_w, shape_b = (self._sizes[l], self._sizes[l + 1]), (self._sizes[l + 1],)
-            Ws.append(_check_param(W, shape_w, self._dtype, f"weights[{l}]"))
-            bs.append(_check_param(b, shape_b, self._dtype, f"biases[{l}]"))
-        self._backend_set_params(Ws, bs)
+            checked.append((_check_param(W, shape_w, self._dtype, f"weights[{l}]"),
+                            _check_param(b, shape_b, self._dtype, f"biases[{l}]")))
+        for (w0, b0, n_in, n_out, _, _), (W, b) in zip(self._layout, checked):
+            flat[w0 : w0 + n_in * n_out] = W.reshape(-1)
+            flat[b0 : b0 + n_out] = b
+        self._set_flat_masked(flat)
+
+    def get_flat_params(self) -> np.ndarray:
+        """All learnable parameters as one vector (a copy), in the documented order
+        ``[W_0 (row-major), b_0, (gamma_0, beta_0 for a batch-norm layer), W_1, b_1, ...]``;
+        ``gradients()["flat"]`` and optimizer state use the same order."""
+        return self._backend_flat()
+
+    def set_flat_params(self, flat: object) -> None:
+        """Set every learnable parameter from a vector ordered as ``get_flat_params()``."""
+        n = len(self._backend_flat())
+        arr = _check_param(flat, (n,), self._dtype, "flat parameters")
+        self._set_flat_masked(arr)
+
+    def batch_norm_state(self) -> list[dict[str, np.ndarray] | None]:
+        """Per hidden layer: None, or copies of ``gamma``, ``beta``, ``running_mean`` and
+        ``running_var`` of its batch normalization."""
+        flat, running = self._backend_flat(), self._backend_running()
+        out = []
+        for (_, _, _, n, g0, r0) in self._layout[:-1]:
+            out.append(None if g0 < 0 else {
+                "gamma": flat[g0 : g0 + n].copy(), "beta": flat[g0 + n : g0 + 2 * n].copy(),
+                "running_mean": running[r0 : r0 + n].copy(),
+                "running_var": running[r0 + n : r0 + 2 * n].copy()})
+        return out
+
+    def set_batch_norm_state(self, states: Sequence[dict | None]) -> None:
+        """Set batch-norm parameters/statistics from ``batch_norm_state()``-shaped input
+        (None entries and missing keys leave that part unchanged)."""
+        if len(states) != len(self._layout) - 1:
+            raise ValueError(f"expected {len(self._layout) - 1} entries, one per hidden layer")
+        flat, running = self._backend_flat(), self._backend_running()
+        for l, ((_, _, _, n, g0, r0), st) in enumerate(zip(self._layout[:-1], states)):
+            if st is None:
+                continue
+            if g0 < 0:
+                raise ValueError(f"hidden layer {l} has no batch normalization")
+            for key, (arr, start) in {"gamma": (flat, g0), "beta": (flat, g0 + n),
+                                      "running_mean": (running, r0),
+                                      "running_var": (running, r0 + n)}.items():
+                if key in st:
+                    arr[start : start + n] = _check_param(st[key], (n,), self._dtype,
+                                                          f"layer {l} {key}")
+            if np.any(running[r0 + n : r0 + 2 * n] < 0):
+                raise ValueError(f"layer {l} running_var must be >= 0")
+        self._set_flat_masked(flat)
+        self._backend_set_running(running)
+
+    def _split(self, flat: np.ndarray) -> dict[str, list]:
+        """A flat parameter-shaped vector as lists of per-layer arrays (copies)."""
+        parts = {"weights": [], "biases": [], "gamma": [], "beta": []}
+        for (w0, b0, n_in, n_out, g0, _) in self._layout:
+            parts["weights"].append(flat[w0 : w0 + n_in * n_out].reshape(n_in, n_out).copy())
+            parts["biases"].append(flat[b0 : b0 + n_out].copy())
+            if g0 >= 0:
+                parts["gamma"].append(flat[g0 : g0 + n_out].copy())
+                parts["beta"].append(flat[g0 + n_out : g0 + 2 * n_out].copy())
+        return parts
+
+    def _set_flat_masked(self, flat: np.ndarray) -> None:
+        if self._prune_mask is not None:
+            flat = flat * self._prune_mask
+        self._backend_set_flat(flat)
+
+    # -- pruning ------------------------------------------------------------------------------
+    def prune(self, amount: float | Sequence[float]) -> list[float]:
+        """Magnitude pruning: in each layer, zero the fraction `amount` (one value, or one
+        per dense layer) of weights with the smallest |w| and keep them zero from now on
+        (through forward, backward and every optimizer update). Pruning is cumulative:
+        already-pruned weights count toward the amount. Biases are never pruned.
+        Returns the sparsity of each layer."""
+        from fastmlp.pruning import magnitude_mask
+
+        amounts = _per_layer(amount, self.n_layers)
+        flat = self._backend_flat()
+        mask = np.ones_like(flat) if self._prune_mask is None else self._prune_mask.copy()
+        for (w0, _, n_in, n_out, _, _), a in zip(self._layout, amounts):
+            sl = slice(w0, w0 + n_in * n_out)
+            mask[sl] = magnitude_mask(flat[sl], mask[sl], a)
+        self._prune_mask = mask
+        self._backend_set_prune_mask(mask)
+        self._set_flat_masked(flat)
+        return self.sparsity()
+
+    def clear_pruning(self) -> None:
+        """Forget the pruning masks (pruned weights stay 0 until training moves them)."""
+        self._prune_mask = None
+        self._backend_set_prune_mask(None)
+
+    def sparsity(self) -> list[float]:
+        """Fraction of pruned (masked) weights in each dense layer."""
+        if self._prune_mask is None:
+            return [0.0] * self.n_layers
+        return [float(1 - self._prune_mask[w0 : w0 + a * b].mean())
+                for (w0, _, a, b, _, _) in self._layout]
 
     # -- inference ----------------------------------------------------------------------------
     def predict(self, X: object) -> np.ndarray:
         """Network output after the output activation, shape ``(n, n_outputs)``:
         class probabilities for ``cross_entropy``, per-output probabilities for
-        ``binary_cross_entropy``, raw scores otherwise."""
+        ``binary_cross_entropy``, raw scores otherwise. Inference mode: no dropout,
+        batch norm with running statistics."""
         return self._backend_predict(self._check_X(X))
 
     def predict_labels(self, X: object) -> np.ndarray:
@@ -201,7 +338,8 @@ class BaseMLP:
         raise ValueError("mse has no class labels; use predict()")
 
     def evaluate(self, X: object, y: object) -> dict[str, float | None]:
-        """Mean loss and accuracy over ``(X, y)`` (accuracy None for ``mse``)."""
+        """Mean data loss (no penalties) and accuracy over ``(X, y)`` in inference mode
+        (accuracy None for ``mse``)."""
         X = self._check_X(X)
         labels, dense = self._targets(y, X.shape[0])
         return self._evaluate_prepared(X, labels, dense)
@@ -212,184 +350,48 @@ class BaseMLP:
             raise ValueError("mse has no accuracy; use evaluate(X, y)['loss']")
         return self.evaluate(X, y)["accuracy"]
 
-    def loss_and_grad(
-        self, X: object, y: object, *, return_input_grad: bool = False
-    ) -> tuple:
-        """Mean loss over the batch and its gradients.
+    def gradients(self, X: object, y: object, *, training: bool = False, step: int | None = None,
+                  **penalties: object) -> dict:
+        """The objective on the batch ``(X, y)`` and all its gradients.
 
-        Returns ``(loss, dW, db)``, lists shaped like ``weights`` and ``biases``; with
-        ``return_input_grad=True`` also ``dX = dloss/dX`` of shape ``X.shape``.
+        ``training=True`` computes it as a training step would: dropout masks of training
+        step `step` (default: the next step) and batch-norm batch statistics (running
+        statistics are left alone); otherwise in inference mode. Penalties are given as
+        in ``fit`` (``l2``, ``l1``, ``l1_proximal``, ``penalize_biases``, ``activity_l1``,
+        ``activity_l2``); the objective is the mean loss plus the penalties.
+
+        Returns a dict: ``loss``, ``weights``, ``biases``, ``gamma``, ``beta`` (lists of
+        gradients; gamma/beta of batch-norm layers), ``input`` (dLoss/dX) and ``flat`` (the
+        gradient ordered as ``get_flat_params()``).
         """
         X = self._check_X(X)
         labels, dense = self._targets(y, X.shape[0])
-        loss, dW, db, dX = self._backend_loss_grad(X, labels, dense, bool(return_input_grad))
-        return (loss, dW, db, dX) if return_input_grad else (loss, dW, db)
+        pen = penalty_config(**penalties)
+        counter = self._counter if step is None else check_int(step, "step", 0)
+        loss, flat, dX = self._backend_loss_grad(X, labels, dense, bool(training), pen, counter)
+        return {"loss": loss, **self._split(flat), "input": dX, "flat": flat}
+
+    def loss_and_grad(self, X: object, y: object, *, return_input_grad: bool = False,
+                      **options: object) -> tuple:
+        """Mean loss over the batch and its gradients.
+
+        Returns ``(loss, dW, db)``, lists shaped like ``weights`` and ``biases``; with
+        ``return_input_grad=True`` also ``dX = dloss/dX`` of shape ``X.shape``. Other
+        keyword options are those of :meth:`gradients`.
+        """
+        g = self.gradients(X, y, **options)
+        out = (g["loss"], g["weights"], g["biases"])
+        return out + (g["input"],) if return_input_grad else out
 
     # -- training -----------------------------------------------------------------------------
-    def fit(
-        self,
-        X: object,
-        y: object,
-        epochs: int = 10,
-        batch_size: int = 32,
-        lr: float | None = None,
-        shuffle: bool | str = True,
-        validation_data: tuple | None = None,
-        verbose: bool = False,
-        *,
-        optimizer: Optimizer | None = None,
-        lr_schedule: Schedule | None = None,
-        clip_grad_norm: float | None = None,
-        clip_grad_value: float | None = None,
-        clip_error_if_nonfinite: bool = True,
-    ) -> History:
-        """Train by minibatch gradient descent and return the per-epoch History.
+    def fit(self, X: object, y: object, epochs: int = 10, batch_size: int = 32,
+            lr: float | None = None, shuffle: bool | str = True,
+            validation_data: tuple | None = None, verbose: bool = False,
+            **options: object) -> History:
+        from fastmlp.training import fit
 
-        Parameters
-        ----------
-        epochs : int
-            Passes over the data (>= 1).
-        batch_size : int
-            Samples per step: 1 is pure stochastic gradient descent, ``len(X)`` (or more)
-            is full-batch gradient descent. The last batch of an epoch may be smaller.
-        lr : float, optional
-            Learning rate of plain SGD (default 0.01) when no `optimizer` is given; with an
-            optimizer, set the rate on the optimizer instead.
-        shuffle : True/"epoch", "once" or False/"none"
-            Reshuffle every epoch, shuffle once before the first epoch and keep that
-            order, or keep the data's order. Shuffling is seeded by the model's seed.
-        validation_data : (X_val, y_val), optional
-            Evaluated after every epoch (``val_loss``, ``val_accuracy``).
-        verbose : bool
-            Print one line per epoch.
-        optimizer : fastmlp.optim.Optimizer, optional
-            The update rule (default ``SGD(lr)``). Its state lives on the optimizer object,
-            so passing the same optimizer to a later ``fit`` continues where this one ended.
-        lr_schedule : fastmlp.schedules.Schedule, optional
-            Learning rate per epoch or per batch, from the optimizer's ``lr``.
-        clip_grad_norm : float, optional
-            Scale each step's gradient to at most this global L2 norm
-            (``torch.nn.utils.clip_grad_norm_``). A NaN/inf norm stops training with
-            TrainingDivergedError unless ``clip_error_if_nonfinite=False``.
-        clip_grad_value : float, optional
-            Clamp every gradient component to [-value, value] (after norm clipping).
-
-        The engine runs many steps per call (about 0.2 s of work), so Ctrl-C stops
-        training within a fraction of a second, with the weights of the last finished
-        call. If a batch loss (or a clipped gradient norm) becomes NaN or infinite, the
-        last weights and optimizer state that gave a finite loss are restored and
-        :class:`~fastmlp.errors.TrainingDivergedError` is raised.
-        """
-        X = self._check_X(X)
-        n = X.shape[0]
-        labels, dense = self._targets(y, n)
-        epochs = check_int(epochs, "epochs", 1)
-        batch_size = min(check_int(batch_size, "batch_size", 1), n)
-        if optimizer is None:
-            optimizer = SGD(lr=0.01 if lr is None else check_float(lr, "lr", positive=True))
-        elif not isinstance(optimizer, Optimizer):
-            raise TypeError(f"optimizer must be a fastmlp.optim optimizer, got {optimizer!r}")
-        elif lr is not None:
-            raise ValueError("pass the learning rate to the optimizer, not to fit()")
-        if lr_schedule is not None and not isinstance(lr_schedule, Schedule):
-            raise TypeError(f"lr_schedule must be a fastmlp.schedules schedule, got {lr_schedule!r}")
-        schedule = lr_schedule or Constant()
-        clip = (
-            0.0 if clip_grad_norm is None else check_float(clip_grad_norm, "clip_grad_norm", positive=True),
-            0.0 if clip_grad_value is None else check_float(clip_grad_value, "clip_grad_value", positive=True),
-            bool(clip_error_if_nonfinite),
-        )
-        try:
-            mode = _SHUFFLE_MODES[shuffle]
-        except (KeyError, TypeError):
-            raise ValueError(
-                f"shuffle must be True/'epoch', 'once' or False/'none'; got {shuffle!r}"
-            ) from None
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise TypeError("validation_data must be a pair (X_val, y_val)")
-            Xv = self._check_X(validation_data[0], "validation_data X")
-            val = (Xv, *self._targets(validation_data[1], Xv.shape[0]))
-        n_params = sum(a * b + b for a, b in zip(self._sizes[:-1], self._sizes[1:]))
-        state = optimizer.state_for(0, (n_params,), self._dtype)
-
-        steps = math.ceil(n / batch_size)
-        batch_rows = np.full(steps, batch_size, dtype=np.float64)
-        batch_rows[-1] = n - (steps - 1) * batch_size
-        self._backend_reserve(batch_size)
-        order = np.arange(n, dtype=np.int64)
-        if mode == "once":
-            self._backend_shuffle(order)
-        history = History()
-        chunk = 1
-        for epoch in range(1, epochs + 1):
-            if mode == "epoch":
-                self._backend_shuffle(order)
-            t_epoch = time.perf_counter()
-            step_loss = np.empty(steps)
-            step_correct = np.empty(steps)
-            if schedule.interval == "epoch":
-                rates = schedule.rates(optimizer.lr, np.full(steps, epoch - 1))
-            else:
-                rates = schedule.rates(optimizer.lr, (epoch - 1) * steps + np.arange(steps))
-            rates = np.ascontiguousarray(rates, dtype=np.float64)
-            s = 0
-            previous = current = self._snapshot(state)
-            while s < steps:
-                k = min(chunk, steps - s)
-                t_chunk = time.perf_counter()
-                status, done, sl, sc = self._backend_train(
-                    X, labels, dense, order, s * batch_size, k, batch_size, rates[s : s + k],
-                    optimizer, state, clip,
-                )
-                if status != STATUS_OK:
-                    # `current` gave a finite loss on this chunk's first batch if done > 0;
-                    # otherwise `previous` did, on the previous chunk's first batch.
-                    self._restore(current if done > 0 else previous, state)
-                    what = (f"the batch loss is {sl[done]}" if status == STATUS_NONFINITE_LOSS
-                            else "the gradient norm is not finite")
-                    raise TrainingDivergedError(
-                        f"training diverged at epoch {epoch}, step {s + done + 1}: {what}. "
-                        f"The model keeps the last weights that gave a finite loss. Try a "
-                        f"smaller learning rate (lr={rates[s + done]:g}), gradient clipping, "
-                        f"or rescaled inputs.",
-                        history=history, epoch=epoch, step=s + done + 1,
-                    )
-                step_loss[s : s + k] = sl
-                step_correct[s : s + k] = sc
-                s += k
-                previous, current = current, self._snapshot(state)
-                elapsed = max(time.perf_counter() - t_chunk, 1e-6)
-                chunk = max(1, min(4 * k, int(k * _CHUNK_SECONDS / elapsed)))
-            loss = float(step_loss @ batch_rows / n)
-            acc = float(step_correct @ batch_rows / n) if self._loss.has_accuracy else None
-            vl = va = None
-            if val is not None:
-                metrics = self._evaluate_prepared(*val)
-                vl, va = metrics["loss"], metrics["accuracy"]
-            seconds = time.perf_counter() - t_epoch
-            history.append(epoch=epoch, loss=loss, accuracy=acc, val_loss=vl,
-                           val_accuracy=va, lr=float(rates[-1]), time=seconds)
-            schedule.epoch_end({"loss": loss, "accuracy": acc, "val_loss": vl,
-                                "val_accuracy": va})
-            if verbose:
-                print(_epoch_line(epoch, epochs, loss, acc, vl, va, seconds, n), flush=True)
-        return history
-
-    def _snapshot(self, state: dict) -> tuple:
-        """Parameters and optimizer state, to restore after a divergence."""
-        return self._backend_snapshot(), {k: (v.copy() if isinstance(v, np.ndarray) else v)
-                                          for k, v in state.items()}
-
-    def _restore(self, snapshot: tuple, state: dict) -> None:
-        params, saved = snapshot
-        self._backend_restore(params)
-        for k, v in saved.items():
-            if isinstance(v, np.ndarray):
-                np.copyto(state[k], v)
-            else:
-                state[k] = v
+        return fit(self, X, y, epochs=epochs, batch_size=batch_size, lr=lr, shuffle=shuffle,
+                   validation_data=validation_data, verbose=verbose, **options)
 
     # -- helpers ------------------------------------------------------------------------------
     def _check_X(self, X: object, name: str = "X") -> np.ndarray:
@@ -408,18 +410,36 @@ class BaseMLP:
 
     # -- backend interface (implemented by subclasses) ------------------------------------------
     def _backend_setup(self, threads: int | None) -> None:
+        """Allocate parameters (zeros; BN gamma 1 and running variance 1)."""
         raise NotImplementedError
 
-    def _backend_get_params(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    def _backend_layout(self) -> list[tuple]:
+        """Per dense layer: (W offset, b offset, n_in, n_out, gamma offset or -1,
+        running-statistics offset or -1) in the flat vectors."""
         raise NotImplementedError
 
-    def _backend_set_params(self, Ws: list[np.ndarray], bs: list[np.ndarray]) -> None:
+    def _backend_flat(self) -> np.ndarray:
+        """A copy of all learnable parameters, flat."""
+        raise NotImplementedError
+
+    def _backend_set_flat(self, flat: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _backend_running(self) -> np.ndarray:
+        """A copy of the batch-norm running statistics, flat."""
+        raise NotImplementedError
+
+    def _backend_set_running(self, running: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _backend_set_prune_mask(self, mask: np.ndarray | None) -> None:
         raise NotImplementedError
 
     def _backend_predict(self, X: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def _backend_loss_grad(self, X, labels, dense, input_grad: bool) -> tuple:
+    def _backend_loss_grad(self, X, labels, dense, training, penalty, counter) -> tuple:
+        """(objective, flat gradient copy, dLoss/dX)."""
         raise NotImplementedError
 
     def _backend_evaluate(self, X, labels, dense) -> tuple[float, float]:
@@ -429,8 +449,9 @@ class BaseMLP:
         raise NotImplementedError
 
     def _backend_train(self, X, labels, dense, order, start, n_steps, batch_size, rates,
-                       optimizer, state, clip) -> tuple:
-        """Run n_steps steps; update `state` in place; return (status, done, losses, accs)."""
+                       optimizer, state, clip, penalty, augment) -> tuple:
+        """Run n_steps steps from step counter self._counter; update `state` and the
+        counter; return (status, done, losses, accuracies)."""
         raise NotImplementedError
 
     def _backend_seed(self, seed: int) -> None:
@@ -439,11 +460,33 @@ class BaseMLP:
     def _backend_shuffle(self, order: np.ndarray) -> None:
         raise NotImplementedError
 
-    def _backend_snapshot(self) -> object:
-        raise NotImplementedError
 
-    def _backend_restore(self, snapshot: object) -> None:
-        raise NotImplementedError
+def _per_hidden(value, n_hidden, what, convert, scalar_types):
+    """One setting for every hidden layer, or a sequence with one per hidden layer."""
+    if isinstance(value, scalar_types) or not isinstance(value, Sequence):
+        return [convert(value)] * n_hidden
+    values = [convert(v) for v in value]
+    if len(values) != n_hidden:
+        raise ValueError(f"got {len(values)} {what} for {n_hidden} hidden layers")
+    return values
+
+
+def _per_layer(value, n_layers):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = [value] * n_layers
+    values = [check_float(v, "prune amount", low=0.0, high=1.0) for v in value]
+    if len(values) != n_layers:
+        raise ValueError(f"got {len(values)} prune amounts for {n_layers} layers")
+    return values
+
+
+def _bn_code(value) -> int:
+    try:
+        return BATCH_NORM_CODES[value]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"batch_norm must be False, True, 'before' or 'after', got {value!r}"
+        ) from None
 
 
 def _check_layer_sizes(layer_sizes: object) -> tuple[int, ...]:
@@ -470,13 +513,3 @@ def _check_param(a: object, shape: tuple, dtype: np.dtype, name: str) -> np.ndar
     return out
 
 
-def _epoch_line(epoch, epochs, loss, acc, val_loss, val_acc, seconds, n) -> str:
-    parts = [f"epoch {epoch:>{len(str(epochs))}}/{epochs}", f"loss {loss:.4f}"]
-    if acc is not None:
-        parts.append(f"acc {acc:.4f}")
-    if val_loss is not None:
-        parts.append(f"val_loss {val_loss:.4f}")
-    if val_acc is not None:
-        parts.append(f"val_acc {val_acc:.4f}")
-    parts.append(f"{seconds:.2f}s ({n / max(seconds, 1e-9):,.0f} samples/s)")
-    return "  ".join(parts)

@@ -21,8 +21,11 @@ class History:
     lr: list[float] = field(default_factory=list)
     time: list[float] = field(default_factory=list)
 
+    best_epoch: int | None = None  # early stopping: the epoch whose weights the model holds
+    stopped_epoch: int | None = None  # early stopping: the epoch training stopped after
+
     def __getitem__(self, key: str) -> list:
-        if key not in self.__dataclass_fields__:
+        if key not in _SERIES:
             raise KeyError(key)
         return getattr(self, key)
 
@@ -30,9 +33,12 @@ class History:
         return len(self.epoch)
 
     def as_dict(self) -> dict[str, list]:
-        """The record as a plain dict of lists."""
-        return {k: list(getattr(self, k)) for k in self.__dataclass_fields__}
+        """The per-epoch lists as a plain dict."""
+        return {k: list(getattr(self, k)) for k in _SERIES}
 
     def append(self, **values: object) -> None:
-        for key in self.__dataclass_fields__:
+        for key in _SERIES:
             getattr(self, key).append(values[key])
+
+
+_SERIES = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "time")

@@ -31,21 +31,38 @@ class MLP(BaseMLP):
             self._loss.code,
             self._dtype,
             threads if threads is not None else default_threads(),
+            dropout=self._dropout,
+            dropout_classic=self._dropout_mode == "classic",
+            bn=self._batch_norm,
+            bn_eps=self._bn_eps,
+            bn_momentum=self._bn_momentum,
         )
 
-    def _backend_get_params(self):
-        return self._engine.get_params()
+    def _backend_layout(self):
+        return self._engine.layout()
 
-    def _backend_set_params(self, Ws, bs):
-        self._engine.set_params(Ws, bs)
+    def _backend_flat(self):
+        return self._engine.params.copy()
+
+    def _backend_set_flat(self, flat):
+        np.copyto(self._engine.params, flat)
+
+    def _backend_running(self):
+        return self._engine.running.copy()
+
+    def _backend_set_running(self, running):
+        np.copyto(self._engine.running, running)
+
+    def _backend_set_prune_mask(self, mask):
+        self._engine.prune_mask = None if mask is None else np.ascontiguousarray(mask, self._dtype)
 
     def _backend_predict(self, X):
         return self._engine.predict(X, _PREDICT_BLOCK)
 
-    def _backend_loss_grad(self, X, labels, dense, input_grad):
-        loss, dX = self._engine.loss_grad(X, labels, dense, input_grad)
-        dW, db = self._engine.get_grads()
-        return loss, dW, db, dX
+    def _backend_loss_grad(self, X, labels, dense, training, penalty, counter):
+        loss, dX = self._engine.loss_grad(X, labels, dense, training, penalty, self._seed,
+                                          counter, True)
+        return loss, self._engine.grads.copy(), dX
 
     def _backend_evaluate(self, X, labels, dense):
         return self._engine.evaluate(X, labels, dense, _PREDICT_BLOCK)
@@ -54,10 +71,11 @@ class MLP(BaseMLP):
         self._engine.reserve(batch_size)
 
     def _backend_train(self, X, labels, dense, order, start, n_steps, batch_size, rates,
-                       optimizer, state, clip):
-        status, done, losses, accs, state["step"] = self._engine.train(
+                       optimizer, state, clip, penalty, augment):
+        status, done, losses, accs, state["step"], self._counter = self._engine.train(
             X, labels, dense, order, start, n_steps, batch_size, rates, optimizer.kind,
             optimizer._engine_hyper(), state["step"], optimizer._slot_arrays(state), clip,
+            penalty, augment, self._seed, self._counter,
         )
         return status, done, losses, accs
 
@@ -66,9 +84,3 @@ class MLP(BaseMLP):
 
     def _backend_shuffle(self, order):
         self._engine.shuffle(order)
-
-    def _backend_snapshot(self):
-        return self._engine.params.copy()
-
-    def _backend_restore(self, snapshot):
-        np.copyto(self._engine.params, snapshot)

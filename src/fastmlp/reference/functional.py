@@ -130,3 +130,90 @@ def loss_terms(loss: str, Z: np.ndarray, labels, dense):
     else:
         raise ValueError(loss)
     return per_sample, correct.astype(np.float64), delta.astype(Z.dtype)
+
+
+# -- regularizers ------------------------------------------------------------------------------
+def dropout_mask(base: int, shape: tuple, p: float, classic: bool, dtype) -> np.ndarray:
+    """0 with probability p (drawn from the step's hash stream `base`), else 1/(1-p)
+    (inverted dropout) or 1 (classic)."""
+    from fastmlp.reference.rng import uniform_at
+
+    u = uniform_at(base, np.arange(int(np.prod(shape)))).reshape(shape)
+    keep = dtype.type(1) if classic else dtype.type(1.0 / (1.0 - p))
+    return np.where(u >= p, keep, dtype.type(0))
+
+
+def batch_norm_train(x, gamma, beta, eps):
+    """y = gamma * xhat + beta with the batch's mean and biased variance."""
+    mean = x.mean(axis=0)
+    var = ((x - mean) ** 2).mean(axis=0)
+    xhat = (x - mean) / np.sqrt(var.astype(np.float64) + eps).astype(x.dtype)
+    return gamma * xhat + beta, xhat, mean, var
+
+
+def batch_norm_infer(x, gamma, beta, running_mean, running_var, eps):
+    xhat = (x - running_mean) / np.sqrt(running_var.astype(np.float64) + eps).astype(x.dtype)
+    return gamma * xhat + beta, xhat
+
+
+def batch_norm_backward(dy, xhat, var, gamma, eps, training):
+    """dx, dgamma, dbeta; training differentiates through the batch statistics."""
+    dgamma = (dy * xhat).sum(axis=0)
+    dbeta = dy.sum(axis=0)
+    scale = gamma / np.sqrt(var.astype(np.float64) + eps).astype(dy.dtype)
+    if training:
+        return scale * (dy - (dbeta + xhat * dgamma) / dy.dtype.type(len(dy))), dgamma, dbeta
+    return scale * dy, dgamma, dbeta
+
+
+def shift_images(X, base: int, k: int, shape: tuple) -> np.ndarray:
+    """Move every row's (h, w, c) image by random (dy, dx) in [-k, k], zero fill."""
+    from fastmlp.reference.rng import uniform_at
+
+    h, w, c = shape
+    n = len(X)
+    u = uniform_at(base, np.arange(2 * n)).reshape(n, 2)
+    d = (u * (2 * k + 1)).astype(np.int64) - k
+    out = np.zeros_like(X).reshape(n, h, w, c)
+    imgs = X.reshape(n, h, w, c)
+    for i, (dy, dx) in enumerate(d):
+        src_r = slice(max(0, -dy), h - max(0, dy))
+        dst_r = slice(max(0, dy), h - max(0, -dy))
+        src_c = slice(max(0, -dx), w - max(0, dx))
+        dst_c = slice(max(0, dx), w - max(0, -dx))
+        out[i, dst_r, dst_c] = imgs[i, src_r, src_c]
+    return out.reshape(n, -1)
+
+
+def gaussian_noise(shape: tuple, base: int, std: float) -> np.ndarray:
+    """std * N(0, 1) by Box-Muller from two hash draws per element."""
+    from fastmlp.reference.rng import uniform_at
+
+    count = int(np.prod(shape))
+    u = uniform_at(base, np.arange(2 * count)).reshape(count, 2)
+    z = np.sqrt(-2.0 * np.log1p(-u[:, 0])) * np.cos(6.283185307179586 * u[:, 1])
+    return (std * z).reshape(shape)
+
+
+def penalty(flat, grad, layout, pen):
+    """Weight penalty value of the flat parameters; adds its (sub)gradient to grad."""
+    l2, l1, proximal, biases, _, _ = pen
+    total = 0.0
+    for l, (w0, b0, n_in, n_out, _, _) in enumerate(layout):
+        end = layout[l + 1][0] if l + 1 < len(layout) else len(flat)
+        for lo, hi in [(w0, b0)] + ([(b0, end)] if biases else []):
+            p = flat[lo:hi]
+            total += 0.5 * l2 * float(np.sum(p.astype(np.float64) ** 2)) + \
+                l1 * float(np.sum(np.abs(p.astype(np.float64))))
+            if grad is not None:
+                grad[lo:hi] += p.dtype.type(l2) * p + p.dtype.type(0 if proximal else l1) * np.sign(p)
+    return total
+
+
+def prox_l1(flat, layout, t, biases):
+    """Soft-threshold the penalized parameters in place: sign(w) max(|w| - t, 0)."""
+    for l, (w0, b0, _, _, _, _) in enumerate(layout):
+        end = layout[l + 1][0] if l + 1 < len(layout) else len(flat)
+        hi = end if biases else b0
+        p = flat[w0:hi]
+        p[...] = np.sign(p) * np.maximum(np.abs(p) - p.dtype.type(t), 0)

@@ -1,10 +1,13 @@
-"""`fastmlp.reference.MLP`: the same model as `fastmlp.MLP`, computed by NumPy
-one batch at a time in Python. Same constructor, same seed => same initial
-weights and the same shuffles as the engine.
+"""`fastmlp.reference.MLP`: the same model as `fastmlp.MLP`, computed by NumPy one
+batch at a time in Python. Same constructor, same seed => same initial weights, the
+same shuffles and the same dropout masks, noise and shifts as the engine.
 
 Parameters live in one flat vector laid out like the engine's,
-``[W_0, b_0, W_1, b_1, ...]``, with per-layer views into it, so optimizer state is
-interchangeable between the two implementations.
+``[W_0, b_0, (gamma_0, beta_0), W_1, b_1, ...]``, with per-layer views into it, so
+optimizer state is interchangeable between the two implementations. A training step
+runs, in this order: gather, shifts, noise, FGSM, forward (dropout, batch statistics),
+loss + penalties, backward, pruning mask on the gradient, clipping, optimizer update,
+proximal L1, pruning mask on the weights, batch-norm running statistics.
 """
 
 from __future__ import annotations
@@ -15,74 +18,221 @@ from fastmlp.base import STATUS_NONFINITE_GRAD, STATUS_NONFINITE_LOSS, STATUS_OK
 from fastmlp.clip import clip_grad_norm_, clip_grad_value_
 from fastmlp.reference import functional as F
 from fastmlp.reference import optim
-from fastmlp.reference.rng import Xoshiro256
+from fastmlp.reference.rng import (
+    STREAM_DROPOUT, STREAM_NOISE, STREAM_SHIFT, Xoshiro256, stream_base,
+)
 
 
 class MLP(BaseMLP):
     __doc__ = BaseMLP.__doc__
 
+    # -- storage ---------------------------------------------------------------------------
     def _backend_setup(self, threads):
-        sizes = self._sizes
-        self._flat = np.zeros(sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])), self._dtype)
-        self._Ws, self._bs, offset = [], [], 0
-        for a, b in zip(sizes[:-1], sizes[1:]):
-            self._Ws.append(self._flat[offset : offset + a * b].reshape(a, b))
-            self._bs.append(self._flat[offset + a * b : offset + a * b + b])
-            offset += a * b + b
+        layout, off, roff = [], 0, 0
+        for l, (n_in, n_out) in enumerate(zip(self._sizes[:-1], self._sizes[1:])):
+            bn = l < len(self._sizes) - 2 and self._batch_norm[l]
+            g0 = off + n_in * n_out + n_out if bn else -1
+            layout.append((off, off + n_in * n_out, n_in, n_out, g0, roff if bn else -1))
+            off += n_in * n_out + n_out + (2 * n_out if bn else 0)
+            roff += 2 * n_out if bn else 0
+        self._ref_layout = layout
+        self._flat = np.zeros(off, self._dtype)
+        self._running = np.zeros(roff, self._dtype)
+        for (_, _, _, n, g0, r0) in layout:
+            if g0 >= 0:
+                self._flat[g0 : g0 + n] = 1  # gamma
+                self._running[r0 + n : r0 + 2 * n] = 1  # running variance
+        self._mask = None
         self._rng = Xoshiro256()
 
-    def _backend_get_params(self):
-        return [W.copy() for W in self._Ws], [b.copy() for b in self._bs]
+    def _views(self, flat):
+        """Per layer (W, b, gamma, beta) views into a flat vector."""
+        out = []
+        for (w0, b0, n_in, n_out, g0, _) in self._ref_layout:
+            gamma = flat[g0 : g0 + n_out] if g0 >= 0 else None
+            beta = flat[g0 + n_out : g0 + 2 * n_out] if g0 >= 0 else None
+            out.append((flat[w0:b0].reshape(n_in, n_out), flat[b0 : b0 + n_out], gamma, beta))
+        return out
 
-    def _backend_set_params(self, Ws, bs):
-        for view, new in zip(self._Ws + self._bs, list(Ws) + list(bs)):
-            view[...] = new
+    def _backend_layout(self):
+        return list(self._ref_layout)
 
-    def _forward(self, X):
-        return F.forward(self._Ws, self._bs, self._activations, self._leaky_slope, X)
+    def _backend_flat(self):
+        return self._flat.copy()
 
+    def _backend_set_flat(self, flat):
+        np.copyto(self._flat, flat)
+
+    def _backend_running(self):
+        return self._running.copy()
+
+    def _backend_set_running(self, running):
+        np.copyto(self._running, running)
+
+    def _backend_set_prune_mask(self, mask):
+        self._mask = None if mask is None else mask.astype(self._dtype)
+
+    # -- forward / backward ------------------------------------------------------------------
+    def _forward(self, X, training, counter, pen=None):
+        """Logits and the cache backward needs."""
+        f = self._dtype.type
+        classic = self._dropout_mode == "classic"
+        key, eps = self._seed, self._bn_eps
+        layers = self._views(self._flat)
+        cache = {"training": training, "layers": [], "activity": 0.0}
+        p = self._dropout[0]
+        x = X
+        if p > 0 and training:
+            cache["mask0"] = F.dropout_mask(stream_base(key, counter, STREAM_DROPOUT), X.shape,
+                                            p, classic, self._dtype)
+            x = X * cache["mask0"]
+        elif p > 0 and classic:
+            x = X * f(1 - p)
+        cache["in0"] = x
+        for l in range(self.n_layers - 1):
+            W, b, gamma, beta = layers[l]
+            r0, n = self._ref_layout[l][5], self._ref_layout[l][3]
+            rm, rv = (self._running[r0 : r0 + n], self._running[r0 + n : r0 + 2 * n]) if r0 >= 0 \
+                else (None, None)
+            rec, bn = {}, self._batch_norm[l]
+            z = x @ W + b
+            if bn == 1:
+                z = self._bn(z, gamma, beta, rm, rv, training, rec)
+            a = F.activation(self._activations[l], z, self._leaky_slope)
+            rec["a"] = a
+            o = self._bn(a, gamma, beta, rm, rv, training, rec) if bn == 2 else a
+            if pen is not None and (pen[4] > 0 or pen[5] > 0):
+                a64 = a.astype(np.float64)
+                cache["activity"] += pen[4] * np.abs(a64).sum() + 0.5 * pen[5] * (a64**2).sum()
+            p = self._dropout[l + 1]
+            if p > 0 and training:
+                rec["mask"] = F.dropout_mask(stream_base(key, counter, STREAM_DROPOUT + l + 1),
+                                             o.shape, p, classic, self._dtype)
+                o = o * rec["mask"]
+            elif p > 0 and classic:
+                o = o * f(1 - p)
+            rec["out"] = x = o
+            cache["layers"].append(rec)
+        W, b, _, _ = layers[-1]
+        return x @ W + b, cache
+
+    def _bn(self, x, gamma, beta, rm, rv, training, rec):
+        if training:
+            y, rec["xhat"], rec["mean"], rec["var"] = F.batch_norm_train(x, gamma, beta,
+                                                                          self._bn_eps)
+        else:
+            y, rec["xhat"] = F.batch_norm_infer(x, gamma, beta, rm, rv, self._bn_eps)
+            rec["var"] = rv
+        return y
+
+    def _backward(self, cache, delta, pen=None):
+        """Flat gradient and dLoss/dX from delta = dLoss/dlogits."""
+        f = self._dtype.type
+        training, classic = cache["training"], self._dropout_mode == "classic"
+        layers = self._views(self._flat)
+        grad = np.zeros_like(self._flat)
+        glayers = self._views(grad)
+        n = len(delta)
+        for l in range(self.n_layers - 1, -1, -1):
+            x = cache["layers"][l - 1]["out"] if l > 0 else cache["in0"]
+            W = layers[l][0]
+            glayers[l][0][...] = x.T @ delta
+            glayers[l][1][...] = delta.sum(axis=0)
+            d = delta @ W.T
+            if l == 0:
+                p = self._dropout[0]
+                if p > 0 and training:
+                    d = d * cache["mask0"]
+                elif p > 0 and classic:
+                    d = d * f(1 - p)
+                return grad, d
+            k, rec = l - 1, cache["layers"][l - 1]
+            gamma, dgamma, dbeta = layers[k][2], glayers[k][2], glayers[k][3]
+            p = self._dropout[k + 1]
+            if p > 0 and training:
+                d = d * rec["mask"]
+            elif p > 0 and classic:
+                d = d * f(1 - p)
+            if self._batch_norm[k] == 2:
+                d, dgamma[...], dbeta[...] = F.batch_norm_backward(
+                    d, rec["xhat"], rec["var"], gamma, self._bn_eps, training)
+            if pen is not None and (pen[4] > 0 or pen[5] > 0):
+                a = rec["a"]
+                d = d + f(pen[4] / n) * np.sign(a) + f(pen[5] / n) * a
+            d = d * F.activation_derivative(self._activations[k], rec["a"], self._leaky_slope)
+            if self._batch_norm[k] == 1:
+                d, dgamma[...], dbeta[...] = F.batch_norm_backward(
+                    d, rec["xhat"], rec["var"], gamma, self._bn_eps, training)
+            delta = d
+
+    def _objective(self, X, labels, dense, training, counter, pen, idx=None):
+        """(data loss + activity per sample sums, accuracy, grad, dX, cache)."""
+        logits, cache = self._forward(X, training, counter, pen)
+        per_sample, correct, delta = F.loss_terms(
+            self._loss.name, logits,
+            None if labels is None else (labels if idx is None else labels[idx]),
+            None if dense is None else (dense if idx is None else dense[idx]))
+        return per_sample, correct, delta, cache
+
+    # -- backend interface ---------------------------------------------------------------------
     def _backend_predict(self, X):
-        return F.output_activation(self._loss.name, self._forward(X)[-1])
+        logits, _ = self._forward(X, False, 0)
+        return F.output_activation(self._loss.name, logits)
 
-    def _backend_loss_grad(self, X, labels, dense, input_grad):
-        outs = self._forward(X)
-        per_sample, _, delta = F.loss_terms(self._loss.name, outs[-1], labels, dense)
-        dW, db, dX = F.backward(self._Ws, self._activations, self._leaky_slope, outs, delta)
-        return float(per_sample.mean()), dW, db, (dX if input_grad else None)
+    def _backend_loss_grad(self, X, labels, dense, training, penalty, counter):
+        per_sample, _, delta, cache = self._objective(X, labels, dense, training, counter, penalty)
+        grad, dX = self._backward(cache, delta, penalty)
+        value = F.penalty(self._flat, grad, self._ref_layout, penalty)
+        return float(per_sample.mean()) + cache["activity"] / len(X) + value, grad, dX
 
     def _backend_evaluate(self, X, labels, dense):
-        per_sample, correct, _ = F.loss_terms(self._loss.name, self._forward(X)[-1], labels, dense)
+        logits, _ = self._forward(X, False, 0)
+        per_sample, correct, _ = F.loss_terms(self._loss.name, logits, labels, dense)
         return float(per_sample.sum()), float(correct.sum())
 
     def _backend_reserve(self, batch_size):
         pass
 
     def _backend_train(self, X, labels, dense, order, start, n_steps, batch_size, rates,
-                       optimizer, state, clip):
+                       optimizer, state, clip, penalty, augment):
         # a diverging run overflows on its way to the non-finite loss the caller reports
         with np.errstate(over="ignore", invalid="ignore"):
             return self._train(X, labels, dense, order, start, n_steps, batch_size, rates,
-                               optimizer, state, clip)
+                               optimizer, state, clip, penalty, augment)
 
     def _train(self, X, labels, dense, order, start, n_steps, batch_size, rates, optimizer,
-               state, clip):
+               state, clip, penalty, augment):
         max_norm, max_value, error_if_nonfinite = clip
+        noise, shift, h, w, c, adv_eps, adv_ratio = augment
         step_loss = np.zeros(n_steps)
         step_correct = np.zeros(n_steps)
         for s in range(n_steps):
+            counter = self._counter
             idx = order[start + s * batch_size : start + (s + 1) * batch_size]
-            outs = self._forward(X[idx])
-            per_sample, correct, delta = F.loss_terms(
-                self._loss.name,
-                outs[-1],
-                None if labels is None else labels[idx],
-                None if dense is None else dense[idx],
-            )
-            step_loss[s], step_correct[s] = per_sample.mean(), correct.mean()
+            xb = X[idx]
+            if shift > 0:
+                xb = F.shift_images(xb, stream_base(self._seed, counter, STREAM_SHIFT), shift,
+                                    (h, w, c))
+            if noise > 0:
+                xb = xb + F.gaussian_noise(xb.shape, stream_base(self._seed, counter,
+                                                                 STREAM_NOISE), noise).astype(xb.dtype)
+            na = int(np.floor(adv_ratio * len(idx) + 0.5))
+            if adv_eps > 0 and na > 0:
+                _, _, delta, cache = self._objective(xb[:na], labels, dense, True, counter,
+                                                     penalty, idx[:na])
+                _, dx = self._backward(cache, delta, penalty)
+                xb = xb.copy()
+                xb[:na] += xb.dtype.type(adv_eps) * np.sign(dx)
+            per_sample, correct, delta, cache = self._objective(xb, labels, dense, True, counter,
+                                                                penalty, idx)
+            step_loss[s] = per_sample.mean() + cache["activity"] / len(idx)
+            step_correct[s] = correct.mean()
             if not np.isfinite(step_loss[s]):
                 return STATUS_NONFINITE_LOSS, s, step_loss, step_correct
-            dW, db, _ = F.backward(self._Ws, self._activations, self._leaky_slope, outs, delta)
-            grad = np.concatenate([g.ravel() for pair in zip(dW, db) for g in pair])
+            grad, _ = self._backward(cache, delta, penalty)
+            step_loss[s] += F.penalty(self._flat, grad, self._ref_layout, penalty)
+            if self._mask is not None:
+                grad *= self._mask
             if max_norm > 0:
                 norm = clip_grad_norm_([grad], max_norm, error_if_nonfinite=False)
                 if not np.isfinite(norm) and error_if_nonfinite:
@@ -91,16 +241,28 @@ class MLP(BaseMLP):
                 clip_grad_value_([grad], max_value)
             optim.update(type(optimizer).__name__, optimizer._engine_hyper(), state, self._flat,
                          grad, rates[s])
+            if penalty[2] and penalty[1] > 0:
+                F.prox_l1(self._flat, self._ref_layout, rates[s] * penalty[1], penalty[3])
+            if self._mask is not None:
+                self._flat *= self._mask
+            self._update_running(cache, len(idx))
+            self._counter += 1
         return STATUS_OK, n_steps, step_loss, step_correct
+
+    def _update_running(self, cache, B):
+        if B < 2:
+            return
+        f, m = self._dtype.type, self._bn_momentum
+        for l, rec in enumerate(cache["layers"]):
+            r0, n = self._ref_layout[l][5], self._ref_layout[l][3]
+            if r0 < 0:
+                continue
+            rm, rv = self._running[r0 : r0 + n], self._running[r0 + n : r0 + 2 * n]
+            rm[...] = f(1 - m) * rm + f(m) * rec["mean"]
+            rv[...] = f(1 - m) * rv + f(m) * (rec["var"] * f(B / (B - 1)))
 
     def _backend_seed(self, seed):
         self._rng.seed(seed)
 
     def _backend_shuffle(self, order):
         self._rng.shuffle(order)
-
-    def _backend_snapshot(self):
-        return self._flat.copy()
-
-    def _backend_restore(self, snapshot):
-        np.copyto(self._flat, snapshot)

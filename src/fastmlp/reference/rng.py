@@ -51,3 +51,37 @@ class Xoshiro256:
         for i in range(len(order) - 1, 0, -1):
             j = self.below(i + 1)
             order[i], order[j] = order[j], order[i]
+
+
+# -- the counter-based draws of the training step (csrc/rng.c: fm_stream_base, fm_hash_at) ----
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def _mix64(z: int) -> int:
+    z &= _MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    return z ^ (z >> 31)
+
+
+def stream_base(key: int, counter: int, stream: int) -> int:
+    """Seed of the draws of (key, training step `counter`, `stream`)."""
+    inner = _mix64(key ^ _mix64((counter + _GOLDEN) & _MASK))
+    return _mix64(inner ^ ((stream * 0xD1B54A32D192ED03) & _MASK))
+
+
+def hash_at(base: int, index: np.ndarray) -> np.ndarray:
+    """splitmix64 of base + (index + 1) * golden ratio, for an array of indices."""
+    with np.errstate(over="ignore"):
+        z = np.uint64(base) + (index.astype(np.uint64) + np.uint64(1)) * np.uint64(_GOLDEN)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def uniform_at(base: int, index: np.ndarray) -> np.ndarray:
+    """Uniform [0, 1) doubles from the top 53 bits of hash_at."""
+    return (hash_at(base, index) >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+STREAM_DROPOUT, STREAM_NOISE, STREAM_SHIFT = 0, 1000, 1001

@@ -1,0 +1,20 @@
+/* regularize.c — dropout masks, batch normalization and training-time input
+ * augmentation (Gaussian noise, random image shifts). Randomness comes from the
+ * counter-based hash in rng.c, so masks do not depend on the thread count and the
+ * NumPy reference (fastmlp.reference.rng) can draw the same ones. */
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#define real float
+#define FN(name) name##_f32
+#include "regularize_impl.h"
+#undef real
+#undef FN
+
+#define real double
+#define FN(name) name##_f64
+#include "regularize_impl.h"
+#undef real
+#undef FN

@@ -1,0 +1,256 @@
+"""The training loop behind ``MLP.fit``: argument checks, chunks of engine steps,
+learning-rate schedules, divergence handling, validation and early stopping."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from fastmlp.base import STATUS_NONFINITE_LOSS, STATUS_OK
+from fastmlp.errors import TrainingDivergedError
+from fastmlp.history import History
+from fastmlp.optim import SGD, Optimizer
+from fastmlp.regularization import augment_config, penalty_config, stratified_split
+from fastmlp.schedules import Constant, Schedule
+from fastmlp.validation import check_float, check_int
+
+CHUNK_SECONDS = 0.2  # engine work per Python round trip
+_SHUFFLE_MODES = {True: "epoch", "epoch": "epoch", "once": "once", False: "none", "none": "none"}
+_MONITORS = ("val_loss", "val_accuracy")
+
+
+def fit(
+    model,
+    X: object,
+    y: object,
+    epochs: int = 10,
+    batch_size: int = 32,
+    lr: float | None = None,
+    shuffle: bool | str = True,
+    validation_data: tuple | None = None,
+    verbose: bool = False,
+    *,
+    optimizer: Optimizer | None = None,
+    lr_schedule: Schedule | None = None,
+    clip_grad_norm: float | None = None,
+    clip_grad_value: float | None = None,
+    clip_error_if_nonfinite: bool = True,
+    l2: float = 0.0,
+    l1: float = 0.0,
+    l1_proximal: bool = False,
+    penalize_biases: bool = False,
+    activity_l1: float = 0.0,
+    activity_l2: float = 0.0,
+    input_noise: float = 0.0,
+    shift: int = 0,
+    image_shape: tuple | None = None,
+    adversarial_eps: float = 0.0,
+    adversarial_ratio: float = 0.5,
+    early_stopping: bool = False,
+    monitor: str = "val_loss",
+    patience: int = 5,
+    min_delta: float = 0.0,
+    validation_fraction: float = 0.1,
+) -> History:
+    """Train by minibatch gradient descent and return the per-epoch History.
+
+    Parameters
+    ----------
+    epochs : int
+        Passes over the data (>= 1).
+    batch_size : int
+        Samples per step: 1 is pure stochastic gradient descent, ``len(X)`` (or more) is
+        full-batch gradient descent. The last batch of an epoch may be smaller.
+    lr : float, optional
+        Learning rate of plain SGD (default 0.01) when no `optimizer` is given; with an
+        optimizer, set the rate on the optimizer instead.
+    shuffle : True/"epoch", "once" or False/"none"
+        Reshuffle every epoch, shuffle once before the first epoch and keep that order, or
+        keep the data's order. Shuffling is seeded by the model's seed.
+    validation_data : (X_val, y_val), optional
+        Evaluated after every epoch (``val_loss``, ``val_accuracy``).
+    verbose : bool
+        Print one line per epoch.
+    optimizer : fastmlp.optim.Optimizer, optional
+        The update rule (default ``SGD(lr)``). Its state lives on the optimizer object, so
+        passing the same optimizer to a later ``fit`` continues where this one ended.
+    lr_schedule : fastmlp.schedules.Schedule, optional
+        Learning rate per epoch or per batch, from the optimizer's ``lr``.
+    clip_grad_norm, clip_grad_value, clip_error_if_nonfinite
+        Gradient clipping before each update (``torch.nn.utils`` semantics); a NaN/inf norm
+        stops training unless ``clip_error_if_nonfinite=False``.
+    l2, l1, l1_proximal, penalize_biases, activity_l1, activity_l2
+        Penalties (see :func:`fastmlp.regularization.penalty_config`); the training loss
+        in the History includes them, ``val_loss`` does not.
+    input_noise, shift, image_shape, adversarial_eps, adversarial_ratio
+        Input noise, random shifts and FGSM examples in each batch (see
+        :func:`fastmlp.regularization.augment_config`).
+    early_stopping : bool
+        Stop when `monitor` (``val_loss`` or ``val_accuracy``) has not improved by more
+        than `min_delta` for `patience` epochs. Without `validation_data`, a stratified
+        `validation_fraction` of the training data is held out. Whether it stops early or
+        runs out of epochs, the model ends with the best weights seen (``history.best_epoch``).
+
+    The engine runs many steps per call (about 0.2 s of work), so Ctrl-C stops training
+    within a fraction of a second, with the weights of the last finished call. If a batch
+    loss (or a clipped gradient norm) becomes NaN or infinite, the last weights and
+    optimizer state that gave a finite loss are restored and
+    :class:`~fastmlp.errors.TrainingDivergedError` is raised.
+    """
+    X = model._check_X(X)
+    labels, dense = model._targets(y, X.shape[0])
+    epochs = check_int(epochs, "epochs", 1)
+    batch_size = check_int(batch_size, "batch_size", 1)
+    if optimizer is None:
+        optimizer = SGD(lr=0.01 if lr is None else check_float(lr, "lr", positive=True))
+    elif not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be a fastmlp.optim optimizer, got {optimizer!r}")
+    elif lr is not None:
+        raise ValueError("pass the learning rate to the optimizer, not to fit()")
+    if lr_schedule is not None and not isinstance(lr_schedule, Schedule):
+        raise TypeError(f"lr_schedule must be a fastmlp.schedules schedule, got {lr_schedule!r}")
+    schedule = lr_schedule or Constant()
+    clip = (
+        0.0 if clip_grad_norm is None else check_float(clip_grad_norm, "clip_grad_norm", positive=True),
+        0.0 if clip_grad_value is None else check_float(clip_grad_value, "clip_grad_value", positive=True),
+        bool(clip_error_if_nonfinite),
+    )
+    penalty = penalty_config(l2, l1, l1_proximal, penalize_biases, activity_l1, activity_l2)
+    augment = augment_config(X.shape[1], input_noise, shift, image_shape, adversarial_eps,
+                             adversarial_ratio)
+    try:
+        mode = _SHUFFLE_MODES[shuffle]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"shuffle must be True/'epoch', 'once' or False/'none'; got {shuffle!r}"
+        ) from None
+    if monitor not in _MONITORS:
+        raise ValueError(f"monitor must be one of {_MONITORS}, got {monitor!r}")
+    if monitor == "val_accuracy" and not model._loss.has_accuracy:
+        raise ValueError("monitor='val_accuracy' needs a loss with an accuracy (not mse)")
+    patience = check_int(patience, "patience", 0)
+    min_delta = check_float(min_delta, "min_delta", low=0.0)
+    val = None
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError("validation_data must be a pair (X_val, y_val)")
+        Xv = model._check_X(validation_data[0], "validation_data X")
+        val = (Xv, *model._targets(validation_data[1], Xv.shape[0]))
+    elif early_stopping:
+        strata = labels if labels is not None else None
+        train_idx, val_idx = stratified_split(strata, X.shape[0], validation_fraction, model.seed)
+        take = lambda a, i: None if a is None else np.ascontiguousarray(a[i])  # noqa: E731
+        val = (take(X, val_idx), take(labels, val_idx), take(dense, val_idx))
+        X, labels, dense = take(X, train_idx), take(labels, train_idx), take(dense, train_idx)
+    n = X.shape[0]
+    batch_size = min(batch_size, n)
+    if any(model._batch_norm) and (batch_size == 1 or n % batch_size == 1):
+        raise ValueError(
+            f"batch normalization needs at least 2 samples per batch; with {n} samples and "
+            f"batch_size={batch_size} a batch would hold 1. Choose another batch_size."
+        )
+    state = optimizer.state_for(0, (len(model._backend_flat()),), model.dtype)
+
+    steps = math.ceil(n / batch_size)
+    batch_rows = np.full(steps, batch_size, dtype=np.float64)
+    batch_rows[-1] = n - (steps - 1) * batch_size
+    model._backend_reserve(batch_size)
+    order = np.arange(n, dtype=np.int64)
+    if mode == "once":
+        model._backend_shuffle(order)
+    history = History()
+    best = None  # (metric, epoch, snapshot) for early stopping
+    chunk = 1
+    for epoch in range(1, epochs + 1):
+        if mode == "epoch":
+            model._backend_shuffle(order)
+        t_epoch = time.perf_counter()
+        step_loss = np.empty(steps)
+        step_correct = np.empty(steps)
+        t = np.full(steps, epoch - 1) if schedule.interval == "epoch" else \
+            (epoch - 1) * steps + np.arange(steps)
+        rates = np.ascontiguousarray(schedule.rates(optimizer.lr, t), dtype=np.float64)
+        s = 0
+        previous = current = _snapshot(model, state)
+        while s < steps:
+            k = min(chunk, steps - s)
+            t_chunk = time.perf_counter()
+            status, done, sl, sc = model._backend_train(
+                X, labels, dense, order, s * batch_size, k, batch_size, rates[s : s + k],
+                optimizer, state, clip, penalty, augment,
+            )
+            if status != STATUS_OK:
+                # `current` gave a finite loss on this chunk's first batch if done > 0;
+                # otherwise `previous` did, on the previous chunk's first batch.
+                _restore(model, current if done > 0 else previous, state)
+                what = (f"the batch loss is {sl[done]}" if status == STATUS_NONFINITE_LOSS
+                        else "the gradient norm is not finite")
+                raise TrainingDivergedError(
+                    f"training diverged at epoch {epoch}, step {s + done + 1}: {what}. "
+                    f"The model keeps the last weights that gave a finite loss. Try a "
+                    f"smaller learning rate (lr={rates[s + done]:g}), gradient clipping, "
+                    f"or rescaled inputs.",
+                    history=history, epoch=epoch, step=s + done + 1,
+                )
+            step_loss[s : s + k] = sl
+            step_correct[s : s + k] = sc
+            s += k
+            previous, current = current, _snapshot(model, state)
+            elapsed = max(time.perf_counter() - t_chunk, 1e-6)
+            chunk = max(1, min(4 * k, int(k * CHUNK_SECONDS / elapsed)))
+        loss = float(step_loss @ batch_rows / n)
+        acc = float(step_correct @ batch_rows / n) if model._loss.has_accuracy else None
+        vl = va = None
+        if val is not None:
+            metrics = model._evaluate_prepared(*val)
+            vl, va = metrics["loss"], metrics["accuracy"]
+        seconds = time.perf_counter() - t_epoch
+        history.append(epoch=epoch, loss=loss, accuracy=acc, val_loss=vl, val_accuracy=va,
+                       lr=float(rates[-1]), time=seconds)
+        schedule.epoch_end({"loss": loss, "accuracy": acc, "val_loss": vl, "val_accuracy": va})
+        if verbose:
+            print(_epoch_line(epoch, epochs, loss, acc, vl, va, seconds, n), flush=True)
+        if early_stopping:
+            score = vl if monitor == "val_loss" else -va
+            if best is None or score < best[0] - min_delta:
+                best = (score, epoch, _snapshot(model, None))
+            elif epoch - best[1] >= patience:
+                history.stopped_epoch = epoch
+                break
+    if best is not None:
+        _restore(model, best[2], None)
+        history.best_epoch = best[1]
+    return history
+
+
+def _snapshot(model, state: dict | None) -> tuple:
+    """Parameters, batch-norm statistics and optimizer state, to restore later."""
+    opt = None if state is None else {k: (v.copy() if isinstance(v, np.ndarray) else v)
+                                      for k, v in state.items()}
+    return model._backend_flat(), model._backend_running(), opt
+
+
+def _restore(model, snapshot: tuple, state: dict | None) -> None:
+    flat, running, opt = snapshot
+    model._backend_set_flat(flat)
+    model._backend_set_running(running)
+    if state is not None and opt is not None:
+        for k, v in opt.items():
+            if isinstance(v, np.ndarray):
+                np.copyto(state[k], v)
+            else:
+                state[k] = v
+
+
+def _epoch_line(epoch, epochs, loss, acc, val_loss, val_acc, seconds, n) -> str:
+    parts = [f"epoch {epoch:>{len(str(epochs))}}/{epochs}", f"loss {loss:.4f}"]
+    if acc is not None:
+        parts.append(f"acc {acc:.4f}")
+    if val_loss is not None:
+        parts.append(f"val_loss {val_loss:.4f}")
+    if val_acc is not None:
+        parts.append(f"val_acc {val_acc:.4f}")
+    parts.append(f"{seconds:.2f}s ({n / max(seconds, 1e-9):,.0f} samples/s)")
+    return "  ".join(parts)
