@@ -1,0 +1,360 @@
+"""Regularizers in the engine against the NumPy reference and central differences:
+penalties, dropout, batch normalization, pruning, noise, shifts, FGSM, early stopping."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+import fastmlp
+import fastmlp.reference
+from fastmlp import optim
+from fastmlp._engine import hash_u64
+from fastmlp.reference.rng import hash_at, stream_base
+from conftest import IMPLEMENTATIONS, make_problem, relative_error
+
+EPS = 1e-6
+
+# (constructor options, gradient options): every regularizer that changes the gradient
+CASES = {
+    "l2": ({}, {"l2": 0.3}),
+    "l2_with_biases": ({}, {"l2": 0.3, "penalize_biases": True}),
+    "l1": ({}, {"l1": 0.05}),
+    "activity_l1": ({}, {"activity_l1": 0.1}),
+    "activity_l2": ({}, {"activity_l2": 0.2}),
+    "input_dropout": ({"input_dropout": 0.3}, {"training": True, "step": 5}),
+    "dropout": ({"dropout": [0.5, 0.2]}, {"training": True, "step": 7}),
+    "dropout_classic": ({"dropout": 0.4, "dropout_mode": "classic"}, {"training": True}),
+    "classic_inference": ({"dropout": 0.4, "input_dropout": 0.1, "dropout_mode": "classic"}, {}),
+    "bn_before": ({"batch_norm": True}, {"training": True}),
+    "bn_after": ({"batch_norm": "after"}, {"training": True}),
+    "bn_mixed_inference": ({"batch_norm": ["before", "after"]}, {}),
+    "everything": ({"batch_norm": ["after", False], "dropout": 0.3, "input_dropout": 0.2},
+                   {"training": True, "l2": 0.1, "l1": 0.01, "activity_l2": 0.1}),
+}
+
+
+def numeric_flat_gradient(model, X, y, options):
+    flat = model.get_flat_params()
+    g = np.zeros_like(flat)
+    for i in range(len(flat)):
+        for sign in (1, -1):
+            v = flat.copy()
+            v[i] += sign * EPS
+            model.set_flat_params(v)
+            g[i] += sign * model.gradients(X, y, **options)["loss"] / (2 * EPS)
+    model.set_flat_params(flat)
+    return g
+
+
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_gradient_check_through_regularizers(impl, case, act):
+    ctor, options = CASES[case]
+    X, y = make_problem("cross_entropy", 9, 4, 3, seed=1)
+    model = impl([4, 5, 5, 3], activation=act, dtype="float64", seed=2, bias_init=0.1,
+                 init="xavier_normal", **ctor)
+    if "bn_mixed" in case:  # non-trivial running statistics and affine parameters
+        model.set_batch_norm_state([
+            {"running_mean": np.full(5, 0.1), "running_var": np.full(5, 2.0),
+             "gamma": np.linspace(0.5, 1.5, 5), "beta": np.linspace(-0.2, 0.2, 5)}] * 2)
+    g = model.gradients(X, y, **options)
+    assert np.isfinite(g["loss"])
+    assert relative_error([g["flat"]], [numeric_flat_gradient(model, X, y, options)]) <= 1e-6
+
+
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-10), ("float32", 2e-4)])
+@pytest.mark.parametrize("case", list(CASES))
+def test_engine_gradients_match_reference(case, dtype, tol):
+    ctor, options = CASES[case]
+    X, y = make_problem("cross_entropy", 33, 17, 10, seed=3)
+    eng, ref = (impl([17, 40, 19, 10], activation="tanh", dtype=dtype, seed=4, **ctor)
+                for impl in IMPLEMENTATIONS.values())
+    ge, gr = eng.gradients(X, y, **options), ref.gradients(X, y, **options)
+    assert ge["loss"] == pytest.approx(gr["loss"], rel=tol)
+    assert relative_error([ge["flat"], ge["input"]], [gr["flat"], gr["input"]]) <= tol
+
+
+TRAINING = {
+    "penalties": ({}, {"l2": 1e-3, "l1": 1e-3, "activity_l1": 1e-3}),
+    "proximal_l1": ({}, {"l1": 1e-2, "l1_proximal": True, "penalize_biases": True}),
+    "dropout": ({"dropout": 0.3, "input_dropout": 0.2}, {}),
+    "dropout_classic": ({"dropout": 0.3, "dropout_mode": "classic"}, {}),
+    "batch_norm": ({"batch_norm": ["before", "after"]}, {}),
+    "noise_and_shift": ({}, {"input_noise": 0.1, "shift": 1, "image_shape": (4, 4)}),
+    "adversarial": ({}, {"adversarial_eps": 0.05, "adversarial_ratio": 0.4}),
+    "adversarial_dropout_bn": ({"dropout": 0.2, "batch_norm": True},
+                               {"adversarial_eps": 0.1, "adversarial_ratio": 1.0}),
+}
+
+
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-9), ("float32", 2e-4)])
+@pytest.mark.parametrize("case", list(TRAINING))
+def test_training_steps_match_reference(case, dtype, tol):
+    ctor, options = TRAINING[case]
+    X, y = make_problem("cross_entropy", 40, 16, 4, seed=6)
+    models = [impl([16, 12, 8, 4], activation="relu", dtype=dtype, seed=8, bias_init=0.05, **ctor)
+              for impl in IMPLEMENTATIONS.values()]
+    for m in models:
+        m.prune([0.3, 0.0, 0.2])
+        # (not Adam here: it turns float32 round-off in the exactly-zero gradient of a bias
+        # before batch norm into full-size steps of either sign)
+        m.fit(X, y, epochs=3, batch_size=10, optimizer=optim.SGD(lr=0.05, momentum=0.9),
+              **options)
+        assert m.training_step == 12
+    (e, r) = models
+    assert relative_error([e.get_flat_params()], [r.get_flat_params()]) <= tol
+    for se, sr in zip(e.batch_norm_state(), r.batch_norm_state()):
+        assert (se is None) == (sr is None)
+        if se is not None:
+            for key in se:
+                np.testing.assert_allclose(se[key], sr[key], rtol=tol * 10, atol=tol)
+
+
+def test_step_hash_matches_the_reference_twin():
+    for key, counter, stream in [(0, 0, 0), (123, 7, 3), (2**63, 2**40, 1001)]:
+        idx = np.array([0, 1, 2, 1000, 2**33])
+        ref = hash_at(stream_base(key, counter, stream), idx)
+        assert [hash_u64(key, counter, stream, int(i)) for i in idx] == ref.tolist()
+
+
+# -- dropout -------------------------------------------------------------------------------
+def test_dropout_masks_frequency_scaling_and_determinism():
+    p, n = 0.3, 20000
+    model = fastmlp.MLP([n, 1], loss="mse", dtype="float64", seed=1, input_dropout=p)
+    model.set_params([np.ones((n, 1))], [np.zeros(1)])
+    X = np.ones((1, n))
+    g1 = model.gradients(X, [[0.0]], training=True, step=3)["input"]
+    # dloss/dx_j = 2 y * mask_j / ... : the mask's pattern shows in the input gradient
+    kept = g1[0] != 0
+    sd = np.sqrt(p * (1 - p) / n)
+    assert abs((1 - kept.mean()) - p) < 5 * sd
+    ratio = g1[0][kept] / g1[0][kept][0]
+    np.testing.assert_allclose(ratio, 1.0)
+    out = model.gradients(X, [[0.0]], training=True, step=3)["loss"]
+    # inverted dropout: y = sum(kept) / (1 - p), loss = y^2
+    assert out == pytest.approx((kept.sum() / (1 - p)) ** 2, rel=1e-12)
+    g2 = model.gradients(X, [[0.0]], training=True, step=3)["input"]
+    g3 = model.gradients(X, [[0.0]], training=True, step=4)["input"]
+    assert np.array_equal(g1, g2) and not np.array_equal(g1, g3)
+    # nothing is dropped at inference
+    assert model.predict(X)[0, 0] == pytest.approx(n)
+
+
+def test_classic_dropout_scales_at_test_time():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(5, 6))
+    m = fastmlp.MLP([6, 7, 3], dtype="float64", seed=0, dropout=0.4, input_dropout=0.2,
+                    dropout_mode="classic")
+    plain = fastmlp.MLP([6, 7, 3], dtype="float64", seed=0)
+    Ws, bs = m.get_params()
+    plain.set_params([Ws[0] * 0.8, Ws[1] * 0.6], bs)  # outgoing weights times (1 - p)
+    np.testing.assert_allclose(m.predict(X), plain.predict(X), rtol=1e-12)
+
+
+def test_dropout_fit_is_seeded():
+    X, y = make_problem("cross_entropy", 50, 5, 3, seed=0)
+    runs = []
+    for seed in (3, 3, 4):
+        m = fastmlp.MLP([5, 8, 3], seed=seed, dropout=0.5)
+        m.fit(X, y, epochs=2, batch_size=10)
+        runs.append(m.get_flat_params())
+    assert np.array_equal(runs[0], runs[1]) and not np.array_equal(runs[0], runs[2])
+
+
+# -- batch norm ----------------------------------------------------------------------------
+def test_batch_norm_training_and_inference_outputs():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 3)) * [1.0, 5.0, 0.1] + [2.0, -1.0, 0.5]
+    m = fastmlp.MLP([3, 3, 2], activation="identity", loss="mse", batch_norm=True,
+                    dtype="float64", seed=0)
+    m.set_params([np.eye(3), np.eye(3, 2)], [np.zeros(3), np.zeros(2)])
+    # training mode normalizes each unit over the batch: with the identity, W = I, the
+    # logits are the first two normalized features
+    g = m.gradients(X, np.zeros((64, 2)), training=True)
+    xhat = (X - X.mean(0)) / np.sqrt(X.var(0) + 1e-5)
+    assert g["loss"] == pytest.approx(np.mean(xhat[:, :2] ** 2), rel=1e-10)
+    # inference uses the running statistics (initially mean 0, var 1): nearly the identity
+    np.testing.assert_allclose(m.predict(X), X[:, :2] / np.sqrt(1 + 1e-5), rtol=1e-12)
+
+
+def test_batch_norm_running_statistics_follow_pytorch():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(40, 3)) * 3 + 1
+    m = fastmlp.MLP([3, 3, 2], activation="identity", loss="mse", batch_norm=True,
+                    dtype="float64", seed=0)
+    m.set_params([np.eye(3), np.eye(3, 2)], [np.zeros(3), np.zeros(2)])
+    # lr tiny: the first layer barely moves, so each batch's statistics are those of X
+    m.fit(X, np.zeros((40, 2)), epochs=1, batch_size=10, lr=1e-12, shuffle=False)
+    mean, var = np.zeros(3), np.ones(3)
+    for b in range(4):
+        xb = X[10 * b : 10 * b + 10]
+        mean = 0.9 * mean + 0.1 * xb.mean(0)
+        var = 0.9 * var + 0.1 * xb.var(0, ddof=1)  # unbiased, as torch
+    state = m.batch_norm_state()[0]
+    np.testing.assert_allclose(state["running_mean"], mean, rtol=1e-9)
+    np.testing.assert_allclose(state["running_var"], var, rtol=1e-9)
+
+
+def test_batch_norm_needs_two_samples_per_batch(impl):
+    X, y = make_problem("cross_entropy", 21, 3, 2)
+    m = impl([3, 4, 2], batch_norm=True, seed=0)
+    with pytest.raises(ValueError, match="batch normalization needs at least 2 samples"):
+        m.fit(X, y, batch_size=1)
+    with pytest.raises(ValueError, match="a batch would hold 1"):
+        m.fit(X, y, batch_size=10)  # 21 = 10 + 10 + 1
+    m.fit(X, y, batch_size=7, epochs=1)  # fine
+
+
+# -- pruning -------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(optim.OPTIMIZERS))
+def test_pruned_weights_stay_zero_under_every_optimizer(name):
+    X, y = make_problem("cross_entropy", 60, 10, 3, seed=2)
+    m = fastmlp.MLP([10, 12, 3], seed=1)
+    sparsity = m.prune([0.5, 0.25])
+    assert sparsity == pytest.approx([0.5, 0.25], abs=0.01)
+    zero = [W == 0 for W in m.weights]
+    kwargs = {"weight_decay": 0.1} if name in ("SGD", "Adam", "AdamW", "RMSprop") else {}
+    if name == "SGD":
+        kwargs["momentum"] = 0.9
+    m.fit(X, y, epochs=5, batch_size=8, optimizer=optim.OPTIMIZERS[name](**kwargs), l2=0.01)
+    for W, z in zip(m.weights, zero):
+        assert np.all(W[z] == 0)
+        assert np.any(W[~z] != 0)
+    assert m.sparsity() == sparsity
+
+
+def test_prune_is_by_magnitude_and_cumulative():
+    m = fastmlp.MLP([4, 3], dtype="float64", seed=0)
+    W = np.arange(1, 13, dtype=float).reshape(4, 3) * np.array([1, -1, 1])
+    m.set_params([W], [np.zeros(3)])
+    m.prune(0.25)
+    assert np.count_nonzero(m.weights[0] == 0) == 3
+    assert set(np.abs(W[m.weights[0] == 0])) == {1, 2, 3}
+    m.prune(0.5)
+    assert set(np.abs(W[m.weights[0] == 0])) == {1, 2, 3, 4, 5, 6}
+    m.set_params([np.ones((4, 3))], [np.zeros(3)])  # set_params respects the masks
+    assert np.count_nonzero(m.weights[0]) == 6
+    m.clear_pruning()
+    assert m.sparsity() == [0.0]
+
+
+def test_prune_and_retrain_reports_each_round():
+    from fastmlp.pruning import prune_and_retrain
+
+    data = fastmlp.datasets.load_embedded_fashion_mnist()
+    X, y = data.X_train[:1500], data.y_train[:1500]
+    m = fastmlp.MLP([784, 32, 10], seed=0)
+    m.fit(X, y, epochs=2, batch_size=32, lr=0.05)
+    report = prune_and_retrain(m, X, y, target=0.9, rounds=3, epochs=1, lr=0.05, l2=1e-4,
+                               validation_data=(data.X_test, data.y_test))
+    assert [r["round"] for r in report] == [1, 2, 3]
+    assert report[-1]["sparsity"] == pytest.approx([0.9, 0.9], abs=0.01)
+    assert report[0]["sparsity"][0] < report[1]["sparsity"][0] < report[2]["sparsity"][0]
+    assert report[-1]["val_accuracy"] > 0.6  # 90% sparse and still far above chance
+
+
+# -- early stopping ------------------------------------------------------------------------
+def test_early_stopping_restores_the_best_weights(impl):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 20))
+    y = rng.integers(0, 2, size=60)  # pure noise: validation loss soon rises (overfitting)
+    Xv, yv = rng.normal(size=(40, 20)), rng.integers(0, 2, size=40)
+    m = impl([20, 64, 2], seed=0, dtype="float64")
+    h = m.fit(X, y, epochs=60, batch_size=10, lr=0.1, validation_data=(Xv, yv),
+              early_stopping=True, patience=3)
+    assert h.stopped_epoch is not None and h.stopped_epoch < 60
+    assert h.best_epoch == int(np.argmin(h.val_loss)) + 1
+    assert h.stopped_epoch - h.best_epoch == 3
+    assert m.evaluate(Xv, yv)["loss"] == pytest.approx(min(h.val_loss), rel=1e-12)
+
+
+def test_early_stopping_with_validation_fraction_and_accuracy():
+    data = fastmlp.datasets.load_embedded_fashion_mnist()
+    X, y = data.X_train[:2000], data.y_train[:2000]
+    m = fastmlp.MLP([784, 32, 10], seed=0)
+    h = m.fit(X, y, epochs=4, batch_size=32, lr=0.05, early_stopping=True,
+              monitor="val_accuracy", validation_fraction=0.2, patience=10)
+    assert h.stopped_epoch is None and h.best_epoch == int(np.argmax(h.val_accuracy)) + 1
+    assert len(h.val_accuracy) == 4
+
+
+def test_stratified_split():
+    from fastmlp.regularization import stratified_split
+
+    labels = np.repeat([0, 1, 2], [50, 30, 20])
+    train, val = stratified_split(labels, 100, 0.1, seed=0)
+    assert sorted(np.bincount(labels[val]).tolist()) == [2, 3, 5]
+    assert len(np.intersect1d(train, val)) == 0 and len(train) + len(val) == 100
+
+
+# -- noise, shifts, adversarial ------------------------------------------------------------
+def test_shift_moves_images_by_whole_pixels():
+    img = np.zeros((5, 5))
+    img[2, 2] = 1.0
+    out = fastmlp.reference.functional.shift_images(img.reshape(1, -1), stream_base(1, 0, 1001),
+                                                    2, (5, 5, 1))
+    assert out.sum() == 1.0 and out.reshape(5, 5)[2, 2] in (0.0, 1.0)
+    moved = np.argwhere(out.reshape(5, 5) == 1)[0]
+    assert np.all(np.abs(moved - 2) <= 2)
+
+
+def test_noise_shift_and_fgsm_change_training_but_not_prediction():
+    X, y = make_problem("cross_entropy", 30, 16, 3, seed=0)
+    base = fastmlp.MLP([16, 8, 3], seed=0, dtype="float64")
+    base.fit(X, y, epochs=2, batch_size=10)
+    for opts in ({"input_noise": 0.5}, {"shift": 1, "image_shape": (4, 4)},
+                 {"adversarial_eps": 0.3}):
+        m = fastmlp.MLP([16, 8, 3], seed=0, dtype="float64")
+        m.fit(X, y, epochs=2, batch_size=10, **opts)
+        assert not np.allclose(m.get_flat_params(), base.get_flat_params())
+
+
+def test_fgsm_examples_raise_the_loss():
+    X, y = make_problem("cross_entropy", 50, 6, 3, seed=0)
+    m = fastmlp.MLP([6, 16, 3], seed=0, dtype="float64")
+    m.fit(X, y, epochs=5, batch_size=10, lr=0.1)
+    dX = m.gradients(X, y)["input"]
+    clean, adv = m.evaluate(X, y)["loss"], m.evaluate(X + 0.2 * np.sign(dX), y)["loss"]
+    assert adv > clean
+
+
+# -- bad input -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"dropout": 1.0}, "dropout rates must lie in"),
+        ({"dropout": -0.1}, "dropout rates must lie in"),
+        ({"input_dropout": 1.5}, "input_dropout must lie in"),
+        ({"dropout": [0.1, 0.2, 0.3]}, "got 3 dropout rates for 2 hidden layers"),
+        ({"dropout_mode": "scaled"}, "dropout_mode must be"),
+        ({"batch_norm": "middle"}, "batch_norm must be"),
+        ({"bn_eps": 0.0}, "bn_eps must be > 0"),
+    ],
+)
+def test_bad_regularizer_arguments(impl, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        impl([4, 5, 5, 2], **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"l2": -1.0}, "l2 must lie in"),
+        ({"l1": -0.1}, "l1 must lie in"),
+        ({"activity_l1": -1}, "activity_l1 must lie in"),
+        ({"input_noise": -0.5}, "input_noise must lie in"),
+        ({"shift": 2}, "shift needs image_shape"),
+        ({"shift": 2, "image_shape": (3, 3)}, "has 9 values but X has 4 features"),
+        ({"adversarial_ratio": 1.5}, "adversarial_ratio must lie in"),
+        ({"early_stopping": True, "validation_fraction": 1.0}, "validation_fraction must lie in"),
+        ({"early_stopping": True, "monitor": "loss"}, "monitor must be one of"),
+        ({"patience": -1}, "patience must be >= 0"),
+    ],
+)
+def test_bad_fit_regularization_arguments(impl, kwargs, match):
+    X, y = make_problem("cross_entropy", 20, 4, 2)
+    with pytest.raises(ValueError, match=match):
+        impl([4, 5, 2], seed=0).fit(X, y, **kwargs)
