@@ -10,6 +10,7 @@ every kernel is checked against.
 
 from fastmlp import datasets, optim, schedules
 from fastmlp._engine import default_threads, have_openmp
+from fastmlp.ensemble import Ensemble
 from fastmlp.errors import TrainingDivergedError
 from fastmlp.history import History
 from fastmlp.model import MLP
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MLP",
+    "Ensemble",
     "History",
     "TrainingDivergedError",
     "datasets",
