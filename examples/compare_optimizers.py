@@ -2,7 +2,7 @@
 subset embedded in fastmlp with each optimizer and print the training loss after
 every epoch and the final test accuracy, as a markdown table.
 
-    python benchmarks/compare_optimizers.py [--epochs 5] [--hidden 128] [--batch-size 64]
+    python examples/compare_optimizers.py [--epochs 5] [--hidden 128] [--batch-size 64]
 
 Every run starts from the same initial weights (seed 0) and sees the batches in the
 same order. Rates are common starting points, not tuned per optimizer.
@@ -52,7 +52,7 @@ def main():
         seconds = time.perf_counter() - t
         losses = h.loss[19::20] if full else h.loss
         acc = model.score(data.X_test, data.y_test)
-        print(f"| {label} {opt!r} | " + " | ".join(f"{v:.4f}" for v in losses)
+        print(f"| {opt!r}{' (full batch)' if full else ''} | " + " | ".join(f"{v:.4f}" for v in losses)
               + f" | {acc:.4f} | {seconds:.1f}s |")
     print("\nRprop runs 20 full-batch steps per reported epoch (it is a full-batch method).")
 
