@@ -51,30 +51,73 @@ static void FN(tile_dots)(real *Y, const real *D, const real *W, int rb, int I, 
     }
 }
 
+/* The tile kernels of this dtype: the selected ISA set for float32, the portable C
+ * tiles otherwise. */
+static void FN(kernels)(int *mr, int *nr, fm_tile_fn *tile, fm_dots_fn *dots) {
+    *mr = FM_MR;
+    *nr = FM_NB;
+    *tile = NULL;
+    *dots = NULL;
+#ifdef FM_REAL_IS_FLOAT
+    const fm_kernel_set *k = fm_kernels();
+    if (k->tile) {
+        *mr = k->mr;
+        *nr = k->nr;
+        *tile = k->tile;
+    }
+    *dots = k->dots;
+#endif
+}
+
+/* C tile through the selected kernel (or the portable one) */
+static void FN(run_tile)(fm_tile_fn tile, real *C, int ldc, const real *A, size_t sr, size_t sk,
+                         const real *Bm, int ldb, int rb, int K, int nb, const real *init) {
+#ifdef FM_REAL_IS_FLOAT
+    if (tile) {
+        tile(C, ldc, A, sr, sk, Bm, ldb, rb, K, nb, init);
+        return;
+    }
+#endif
+    FN(tile_gemm)(C, ldc, A, sr, sk, Bm, ldb, rb, K, nb, init);
+}
+
 void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, int B, int I,
                           int O, int act, double slope, int nt) {
-    const int blocks = (B + FM_MR - 1) / FM_MR;
-    const int par = nt > 1 && blocks > 1 && (double)B * I * O >= FM_PARALLEL_MIN_WORK;
+    int mr, nr;
+    fm_tile_fn tile;
+    fm_dots_fn dots;
+    FN(kernels)(&mr, &nr, &tile, &dots);
+    const int row_tiles = (B + mr - 1) / mr, panels = (O + nr - 1) / nr;
+    const int tiles = row_tiles * panels;
+    const int par = nt > 1 && tiles > 1 && (double)B * I * O >= FM_PARALLEL_MIN_WORK;
+    /* panel-major: a thread streams its weight panels once, over every row tile */
 #pragma omp parallel for schedule(static) num_threads(nt) if (par)
-    for (int blk = 0; blk < blocks; blk++) {
-        const int r0 = blk * FM_MR;
-        const int rb = B - r0 < FM_MR ? B - r0 : FM_MR;
-        real *y = Y + (size_t)r0 * O;
-        FN(tile_gemm)(y, O, X + (size_t)r0 * I, (size_t)I, 1, W, O, rb, I, O, b);
-        FN(fm_act_forward)(y, (size_t)rb * O, act, slope); /* epilogue, tile still in cache */
+    for (int t = 0; t < tiles; t++) {
+        const int r0 = (t % row_tiles) * mr, j0 = (t / row_tiles) * nr;
+        const int rb = B - r0 < mr ? B - r0 : mr, nb = O - j0 < nr ? O - j0 : nr;
+        real *y = Y + (size_t)r0 * O + j0;
+        FN(run_tile)(tile, y, O, X + (size_t)r0 * I, (size_t)I, 1, W + j0, O, rb, I, nb, b + j0);
+        for (int r = 0; r < rb; r++) /* epilogue, tile still in cache */
+            FN(fm_act_forward)(y + (size_t)r * O, (size_t)nb, act, slope);
     }
 }
 
 void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real *D, int B, int I,
                                   int O, int nt) {
-    const int blocks = (I + FM_MR - 1) / FM_MR;
-    const int par = nt > 1 && blocks > 1 && (double)B * I * O >= FM_PARALLEL_MIN_WORK;
+    int mr, nr;
+    fm_tile_fn tile;
+    fm_dots_fn dots;
+    FN(kernels)(&mr, &nr, &tile, &dots);
+    const int row_tiles = (I + mr - 1) / mr, panels = (O + nr - 1) / nr;
+    const int tiles = row_tiles * panels;
+    const int par = nt > 1 && tiles > 1 && (double)B * I * O >= FM_PARALLEL_MIN_WORK;
 #pragma omp parallel for schedule(static) num_threads(nt) if (par)
-    for (int blk = 0; blk < blocks; blk++) {
-        const int k0 = blk * FM_MR;
-        const int kb = I - k0 < FM_MR ? I - k0 : FM_MR;
+    for (int t = 0; t < tiles; t++) {
+        const int k0 = (t % row_tiles) * mr, j0 = (t / row_tiles) * nr;
+        const int kb = I - k0 < mr ? I - k0 : mr, nb = O - j0 < nr ? O - j0 : nr;
         /* rows of dW are columns of X: a(r, i) = X[i*I + k0 + r] */
-        FN(tile_gemm)(dW + (size_t)k0 * O, O, X + k0, 1, (size_t)I, D, O, kb, B, O, NULL);
+        FN(run_tile)(tile, dW + (size_t)k0 * O + j0, O, X + k0, 1, (size_t)I, D + j0, O, kb, B,
+                     nb, NULL);
     }
     for (int j = 0; j < O; j++) db[j] = 0;
     for (int i = 0; i < B; i++) {
@@ -85,6 +128,29 @@ void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real 
 
 void FN(fm_dense_backward_input)(real *dX, const real *D, const real *W, const real *A, int B,
                                  int I, int O, int act, double slope, int nt) {
+    int mr, nr;
+    fm_tile_fn tile;
+    fm_dots_fn dots;
+    FN(kernels)(&mr, &nr, &tile, &dots);
+    (void)tile;
+#ifdef FM_REAL_IS_FLOAT
+    if (dots) {
+        const int row_tiles = (B + 3) / 4, col_tiles = (I + 3) / 4, tiles = row_tiles * col_tiles;
+        const int par = nt > 1 && tiles > 1 && (double)B * I * O >= FM_PARALLEL_MIN_WORK;
+#pragma omp parallel for schedule(static) num_threads(nt) if (par)
+        for (int t = 0; t < tiles; t++) {
+            const int r0 = (t % row_tiles) * 4, i0 = (t / row_tiles) * 4;
+            const int rb = B - r0 < 4 ? B - r0 : 4, ib = I - i0 < 4 ? I - i0 : 4;
+            real *dx = dX + (size_t)r0 * I + i0;
+            dots(dx, I, D + (size_t)r0 * O, W + (size_t)i0 * O, rb, ib, O);
+            if (A)
+                for (int r = 0; r < rb; r++)
+                    FN(fm_act_backward)(dx + (size_t)r * I, A + (size_t)(r0 + r) * I + i0,
+                                        (size_t)ib, act, slope);
+        }
+        return;
+    }
+#endif
     const int blocks = (B + FM_MR - 1) / FM_MR;
     const int par = nt > 1 && blocks > 1 && (double)B * I * O >= FM_PARALLEL_MIN_WORK;
 #pragma omp parallel for schedule(static) num_threads(nt) if (par)

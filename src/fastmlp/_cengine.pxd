@@ -112,6 +112,13 @@ cdef extern from "fastmlp.h" nogil:
                                double lr, int n_threads)
 
 
+cdef extern from "gemm.h" nogil:
+    int fm_kernel_active()
+    int fm_kernel_available(int kernel)
+    int fm_kernel_select(int kernel)
+    unsigned long long fm_kernel_calls(int kernel)
+
+
 cdef extern from *:
     """
     #ifdef FASTMLP_HAVE_OPENMP

@@ -32,6 +32,36 @@ def default_threads():
     return fm_max_threads()
 
 
+KERNELS = ("generic", "avx2", "avx512")
+
+
+def kernel():
+    """Name of the float32 kernel set in use: "generic", "avx2" or "avx512"."""
+    return KERNELS[fm_kernel_active()]
+
+
+def available_kernels():
+    """Kernel sets this CPU and build can run."""
+    return [name for i, name in enumerate(KERNELS) if fm_kernel_available(i)]
+
+
+def set_kernel(name):
+    """Force a kernel set (also: environment variable FASTMLP_KERNEL at import)."""
+    if name not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {name!r}")
+    if fm_kernel_select(KERNELS.index(name)) != 0:
+        raise ValueError(f"kernel {name!r} is not available here; available: "
+                         f"{available_kernels()}")
+
+
+def kernel_calls():
+    """Float32 dense-layer calls served by each kernel set so far."""
+    return {name: fm_kernel_calls(i) for i, name in enumerate(KERNELS)}
+
+
+fm_kernel_active()  # choose once, at import, before any thread can race for it
+
+
 def hash_u64(key, counter, stream, index):
     """The engine's counter-based hash (for tests of the reference twin)."""
     return fm_hash(key & _U64, counter & _U64, stream & _U64, index & _U64)

@@ -1,0 +1,75 @@
+/* dispatch.c — which float32 tile kernels run: chosen once from the CPU's features
+ * (AVX-512F > AVX2+FMA > portable C), overridable by FASTMLP_KERNEL=generic|avx2|avx512
+ * or fm_kernel_select (tests run every path the machine supports). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gemm.h"
+
+#ifdef FASTMLP_X86_KERNELS
+static const fm_kernel_set SETS[3] = {
+    {4, 64, NULL, NULL},
+    {6, 16, fm_tile_avx2, NULL},
+    {8, 32, fm_tile_avx512, fm_dots_avx512},
+};
+#else
+static const fm_kernel_set SETS[1] = {{4, 64, NULL, NULL}};
+#endif
+
+static int active = -1;
+
+int fm_kernel_available(int kernel) {
+    if (kernel == FM_KERNEL_GENERIC) return 1;
+#ifdef FASTMLP_X86_KERNELS
+    __builtin_cpu_init();
+    if (kernel == FM_KERNEL_AVX2)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (kernel == FM_KERNEL_AVX512) return __builtin_cpu_supports("avx512f");
+#endif
+    return 0;
+}
+
+static int from_environment(void) {
+    const char *name = getenv("FASTMLP_KERNEL");
+    if (!name) return -1;
+    if (!strcmp(name, "generic")) return FM_KERNEL_GENERIC;
+    if (!strcmp(name, "avx2")) return FM_KERNEL_AVX2;
+    if (!strcmp(name, "avx512")) return FM_KERNEL_AVX512;
+    return -1;
+}
+
+int fm_kernel_active(void) {
+    if (active < 0) {
+        const int wanted = from_environment();
+        if (wanted >= 0 && fm_kernel_available(wanted)) {
+            active = wanted;
+        } else {
+            active = FM_KERNEL_GENERIC;
+            for (int k = FM_KERNEL_AVX512; k > FM_KERNEL_GENERIC; k--)
+                if (fm_kernel_available(k)) {
+                    active = k;
+                    break;
+                }
+        }
+    }
+    return active;
+}
+
+int fm_kernel_select(int kernel) {
+    if (kernel < FM_KERNEL_GENERIC || kernel > FM_KERNEL_AVX512 || !fm_kernel_available(kernel))
+        return -1;
+    active = kernel;
+    return 0;
+}
+
+static unsigned long long calls[3];
+
+const fm_kernel_set *fm_kernels(void) {
+    const int k = fm_kernel_active();
+    calls[k]++; /* called by the drivers outside their parallel regions */
+    return &SETS[k];
+}
+
+unsigned long long fm_kernel_calls(int kernel) {
+    return kernel >= 0 && kernel < 3 ? calls[kernel] : 0;
+}

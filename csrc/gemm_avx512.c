@@ -1,0 +1,59 @@
+/* gemm_avx512.c — AVX-512 float32 tile kernels (compiled with -mavx512f -mfma; called
+ * only when the CPU has AVX-512F, see kernels.c). 8x32 register tile: 16 zmm
+ * accumulators, 2 weight loads and 8 broadcasts per k; masked loads/stores for tails. */
+#include <immintrin.h>
+
+#include "gemm.h"
+
+#define MR 8
+
+void fm_tile_avx512(float *C, int ldc, const float *A, size_t sr, size_t sk, const float *Bm,
+                    int ldb, int rb, int K, int nb, const float *init) {
+    const __mmask16 m0 = nb >= 16 ? 0xFFFF : (__mmask16)((1u << nb) - 1);
+    const __mmask16 m1 = nb <= 16 ? 0 : nb >= 32 ? 0xFFFF : (__mmask16)((1u << (nb - 16)) - 1);
+    const float *a[MR];
+    for (int r = 0; r < MR; r++) a[r] = A + (size_t)(r < rb ? r : rb - 1) * sr;
+    __m512 i0 = init ? _mm512_maskz_loadu_ps(m0, init) : _mm512_setzero_ps();
+    __m512 i1 = init ? _mm512_maskz_loadu_ps(m1, init + 16) : _mm512_setzero_ps();
+    __m512 c00 = i0, c01 = i1, c10 = i0, c11 = i1, c20 = i0, c21 = i1, c30 = i0, c31 = i1;
+    __m512 c40 = i0, c41 = i1, c50 = i0, c51 = i1, c60 = i0, c61 = i1, c70 = i0, c71 = i1;
+    for (int k = 0; k < K; k++) {
+        const float *b = Bm + (size_t)k * ldb;
+        const size_t o = (size_t)k * sk;
+        const __m512 b0 = _mm512_maskz_loadu_ps(m0, b);
+        const __m512 b1 = _mm512_maskz_loadu_ps(m1, b + 16);
+        __m512 x;
+#define ROW(r, c0, c1)                           \
+    x = _mm512_set1_ps(a[r][o]);                 \
+    c0 = _mm512_fmadd_ps(x, b0, c0);             \
+    c1 = _mm512_fmadd_ps(x, b1, c1);
+        ROW(0, c00, c01) ROW(1, c10, c11) ROW(2, c20, c21) ROW(3, c30, c31)
+        ROW(4, c40, c41) ROW(5, c50, c51) ROW(6, c60, c61) ROW(7, c70, c71)
+#undef ROW
+    }
+    __m512 out[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31},
+                         {c40, c41}, {c50, c51}, {c60, c61}, {c70, c71}};
+    for (int r = 0; r < rb; r++) {
+        _mm512_mask_storeu_ps(C + (size_t)r * ldc, m0, out[r][0]);
+        _mm512_mask_storeu_ps(C + (size_t)r * ldc + 16, m1, out[r][1]);
+    }
+}
+
+void fm_dots_avx512(float *Y, int ldy, const float *D, const float *W, int rb, int ib, int O) {
+    const float *d[4], *w[4];
+    for (int r = 0; r < 4; r++) d[r] = D + (size_t)(r < rb ? r : rb - 1) * O;
+    for (int q = 0; q < 4; q++) w[q] = W + (size_t)(q < ib ? q : ib - 1) * O;
+    __m512 acc[4][4];
+    for (int r = 0; r < 4; r++)
+        for (int q = 0; q < 4; q++) acc[r][q] = _mm512_setzero_ps();
+    for (int o = 0; o < O; o += 16) {
+        const __mmask16 m = O - o >= 16 ? 0xFFFF : (__mmask16)((1u << (O - o)) - 1);
+        __m512 wv[4], dv[4];
+        for (int q = 0; q < 4; q++) wv[q] = _mm512_maskz_loadu_ps(m, w[q] + o);
+        for (int r = 0; r < 4; r++) dv[r] = _mm512_maskz_loadu_ps(m, d[r] + o);
+        for (int r = 0; r < 4; r++)
+            for (int q = 0; q < 4; q++) acc[r][q] = _mm512_fmadd_ps(dv[r], wv[q], acc[r][q]);
+    }
+    for (int r = 0; r < rb; r++)
+        for (int q = 0; q < ib; q++) Y[(size_t)r * ldy + q] = _mm512_reduce_add_ps(acc[r][q]);
+}
