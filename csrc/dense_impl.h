@@ -89,7 +89,7 @@ void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, 
     FN(kernels)(&mr, &nr, &tile, &dots);
     const int row_tiles = (B + mr - 1) / mr, panels = (O + nr - 1) / nr;
     const int tiles = row_tiles * panels;
-    const int par = nt > 1 && tiles > 1 && (double)B * I * O >= FM_PARALLEL_MIN_WORK;
+    const int par = nt > 1 && tiles > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
     /* panel-major: a thread streams its weight panels once, over every row tile */
 #pragma omp parallel for schedule(static) num_threads(nt) if (par)
     for (int t = 0; t < tiles; t++) {
@@ -110,7 +110,7 @@ void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real 
     FN(kernels)(&mr, &nr, &tile, &dots);
     const int row_tiles = (I + mr - 1) / mr, panels = (O + nr - 1) / nr;
     const int tiles = row_tiles * panels;
-    const int par = nt > 1 && tiles > 1 && (double)B * I * O >= FM_PARALLEL_MIN_WORK;
+    const int par = nt > 1 && tiles > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
 #pragma omp parallel for schedule(static) num_threads(nt) if (par)
     for (int t = 0; t < tiles; t++) {
         const int k0 = (t % row_tiles) * mr, j0 = (t / row_tiles) * nr;
@@ -127,16 +127,36 @@ void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real 
 }
 
 void FN(fm_dense_backward_input)(real *dX, const real *D, const real *W, const real *A, int B,
-                                 int I, int O, int act, double slope, int nt) {
+                                 int I, int O, int act, double slope, int nt, real *scratch) {
     int mr, nr;
     fm_tile_fn tile;
     fm_dots_fn dots;
     FN(kernels)(&mr, &nr, &tile, &dots);
-    (void)tile;
+    (void)scratch;
 #ifdef FM_REAL_IS_FLOAT
+    if (tile && O <= FM_SMALL_O) {
+        /* narrow layer: dX = D Wt with Wt (O, I) = W^T, as register tiles */
+        for (int i = 0; i < I; i++)
+            for (int o = 0; o < O; o++) scratch[(size_t)o * I + i] = W[(size_t)i * O + o];
+        const int row_tiles = (B + mr - 1) / mr, panels = (I + nr - 1) / nr;
+        const int tiles = row_tiles * panels;
+        const int par = nt > 1 && tiles > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
+#pragma omp parallel for schedule(static) num_threads(nt) if (par)
+        for (int t = 0; t < tiles; t++) {
+            const int r0 = (t % row_tiles) * mr, j0 = (t / row_tiles) * nr;
+            const int rb = B - r0 < mr ? B - r0 : mr, nb = I - j0 < nr ? I - j0 : nr;
+            real *dx = dX + (size_t)r0 * I + j0;
+            tile(dx, I, D + (size_t)r0 * O, (size_t)O, 1, scratch + j0, I, rb, O, nb, NULL);
+            if (A)
+                for (int r = 0; r < rb; r++)
+                    FN(fm_act_backward)(dx + (size_t)r * I, A + (size_t)(r0 + r) * I + j0,
+                                        (size_t)nb, act, slope);
+        }
+        return;
+    }
     if (dots) {
         const int row_tiles = (B + 3) / 4, col_tiles = (I + 3) / 4, tiles = row_tiles * col_tiles;
-        const int par = nt > 1 && tiles > 1 && (double)B * I * O >= FM_PARALLEL_MIN_WORK;
+        const int par = nt > 1 && tiles > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
 #pragma omp parallel for schedule(static) num_threads(nt) if (par)
         for (int t = 0; t < tiles; t++) {
             const int r0 = (t % row_tiles) * 4, i0 = (t / row_tiles) * 4;
@@ -152,7 +172,7 @@ void FN(fm_dense_backward_input)(real *dX, const real *D, const real *W, const r
     }
 #endif
     const int blocks = (B + FM_MR - 1) / FM_MR;
-    const int par = nt > 1 && blocks > 1 && (double)B * I * O >= FM_PARALLEL_MIN_WORK;
+    const int par = nt > 1 && blocks > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
 #pragma omp parallel for schedule(static) num_threads(nt) if (par)
     for (int blk = 0; blk < blocks; blk++) {
         const int r0 = blk * FM_MR;

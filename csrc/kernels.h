@@ -9,8 +9,13 @@
 
 #include "fastmlp.h"
 
-/* Work below this many multiply-adds stays on one thread: waking the pool costs more. */
+/* Work below these sizes stays on one thread: waking the pool costs more.
+ * Elementwise passes count elements; matrix products count multiply-adds. */
 #define FM_PARALLEL_MIN_WORK 32768
+#define FM_PARALLEL_MIN_MACS 524288
+/* Layers with at most this many outputs compute the input gradient as a tile product
+ * with W^T (transposed into scratch) instead of dot products along the short rows. */
+#define FM_SMALL_O 32
 
 /* Streams of the counter-based training randomness (fm_hash): dropout of the input of
  * dense layer l uses stream FM_STREAM_DROPOUT + l. */
@@ -32,9 +37,10 @@ static inline double fm_unit(uint64_t h) { return (double)(h >> 11) * 0x1.0p-53;
     /* dW (I, O) = X (B, I)^T @ D (B, O);  db (O) = sum over rows of D */                       \
     void fm_dense_backward_params_##SFX(T *dW, T *db, const T *X, const T *D, int B, int I,    \
                                         int O, int nt);                                         \
-    /* dX (B, I) = (D (B, O) @ W (I, O)^T) * act'(A (B, I)); A == NULL: no activation factor */ \
+    /* dX (B, I) = (D (B, O) @ W (I, O)^T) * act'(A (B, I)); A == NULL: no activation factor; \
+       scratch: I * FM_SMALL_O elements (W^T of narrow layers) */                              \
     void fm_dense_backward_input_##SFX(T *dX, const T *D, const T *W, const T *A, int B, int I, \
-                                       int O, int act, double slope, int nt);                   \
+                                       int O, int act, double slope, int nt, T *scratch);       \
     /* Loss of logits Z (B, K) against targets rows idx[0..B) (idx NULL: rows 0..B).           \
        Writes sample_loss (B) and sample_correct (B); delta (B, K) = d(mean loss)/dZ unless     \
        delta is NULL. */                                                                        \

@@ -418,15 +418,15 @@ class BaseMLP:
         running-statistics offset or -1) in the flat vectors."""
         raise NotImplementedError
 
-    def _backend_flat(self) -> np.ndarray:
-        """A copy of all learnable parameters, flat."""
+    def _backend_flat(self, out: np.ndarray | None = None) -> np.ndarray:
+        """A copy of all learnable parameters, flat (into `out` when given)."""
         raise NotImplementedError
 
     def _backend_set_flat(self, flat: np.ndarray) -> None:
         raise NotImplementedError
 
-    def _backend_running(self) -> np.ndarray:
-        """A copy of the batch-norm running statistics, flat."""
+    def _backend_running(self, out: np.ndarray | None = None) -> np.ndarray:
+        """A copy of the batch-norm running statistics, flat (into `out` when given)."""
         raise NotImplementedError
 
     def _backend_set_running(self, running: np.ndarray) -> None:

@@ -162,6 +162,7 @@ def fit(
         model._backend_shuffle(order)
     history = History()
     best = None  # (metric, epoch, snapshot) for early stopping
+    spare = None  # a snapshot whose buffers can be reused
     chunk = 1
     for epoch in range(1, epochs + 1):
         if mode == "epoch":
@@ -173,7 +174,10 @@ def fit(
             (epoch - 1) * steps + np.arange(steps)
         rates = np.ascontiguousarray(schedule.rates(optimizer.lr, t), dtype=np.float64)
         s = 0
-        previous = current = _snapshot(model, state)
+        # two snapshot buffers, reused: `current` holds the state at the start of the
+        # running chunk, `previous` the one before (see the divergence handling below)
+        current = _snapshot(model, state, spare)
+        previous = current
         while s < steps:
             k = min(chunk, steps - s)
             t_chunk = time.perf_counter()
@@ -197,16 +201,19 @@ def fit(
             step_loss[s : s + k] = sl
             step_correct[s : s + k] = sc
             s += k
-            previous, current = current, _snapshot(model, state)
+            spare = previous if previous is not current else None
+            previous, current = current, _snapshot(model, state, spare)
             elapsed = max(time.perf_counter() - t_chunk, 1e-6)
             chunk = max(1, min(4 * k, int(k * CHUNK_SECONDS / elapsed)))
-        loss = float(step_loss @ batch_rows / n)
-        acc = float(step_correct @ batch_rows / n) if model._loss.has_accuracy else None
+        # (elementwise, not `@`: a BLAS call would leave OpenBLAS threads spinning)
+        loss = float(np.sum(step_loss * batch_rows) / n)
+        acc = float(np.sum(step_correct * batch_rows) / n) if model._loss.has_accuracy else None
         vl = va = None
         if val is not None:
             metrics = model._evaluate_prepared(*val)
             vl, va = metrics["loss"], metrics["accuracy"]
         seconds = time.perf_counter() - t_epoch
+        spare = previous if previous is not current else None
         history.append(epoch=epoch, loss=loss, accuracy=acc, val_loss=vl, val_accuracy=va,
                        lr=float(rates[-1]), time=seconds)
         schedule.epoch_end({"loss": loss, "accuracy": acc, "val_loss": vl, "val_accuracy": va})
@@ -215,7 +222,7 @@ def fit(
         if early_stopping:
             score = vl if monitor == "val_loss" else -va
             if best is None or score < best[0] - min_delta:
-                best = (score, epoch, _snapshot(model, None))
+                best = (score, epoch, _snapshot(model, None, best[2] if best else None))
             elif epoch - best[1] >= patience:
                 history.stopped_epoch = epoch
                 break
@@ -225,11 +232,20 @@ def fit(
     return history
 
 
-def _snapshot(model, state: dict | None) -> tuple:
-    """Parameters, batch-norm statistics and optimizer state, to restore later."""
-    opt = None if state is None else {k: (v.copy() if isinstance(v, np.ndarray) else v)
-                                      for k, v in state.items()}
-    return model._backend_flat(), model._backend_running(), opt
+def _snapshot(model, state: dict | None, reuse: tuple | None = None) -> tuple:
+    """Parameters, batch-norm statistics and optimizer state, to restore later; copies
+    into the arrays of `reuse` (an earlier snapshot no longer needed) when given."""
+    flat = model._backend_flat(None if reuse is None else reuse[0])
+    running = model._backend_running(None if reuse is None else reuse[1])
+    opt = None if state is None else {k: v for k, v in state.items()}
+    if reuse is not None and reuse[2] is not None and opt is not None:
+        for k, v in opt.items():
+            if isinstance(v, np.ndarray):
+                np.copyto(reuse[2][k], v)
+                opt[k] = reuse[2][k]
+    elif opt is not None:
+        opt = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in opt.items()}
+    return flat, running, opt
 
 
 def _restore(model, snapshot: tuple, state: dict | None) -> None:

@@ -57,14 +57,20 @@ class MLP(BaseMLP):
     def _backend_layout(self):
         return list(self._ref_layout)
 
-    def _backend_flat(self):
-        return self._flat.copy()
+    def _backend_flat(self, out=None):
+        if out is None:
+            return self._flat.copy()
+        np.copyto(out, self._flat)
+        return out
 
     def _backend_set_flat(self, flat):
         np.copyto(self._flat, flat)
 
-    def _backend_running(self):
-        return self._running.copy()
+    def _backend_running(self, out=None):
+        if out is None:
+            return self._running.copy()
+        np.copyto(out, self._running)
+        return out
 
     def _backend_set_running(self, running):
         np.copyto(self._running, running)
