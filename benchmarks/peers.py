@@ -1,19 +1,24 @@
 #!/usr/bin/env python
 """Time one training epoch of fastmlp against its peers on the CPU.
 
-Every contender trains the same network, 784-512-256-10 (ReLU hidden layers, softmax
-cross-entropy), in float32 with plain minibatch SGD (lr 0.01, no momentum, data reshuffled
-every epoch) -- SGD is the only optimizer fastmlp has today -- on synthetic data
-(standard-normal X, uniform labels 0..9, fixed seed):
+Every contender trains the same network (default 784-512-256-10, ``--sizes``; ReLU hidden
+layers, softmax cross-entropy) in float32 with Adam (lr 1e-3, PyTorch defaults) or, with
+``--optimizer sgd``, plain minibatch SGD (lr 0.01), data reshuffled every epoch, on
+synthetic data (standard-normal X, uniform labels 0..9, fixed seed). With
+``--predict-batches`` it times inference instead: ``predict`` on batches of the given
+sizes (probabilities out), as many calls as fit in the same data:
 
 * ``fastmlp``    -- the C/OpenMP engine (``fastmlp.MLP``, ``threads=N``);
 * ``reference``  -- fastmlp's pure-NumPy reference (``fastmlp.reference.MLP``; NumPy's BLAS);
 * ``torch``      -- PyTorch CPU: ``nn.Sequential`` of Linear/ReLU, ``CrossEntropyLoss``,
   ``optim.SGD``, a plain Python loop over shuffled minibatches of pre-made float32 tensors,
   ``torch.set_num_threads(N)``;
-* ``sklearn``    -- ``MLPClassifier(hidden_layer_sizes=(512, 256), solver="sgd",
-  learning_rate_init=0.01, momentum=0, batch_size=B, max_iter=1, shuffle=True)``
+* ``sklearn``    -- ``MLPClassifier(hidden_layer_sizes=(512, 256), solver="adam"|"sgd",
+  learning_rate_init=lr, momentum=0, alpha=0, batch_size=B, max_iter=1, shuffle=True)``
   (NumPy's BLAS; its ConvergenceWarning is suppressed).
+
+"% peak" divides the GFLOP/s by this machine's float32 FMA peak for the thread count used,
+measured by benchmarks/peak.py (skip with ``--no-peak``).
 
 Each contender is warmed up once (a short fit at the same batch size), then the contenders are
 timed in ``--repeats`` interleaved rounds (so machine noise hits all of them alike). The table
@@ -60,9 +65,9 @@ import warnings
 
 import numpy as np
 
-SIZES = (784, 512, 256, 10)
-N_WEIGHTS = sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:]))  # 535,040
-LR = 0.01
+SIZES = (784, 512, 256, 10)  # replaced by --sizes
+OPTIMIZER = "adam"  # replaced by --optimizer
+LRS = {"adam": 1e-3, "sgd": 0.01}
 SEED = 0
 PEERS = ("fastmlp", "reference", "torch", "sklearn")
 
@@ -157,10 +162,30 @@ def make_fastmlp(threads: int):
         model = fastmlp.MLP(list(SIZES), activation="relu", loss="cross_entropy",
                             init="he_normal", dtype="float32", seed=SEED, threads=threads)
         t0 = time.perf_counter()
-        model.fit(X, y, epochs=epochs, batch_size=batch_size, lr=LR, shuffle=True)
+        model.fit(X, y, epochs=epochs, batch_size=batch_size, shuffle=True,
+                  optimizer=fastmlp_optimizer())
         return time.perf_counter() - t0
 
+    def predict(X, batch_size):
+        model = fastmlp.MLP(list(SIZES), seed=SEED, threads=threads)
+        return time_predict(model.predict, X, batch_size)
+
+    run.predict = predict
     return run
+
+
+def fastmlp_optimizer():
+    from fastmlp import optim
+
+    return optim.Adam(lr=LRS["adam"]) if OPTIMIZER == "adam" else optim.SGD(lr=LRS["sgd"])
+
+
+def time_predict(fn, X, batch_size):
+    """Seconds to predict all of X in batches of batch_size (one call per batch)."""
+    t0 = time.perf_counter()
+    for start in range(0, len(X), batch_size):
+        fn(X[start:start + batch_size])
+    return time.perf_counter() - t0
 
 
 def make_reference(threads: int):
@@ -171,9 +196,16 @@ def make_reference(threads: int):
                                       dtype="float32", seed=SEED)
         with blas_limits(threads):
             t0 = time.perf_counter()
-            model.fit(X, y, epochs=epochs, batch_size=batch_size, lr=LR, shuffle=True)
+            model.fit(X, y, epochs=epochs, batch_size=batch_size, shuffle=True,
+                      optimizer=fastmlp_optimizer())
             return time.perf_counter() - t0
 
+    def predict(X, batch_size):
+        model = fastmlp.reference.MLP(list(SIZES), seed=SEED)
+        with blas_limits(threads):
+            return time_predict(model.predict, X, batch_size)
+
+    run.predict = predict
     return run
 
 
@@ -189,17 +221,21 @@ def make_torch(threads: int):
             cache.update(key=X, X=torch.from_numpy(X), y=torch.from_numpy(y.astype(np.int64)))
         return cache["X"], cache["y"]
 
-    def run(X, y, batch_size, epochs):
-        Xt, yt = tensors(X, y)
-        torch.manual_seed(SEED)
+    def build():
         layers = []
         for i, (n_in, n_out) in enumerate(zip(SIZES[:-1], SIZES[1:])):
             layers.append(torch.nn.Linear(n_in, n_out))
             if i < len(SIZES) - 2:
                 layers.append(torch.nn.ReLU())
-        model = torch.nn.Sequential(*layers)
+        return torch.nn.Sequential(*layers)
+
+    def run(X, y, batch_size, epochs):
+        Xt, yt = tensors(X, y)
+        torch.manual_seed(SEED)
+        model = build()
         loss_fn = torch.nn.CrossEntropyLoss()
-        opt = torch.optim.SGD(model.parameters(), lr=LR)
+        opt = (torch.optim.Adam(model.parameters(), lr=LRS["adam"]) if OPTIMIZER == "adam"
+               else torch.optim.SGD(model.parameters(), lr=LRS["sgd"]))
         gen = torch.Generator().manual_seed(SEED)
         n = Xt.shape[0]
         t0 = time.perf_counter()
@@ -213,6 +249,18 @@ def make_torch(threads: int):
                 opt.step()
         return time.perf_counter() - t0
 
+    def predict(X, batch_size):
+        torch.manual_seed(SEED)
+        model = build()
+        Xt = torch.from_numpy(X)
+
+        def forward(xb):
+            with torch.no_grad():
+                return torch.softmax(model(xb), dim=1).numpy()
+
+        return time_predict(forward, Xt, batch_size)
+
+    run.predict = predict
     return run
 
 
@@ -221,8 +269,9 @@ def make_sklearn(threads: int):
     from sklearn.neural_network import MLPClassifier
 
     def run(X, y, batch_size, epochs):
-        clf = MLPClassifier(hidden_layer_sizes=SIZES[1:-1], activation="relu", solver="sgd",
-                            learning_rate_init=LR, momentum=0.0, batch_size=batch_size,
+        clf = MLPClassifier(hidden_layer_sizes=SIZES[1:-1], activation="relu",
+                            solver=OPTIMIZER, learning_rate_init=LRS[OPTIMIZER],
+                            momentum=0.0, batch_size=batch_size,
                             max_iter=epochs, shuffle=True, alpha=0.0,
                             random_state=SEED)
         with warnings.catch_warnings(), blas_limits(threads):
@@ -231,6 +280,14 @@ def make_sklearn(threads: int):
             clf.fit(X, y)  # float32 X stays float32 (coefs_ are float32)
             return time.perf_counter() - t0
 
+    def predict(X, batch_size):
+        clf = MLPClassifier(hidden_layer_sizes=SIZES[1:-1], max_iter=1, random_state=SEED)
+        with warnings.catch_warnings(), blas_limits(threads):
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(X[:64], np.arange(64) % SIZES[-1])
+            return time_predict(clf.predict_proba, X, batch_size)
+
+    run.predict = predict
     return run
 
 
@@ -300,15 +357,15 @@ def time_batch_size(runs, X, y, batch_size, epochs, repeats):
 
 
 def format_table(rows, markdown: bool) -> str:
-    header = ["peer", "batch", "median s/epoch", "GFLOP/s", "peer/fastmlp", "runs (s)"]
+    header = ["peer", "batch", "median s", "GFLOP/s", "% peak", "peer/fastmlp", "runs (s)"]
     if markdown:
         out = ["| " + " | ".join(header) + " |",
-               "|" + "|".join(["---", "---:", "---:", "---:", "---:", "---"]) + "|"]
+               "|" + "|".join(["---", "---:", "---:", "---:", "---:", "---:", "---"]) + "|"]
         out += ["| " + " | ".join(r) + " |" for r in rows]
         return "\n".join(out)
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     fmt = lambda cells: "  ".join(  # noqa: E731
-        c.ljust(w) if i in (0, 5) else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        c.ljust(w) if i in (0, 6) else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
     )
     return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
 
@@ -325,6 +382,12 @@ def parse_args(argv=None):
     p.add_argument("--only", nargs="+", choices=PEERS, default=list(PEERS),
                    help="contenders to run (default: all)")
     p.add_argument("--markdown", action="store_true", help="print a markdown table")
+    p.add_argument("--sizes", type=int, nargs="+", default=list(SIZES),
+                   help="layer widths (default 784 512 256 10)")
+    p.add_argument("--optimizer", choices=sorted(LRS), default="adam")
+    p.add_argument("--predict-batches", type=int, nargs="+", default=None,
+                   help="time predict at these batch sizes instead of training")
+    p.add_argument("--no-peak", action="store_true", help="do not measure the FMA peak")
     args = p.parse_args(argv)
     if min(args.batch_sizes) < 1 or args.epochs < 1 or args.samples < 1 or args.repeats < 1:
         p.error("batch sizes, --epochs, --samples and --repeats must be >= 1")
@@ -334,16 +397,34 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    global SIZES, OPTIMIZER
     args = parse_args(argv)
+    SIZES, OPTIMIZER = tuple(args.sizes), args.optimizer
+    n_weights = sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:]))
     threads = args.threads
     runs = load_contenders(args.only, threads)
 
     for line in environment_lines(threads):
         print(line)
-    gflop = 6 * N_WEIGHTS * args.samples / 1e9
-    print(f"model {'-'.join(map(str, SIZES))} float32, plain SGD lr {LR}, shuffled; "
-          f"{args.samples} synthetic samples, {args.epochs} epoch(s) per run, median of "
-          f"{args.repeats} run(s) after 1 warm-up; {gflop:.1f} GFLOP per epoch")
+    peak = None
+    if not args.no_peak:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from peak import measure_peak
+
+        measured = measure_peak(threads)
+        peak = max(measured["threads"].values())
+        print(f"float32 FMA peak ({measured['isa']}, {threads} thread(s)): {peak:.1f} GFLOP/s "
+              "(benchmarks/peak.py)")
+    predicting = args.predict_batches is not None
+    flop_per_sample = (2 if predicting else 6) * n_weights
+    gflop = flop_per_sample * args.samples / 1e9
+    if predicting:
+        print(f"model {'-'.join(map(str, SIZES))} float32, predict on {args.samples} samples "
+              f"in batches, median of {args.repeats} run(s) after 1 warm-up; {gflop:.1f} GFLOP")
+    else:
+        print(f"model {'-'.join(map(str, SIZES))} float32, {OPTIMIZER} lr {LRS[OPTIMIZER]}, "
+              f"shuffled; {args.samples} synthetic samples, {args.epochs} epoch(s) per run, "
+              f"median of {args.repeats} run(s) after 1 warm-up; {gflop:.1f} GFLOP per epoch")
     print(flush=True)
 
     rng = np.random.default_rng(SEED)
@@ -351,9 +432,12 @@ def main(argv=None) -> int:
     y = rng.integers(0, SIZES[-1], size=args.samples, dtype=np.int64)
 
     rows, load_notes = [], []
-    for batch in args.batch_sizes:
+    for batch in (args.predict_batches if predicting else args.batch_sizes):
         before = cpu_snapshot()
-        times = time_batch_size(runs, X, y, batch, args.epochs, args.repeats)
+        if predicting:
+            times = time_predictions(runs, X, batch, args.repeats)
+        else:
+            times = time_batch_size(runs, X, y, batch, args.epochs, args.repeats)
         load = foreign_load(before, cpu_snapshot())
         if load is not None:
             load_notes.append(f"batch {batch}: {load[0]:.0f}% other processes, "
@@ -363,6 +447,7 @@ def main(argv=None) -> int:
             med = statistics.median(ts)
             rows.append([
                 name, str(batch), f"{med:.3f}", f"{gflop / med:.1f}",
+                f"{100 * gflop / med / peak:.0f}%" if peak else "n/a",
                 f"{med / base:.2f}" if base else "n/a",
                 ", ".join(f"{t:.2f}" for t in ts),
             ])
@@ -373,6 +458,20 @@ def main(argv=None) -> int:
         print("machine share taken by others while timing (high values mean noisy numbers): "
               + "; ".join(load_notes))
     return 0
+
+
+def time_predictions(runs, X, batch_size, repeats):
+    """Like time_batch_size, for predict: seconds to predict all of X, per contender."""
+    for run in runs.values():
+        run.predict(X[:2048], batch_size)
+    times = {name: [] for name in runs}
+    for r in range(repeats):
+        for name, run in runs.items():
+            times[name].append(run.predict(X, batch_size))
+            print(f"  predict batch {batch_size:<5} round {r + 1}/{repeats}  {name:<9} "
+                  f"{times[name][-1]:8.3f} s", file=sys.stderr, flush=True)
+            time.sleep(0.5)
+    return times
 
 
 if __name__ == "__main__":

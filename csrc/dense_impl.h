@@ -89,7 +89,8 @@ void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, 
     FN(kernels)(&mr, &nr, &tile, &dots);
     const int row_tiles = (B + mr - 1) / mr, panels = (O + nr - 1) / nr;
     const int tiles = row_tiles * panels;
-    const int par = nt > 1 && tiles > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
+    /* small batches are bound by streaming W: count them as at least 8 rows of work */
+    const int par = nt > 1 && tiles > 1 && (double)(B < 8 ? 8 : B) * I * O >= FM_PARALLEL_MIN_MACS;
     /* panel-major: a thread streams its weight panels once, over every row tile */
 #pragma omp parallel for schedule(static) num_threads(nt) if (par)
     for (int t = 0; t < tiles; t++) {

@@ -118,6 +118,7 @@ class BaseMLP:
         self._layout = self._backend_layout()
         rng = np.random.default_rng(self._seed)
         flat = self._backend_flat()
+        self._n_params = len(flat)
         for (w0, b0, n_in, n_out, _, _) in self._layout:
             W = initialize(init, n_in, n_out, rng, **self._init_kwargs)
             if not np.isfinite(W).all():
@@ -230,8 +231,7 @@ class BaseMLP:
 
     def set_flat_params(self, flat: object) -> None:
         """Set every learnable parameter from a vector ordered as ``get_flat_params()``."""
-        n = len(self._backend_flat())
-        arr = _check_param(flat, (n,), self._dtype, "flat parameters")
+        arr = _check_param(flat, (self._n_params,), self._dtype, "flat parameters")
         self._set_flat_masked(arr)
 
     def batch_norm_state(self) -> list[dict[str, np.ndarray] | None]:

@@ -151,7 +151,7 @@ def fit(
             f"batch normalization needs at least 2 samples per batch; with {n} samples and "
             f"batch_size={batch_size} a batch would hold 1. Choose another batch_size."
         )
-    state = optimizer.state_for(0, (len(model._backend_flat()),), model.dtype)
+    state = optimizer.state_for(0, (model._n_params,), model.dtype)
 
     steps = math.ceil(n / batch_size)
     batch_rows = np.full(steps, batch_size, dtype=np.float64)

@@ -48,11 +48,20 @@ def check_features(X: object, n_features: int, dtype: np.dtype, name: str = "X")
         )
     with np.errstate(over="ignore", invalid="ignore"):  # checked just below
         out = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(out).all():
+    if not all_finite(out):
         bad = "NaN" if np.isnan(out).any() else "infinity"
         src = " (after conversion to " + str(dtype) + ")" if arr.dtype != dtype else ""
         raise ValueError(f"{name} contains {bad}{src}")
     return out
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """True when no element is NaN or infinite. One pass, no temporary array: a float64
+    sum is finite exactly when every element is, unless finite values overflow it (then
+    the elementwise check decides)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.add.reduce(a.reshape(-1), dtype=np.float64)
+    return bool(np.isfinite(total)) or bool(np.isfinite(a).all())
 
 
 def check_int(value: object, name: str, minimum: int) -> int:

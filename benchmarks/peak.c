@@ -1,0 +1,65 @@
+/* peak.c — the machine's float32 FMA peak: every thread runs independent chains of
+ * fused multiply-adds on the widest vectors the CPU has (AVX-512, else AVX2+FMA), long
+ * enough to hide FMA latency. Prints "threads GFLOP/s" lines for 1 thread and for all.
+ * Built and run by benchmarks/peak.py; the chains are chosen at run time, so the build
+ * needs no -march flag. */
+#include <immintrin.h>
+#include <omp.h>
+#include <stdio.h>
+
+#define CHAINS 16
+
+__attribute__((target("avx512f,fma"))) static float chains512(long iters) {
+    __m512 a[CHAINS];
+    for (int k = 0; k < CHAINS; k++) a[k] = _mm512_set1_ps(1.0f + k * 1e-3f);
+    const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-6f);
+    for (long i = 0; i < iters; i++) {
+#pragma GCC unroll 16
+        for (int k = 0; k < CHAINS; k++) a[k] = _mm512_fmadd_ps(a[k], m, c);
+    }
+    __m512 s = a[0];
+    for (int k = 1; k < CHAINS; k++) s = _mm512_add_ps(s, a[k]);
+    return _mm512_reduce_add_ps(s);
+}
+
+__attribute__((target("avx2,fma"))) static float chains256(long iters) {
+    __m256 a[CHAINS];
+    for (int k = 0; k < CHAINS; k++) a[k] = _mm256_set1_ps(1.0f + k * 1e-3f);
+    const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-6f);
+    for (long i = 0; i < iters; i++) {
+#pragma GCC unroll 16
+        for (int k = 0; k < CHAINS; k++) a[k] = _mm256_fmadd_ps(a[k], m, c);
+    }
+    float out[8];
+    __m256 s = a[0];
+    for (int k = 1; k < CHAINS; k++) s = _mm256_add_ps(s, a[k]);
+    _mm256_storeu_ps(out, s);
+    return out[0] + out[7];
+}
+
+int main(void) {
+    __builtin_cpu_init();
+    const int wide = __builtin_cpu_supports("avx512f");
+    if (!wide && !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) {
+        printf("no AVX2/FMA: not measured\n");
+        return 1;
+    }
+    const int lanes = wide ? 16 : 8;
+    const long iters = 20000000;
+    printf("isa %s\n", wide ? "avx512" : "avx2");
+    const int counts[2] = {1, omp_get_max_threads()};
+    for (int c = 0; c < (counts[1] > 1 ? 2 : 1); c++) {
+        double best = 1e30;
+        volatile float sink = 0;
+        for (int rep = 0; rep < 3; rep++) {
+            const double t = omp_get_wtime();
+#pragma omp parallel num_threads(counts[c]) reduction(+ : sink)
+            sink += wide ? chains512(iters) : chains256(iters);
+            const double dt = omp_get_wtime() - t;
+            if (dt < best) best = dt;
+        }
+        const double flops = 2.0 * lanes * CHAINS * (double)iters * counts[c];
+        printf("%d %.1f\n", counts[c], flops / best / 1e9);
+    }
+    return 0;
+}

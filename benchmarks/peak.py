@@ -1,0 +1,47 @@
+"""Measure this machine's float32 FMA peak (1 thread and all threads) with peak.c.
+
+    python benchmarks/peak.py            # prints the peak in GFLOP/s
+
+``measure_peak()`` compiles peak.c with the system C compiler (cc, with OpenMP) into a
+temporary directory and returns ``{"isa": ..., "threads": {1: gflops, n: gflops}}``;
+the peers script uses it to report "% of peak" for whatever machine runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def measure_peak(threads: int | None = None) -> dict:
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        raise RuntimeError("no C compiler found (set CC)")
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = Path(tmp) / "peak"
+        subprocess.run([cc, "-O3", "-fopenmp", str(HERE / "peak.c"), "-o", str(exe)],
+                       check=True, capture_output=True, text=True)
+        env = dict(os.environ)
+        if threads:
+            env["OMP_NUM_THREADS"] = str(threads)
+        out = subprocess.run([str(exe)], check=True, capture_output=True, text=True,
+                             env=env).stdout.split("\n")
+    result = {"isa": out[0].split()[1], "threads": {}}
+    for line in out[1:]:
+        if line.strip():
+            t, g = line.split()
+            result["threads"][int(t)] = float(g)
+    return result
+
+
+if __name__ == "__main__":
+    peak = measure_peak(int(sys.argv[1]) if len(sys.argv) > 1 else None)
+    print(f"float32 FMA peak ({peak['isa']}):")
+    for t, g in peak["threads"].items():
+        print(f"  {t} thread(s): {g:.1f} GFLOP/s")

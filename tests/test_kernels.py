@@ -1,0 +1,119 @@
+"""Every float32 kernel path this machine supports (AVX-512, AVX2, portable C) against
+the NumPy reference, over shapes that hit every tile tail; the forced-path switch; and
+thread-count independence on each path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastmlp
+import fastmlp.reference
+from fastmlp import _engine
+from conftest import make_problem, relative_error
+
+KERNELS = _engine.available_kernels()
+SIZES = [1, 2, 3, 5, 7, 8, 9, 13, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 70, 129, 1000]
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request):
+    before = _engine.kernel()
+    _engine.set_kernel(request.param)
+    yield request.param
+    _engine.set_kernel(before)
+
+
+def compare(sizes, batch, act="relu", loss="cross_entropy", strided=False, dtype="float32"):
+    X, y = make_problem(loss, batch, sizes[0], sizes[-1], seed=sum(sizes) + batch)
+    if strided:
+        wide = np.zeros((batch, 2 * sizes[0]))
+        wide[:, ::2] = X
+        X = wide[:, ::2]
+    eng, ref = (impl(sizes, activation=act, loss=loss, dtype=dtype, seed=1, bias_init=0.05)
+                for impl in (fastmlp.MLP, fastmlp.reference.MLP))
+    tol = 1e-4 if dtype == "float32" else 1e-10
+    assert relative_error([eng.predict(X)], [ref.predict(X)]) <= tol
+    ge, gr = eng.gradients(X, y), ref.gradients(X, y)
+    assert ge["loss"] == pytest.approx(gr["loss"], rel=tol)
+    assert relative_error([ge["flat"], ge["input"]], [gr["flat"], gr["input"]]) <= tol
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_widths_and_batches_at_every_tail(kernel, size):
+    compare([size, size, 3], 11)           # input and hidden width
+    compare([9, 13, size], 7, loss="mse")  # output width (narrow and wide input-grad paths)
+    compare([10, 21, 4], size)              # batch
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("act", ["identity", "sigmoid", "tanh", "relu", "leaky_relu"])
+def test_every_activation_strided_inputs(kernel, act, dtype):
+    compare([37, 70, 33, 10], 29, act=act, strided=True, dtype=dtype)
+
+
+@settings(max_examples=25, deadline=None)
+@given(sizes=st.lists(st.integers(1, 70), min_size=2, max_size=4), batch=st.integers(1, 70),
+       which=st.sampled_from(KERNELS))
+def test_random_shapes_on_every_path(sizes, batch, which):
+    before = _engine.kernel()
+    _engine.set_kernel(which)
+    try:
+        compare(sizes, batch, act="tanh", loss="mse")
+    finally:
+        _engine.set_kernel(before)
+
+
+def test_the_switch_really_switches(kernel):
+    model = fastmlp.MLP([20, 30, 5], seed=0)
+    X = np.ones((16, 20), np.float32)
+    before = _engine.kernel_calls()
+    model.predict(X)
+    after = _engine.kernel_calls()
+    assert _engine.kernel() == kernel
+    assert after[kernel] > before[kernel]
+    assert all(after[k] == before[k] for k in after if k != kernel)
+
+
+def test_paths_agree_with_each_other():
+    X, y = make_problem("cross_entropy", 64, 100, 10, seed=0)
+    outs = []
+    before = _engine.kernel()
+    try:
+        for k in KERNELS:
+            _engine.set_kernel(k)
+            m = fastmlp.MLP([100, 64, 10], seed=0)
+            m.fit(X, y, epochs=2, batch_size=16, lr=0.05)
+            outs.append(m.get_flat_params())
+    finally:
+        _engine.set_kernel(before)
+    for o in outs[1:]:  # different summation orders: close, not bitwise
+        assert relative_error([o], [outs[0]]) <= 1e-4
+
+
+def test_threads_bitwise_on_every_path(kernel):
+    X, y = make_problem("cross_entropy", 200, 96, 10, seed=4)
+    results = []
+    for threads in (1, 2, 3):
+        m = fastmlp.MLP([96, 160, 64, 10], seed=9, threads=threads, dropout=0.2)
+        m.fit(X, y, epochs=2, batch_size=50, optimizer=fastmlp.optim.Adam(lr=1e-3))
+        results.append(m.get_flat_params())
+    assert all(np.array_equal(results[0], r) for r in results[1:])
+
+
+def test_kernel_choice_errors_and_environment():
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        _engine.set_kernel("neon")
+    for k in set(_engine.KERNELS) - set(KERNELS):
+        with pytest.raises(ValueError, match="not available here"):
+            _engine.set_kernel(k)
+    env = dict(os.environ, FASTMLP_KERNEL="generic")
+    out = subprocess.run([sys.executable, "-c", "import fastmlp._engine as e; print(e.kernel())"],
+                         capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "generic"
