@@ -5,22 +5,5 @@
 
 #include "kernels.h"
 
-#define real float
-#define FN(name) name##_f32
-#define EXP expf
-#define TANH tanhf
-#include "activations_impl.h"
-#undef real
-#undef FN
-#undef EXP
-#undef TANH
-
-#define real double
-#define FN(name) name##_f64
-#define EXP exp
-#define TANH tanh
-#include "activations_impl.h"
-#undef real
-#undef FN
-#undef EXP
-#undef TANH
+#define FM_TEMPLATE "activations_impl.h"
+#include "instantiate.h"

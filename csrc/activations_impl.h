@@ -1,4 +1,14 @@
-/* Template: included by activations.c with `real` and FN() defined. */
+/* Template: included by activations.c through instantiate.h. */
+
+#undef EXP
+#undef TANH
+#ifdef FM_REAL_IS_FLOAT
+#define EXP expf
+#define TANH tanhf
+#else
+#define EXP exp
+#define TANH tanh
+#endif
 
 /* Logistic function without overflow for large |z|. */
 static inline real FN(sigmoid)(real z) {

@@ -6,20 +6,13 @@
  *
  * Parallel work is split so that each output element is computed by exactly one
  * thread in a fixed order: results do not depend on the thread count. */
+#ifdef FASTMLP_HAVE_OPENMP
+#include <omp.h>
+#endif
+
 #include "gemm.h"
 #include "isa.h"
 #include "kernels.h"
 
-#define real float
-#define FN(name) name##_f32
-#define FM_REAL_IS_FLOAT
-#include "dense_impl.h"
-#undef FM_REAL_IS_FLOAT
-#undef real
-#undef FN
-
-#define real double
-#define FN(name) name##_f64
-#include "dense_impl.h"
-#undef real
-#undef FN
+#define FM_TEMPLATE "dense_impl.h"
+#include "instantiate.h"

@@ -1,4 +1,4 @@
-/* Template: included by dense.c with `real` and FN() defined. */
+/* Template: included by dense.c through instantiate.h. */
 
 #ifndef FM_DENSE_CONSTANTS
 #define FM_DENSE_CONSTANTS
@@ -53,11 +53,10 @@ static void FN(tile_dots)(real *Y, const real *D, const real *W, int rb, int I, 
 
 /* The tile kernels of this dtype: the selected ISA set for float32, the portable C
  * tiles otherwise. */
-static void FN(kernels)(int *mr, int *nr, fm_tile_fn *tile, fm_dots_fn *dots) {
+static void FN(kernels)(int *mr, int *nr, fm_tile_fn *tile) {
     *mr = FM_MR;
     *nr = FM_NB;
     *tile = NULL;
-    *dots = NULL;
 #ifdef FM_REAL_IS_FLOAT
     const fm_kernel_set *k = fm_kernels();
     if (k->tile) {
@@ -65,7 +64,6 @@ static void FN(kernels)(int *mr, int *nr, fm_tile_fn *tile, fm_dots_fn *dots) {
         *nr = k->nr;
         *tile = k->tile;
     }
-    *dots = k->dots;
 #endif
 }
 
@@ -81,18 +79,70 @@ static void FN(run_tile)(fm_tile_fn tile, real *C, int ldc, const real *A, size_
     FN(tile_gemm)(C, ldc, A, sr, sk, Bm, ldb, rb, K, nb, init);
 }
 
+#ifdef FM_REAL_IS_FLOAT
+/* buf (rows, nr) = columns [j0, j0 + nb) of M (rows, ld): a contiguous panel, free of the
+ * cache-set conflicts that a large power-of-two row stride causes. */
+static void FN(pack_panel)(real *buf, int nr, const real *M, int ld, int rows, int j0, int nb) {
+    for (int k = 0; k < rows; k++) {
+        const real *src = M + (size_t)k * ld + j0;
+        real *dst = buf + (size_t)k * nr;
+        for (int j = 0; j < nb; j++) dst[j] = src[j];
+    }
+}
+
+static int FN(thread_id)(void) {
+#ifdef FASTMLP_HAVE_OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+#endif
+
 void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, int B, int I,
-                          int O, int act, double slope, int nt) {
+                          int O, int act, double slope, int nt, real *pack) {
     int mr, nr;
     fm_tile_fn tile;
-    fm_dots_fn dots;
-    FN(kernels)(&mr, &nr, &tile, &dots);
+    FN(kernels)(&mr, &nr, &tile);
+    (void)pack;
+    /* small batches are bound by streaming W: count them as at least 8 rows of work */
+    const int par = nt > 1 && (double)(B < 8 ? 8 : B) * I * O >= FM_PARALLEL_MIN_MACS;
+#ifdef FM_REAL_IS_FLOAT
+    if (tile && B >= FM_PACK_GROUP) {
+        /* work items: (weight panel, group of rows); a thread packs its panel once and
+           reuses it over the rows of its items (small batches read each panel too few
+           times for a copy to pay) */
+        const int panels = (O + nr - 1) / nr, groups = (B + FM_PACK_GROUP - 1) / FM_PACK_GROUP;
+        const size_t stride = (size_t)FM_PACK_ROWS(I, B) * FM_PACK_NR;
+#pragma omp parallel num_threads(nt) if (par && panels * groups > 1)
+        {
+            real *buf = pack + (size_t)FN(thread_id)() * stride;
+            int packed = -1;
+#pragma omp for schedule(static)
+            for (int item = 0; item < panels * groups; item++) {
+                const int p = item / groups, g = item % groups;
+                const int j0 = p * nr, nb = O - j0 < nr ? O - j0 : nr;
+                if (p != packed) {
+                    FN(pack_panel)(buf, nr, W, O, I, j0, nb);
+                    packed = p;
+                }
+                const int r_end = (g + 1) * FM_PACK_GROUP < B ? (g + 1) * FM_PACK_GROUP : B;
+                for (int r0 = g * FM_PACK_GROUP; r0 < r_end; r0 += mr) {
+                    const int rb = r_end - r0 < mr ? r_end - r0 : mr;
+                    real *y = Y + (size_t)r0 * O + j0;
+                    tile(y, O, X + (size_t)r0 * I, (size_t)I, 1, buf, nr, rb, I, nb, b + j0);
+                    for (int r = 0; r < rb; r++) /* epilogue, tile still in cache */
+                        FN(fm_act_forward)(y + (size_t)r * O, (size_t)nb, act, slope);
+                }
+            }
+        }
+        return;
+    }
+#endif
     const int row_tiles = (B + mr - 1) / mr, panels = (O + nr - 1) / nr;
     const int tiles = row_tiles * panels;
-    /* small batches are bound by streaming W: count them as at least 8 rows of work */
-    const int par = nt > 1 && tiles > 1 && (double)(B < 8 ? 8 : B) * I * O >= FM_PARALLEL_MIN_MACS;
     /* panel-major: a thread streams its weight panels once, over every row tile */
-#pragma omp parallel for schedule(static) num_threads(nt) if (par)
+#pragma omp parallel for schedule(static) num_threads(nt) if (par && tiles > 1)
     for (int t = 0; t < tiles; t++) {
         const int r0 = (t % row_tiles) * mr, j0 = (t / row_tiles) * nr;
         const int rb = B - r0 < mr ? B - r0 : mr, nb = O - j0 < nr ? O - j0 : nr;
@@ -104,15 +154,49 @@ void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, 
 }
 
 void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real *D, int B, int I,
-                                  int O, int nt) {
+                                  int O, int nt, real *pack) {
     int mr, nr;
     fm_tile_fn tile;
-    fm_dots_fn dots;
-    FN(kernels)(&mr, &nr, &tile, &dots);
+    FN(kernels)(&mr, &nr, &tile);
+    (void)pack;
+    const int par = nt > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
+    for (int j = 0; j < O; j++) db[j] = 0;
+    for (int i = 0; i < B; i++) {
+        const real *d = D + (size_t)i * O;
+        for (int j = 0; j < O; j++) db[j] += d[j];
+    }
+#ifdef FM_REAL_IS_FLOAT
+    if (tile && I >= FM_PACK_GROUP) {
+        /* work items: (panel of D's columns, group of input rows); the D panel is packed */
+        const int panels = (O + nr - 1) / nr, groups = (I + FM_PACK_GROUP - 1) / FM_PACK_GROUP;
+        const size_t stride = (size_t)FM_PACK_ROWS(I, B) * FM_PACK_NR;
+#pragma omp parallel num_threads(nt) if (par && panels * groups > 1)
+        {
+            real *buf = pack + (size_t)FN(thread_id)() * stride;
+            int packed = -1;
+#pragma omp for schedule(static)
+            for (int item = 0; item < panels * groups; item++) {
+                const int p = item / groups, g = item % groups;
+                const int j0 = p * nr, nb = O - j0 < nr ? O - j0 : nr;
+                if (p != packed) {
+                    FN(pack_panel)(buf, nr, D, O, B, j0, nb);
+                    packed = p;
+                }
+                const int k_end = (g + 1) * FM_PACK_GROUP < I ? (g + 1) * FM_PACK_GROUP : I;
+                for (int k0 = g * FM_PACK_GROUP; k0 < k_end; k0 += mr) {
+                    const int kb = k_end - k0 < mr ? k_end - k0 : mr;
+                    /* rows of dW are columns of X: a(r, i) = X[i*I + k0 + r] */
+                    tile(dW + (size_t)k0 * O + j0, O, X + k0, 1, (size_t)I, buf, nr, kb, B, nb,
+                         NULL);
+                }
+            }
+        }
+        return;
+    }
+#endif
     const int row_tiles = (I + mr - 1) / mr, panels = (O + nr - 1) / nr;
     const int tiles = row_tiles * panels;
-    const int par = nt > 1 && tiles > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
-#pragma omp parallel for schedule(static) num_threads(nt) if (par)
+#pragma omp parallel for schedule(static) num_threads(nt) if (par && tiles > 1)
     for (int t = 0; t < tiles; t++) {
         const int k0 = (t % row_tiles) * mr, j0 = (t / row_tiles) * nr;
         const int kb = I - k0 < mr ? I - k0 : mr, nb = O - j0 < nr ? O - j0 : nr;
@@ -120,20 +204,16 @@ void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real 
         FN(run_tile)(tile, dW + (size_t)k0 * O + j0, O, X + k0, 1, (size_t)I, D + j0, O, kb, B,
                      nb, NULL);
     }
-    for (int j = 0; j < O; j++) db[j] = 0;
-    for (int i = 0; i < B; i++) {
-        const real *d = D + (size_t)i * O;
-        for (int j = 0; j < O; j++) db[j] += d[j];
-    }
 }
 
 void FN(fm_dense_backward_input)(real *dX, const real *D, const real *W, const real *A, int B,
-                                 int I, int O, int act, double slope, int nt, real *scratch) {
+                                 int I, int O, int act, double slope, int nt, real *scratch,
+                                 real *pack) {
     int mr, nr;
     fm_tile_fn tile;
-    fm_dots_fn dots;
-    FN(kernels)(&mr, &nr, &tile, &dots);
+    FN(kernels)(&mr, &nr, &tile);
     (void)scratch;
+    (void)pack;
 #ifdef FM_REAL_IS_FLOAT
     if (tile && O <= FM_SMALL_O) {
         /* narrow layer: dX = D Wt with Wt (O, I) = W^T, as register tiles */
@@ -155,19 +235,40 @@ void FN(fm_dense_backward_input)(real *dX, const real *D, const real *W, const r
         }
         return;
     }
-    if (dots) {
-        const int row_tiles = (B + 3) / 4, col_tiles = (I + 3) / 4, tiles = row_tiles * col_tiles;
-        const int par = nt > 1 && tiles > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
-#pragma omp parallel for schedule(static) num_threads(nt) if (par)
-        for (int t = 0; t < tiles; t++) {
-            const int r0 = (t % row_tiles) * 4, i0 = (t / row_tiles) * 4;
-            const int rb = B - r0 < 4 ? B - r0 : 4, ib = I - i0 < 4 ? I - i0 : 4;
-            real *dx = dX + (size_t)r0 * I + i0;
-            dots(dx, I, D + (size_t)r0 * O, W + (size_t)i0 * O, rb, ib, O);
-            if (A)
-                for (int r = 0; r < rb; r++)
-                    FN(fm_act_backward)(dx + (size_t)r * I, A + (size_t)(r0 + r) * I + i0,
-                                        (size_t)ib, act, slope);
+    if (tile) {
+        /* dX = D W^T as register tiles: each work item transposes a panel of W^T (rows of W
+           i0..i0+nb, all O columns) into its thread's buffer and reuses it over a group of
+           batch rows */
+        const int panels = (I + nr - 1) / nr, groups = (B + FM_PACK_GROUP - 1) / FM_PACK_GROUP;
+        const size_t stride = (size_t)FM_PACK_ROWS(O, B) * FM_PACK_NR;
+        const int par = nt > 1 && panels * groups > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
+#pragma omp parallel num_threads(nt) if (par)
+        {
+            real *buf = pack + (size_t)FN(thread_id)() * stride;
+            int packed = -1;
+#pragma omp for schedule(static)
+            for (int item = 0; item < panels * groups; item++) {
+                const int p = item / groups, g = item % groups;
+                const int i0 = p * nr, nb = I - i0 < nr ? I - i0 : nr;
+                if (p != packed) {
+                    for (int q = 0; q < nb; q++) { /* buf (O, nr): column q = row i0+q of W */
+                        const real *w = W + (size_t)(i0 + q) * O;
+                        for (int o = 0; o < O; o++) buf[(size_t)o * nr + q] = w[o];
+                    }
+                    packed = p;
+                }
+                const int r_end = (g + 1) * FM_PACK_GROUP < B ? (g + 1) * FM_PACK_GROUP : B;
+                for (int r0 = g * FM_PACK_GROUP; r0 < r_end; r0 += mr) {
+                    const int rb = r_end - r0 < mr ? r_end - r0 : mr;
+                    real *dx = dX + (size_t)r0 * I + i0;
+                    tile(dx, I, D + (size_t)r0 * O, (size_t)O, 1, buf, nr, rb, O, nb, NULL);
+                    if (A)
+                        for (int r = 0; r < rb; r++)
+                            FN(fm_act_backward)(dx + (size_t)r * I,
+                                                A + (size_t)(r0 + r) * I + i0, (size_t)nb, act,
+                                                slope);
+                }
+            }
         }
         return;
     }

@@ -8,12 +8,12 @@
 
 #ifdef FASTMLP_X86_KERNELS
 static const fm_kernel_set SETS[3] = {
-    {4, 64, NULL, NULL},
-    {6, 16, fm_tile_avx2, NULL},
-    {8, 32, fm_tile_avx512, fm_dots_avx512},
+    {4, 64, NULL},
+    {6, 16, fm_tile_avx2},
+    {8, 32, fm_tile_avx512},
 };
 #else
-static const fm_kernel_set SETS[1] = {{4, 64, NULL, NULL}};
+static const fm_kernel_set SETS[1] = {{4, 64, NULL}};
 #endif
 
 static int active = -1;

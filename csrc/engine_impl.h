@@ -1,4 +1,4 @@
-/* Template: included by engine.c with `real` and FN() defined. */
+/* Template: included by engine.c through instantiate.h. */
 
 typedef struct {
     real *x0, *xmask, *xin, *xgrad;
@@ -6,7 +6,7 @@ typedef struct {
     real *mask[FM_MAX_LAYERS], *mean[FM_MAX_LAYERS], *var[FM_MAX_LAYERS];
     const real *out[FM_MAX_LAYERS]; /* what hidden layer l feeds forward */
     const real *in0;                /* what dense layer 0 reads */
-    real *logits, *delta[3], *scratch;
+    real *logits, *delta[3], *scratch, *pack;
     double *loss, *correct;
     double activity; /* activity penalty sum of the last forward (before dividing by B) */
 } FN(fm_ws);
@@ -42,6 +42,7 @@ static void FN(ws_carve)(FN(fm_ws) * ws, const fm_net *net, void *work, int batc
     ws->logits = AT(o.logits);
     for (int i = 0; i < 3; i++) ws->delta[i] = AT(o.delta[i]);
     ws->scratch = AT(o.scratch);
+    ws->pack = AT(o.pack);
 #undef AT
     ws->loss = (double *)(base + o.loss);
     ws->correct = (double *)(base + o.correct);
@@ -59,7 +60,7 @@ static const real *FN(hidden_forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, in
     const real *rvar = bn ? rmean + O : NULL;
     const int nt = net->n_threads;
     if (bn == FM_BN_BEFORE) {
-        FN(fm_dense_forward)(ws->z[l], in, W, b, B, I, O, FM_IDENTITY, 0, nt);
+        FN(fm_dense_forward)(ws->z[l], in, W, b, B, I, O, FM_IDENTITY, 0, nt, ws->pack);
         if (ps->training)
             FN(fm_bn_forward_train)(ws->a[l], ws->z[l], ws->mean[l], ws->var[l], ws->z[l], gamma,
                                     beta, B, O, net->bn_eps);
@@ -68,7 +69,8 @@ static const real *FN(hidden_forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, in
                                     net->bn_eps);
         FN(fm_act_forward)(ws->a[l], count, net->act[l], net->leaky_slope);
     } else {
-        FN(fm_dense_forward)(ws->a[l], in, W, b, B, I, O, net->act[l], net->leaky_slope, nt);
+        FN(fm_dense_forward)(ws->a[l], in, W, b, B, I, O, net->act[l], net->leaky_slope, nt,
+                             ws->pack);
     }
     const real *out = ws->a[l];
     if (bn == FM_BN_AFTER) {
@@ -123,7 +125,7 @@ static void FN(forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, const real *X, i
     for (int l = 0; l < L - 1; l++) in = FN(hidden_forward)(ps, ws, l, in, B);
     FN(fm_dense_forward)(ws->logits, in, ps->params + fm_weight_offset(net, L - 1),
                          ps->params + fm_bias_offset(net, L - 1), B, net->sizes[L - 1],
-                         net->sizes[L], FM_IDENTITY, 0, net->n_threads);
+                         net->sizes[L], FM_IDENTITY, 0, net->n_threads, ws->pack);
 }
 
 /* d[idx] holds dLoss/d(output of hidden layer l); turn it into dLoss/d(its z), using
@@ -183,21 +185,21 @@ static void FN(backward)(const FN(fm_pass) * ps, real *grads, FN(fm_ws) * ws, in
         const int I = net->sizes[l], O = net->sizes[l + 1];
         FN(fm_dense_backward_params)(grads + fm_weight_offset(net, l),
                                      grads + fm_bias_offset(net, l), in, ws->delta[cur], B, I, O,
-                                     nt);
+                                     nt, ws->pack);
         if (l > 0) {
             const int nxt = cur == 0 ? 1 : 0, scratch = 3 - cur - nxt;
             if (FN(plain_hidden)(ps, l - 1)) {
                 FN(fm_dense_backward_input)(ws->delta[nxt], ws->delta[cur], W, ws->a[l - 1], B, I,
-                                            O, net->act[l - 1], net->leaky_slope, nt, ws->scratch);
+                                            O, net->act[l - 1], net->leaky_slope, nt, ws->scratch, ws->pack);
                 cur = nxt;
             } else {
                 FN(fm_dense_backward_input)(ws->delta[nxt], ws->delta[cur], W, NULL, B, I, O,
-                                            FM_IDENTITY, 0, nt, ws->scratch);
+                                            FM_IDENTITY, 0, nt, ws->scratch, ws->pack);
                 cur = FN(hidden_backward)(ps, ws, grads, l - 1, B, nxt, scratch);
             }
         } else if (input_grad) {
             FN(fm_dense_backward_input)(input_grad, ws->delta[cur], W, NULL, B, I, O, FM_IDENTITY,
-                                        0, nt, ws->scratch);
+                                        0, nt, ws->scratch, ws->pack);
             const double p = net->dropout[0];
             if (p > 0 && ps->training) FN(fm_mul)(input_grad, input_grad, ws->xmask, (size_t)B * I);
             else if (p > 0 && net->dropout_classic) FN(fm_scale)(input_grad, (size_t)B * I, 1 - p);

@@ -3,9 +3,8 @@
  *
  *   tile:  C (rb, nb) = init (nb) + sum_k a(r, k) * Bm[k*ldb + j], j < nb,
  *          a(r, k) = A[r*sr + k*sk]; rb <= mr, nb <= nr; init NULL means zero.
- *          (forward: A = X row-major; weight gradient: A = X read transposed)
- *   dots:  Y (rb, ib) with Y[r*ldy + q] = sum_o D[r*O + o] * W[q*O + o];
- *          rb, ib <= 4 (input gradient D W^T with W row-major)
+ *          (forward: A = X, Bm = a weight panel; weight gradient: A = X read transposed,
+ *          Bm = a panel of the deltas; input gradient: A = D, Bm = a panel of W^T)
  *
  * Each output element is computed by one call in a fixed order, so results do not
  * depend on how the driver spreads tiles over threads. */
@@ -18,13 +17,10 @@ typedef enum { FM_KERNEL_GENERIC = 0, FM_KERNEL_AVX2 = 1, FM_KERNEL_AVX512 = 2 }
 
 typedef void (*fm_tile_fn)(float *C, int ldc, const float *A, size_t sr, size_t sk,
                            const float *Bm, int ldb, int rb, int K, int nb, const float *init);
-typedef void (*fm_dots_fn)(float *Y, int ldy, const float *D, const float *W, int rb, int ib,
-                           int O);
 
 typedef struct {
     int mr, nr;      /* tile shape of `tile` */
     fm_tile_fn tile; /* NULL: use the generic C tile */
-    fm_dots_fn dots; /* NULL: use the generic C dots */
 } fm_kernel_set;
 
 /* The kernel set in use: the best the CPU supports, or the one named by the environment
@@ -41,7 +37,6 @@ unsigned long long fm_kernel_calls(int kernel);
 #ifdef FASTMLP_X86_KERNELS
 void fm_tile_avx512(float *C, int ldc, const float *A, size_t sr, size_t sk, const float *Bm,
                     int ldb, int rb, int K, int nb, const float *init);
-void fm_dots_avx512(float *Y, int ldy, const float *D, const float *W, int rb, int ib, int O);
 void fm_tile_avx2(float *C, int ldc, const float *A, size_t sr, size_t sk, const float *Bm,
                   int ldb, int rb, int K, int nb, const float *init);
 #endif

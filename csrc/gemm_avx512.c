@@ -62,22 +62,3 @@ void fm_tile_avx512(float *C, int ldc, const float *A, size_t sr, size_t sk, con
         _mm512_mask_storeu_ps(C + (size_t)r * ldc + 16, m1, out[r][1]);
     }
 }
-
-void fm_dots_avx512(float *Y, int ldy, const float *D, const float *W, int rb, int ib, int O) {
-    const float *d[4], *w[4];
-    for (int r = 0; r < 4; r++) d[r] = D + (size_t)(r < rb ? r : rb - 1) * O;
-    for (int q = 0; q < 4; q++) w[q] = W + (size_t)(q < ib ? q : ib - 1) * O;
-    __m512 acc[4][4];
-    for (int r = 0; r < 4; r++)
-        for (int q = 0; q < 4; q++) acc[r][q] = _mm512_setzero_ps();
-    for (int o = 0; o < O; o += 16) {
-        const __mmask16 m = O - o >= 16 ? 0xFFFF : (__mmask16)((1u << (O - o)) - 1);
-        __m512 wv[4], dv[4];
-        for (int q = 0; q < 4; q++) wv[q] = _mm512_maskz_loadu_ps(m, w[q] + o);
-        for (int r = 0; r < 4; r++) dv[r] = _mm512_maskz_loadu_ps(m, d[r] + o);
-        for (int r = 0; r < 4; r++)
-            for (int q = 0; q < 4; q++) acc[r][q] = _mm512_fmadd_ps(dv[r], wv[q], acc[r][q]);
-    }
-    for (int r = 0; r < rb; r++)
-        for (int q = 0; q < ib; q++) Y[(size_t)r * ldy + q] = _mm512_reduce_add_ps(acc[r][q]);
-}

@@ -16,6 +16,11 @@
 /* Layers with at most this many outputs compute the input gradient as a tile product
  * with W^T (transposed into scratch) instead of dot products along the short rows. */
 #define FM_SMALL_O 32
+/* Per-thread panel copies: rows x FM_PACK_NR elements, rows = max(inputs, batch). */
+#define FM_PACK_NR 32
+#define FM_PACK_ROWS(I, B) ((I) > (B) ? (I) : (B))
+/* Row tiles that share one packed panel in the forward pass (and input rows in dW). */
+#define FM_PACK_GROUP 64
 
 /* Streams of the counter-based training randomness (fm_hash): dropout of the input of
  * dense layer l uses stream FM_STREAM_DROPOUT + l. */
@@ -31,16 +36,18 @@ static inline double fm_unit(uint64_t h) { return (double)(h >> 11) * 0x1.0p-53;
     void fm_act_forward_##SFX(T *x, size_t n, int act, double slope);                          \
     /* d (n) <- d * act'(z), with act'(z) computed from the activation's output a (n) */        \
     void fm_act_backward_##SFX(T *d, const T *a, size_t n, int act, double slope);             \
-    /* Y (B, O) = act(X (B, I) @ W (I, O) + b (O)) */                                          \
+    /* Y (B, O) = act(X (B, I) @ W (I, O) + b (O)); pack: nt * FM_PACK_ROWS(I, B) * FM_PACK_NR \
+       scratch elements (per-thread copies of weight panels) */                                \
     void fm_dense_forward_##SFX(T *Y, const T *X, const T *W, const T *b, int B, int I, int O, \
-                                int act, double slope, int nt);                                 \
-    /* dW (I, O) = X (B, I)^T @ D (B, O);  db (O) = sum over rows of D */                       \
+                                int act, double slope, int nt, T *pack);                        \
+    /* dW (I, O) = X (B, I)^T @ D (B, O);  db (O) = sum over rows of D; pack as above */        \
     void fm_dense_backward_params_##SFX(T *dW, T *db, const T *X, const T *D, int B, int I,    \
-                                        int O, int nt);                                         \
+                                        int O, int nt, T *pack);                                \
     /* dX (B, I) = (D (B, O) @ W (I, O)^T) * act'(A (B, I)); A == NULL: no activation factor; \
        scratch: I * FM_SMALL_O elements (W^T of narrow layers) */                              \
     void fm_dense_backward_input_##SFX(T *dX, const T *D, const T *W, const T *A, int B, int I, \
-                                       int O, int act, double slope, int nt, T *scratch);       \
+                                       int O, int act, double slope, int nt, T *scratch,        \
+                                       T *pack);                                                \
     /* Loss of logits Z (B, K) against targets rows idx[0..B) (idx NULL: rows 0..B).           \
        Writes sample_loss (B) and sample_correct (B); delta (B, K) = d(mean loss)/dZ unless     \
        delta is NULL. */                                                                        \

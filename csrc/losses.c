@@ -19,14 +19,5 @@ static inline double sigmoid(double z) {
     return e / (1.0 + e);
 }
 
-#define real float
-#define FN(name) name##_f32
-#include "losses_impl.h"
-#undef real
-#undef FN
-
-#define real double
-#define FN(name) name##_f64
-#include "losses_impl.h"
-#undef real
-#undef FN
+#define FM_TEMPLATE "losses_impl.h"
+#include "instantiate.h"

@@ -1,4 +1,4 @@
-/* Template: included by losses.c with `real` and FN() defined. */
+/* Template: included by losses.c through instantiate.h. */
 
 static int FN(argmax)(const real *z, int K) {
     int best = 0;

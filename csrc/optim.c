@@ -11,18 +11,5 @@
 
 #define FM_NORM_BLOCKS 64 /* fixed partition of the squared-norm reduction */
 
-#define real float
-#define FN(name) name##_f32
-#define SQRT sqrtf
-#include "optim_impl.h"
-#undef real
-#undef FN
-#undef SQRT
-
-#define real double
-#define FN(name) name##_f64
-#define SQRT sqrt
-#include "optim_impl.h"
-#undef real
-#undef FN
-#undef SQRT
+#define FM_TEMPLATE "optim_impl.h"
+#include "instantiate.h"

@@ -1,4 +1,11 @@
-/* Template: included by optim.c with `real`, FN() and SQRT defined. */
+/* Template: included by optim.c through instantiate.h. */
+
+#undef SQRT
+#ifdef FM_REAL_IS_FLOAT
+#define SQRT sqrtf
+#else
+#define SQRT sqrt
+#endif
 
 /* Parallel elementwise loop over i in [0, n) when n is large enough. */
 #define FM_EACH(n, nt) \

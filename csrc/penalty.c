@@ -5,14 +5,5 @@
 
 #include "kernels.h"
 
-#define real float
-#define FN(name) name##_f32
-#include "penalty_impl.h"
-#undef real
-#undef FN
-
-#define real double
-#define FN(name) name##_f64
-#include "penalty_impl.h"
-#undef real
-#undef FN
+#define FM_TEMPLATE "penalty_impl.h"
+#include "instantiate.h"

@@ -1,4 +1,4 @@
-/* Template: included by penalty.c with `real` and FN() defined. */
+/* Template: included by penalty.c through instantiate.h. */
 
 /* Penalty over p[lo, hi): value, and gradient into g (if not NULL). */
 static double FN(penalize_range)(real *g, const real *p, size_t lo, size_t hi,

@@ -7,14 +7,5 @@
 
 #include "kernels.h"
 
-#define real float
-#define FN(name) name##_f32
-#include "regularize_impl.h"
-#undef real
-#undef FN
-
-#define real double
-#define FN(name) name##_f64
-#include "regularize_impl.h"
-#undef real
-#undef FN
+#define FM_TEMPLATE "regularize_impl.h"
+#include "instantiate.h"

@@ -1,4 +1,4 @@
-/* Template: included by regularize.c with `real` and FN() defined. */
+/* Template: included by regularize.c through instantiate.h. */
 
 void FN(fm_dropout_mask)(real *mask, int B, int n, double p, int classic, uint64_t base) {
     const real keep = classic ? (real)1 : (real)(1.0 / (1.0 - p));

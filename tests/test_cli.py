@@ -50,3 +50,14 @@ def test_help_and_errors():
     missing = run("train", "--data", "/nonexistent/dir")
     assert missing.returncode == 1 and "error" in missing.stderr
     assert run().returncode == 2
+
+
+def test_train_with_optimizer_and_regularizers():
+    result = run("train", "--epochs", "2", "--hidden", "32", "--optimizer", "adam",
+                 "--dropout", "0.2", "--batch-norm", "before", "--l2", "1e-4",
+                 "--early-stopping", "--batch-size", "64")
+    assert result.returncode == 0, result.stderr
+    assert "Adam(lr=0.001" in result.stdout and "epoch 2/2" in result.stdout
+    assert float(result.stdout.split("test accuracy:")[1].split()[0]) > 0.6
+    bad = run("train", "--optimizer", "adam", "--momentum", "0.9", "--epochs", "1")
+    assert bad.returncode == 1 and "--momentum applies to" in bad.stderr

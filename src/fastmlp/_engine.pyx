@@ -169,6 +169,8 @@ cdef class Engine:
     def threads(self, int value):
         if value < 1:
             raise ValueError(f"threads must be >= 1, got {value}")
+        if value > self.net.n_threads:
+            self.release()  # the workspace holds per-thread buffers
         self.net.n_threads = value
 
     def reserve(self, int batch):

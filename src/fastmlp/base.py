@@ -11,7 +11,7 @@ import numpy as np
 from fastmlp.activations import canonical_activation
 from fastmlp.history import History
 from fastmlp.init import check_initializer, initialize
-from fastmlp.losses import get_loss, prepare_targets
+from fastmlp.losses import get_loss, labels_from_outputs, prepare_targets
 from fastmlp.regularization import BATCH_NORM_CODES, penalty_config
 from fastmlp.validation import check_dtype, check_features, check_float, check_int
 
@@ -327,15 +327,7 @@ class BaseMLP:
     def predict_labels(self, X: object) -> np.ndarray:
         """Predicted classes: argmax for ``cross_entropy``/``multi_hinge``; 0/1 per output
         for ``binary_cross_entropy``; -1/+1 per output for ``hinge``."""
-        out = self.predict(X)
-        name = self._loss.name
-        if name in ("cross_entropy", "multi_hinge"):
-            return out.argmax(axis=1)
-        if name == "binary_cross_entropy":
-            return (out > 0.5).astype(np.int64)
-        if name == "hinge":
-            return np.where(out > 0, 1, -1)
-        raise ValueError("mse has no class labels; use predict()")
+        return labels_from_outputs(self._loss, self.predict(X))
 
     def evaluate(self, X: object, y: object) -> dict[str, float | None]:
         """Mean data loss (no penalties) and accuracy over ``(X, y)`` in inference mode

@@ -19,6 +19,9 @@ from fastmlp.activations import ACTIVATIONS
 from fastmlp.errors import TrainingDivergedError
 from fastmlp.init import INITIALIZERS
 from fastmlp.losses import LOSSES
+from fastmlp.optim import OPTIMIZERS
+
+_OPTIMIZERS = {name.lower(): cls for name, cls in OPTIMIZERS.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +75,20 @@ def _parser() -> argparse.ArgumentParser:
                        help="weight initializer")
     train.add_argument("--epochs", type=int, default=10, help="passes over the training data")
     train.add_argument("--batch-size", type=int, default=32, help="samples per SGD step")
-    train.add_argument("--lr", type=float, default=0.05, help="learning rate")
+    train.add_argument("--lr", type=float, default=None,
+                       help="learning rate (default: 0.05 for sgd, the optimizer's own "
+                            "PyTorch default otherwise)")
+    train.add_argument("--optimizer", default="sgd", choices=sorted(_OPTIMIZERS),
+                       help="update rule (torch.optim semantics)")
+    train.add_argument("--momentum", type=float, default=0.0, help="momentum of sgd/rmsprop")
+    train.add_argument("--dropout", type=float, default=0.0, help="hidden-layer dropout rate")
+    train.add_argument("--input-dropout", type=float, default=0.0, help="input dropout rate")
+    train.add_argument("--batch-norm", choices=["none", "before", "after"], default="none",
+                       help="batch normalization of hidden layers")
+    train.add_argument("--l2", type=float, default=0.0, help="L2 penalty l2/2 |W|^2")
+    train.add_argument("--early-stopping", action="store_true",
+                       help="stop when the held-out validation loss stops improving "
+                            "(10%% of the training data; keeps the best weights)")
     train.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     train.add_argument("--seed", type=int, default=0, help="seed of init and shuffling")
     train.add_argument("--threads", type=int, default=None,
@@ -110,16 +126,31 @@ def _train(args) -> int:
     n_classes = int(max(y_train.max(), y_test.max())) + 1
     sizes = [X_train.shape[1], *args.hidden, n_classes]
     model = fastmlp.MLP(sizes, activation=args.activation, loss=args.loss, init=args.init,
-                        dtype=args.dtype, seed=args.seed, threads=args.threads)
+                        dtype=args.dtype, seed=args.seed, threads=args.threads,
+                        dropout=args.dropout, input_dropout=args.input_dropout,
+                        batch_norm=False if args.batch_norm == "none" else args.batch_norm)
+    options = {}
+    if args.lr is not None or args.optimizer == "sgd":
+        options["lr"] = 0.05 if args.lr is None else args.lr
+    if args.momentum:
+        if args.optimizer not in ("sgd", "rmsprop"):
+            raise ValueError("--momentum applies to the sgd and rmsprop optimizers")
+        options["momentum"] = args.momentum
+    optimizer = _OPTIMIZERS[args.optimizer](**options)
     if not args.quiet:
         print(f"data: {source}: {len(X_train)} training, {len(X_test)} test samples")
         print(f"model: {'-'.join(map(str, sizes))} {args.activation}, {args.loss}, "
-              f"{args.dtype}, {model.threads} thread(s); SGD lr={args.lr}, "
+              f"{args.dtype}, {model.threads} thread(s); {optimizer!r}, "
               f"batch {args.batch_size}, {args.epochs} epochs")
     t_test = _encode(args.loss, y_test, n_classes)
+    fit_options = {"l2": args.l2}
+    if args.early_stopping:
+        fit_options.update(early_stopping=True)
+    else:
+        fit_options.update(validation_data=(X_test, t_test))
     history = model.fit(X_train, _encode(args.loss, y_train, n_classes), epochs=args.epochs,
-                        batch_size=args.batch_size, lr=args.lr,
-                        validation_data=(X_test, t_test), verbose=not args.quiet)
+                        batch_size=args.batch_size, optimizer=optimizer,
+                        verbose=not args.quiet, **fit_options)
     accuracy = np.mean(_class_of(model, X_test) == y_test)
     seconds = sum(history.time)
     print(f"test accuracy: {accuracy:.4f}  (training {seconds:.1f}s)")

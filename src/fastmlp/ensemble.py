@@ -10,6 +10,7 @@ import numpy as np
 
 from fastmlp.base import BaseMLP
 from fastmlp.history import History
+from fastmlp.losses import labels_from_outputs
 from fastmlp.validation import check_int
 
 
@@ -45,10 +46,6 @@ class Ensemble:
     def __len__(self) -> int:
         return len(self.members)
 
-    @property
-    def loss(self) -> str:
-        return self.members[0].loss
-
     def fit(self, X: object, y: object, *, bagging: bool = True, n_jobs: int = 1,
             **fit_options: object) -> list[History]:
         """Train every member (``fit_options`` go to each ``fit``). With `bagging`, member
@@ -83,15 +80,7 @@ class Ensemble:
         """Classes by ``soft`` voting (labels of the averaged outputs) or ``hard``
         voting (the most common member label; ties go to the smallest label)."""
         if vote == "soft":
-            avg = self.predict(X)
-            loss = self.loss
-            if loss in ("cross_entropy", "multi_hinge"):
-                return avg.argmax(axis=1)
-            if loss == "binary_cross_entropy":
-                return (avg > 0.5).astype(np.int64)
-            if loss == "hinge":
-                return np.where(avg > 0, 1, -1)
-            raise ValueError("mse has no class labels; use predict()")
+            return labels_from_outputs(self.members[0]._loss, self.predict(X))
         if vote == "hard":
             labels = np.stack([m.predict_labels(X) for m in self.members])
             values = np.unique(labels)

@@ -120,3 +120,15 @@ def _labels(loss: Loss, y: np.ndarray, n_outputs: int) -> np.ndarray:
                 f" found labels from {lo:g} to {hi:g}"
             )
     return np.ascontiguousarray(y, dtype=np.int32)
+
+
+def labels_from_outputs(loss: Loss, out: np.ndarray) -> np.ndarray:
+    """Predicted classes from the outputs of `predict`: argmax for ``cross_entropy`` and
+    ``multi_hinge``; 0/1 per output for ``binary_cross_entropy``; -1/+1 for ``hinge``."""
+    if loss.name in ("cross_entropy", "multi_hinge"):
+        return out.argmax(axis=1)
+    if loss.name == "binary_cross_entropy":
+        return (out > 0.5).astype(np.int64)
+    if loss.name == "hinge":
+        return np.where(out > 0, 1, -1)
+    raise ValueError("mse has no class labels; use predict()")
