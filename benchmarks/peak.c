@@ -51,7 +51,7 @@ int main(void) {
     for (int c = 0; c < (counts[1] > 1 ? 2 : 1); c++) {
         double best = 1e30;
         volatile float sink = 0;
-        for (int rep = 0; rep < 3; rep++) {
+        for (int rep = 0; rep < 5; rep++) {
             const double t = omp_get_wtime();
 #pragma omp parallel num_threads(counts[c]) reduction(+ : sink)
             sink += wide ? chains512(iters) : chains256(iters);

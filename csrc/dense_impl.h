@@ -207,34 +207,12 @@ void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real 
 }
 
 void FN(fm_dense_backward_input)(real *dX, const real *D, const real *W, const real *A, int B,
-                                 int I, int O, int act, double slope, int nt, real *scratch,
-                                 real *pack) {
+                                 int I, int O, int act, double slope, int nt, real *pack) {
     int mr, nr;
     fm_tile_fn tile;
     FN(kernels)(&mr, &nr, &tile);
-    (void)scratch;
     (void)pack;
 #ifdef FM_REAL_IS_FLOAT
-    if (tile && O <= FM_SMALL_O) {
-        /* narrow layer: dX = D Wt with Wt (O, I) = W^T, as register tiles */
-        for (int i = 0; i < I; i++)
-            for (int o = 0; o < O; o++) scratch[(size_t)o * I + i] = W[(size_t)i * O + o];
-        const int row_tiles = (B + mr - 1) / mr, panels = (I + nr - 1) / nr;
-        const int tiles = row_tiles * panels;
-        const int par = nt > 1 && tiles > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
-#pragma omp parallel for schedule(static) num_threads(nt) if (par)
-        for (int t = 0; t < tiles; t++) {
-            const int r0 = (t % row_tiles) * mr, j0 = (t / row_tiles) * nr;
-            const int rb = B - r0 < mr ? B - r0 : mr, nb = I - j0 < nr ? I - j0 : nr;
-            real *dx = dX + (size_t)r0 * I + j0;
-            tile(dx, I, D + (size_t)r0 * O, (size_t)O, 1, scratch + j0, I, rb, O, nb, NULL);
-            if (A)
-                for (int r = 0; r < rb; r++)
-                    FN(fm_act_backward)(dx + (size_t)r * I, A + (size_t)(r0 + r) * I + j0,
-                                        (size_t)nb, act, slope);
-        }
-        return;
-    }
     if (tile) {
         /* dX = D W^T as register tiles: each work item transposes a panel of W^T (rows of W
            i0..i0+nb, all O columns) into its thread's buffer and reuses it over a group of

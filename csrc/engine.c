@@ -49,14 +49,13 @@ size_t fm_running_count(const fm_net *net) { return fm_running_offset(net, net->
  *       o (BN-after output), h (dropout output), mask (dropout mask); mean, var (n_{l+1})
  *   logits (batch, n_L)
  *   delta[0..2] (batch, max width): ping-pong deltas and a scratch
- *   scratch (max width, FM_SMALL_O): W^T of narrow layers for the input gradient
  *   pack (threads, max(width, batch), FM_PACK_NR): per-thread packed panels
  *   loss, correct (batch) doubles: per-sample loss and accuracy */
 typedef struct {
     size_t x0, xmask, xin, xgrad;
     size_t z[FM_MAX_LAYERS], a[FM_MAX_LAYERS], o[FM_MAX_LAYERS], h[FM_MAX_LAYERS];
     size_t mask[FM_MAX_LAYERS], mean[FM_MAX_LAYERS], var[FM_MAX_LAYERS];
-    size_t logits, delta[3], scratch, pack;
+    size_t logits, delta[3], pack;
     size_t loss, correct;
     size_t total;
 } fm_ws_offsets;
@@ -85,7 +84,6 @@ static void ws_offsets(const fm_net *net, int batch, size_t rs, fm_ws_offsets *o
         if (net->sizes[l] > widest) widest = net->sizes[l];
     TAKE(logits, (size_t)batch * net->sizes[net->n_layers]);
     for (int i = 0; i < 3; i++) TAKE(delta[i], (size_t)batch * widest);
-    TAKE(scratch, (size_t)widest * FM_SMALL_O);
     TAKE(pack, (size_t)net->n_threads * FM_PACK_ROWS(widest, batch) * FM_PACK_NR);
 #undef TAKE
     o->loss = off;

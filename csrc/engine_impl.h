@@ -6,7 +6,7 @@ typedef struct {
     real *mask[FM_MAX_LAYERS], *mean[FM_MAX_LAYERS], *var[FM_MAX_LAYERS];
     const real *out[FM_MAX_LAYERS]; /* what hidden layer l feeds forward */
     const real *in0;                /* what dense layer 0 reads */
-    real *logits, *delta[3], *scratch, *pack;
+    real *logits, *delta[3], *pack;
     double *loss, *correct;
     double activity; /* activity penalty sum of the last forward (before dividing by B) */
 } FN(fm_ws);
@@ -41,7 +41,6 @@ static void FN(ws_carve)(FN(fm_ws) * ws, const fm_net *net, void *work, int batc
     }
     ws->logits = AT(o.logits);
     for (int i = 0; i < 3; i++) ws->delta[i] = AT(o.delta[i]);
-    ws->scratch = AT(o.scratch);
     ws->pack = AT(o.pack);
 #undef AT
     ws->loss = (double *)(base + o.loss);
@@ -190,16 +189,16 @@ static void FN(backward)(const FN(fm_pass) * ps, real *grads, FN(fm_ws) * ws, in
             const int nxt = cur == 0 ? 1 : 0, scratch = 3 - cur - nxt;
             if (FN(plain_hidden)(ps, l - 1)) {
                 FN(fm_dense_backward_input)(ws->delta[nxt], ws->delta[cur], W, ws->a[l - 1], B, I,
-                                            O, net->act[l - 1], net->leaky_slope, nt, ws->scratch, ws->pack);
+                                            O, net->act[l - 1], net->leaky_slope, nt, ws->pack);
                 cur = nxt;
             } else {
                 FN(fm_dense_backward_input)(ws->delta[nxt], ws->delta[cur], W, NULL, B, I, O,
-                                            FM_IDENTITY, 0, nt, ws->scratch, ws->pack);
+                                            FM_IDENTITY, 0, nt, ws->pack);
                 cur = FN(hidden_backward)(ps, ws, grads, l - 1, B, nxt, scratch);
             }
         } else if (input_grad) {
             FN(fm_dense_backward_input)(input_grad, ws->delta[cur], W, NULL, B, I, O, FM_IDENTITY,
-                                        0, nt, ws->scratch, ws->pack);
+                                        0, nt, ws->pack);
             const double p = net->dropout[0];
             if (p > 0 && ps->training) FN(fm_mul)(input_grad, input_grad, ws->xmask, (size_t)B * I);
             else if (p > 0 && net->dropout_classic) FN(fm_scale)(input_grad, (size_t)B * I, 1 - p);

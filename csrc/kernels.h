@@ -13,9 +13,6 @@
  * Elementwise passes count elements; matrix products count multiply-adds. */
 #define FM_PARALLEL_MIN_WORK 32768
 #define FM_PARALLEL_MIN_MACS 524288
-/* Layers with at most this many outputs compute the input gradient as a tile product
- * with W^T (transposed into scratch) instead of dot products along the short rows. */
-#define FM_SMALL_O 32
 /* Per-thread panel copies: rows x FM_PACK_NR elements, rows = max(inputs, batch). */
 #define FM_PACK_NR 32
 #define FM_PACK_ROWS(I, B) ((I) > (B) ? (I) : (B))
@@ -44,10 +41,9 @@ static inline double fm_unit(uint64_t h) { return (double)(h >> 11) * 0x1.0p-53;
     void fm_dense_backward_params_##SFX(T *dW, T *db, const T *X, const T *D, int B, int I,    \
                                         int O, int nt, T *pack);                                \
     /* dX (B, I) = (D (B, O) @ W (I, O)^T) * act'(A (B, I)); A == NULL: no activation factor; \
-       scratch: I * FM_SMALL_O elements (W^T of narrow layers) */                              \
+       pack as above */                                                                         \
     void fm_dense_backward_input_##SFX(T *dX, const T *D, const T *W, const T *A, int B, int I, \
-                                       int O, int act, double slope, int nt, T *scratch,        \
-                                       T *pack);                                                \
+                                       int O, int act, double slope, int nt, T *pack);          \
     /* Loss of logits Z (B, K) against targets rows idx[0..B) (idx NULL: rows 0..B).           \
        Writes sample_loss (B) and sample_correct (B); delta (B, K) = d(mean loss)/dZ unless     \
        delta is NULL. */                                                                        \
