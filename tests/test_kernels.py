@@ -117,3 +117,23 @@ def test_kernel_choice_errors_and_environment():
     out = subprocess.run([sys.executable, "-c", "import fastmlp._engine as e; print(e.kernel())"],
                          capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "generic"
+
+
+LOSSES = ["cross_entropy", "binary_cross_entropy", "mse", "hinge", "multi_hinge"]
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_dropout_and_batch_norm_gradients_on_every_path(kernel, loss):
+    """Training-mode gradients through dropout and batch norm (both placements), per path.
+    (The optimizer updates are one C loop shared by every path: tests/test_optim.py.)"""
+    X, y = make_problem(loss, 48, 20, 5, seed=3)
+    eng, ref = (impl([20, 40, 33, 5], activation="tanh", loss=loss, seed=5, dropout=0.25,
+                     input_dropout=0.1, batch_norm=["before", "after"], bias_init=0.05)
+                for impl in (fastmlp.MLP, fastmlp.reference.MLP))
+    ge, gr = (m.gradients(X, y, training=True, step=4, l2=1e-3, activity_l1=1e-3)
+              for m in (eng, ref))
+    assert ge["loss"] == pytest.approx(gr["loss"], rel=1e-5)
+    assert relative_error([ge["flat"], ge["input"]], [gr["flat"], gr["input"]]) <= 1e-4
+    for m in (eng, ref):
+        m.fit(X, y, epochs=2, batch_size=16, optimizer=fastmlp.optim.SGD(lr=0.05, momentum=0.9))
+    assert relative_error([eng.get_flat_params()], [ref.get_flat_params()]) <= 1e-4
