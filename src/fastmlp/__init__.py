@@ -17,9 +17,32 @@ from fastmlp.model import MLP
 
 __version__ = "0.1.0"
 
+_MODEL_KINDS = {"fastmlp.model.MLP": MLP}
+
+
+def load(path, *, threads: int | None = None) -> MLP:
+    """Read a model written by ``model.save(path)``. The file format cannot execute code;
+    a truncated, corrupted, oversized or foreign file raises ValueError naming the problem.
+    """
+    from fastmlp import serialization
+    import fastmlp.reference
+
+    data = serialization.read_file(path)
+    kind, config, arrays = serialization.loads(data, str(path))
+    cls = {**_MODEL_KINDS, "fastmlp.reference.model.MLP": fastmlp.reference.MLP}.get(kind)
+    if cls is None:
+        raise ValueError(f"{path}: unknown model kind {kind!r}")
+    try:
+        model = cls(threads=threads, **config)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: invalid model configuration: {exc}") from None
+    model._set_state_arrays(arrays, str(path))
+    return model
+
 __all__ = [
     "MLP",
     "Ensemble",
+    "load",
     "History",
     "TrainingDivergedError",
     "datasets",

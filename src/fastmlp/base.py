@@ -4,6 +4,7 @@ initialization and the public model API. A subclass supplies the backend (the
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -89,6 +90,7 @@ class BaseMLP:
         bn_eps: float = 1e-5,
     ) -> None:
         self._sizes = _check_layer_sizes(layer_sizes)
+        self._threads_arg = threads
         n_hidden = len(self._sizes) - 2
         self._activations = _per_hidden(activation, n_hidden, "activations",
                                         canonical_activation, str)
@@ -384,6 +386,67 @@ class BaseMLP:
 
         return fit(self, X, y, epochs=epochs, batch_size=batch_size, lr=lr, shuffle=shuffle,
                    validation_data=validation_data, verbose=verbose, **options)
+
+    # -- model files and pickling ---------------------------------------------------------------
+    def config(self) -> dict:
+        """The constructor arguments that define this model (JSON-able)."""
+        return {
+            "layer_sizes": list(self._sizes), "activation": list(self._activations),
+            "loss": self._loss.name, "init": self._init, "init_kwargs": self._init_kwargs,
+            "bias_init": self._bias_init, "leaky_slope": self._leaky_slope,
+            "dtype": self._dtype.name, "seed": self._seed,
+            "input_dropout": self._dropout[0], "dropout": self._dropout[1:],
+            "dropout_mode": self._dropout_mode, "batch_norm": self.batch_norm,
+            "bn_momentum": self._bn_momentum, "bn_eps": self._bn_eps,
+        }
+
+    def _state_arrays(self) -> dict[str, np.ndarray]:
+        arrays = {"params": self._backend_flat(), "running": self._backend_running(),
+                  "counter": np.array([self._counter], dtype=np.int64)}
+        if self._prune_mask is not None:
+            arrays["prune_mask"] = self._prune_mask.copy()
+        return arrays
+
+    def _set_state_arrays(self, arrays: dict[str, np.ndarray], source: str) -> None:
+        expected = {"params": (self._n_params,), "running": self._backend_running().shape}
+        for name, shape in expected.items():
+            if name not in arrays or arrays[name].shape != shape:
+                raise ValueError(f"{source}: array {name!r} is missing or has the wrong shape")
+        if not (np.isfinite(arrays["params"]).all() and np.isfinite(arrays["running"]).all()):
+            raise ValueError(f"{source}: parameters contain NaN or infinity")
+        mask = arrays.get("prune_mask")
+        if mask is not None:
+            if mask.shape != (self._n_params,) or not np.isin(mask, (0, 1)).all():
+                raise ValueError(f"{source}: invalid pruning mask")
+            self._prune_mask = mask.astype(self._dtype)
+            self._backend_set_prune_mask(self._prune_mask)
+        self._backend_set_flat(arrays["params"].astype(self._dtype))
+        self._backend_set_running(arrays["running"].astype(self._dtype))
+        self._counter = int(arrays.get("counter", np.zeros(1, np.int64))[0])
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the model to `path` (atomically; see :mod:`fastmlp.serialization`).
+        ``fastmlp.load(path)`` reads it back."""
+        from fastmlp import serialization
+
+        data = serialization.dumps(self._kind(), self.config(), self._state_arrays())
+        serialization.write_atomic(path, data)
+
+    def _kind(self) -> str:
+        return f"{type(self).__module__}.{type(self).__name__}"
+
+    def __getstate__(self) -> dict:
+        from fastmlp import serialization
+
+        return {"fastmlp": serialization.dumps(self._kind(), self.config(), self._state_arrays()),
+                "threads": self._threads_arg}
+
+    def __setstate__(self, state: dict) -> None:
+        from fastmlp import serialization
+
+        _, config, arrays = serialization.loads(state["fastmlp"], "pickled model")
+        type(self).__init__(self, threads=state.get("threads"), **config)
+        self._set_state_arrays(arrays, "pickled model")
 
     # -- helpers ------------------------------------------------------------------------------
     def _check_X(self, X: object, name: str = "X") -> np.ndarray:
