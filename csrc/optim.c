@@ -4,9 +4,12 @@
  * optimizer with the same name (single-tensor path, maximize=False), computed in
  * the parameters' precision; DeltaBarDelta follows Jacobs (1988). Updates are
  * elementwise, so any split over threads gives the same result; the clipping norm
- * is summed over a fixed set of blocks for the same reason. */
+ * is summed over a fixed set of blocks for the same reason. The update loops are
+ * compiled per ISA (isa.h); Adam multiplies by 1/sqrt(1 - beta2^t) where PyTorch
+ * divides by its square root (a difference of at most an ulp). */
 #include <math.h>
 
+#include "isa.h"
 #include "kernels.h"
 
 #define FM_NORM_BLOCKS 64 /* fixed partition of the squared-norm reduction */

@@ -12,19 +12,21 @@
     _Pragma("omp parallel for schedule(static) num_threads(nt) if (nt > 1 && n >= FM_PARALLEL_MIN_WORK)") \
     for (size_t i = 0; i < n; i++)
 
-void FN(fm_optimizer_step)(fm_optimizer *o, real *p, const real *g, size_t n, double lr_,
-                           int nt) {
-    const int64_t t = ++o->step;
-    real *s0 = (real *)o->slot[0], *s1 = (real *)o->slot[1], *s2 = (real *)o->slot[2];
+/* The update of elements [0, n) of p, g and the state slots (NULL when unused), for
+ * update number t. Serial and compiled per ISA; fm_optimizer_step spreads chunks of it
+ * over threads. */
+FM_ISA_CLONES
+static void FN(update_range)(const fm_optimizer *o, int64_t t, double lr_, real *p,
+                             const real *g, real *s0, real *s1, real *s2, size_t n) {
     const real lr = (real)lr_, wd = (real)o->weight_decay, eps = (real)o->eps;
     switch (o->kind) {
     case FM_OPT_SGD: {
         const real mu = (real)o->momentum, damp = (real)(1 - o->dampening);
         const int nesterov = o->nesterov, first = t == 1;
         if (o->momentum == 0) {
-            FM_EACH(n, nt) p[i] -= lr * (g[i] + wd * p[i]);
+            for (size_t i = 0; i < n; i++) p[i] -= lr * (g[i] + wd * p[i]);
         } else {
-            FM_EACH(n, nt) {
+            for (size_t i = 0; i < n; i++) {
                 const real gi = g[i] + wd * p[i];
                 const real b = first ? gi : mu * s0[i] + damp * gi;
                 s0[i] = b;
@@ -35,7 +37,7 @@ void FN(fm_optimizer_step)(fm_optimizer *o, real *p, const real *g, size_t n, do
     }
     case FM_OPT_ADAGRAD: {
         const real clr = (real)(lr_ / (1 + (double)(t - 1) * o->lr_decay));
-        FM_EACH(n, nt) {
+        for (size_t i = 0; i < n; i++) {
             const real gi = g[i] + wd * p[i];
             s0[i] += gi * gi;
             p[i] -= clr * gi / (SQRT(s0[i]) + eps);
@@ -44,7 +46,7 @@ void FN(fm_optimizer_step)(fm_optimizer *o, real *p, const real *g, size_t n, do
     }
     case FM_OPT_ADADELTA: {
         const real rho = (real)o->rho, one_rho = (real)(1 - o->rho);
-        FM_EACH(n, nt) {
+        for (size_t i = 0; i < n; i++) {
             const real gi = g[i] + wd * p[i];
             s0[i] = s0[i] * rho + one_rho * gi * gi;
             const real delta = SQRT(s1[i] + eps) / SQRT(s0[i] + eps) * gi;
@@ -57,7 +59,7 @@ void FN(fm_optimizer_step)(fm_optimizer *o, real *p, const real *g, size_t n, do
         const real alpha = (real)o->alpha, one_alpha = (real)(1 - o->alpha);
         const real mu = (real)o->momentum;
         const int centered = o->centered, momentum = o->momentum > 0;
-        FM_EACH(n, nt) {
+        for (size_t i = 0; i < n; i++) {
             const real gi = g[i] + wd * p[i];
             s0[i] = s0[i] * alpha + one_alpha * gi * gi;
             real avg;
@@ -81,9 +83,10 @@ void FN(fm_optimizer_step)(fm_optimizer *o, real *p, const real *g, size_t n, do
         const int decoupled = o->kind == FM_OPT_ADAMW, amsgrad = o->amsgrad;
         const real b1c = (real)(1 - o->beta1), b2 = (real)o->beta2, b2c = (real)(1 - o->beta2);
         const real step_size = (real)(lr_ / (1 - pow(o->beta1, (double)t)));
-        const real bc2_sqrt = (real)sqrt(1 - pow(o->beta2, (double)t));
+        /* sqrt(v) / sqrt(1 - beta2^t) as a product: one division per element, not two */
+        const real inv_bc2_sqrt = (real)(1 / sqrt(1 - pow(o->beta2, (double)t)));
         const real decay = (real)(1 - lr_ * o->weight_decay), l2 = decoupled ? 0 : wd;
-        FM_EACH(n, nt) {
+        for (size_t i = 0; i < n; i++) {
             if (decoupled) p[i] *= decay;
             const real gi = g[i] + l2 * p[i];
             s0[i] += b1c * (gi - s0[i]);
@@ -93,14 +96,14 @@ void FN(fm_optimizer_step)(fm_optimizer *o, real *p, const real *g, size_t n, do
                 s2[i] = s2[i] > v ? s2[i] : v;
                 v = s2[i];
             }
-            p[i] -= step_size * (s0[i] / (SQRT(v) / bc2_sqrt + eps));
+            p[i] -= step_size * (s0[i] / (SQRT(v) * inv_bc2_sqrt + eps));
         }
         break;
     }
     case FM_OPT_RPROP: {
         const real up = (real)o->etaplus, down = (real)o->etaminus;
         const real lo = (real)o->step_min, hi = (real)o->step_max;
-        FM_EACH(n, nt) {
+        for (size_t i = 0; i < n; i++) {
             real gi = g[i];
             const real prod = gi * s0[i];
             real step = s1[i] * (prod > 0 ? up : prod < 0 ? down : (real)1);
@@ -115,7 +118,7 @@ void FN(fm_optimizer_step)(fm_optimizer *o, real *p, const real *g, size_t n, do
     case FM_OPT_DELTA_BAR_DELTA: {
         const real kappa = (real)o->kappa, shrink = (real)(1 - o->phi);
         const real theta = (real)o->theta, one_theta = (real)(1 - o->theta);
-        FM_EACH(n, nt) {
+        for (size_t i = 0; i < n; i++) {
             const real gi = g[i] + wd * p[i];
             const real agree = s1[i] * gi;
             if (agree > 0) s0[i] += kappa;
@@ -127,6 +130,19 @@ void FN(fm_optimizer_step)(fm_optimizer *o, real *p, const real *g, size_t n, do
     }
     default:
         break;
+    }
+}
+
+void FN(fm_optimizer_step)(fm_optimizer *o, real *p, const real *g, size_t n, double lr,
+                           int nt) {
+    const int64_t t = ++o->step;
+    real *s[3] = {(real *)o->slot[0], (real *)o->slot[1], (real *)o->slot[2]};
+    const size_t chunk = 16384, chunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && n >= FM_PARALLEL_MIN_WORK)
+    for (size_t c = 0; c < chunks; c++) {
+        const size_t lo = c * chunk, m = n - lo < chunk ? n - lo : chunk;
+        FN(update_range)(o, t, lr, p + lo, g + lo, s[0] ? s[0] + lo : NULL,
+                         s[1] ? s[1] + lo : NULL, s[2] ? s[2] + lo : NULL, m);
     }
 }
 
