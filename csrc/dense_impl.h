@@ -97,6 +97,60 @@ static int FN(thread_id)(void) {
     return 0;
 #endif
 }
+
+enum { FM_EPI_NONE, FM_EPI_ACT, FM_EPI_ACT_GRAD };
+
+/* C (R, N) = init + A (R, K) @ M (K, N) through register tiles, the right operand read
+ * from per-thread packed panels of nr columns:
+ *   transposed = 0: M[k][j] = Ms[k*ldm + j]  (a panel is a column block of Ms)
+ *   transposed = 1: M[k][j] = Ms[j*ldm + k]  (a panel is a row block of Ms, transposed)
+ * with a(r, k) = A[r*sr + k*sk]. Work items are (panel, group of FM_PACK_GROUP rows of C);
+ * a thread packs a panel once for its consecutive items. After each tile the epilogue
+ * applies the activation (FM_EPI_ACT) or multiplies by act'(Aact) (FM_EPI_ACT_GRAD, Aact
+ * laid out like C), while the tile is still in cache. */
+static void FN(packed_product)(fm_tile_fn tile, int mr, int nr, real *C, int ldc, const real *A,
+                               size_t sr, size_t sk, const real *Ms, int ldm, int transposed,
+                               int R, int K, int N, const real *init, int epilogue,
+                               const real *Aact, int act, double slope, int nt, int par,
+                               real *pack) {
+    const int panels = (N + nr - 1) / nr, groups = (R + FM_PACK_GROUP - 1) / FM_PACK_GROUP;
+    const size_t stride = (size_t)FM_PACK_ROWS(K, R) * FM_PACK_NR;
+#pragma omp parallel num_threads(nt) if (par && panels * groups > 1)
+    {
+        real *buf = pack + (size_t)FN(thread_id)() * stride;
+        int packed = -1;
+#pragma omp for schedule(static)
+        for (int item = 0; item < panels * groups; item++) {
+            const int p = item / groups, g = item % groups;
+            const int j0 = p * nr, nb = N - j0 < nr ? N - j0 : nr;
+            if (p != packed) {
+                if (!transposed) {
+                    FN(pack_panel)(buf, nr, Ms, ldm, K, j0, nb);
+                } else {
+                    for (int q = 0; q < nb; q++) { /* column q of the panel: row j0+q of Ms */
+                        const real *m = Ms + (size_t)(j0 + q) * ldm;
+                        for (int k = 0; k < K; k++) buf[(size_t)k * nr + q] = m[k];
+                    }
+                }
+                packed = p;
+            }
+            const int r_end = (g + 1) * FM_PACK_GROUP < R ? (g + 1) * FM_PACK_GROUP : R;
+            for (int r0 = g * FM_PACK_GROUP; r0 < r_end; r0 += mr) {
+                const int rb = r_end - r0 < mr ? r_end - r0 : mr;
+                real *c = C + (size_t)r0 * ldc + j0;
+                tile(c, ldc, A + r0 * sr, sr, sk, buf, nr, rb, K, nb, init ? init + j0 : NULL);
+                for (int r = 0; r < rb && epilogue != FM_EPI_NONE; r++) {
+                    real *row = c + (size_t)r * ldc;
+                    if (epilogue == FM_EPI_ACT)
+                        FN(fm_act_forward)(row, (size_t)nb, act, slope);
+                    else
+                        FN(fm_act_backward)(row, Aact + (size_t)(r0 + r) * ldc + j0, (size_t)nb,
+                                            act, slope);
+                }
+            }
+        }
+    }
+}
 #endif
 
 void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, int B, int I,
@@ -108,34 +162,9 @@ void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, 
     /* small batches are bound by streaming W: count them as at least 8 rows of work */
     const int par = nt > 1 && (double)(B < 8 ? 8 : B) * I * O >= FM_PARALLEL_MIN_MACS;
 #ifdef FM_REAL_IS_FLOAT
-    if (tile && B >= FM_PACK_GROUP) {
-        /* work items: (weight panel, group of rows); a thread packs its panel once and
-           reuses it over the rows of its items (small batches read each panel too few
-           times for a copy to pay) */
-        const int panels = (O + nr - 1) / nr, groups = (B + FM_PACK_GROUP - 1) / FM_PACK_GROUP;
-        const size_t stride = (size_t)FM_PACK_ROWS(I, B) * FM_PACK_NR;
-#pragma omp parallel num_threads(nt) if (par && panels * groups > 1)
-        {
-            real *buf = pack + (size_t)FN(thread_id)() * stride;
-            int packed = -1;
-#pragma omp for schedule(static)
-            for (int item = 0; item < panels * groups; item++) {
-                const int p = item / groups, g = item % groups;
-                const int j0 = p * nr, nb = O - j0 < nr ? O - j0 : nr;
-                if (p != packed) {
-                    FN(pack_panel)(buf, nr, W, O, I, j0, nb);
-                    packed = p;
-                }
-                const int r_end = (g + 1) * FM_PACK_GROUP < B ? (g + 1) * FM_PACK_GROUP : B;
-                for (int r0 = g * FM_PACK_GROUP; r0 < r_end; r0 += mr) {
-                    const int rb = r_end - r0 < mr ? r_end - r0 : mr;
-                    real *y = Y + (size_t)r0 * O + j0;
-                    tile(y, O, X + (size_t)r0 * I, (size_t)I, 1, buf, nr, rb, I, nb, b + j0);
-                    for (int r = 0; r < rb; r++) /* epilogue, tile still in cache */
-                        FN(fm_act_forward)(y + (size_t)r * O, (size_t)nb, act, slope);
-                }
-            }
-        }
+    if (tile && B >= FM_PACK_GROUP) { /* small batches read a panel too few times to copy it */
+        FN(packed_product)(tile, mr, nr, Y, O, X, (size_t)I, 1, W, O, 0, B, I, O, b, FM_EPI_ACT,
+                           NULL, act, slope, nt, par, pack);
         return;
     }
 #endif
@@ -166,31 +195,9 @@ void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real 
         for (int j = 0; j < O; j++) db[j] += d[j];
     }
 #ifdef FM_REAL_IS_FLOAT
-    if (tile && I >= FM_PACK_GROUP) {
-        /* work items: (panel of D's columns, group of input rows); the D panel is packed */
-        const int panels = (O + nr - 1) / nr, groups = (I + FM_PACK_GROUP - 1) / FM_PACK_GROUP;
-        const size_t stride = (size_t)FM_PACK_ROWS(I, B) * FM_PACK_NR;
-#pragma omp parallel num_threads(nt) if (par && panels * groups > 1)
-        {
-            real *buf = pack + (size_t)FN(thread_id)() * stride;
-            int packed = -1;
-#pragma omp for schedule(static)
-            for (int item = 0; item < panels * groups; item++) {
-                const int p = item / groups, g = item % groups;
-                const int j0 = p * nr, nb = O - j0 < nr ? O - j0 : nr;
-                if (p != packed) {
-                    FN(pack_panel)(buf, nr, D, O, B, j0, nb);
-                    packed = p;
-                }
-                const int k_end = (g + 1) * FM_PACK_GROUP < I ? (g + 1) * FM_PACK_GROUP : I;
-                for (int k0 = g * FM_PACK_GROUP; k0 < k_end; k0 += mr) {
-                    const int kb = k_end - k0 < mr ? k_end - k0 : mr;
-                    /* rows of dW are columns of X: a(r, i) = X[i*I + k0 + r] */
-                    tile(dW + (size_t)k0 * O + j0, O, X + k0, 1, (size_t)I, buf, nr, kb, B, nb,
-                         NULL);
-                }
-            }
-        }
+    if (tile && I >= FM_PACK_GROUP) { /* rows of dW are columns of X: a(r, i) = X[i*I + r] */
+        FN(packed_product)(tile, mr, nr, dW, O, X, 1, (size_t)I, D, O, 0, I, B, O, NULL,
+                           FM_EPI_NONE, NULL, 0, 0, nt, par, pack);
         return;
     }
 #endif
@@ -213,41 +220,10 @@ void FN(fm_dense_backward_input)(real *dX, const real *D, const real *W, const r
     FN(kernels)(&mr, &nr, &tile);
     (void)pack;
 #ifdef FM_REAL_IS_FLOAT
-    if (tile) {
-        /* dX = D W^T as register tiles: each work item transposes a panel of W^T (rows of W
-           i0..i0+nb, all O columns) into its thread's buffer and reuses it over a group of
-           batch rows */
-        const int panels = (I + nr - 1) / nr, groups = (B + FM_PACK_GROUP - 1) / FM_PACK_GROUP;
-        const size_t stride = (size_t)FM_PACK_ROWS(O, B) * FM_PACK_NR;
-        const int par = nt > 1 && panels * groups > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
-#pragma omp parallel num_threads(nt) if (par)
-        {
-            real *buf = pack + (size_t)FN(thread_id)() * stride;
-            int packed = -1;
-#pragma omp for schedule(static)
-            for (int item = 0; item < panels * groups; item++) {
-                const int p = item / groups, g = item % groups;
-                const int i0 = p * nr, nb = I - i0 < nr ? I - i0 : nr;
-                if (p != packed) {
-                    for (int q = 0; q < nb; q++) { /* buf (O, nr): column q = row i0+q of W */
-                        const real *w = W + (size_t)(i0 + q) * O;
-                        for (int o = 0; o < O; o++) buf[(size_t)o * nr + q] = w[o];
-                    }
-                    packed = p;
-                }
-                const int r_end = (g + 1) * FM_PACK_GROUP < B ? (g + 1) * FM_PACK_GROUP : B;
-                for (int r0 = g * FM_PACK_GROUP; r0 < r_end; r0 += mr) {
-                    const int rb = r_end - r0 < mr ? r_end - r0 : mr;
-                    real *dx = dX + (size_t)r0 * I + i0;
-                    tile(dx, I, D + (size_t)r0 * O, (size_t)O, 1, buf, nr, rb, O, nb, NULL);
-                    if (A)
-                        for (int r = 0; r < rb; r++)
-                            FN(fm_act_backward)(dx + (size_t)r * I,
-                                                A + (size_t)(r0 + r) * I + i0, (size_t)nb, act,
-                                                slope);
-                }
-            }
-        }
+    if (tile) { /* dX = D W^T: panels of W^T are transposed row blocks of W */
+        const int par = nt > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
+        FN(packed_product)(tile, mr, nr, dX, I, D, (size_t)O, 1, W, O, 1, B, O, I, NULL,
+                           A ? FM_EPI_ACT_GRAD : FM_EPI_NONE, A, act, slope, nt, par, pack);
         return;
     }
 #endif

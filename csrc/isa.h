@@ -1,7 +1,7 @@
 /* isa.h — run-time instruction-set dispatch for hot loops.
  * FM_ISA_CLONES makes gcc compile a function for x86-64-v4 (AVX-512), x86-64-v3
  * (AVX2 + FMA) and baseline x86-64, and pick one when the library loads (ifunc).
- * The package is never built with -march=native. Elsewhere it expands to nothing.
+ * The package is never built for the build machine's own CPU. Elsewhere it expands to nothing.
  * Keep OpenMP pragmas out of cloned functions: the outlined parallel body would
  * be compiled for the baseline only. Clone the serial tile routine instead. */
 #ifndef FASTMLP_ISA_H

@@ -9,17 +9,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fastmlp._engine import (  # noqa: F401  (status codes re-exported for the backends)
+    MAX_LAYERS,
+    STATUS_NONFINITE_GRAD,
+    STATUS_NONFINITE_LOSS,
+    STATUS_OK,
+)
 from fastmlp.activations import canonical_activation
 from fastmlp.history import History
 from fastmlp.init import check_initializer, initialize
 from fastmlp.losses import get_loss, labels_from_outputs, prepare_targets
 from fastmlp.regularization import BATCH_NORM_CODES, penalty_config
 from fastmlp.validation import check_dtype, check_features, check_float, check_int
-
-MAX_LAYERS = 64  # dense layers; the engine's FM_MAX_LAYERS
-STATUS_OK = 0  # engine status codes (csrc/fastmlp.h)
-STATUS_NONFINITE_LOSS = 1
-STATUS_NONFINITE_GRAD = 3
 
 
 class BaseMLP:

@@ -10,7 +10,6 @@ import numpy as np
 from fastmlp.validation import check_float, check_int
 
 BATCH_NORM_CODES = {False: 0, None: 0, True: 1, "before": 1, "after": 2}
-NO_AUGMENT = (0.0, 0, 0, 0, 0, 0.0, 0.0)
 
 
 def penalty_config(
