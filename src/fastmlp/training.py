@@ -139,8 +139,7 @@ def fit(
         Xv = model._check_X(validation_data[0], "validation_data X")
         val = (Xv, *model._targets(validation_data[1], Xv.shape[0]))
     elif early_stopping:
-        strata = labels if labels is not None else None
-        train_idx, val_idx = stratified_split(strata, X.shape[0], validation_fraction, model.seed)
+        train_idx, val_idx = stratified_split(labels, X.shape[0], validation_fraction, model.seed)
         take = lambda a, i: None if a is None else np.ascontiguousarray(a[i])  # noqa: E731
         val = (take(X, val_idx), take(labels, val_idx), take(dense, val_idx))
         X, labels, dense = take(X, train_idx), take(labels, train_idx), take(dense, train_idx)
