@@ -61,3 +61,36 @@ def test_train_with_optimizer_and_regularizers():
     assert float(result.stdout.split("test accuracy:")[1].split()[0]) > 0.6
     bad = run("train", "--optimizer", "adam", "--momentum", "0.9", "--epochs", "1")
     assert bad.returncode == 1 and "--momentum applies to" in bad.stderr
+
+
+def test_save_evaluate_and_predict(tmp_path):
+    model = tmp_path / "model.fmlp"
+    result = run("train", "--epochs", "1", "--hidden", "16", "--quiet", "--save", str(model))
+    assert result.returncode == 0, result.stderr
+    trained_acc = float(result.stdout.split("test accuracy:")[1].split()[0])
+    ev = run("evaluate", str(model))
+    assert ev.returncode == 0, ev.stderr
+    assert float(ev.stdout.split("accuracy:")[1].split()[0]) == pytest.approx(trained_acc)
+    X = fastmlp_test_features()
+    np.save(tmp_path / "x.npy", X)
+    np.savetxt(tmp_path / "x.csv", X, delimiter=",", header=",".join(f"p{i}" for i in
+                                                                      range(784)), comments="")
+    out = run("predict", str(model), str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy"))
+    assert out.returncode == 0, out.stderr
+    labels = np.load(tmp_path / "y.npy")
+    printed = run("predict", str(model), str(tmp_path / "x.csv"))
+    assert np.loadtxt(printed.stdout.splitlines(), dtype=int).tolist() == labels.tolist()
+    proba = run("predict", str(model), str(tmp_path / "x.npy"), "--proba")
+    p = np.loadtxt(proba.stdout.splitlines(), delimiter=",")
+    assert p.shape == (5, 10) and np.allclose(p.sum(axis=1), 1, atol=1e-4)
+    assert p.argmax(axis=1).tolist() == labels.tolist()
+    broken = tmp_path / "broken.fmlp"
+    broken.write_bytes(model.read_bytes()[:100])
+    bad = run("evaluate", str(broken))
+    assert bad.returncode == 1 and "truncated or corrupt" in bad.stderr
+
+
+def fastmlp_test_features():
+    import fastmlp
+
+    return fastmlp.datasets.load_embedded_fashion_mnist().X_test[:5]

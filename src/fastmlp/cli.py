@@ -3,6 +3,8 @@
     fastmlp train                       # train on Fashion-MNIST (embedded subset by default)
     fastmlp train --hidden 512 256 --epochs 20 --lr 0.05 --data /path/to/fashion-mnist
     fastmlp train --data table.csv      # features + label column; 20% held out for testing
+    fastmlp train --save model.fmlp && fastmlp evaluate model.fmlp
+    fastmlp predict model.fmlp features.csv --output labels.csv
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError, TrainingDivergedError) as exc:
+    except (ValueError, TypeError, OSError, TrainingDivergedError) as exc:
         print(f"fastmlp: error: {exc}", file=sys.stderr)
         return 1
 
@@ -94,7 +96,36 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=int, default=None,
                        help="engine threads (default: all cores / OMP_NUM_THREADS)")
     train.add_argument("--quiet", action="store_true", help="print only the final result")
+    train.add_argument("--save", type=Path, default=None, metavar="PATH",
+                       help="write the trained model to PATH (fastmlp model file)")
     train.set_defaults(run=_train)
+
+    evaluate = sub.add_parser(
+        "evaluate", help="loss and accuracy of a saved model",
+        description="Evaluate a model saved with `fastmlp train --save` on the Fashion-MNIST "
+                    "test split (default) or on a .npz/.npy/.csv file with labels.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    evaluate.add_argument("model", type=Path, help="model file")
+    evaluate.add_argument("--data", type=Path, default=None,
+                          help="Fashion-MNIST directory or a .npz/.npy/.csv file with labels")
+    evaluate.add_argument("--label-column", type=int, default=-1,
+                          help="label column of a .npy/.csv --data file")
+    evaluate.set_defaults(run=_evaluate)
+
+    predict = sub.add_parser(
+        "predict", help="predictions of a saved model",
+        description="Predict with a saved model. INPUT is a .npy array or a CSV of features "
+                    "(one sample per row, an optional header row).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    predict.add_argument("model", type=Path, help="model file")
+    predict.add_argument("input", type=Path, help=".npy or .csv file of features")
+    predict.add_argument("--output", type=Path, default=None,
+                         help="write to this .npy or .csv file instead of printing")
+    predict.add_argument("--proba", action="store_true",
+                         help="output the model's outputs (probabilities) instead of labels")
+    predict.set_defaults(run=_predict)
     return parser
 
 
@@ -154,6 +185,57 @@ def _train(args) -> int:
     accuracy = np.mean(_class_of(model, X_test) == y_test)
     seconds = sum(history.time)
     print(f"test accuracy: {accuracy:.4f}  (training {seconds:.1f}s)")
+    if args.save is not None:
+        model.save(args.save)
+        print(f"saved to {args.save}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    model = fastmlp.load(args.model)
+    if args.data is not None and args.data.is_file():
+        X, y = datasets.load_data(args.data, label_column=args.label_column,
+                                  dtype=model.dtype.name)
+        source = str(args.data)
+    else:
+        ds = datasets.load_fashion_mnist(args.data, dtype=model.dtype.name)
+        X, y, source = ds.X_test, ds.y_test, f"{ds.source} (test split)"
+    if y.dtype.kind not in "iu":
+        raise ValueError("fastmlp evaluate needs integer class labels")
+    metrics = model.evaluate(X, _encode(model.loss, y, model.layer_sizes[-1]))
+    accuracy = np.mean(_class_of(model, X) == y)
+    print(f"data: {source}: {len(X)} samples")
+    print(f"loss: {metrics['loss']:.4f}  accuracy: {accuracy:.4f}")
+    return 0
+
+
+def _read_features(path: Path) -> np.ndarray:
+    if path.suffix == ".npy":
+        return np.load(path, allow_pickle=False)
+    if path.suffix == ".csv":
+        with open(path) as f:
+            first = f.readline()
+        try:
+            [float(v) for v in first.strip().split(",")]
+            skip = 0
+        except ValueError:
+            skip = 1
+        return np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
+    raise ValueError(f"{path}: expected a .npy or .csv file of features")
+
+
+def _predict(args) -> int:
+    model = fastmlp.load(args.model)
+    X = _read_features(args.input)
+    out = model.predict(X) if args.proba else _class_of(model, X)
+    if args.output is None:
+        np.savetxt(sys.stdout, out if out.ndim == 2 else out[:, None], delimiter=",",
+                   fmt="%.6g" if args.proba else "%d")
+    elif args.output.suffix == ".npy":
+        np.save(args.output, out)
+    else:
+        np.savetxt(args.output, out if out.ndim == 2 else out[:, None], delimiter=",",
+                   fmt="%.6g" if args.proba else "%d")
     return 0
 
 
