@@ -510,6 +510,10 @@ class BaseMLP:
         counter; return (status, done, losses, accuracies)."""
         raise NotImplementedError
 
+    def _backend_last_grad(self) -> np.ndarray:
+        """The flat gradient of the last training step (or loss_grad call)."""
+        raise NotImplementedError
+
     def _backend_seed(self, seed: int) -> None:
         raise NotImplementedError
 

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 
 @dataclass
 class History:
-    """Per-epoch metrics (``lr`` is the rate of the epoch's last step). ``accuracy`` entries are None for losses without one (mse);
+    """Per-epoch metrics. ``lr`` is the rate of the epoch's last step; ``grad_norm`` holds
+    the L2 norm of each dense layer's weight gradient at the epoch's last step (a first
+    look at vanishing or exploding gradients). ``accuracy`` entries are None for losses without one (mse);
     ``val_*`` entries are None when no validation data was given.
 
     ``history["loss"]`` and ``history.loss`` are the same list.
@@ -20,6 +22,8 @@ class History:
     val_accuracy: list[float | None] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
     time: list[float] = field(default_factory=list)
+    samples_per_s: list[float] = field(default_factory=list)
+    grad_norm: list[list[float]] = field(default_factory=list)  # per dense layer, last step
 
     best_epoch: int | None = None  # early stopping: the epoch whose weights the model holds
     stopped_epoch: int | None = None  # early stopping: the epoch training stopped after
@@ -41,4 +45,5 @@ class History:
             getattr(self, key).append(values[key])
 
 
-_SERIES = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "time")
+_SERIES = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "time",
+           "samples_per_s", "grad_norm")

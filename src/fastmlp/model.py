@@ -85,6 +85,9 @@ class MLP(BaseMLP):
         )
         return status, done, losses, accs
 
+    def _backend_last_grad(self):
+        return self._engine.grads
+
     def _backend_seed(self, seed):
         self._engine.seed(seed)
 

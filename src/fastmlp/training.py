@@ -53,6 +53,7 @@ def fit(
     patience: int = 5,
     min_delta: float = 0.0,
     validation_fraction: float = 0.1,
+    callbacks: list | None = None,
 ) -> History:
     """Train by minibatch gradient descent and return the per-epoch History.
 
@@ -92,6 +93,9 @@ def fit(
         than `min_delta` for `patience` epochs. Without `validation_data`, a stratified
         `validation_fraction` of the training data is held out. Whether it stops early or
         runs out of epochs, the model ends with the best weights seen (``history.best_epoch``).
+    callbacks : list of callables, optional
+        Each is called as ``callback(model, history)`` after every epoch (the history holds
+        that epoch's entry); a truthy return value stops training after this epoch.
 
     The engine runs many steps per call (about 0.2 s of work), so Ctrl-C stops training
     within a fraction of a second, with the weights of the last finished call. If a batch
@@ -130,6 +134,10 @@ def fit(
         raise ValueError(f"monitor must be one of {_MONITORS}, got {monitor!r}")
     if monitor == "val_accuracy" and not model._loss.has_accuracy:
         raise ValueError("monitor='val_accuracy' needs a loss with an accuracy (not mse)")
+    callbacks = list(callbacks or [])
+    for cb in callbacks:
+        if not callable(cb):
+            raise TypeError(f"callbacks must be callables, got {cb!r}")
     patience = check_int(patience, "patience", 0)
     min_delta = check_float(min_delta, "min_delta", low=0.0)
     val = None
@@ -214,7 +222,8 @@ def fit(
         seconds = time.perf_counter() - t_epoch
         spare = previous if previous is not current else None
         history.append(epoch=epoch, loss=loss, accuracy=acc, val_loss=vl, val_accuracy=va,
-                       lr=float(rates[-1]), time=seconds)
+                       lr=float(rates[-1]), time=seconds, samples_per_s=n / max(seconds, 1e-9),
+                       grad_norm=_layer_norms(model, model._backend_last_grad()))
         schedule.epoch_end({"loss": loss, "accuracy": acc, "val_loss": vl, "val_accuracy": va})
         if verbose:
             print(_epoch_line(epoch, epochs, loss, acc, vl, va, seconds, n), flush=True)
@@ -225,10 +234,18 @@ def fit(
             elif epoch - best[1] >= patience:
                 history.stopped_epoch = epoch
                 break
+        if any([bool(cb(model, history)) for cb in callbacks]):
+            history.stopped_epoch = epoch
+            break
     if best is not None:
         _restore(model, best[2], None)
         history.best_epoch = best[1]
     return history
+
+
+def _layer_norms(model, grad: np.ndarray) -> list[float]:
+    return [float(np.linalg.norm(grad[w0 : w0 + a * b].astype(np.float64)))
+            for (w0, _, a, b, _, _) in model._layout]
 
 
 def _snapshot(model, state: dict | None, reuse: tuple | None = None) -> tuple:

@@ -43,6 +43,7 @@ class MLP(BaseMLP):
                 self._flat[g0 : g0 + n] = 1  # gamma
                 self._running[r0 + n : r0 + 2 * n] = 1  # running variance
         self._mask = None
+        self._grad = np.zeros_like(self._flat)
         self._rng = Xoshiro256()
 
     def _views(self, flat):
@@ -237,6 +238,7 @@ class MLP(BaseMLP):
                 return STATUS_NONFINITE_LOSS, s, step_loss, step_correct
             grad, _ = self._backward(cache, delta, penalty)
             step_loss[s] += F.penalty(self._flat, grad, self._ref_layout, penalty)
+            self._grad = grad
             if self._mask is not None:
                 grad *= self._mask
             if max_norm > 0:
@@ -266,6 +268,9 @@ class MLP(BaseMLP):
             rm, rv = self._running[r0 : r0 + n], self._running[r0 + n : r0 + 2 * n]
             rm[...] = f(1 - m) * rm + f(m) * rec["mean"]
             rv[...] = f(1 - m) * rv + f(m) * (rec["var"] * f(B / (B - 1)))
+
+    def _backend_last_grad(self):
+        return self._grad
 
     def _backend_seed(self, seed):
         self._rng.seed(seed)
