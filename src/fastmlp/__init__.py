@@ -8,7 +8,7 @@ every kernel is checked against.
 >>> model = fastmlp.MLP([784, 256, 128, 10], activation="relu", loss="cross_entropy")
 """
 
-from fastmlp import datasets, optim, schedules
+from fastmlp import datasets, optim, reference, schedules, serialization
 from fastmlp._engine import default_threads, have_openmp
 from fastmlp.ensemble import Ensemble
 from fastmlp.errors import TrainingDivergedError
@@ -17,19 +17,16 @@ from fastmlp.model import MLP
 
 __version__ = "0.1.0"
 
-_MODEL_KINDS = {"fastmlp.model.MLP": MLP}
+_MODEL_KINDS = {"fastmlp.model.MLP": MLP, "fastmlp.reference.model.MLP": reference.MLP}
 
 
 def load(path, *, threads: int | None = None) -> MLP:
     """Read a model written by ``model.save(path)``. The file format cannot execute code;
     a truncated, corrupted, oversized or foreign file raises ValueError naming the problem.
     """
-    from fastmlp import serialization
-    import fastmlp.reference
-
     data = serialization.read_file(path)
     kind, config, arrays = serialization.loads(data, str(path))
-    cls = {**_MODEL_KINDS, "fastmlp.reference.model.MLP": fastmlp.reference.MLP}.get(kind)
+    cls = _MODEL_KINDS.get(kind)
     if cls is None:
         raise ValueError(f"{path}: unknown model kind {kind!r}")
     try:
@@ -38,6 +35,7 @@ def load(path, *, threads: int | None = None) -> MLP:
         raise ValueError(f"{path}: invalid model configuration: {exc}") from None
     model._set_state_arrays(arrays, str(path))
     return model
+
 
 __all__ = [
     "MLP",

@@ -15,10 +15,12 @@ from fastmlp._engine import (  # noqa: F401  (status codes re-exported for the b
     STATUS_NONFINITE_LOSS,
     STATUS_OK,
 )
+from fastmlp import serialization
 from fastmlp.activations import canonical_activation
 from fastmlp.history import History
 from fastmlp.init import check_initializer, initialize
 from fastmlp.losses import get_loss, labels_from_outputs, prepare_targets
+from fastmlp.pruning import magnitude_mask
 from fastmlp.regularization import BATCH_NORM_CODES, penalty_config
 from fastmlp.validation import check_dtype, check_features, check_float, check_int
 
@@ -294,8 +296,6 @@ class BaseMLP:
         (through forward, backward and every optimizer update). Pruning is cumulative:
         already-pruned weights count toward the amount. Biases are never pruned.
         Returns the sparsity of each layer."""
-        from fastmlp.pruning import magnitude_mask
-
         amounts = _per_layer(amount, self.n_layers)
         flat = self._backend_flat()
         mask = np.ones_like(flat) if self._prune_mask is None else self._prune_mask.copy()
@@ -428,8 +428,6 @@ class BaseMLP:
     def save(self, path: str | os.PathLike) -> None:
         """Write the model to `path` (atomically; see :mod:`fastmlp.serialization`).
         ``fastmlp.load(path)`` reads it back."""
-        from fastmlp import serialization
-
         data = serialization.dumps(self._kind(), self.config(), self._state_arrays())
         serialization.write_atomic(path, data)
 
@@ -437,14 +435,10 @@ class BaseMLP:
         return f"{type(self).__module__}.{type(self).__name__}"
 
     def __getstate__(self) -> dict:
-        from fastmlp import serialization
-
         return {"fastmlp": serialization.dumps(self._kind(), self.config(), self._state_arrays()),
                 "threads": self._threads_arg}
 
     def __setstate__(self, state: dict) -> None:
-        from fastmlp import serialization
-
         _, config, arrays = serialization.loads(state["fastmlp"], "pickled model")
         type(self).__init__(self, threads=state.get("threads"), **config)
         self._set_state_arrays(arrays, "pickled model")
