@@ -57,7 +57,7 @@ def main():
     args = ap.parse_args()
     bw = stream_bandwidth(args.repeats)
     print(f"NumPy streaming bandwidth (c = a + b, float32, 1 thread): {bw:.1f} GB/s\n")
-    head = f"| optimizer | params | " + " | ".join(
+    head = "| optimizer | params | " + " | ".join(
         f"fastmlp {t}T GB/s" for t in args.threads) + " | NumPy ref GB/s | speed-up (1T) |"
     print(head)
     print("|" + "---|" * (head.count("|") - 1))

@@ -3,7 +3,6 @@ penalties, dropout, batch normalization, pruning, noise, shifts, FGSM, early sto
 
 from __future__ import annotations
 
-import itertools
 
 import numpy as np
 import pytest

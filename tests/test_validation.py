@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import fastmlp
 from fastmlp.errors import TrainingDivergedError
 
 

@@ -84,7 +84,7 @@ class MLP(BaseMLP):
         """Logits and the cache backward needs."""
         f = self._dtype.type
         classic = self._dropout_mode == "classic"
-        key, eps = self._seed, self._bn_eps
+        key = self._seed
         layers = self._views(self._flat)
         cache = {"training": training, "layers": [], "activity": 0.0}
         p = self._dropout[0]
