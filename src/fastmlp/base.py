@@ -508,6 +508,13 @@ class BaseMLP:
         """The flat gradient of the last training step (or loss_grad call)."""
         raise NotImplementedError
 
+    def _backend_rng_state(self) -> np.ndarray:
+        """The shuffling generator's state (4 uint64)."""
+        raise NotImplementedError
+
+    def _backend_set_rng_state(self, state: np.ndarray) -> None:
+        raise NotImplementedError
+
     def _backend_seed(self, seed: int) -> None:
         raise NotImplementedError
 

@@ -88,6 +88,12 @@ class MLP(BaseMLP):
     def _backend_last_grad(self):
         return self._engine.grads
 
+    def _backend_rng_state(self):
+        return self._engine.rng_state.copy()
+
+    def _backend_set_rng_state(self, state):
+        np.copyto(self._engine.rng_state, np.asarray(state, dtype=np.uint64))
+
     def _backend_seed(self, seed):
         self._engine.seed(seed)
 

@@ -4,14 +4,16 @@ learning-rate schedules, divergence handling, validation and early stopping."""
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import numpy as np
 
+from fastmlp import checkpoint as checkpoint_io
 from fastmlp.base import STATUS_NONFINITE_LOSS, STATUS_OK
 from fastmlp.errors import TrainingDivergedError
 from fastmlp.history import History
-from fastmlp.optim import SGD, Optimizer
+from fastmlp.optim import OPTIMIZERS, SGD, Optimizer
 from fastmlp.regularization import augment_config, penalty_config, stratified_split
 from fastmlp.schedules import Constant, Schedule
 from fastmlp.validation import check_float, check_int
@@ -54,6 +56,9 @@ def fit(
     min_delta: float = 0.0,
     validation_fraction: float = 0.1,
     callbacks: list | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 1,
+    resume_from: str | os.PathLike | None = None,
 ) -> History:
     """Train by minibatch gradient descent and return the per-epoch History.
 
@@ -93,6 +98,14 @@ def fit(
         than `min_delta` for `patience` epochs. Without `validation_data`, a stratified
         `validation_fraction` of the training data is held out. Whether it stops early or
         runs out of epochs, the model ends with the best weights seen (``history.best_epoch``).
+    checkpoint, checkpoint_every : path, int
+        Write a training checkpoint to the file `checkpoint` every `checkpoint_every`
+        epochs and after the last one (atomically: the file always holds a complete
+        checkpoint, also if the process is killed or Ctrl-C stops training).
+    resume_from : path, optional
+        Continue the run saved in that checkpoint up to `epochs` in all: same data, same
+        model configuration; the result equals the uninterrupted run bit for bit. Pass the
+        same kind of optimizer or none (it is rebuilt from the checkpoint).
     callbacks : list of callables, optional
         Each is called as ``callback(model, history)`` after every epoch (the history holds
         that epoch's entry); a truthy return value stops training after this epoch.
@@ -107,6 +120,12 @@ def fit(
     labels, dense = model._targets(y, X.shape[0])
     epochs = check_int(epochs, "epochs", 1)
     batch_size = check_int(batch_size, "batch_size", 1)
+    resume = None
+    if resume_from is not None:
+        resume = checkpoint_io.load(resume_from)
+        if optimizer is None and lr is None:
+            optimizer = OPTIMIZERS[resume[0]["optimizer"]](**resume[0]["optimizer_hyper"])
+    checkpoint_every = check_int(checkpoint_every, "checkpoint_every", 1)
     if optimizer is None:
         optimizer = SGD(lr=0.01 if lr is None else check_float(lr, "lr", positive=True))
     elif not isinstance(optimizer, Optimizer):
@@ -165,13 +184,18 @@ def fit(
     batch_rows[-1] = n - (steps - 1) * batch_size
     model._backend_reserve(batch_size)
     order = np.arange(n, dtype=np.int64)
-    if mode == "once":
-        model._backend_shuffle(order)
     history = History()
     best = None  # (metric, epoch, snapshot) for early stopping
+    first_epoch = 1
+    if resume is not None:
+        optimizer, state, done_epochs, order, history, best = checkpoint_io.restore(
+            resume_from, *resume, model=model, optimizer=optimizer, n=n, schedule=schedule)
+        first_epoch = done_epochs + 1
+    elif mode == "once":
+        model._backend_shuffle(order)
     spare = None  # a snapshot whose buffers can be reused
     chunk = 1
-    for epoch in range(1, epochs + 1):
+    for epoch in range(first_epoch, epochs + 1):
         if mode == "epoch":
             model._backend_shuffle(order)
         t_epoch = time.perf_counter()
@@ -233,8 +257,13 @@ def fit(
                 best = (score, epoch, _snapshot(model, None, best[2] if best else None))
             elif epoch - best[1] >= patience:
                 history.stopped_epoch = epoch
-                break
-        if any([bool(cb(model, history)) for cb in callbacks]):
+        stop = history.stopped_epoch == epoch or any([bool(cb(model, history))
+                                                      for cb in callbacks])
+        if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == epochs or stop):
+            checkpoint_io.save(checkpoint, model=model, optimizer=optimizer, state=state,
+                               epoch=epoch, order=order, history=history, best=best,
+                               schedule=schedule)
+        if stop:
             history.stopped_epoch = epoch
             break
     if best is not None:

@@ -272,6 +272,12 @@ class MLP(BaseMLP):
     def _backend_last_grad(self):
         return self._grad
 
+    def _backend_rng_state(self):
+        return np.array(self._rng.state, dtype=np.uint64)
+
+    def _backend_set_rng_state(self, state):
+        self._rng.state = [int(v) for v in state]
+
     def _backend_seed(self, seed):
         self._rng.seed(seed)
 

@@ -1,0 +1,95 @@
+"""Checkpoints: resuming equals the uninterrupted run bit for bit; a checkpoint survives a
+killed process; mismatches are refused."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import fastmlp
+import fastmlp.reference
+from fastmlp import checkpoint, optim, schedules
+from conftest import make_problem
+
+
+def build(impl):
+    return impl([8, 12, 10, 3], seed=4, dropout=0.2, batch_norm=[True, False], threads=1)
+
+
+@pytest.mark.parametrize("impl", [fastmlp.MLP, fastmlp.reference.MLP])
+@pytest.mark.parametrize("shuffle", [True, "once"])
+def test_resume_equals_the_uninterrupted_run(tmp_path, impl, shuffle):
+    X, y = make_problem("cross_entropy", 64, 8, 3, seed=1)
+    Xv, yv = make_problem("cross_entropy", 20, 8, 3, seed=2)
+    options = dict(batch_size=10, shuffle=shuffle, validation_data=(Xv, yv), l2=1e-3,
+                   early_stopping=True, patience=10)
+
+    def plateau():
+        return schedules.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=0)
+
+    straight = build(impl)
+    h1 = straight.fit(X, y, epochs=6, optimizer=optim.Adam(lr=0.01), lr_schedule=plateau(),
+                      **options)
+    first = build(impl)
+    first.fit(X, y, epochs=3, optimizer=optim.Adam(lr=0.01), lr_schedule=plateau(),
+              checkpoint=tmp_path / "ckpt", **options)
+    resumed = build(impl)
+    h2 = resumed.fit(X, y, epochs=6, lr_schedule=plateau(), resume_from=tmp_path / "ckpt",
+                     **options)
+    assert np.array_equal(straight.get_flat_params(), resumed.get_flat_params())
+    assert h1.loss == h2.loss and h1.val_loss == h2.val_loss and h1.lr == h2.lr
+    assert h1.best_epoch == h2.best_epoch and len(h2) == 6
+
+
+def test_checkpoint_mismatches_are_refused(tmp_path):
+    X, y = make_problem("cross_entropy", 40, 8, 3)
+    m = fastmlp.MLP([8, 12, 3], seed=0)
+    m.fit(X, y, epochs=1, checkpoint=tmp_path / "c")
+    with pytest.raises(ValueError, match="written by a different model"):
+        fastmlp.MLP([8, 11, 3], seed=0).fit(X, y, epochs=2, resume_from=tmp_path / "c")
+    with pytest.raises(ValueError, match="written for 40 training samples, not 39"):
+        fastmlp.MLP([8, 12, 3], seed=0).fit(X[:39], y[:39], epochs=2,
+                                            resume_from=tmp_path / "c")
+    with pytest.raises(ValueError, match="checkpoint's optimizer is SGD"):
+        fastmlp.MLP([8, 12, 3], seed=0).fit(X, y, epochs=2, optimizer=optim.Adam(),
+                                            resume_from=tmp_path / "c")
+    m.save(tmp_path / "model")
+    with pytest.raises(ValueError, match="not a fastmlp training checkpoint"):
+        fastmlp.MLP([8, 12, 3], seed=0).fit(X, y, epochs=2, resume_from=tmp_path / "model")
+
+
+TRAINER = r"""
+import sys, numpy as np, fastmlp
+rng = np.random.default_rng(0)
+X = rng.normal(size=(4000, 64)).astype(np.float32); y = rng.integers(0, 10, 4000)
+m = fastmlp.MLP([64, 256, 10], seed=0)
+print("ready", flush=True)
+m.fit(X, y, epochs=10**6, batch_size=8, checkpoint=sys.argv[1])
+"""
+
+
+def test_a_killed_run_leaves_a_resumable_checkpoint(tmp_path):
+    path = tmp_path / "ckpt"
+    proc = subprocess.Popen([sys.executable, "-c", TRAINER, str(path)], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    deadline = time.time() + 60
+    while not path.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(4000, 64)).astype(np.float32)
+    y = rng.integers(0, 10, 4000)
+    m = fastmlp.MLP([64, 256, 10], seed=0)
+    config, _ = checkpoint.load(path)
+    done = config["epoch"]
+    h = m.fit(X, y, epochs=done + 1, batch_size=8, resume_from=path)
+    assert len(h) == done + 1
