@@ -94,3 +94,33 @@ def fastmlp_test_features():
     import fastmlp
 
     return fastmlp.datasets.load_embedded_fashion_mnist().X_test[:5]
+
+
+def test_plot_writes_a_png(tmp_path):
+    png = tmp_path / "curves.png"
+    result = run("train", "--epochs", "2", "--hidden", "16", "--quiet", "--plot", str(png))
+    assert result.returncode == 0, result.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_bench_command():
+    result = run("bench", "--samples", "1500")
+    assert result.returncode == 0, result.stderr
+    assert "NumPy reference" in result.stdout and "faster than the NumPy reference" in result.stdout
+
+
+def test_progress_bar_line():
+    import io
+
+    from fastmlp.cli import _ProgressBar
+
+    out = io.StringIO()
+    bar = _ProgressBar(out)
+    bar(1, 3, 100, 1000, 0.5)
+    bar(1, 3, 500, 1000, 0.4)
+    bar(2, 3, 100, 1000, 0.3)
+    text = out.getvalue()
+    bar(2, 3, 1000, 1000, 0.2)  # end of an epoch: the line is cleared
+    assert text.count("\r") == 3 and out.getvalue().endswith("\r")
+    assert "epoch 1/3 [###############...............] 500/1000" in text
+    assert "loss 0.4000" in text and "samples/s" in text and "ETA" in text

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 import fastmlp
+import fastmlp.reference
 from fastmlp import datasets
 from fastmlp.activations import ACTIVATIONS
 from fastmlp.errors import TrainingDivergedError
@@ -98,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="print only the final result")
     train.add_argument("--save", type=Path, default=None, metavar="PATH",
                        help="write the trained model to PATH (fastmlp model file)")
+    train.add_argument("--plot", type=Path, default=None, metavar="PNG",
+                       help="plot loss and accuracy per epoch to this image "
+                            "(needs matplotlib: pip install 'fastmlp[plot]')")
     train.set_defaults(run=_train)
 
     evaluate = sub.add_parser(
@@ -126,6 +131,18 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--proba", action="store_true",
                          help="output the model's outputs (probabilities) instead of labels")
     predict.set_defaults(run=_predict)
+
+    bench = sub.add_parser(
+        "bench", help="time fastmlp against its NumPy reference on this machine",
+        description="Time one training epoch of 784-512-256-10 (float32, Adam) on synthetic "
+                    "data for fastmlp and for the pure-NumPy reference, and print the ratio. "
+                    "benchmarks/peers.py in the repository adds PyTorch and scikit-learn.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    bench.add_argument("--samples", type=int, default=20000, help="training samples")
+    bench.add_argument("--batch-size", type=int, default=128)
+    bench.add_argument("--threads", type=int, default=None, help="engine threads")
+    bench.set_defaults(run=_bench)
     return parser
 
 
@@ -179,15 +196,100 @@ def _train(args) -> int:
         fit_options.update(early_stopping=True)
     else:
         fit_options.update(validation_data=(X_test, t_test))
+    if args.plot is not None:
+        _check_matplotlib()
+    progress = None if args.quiet or not sys.stderr.isatty() else _ProgressBar()
     history = model.fit(X_train, _encode(args.loss, y_train, n_classes), epochs=args.epochs,
                         batch_size=args.batch_size, optimizer=optimizer,
-                        verbose=not args.quiet, **fit_options)
+                        verbose=not args.quiet, progress=progress, **fit_options)
     accuracy = np.mean(_class_of(model, X_test) == y_test)
     seconds = sum(history.time)
     print(f"test accuracy: {accuracy:.4f}  (training {seconds:.1f}s)")
     if args.save is not None:
         model.save(args.save)
         print(f"saved to {args.save}")
+    if args.plot is not None:
+        _plot(history, args.plot)
+        print(f"plot written to {args.plot}")
+    return 0
+
+
+class _ProgressBar:
+    """One self-rewriting stderr line: epoch, bar, samples/s, running loss, ETA."""
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        self.epoch = None
+
+    def __call__(self, epoch, epochs, done, n, loss) -> None:
+        now = time.perf_counter()
+        if epoch != self.epoch:  # first report of an epoch: rates start from here
+            self.epoch, self.t0, self.done0 = epoch, now, done
+        rate = (done - self.done0) / (now - self.t0) if now > self.t0 else 0.0
+        eta = f"{(n - done) / rate:5.1f}s" if rate > 0 else "  ...  "
+        filled = 30 * done // n
+        self.stream.write(f"\repoch {epoch}/{epochs} [{'#' * filled}{'.' * (30 - filled)}] "
+                          f"{done}/{n}  {rate:>9,.0f} samples/s  loss {loss:.4f}  ETA {eta} ")
+        self.stream.flush()
+        if done >= n:  # the epoch's summary line (stdout) takes its place
+            self.clear()
+
+    def clear(self) -> None:
+        self.stream.write("\r" + " " * 110 + "\r")
+        self.stream.flush()
+
+
+def _check_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ValueError("--plot needs matplotlib: pip install 'fastmlp[plot]'") from None
+
+
+def _plot(history, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(history.epoch, history.loss, label="train")
+    if any(v is not None for v in history.val_loss):
+        ax1.plot(history.epoch, history.val_loss, label="validation")
+    ax1.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax1.legend()
+    if any(v is not None for v in history.accuracy):
+        ax2.plot(history.epoch, history.accuracy, label="train")
+    if any(v is not None for v in history.val_accuracy):
+        ax2.plot(history.epoch, history.val_accuracy, label="validation")
+    ax2.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _bench(args) -> int:
+    from fastmlp import optim
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((args.samples, 784), dtype=np.float32)
+    y = rng.integers(0, 10, size=args.samples)
+    sizes = [784, 512, 256, 10]
+    gflop = 6 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) * args.samples / 1e9
+    print(f"one epoch of {'-'.join(map(str, sizes))}, float32, Adam, batch {args.batch_size}, "
+          f"{args.samples} samples ({gflop:.1f} GFLOP); kernel {fastmlp._engine.kernel()}")
+    times = {}
+    for name, cls in (("fastmlp", fastmlp.MLP), ("NumPy reference", fastmlp.reference.MLP)):
+        model = cls(sizes, seed=0, threads=args.threads)
+        model.fit(X[:1024], y[:1024], epochs=1, batch_size=args.batch_size,
+                  optimizer=optim.Adam())
+        t = time.perf_counter()
+        model.fit(X, y, epochs=1, batch_size=args.batch_size, optimizer=optim.Adam())
+        times[name] = time.perf_counter() - t
+        print(f"  {name:<16} {times[name]:7.3f} s  {gflop / times[name]:7.1f} GFLOP/s")
+    print(f"fastmlp is {times['NumPy reference'] / times['fastmlp']:.1f}x faster than the "
+          f"NumPy reference here")
     return 0
 
 

@@ -59,6 +59,7 @@ def fit(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 1,
     resume_from: str | os.PathLike | None = None,
+    progress=None,
 ) -> History:
     """Train by minibatch gradient descent and return the per-epoch History.
 
@@ -106,6 +107,9 @@ def fit(
         Continue the run saved in that checkpoint up to `epochs` in all: same data, same
         model configuration; the result equals the uninterrupted run bit for bit. Pass the
         same kind of optimizer or none (it is rebuilt from the checkpoint).
+    progress : callable, optional
+        Called after every chunk of engine steps (about 0.2 s of work) as
+        ``progress(epoch, epochs, samples_done, n, mean_loss_so_far)``: a live display.
     callbacks : list of callables, optional
         Each is called as ``callback(model, history)`` after every epoch (the history holds
         that epoch's entry); a truthy return value stops training after this epoch.
@@ -232,6 +236,10 @@ def fit(
             step_loss[s : s + k] = sl
             step_correct[s : s + k] = sc
             s += k
+            if progress is not None:
+                rows = batch_rows[:s]
+                progress(epoch, epochs, int(rows.sum()),
+                         n, float(np.sum(step_loss[:s] * rows) / rows.sum()))
             spare = previous if previous is not current else None
             previous, current = current, _snapshot(model, state, spare)
             elapsed = max(time.perf_counter() - t_chunk, 1e-6)
