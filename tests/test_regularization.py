@@ -295,7 +295,7 @@ def test_shift_moves_images_by_whole_pixels():
     img[2, 2] = 1.0
     out = fastmlp.reference.functional.shift_images(img.reshape(1, -1), stream_base(1, 0, 1001),
                                                     2, (5, 5, 1))
-    assert out.sum() == 1.0 and out.reshape(5, 5)[2, 2] in (0.0, 1.0)
+    assert out.sum() == 1.0
     moved = np.argwhere(out.reshape(5, 5) == 1)[0]
     assert np.all(np.abs(moved - 2) <= 2)
 

@@ -468,19 +468,27 @@ class BaseMLP:
         running-statistics offset or -1) in the flat vectors."""
         raise NotImplementedError
 
+    def _params_view(self) -> np.ndarray:
+        """The live flat parameter array (layout ``_backend_layout``)."""
+        raise NotImplementedError
+
+    def _running_view(self) -> np.ndarray:
+        """The live flat batch-norm running statistics."""
+        raise NotImplementedError
+
     def _backend_flat(self, out: np.ndarray | None = None) -> np.ndarray:
         """A copy of all learnable parameters, flat (into `out` when given)."""
-        raise NotImplementedError
+        return _copy_into(self._params_view(), out)
 
     def _backend_set_flat(self, flat: np.ndarray) -> None:
-        raise NotImplementedError
+        np.copyto(self._params_view(), flat)
 
     def _backend_running(self, out: np.ndarray | None = None) -> np.ndarray:
-        """A copy of the batch-norm running statistics, flat (into `out` when given)."""
-        raise NotImplementedError
+        """A copy of the batch-norm running statistics (into `out` when given)."""
+        return _copy_into(self._running_view(), out)
 
     def _backend_set_running(self, running: np.ndarray) -> None:
-        raise NotImplementedError
+        np.copyto(self._running_view(), running)
 
     def _backend_set_prune_mask(self, mask: np.ndarray | None) -> None:
         raise NotImplementedError
@@ -520,6 +528,13 @@ class BaseMLP:
 
     def _backend_shuffle(self, order: np.ndarray) -> None:
         raise NotImplementedError
+
+
+def _copy_into(src: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    if out is None:
+        return src.copy()
+    np.copyto(out, src)
+    return out
 
 
 def _per_hidden(value, n_hidden, what, convert, scalar_types):

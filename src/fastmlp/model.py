@@ -41,23 +41,11 @@ class MLP(BaseMLP):
     def _backend_layout(self):
         return self._engine.layout()
 
-    def _backend_flat(self, out=None):
-        if out is None:
-            return self._engine.params.copy()
-        np.copyto(out, self._engine.params)
-        return out
+    def _params_view(self):
+        return self._engine.params
 
-    def _backend_set_flat(self, flat):
-        np.copyto(self._engine.params, flat)
-
-    def _backend_running(self, out=None):
-        if out is None:
-            return self._engine.running.copy()
-        np.copyto(out, self._engine.running)
-        return out
-
-    def _backend_set_running(self, running):
-        np.copyto(self._engine.running, running)
+    def _running_view(self):
+        return self._engine.running
 
     def _backend_set_prune_mask(self, mask):
         self._engine.prune_mask = None if mask is None else np.ascontiguousarray(mask, self._dtype)

@@ -58,23 +58,11 @@ class MLP(BaseMLP):
     def _backend_layout(self):
         return list(self._ref_layout)
 
-    def _backend_flat(self, out=None):
-        if out is None:
-            return self._flat.copy()
-        np.copyto(out, self._flat)
-        return out
+    def _params_view(self):
+        return self._flat
 
-    def _backend_set_flat(self, flat):
-        np.copyto(self._flat, flat)
-
-    def _backend_running(self, out=None):
-        if out is None:
-            return self._running.copy()
-        np.copyto(out, self._running)
-        return out
-
-    def _backend_set_running(self, running):
-        np.copyto(self._running, running)
+    def _running_view(self):
+        return self._running
 
     def _backend_set_prune_mask(self, mask):
         self._mask = None if mask is None else mask.astype(self._dtype)
