@@ -268,7 +268,7 @@ int FN(fm_loss_grad)(const fm_net *net, const fm_buffers *buf, const real *X,
 
 int FN(fm_evaluate)(const fm_net *net, const fm_buffers *buf, const real *X,
                     fm_targets targets, int64_t n, double *loss_sum, double *correct_sum) {
-    if (!net_ok(net) || buf->batch_cap < 1) return FM_ERR_BAD_ARGUMENT;
+    if (!net_ok(net) || buf->batch_cap < 1 || targets.weights) return FM_ERR_BAD_ARGUMENT;
     FN(fm_ws) ws;
     FN(ws_carve)(&ws, net, buf->work, buf->batch_cap);
     const FN(fm_pass) ps = FN(inference)(net, buf);

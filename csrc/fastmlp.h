@@ -132,11 +132,16 @@ typedef struct {
 uint64_t fm_hash(uint64_t key, uint64_t counter, uint64_t stream, uint64_t index);
 double fm_uniform(uint64_t key, uint64_t counter, uint64_t stream, uint64_t index);
 
-/* Training targets: exactly one of the two is non-NULL.
- * labels (n,) int32 class indices; dense (n, n_L) target rows of the net's dtype. */
+/* Training targets: exactly one of labels and dense is non-NULL.
+ * labels (n,) int32 class indices; dense (n, n_L) target rows of the net's dtype.
+ * weights (n,) non-negative per-sample weights of the net's dtype, or NULL for equal
+ * weights: a batch's loss is then sum(w_i * loss_i) / sum(w_i) (scikit-learn's rule),
+ * and the per-sample losses/accuracies reported are scaled by w_i * B / sum(w_i) so that
+ * their plain mean is the weighted mean. */
 typedef struct {
     const int32_t *labels;
     const void *dense;
+    const void *weights;
 } fm_targets;
 
 /* An update rule, its hyper-parameters and its state. The state is
@@ -194,7 +199,8 @@ void fm_shuffle(uint64_t state[4], int64_t *order, int64_t n);
                            fm_targets targets, int n, int training, const fm_penalty *pen,     \
                            fm_random rng, double *loss, T *input_grad);                        \
     /* Sums of per-sample loss and accuracy over X (n, n_0) in inference mode (no penalties),  \
-       in blocks of batch_cap rows; accuracy is 0 for losses without one (mse). */             \
+       in blocks of batch_cap rows; accuracy is 0 for losses without one (mse). Unweighted:  \
+       targets.weights must be NULL. */             \
     int fm_evaluate_##SFX(const fm_net *net, const fm_buffers *buf, const T *X,               \
                           fm_targets targets, int64_t n, double *loss_sum, double *correct_sum); \
     /* Runs n_steps training steps. Step s uses the samples order[start + s*batch_size ...]    \

@@ -36,10 +36,17 @@ static double FN(cross_entropy)(real *d, double scale, const real *z, const real
 void FN(fm_loss)(real *delta, double *sample_loss, double *sample_correct, const real *Z,
                  fm_targets targets, const int64_t *idx, int B, int K, int loss) {
     const real *dense = (const real *)targets.dense;
-    const double per_sample = 1.0 / B;          /* d(mean over samples)/d(sample loss) */
-    const double per_element = 1.0 / ((double)B * K);
+    const real *weights = (const real *)targets.weights;
+    double weight_sum = 0;
+    if (weights)
+        for (int i = 0; i < B; i++) weight_sum += weights[idx ? idx[i] : i];
     for (int i = 0; i < B; i++) {
         const int64_t row = idx ? idx[i] : i;
+        /* this sample's share of the batch: 1 unweighted, w_i * B / sum(w) weighted */
+        const double share =
+            !weights ? 1.0 : weight_sum > 0 ? (double)weights[row] * B / weight_sum : 0.0;
+        const double per_sample = share / B; /* d(batch loss)/d(sample loss) */
+        const double per_element = share / ((double)B * K);
         const real *z = Z + (size_t)i * K;
         const real *t = dense ? dense + (size_t)row * K : NULL;
         const int y = targets.labels ? targets.labels[row] : -1;
@@ -96,8 +103,8 @@ void FN(fm_loss)(real *delta, double *sample_loss, double *sample_correct, const
         default:
             break;
         }
-        sample_loss[i] = l;
-        sample_correct[i] = c;
+        sample_loss[i] = l * share;
+        sample_correct[i] = c * share;
     }
 }
 

@@ -53,6 +53,7 @@ cdef extern from "fastmlp.h" nogil:
     ctypedef struct fm_targets:
         const int32_t *labels
         const void *dense
+        const void *weights
 
     ctypedef struct fm_optimizer:
         int kind

@@ -238,8 +238,11 @@ cdef class Engine:
         if not X.flags.c_contiguous:
             raise ValueError("X must be C-contiguous")
 
-    def _check_targets(self, labels, dense, n):
+    def _check_targets(self, labels, dense, n, weights=None):
         K = self.net.sizes[self.net.n_layers]
+        if weights is not None and (weights.dtype != self.dtype or weights.shape != (n,)
+                                    or not weights.flags.c_contiguous):
+            raise ValueError(f"weights must be contiguous {self.dtype} of shape ({n},)")
         if (labels is None) == (dense is None):
             raise ValueError("exactly one of labels and dense targets is required")
         if labels is not None and (labels.dtype != np.int32 or labels.shape != (n,)
@@ -271,13 +274,14 @@ cdef class Engine:
         return out
 
     def loss_grad(self, X, labels, dense, bint training=False, penalty=NO_PENALTY,
-                  uint64_t key=0, int64_t counter=0, bint input_grad=False):
-        """Mean loss + penalties over the batch; gradients into self.grads; dL/dX if asked."""
+                  uint64_t key=0, int64_t counter=0, bint input_grad=False, weights=None):
+        """Mean loss (weighted by `weights` (n,) when given) + penalties over the batch;
+        gradients into self.grads; dL/dX if asked."""
         self._check_X(X)
         n = X.shape[0]
         if n < 1:
             raise ValueError("loss_grad needs at least one sample")
-        self._check_targets(labels, dense, n)
+        self._check_targets(labels, dense, n, weights)
         self.reserve(n)
         dX = np.empty_like(X) if input_grad else None
         cdef fm_buffers b = self._buffers()
@@ -287,6 +291,7 @@ cdef class Engine:
         cdef fm_targets t
         t.labels = <const int32_t *>_ptr(labels)
         t.dense = _ptr(dense)
+        t.weights = _ptr(weights)
         cdef void *x = _ptr(X)
         cdef void *dx = _ptr(dX)
         cdef int nn = n
@@ -315,6 +320,7 @@ cdef class Engine:
         cdef fm_targets t
         t.labels = <const int32_t *>_ptr(labels)
         t.dense = _ptr(dense)
+        t.weights = NULL
         cdef void *x = _ptr(X)
         cdef double loss_sum = 0, correct_sum = 0
         cdef int status
@@ -328,15 +334,15 @@ cdef class Engine:
 
     def train(self, X, labels, dense, order, int64_t start, int n_steps, int batch_size, lr,
               int kind, dict hyper, int64_t step, slots, clip, penalty, augment, uint64_t key,
-              int64_t counter):
+              int64_t counter, weights=None):
         """Run n_steps steps with learning rates lr (n_steps,), the update rule `kind` with
         `hyper` (fm_optimizer field names) and state `slots` (3 arrays shaped like params,
         or None), clip = (max_norm, max_value, error_if_nonfinite), penalty and augment
-        tuples (see NO_PENALTY / NO_AUGMENT), and the step randomness (key, counter).
-        Returns (status, steps_done, step_loss, step_correct, step, counter)."""
+        tuples (see NO_PENALTY / NO_AUGMENT), the step randomness (key, counter) and optional
+        per-sample weights (n,). Returns (status, steps_done, step_loss, step_correct, step, counter)."""
         self._check_X(X)
         n = X.shape[0]
-        self._check_targets(labels, dense, n)
+        self._check_targets(labels, dense, n, weights)
         if order.dtype != np.int64 or order.shape != (n,) or not order.flags.c_contiguous:
             raise ValueError(f"order must be a contiguous int64 array of shape ({n},)")
         if batch_size < 1 or n_steps < 0 or start < 0 or start + (n_steps - 1) * batch_size >= n:
@@ -361,6 +367,7 @@ cdef class Engine:
         cdef fm_targets t
         t.labels = <const int32_t *>_ptr(labels)
         t.dense = _ptr(dense)
+        t.weights = _ptr(weights)
         cdef void *x = _ptr(X)
         cdef const int64_t *o = <const int64_t *>_ptr(order)
         cdef const double *rates = <const double *>_ptr(lr)

@@ -22,7 +22,8 @@ from fastmlp.init import check_initializer, initialize
 from fastmlp.losses import get_loss, labels_from_outputs, prepare_targets
 from fastmlp.pruning import magnitude_mask
 from fastmlp.regularization import BATCH_NORM_CODES, penalty_config
-from fastmlp.validation import check_dtype, check_features, check_float, check_int
+from fastmlp.validation import (check_dtype, check_features, check_float, check_int,
+                                check_sample_weight)
 
 
 class BaseMLP:
@@ -346,14 +347,15 @@ class BaseMLP:
         return self.evaluate(X, y)["accuracy"]
 
     def gradients(self, X: object, y: object, *, training: bool = False, step: int | None = None,
-                  **penalties: object) -> dict:
+                  sample_weight: object = None, **penalties: object) -> dict:
         """The objective on the batch ``(X, y)`` and all its gradients.
 
         ``training=True`` computes it as a training step would: dropout masks of training
         step `step` (default: the next step) and batch-norm batch statistics (running
         statistics are left alone); otherwise in inference mode. Penalties are given as
         in ``fit`` (``l2``, ``l1``, ``l1_proximal``, ``penalize_biases``, ``activity_l1``,
-        ``activity_l2``); the objective is the mean loss plus the penalties.
+        ``activity_l2``); the objective is the mean loss (``sum(w * loss) / sum(w)`` with
+        ``sample_weight``) plus the penalties.
 
         Returns a dict: ``loss``, ``weights``, ``biases``, ``gamma``, ``beta`` (lists of
         gradients; gamma/beta of batch-norm layers), ``input`` (dLoss/dX) and ``flat`` (the
@@ -363,7 +365,9 @@ class BaseMLP:
         labels, dense = self._targets(y, X.shape[0])
         pen = penalty_config(**penalties)
         counter = self._counter if step is None else check_int(step, "step", 0)
-        loss, flat, dX = self._backend_loss_grad(X, labels, dense, bool(training), pen, counter)
+        weights = check_sample_weight(sample_weight, X.shape[0], self._dtype)
+        loss, flat, dX = self._backend_loss_grad(X, labels, dense, bool(training), pen, counter,
+                                                 weights)
         return {"loss": loss, **self._split(flat), "input": dX, "flat": flat}
 
     def loss_and_grad(self, X: object, y: object, *, return_input_grad: bool = False,
@@ -496,8 +500,9 @@ class BaseMLP:
     def _backend_predict(self, X: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def _backend_loss_grad(self, X, labels, dense, training, penalty, counter) -> tuple:
-        """(objective, flat gradient copy, dLoss/dX)."""
+    def _backend_loss_grad(self, X, labels, dense, training, penalty, counter,
+                           weights=None) -> tuple:
+        """(objective, flat gradient copy, dLoss/dX); the data loss weighted by `weights`."""
         raise NotImplementedError
 
     def _backend_evaluate(self, X, labels, dense) -> tuple[float, float]:
@@ -507,9 +512,10 @@ class BaseMLP:
         raise NotImplementedError
 
     def _backend_train(self, X, labels, dense, order, start, n_steps, batch_size, rates,
-                       optimizer, state, clip, penalty, augment) -> tuple:
-        """Run n_steps steps from step counter self._counter; update `state` and the
-        counter; return (status, done, losses, accuracies)."""
+                       optimizer, state, clip, penalty, augment, weights=None) -> tuple:
+        """Run n_steps steps from step counter self._counter (batch losses weighted by the
+        per-sample `weights` when given); update `state` and the counter; return (status,
+        done, losses, accuracies)."""
         raise NotImplementedError
 
     def _backend_last_grad(self) -> np.ndarray:

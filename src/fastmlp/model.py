@@ -53,9 +53,9 @@ class MLP(BaseMLP):
     def _backend_predict(self, X):
         return self._engine.predict(X, _PREDICT_BLOCK)
 
-    def _backend_loss_grad(self, X, labels, dense, training, penalty, counter):
+    def _backend_loss_grad(self, X, labels, dense, training, penalty, counter, weights=None):
         loss, dX = self._engine.loss_grad(X, labels, dense, training, penalty, self._seed,
-                                          counter, True)
+                                          counter, True, weights)
         return loss, self._engine.grads.copy(), dX
 
     def _backend_evaluate(self, X, labels, dense):
@@ -65,11 +65,11 @@ class MLP(BaseMLP):
         self._engine.reserve(batch_size)
 
     def _backend_train(self, X, labels, dense, order, start, n_steps, batch_size, rates,
-                       optimizer, state, clip, penalty, augment):
+                       optimizer, state, clip, penalty, augment, weights=None):
         status, done, losses, accs, state["step"], self._counter = self._engine.train(
             X, labels, dense, order, start, n_steps, batch_size, rates, optimizer.kind,
             optimizer._engine_hyper(), state["step"], optimizer._slot_arrays(state), clip,
-            penalty, augment, self._seed, self._counter,
+            penalty, augment, self._seed, self._counter, weights,
         )
         return status, done, losses, accs
 

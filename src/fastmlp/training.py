@@ -16,7 +16,7 @@ from fastmlp.history import History
 from fastmlp.optim import OPTIMIZERS, SGD, Optimizer
 from fastmlp.regularization import augment_config, penalty_config, stratified_split
 from fastmlp.schedules import Constant, Schedule
-from fastmlp.validation import check_float, check_int
+from fastmlp.validation import check_float, check_int, check_sample_weight
 
 CHUNK_SECONDS = 0.2  # engine work per Python round trip
 _SHUFFLE_MODES = {True: "epoch", "epoch": "epoch", "once": "once", False: "none", "none": "none"}
@@ -60,6 +60,7 @@ def fit(
     checkpoint_every: int = 1,
     resume_from: str | os.PathLike | None = None,
     progress=None,
+    sample_weight: object = None,
 ) -> History:
     """Train by minibatch gradient descent and return the per-epoch History.
 
@@ -110,6 +111,10 @@ def fit(
     progress : callable, optional
         Called after every chunk of engine steps (about 0.2 s of work) as
         ``progress(epoch, epochs, samples_done, n, mean_loss_so_far)``: a live display.
+    sample_weight : array (n,), optional
+        Non-negative per-sample weights: each batch's loss is ``sum(w * loss) / sum(w)``
+        (scikit-learn's rule), and the epoch loss in the History is weighted the same
+        way. Validation metrics are unweighted. Batch-norm statistics are unweighted.
     callbacks : list of callables, optional
         Each is called as ``callback(model, history)`` after every epoch (the history holds
         that epoch's entry); a truthy return value stops training after this epoch.
@@ -122,6 +127,7 @@ def fit(
     """
     X = model._check_X(X)
     labels, dense = model._targets(y, X.shape[0])
+    weights = check_sample_weight(sample_weight, X.shape[0], model.dtype)
     epochs = check_int(epochs, "epochs", 1)
     batch_size = check_int(batch_size, "batch_size", 1)
     resume = None
@@ -174,6 +180,10 @@ def fit(
         take = lambda a, i: None if a is None else np.ascontiguousarray(a[i])  # noqa: E731
         val = (take(X, val_idx), take(labels, val_idx), take(dense, val_idx))
         X, labels, dense = take(X, train_idx), take(labels, train_idx), take(dense, train_idx)
+        weights = take(weights, train_idx)
+        if weights is not None and not (weights > 0).any():
+            raise ValueError("every training sample left after the validation split has "
+                             "sample_weight 0")
     n = X.shape[0]
     batch_size = min(batch_size, n)
     if any(model._batch_norm) and (batch_size == 1 or n % batch_size == 1):
@@ -186,6 +196,7 @@ def fit(
     steps = math.ceil(n / batch_size)
     batch_rows = np.full(steps, batch_size, dtype=np.float64)
     batch_rows[-1] = n - (steps - 1) * batch_size
+    batch_mass = batch_rows  # the weight of each step's batch in the epoch means
     model._backend_reserve(batch_size)
     order = np.arange(n, dtype=np.int64)
     history = History()
@@ -202,6 +213,9 @@ def fit(
     for epoch in range(first_epoch, epochs + 1):
         if mode == "epoch":
             model._backend_shuffle(order)
+        if weights is not None:
+            batch_mass = np.add.reduceat(weights[order].astype(np.float64),
+                                         np.arange(0, n, batch_size))
         t_epoch = time.perf_counter()
         step_loss = np.empty(steps)
         step_correct = np.empty(steps)
@@ -218,7 +232,7 @@ def fit(
             t_chunk = time.perf_counter()
             status, done, sl, sc = model._backend_train(
                 X, labels, dense, order, s * batch_size, k, batch_size, rates[s : s + k],
-                optimizer, state, clip, penalty, augment,
+                optimizer, state, clip, penalty, augment, weights,
             )
             if status != STATUS_OK:
                 # `current` gave a finite loss on this chunk's first batch if done > 0;
@@ -237,16 +251,18 @@ def fit(
             step_correct[s : s + k] = sc
             s += k
             if progress is not None:
-                rows = batch_rows[:s]
-                progress(epoch, epochs, int(rows.sum()),
-                         n, float(np.sum(step_loss[:s] * rows) / rows.sum()))
+                mass = batch_mass[:s]
+                progress(epoch, epochs, int(batch_rows[:s].sum()), n,
+                         float(np.sum(step_loss[:s] * mass) / max(mass.sum(), 1e-300)))
             spare = previous if previous is not current else None
             previous, current = current, _snapshot(model, state, spare)
             elapsed = max(time.perf_counter() - t_chunk, 1e-6)
             chunk = max(1, min(4 * k, int(k * CHUNK_SECONDS / elapsed)))
         # (elementwise, not `@`: a BLAS call would leave OpenBLAS threads spinning)
-        loss = float(np.sum(step_loss * batch_rows) / n)
-        acc = float(np.sum(step_correct * batch_rows) / n) if model._loss.has_accuracy else None
+        total = float(batch_mass.sum())
+        loss = float(np.sum(step_loss * batch_mass) / total)
+        acc = float(np.sum(step_correct * batch_mass) / total) if model._loss.has_accuracy \
+            else None
         vl = va = None
         if val is not None:
             metrics = model._evaluate_prepared(*val)

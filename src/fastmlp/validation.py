@@ -55,6 +55,33 @@ def check_features(X: object, n_features: int, dtype: np.dtype, name: str = "X")
     return out
 
 
+def check_sample_weight(sample_weight: object, n: int, dtype: np.dtype) -> np.ndarray | None:
+    """None, or per-sample weights as a contiguous (n,) array of `dtype`: finite,
+    non-negative and not all zero. A scalar means equal weights (None)."""
+    if sample_weight is None:
+        return None
+    try:
+        w = np.asarray(sample_weight)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"sample_weight could not be converted to an array: {exc}") from None
+    if w.dtype.kind not in "biuf" or w.dtype == np.float16:
+        raise TypeError(f"sample_weight must hold numbers, got dtype {w.dtype}")
+    if w.ndim == 0:
+        if not np.isfinite(w) or w <= 0:
+            raise ValueError(f"a scalar sample_weight must be finite and > 0, got {w}")
+        return None
+    if w.ndim != 1 or w.shape[0] != n:
+        raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
+    w = np.ascontiguousarray(w, dtype=dtype)
+    if not all_finite(w):
+        raise ValueError("sample_weight contains NaN or infinity")
+    if (w < 0).any():
+        raise ValueError("sample_weight must be non-negative")
+    if not (w > 0).any():
+        raise ValueError("sample_weight is zero for every sample; there is nothing to learn")
+    return w
+
+
 def all_finite(a: np.ndarray) -> bool:
     """True when no element is NaN or infinite. One pass, no temporary array: a float64
     sum is finite exactly when every element is, unless finite values overflow it (then

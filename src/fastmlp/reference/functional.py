@@ -90,8 +90,13 @@ def sgd_step(params: list[np.ndarray], grads: list[np.ndarray], lr: float) -> No
 
 
 # -- losses ------------------------------------------------------------------------------------
-def loss_terms(loss: str, Z: np.ndarray, labels, dense):
-    """Per-sample loss (n,), per-sample accuracy (n,) and delta = d(mean loss)/dZ (n, K)."""
+def loss_terms(loss: str, Z: np.ndarray, labels, dense, weights=None):
+    """Per-sample loss (n,), per-sample accuracy (n,) and delta = d(mean loss)/dZ (n, K).
+
+    With per-sample `weights` (n,) the batch loss is sum(w * loss) / sum(w): each sample's
+    loss, accuracy and delta are scaled by its share w_i * n / sum(w) (0 when sum(w) is 0),
+    so plain means of the returned arrays are the weighted means.
+    """
     z = Z.astype(np.float64)
     n, K = z.shape
     t = None if dense is None else dense.astype(np.float64)
@@ -129,7 +134,13 @@ def loss_terms(loss: str, Z: np.ndarray, labels, dense):
         delta[rows, labels] = -active.sum(axis=1) / (n * K)
     else:
         raise ValueError(loss)
-    return per_sample, correct.astype(np.float64), delta.astype(Z.dtype)
+    correct = correct.astype(np.float64)
+    if weights is not None:
+        w = np.asarray(weights, dtype=np.float64)
+        total = w.sum()
+        share = w * n / total if total > 0 else np.zeros(n)
+        per_sample, correct, delta = per_sample * share, correct * share, delta * share[:, None]
+    return per_sample, correct, delta.astype(Z.dtype)
 
 
 # -- regularizers ------------------------------------------------------------------------------

@@ -160,13 +160,16 @@ class MLP(BaseMLP):
                     d, rec["xhat"], rec["var"], gamma, self._bn_eps, training)
             delta = d
 
-    def _objective(self, X, labels, dense, training, counter, pen, idx=None):
-        """(data loss + activity per sample sums, accuracy, grad, dX, cache)."""
+    def _objective(self, X, labels, dense, training, counter, pen, idx=None, weights=None):
+        """(per-sample losses, accuracies, dLoss/dlogits, cache); targets and weights are
+        those of the full data set when `idx` selects the batch rows."""
         logits, cache = self._forward(X, training, counter, pen)
-        per_sample, correct, delta = F.loss_terms(
-            self._loss.name, logits,
-            None if labels is None else (labels if idx is None else labels[idx]),
-            None if dense is None else (dense if idx is None else dense[idx]))
+
+        def rows(a):
+            return None if a is None else (a if idx is None else a[idx])
+
+        per_sample, correct, delta = F.loss_terms(self._loss.name, logits, rows(labels),
+                                                  rows(dense), rows(weights))
         return per_sample, correct, delta, cache
 
     # -- backend interface ---------------------------------------------------------------------
@@ -174,8 +177,9 @@ class MLP(BaseMLP):
         logits, _ = self._forward(X, False, 0)
         return F.output_activation(self._loss.name, logits)
 
-    def _backend_loss_grad(self, X, labels, dense, training, penalty, counter):
-        per_sample, _, delta, cache = self._objective(X, labels, dense, training, counter, penalty)
+    def _backend_loss_grad(self, X, labels, dense, training, penalty, counter, weights=None):
+        per_sample, _, delta, cache = self._objective(X, labels, dense, training, counter, penalty,
+                                                      weights=weights)
         grad, dX = self._backward(cache, delta, penalty)
         value = F.penalty(self._flat, grad, self._ref_layout, penalty)
         return float(per_sample.mean()) + cache["activity"] / len(X) + value, grad, dX
@@ -189,14 +193,14 @@ class MLP(BaseMLP):
         pass
 
     def _backend_train(self, X, labels, dense, order, start, n_steps, batch_size, rates,
-                       optimizer, state, clip, penalty, augment):
+                       optimizer, state, clip, penalty, augment, weights=None):
         # a diverging run overflows on its way to the non-finite loss the caller reports
         with np.errstate(over="ignore", invalid="ignore"):
             return self._train(X, labels, dense, order, start, n_steps, batch_size, rates,
-                               optimizer, state, clip, penalty, augment)
+                               optimizer, state, clip, penalty, augment, weights)
 
     def _train(self, X, labels, dense, order, start, n_steps, batch_size, rates, optimizer,
-               state, clip, penalty, augment):
+               state, clip, penalty, augment, weights):
         max_norm, max_value, error_if_nonfinite = clip
         noise, shift, h, w, c, adv_eps, adv_ratio = augment
         step_loss = np.zeros(n_steps)
@@ -214,12 +218,12 @@ class MLP(BaseMLP):
             na = int(np.floor(adv_ratio * len(idx) + 0.5))
             if adv_eps > 0 and na > 0:
                 _, _, delta, cache = self._objective(xb[:na], labels, dense, True, counter,
-                                                     penalty, idx[:na])
+                                                     penalty, idx[:na], weights)
                 _, dx = self._backward(cache, delta, penalty)
                 xb = xb.copy()
                 xb[:na] += xb.dtype.type(adv_eps) * np.sign(dx)
             per_sample, correct, delta, cache = self._objective(xb, labels, dense, True, counter,
-                                                                penalty, idx)
+                                                                penalty, idx, weights)
             step_loss[s] = per_sample.mean() + cache["activity"] / len(idx)
             step_correct[s] = correct.mean()
             if not np.isfinite(step_loss[s]):
