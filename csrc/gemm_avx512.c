@@ -11,28 +11,19 @@ void fm_tile_avx512(float *C, int ldc, const float *A, size_t sr, size_t sk, con
                     int ldb, int rb, int K, int nb, const float *init) {
     const __mmask16 m0 = nb >= 16 ? 0xFFFF : (__mmask16)((1u << nb) - 1);
     const __mmask16 m1 = nb <= 16 ? 0 : nb >= 32 ? 0xFFFF : (__mmask16)((1u << (nb - 16)) - 1);
-    if (rb == 1) { /* one row (inference at batch 1): a vector-matrix product */
+    if (rb == 1) { /* one row (inference at batch 1): a vector-matrix product. One FMA
+                      chain per element, in the order of the full tile below, so that a row's
+                      result never depends on the rows it is batched with. */
         __m512 c0 = init ? _mm512_maskz_loadu_ps(m0, init) : _mm512_setzero_ps();
         __m512 c1 = init ? _mm512_maskz_loadu_ps(m1, init + 16) : _mm512_setzero_ps();
-        __m512 d0 = _mm512_setzero_ps(), d1 = _mm512_setzero_ps();
-        int k = 0;
-        for (; k + 2 <= K; k += 2) { /* two chains per half to hide the FMA latency */
-            const float *b = Bm + (size_t)k * ldb;
-            const __m512 x0 = _mm512_set1_ps(A[(size_t)k * sk]);
-            const __m512 x1 = _mm512_set1_ps(A[(size_t)(k + 1) * sk]);
-            c0 = _mm512_fmadd_ps(x0, _mm512_maskz_loadu_ps(m0, b), c0);
-            c1 = _mm512_fmadd_ps(x0, _mm512_maskz_loadu_ps(m1, b + 16), c1);
-            d0 = _mm512_fmadd_ps(x1, _mm512_maskz_loadu_ps(m0, b + ldb), d0);
-            d1 = _mm512_fmadd_ps(x1, _mm512_maskz_loadu_ps(m1, b + ldb + 16), d1);
-        }
-        for (; k < K; k++) {
+        for (int k = 0; k < K; k++) {
             const float *b = Bm + (size_t)k * ldb;
             const __m512 x = _mm512_set1_ps(A[(size_t)k * sk]);
             c0 = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(m0, b), c0);
             c1 = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(m1, b + 16), c1);
         }
-        _mm512_mask_storeu_ps(C, m0, _mm512_add_ps(c0, d0));
-        _mm512_mask_storeu_ps(C + 16, m1, _mm512_add_ps(c1, d1));
+        _mm512_mask_storeu_ps(C, m0, c0);
+        _mm512_mask_storeu_ps(C + 16, m1, c1);
         return;
     }
     const float *a[MR];

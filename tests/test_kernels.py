@@ -137,3 +137,17 @@ def test_dropout_and_batch_norm_gradients_on_every_path(kernel, loss):
     for m in (eng, ref):
         m.fit(X, y, epochs=2, batch_size=16, optimizer=fastmlp.optim.SGD(lr=0.05, momentum=0.9))
     assert relative_error([eng.get_flat_params()], [ref.get_flat_params()]) <= 1e-4
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_rows_prediction_does_not_depend_on_its_batch(kernel, dtype):
+    """Every row is computed in the same order whatever tile it lands in (a lone row, a
+    tile tail, a packed panel), so predictions of a subset equal those of the whole."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(150, 70))
+    m = fastmlp.MLP([70, 97, 33, 10], seed=1, dtype=dtype, bias_init=0.1)
+    full = m.predict(X)
+    for start, stop in [(0, 1), (5, 6), (3, 12), (0, 9), (17, 82), (40, 150), (149, 150)]:
+        np.testing.assert_array_equal(m.predict(X[start:stop]), full[start:stop])
+    order = rng.permutation(150)
+    np.testing.assert_array_equal(m.predict(X[order]), full[order])
