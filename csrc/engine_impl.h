@@ -230,7 +230,7 @@ static FN(fm_pass) FN(inference)(const fm_net *net, const fm_buffers *buf) {
 }
 
 int FN(fm_predict)(const fm_net *net, const fm_buffers *buf, const real *X, int64_t n,
-                   real *out) {
+                   int logits, real *out) {
     if (!net_ok(net) || buf->batch_cap < 1) return FM_ERR_BAD_ARGUMENT;
     FN(fm_ws) ws;
     FN(ws_carve)(&ws, net, buf->work, buf->batch_cap);
@@ -241,7 +241,7 @@ int FN(fm_predict)(const fm_net *net, const fm_buffers *buf, const real *X, int6
         FN(forward)(&ps, &ws, X + (size_t)r0 * I, B);
         real *o = out + (size_t)r0 * K;
         memcpy(o, ws.logits, (size_t)B * K * sizeof(real));
-        FN(fm_output_activation)(o, B, K, net->loss);
+        if (!logits) FN(fm_output_activation)(o, B, K, net->loss);
     }
     return FM_OK;
 }

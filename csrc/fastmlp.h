@@ -189,9 +189,9 @@ void fm_shuffle(uint64_t state[4], int64_t *order, int64_t n);
 
 #define FM_DECLARE(T, SFX)                                                                      \
     /* out (n, n_L) = output activation of the net (inference mode) applied to X (n, n_0),     \
-       in blocks of buf->batch_cap rows */                                                      \
+       in blocks of buf->batch_cap rows; logits != 0 leaves out the output activation */       \
     int fm_predict_##SFX(const fm_net *net, const fm_buffers *buf, const T *X, int64_t n,     \
-                         T *out);                                                               \
+                         int logits, T *out);                                                   \
     /* Mean loss + penalties over X (n, n_0) and its gradients into buf->grads; input_grad    \
        (n, n_0) = dLoss/dX when not NULL. training: dropout masks drawn from (rng, stream 0)   \
        and BN batch statistics (running statistics are not updated). n <= batch_cap. */       \

@@ -20,12 +20,21 @@ __version__ = "0.1.0"
 _MODEL_KINDS = {"fastmlp.model.MLP": MLP, "fastmlp.reference.model.MLP": reference.MLP}
 
 
-def load(path, *, threads: int | None = None) -> MLP:
-    """Read a model written by ``model.save(path)``. The file format cannot execute code;
+_ESTIMATOR_KINDS = ("fastmlp.estimators.MLPClassifier", "fastmlp.estimators.MLPRegressor")
+
+
+def load(path, *, threads: int | None = None):
+    """Read a model written by ``save(path)`` of :class:`MLP`, the reference MLP,
+    :class:`MLPClassifier` or :class:`MLPRegressor`. The file format cannot execute code;
     a truncated, corrupted, oversized or foreign file raises ValueError naming the problem.
     """
     data = serialization.read_file(path)
     kind, config, arrays = serialization.loads(data, str(path))
+    if kind in _ESTIMATOR_KINDS:
+        from fastmlp import estimators
+
+        cls = getattr(estimators, kind.rsplit(".", 1)[1])
+        return cls._from_file(config, arrays, str(path), threads)
     cls = _MODEL_KINDS.get(kind)
     if cls is None:
         raise ValueError(f"{path}: unknown model kind {kind!r}")
@@ -37,8 +46,19 @@ def load(path, *, threads: int | None = None) -> MLP:
     return model
 
 
+def __getattr__(name: str):
+    # the scikit-learn estimators import scikit-learn: only when asked for
+    if name in ("MLPClassifier", "MLPRegressor"):
+        from fastmlp import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'fastmlp' has no attribute {name!r}")
+
+
 __all__ = [
     "MLP",
+    "MLPClassifier",
+    "MLPRegressor",
     "Ensemble",
     "load",
     "History",

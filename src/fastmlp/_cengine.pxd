@@ -84,9 +84,9 @@ cdef extern from "fastmlp.h" nogil:
     uint64_t fm_hash(uint64_t key, uint64_t counter, uint64_t stream, uint64_t index)
 
     int fm_predict_f32(const fm_net *net, const fm_buffers *buf, const float *X, int64_t n,
-                       float *out)
+                       int logits, float *out)
     int fm_predict_f64(const fm_net *net, const fm_buffers *buf, const double *X, int64_t n,
-                       double *out)
+                       int logits, double *out)
     int fm_loss_grad_f32(const fm_net *net, const fm_buffers *buf, const float *X,
                          fm_targets targets, int n, int training, const fm_penalty *pen,
                          fm_random rng, double *loss, float *input_grad)

@@ -252,8 +252,9 @@ cdef class Engine:
                                   or not dense.flags.c_contiguous):
             raise ValueError(f"dense targets must be contiguous {self.dtype} of shape ({n}, {K})")
 
-    def predict(self, X, int batch_cap=512):
-        """Outputs after the loss's output activation, (n, n_L), in inference mode."""
+    def predict(self, X, int batch_cap=512, bint logits=False):
+        """Outputs after the loss's output activation (before it with logits=True),
+        (n, n_L), in inference mode."""
         self._check_X(X)
         cdef int64_t n = X.shape[0]
         out = np.empty((n, self.net.sizes[self.net.n_layers]), dtype=self.dtype)
@@ -267,9 +268,9 @@ cdef class Engine:
         cdef int status
         with nogil:
             if self.is_f64:
-                status = fm_predict_f64(&self.net, &b, <double *>x, n, <double *>o)
+                status = fm_predict_f64(&self.net, &b, <double *>x, n, logits, <double *>o)
             else:
-                status = fm_predict_f32(&self.net, &b, <float *>x, n, <float *>o)
+                status = fm_predict_f32(&self.net, &b, <float *>x, n, logits, <float *>o)
         _check_status(status, "predict")
         return out
 

@@ -328,6 +328,12 @@ class BaseMLP:
         batch norm with running statistics."""
         return self._backend_predict(self._check_X(X))
 
+    def predict_logits(self, X: object) -> np.ndarray:
+        """Network output before the output activation (the last layer's affine output),
+        shape ``(n, n_outputs)``: the logits of ``cross_entropy`` and
+        ``binary_cross_entropy``; equal to :meth:`predict` for the other losses."""
+        return self._backend_predict(self._check_X(X), logits=True)
+
     def predict_labels(self, X: object) -> np.ndarray:
         """Predicted classes: argmax for ``cross_entropy``/``multi_hinge``; 0/1 per output
         for ``binary_cross_entropy``; -1/+1 per output for ``hinge``."""
@@ -497,7 +503,8 @@ class BaseMLP:
     def _backend_set_prune_mask(self, mask: np.ndarray | None) -> None:
         raise NotImplementedError
 
-    def _backend_predict(self, X: np.ndarray) -> np.ndarray:
+    def _backend_predict(self, X: np.ndarray, logits: bool = False) -> np.ndarray:
+        """Outputs after the output activation (before it with logits=True)."""
         raise NotImplementedError
 
     def _backend_loss_grad(self, X, labels, dense, training, penalty, counter,

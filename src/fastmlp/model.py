@@ -50,8 +50,8 @@ class MLP(BaseMLP):
     def _backend_set_prune_mask(self, mask):
         self._engine.prune_mask = None if mask is None else np.ascontiguousarray(mask, self._dtype)
 
-    def _backend_predict(self, X):
-        return self._engine.predict(X, _PREDICT_BLOCK)
+    def _backend_predict(self, X, logits=False):
+        return self._engine.predict(X, _PREDICT_BLOCK, logits)
 
     def _backend_loss_grad(self, X, labels, dense, training, penalty, counter, weights=None):
         loss, dX = self._engine.loss_grad(X, labels, dense, training, penalty, self._seed,

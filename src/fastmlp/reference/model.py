@@ -173,9 +173,9 @@ class MLP(BaseMLP):
         return per_sample, correct, delta, cache
 
     # -- backend interface ---------------------------------------------------------------------
-    def _backend_predict(self, X):
-        logits, _ = self._forward(X, False, 0)
-        return F.output_activation(self._loss.name, logits)
+    def _backend_predict(self, X, logits=False):
+        out, _ = self._forward(X, False, 0)
+        return out if logits else F.output_activation(self._loss.name, out)
 
     def _backend_loss_grad(self, X, labels, dense, training, penalty, counter, weights=None):
         per_sample, _, delta, cache = self._objective(X, labels, dense, training, counter, penalty,
