@@ -57,7 +57,7 @@ static const real *FN(hidden_forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, in
     const real *gamma = ps->params + fm_bn_offset(net, l), *beta = gamma + O;
     const real *rmean = bn ? ps->running + fm_running_offset(net, l) : NULL;
     const real *rvar = bn ? rmean + O : NULL;
-    const int nt = net->n_threads;
+    const int nt = fm_usable_threads(net->n_threads);
     if (bn == FM_BN_BEFORE) {
         FN(fm_dense_forward)(ws->z[l], in, W, b, B, I, O, FM_IDENTITY, 0, nt, ws->pack);
         if (ps->training)
@@ -124,7 +124,8 @@ static void FN(forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, const real *X, i
     for (int l = 0; l < L - 1; l++) in = FN(hidden_forward)(ps, ws, l, in, B);
     FN(fm_dense_forward)(ws->logits, in, ps->params + fm_weight_offset(net, L - 1),
                          ps->params + fm_bias_offset(net, L - 1), B, net->sizes[L - 1],
-                         net->sizes[L], FM_IDENTITY, 0, net->n_threads, ws->pack);
+                         net->sizes[L], FM_IDENTITY, 0, fm_usable_threads(net->n_threads),
+                         ws->pack);
 }
 
 /* d[idx] holds dLoss/d(output of hidden layer l); turn it into dLoss/d(its z), using
@@ -176,7 +177,7 @@ static int FN(plain_hidden)(const FN(fm_pass) * ps, int l) {
 static void FN(backward)(const FN(fm_pass) * ps, real *grads, FN(fm_ws) * ws, int B,
                          real *input_grad) {
     const fm_net *net = ps->net;
-    const int nt = net->n_threads;
+    const int nt = fm_usable_threads(net->n_threads);
     int cur = 0;
     for (int l = net->n_layers - 1; l >= 0; l--) {
         const real *in = l > 0 ? ws->out[l - 1] : ws->in0;
@@ -326,7 +327,8 @@ int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const
     real *params = (real *)buf->params, *grads = (real *)buf->grads;
     real *running = (real *)buf->running;
     const real *mask = (const real *)buf->prune_mask;
-    const int L = net->n_layers, I = net->sizes[0], K = net->sizes[L], nt = net->n_threads;
+    const int L = net->n_layers, I = net->sizes[0], K = net->sizes[L];
+    const int nt = fm_usable_threads(net->n_threads);
     const size_t n_params = fm_param_count(net);
     const int clipping = clip->max_norm > 0 || clip->max_value > 0;
     const int augmenting = aug->noise_std > 0 || aug->shift > 0;

@@ -128,6 +128,10 @@ typedef struct {
     int64_t counter; /* training steps taken; each step increments it */
 } fm_random;
 
+/* 1 when this process was forked after its parent ran OpenMP thread teams: the engine
+ * then runs single-threaded (GNU OpenMP cannot start teams after such a fork). */
+int fm_fork_serial(void);
+
 /* Hash-based uniform in [0, 1) (53 bits) and its integer source; see rng.c. */
 uint64_t fm_hash(uint64_t key, uint64_t counter, uint64_t stream, uint64_t index);
 double fm_uniform(uint64_t key, uint64_t counter, uint64_t stream, uint64_t index);

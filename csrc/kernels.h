@@ -19,6 +19,10 @@
 /* Row tiles that share one packed panel in the forward pass (and input rows in dW). */
 #define FM_PACK_GROUP 64
 
+/* The thread count to use for `requested` (1 in a process forked after this one ran
+ * OpenMP teams; see threads.c). */
+int fm_usable_threads(int requested);
+
 /* Streams of the counter-based training randomness (fm_hash): dropout of the input of
  * dense layer l uses stream FM_STREAM_DROPOUT + l. */
 #define FM_STREAM_DROPOUT 0

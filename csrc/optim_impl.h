@@ -134,7 +134,8 @@ static void FN(update_range)(const fm_optimizer *o, int64_t t, double lr_, real 
 }
 
 void FN(fm_optimizer_step)(fm_optimizer *o, real *p, const real *g, size_t n, double lr,
-                           int nt) {
+                           int n_threads) {
+    const int nt = fm_usable_threads(n_threads);
     const int64_t t = ++o->step;
     real *s[3] = {(real *)o->slot[0], (real *)o->slot[1], (real *)o->slot[2]};
     const size_t chunk = 16384, chunks = (n + chunk - 1) / chunk;
@@ -164,7 +165,8 @@ double FN(fm_sum_squares)(const real *g, size_t n, int nt) {
     return s;
 }
 
-double FN(fm_clip_grads)(real *g, size_t n, const fm_clip *clip, int nt) {
+double FN(fm_clip_grads)(real *g, size_t n, const fm_clip *clip, int n_threads) {
+    const int nt = fm_usable_threads(n_threads);
     double norm = 0;
     if (clip->max_norm > 0) {
         norm = sqrt(FN(fm_sum_squares)(g, n, nt));

@@ -111,6 +111,7 @@ cdef extern from "fastmlp.h" nogil:
                                int n_threads)
     void fm_optimizer_step_f64(fm_optimizer *opt, double *p, const double *g, size_t n,
                                double lr, int n_threads)
+    int fm_fork_serial()
 
 
 cdef extern from "gemm.h" nogil:

@@ -27,6 +27,14 @@ def have_openmp():
     return bool(fm_have_openmp())
 
 
+def fork_serial():
+    """True in a process forked after its parent ran OpenMP thread teams: the engine then
+    runs single-threaded there (GNU OpenMP cannot start teams after such a fork; results
+    are the same for any thread count). Spawned processes (joblib's default loky backend,
+    multiprocessing's "spawn"/"forkserver") keep all their threads."""
+    return bool(fm_fork_serial())
+
+
 def default_threads():
     """OpenMP's default thread count (OMP_NUM_THREADS or the number of cores)."""
     return fm_max_threads()

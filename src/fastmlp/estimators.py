@@ -267,8 +267,9 @@ class _BaseMLP(BaseEstimator):
         kwargs.update(extra)
         try:
             return cls(lr=lr, **kwargs)
-        except TypeError as exc:
-            raise TypeError(f"optimizer_params for solver={self.solver!r}: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"solver={self.solver!r} with optimizer_params={extra}: {exc}") \
+                from None
 
     def _fit_stochastic(self, X, y, targets, weights, incremental) -> None:
         if self._optimizer is None or not incremental:
@@ -740,14 +741,17 @@ def _any_regularizer(est) -> bool:
 
 
 def _jsonable(values: dict, what: str) -> dict:
-    """`values` as JSON (tuples become lists; NumPy scalars and arrays become Python
-    values); TypeError names anything that cannot be stored."""
+    """`values` as JSON that :func:`_from_json` turns back into equal values (tuples, dicts
+    with any keys, arrays and NumPy scalars are tagged); TypeError names anything that
+    cannot be stored."""
     def convert(v):
         if isinstance(v, np.ndarray):
             return {"__ndarray__": convert(v.tolist())}
         if isinstance(v, (np.generic,)):
             return v.item()
-        if isinstance(v, (list, tuple)):
+        if isinstance(v, tuple):
+            return {"__tuple__": [convert(x) for x in v]}
+        if isinstance(v, list):
             return [convert(x) for x in v]
         if isinstance(v, dict):
             return {"__dict__": [[convert(k), convert(x)] for k, x in v.items()]}
@@ -764,6 +768,8 @@ def _from_json(values: dict) -> dict:
     def convert(v):
         if isinstance(v, dict) and "__ndarray__" in v:
             return np.asarray(v["__ndarray__"])
+        if isinstance(v, dict) and "__tuple__" in v:
+            return tuple(convert(x) for x in v["__tuple__"])
         if isinstance(v, dict) and "__dict__" in v:
             return {_hashable(convert(k)): convert(x) for k, x in v["__dict__"]}
         if isinstance(v, list):
