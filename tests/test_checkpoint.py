@@ -46,6 +46,37 @@ def test_resume_equals_the_uninterrupted_run(tmp_path, impl, shuffle):
     assert h1.best_epoch == h2.best_epoch and len(h2) == 6
 
 
+@pytest.mark.parametrize("impl", [fastmlp.MLP, fastmlp.reference.MLP])
+@pytest.mark.parametrize("stop_epoch", [1, 3])
+def test_ctrl_c_rewinds_to_the_epoch_start_and_checkpoints_it(tmp_path, impl, stop_epoch):
+    X, y = make_problem("cross_entropy", 64, 8, 3, seed=1)
+    options = dict(batch_size=4, l2=1e-3, optimizer=optim.Adam(lr=0.01))
+    straight = build(impl)
+    h1 = straight.fit(X, y, epochs=4, **options)
+
+    def interrupt(epoch, epochs, done, n, loss):
+        if epoch == stop_epoch and done >= n // 2:
+            raise KeyboardInterrupt
+
+    interrupted = build(impl)
+    before = build(impl)
+    if stop_epoch > 1:  # the state after the epochs that complete
+        before.fit(X, y, epochs=stop_epoch - 1, batch_size=4, l2=1e-3,
+                   optimizer=optim.Adam(lr=0.01))
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit(X, y, epochs=4, checkpoint=tmp_path / "ckpt", progress=interrupt,
+                        batch_size=4, l2=1e-3, optimizer=optim.Adam(lr=0.01))
+    # the model was put back to the start of the interrupted epoch...
+    assert np.array_equal(interrupted.get_flat_params(), before.get_flat_params())
+    assert interrupted.training_step == before.training_step
+    # ...which the checkpoint holds, and resuming from it equals the uninterrupted run
+    assert checkpoint.load(tmp_path / "ckpt")[0]["epoch"] == stop_epoch - 1
+    resumed = build(impl)
+    h2 = resumed.fit(X, y, epochs=4, resume_from=tmp_path / "ckpt", batch_size=4, l2=1e-3)
+    assert np.array_equal(straight.get_flat_params(), resumed.get_flat_params())
+    assert h1.loss == h2.loss and len(h2) == 4
+
+
 def test_checkpoint_mismatches_are_refused(tmp_path):
     X, y = make_problem("cross_entropy", 40, 8, 3)
     m = fastmlp.MLP([8, 12, 3], seed=0)

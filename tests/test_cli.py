@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
+
+import fastmlp
 
 EXE = shutil.which("fastmlp")
 
@@ -124,3 +128,39 @@ def test_progress_bar_line():
     assert text.count("\r") == 3 and out.getvalue().endswith("\r")
     assert "epoch 1/3 [###############...............] 500/1000" in text
     assert "loss 0.4000" in text and "samples/s" in text and "ETA" in text
+
+
+def test_standardize_and_cosine_schedule_save_a_model_for_raw_inputs(tmp_path):
+    model = tmp_path / "m.fmlp"
+    result = run("train", "--epochs", "3", "--hidden", "32", "--optimizer", "adam",
+                 "--schedule", "cosine", "--standardize", "--batch-size", "128",
+                 "--save", str(model), "--quiet")
+    assert result.returncode == 0, result.stderr
+    trained = float(result.stdout.split("test accuracy:")[1].split()[0])
+    assert trained > 0.7
+    evaluated = run("evaluate", str(model))  # raw pixels: the scaling lives in the model
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert float(evaluated.stdout.split("accuracy:")[1].split()[0]) == pytest.approx(trained)
+
+
+def test_checkpoint_survives_ctrl_c_and_resume_finishes_the_run(tmp_path):
+    ckpt = tmp_path / "run.ckpt"
+    common = ["train", "--epochs", "30", "--hidden", "32", "--optimizer", "adam",
+              "--batch-size", "16", "--seed", "3", "--threads", "1", "--quiet"]
+    straight = run(*common, "--save", str(tmp_path / "straight.fmlp"))
+    assert straight.returncode == 0, straight.stderr
+    cmd = [EXE] if EXE else [sys.executable, "-m", "fastmlp.cli"]
+    proc = subprocess.Popen(cmd + common[:-1] + ["--checkpoint", str(ckpt)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline:  # epoch 1 done: interrupt epoch 2
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)  # 29 epochs left: Ctrl-C lands mid-run
+    assert f"--resume {ckpt}" in err
+    resumed = run(*common, "--resume", str(ckpt), "--checkpoint", str(ckpt),
+                  "--save", str(tmp_path / "resumed.fmlp"))
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = (fastmlp.load(tmp_path / f) for f in ("straight.fmlp", "resumed.fmlp"))
+    assert np.array_equal(a.get_flat_params(), b.get_flat_params())

@@ -176,3 +176,22 @@ def test_mse_has_no_accuracy_or_labels(impl, data):
         model.score(X, y)
     with pytest.raises(ValueError, match="mse has no class labels"):
         model.predict_labels(X)
+
+
+@pytest.mark.parametrize("impl_name", ["engine", "reference"])
+@pytest.mark.parametrize("batch_norm", [False, "before"])
+def test_folding_input_scaling_gives_the_same_outputs_on_raw_inputs(impl_name, batch_norm):
+    from conftest import IMPLEMENTATIONS
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(3.0, 2.0, size=(50, 6))
+    mean, scale = X.mean(axis=0), X.std(axis=0) + 0.1
+    m = IMPLEMENTATIONS[impl_name]([6, 9, 3], dtype="float64", seed=1, batch_norm=batch_norm)
+    m.fit((X - mean) / scale, rng.integers(0, 3, 50), epochs=2, batch_size=10)
+    expected = m.predict((X - mean) / scale)
+    m.fold_input_scaling(mean, scale)
+    np.testing.assert_allclose(m.predict(X), expected, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        m.fold_input_scaling(mean, np.zeros(6))
+    with pytest.raises(ValueError, match="shape"):
+        m.fold_input_scaling(mean[:3], scale)

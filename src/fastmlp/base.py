@@ -229,6 +229,22 @@ class BaseMLP:
             flat[b0 : b0 + n_out] = b
         self._set_flat_masked(flat)
 
+    def fold_input_scaling(self, mean: object, scale: object) -> None:
+        """Absorb the preprocessing ``x -> (x - mean) / scale`` into the first layer, so the
+        model trained on scaled inputs takes raw inputs: ``W0 <- W0 / scale[:, None]`` and
+        ``b0 <- b0 - (mean / scale) @ W0``. Equal outputs up to rounding (before a first
+        batch-norm layer the same holds, since it sees the same pre-activations)."""
+        n = self._sizes[0]
+        mean = _check_param(mean, (n,), np.dtype(np.float64), "mean")
+        scale = _check_param(scale, (n,), np.dtype(np.float64), "scale")
+        if not (scale > 0).all():
+            raise ValueError("scale must be > 0 for every feature")
+        weights, biases = self.get_params()
+        W = weights[0].astype(np.float64)
+        biases[0] = biases[0] - np.sum((mean / scale)[:, None] * W, axis=0)
+        weights[0] = W / scale[:, None]
+        self.set_params(weights, biases)
+
     def get_flat_params(self) -> np.ndarray:
         """All learnable parameters as one vector (a copy), in the documented order
         ``[W_0 (row-major), b_0, (gamma_0, beta_0 for a batch-norm layer), W_1, b_1, ...]``;

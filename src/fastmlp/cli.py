@@ -89,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--input-dropout", type=float, default=0.0, help="input dropout rate")
     train.add_argument("--batch-norm", choices=["none", "before", "after"], default="none",
                        help="batch normalization of hidden layers")
+    train.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                       help="learning rate per epoch: constant, or cosine annealing to 0")
+    train.add_argument("--standardize", action="store_true",
+                       help="train on inputs scaled to (x - mean) / (std + 0.1) per feature "
+                            "(training-set statistics); the scaling is then folded into the "
+                            "first layer, so the saved model takes raw inputs")
     train.add_argument("--l2", type=float, default=0.0, help="L2 penalty l2/2 |W|^2")
     train.add_argument("--early-stopping", action="store_true",
                        help="stop when the held-out validation loss stops improving "
@@ -100,6 +106,14 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="print only the final result")
     train.add_argument("--save", type=Path, default=None, metavar="PATH",
                        help="write the trained model to PATH (fastmlp model file)")
+    train.add_argument("--checkpoint", type=Path, default=None, metavar="PATH",
+                       help="keep a training checkpoint in PATH (written atomically after "
+                            "every --checkpoint-every epochs, and on Ctrl-C)")
+    train.add_argument("--checkpoint-every", type=int, default=1, metavar="N",
+                       help="epochs between checkpoints")
+    train.add_argument("--resume", type=Path, default=None, metavar="PATH",
+                       help="continue the run saved in checkpoint PATH (same data and "
+                            "options) up to --epochs in all")
     train.add_argument("--plot", type=Path, default=None, metavar="PNG",
                        help="plot loss and accuracy per epoch to this image "
                             "(needs matplotlib: pip install 'fastmlp[plot]')")
@@ -159,6 +173,9 @@ def _load(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
     return ds.X_train, ds.y_train, ds.X_test, ds.y_test, ds.source
 
 
+STANDARDIZE_EPS = 0.1  # added to each feature's std: near-constant pixels stay tame
+
+
 def _encode(loss: str, y: np.ndarray, n_classes: int) -> np.ndarray:
     """Class labels as the targets `loss` expects."""
     if loss in ("cross_entropy", "multi_hinge"):
@@ -190,8 +207,21 @@ def _train(args) -> int:
         print(f"model: {'-'.join(map(str, sizes))} {args.activation}, {args.loss}, "
               f"{args.dtype}, {model.threads} thread(s); {optimizer!r}, "
               f"batch {args.batch_size}, {args.epochs} epochs")
+    scaling = None
+    if args.standardize:
+        mean = X_train.mean(axis=0, dtype=np.float64)
+        scale = X_train.std(axis=0, dtype=np.float64) + STANDARDIZE_EPS
+        scaling = (mean, scale)
+        X_train = ((X_train - mean) / scale).astype(X_train.dtype)
+        X_test_raw, X_test = X_test, ((X_test - mean) / scale).astype(X_test.dtype)
     t_test = _encode(args.loss, y_test, n_classes)
     fit_options = {"l2": args.l2}
+    if args.schedule == "cosine":
+        fit_options["lr_schedule"] = fastmlp.schedules.CosineAnnealing(args.epochs)
+    if args.checkpoint is not None:
+        fit_options.update(checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every)
+    if args.resume is not None:
+        fit_options["resume_from"] = args.resume
     if args.early_stopping:
         fit_options.update(early_stopping=True)
     else:
@@ -199,9 +229,21 @@ def _train(args) -> int:
     if args.plot is not None:
         _check_matplotlib()
     progress = None if args.quiet or not sys.stderr.isatty() else _ProgressBar()
-    history = model.fit(X_train, _encode(args.loss, y_train, n_classes), epochs=args.epochs,
-                        batch_size=args.batch_size, optimizer=optimizer,
-                        verbose=not args.quiet, progress=progress, **fit_options)
+    try:
+        history = model.fit(X_train, _encode(args.loss, y_train, n_classes),
+                            epochs=args.epochs, batch_size=args.batch_size,
+                            optimizer=None if args.resume else optimizer,
+                            verbose=not args.quiet, progress=progress, **fit_options)
+    except KeyboardInterrupt:
+        if progress is not None:
+            progress.clear()
+        if args.checkpoint is not None:
+            print(f"interrupted: {args.checkpoint} holds the completed epochs; continue with "
+                  f"--resume {args.checkpoint}", file=sys.stderr)
+        raise
+    if scaling is not None:  # the saved model takes raw inputs
+        model.fold_input_scaling(*scaling)
+        X_test = X_test_raw
     accuracy = np.mean(_class_of(model, X_test) == y_test)
     seconds = sum(history.time)
     print(f"test accuracy: {accuracy:.4f}  (training {seconds:.1f}s)")

@@ -103,7 +103,10 @@ def fit(
     checkpoint, checkpoint_every : path, int
         Write a training checkpoint to the file `checkpoint` every `checkpoint_every`
         epochs and after the last one (atomically: the file always holds a complete
-        checkpoint, also if the process is killed or Ctrl-C stops training).
+        checkpoint, also if the process is killed). Ctrl-C (KeyboardInterrupt) during an
+        epoch puts the model back to the start of that epoch, writes the checkpoint of
+        the epochs completed, and re-raises: model and checkpoint agree, and
+        ``resume_from`` continues exactly.
     resume_from : path, optional
         Continue the run saved in that checkpoint up to `epochs` in all: same data, same
         model configuration; the result equals the uninterrupted run bit for bit. Pass the
@@ -210,7 +213,11 @@ def fit(
         model._backend_shuffle(order)
     spare = None  # a snapshot whose buffers can be reused
     chunk = 1
+    rewind = None  # with checkpoints: the state at the start of the epoch (see below)
     for epoch in range(first_epoch, epochs + 1):
+        if checkpoint is not None:
+            rewind = (_snapshot(model, state, rewind[0] if rewind else None), model._counter,
+                      model._backend_rng_state(), order.copy())
         if mode == "epoch":
             model._backend_shuffle(order)
         if weights is not None:
@@ -227,37 +234,50 @@ def fit(
         # running chunk, `previous` the one before (see the divergence handling below)
         current = _snapshot(model, state, spare)
         previous = current
-        while s < steps:
-            k = min(chunk, steps - s)
-            t_chunk = time.perf_counter()
-            status, done, sl, sc = model._backend_train(
-                X, labels, dense, order, s * batch_size, k, batch_size, rates[s : s + k],
-                optimizer, state, clip, penalty, augment, weights,
-            )
-            if status != STATUS_OK:
-                # `current` gave a finite loss on this chunk's first batch if done > 0;
-                # otherwise `previous` did, on the previous chunk's first batch.
-                _restore(model, current if done > 0 else previous, state)
-                what = (f"the batch loss is {sl[done]}" if status == STATUS_NONFINITE_LOSS
-                        else "the gradient norm is not finite")
-                raise TrainingDivergedError(
-                    f"training diverged at epoch {epoch}, step {s + done + 1}: {what}. "
-                    f"The model keeps the last weights that gave a finite loss. Try a "
-                    f"smaller learning rate (lr={rates[s + done]:g}), gradient clipping, "
-                    f"or rescaled inputs.",
-                    history=history, epoch=epoch, step=s + done + 1,
+        try:
+            while s < steps:
+                k = min(chunk, steps - s)
+                t_chunk = time.perf_counter()
+                status, done, sl, sc = model._backend_train(
+                    X, labels, dense, order, s * batch_size, k, batch_size, rates[s : s + k],
+                    optimizer, state, clip, penalty, augment, weights,
                 )
-            step_loss[s : s + k] = sl
-            step_correct[s : s + k] = sc
-            s += k
-            if progress is not None:
-                mass = batch_mass[:s]
-                progress(epoch, epochs, int(batch_rows[:s].sum()), n,
-                         float(np.sum(step_loss[:s] * mass) / max(mass.sum(), 1e-300)))
-            spare = previous if previous is not current else None
-            previous, current = current, _snapshot(model, state, spare)
-            elapsed = max(time.perf_counter() - t_chunk, 1e-6)
-            chunk = max(1, min(4 * k, int(k * CHUNK_SECONDS / elapsed)))
+                if status != STATUS_OK:
+                    # `current` gave a finite loss on this chunk's first batch if done > 0;
+                    # otherwise `previous` did, on the previous chunk's first batch.
+                    _restore(model, current if done > 0 else previous, state)
+                    what = (f"the batch loss is {sl[done]}" if status == STATUS_NONFINITE_LOSS
+                            else "the gradient norm is not finite")
+                    raise TrainingDivergedError(
+                        f"training diverged at epoch {epoch}, step {s + done + 1}: {what}. "
+                        f"The model keeps the last weights that gave a finite loss. Try a "
+                        f"smaller learning rate (lr={rates[s + done]:g}), gradient clipping, "
+                        f"or rescaled inputs.",
+                        history=history, epoch=epoch, step=s + done + 1,
+                    )
+                step_loss[s : s + k] = sl
+                step_correct[s : s + k] = sc
+                s += k
+                if progress is not None:
+                    mass = batch_mass[:s]
+                    progress(epoch, epochs, int(batch_rows[:s].sum()), n,
+                             float(np.sum(step_loss[:s] * mass) / max(mass.sum(), 1e-300)))
+                spare = previous if previous is not current else None
+                previous, current = current, _snapshot(model, state, spare)
+                elapsed = max(time.perf_counter() - t_chunk, 1e-6)
+                chunk = max(1, min(4 * k, int(k * CHUNK_SECONDS / elapsed)))
+        except KeyboardInterrupt:
+            # Ctrl-C: with checkpoints, go back to the start of this epoch and save it, so
+            # that the model and the checkpoint agree and resume_from repeats this epoch
+            if rewind is not None:
+                _restore(model, rewind[0], state)
+                model._counter = rewind[1]
+                model._backend_set_rng_state(rewind[2])
+                order[:] = rewind[3]
+                checkpoint_io.save(checkpoint, model=model, optimizer=optimizer, state=state,
+                                   epoch=epoch - 1, order=order, history=history, best=best,
+                                   schedule=schedule)
+            raise
         # (elementwise, not `@`: a BLAS call would leave OpenBLAS threads spinning)
         total = float(batch_mass.sum())
         loss = float(np.sum(step_loss * batch_mass) / total)
