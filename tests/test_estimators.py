@@ -394,3 +394,16 @@ def test_estimator_files_reject_damage(tmp_path):
         fastmlp.load(bad)
     with pytest.raises(ValueError):
         MLPClassifier().save(tmp_path / "unfitted.fmlp")
+
+
+def test_the_swap_example_gives_the_same_kind_of_results():
+    import pathlib
+
+    script = pathlib.Path(__file__).parent.parent / "examples" / "sklearn_swap.py"
+    run = subprocess.run([sys.executable, str(script), "--samples", "3000", "--max-iter", "8"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| `from")]
+    accuracy = [float(row.split("|")[2]) for row in rows]
+    assert len(accuracy) == 2 and min(accuracy) > 0.7
+    assert abs(accuracy[0] - accuracy[1]) < 0.05
