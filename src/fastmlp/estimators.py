@@ -285,7 +285,7 @@ class _BaseMLP(BaseEstimator):
         else:
             if self.batch_size > n:
                 warnings.warn("Got `batch_size` larger than the sample size. It is going to "
-                              "be clipped", UserWarning, stacklevel=3)
+                              "be clipped", UserWarning, stacklevel=4)
             batch_size = min(self.batch_size, n)
         mean_weight = 1.0 if weights is None else float(weights.mean())
         l2 = self.alpha / (self._loss_scale() * batch_size * mean_weight)
@@ -325,9 +325,9 @@ class _BaseMLP(BaseEstimator):
                 if self.n_iter_ == self.max_iter:
                     warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
                                   "reached and the optimization hasn't converged yet.",
-                                  ConvergenceWarning, stacklevel=3)
+                                  ConvergenceWarning, stacklevel=4)
         except KeyboardInterrupt:
-            warnings.warn("Training interrupted by user.", stacklevel=3)
+            warnings.warn("Training interrupted by user.", stacklevel=4)
         if early_stopping:
             self.model_.set_flat_params(self._best_params[0])
             self.model_.set_batch_norm_state(self._best_params[1])
@@ -393,19 +393,21 @@ class _BaseMLP(BaseEstimator):
             g = model.gradients(X, targets, sample_weight=w, l2=l2)
             return scale * g["loss"], scale * g["flat"].astype(np.float64)
 
-        if self.verbose:
-            def report(intermediate_result):
-                print(f"Iteration, loss = {intermediate_result.fun:.8f}")
-        else:
-            report = None
+        iterations = [0]
+
+        def report(intermediate_result):
+            iterations[0] += 1
+            print(f"Iteration {iterations[0]}, loss = {intermediate_result.fun:.8f}")
+
         result = minimize(objective, model.get_flat_params().astype(np.float64),
-                          method="L-BFGS-B", jac=True, callback=report,
+                          method="L-BFGS-B", jac=True,
+                          callback=report if self.verbose else None,
                           options={"maxfun": self.max_fun, "maxiter": self.max_iter,
                                    "gtol": self.tol})
         if result.status != 0:
             warnings.warn(f"lbfgs failed to converge after {result.nit} iteration(s) "
                           f"({result.message}). Increase max_iter/max_fun or scale the data.",
-                          ConvergenceWarning, stacklevel=3)
+                          ConvergenceWarning, stacklevel=4)
         self.n_iter_ = int(min(result.nit, self.max_iter))
         self.loss_ = float(result.fun)
         model.set_flat_params(result.x)
@@ -467,8 +469,7 @@ class _BaseMLP(BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
-        tags.target_tags.multi_output = True
+        tags.input_tags.sparse = False  # dense arrays only: validate_data says so clearly
         return tags
 
 
@@ -689,6 +690,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         # the engine's gradient is twice scikit-learn's (one output); halving SGD's rate
         # gives the same steps
         return 0.5 if self.solver == "sgd" else 1.0
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
 
     def _encode_targets(self, y, first, incremental, classes):
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
