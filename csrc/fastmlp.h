@@ -128,6 +128,10 @@ typedef struct {
     int64_t counter; /* training steps taken; each step increments it */
 } fm_random;
 
+/* 1 when every element of x (n) is finite (no NaN, no infinity); n_threads as elsewhere. */
+int fm_all_finite_f32(const float *x, size_t n, int n_threads);
+int fm_all_finite_f64(const double *x, size_t n, int n_threads);
+
 /* 1 when this process was forked after its parent ran OpenMP thread teams: the engine
  * then runs single-threaded (GNU OpenMP cannot start teams after such a fork). */
 int fm_fork_serial(void);

@@ -195,3 +195,21 @@ def test_folding_input_scaling_gives_the_same_outputs_on_raw_inputs(impl_name, b
         m.fold_input_scaling(mean, np.zeros(6))
     with pytest.raises(ValueError, match="shape"):
         m.fold_input_scaling(mean[:3], scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 65535, 65537, 1_000_003])
+def test_all_finite_finds_every_nan_and_infinity(dtype, n):
+    from fastmlp import _engine
+    from fastmlp.validation import all_finite
+
+    a = np.full(n, np.finfo(dtype).max, dtype=dtype)  # huge but finite: no overflow trap
+    a[::2] *= -1
+    assert _engine.all_finite(a) is True and all_finite(a)
+    for bad in (np.nan, np.inf, -np.inf):
+        for pos in {0, n // 2, n - 1}:
+            b = a.copy()
+            b[pos] = bad
+            assert _engine.all_finite(b) is False and not all_finite(b)
+            assert not all_finite(b[::-1])  # non-contiguous: the NumPy fallback
+    assert _engine.all_finite(np.ones(3, np.float16)) is None  # not handled in C

@@ -112,6 +112,8 @@ cdef extern from "fastmlp.h" nogil:
     void fm_optimizer_step_f64(fm_optimizer *opt, double *p, const double *g, size_t n,
                                double lr, int n_threads)
     int fm_fork_serial()
+    int fm_all_finite_f32(const float *x, size_t n, int n_threads)
+    int fm_all_finite_f64(const double *x, size_t n, int n_threads)
 
 
 cdef extern from "gemm.h" nogil:

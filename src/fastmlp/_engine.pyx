@@ -27,6 +27,27 @@ def have_openmp():
     return bool(fm_have_openmp())
 
 
+def all_finite(arr):
+    """True when no element of the C-contiguous float32/float64 array is NaN or infinite
+    (one vectorized pass, threaded for large arrays); None for other arrays."""
+    if not isinstance(arr, np.ndarray) or not arr.flags.c_contiguous or \
+            arr.dtype not in (np.float32, np.float64):
+        return None
+    cdef size_t n = arr.size
+    if n == 0:
+        return True
+    cdef void *p = _ptr(arr)
+    cdef int nt = fm_max_threads()
+    cdef bint single = arr.dtype == np.float32
+    cdef int ok
+    with nogil:
+        if single:
+            ok = fm_all_finite_f32(<const float *>p, n, nt)
+        else:
+            ok = fm_all_finite_f64(<const double *>p, n, nt)
+    return bool(ok)
+
+
 def fork_serial():
     """True in a process forked after its parent ran OpenMP thread teams: the engine then
     runs single-threaded there (GNU OpenMP cannot start teams after such a fork; results
