@@ -51,9 +51,9 @@ static void FN(tile_dots)(real *Y, const real *D, const real *W, int rb, int I, 
     }
 }
 
-/* The tile kernels of this dtype: the selected ISA set for float32, the portable C
- * tiles otherwise. */
-static void FN(kernels)(int *mr, int *nr, fm_tile_fn *tile) {
+/* The tile kernels of this dtype: the selected ISA set for float32 (returned too, for
+ * its other kernels), the portable C tiles otherwise (returns NULL). */
+static const fm_kernel_set *FN(kernels)(int *mr, int *nr, fm_tile_fn *tile) {
     *mr = FM_MR;
     *nr = FM_NB;
     *tile = NULL;
@@ -64,6 +64,9 @@ static void FN(kernels)(int *mr, int *nr, fm_tile_fn *tile) {
         *nr = k->nr;
         *tile = k->tile;
     }
+    return k;
+#else
+    return NULL;
 #endif
 }
 
@@ -157,11 +160,22 @@ void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, 
                           int O, int act, double slope, int nt, real *pack) {
     int mr, nr;
     fm_tile_fn tile;
-    FN(kernels)(&mr, &nr, &tile);
+    const fm_kernel_set *ks = FN(kernels)(&mr, &nr, &tile);
     (void)pack;
+    (void)ks;
     /* small batches are bound by streaming W: count them as at least 8 rows of work */
     const int par = nt > 1 && (double)(B < 8 ? 8 : B) * I * O >= FM_PARALLEL_MIN_MACS;
 #ifdef FM_REAL_IS_FLOAT
+    if (B == 1 && tile && ks->gemv) { /* one row: column blocks of the vector-matrix product */
+        const int gnb = ks->gemv_nb, blocks = (O + gnb - 1) / gnb;
+#pragma omp parallel for schedule(static) num_threads(nt) if (par && blocks > 1)
+        for (int blk = 0; blk < blocks; blk++) {
+            const int j0 = blk * gnb, nb = O - j0 < gnb ? O - j0 : gnb;
+            ks->gemv(Y + j0, X, W + j0, O, I, nb, b + j0);
+            FN(fm_act_forward)(Y + j0, (size_t)nb, act, slope);
+        }
+        return;
+    }
     if (tile && B >= FM_PACK_GROUP) { /* small batches read a panel too few times to copy it */
         FN(packed_product)(tile, mr, nr, Y, O, X, (size_t)I, 1, W, O, 0, B, I, O, b, FM_EPI_ACT,
                            NULL, act, slope, nt, par, pack);

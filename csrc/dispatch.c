@@ -8,12 +8,12 @@
 
 #ifdef FASTMLP_X86_KERNELS
 static const fm_kernel_set SETS[3] = {
-    {4, 64, NULL},
-    {6, 16, fm_tile_avx2},
-    {8, 32, fm_tile_avx512},
+    {4, 64, NULL, 0, NULL},
+    {6, 16, fm_tile_avx2, 0, NULL},
+    {8, 32, fm_tile_avx512, 128, fm_gemv_avx512},
 };
 #else
-static const fm_kernel_set SETS[1] = {{4, 64, NULL}};
+static const fm_kernel_set SETS[1] = {{4, 64, NULL, 0, NULL}};
 #endif
 
 static int active = -1;

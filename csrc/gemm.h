@@ -18,9 +18,17 @@ typedef enum { FM_KERNEL_GENERIC = 0, FM_KERNEL_AVX2 = 1, FM_KERNEL_AVX512 = 2 }
 typedef void (*fm_tile_fn)(float *C, int ldc, const float *A, size_t sr, size_t sk,
                            const float *Bm, int ldb, int rb, int K, int nb, const float *init);
 
+/* gemv:  y (nb) = init (nb) + sum_k x[k] * W[k*ldw + j], j < nb <= gemv_nb: one row
+ *        through many columns at once (batch 1). Every element is the same FMA chain, in
+ *        the same order, as in `tile`, so a row's result does not depend on the path. */
+typedef void (*fm_gemv_fn)(float *y, const float *x, const float *W, int ldw, int K, int nb,
+                           const float *init);
+
 typedef struct {
     int mr, nr;      /* tile shape of `tile` */
     fm_tile_fn tile; /* NULL: use the generic C tile */
+    int gemv_nb;     /* columns per `gemv` call */
+    fm_gemv_fn gemv; /* NULL: one-row products go through `tile` */
 } fm_kernel_set;
 
 /* The kernel set in use: the best the CPU supports, or the one named by the environment
@@ -39,6 +47,8 @@ void fm_tile_avx512(float *C, int ldc, const float *A, size_t sr, size_t sk, con
                     int ldb, int rb, int K, int nb, const float *init);
 void fm_tile_avx2(float *C, int ldc, const float *A, size_t sr, size_t sk, const float *Bm,
                   int ldb, int rb, int K, int nb, const float *init);
+void fm_gemv_avx512(float *y, const float *x, const float *W, int ldw, int K, int nb,
+                    const float *init);
 #endif
 
 #endif

@@ -1,6 +1,8 @@
-/* gemm_avx512.c — AVX-512 float32 tile kernels (compiled with -mavx512f -mfma; called
- * only when the CPU has AVX-512F, see kernels.c). 8x32 register tile: 16 zmm
- * accumulators, 2 weight loads and 8 broadcasts per k; masked loads/stores for tails. */
+/* gemm_avx512.c — AVX-512 float32 kernels (compiled with -mavx512f -mfma; called only
+ * when the CPU has AVX-512F, see dispatch.c). 8x32 register tile: 16 zmm accumulators,
+ * 2 weight loads and 8 broadcasts per k; masked loads/stores for tails. One-row
+ * products (batch 1) run through 128 columns at once: 8 independent FMA chains hide the
+ * FMA latency and keep 8 weight loads in flight. */
 #include <immintrin.h>
 
 #include "gemm.h"
@@ -52,4 +54,22 @@ void fm_tile_avx512(float *C, int ldc, const float *A, size_t sr, size_t sk, con
         _mm512_mask_storeu_ps(C + (size_t)r * ldc, m0, out[r][0]);
         _mm512_mask_storeu_ps(C + (size_t)r * ldc + 16, m1, out[r][1]);
     }
+}
+
+void fm_gemv_avx512(float *y, const float *x, const float *W, int ldw, int K, int nb,
+                    const float *init) {
+    __mmask16 m[8];
+    __m512 c[8];
+    for (int v = 0; v < 8; v++) {
+        const int left = nb - 16 * v;
+        m[v] = left >= 16 ? 0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+        c[v] = init ? _mm512_maskz_loadu_ps(m[v], init + 16 * v) : _mm512_setzero_ps();
+    }
+    for (int k = 0; k < K; k++) { /* element j: init + x[0] w[0][j] + x[1] w[1][j] + ... */
+        const float *w = W + (size_t)k * ldw;
+        const __m512 xk = _mm512_set1_ps(x[k]);
+        for (int v = 0; v < 8; v++)
+            c[v] = _mm512_fmadd_ps(xk, _mm512_maskz_loadu_ps(m[v], w + 16 * v), c[v]);
+    }
+    for (int v = 0; v < 8; v++) _mm512_mask_storeu_ps(y + 16 * v, m[v], c[v]);
 }
