@@ -215,6 +215,9 @@ def test_warm_start_continues_and_rejects_new_classes():
     cold = MLPClassifier(max_iter=5, random_state=0).fit(X, y)
     cold.fit(X, y)
     assert cold.n_iter_ == 5
+    clf.set_params(hidden_layer_sizes=(7,))
+    with pytest.raises(ValueError, match="continue the fitted network"):
+        clf.fit(X, y)
 
 
 def test_stopping_on_training_loss_and_convergence_warning():

@@ -209,6 +209,9 @@ cdef class Engine:
         if batch > self._work_batch:
             nbytes = fm_workspace_bytes(&self.net, batch, self.dtype.itemsize)
             self._work = np.empty(nbytes, dtype=np.uint8)
+            # fault the pages in now, from one thread (NumPy asks for huge pages for large
+            # arrays): first-touch faults from every engine thread at once cost more
+            self._work.fill(0)
             self._work_batch = batch
 
     def release(self):

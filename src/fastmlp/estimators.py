@@ -208,6 +208,13 @@ class _BaseMLP(BaseEstimator):
         if first:
             self._initialize(X.shape[1], targets.shape[1] if targets.ndim == 2 else
                              len(self.classes_), params)
+        else:
+            fitted = (list(self.model_.layer_sizes[1:-1]), self.model_.dtype)
+            if fitted != (params["hidden"], params["dtype"]):
+                raise ValueError(
+                    f"warm_start and partial_fit continue the fitted network (hidden layers "
+                    f"{fitted[0]}, {fitted[1]}); hidden_layer_sizes={self.hidden_layer_sizes!r}"
+                    f", dtype={self.dtype!r} ask for another. Fit afresh (warm_start=False).")
         X = np.ascontiguousarray(X, dtype=params["dtype"])
         if self.solver == "lbfgs":
             self._fit_lbfgs(X, targets, weights)
