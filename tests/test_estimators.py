@@ -13,20 +13,18 @@ import warnings
 import numpy as np
 import pytest
 
-pytest.importorskip("sklearn")
+from sklearn import neural_network
+from sklearn.base import clone
+from sklearn.datasets import load_digits, make_classification, make_regression
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import log_loss
+from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-from sklearn import neural_network  # noqa: E402
-from sklearn.base import clone  # noqa: E402
-from sklearn.datasets import load_digits, make_classification, make_regression  # noqa: E402
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
-from sklearn.metrics import log_loss  # noqa: E402
-from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
-
-import fastmlp  # noqa: E402
-from fastmlp import MLPClassifier, MLPRegressor  # noqa: E402
-from fastmlp.splitting import holdout_split  # noqa: E402
+import fastmlp
+from fastmlp import MLPClassifier, MLPRegressor
+from fastmlp.splitting import holdout_split
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

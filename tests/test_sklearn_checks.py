@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("sklearn")
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
-
-from fastmlp import MLPClassifier, MLPRegressor  # noqa: E402
+from fastmlp import MLPClassifier, MLPRegressor
 
 ESTIMATORS = [
     MLPClassifier(),
