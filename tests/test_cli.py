@@ -164,3 +164,16 @@ def test_checkpoint_survives_ctrl_c_and_resume_finishes_the_run(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     a, b = (fastmlp.load(tmp_path / f) for f in ("straight.fmlp", "resumed.fmlp"))
     assert np.array_equal(a.get_flat_params(), b.get_flat_params())
+
+
+def test_estimator_files_get_a_clear_error_from_evaluate_and_predict(tmp_path):
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=40, n_features=784, random_state=0)
+    path = tmp_path / "est.fmlp"
+    fastmlp.MLPClassifier(max_iter=2, random_state=0).fit(X, y).save(path)
+    np.save(tmp_path / "x.npy", X[:3])
+    for args in (["evaluate", str(path)], ["predict", str(path), str(tmp_path / "x.npy")]):
+        result = run(*args)
+        assert result.returncode == 1
+        assert "holds a MLPClassifier" in result.stderr and "Traceback" not in result.stderr

@@ -20,6 +20,7 @@ import fastmlp
 import fastmlp.reference
 from fastmlp import datasets
 from fastmlp.activations import ACTIVATIONS
+from fastmlp.base import BaseMLP
 from fastmlp.errors import TrainingDivergedError
 from fastmlp.init import INITIALIZERS
 from fastmlp.losses import LOSSES
@@ -335,8 +336,17 @@ def _bench(args) -> int:
     return 0
 
 
+def _load_network(path: Path):
+    model = fastmlp.load(path)
+    if not isinstance(model, BaseMLP):
+        raise ValueError(f"{path} holds a {type(model).__name__}; evaluate and predict take "
+                         "networks saved by `fastmlp train --save` or MLP.save (save an "
+                         "estimator's network, its .model_, for them)")
+    return model
+
+
 def _evaluate(args) -> int:
-    model = fastmlp.load(args.model)
+    model = _load_network(args.model)
     if args.data is not None and args.data.is_file():
         X, y = datasets.load_data(args.data, label_column=args.label_column,
                                   dtype=model.dtype.name)
@@ -369,7 +379,7 @@ def _read_features(path: Path) -> np.ndarray:
 
 
 def _predict(args) -> int:
-    model = fastmlp.load(args.model)
+    model = _load_network(args.model)
     X = _read_features(args.input)
     out = model.predict(X) if args.proba else _class_of(model, X)
     if args.output is None:
