@@ -16,3 +16,34 @@
 
 #define FM_TEMPLATE "dense_impl.h"
 #include "instantiate.h"
+
+/* Weight panels for repeated predicts: layer after layer, panel after panel, each panel
+ * K rows of the active kernel's nr columns, exactly as packed_product packs them. */
+static int panel_width(void) {
+    const fm_kernel_set *k = fm_kernels_uncounted();
+    return k->tile ? k->nr : 0;
+}
+
+size_t fm_panels_offset(const fm_net *net, int l) {
+    const size_t nr = (size_t)panel_width();
+    size_t off = 0;
+    for (int k = 0; k < l; k++)
+        off += (size_t)net->sizes[k] * ((net->sizes[k + 1] + nr - 1) / nr) * nr;
+    return off;
+}
+
+size_t fm_packed_weights_count(const fm_net *net) {
+    return panel_width() ? fm_panels_offset(net, net->n_layers) : 0;
+}
+
+void fm_pack_weights(const fm_net *net, const float *params, float *panels) {
+    const int nr = panel_width();
+    if (!nr) return;
+    for (int l = 0; l < net->n_layers; l++) {
+        const int I = net->sizes[l], O = net->sizes[l + 1];
+        const float *W = params + fm_weight_offset(net, l);
+        float *dst = panels + fm_panels_offset(net, l);
+        for (int j0 = 0; j0 < O; j0 += nr, dst += (size_t)I * nr)
+            pack_panel_f32(dst, nr, W, O, I, j0, O - j0 < nr ? O - j0 : nr);
+    }
+}

@@ -110,23 +110,28 @@ enum { FM_EPI_NONE, FM_EPI_ACT, FM_EPI_ACT_GRAD };
  * with a(r, k) = A[r*sr + k*sk]. Work items are (panel, group of FM_PACK_GROUP rows of C);
  * a thread packs a panel once for its consecutive items. After each tile the epilogue
  * applies the activation (FM_EPI_ACT) or multiplies by act'(Aact) (FM_EPI_ACT_GRAD, Aact
- * laid out like C), while the tile is still in cache. */
+ * laid out like C), while the tile is still in cache. With `prepacked` (not transposed) the
+ * panels are read from there, laid out as a thread would pack them, instead. */
 static void FN(packed_product)(fm_tile_fn tile, int mr, int nr, real *C, int ldc, const real *A,
                                size_t sr, size_t sk, const real *Ms, int ldm, int transposed,
                                int R, int K, int N, const real *init, int epilogue,
                                const real *Aact, int act, double slope, int nt, int par,
-                               real *pack) {
+                               real *pack, const real *prepacked) {
     const int panels = (N + nr - 1) / nr, groups = (R + FM_PACK_GROUP - 1) / FM_PACK_GROUP;
     const size_t stride = (size_t)FM_PACK_ROWS(K, R) * FM_PACK_NR;
 #pragma omp parallel num_threads(nt) if (par && panels * groups > 1)
     {
         real *buf = pack + (size_t)FN(thread_id)() * stride;
+        const real *panel = buf;
         int packed = -1;
 #pragma omp for schedule(static)
         for (int item = 0; item < panels * groups; item++) {
             const int p = item / groups, g = item % groups;
             const int j0 = p * nr, nb = N - j0 < nr ? N - j0 : nr;
-            if (p != packed) {
+            if (p != packed && prepacked) { /* panels made once, outside (predict) */
+                panel = prepacked + (size_t)p * K * nr;
+                packed = p;
+            } else if (p != packed) {
                 if (!transposed) {
                     FN(pack_panel)(buf, nr, Ms, ldm, K, j0, nb);
                 } else {
@@ -141,7 +146,7 @@ static void FN(packed_product)(fm_tile_fn tile, int mr, int nr, real *C, int ldc
             for (int r0 = g * FM_PACK_GROUP; r0 < r_end; r0 += mr) {
                 const int rb = r_end - r0 < mr ? r_end - r0 : mr;
                 real *c = C + (size_t)r0 * ldc + j0;
-                tile(c, ldc, A + r0 * sr, sr, sk, buf, nr, rb, K, nb, init ? init + j0 : NULL);
+                tile(c, ldc, A + r0 * sr, sr, sk, panel, nr, rb, K, nb, init ? init + j0 : NULL);
                 for (int r = 0; r < rb && epilogue != FM_EPI_NONE; r++) {
                     real *row = c + (size_t)r * ldc;
                     if (epilogue == FM_EPI_ACT)
@@ -157,12 +162,14 @@ static void FN(packed_product)(fm_tile_fn tile, int mr, int nr, real *C, int ldc
 #endif
 
 void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, int B, int I,
-                          int O, int act, double slope, int nt, real *pack) {
+                          int O, int act, double slope, int nt, real *pack,
+                          const real *wpanels) {
     int mr, nr;
     fm_tile_fn tile;
     const fm_kernel_set *ks = FN(kernels)(&mr, &nr, &tile);
     (void)pack;
     (void)ks;
+    (void)wpanels;
     /* small batches are bound by streaming W: count them as at least 8 rows of work */
     const int par = nt > 1 && (double)(B < 8 ? 8 : B) * I * O >= FM_PARALLEL_MIN_MACS;
 #ifdef FM_REAL_IS_FLOAT
@@ -178,7 +185,7 @@ void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, 
     }
     if (tile && B >= FM_PACK_GROUP) { /* small batches read a panel too few times to copy it */
         FN(packed_product)(tile, mr, nr, Y, O, X, (size_t)I, 1, W, O, 0, B, I, O, b, FM_EPI_ACT,
-                           NULL, act, slope, nt, par, pack);
+                           NULL, act, slope, nt, par, pack, wpanels);
         return;
     }
 #endif
@@ -211,7 +218,7 @@ void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real 
 #ifdef FM_REAL_IS_FLOAT
     if (tile && I >= FM_PACK_GROUP) { /* rows of dW are columns of X: a(r, i) = X[i*I + r] */
         FN(packed_product)(tile, mr, nr, dW, O, X, 1, (size_t)I, D, O, 0, I, B, O, NULL,
-                           FM_EPI_NONE, NULL, 0, 0, nt, par, pack);
+                           FM_EPI_NONE, NULL, 0, 0, nt, par, pack, NULL);
         return;
     }
 #endif
@@ -237,7 +244,7 @@ void FN(fm_dense_backward_input)(real *dX, const real *D, const real *W, const r
     if (tile) { /* dX = D W^T: panels of W^T are transposed row blocks of W */
         const int par = nt > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
         FN(packed_product)(tile, mr, nr, dX, I, D, (size_t)O, 1, W, O, 1, B, O, I, NULL,
-                           A ? FM_EPI_ACT_GRAD : FM_EPI_NONE, A, act, slope, nt, par, pack);
+                           A ? FM_EPI_ACT_GRAD : FM_EPI_NONE, A, act, slope, nt, par, pack, NULL);
         return;
     }
 #endif

@@ -19,7 +19,13 @@ typedef struct {
     int training;
     uint64_t key, counter;   /* training randomness of this step */
     const fm_penalty *pen;   /* NULL: no penalties (evaluation) */
+    const real *panels;      /* weights in panel layout (fm_pack_weights), or NULL */
 } FN(fm_pass);
+
+/* Dense layer l's weight panels, if the pass has them. */
+static const real *FN(layer_panels)(const FN(fm_pass) * ps, int l) {
+    return ps->panels ? ps->panels + fm_panels_offset(ps->net, l) : NULL;
+}
 
 static void FN(ws_carve)(FN(fm_ws) * ws, const fm_net *net, void *work, int batch) {
     fm_ws_offsets o;
@@ -59,7 +65,8 @@ static const real *FN(hidden_forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, in
     const real *rvar = bn ? rmean + O : NULL;
     const int nt = fm_usable_threads(net->n_threads);
     if (bn == FM_BN_BEFORE) {
-        FN(fm_dense_forward)(ws->z[l], in, W, b, B, I, O, FM_IDENTITY, 0, nt, ws->pack);
+        FN(fm_dense_forward)(ws->z[l], in, W, b, B, I, O, FM_IDENTITY, 0, nt, ws->pack,
+                             FN(layer_panels)(ps, l));
         if (ps->training)
             FN(fm_bn_forward_train)(ws->a[l], ws->z[l], ws->mean[l], ws->var[l], ws->z[l], gamma,
                                     beta, B, O, net->bn_eps);
@@ -69,7 +76,7 @@ static const real *FN(hidden_forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, in
         FN(fm_act_forward)(ws->a[l], count, net->act[l], net->leaky_slope);
     } else {
         FN(fm_dense_forward)(ws->a[l], in, W, b, B, I, O, net->act[l], net->leaky_slope, nt,
-                             ws->pack);
+                             ws->pack, FN(layer_panels)(ps, l));
     }
     const real *out = ws->a[l];
     if (bn == FM_BN_AFTER) {
@@ -125,7 +132,7 @@ static void FN(forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, const real *X, i
     FN(fm_dense_forward)(ws->logits, in, ps->params + fm_weight_offset(net, L - 1),
                          ps->params + fm_bias_offset(net, L - 1), B, net->sizes[L - 1],
                          net->sizes[L], FM_IDENTITY, 0, fm_usable_threads(net->n_threads),
-                         ws->pack);
+                         ws->pack, FN(layer_panels)(ps, L - 1));
 }
 
 /* d[idx] holds dLoss/d(output of hidden layer l); turn it into dLoss/d(its z), using
@@ -226,7 +233,8 @@ static fm_targets FN(targets_from)(fm_targets t, int64_t row, int K) {
 }
 
 static FN(fm_pass) FN(inference)(const fm_net *net, const fm_buffers *buf) {
-    FN(fm_pass) ps = {net, (const real *)buf->params, (const real *)buf->running, 0, 0, 0, NULL};
+    FN(fm_pass) ps = {net, (const real *)buf->params, (const real *)buf->running, 0, 0, 0, NULL,
+                      NULL};
     return ps;
 }
 
@@ -235,7 +243,10 @@ int FN(fm_predict)(const fm_net *net, const fm_buffers *buf, const real *X, int6
     if (!net_ok(net) || buf->batch_cap < 1) return FM_ERR_BAD_ARGUMENT;
     FN(fm_ws) ws;
     FN(ws_carve)(&ws, net, buf->work, buf->batch_cap);
-    const FN(fm_pass) ps = FN(inference)(net, buf);
+    FN(fm_pass) ps = FN(inference)(net, buf);
+#ifdef FM_REAL_IS_FLOAT
+    ps.panels = (const real *)buf->panels;
+#endif
     const int I = net->sizes[0], K = net->sizes[net->n_layers];
     for (int64_t r0 = 0; r0 < n; r0 += buf->batch_cap) {
         const int B = (int)(n - r0 < buf->batch_cap ? n - r0 : buf->batch_cap);

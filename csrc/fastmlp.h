@@ -100,6 +100,8 @@ typedef struct {
     const void *prune_mask; /* like params: 1 keeps, 0 prunes (NULL: no pruning) */
     void *work;             /* fm_workspace_bytes(net, batch_cap) bytes */
     int batch_cap;          /* the batch the workspace was sized for */
+    const void *panels;     /* float32 fm_predict only: the weights as fm_pack_weights laid
+                               them out for the active kernel, or NULL (packed per call) */
 } fm_buffers;
 
 /* Penalties added to the mean loss (and their gradients). */
@@ -127,6 +129,13 @@ typedef struct {
     uint64_t key;
     int64_t counter; /* training steps taken; each step increments it */
 } fm_random;
+
+/* Float32 weights in the register-tile kernels' panel layout, so that repeated predicts
+ * do not copy panels on every call: fm_packed_weights_count floats (0 when the active
+ * kernel set has no tiles), filled by fm_pack_weights from params. Valid until the
+ * parameters or the active kernel set change. */
+size_t fm_packed_weights_count(const fm_net *net);
+void fm_pack_weights(const fm_net *net, const float *params, float *panels);
 
 /* 1 when every element of x (n) is finite (no NaN, no infinity); n_threads as elsewhere. */
 int fm_all_finite_f32(const float *x, size_t n, int n_threads);

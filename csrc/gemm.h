@@ -34,6 +34,8 @@ typedef struct {
 /* The kernel set in use: the best the CPU supports, or the one named by the environment
  * variable FASTMLP_KERNEL (generic, avx2, avx512) or by fm_kernel_select. */
 const fm_kernel_set *fm_kernels(void);
+/* The same set, without counting a call. */
+const fm_kernel_set *fm_kernels_uncounted(void);
 int fm_kernel_active(void);
 int fm_kernel_available(int kernel);
 /* Returns 0 and switches, or -1 (unknown or unsupported here: nothing changes). */

@@ -19,6 +19,9 @@
 /* Row tiles that share one packed panel in the forward pass (and input rows in dW). */
 #define FM_PACK_GROUP 64
 
+/* Offset of dense layer l's weight panels in fm_pack_weights' layout (float32). */
+size_t fm_panels_offset(const fm_net *net, int l);
+
 /* The thread count to use for `requested` (1 in a process forked after this one ran
  * OpenMP teams; see threads.c). */
 int fm_usable_threads(int requested);
@@ -38,9 +41,10 @@ static inline double fm_unit(uint64_t h) { return (double)(h >> 11) * 0x1.0p-53;
     /* d (n) <- d * act'(z), with act'(z) computed from the activation's output a (n) */        \
     void fm_act_backward_##SFX(T *d, const T *a, size_t n, int act, double slope);             \
     /* Y (B, O) = act(X (B, I) @ W (I, O) + b (O)); pack: nt * FM_PACK_ROWS(I, B) * FM_PACK_NR \
-       scratch elements (per-thread copies of weight panels) */                                \
+       scratch elements (per-thread copies of weight panels); panels: W already in panel     \
+       layout (fm_pack_weights), or NULL */                                                    \
     void fm_dense_forward_##SFX(T *Y, const T *X, const T *W, const T *b, int B, int I, int O, \
-                                int act, double slope, int nt, T *pack);                        \
+                                int act, double slope, int nt, T *pack, const T *panels);      \
     /* dW (I, O) = X (B, I)^T @ D (B, O);  db (O) = sum over rows of D; pack as above */        \
     void fm_dense_backward_params_##SFX(T *dW, T *db, const T *X, const T *D, int B, int I,    \
                                         int O, int nt, T *pack);                                \

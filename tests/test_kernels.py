@@ -151,3 +151,44 @@ def test_a_rows_prediction_does_not_depend_on_its_batch(kernel, dtype):
         np.testing.assert_array_equal(m.predict(X[start:stop]), full[start:stop])
     order = rng.permutation(150)
     np.testing.assert_array_equal(m.predict(X[order]), full[order])
+
+
+def test_predict_weight_panels_follow_every_parameter_change(kernel):
+    """predict keeps the weights in panel layout between calls; every way the parameters
+    change (training, set_params, pruning, loading) must show in the next predict."""
+    X, y = make_problem("cross_entropy", 200, 70, 10, seed=8)
+
+    def fresh_copy(m):
+        twin = fastmlp.MLP([70, 97, 10], seed=99)
+        twin.set_flat_params(m.get_flat_params())
+        return twin.predict(X)
+
+    m = fastmlp.MLP([70, 97, 10], seed=1)
+    first = m.predict(X)
+    m.fit(X, y, epochs=1, batch_size=50, lr=0.1)
+    trained = m.predict(X)
+    assert not np.array_equal(first, trained)
+    np.testing.assert_array_equal(trained, fresh_copy(m))
+    m.set_flat_params(np.random.default_rng(0).normal(size=m.get_flat_params().shape))
+    np.testing.assert_array_equal(m.predict(X), fresh_copy(m))
+    m.prune(0.5)
+    np.testing.assert_array_equal(m.predict(X), fresh_copy(m))
+    with pytest.raises(ValueError, match="read-only"):
+        m._engine.params[0] = 1.0  # writes must go through set_params
+
+
+def test_predict_weight_panels_follow_a_kernel_switch():
+    X, _ = make_problem("cross_entropy", 200, 70, 10, seed=8)
+    m = fastmlp.MLP([70, 97, 10], seed=1)
+    before = _engine.kernel()
+    try:
+        outs = {}
+        for k in _engine.available_kernels():
+            _engine.set_kernel(k)
+            outs[k] = m.predict(X)
+            _engine.set_kernel(k)
+            np.testing.assert_array_equal(m.predict(X[:63]), outs[k][:63])  # unpacked path
+    finally:
+        _engine.set_kernel(before)
+    for o in outs.values():
+        assert relative_error([o], [outs["generic"]]) <= 1e-5

@@ -35,6 +35,7 @@ cdef extern from "fastmlp.h" nogil:
         const void *prune_mask
         void *work
         int batch_cap
+        const void *panels
 
     ctypedef struct fm_penalty:
         double l2, l1
@@ -112,6 +113,8 @@ cdef extern from "fastmlp.h" nogil:
     void fm_optimizer_step_f64(fm_optimizer *opt, double *p, const double *g, size_t n,
                                double lr, int n_threads)
     int fm_fork_serial()
+    size_t fm_packed_weights_count(const fm_net *net)
+    void fm_pack_weights(const fm_net *net, const float *params, float *panels)
     int fm_all_finite_f32(const float *x, size_t n, int n_threads)
     int fm_all_finite_f64(const double *x, size_t n, int n_threads)
 

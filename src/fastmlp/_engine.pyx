@@ -140,6 +140,9 @@ cdef class Engine:
     cdef public object prune_mask
     cdef object _work
     cdef int _work_batch
+    cdef object _panels         # float32 weights in panel layout, for predict
+    cdef object _panels_key     # (parameter version, kernel set) they were made for
+    cdef readonly long long version  # bumped by every change of the parameters
 
     def __init__(self, sizes, acts, double leaky_slope, int loss, dtype, int threads,
                  dropout=None, bint dropout_classic=False, bn=None, double bn_eps=1e-5,
@@ -188,7 +191,39 @@ cdef class Engine:
         self.rng_state = np.zeros(4, dtype=np.uint64)
         self._work = None
         self._work_batch = 0
+        self._panels = None
+        self._panels_key = None
+        self.version = 0
+        # Python writes go through set_params, which bumps `version` (predict's weight
+        # panels depend on it); the engine's own calls write through their pointers.
+        self.params.flags.writeable = False
         self.seed(0)
+
+    def set_params(self, flat):
+        """Copy `flat` (fm_param_count values, cast to the dtype) into the parameters."""
+        self.params.flags.writeable = True
+        try:
+            np.copyto(self.params, flat, casting="same_kind")
+        finally:
+            self.params.flags.writeable = False
+        self.version += 1
+
+    cdef const void *_predict_panels(self, int64_t n):
+        """The weights in panel layout for the active kernel (made when the parameters or
+        the kernel changed), or NULL where predict would not use them."""
+        if self.is_f64 or n < 64:
+            return NULL
+        key = (self.version, fm_kernel_active())
+        if self._panels_key != key:
+            count = fm_packed_weights_count(&self.net)
+            if count == 0:
+                return NULL
+            if self._panels is None or self._panels.shape[0] != count:
+                self._panels = np.empty(count, dtype=np.float32)
+            fm_pack_weights(&self.net, <const float *>_ptr(self.params),
+                            <float *>_ptr(self._panels))
+            self._panels_key = key
+        return _ptr(self._panels)
 
     @property
     def threads(self):
@@ -230,6 +265,7 @@ cdef class Engine:
         b.prune_mask = _ptr(self.prune_mask)
         b.work = _ptr(self._work)
         b.batch_cap = self._work_batch
+        b.panels = NULL
         return b
 
     # -- layout (the only way in or out of the private layout) -------------------------
@@ -295,6 +331,7 @@ cdef class Engine:
         self.reserve(<int>min(batch_cap, n))
         cdef fm_buffers b = self._buffers()
         b.batch_cap = <int>min(batch_cap, n)
+        b.panels = self._predict_panels(n)
         cdef void *x = _ptr(X)
         cdef void *o = _ptr(out)
         cdef int status
@@ -415,6 +452,7 @@ cdef class Engine:
             else:
                 status = fm_train_f32(&self.net, &b, batch_size, <float *>x, t, nn, o, start,
                                       n_steps, rates, &opt, &c, &p, &a, &r, sl, sc, &done)
+        self.version += 1
         _check_status(status, "train")
         return status, done, step_loss, step_correct, opt.step, r.counter
 

@@ -47,6 +47,9 @@ class MLP(BaseMLP):
     def _running_view(self):
         return self._engine.running
 
+    def _backend_set_flat(self, flat):
+        self._engine.set_params(flat)
+
     def _backend_set_prune_mask(self, mask):
         self._engine.prune_mask = None if mask is None else np.ascontiguousarray(mask, self._dtype)
 
