@@ -240,6 +240,12 @@ def test_learning_rate_schedules_of_sgd():
     # every 2 epochs without improvement divide the rate by 5 instead of stopping
     assert adaptive.n_iter_ == 7
     assert adaptive._optimizer.lr == pytest.approx(0.1 / 5 ** 3)
+    # partial_fit is one epoch, also when the adaptive rule lowers the rate on it
+    stream = MLPClassifier(solver="sgd", learning_rate="adaptive", tol=10.0,
+                           n_iter_no_change=1, learning_rate_init=0.1, random_state=0)
+    for _ in range(4):
+        stream.partial_fit(X, y, classes=[0, 1])
+    assert stream.n_iter_ == 4 and stream._optimizer.lr < 0.1
 
 
 def test_early_stopping_keeps_the_best_validation_model():

@@ -323,10 +323,10 @@ class _BaseMLP(BaseEstimator):
                         if self.verbose:
                             print(f"{msg} Setting learning rate to "
                                   f"{self._optimizer.lr / self._lr_scale():f}")
-                        continue
-                    if self.verbose:
-                        print(f"{msg} Stopping.")
-                    break
+                    else:
+                        if self.verbose:
+                            print(f"{msg} Stopping.")
+                        break
                 if incremental:
                     break
                 if self.n_iter_ == self.max_iter:
