@@ -85,6 +85,7 @@ static void FN(run_tile)(fm_tile_fn tile, real *C, int ldc, const real *A, size_
 #ifdef FM_REAL_IS_FLOAT
 /* buf (rows, nr) = columns [j0, j0 + nb) of M (rows, ld): a contiguous panel, free of the
  * cache-set conflicts that a large power-of-two row stride causes. */
+FM_ISA_CLONES
 static void FN(pack_panel)(real *buf, int nr, const real *M, int ld, int rows, int j0, int nb) {
     for (int k = 0; k < rows; k++) {
         const real *src = M + (size_t)k * ld + j0;
@@ -112,9 +113,10 @@ enum { FM_EPI_NONE, FM_EPI_ACT, FM_EPI_ACT_GRAD };
  * applies the activation (FM_EPI_ACT) or multiplies by act'(Aact) (FM_EPI_ACT_GRAD, Aact
  * laid out like C), while the tile is still in cache. With `prepacked` (not transposed) the
  * panels are read from there, laid out as a thread would pack them, instead. */
-static void FN(packed_product)(fm_tile_fn tile, int mr, int nr, real *C, int ldc, const real *A,
-                               size_t sr, size_t sk, const real *Ms, int ldm, int transposed,
-                               int R, int K, int N, const real *init, int epilogue,
+static void FN(packed_product)(fm_tile_fn tile, fm_pack_t_fn pack_t, int mr, int nr, real *C,
+                               int ldc, const real *A, size_t sr, size_t sk, const real *Ms,
+                               int ldm, int transposed, int R, int K, int N, const real *init,
+                               int epilogue,
                                const real *Aact, int act, double slope, int nt, int par,
                                real *pack, const real *prepacked) {
     const int panels = (N + nr - 1) / nr, groups = (R + FM_PACK_GROUP - 1) / FM_PACK_GROUP;
@@ -134,6 +136,8 @@ static void FN(packed_product)(fm_tile_fn tile, int mr, int nr, real *C, int ldc
             } else if (p != packed) {
                 if (!transposed) {
                     FN(pack_panel)(buf, nr, Ms, ldm, K, j0, nb);
+                } else if (pack_t) {
+                    pack_t(buf, nr, Ms + (size_t)j0 * ldm, ldm, nb, K);
                 } else {
                     for (int q = 0; q < nb; q++) { /* column q of the panel: row j0+q of Ms */
                         const real *m = Ms + (size_t)(j0 + q) * ldm;
@@ -183,9 +187,9 @@ void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, 
         }
         return;
     }
-    if (tile && B >= FM_PACK_GROUP) { /* small batches read a panel too few times to copy it */
-        FN(packed_product)(tile, mr, nr, Y, O, X, (size_t)I, 1, W, O, 0, B, I, O, b, FM_EPI_ACT,
-                           NULL, act, slope, nt, par, pack, wpanels);
+    if (tile && (B >= FM_PACK_GROUP || (B > mr && (size_t)I * O >= FM_PACK_LARGE))) {
+        FN(packed_product)(tile, ks->pack_t, mr, nr, Y, O, X, (size_t)I, 1, W, O, 0, B, I, O, b,
+                           FM_EPI_ACT, NULL, act, slope, nt, par, pack, wpanels);
         return;
     }
 #endif
@@ -207,8 +211,9 @@ void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real 
                                   int O, int nt, real *pack) {
     int mr, nr;
     fm_tile_fn tile;
-    FN(kernels)(&mr, &nr, &tile);
+    const fm_kernel_set *ks = FN(kernels)(&mr, &nr, &tile);
     (void)pack;
+    (void)ks;
     const int par = nt > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
     for (int j = 0; j < O; j++) db[j] = 0;
     for (int i = 0; i < B; i++) {
@@ -217,8 +222,8 @@ void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real 
     }
 #ifdef FM_REAL_IS_FLOAT
     if (tile && I >= FM_PACK_GROUP) { /* rows of dW are columns of X: a(r, i) = X[i*I + r] */
-        FN(packed_product)(tile, mr, nr, dW, O, X, 1, (size_t)I, D, O, 0, I, B, O, NULL,
-                           FM_EPI_NONE, NULL, 0, 0, nt, par, pack, NULL);
+        FN(packed_product)(tile, ks->pack_t, mr, nr, dW, O, X, 1, (size_t)I, D, O, 0, I, B, O,
+                           NULL, FM_EPI_NONE, NULL, 0, 0, nt, par, pack, NULL);
         return;
     }
 #endif
@@ -238,13 +243,15 @@ void FN(fm_dense_backward_input)(real *dX, const real *D, const real *W, const r
                                  int I, int O, int act, double slope, int nt, real *pack) {
     int mr, nr;
     fm_tile_fn tile;
-    FN(kernels)(&mr, &nr, &tile);
+    const fm_kernel_set *ks = FN(kernels)(&mr, &nr, &tile);
     (void)pack;
+    (void)ks;
 #ifdef FM_REAL_IS_FLOAT
     if (tile) { /* dX = D W^T: panels of W^T are transposed row blocks of W */
         const int par = nt > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
-        FN(packed_product)(tile, mr, nr, dX, I, D, (size_t)O, 1, W, O, 1, B, O, I, NULL,
-                           A ? FM_EPI_ACT_GRAD : FM_EPI_NONE, A, act, slope, nt, par, pack, NULL);
+        FN(packed_product)(tile, ks->pack_t, mr, nr, dX, I, D, (size_t)O, 1, W, O, 1, B, O, I,
+                           NULL, A ? FM_EPI_ACT_GRAD : FM_EPI_NONE, A, act, slope, nt, par, pack,
+                           NULL);
         return;
     }
 #endif

@@ -8,12 +8,12 @@
 
 #ifdef FASTMLP_X86_KERNELS
 static const fm_kernel_set SETS[3] = {
-    {4, 64, NULL, 0, NULL},
-    {6, 16, fm_tile_avx2, 0, NULL},
-    {8, 32, fm_tile_avx512, 128, fm_gemv_avx512},
+    {4, 64, NULL, 0, NULL, NULL},
+    {6, 16, fm_tile_avx2, 0, NULL, NULL},
+    {8, 32, fm_tile_avx512, 128, fm_gemv_avx512, fm_pack_t_avx512},
 };
 #else
-static const fm_kernel_set SETS[1] = {{4, 64, NULL, 0, NULL}};
+static const fm_kernel_set SETS[1] = {{4, 64, NULL, 0, NULL, NULL}};
 #endif
 
 static int active = -1;

@@ -24,11 +24,17 @@ typedef void (*fm_tile_fn)(float *C, int ldc, const float *A, size_t sr, size_t 
 typedef void (*fm_gemv_fn)(float *y, const float *x, const float *W, int ldw, int K, int nb,
                            const float *init);
 
+/* pack_t: buf[k*nr + q] = M[q*ldm + k] for q < nb <= nr, k < K: a panel of M^T from nb
+ *         rows of M (the input-gradient product reads W^T). Columns q >= nb are left as
+ *         they were. */
+typedef void (*fm_pack_t_fn)(float *buf, int nr, const float *M, int ldm, int nb, int K);
+
 typedef struct {
     int mr, nr;      /* tile shape of `tile` */
     fm_tile_fn tile; /* NULL: use the generic C tile */
     int gemv_nb;     /* columns per `gemv` call */
     fm_gemv_fn gemv; /* NULL: one-row products go through `tile` */
+    fm_pack_t_fn pack_t; /* NULL: the portable transposing copy */
 } fm_kernel_set;
 
 /* The kernel set in use: the best the CPU supports, or the one named by the environment
@@ -51,6 +57,7 @@ void fm_tile_avx2(float *C, int ldc, const float *A, size_t sr, size_t sk, const
                   int ldb, int rb, int K, int nb, const float *init);
 void fm_gemv_avx512(float *y, const float *x, const float *W, int ldw, int K, int nb,
                     const float *init);
+void fm_pack_t_avx512(float *buf, int nr, const float *M, int ldm, int nb, int K);
 #endif
 
 #endif

@@ -73,3 +73,47 @@ void fm_gemv_avx512(float *y, const float *x, const float *W, int ldw, int K, in
     }
     for (int v = 0; v < 8; v++) _mm512_mask_storeu_ps(y + 16 * v, m[v], c[v]);
 }
+
+/* rows r[0..16) become columns: r[j][i] <- r[i][j] (unpack pairs, 4x4 blocks per 128-bit
+ * lane, then whole lanes) */
+static void transpose16(__m512 r[16]) {
+    __m512 t[16], s[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int g = 0; g < 4; g++) { /* s[4g + c], lane L: rows 4g..4g+3 of column 4L + c */
+        s[4 * g] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+        s[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+        s[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+        s[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+    }
+    for (int c = 0; c < 4; c++) {
+        const __m512 u = _mm512_shuffle_f32x4(s[c], s[4 + c], 0x88);
+        const __m512 v = _mm512_shuffle_f32x4(s[c], s[4 + c], 0xDD);
+        const __m512 w = _mm512_shuffle_f32x4(s[8 + c], s[12 + c], 0x88);
+        const __m512 x = _mm512_shuffle_f32x4(s[8 + c], s[12 + c], 0xDD);
+        r[c] = _mm512_shuffle_f32x4(u, w, 0x88);
+        r[8 + c] = _mm512_shuffle_f32x4(u, w, 0xDD);
+        r[4 + c] = _mm512_shuffle_f32x4(v, x, 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(v, x, 0xDD);
+    }
+}
+
+void fm_pack_t_avx512(float *buf, int nr, const float *M, int ldm, int nb, int K) {
+    for (int q0 = 0; q0 < nb; q0 += 16) { /* 16x16 blocks through registers */
+        const int qb = nb - q0 < 16 ? nb - q0 : 16;
+        const __mmask16 qm = qb == 16 ? 0xFFFF : (__mmask16)((1u << qb) - 1);
+        for (int k0 = 0; k0 < K; k0 += 16) {
+            const int kb = K - k0 < 16 ? K - k0 : 16;
+            const __mmask16 km = kb == 16 ? 0xFFFF : (__mmask16)((1u << kb) - 1);
+            __m512 r[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = i < qb ? _mm512_maskz_loadu_ps(km, M + (size_t)(q0 + i) * ldm + k0)
+                              : _mm512_setzero_ps();
+            transpose16(r);
+            for (int t = 0; t < kb; t++)
+                _mm512_mask_storeu_ps(buf + (size_t)(k0 + t) * nr + q0, qm, r[t]);
+        }
+    }
+}

@@ -18,6 +18,7 @@
 #define FM_PACK_ROWS(I, B) ((I) > (B) ? (I) : (B))
 /* Row tiles that share one packed panel in the forward pass (and input rows in dW). */
 #define FM_PACK_GROUP 64
+#define FM_PACK_LARGE ((size_t)1 << 20)
 
 /* Offset of dense layer l's weight panels in fm_pack_weights' layout (float32). */
 size_t fm_panels_offset(const fm_net *net, int l);

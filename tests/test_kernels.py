@@ -153,6 +153,18 @@ def test_a_rows_prediction_does_not_depend_on_its_batch(kernel, dtype):
     np.testing.assert_array_equal(m.predict(X[order]), full[order])
 
 
+def test_large_layers_at_small_batches(kernel):
+    """A layer of >= 2^20 weights copies its panels from batch mr + 1 on, not from 64:
+    gradients still match the reference, and the rows of small and large batches agree."""
+    compare([1024, 1024, 5], 11)
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(80, 1024)).astype(np.float32)
+    m = fastmlp.MLP([1024, 1024, 10], seed=1, bias_init=0.1)
+    full = m.predict(X)
+    for start, stop in [(0, 1), (0, 8), (3, 14), (10, 73)]:
+        np.testing.assert_array_equal(m.predict(X[start:stop]), full[start:stop])
+
+
 def test_predict_weight_panels_follow_every_parameter_change(kernel):
     """predict keeps the weights in panel layout between calls; every way the parameters
     change (training, set_params, pruning, loading) must show in the next predict."""
