@@ -208,12 +208,13 @@ void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, 
 }
 
 void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real *D, int B, int I,
-                                  int O, int nt, real *pack) {
+                                  int O, int nt, real *pack, real *xt) {
     int mr, nr;
     fm_tile_fn tile;
     const fm_kernel_set *ks = FN(kernels)(&mr, &nr, &tile);
     (void)pack;
     (void)ks;
+    (void)xt;
     const int par = nt > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
     for (int j = 0; j < O; j++) db[j] = 0;
     for (int i = 0; i < B; i++) {
@@ -221,6 +222,19 @@ void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real 
         for (int j = 0; j < O; j++) db[j] += d[j];
     }
 #ifdef FM_REAL_IS_FLOAT
+    if (tile && I >= FM_PACK_GROUP && xt && ks->pack_t && B >= FM_XT_MIN_BATCH) {
+        /* rows of dW are rows of X^T, made once: read as columns of X, their stride of I
+           floats maps a tile's k steps onto a few cache sets when I is a power of two */
+        const int blocks = (I + FM_PACK_NR - 1) / FM_PACK_NR;
+#pragma omp parallel for schedule(static) num_threads(nt) if (par)
+        for (int blk = 0; blk < blocks; blk++) {
+            const int i0 = blk * FM_PACK_NR, ib = I - i0 < FM_PACK_NR ? I - i0 : FM_PACK_NR;
+            ks->pack_t(xt + (size_t)i0 * B, B, X + i0, I, B, ib);
+        }
+        FN(packed_product)(tile, ks->pack_t, mr, nr, dW, O, xt, (size_t)B, 1, D, O, 0, I, B, O,
+                           NULL, FM_EPI_NONE, NULL, 0, 0, nt, par, pack, NULL);
+        return;
+    }
     if (tile && I >= FM_PACK_GROUP) { /* rows of dW are columns of X: a(r, i) = X[i*I + r] */
         FN(packed_product)(tile, ks->pack_t, mr, nr, dW, O, X, 1, (size_t)I, D, O, 0, I, B, O,
                            NULL, FM_EPI_NONE, NULL, 0, 0, nt, par, pack, NULL);

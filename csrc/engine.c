@@ -50,12 +50,13 @@ size_t fm_running_count(const fm_net *net) { return fm_running_offset(net, net->
  *   logits (batch, n_L)
  *   delta[0..2] (batch, max width): ping-pong deltas and a scratch
  *   pack (threads, max(width, batch), FM_PACK_NR): per-thread packed panels
+ *   xt (max width, batch), float32 only: a layer's input transposed for its weight gradient
  *   loss, correct (batch) doubles: per-sample loss and accuracy */
 typedef struct {
     size_t x0, xmask, xin, xgrad;
     size_t z[FM_MAX_LAYERS], a[FM_MAX_LAYERS], o[FM_MAX_LAYERS], h[FM_MAX_LAYERS];
     size_t mask[FM_MAX_LAYERS], mean[FM_MAX_LAYERS], var[FM_MAX_LAYERS];
-    size_t logits, delta[3], pack;
+    size_t logits, delta[3], pack, xt;
     size_t loss, correct;
     size_t total;
 } fm_ws_offsets;
@@ -85,6 +86,7 @@ static void ws_offsets(const fm_net *net, int batch, size_t rs, fm_ws_offsets *o
     TAKE(logits, (size_t)batch * net->sizes[net->n_layers]);
     for (int i = 0; i < 3; i++) TAKE(delta[i], (size_t)batch * widest);
     TAKE(pack, (size_t)net->n_threads * FM_PACK_ROWS(widest, batch) * FM_PACK_NR);
+    TAKE(xt, rs == sizeof(float) ? (size_t)batch * widest : 0);
 #undef TAKE
     o->loss = off;
     off += round_up((size_t)batch * sizeof(double));

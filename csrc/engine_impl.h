@@ -6,7 +6,7 @@ typedef struct {
     real *mask[FM_MAX_LAYERS], *mean[FM_MAX_LAYERS], *var[FM_MAX_LAYERS];
     const real *out[FM_MAX_LAYERS]; /* what hidden layer l feeds forward */
     const real *in0;                /* what dense layer 0 reads */
-    real *logits, *delta[3], *pack;
+    real *logits, *delta[3], *pack, *xt;
     double *loss, *correct;
     double activity; /* activity penalty sum of the last forward (before dividing by B) */
 } FN(fm_ws);
@@ -48,6 +48,7 @@ static void FN(ws_carve)(FN(fm_ws) * ws, const fm_net *net, void *work, int batc
     ws->logits = AT(o.logits);
     for (int i = 0; i < 3; i++) ws->delta[i] = AT(o.delta[i]);
     ws->pack = AT(o.pack);
+    ws->xt = AT(o.xt);
 #undef AT
     ws->loss = (double *)(base + o.loss);
     ws->correct = (double *)(base + o.correct);
@@ -192,7 +193,7 @@ static void FN(backward)(const FN(fm_pass) * ps, real *grads, FN(fm_ws) * ws, in
         const int I = net->sizes[l], O = net->sizes[l + 1];
         FN(fm_dense_backward_params)(grads + fm_weight_offset(net, l),
                                      grads + fm_bias_offset(net, l), in, ws->delta[cur], B, I, O,
-                                     nt, ws->pack);
+                                     nt, ws->pack, ws->xt);
         if (l > 0) {
             const int nxt = cur == 0 ? 1 : 0, scratch = 3 - cur - nxt;
             if (FN(plain_hidden)(ps, l - 1)) {

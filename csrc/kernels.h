@@ -18,7 +18,10 @@
 #define FM_PACK_ROWS(I, B) ((I) > (B) ? (I) : (B))
 /* Row tiles that share one packed panel in the forward pass (and input rows in dW). */
 #define FM_PACK_GROUP 64
+/* Layers of this many weights copy their forward panels at batches below FM_PACK_GROUP too. */
 #define FM_PACK_LARGE ((size_t)1 << 20)
+/* Batches from which the weight gradient reads its input transposed (X^T made once). */
+#define FM_XT_MIN_BATCH 64
 
 /* Offset of dense layer l's weight panels in fm_pack_weights' layout (float32). */
 size_t fm_panels_offset(const fm_net *net, int l);
@@ -46,9 +49,10 @@ static inline double fm_unit(uint64_t h) { return (double)(h >> 11) * 0x1.0p-53;
        layout (fm_pack_weights), or NULL */                                                    \
     void fm_dense_forward_##SFX(T *Y, const T *X, const T *W, const T *b, int B, int I, int O, \
                                 int act, double slope, int nt, T *pack, const T *panels);      \
-    /* dW (I, O) = X (B, I)^T @ D (B, O);  db (O) = sum over rows of D; pack as above */        \
+    /* dW (I, O) = X (B, I)^T @ D (B, O);  db (O) = sum over rows of D; pack as above; xt:      \
+       scratch of B * I elements for X^T, or NULL */                                            \
     void fm_dense_backward_params_##SFX(T *dW, T *db, const T *X, const T *D, int B, int I,    \
-                                        int O, int nt, T *pack);                                \
+                                        int O, int nt, T *pack, T *xt);                         \
     /* dX (B, I) = (D (B, O) @ W (I, O)^T) * act'(A (B, I)); A == NULL: no activation factor; \
        pack as above */                                                                         \
     void fm_dense_backward_input_##SFX(T *dX, const T *D, const T *W, const T *A, int B, int I, \

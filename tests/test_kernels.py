@@ -153,6 +153,14 @@ def test_a_rows_prediction_does_not_depend_on_its_batch(kernel, dtype):
     np.testing.assert_array_equal(m.predict(X[order]), full[order])
 
 
+@pytest.mark.parametrize("batch", [64, 75, 150])
+def test_weight_gradient_from_the_transposed_input(kernel, batch):
+    """From batch 64 the weight gradient reads X^T made once (16x16 register transposes on
+    AVX-512): widths and batches off the 16-grid check its tails."""
+    compare([100, 129, 70, 5], batch)
+    compare([64, 1000, 3], batch, loss="mse")
+
+
 def test_large_layers_at_small_batches(kernel):
     """A layer of >= 2^20 weights copies its panels from batch mr + 1 on, not from 64:
     gradients still match the reference, and the rows of small and large batches agree."""
