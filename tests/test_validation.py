@@ -166,6 +166,27 @@ def test_diverging_run_raises_and_keeps_finite_weights(impl):
     assert np.isfinite(model.evaluate(X, y)["loss"])
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_divergence_on_an_epochs_first_step_goes_back_to_the_epoch_before(impl, dtype):
+    """The weights an epoch starts with were never evaluated before it: when its first
+    batch gives a non-finite loss, the model goes back to the last chunk of the epoch
+    before, whose first batch gave a finite loss."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 4))
+    y = rng.integers(0, 3, size=64)
+    model = impl([4, 8, 3], seed=0, dtype=dtype)
+
+    def blow_up(m, history):
+        big = np.finfo(dtype).max / 4
+        m.set_params([np.full_like(W, big) for W in m.weights], m.biases)
+
+    with pytest.raises(TrainingDivergedError, match="epoch 2, step 1:") as err:
+        model.fit(X, y, epochs=3, batch_size=16, callbacks=[blow_up])
+    assert err.value.epoch == 2 and err.value.step == 1
+    assert all(np.abs(W).max() < 100 for W in model.weights)
+    assert np.isfinite(model.evaluate(X, y)["loss"])
+
+
 def test_mse_has_no_accuracy_or_labels(impl, data):
     X, _ = data
     model = impl([4, 2], loss="mse", seed=0)

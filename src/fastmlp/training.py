@@ -18,7 +18,9 @@ from fastmlp.regularization import augment_config, penalty_config, stratified_sp
 from fastmlp.schedules import Constant, Schedule
 from fastmlp.validation import check_float, check_int, check_sample_weight
 
-CHUNK_SECONDS = 0.2  # engine work per Python round trip
+CHUNK_SECONDS = 0.2  # engine work per Python round trip, at least ...
+MAX_CHUNK_SECONDS = 1.0  # ... and at most (how long Ctrl-C and the progress bar wait)
+SNAPSHOT_SHARE = 0.02  # chunks long enough that the snapshots take at most this share
 _SHUFFLE_MODES = {True: "epoch", "epoch": "epoch", "once": "once", False: "none", "none": "none"}
 _MONITORS = ("val_loss", "val_accuracy")
 
@@ -211,8 +213,12 @@ def fit(
         first_epoch = done_epochs + 1
     elif mode == "once":
         model._backend_shuffle(order)
-    spare = None  # a snapshot whose buffers can be reused
+    # Two snapshots, their buffers reused: `current` holds the state at the start of the
+    # running chunk, `previous` the one at the start of the chunk before (see the
+    # divergence handling below); `spare` is a snapshot no longer needed.
+    current = previous = spare = None
     chunk = 1
+    chunk_seconds = CHUNK_SECONDS
     rewind = None  # with checkpoints: the state at the start of the epoch (see below)
     for epoch in range(first_epoch, epochs + 1):
         if checkpoint is not None:
@@ -230,10 +236,9 @@ def fit(
             (epoch - 1) * steps + np.arange(steps)
         rates = np.ascontiguousarray(schedule.rates(optimizer.lr, t), dtype=np.float64)
         s = 0
-        # two snapshot buffers, reused: `current` holds the state at the start of the
-        # running chunk, `previous` the one before (see the divergence handling below)
-        current = _snapshot(model, state, spare)
-        previous = current
+        # (callbacks may have changed the model since the last chunk's snapshot)
+        fresh, chunk_seconds = _timed_snapshot(model, state, spare)
+        previous, current = current if current is not None else fresh, fresh
         try:
             while s < steps:
                 k = min(chunk, steps - s)
@@ -262,10 +267,12 @@ def fit(
                     mass = batch_mass[:s]
                     progress(epoch, epochs, int(batch_rows[:s].sum()), n,
                              float(np.sum(step_loss[:s] * mass) / max(mass.sum(), 1e-300)))
-                spare = previous if previous is not current else None
-                previous, current = current, _snapshot(model, state, spare)
                 elapsed = max(time.perf_counter() - t_chunk, 1e-6)
-                chunk = max(1, min(4 * k, int(k * CHUNK_SECONDS / elapsed)))
+                chunk = max(1, min(4 * k, int(k * chunk_seconds / elapsed)))
+                if s < steps:  # the next epoch takes its own snapshot first
+                    spare = previous if previous is not current else None
+                    fresh, chunk_seconds = _timed_snapshot(model, state, spare)
+                    previous, current = current, fresh
         except KeyboardInterrupt:
             # Ctrl-C: with checkpoints, go back to the start of this epoch and save it, so
             # that the model and the checkpoint agree and resume_from repeats this epoch
@@ -289,6 +296,7 @@ def fit(
             vl, va = metrics["loss"], metrics["accuracy"]
         seconds = time.perf_counter() - t_epoch
         spare = previous if previous is not current else None
+        previous = current
         history.append(epoch=epoch, loss=loss, accuracy=acc, val_loss=vl, val_accuracy=va,
                        lr=float(rates[-1]), time=seconds, samples_per_s=n / max(seconds, 1e-9),
                        grad_norm=_layer_norms(model, model._backend_last_grad()))
@@ -320,6 +328,14 @@ def _layer_norms(model, grad: np.ndarray) -> list[float]:
     """L2 norm of each dense layer's weight gradient (no BLAS call, see above)."""
     return [float(np.sqrt(np.sum(np.square(grad[w0 : w0 + a * b], dtype=np.float64))))
             for (w0, _, a, b, _, _) in model._layout]
+
+
+def _timed_snapshot(model, state: dict | None, reuse: tuple | None) -> tuple[tuple, float]:
+    """A snapshot, and the engine time per chunk that makes snapshots a small share."""
+    t = time.perf_counter()
+    snap = _snapshot(model, state, reuse)
+    cost = time.perf_counter() - t
+    return snap, min(MAX_CHUNK_SECONDS, max(CHUNK_SECONDS, cost / SNAPSHOT_SHARE))
 
 
 def _snapshot(model, state: dict | None, reuse: tuple | None = None) -> tuple:
