@@ -47,6 +47,8 @@ size_t fm_running_count(const fm_net *net) { return fm_running_offset(net, net->
  *       input fed to layer 0, scratch for adversarial input gradients
  *   per hidden layer l (batch, n_{l+1}): z (pre-activation or BN xhat), a (activation),
  *       o (BN-after output), h (dropout output), mask (dropout mask); mean, var (n_{l+1})
+ *   Regions a network never uses (dropout's without dropout, batch norm's without it)
+ *   are empty: the workspace is faulted in whole, so they would cost resident memory.
  *   logits (batch, n_L)
  *   delta[0..2] (batch, max width): ping-pong deltas and a scratch
  *   pack (threads, max(width, batch), FM_PACK_NR): per-thread packed panels
@@ -68,18 +70,20 @@ static void ws_offsets(const fm_net *net, int batch, size_t rs, fm_ws_offsets *o
     int widest = net->sizes[0];
 #define TAKE(field, count) (o->field = off, off += round_up((size_t)(count) * rs))
     TAKE(x0, (size_t)batch * net->sizes[0]);
-    TAKE(xmask, (size_t)batch * net->sizes[0]);
-    TAKE(xin, (size_t)batch * net->sizes[0]);
+    const size_t in_drop = net->dropout[0] > 0;
+    TAKE(xmask, in_drop * batch * net->sizes[0]);
+    TAKE(xin, in_drop * batch * net->sizes[0]);
     TAKE(xgrad, (size_t)batch * net->sizes[0]);
     for (int l = 0; l < net->n_layers - 1; l++) {
-        const size_t n = (size_t)net->sizes[l + 1];
-        TAKE(z[l], batch * n);
+        const size_t n = (size_t)net->sizes[l + 1], bn = net->bn[l] != 0;
+        const size_t drop = net->dropout[l + 1] > 0, bn_after = net->bn[l] == FM_BN_AFTER;
+        TAKE(z[l], bn * batch * n);
         TAKE(a[l], batch * n);
-        TAKE(o[l], batch * n);
-        TAKE(h[l], batch * n);
-        TAKE(mask[l], batch * n);
-        TAKE(mean[l], n);
-        TAKE(var[l], n);
+        TAKE(o[l], bn_after * batch * n);
+        TAKE(h[l], drop * batch * n);
+        TAKE(mask[l], drop * batch * n);
+        TAKE(mean[l], bn * n);
+        TAKE(var[l], bn * n);
     }
     for (int l = 1; l <= net->n_layers; l++)
         if (net->sizes[l] > widest) widest = net->sizes[l];

@@ -325,11 +325,44 @@ static void FN(adversarial)(const FN(fm_pass) * ps, FN(fm_ws) * ws, real *grads,
         ws->x0[i] += e * (real)((ws->xgrad[i] > 0) - (ws->xgrad[i] < 0));
 }
 
+/* dst (n) = src (n), in blocks over threads */
+static void FN(copy)(void *dst, const real *src, size_t n, int nt) {
+    const size_t block = (size_t)1 << 18, blocks = (n + block - 1) / block;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && blocks > 1)
+    for (size_t b = 0; b < blocks; b++) {
+        const size_t lo = b * block, m = n - lo < block ? n - lo : block;
+        memcpy((real *)dst + lo, src + lo, m * sizeof(real));
+    }
+}
+
+/* The first half of a training step on rows idx[0..B): gather, augment (and the adversarial
+ * rows), forward and loss with the step's randomness; leaves the output delta in
+ * ws->delta[0]. Returns the mean loss before weight penalties; *correct: mean accuracy. */
+static double FN(step_forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, real *grads,
+                               const real *X, fm_targets targets, const int64_t *idx, int B,
+                               const fm_augment *aug, double *correct) {
+    const fm_net *net = ps->net;
+    const int I = net->sizes[0], K = net->sizes[net->n_layers];
+    FN(gather)(ws->x0, X, idx, B, I, fm_usable_threads(net->n_threads));
+    if (aug->noise_std > 0 || aug->shift > 0)
+        FN(fm_augment)(ws->x0, ws->xgrad, B, I, aug, ps->key, ps->counter);
+    if (aug->adv_eps > 0) {
+        const int na = (int)llround(aug->adv_ratio * B);
+        if (na > 0) FN(adversarial)(ps, ws, grads, targets, idx, na, aug->adv_eps);
+    }
+    FN(forward)(ps, ws, ws->x0, B);
+    FN(fm_loss)(ws->delta[0], ws->loss, ws->correct, ws->logits, targets, idx, B, K, net->loss);
+    double l, c;
+    FN(sum_samples)(ws, B, &l, &c);
+    *correct = c / B;
+    return l / B + ws->activity / B;
+}
+
 int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const real *X,
                  fm_targets targets, int64_t n, const int64_t *order, int64_t start, int n_steps,
                  const double *lr, fm_optimizer *opt, const fm_clip *clip, const fm_penalty *pen,
-                 const fm_augment *aug, fm_random *rng, double *step_loss, double *step_correct,
-                 int *steps_done) {
+                 const fm_augment *aug, fm_random *rng, const fm_snapshot *snap,
+                 double *step_loss, double *step_correct, int *steps_done) {
     *steps_done = 0;
     if (!net_ok(net) || batch_size < 1 || batch_size > buf->batch_cap || start < 0 ||
         opt->kind < FM_OPT_SGD || opt->kind > FM_OPT_DELTA_BAR_DELTA)
@@ -339,30 +372,24 @@ int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const
     real *params = (real *)buf->params, *grads = (real *)buf->grads;
     real *running = (real *)buf->running;
     const real *mask = (const real *)buf->prune_mask;
-    const int L = net->n_layers, I = net->sizes[0], K = net->sizes[L];
+    const int L = net->n_layers;
     const int nt = fm_usable_threads(net->n_threads);
     const size_t n_params = fm_param_count(net);
     const int clipping = clip->max_norm > 0 || clip->max_value > 0;
-    const int augmenting = aug->noise_std > 0 || aug->shift > 0;
     for (int s = 0; s < n_steps; s++) {
         const int64_t p0 = start + (int64_t)s * batch_size;
         if (p0 >= n) return FM_ERR_BAD_ARGUMENT;
         const int B = (int)(n - p0 < batch_size ? n - p0 : batch_size);
-        const int64_t *idx = order + p0;
-        FN(fm_pass) ps = {net, params, running, 1, rng->key, (uint64_t)rng->counter, pen};
-        FN(gather)(ws.x0, X, idx, B, I, nt);
-        if (augmenting) FN(fm_augment)(ws.x0, ws.xgrad, B, I, aug, rng->key, (uint64_t)rng->counter);
-        if (aug->adv_eps > 0) {
-            const int na = (int)llround(aug->adv_ratio * B);
-            if (na > 0) FN(adversarial)(&ps, &ws, grads, targets, idx, na, aug->adv_eps);
-        }
-        FN(forward)(&ps, &ws, ws.x0, B);
-        FN(fm_loss)(ws.delta[0], ws.loss, ws.correct, ws.logits, targets, idx, B, K, net->loss);
-        double l, c;
-        FN(sum_samples)(&ws, B, &l, &c);
-        step_loss[s] = l / B + ws.activity / B;
-        step_correct[s] = c / B;
+        const FN(fm_pass) ps = {net, params, running, 1, rng->key, (uint64_t)rng->counter, pen};
+        step_loss[s] = FN(step_forward)(&ps, &ws, grads, X, targets, order + p0, B, aug,
+                                        &step_correct[s]);
         if (!isfinite(step_loss[s])) return FM_ERR_NONFINITE_LOSS;
+        if (s == 0 && snap) { /* weights that gave a finite loss, before their update */
+            FN(copy)(snap->params, params, n_params, nt);
+            if (snap->running) FN(copy)(snap->running, running, fm_running_count(net), nt);
+            for (int i = 0; i < FM_OPT_MAX_SLOTS; i++)
+                if (snap->slot[i] && opt->slot[i]) FN(copy)(snap->slot[i], opt->slot[i], n_params, nt);
+        }
         FN(backward)(&ps, grads, &ws, B, NULL);
         step_loss[s] += FN(fm_penalty)(grads, params, net, pen);
         if (mask) FN(fm_mul)(grads, grads, mask, n_params);

@@ -177,6 +177,14 @@ typedef struct {
     void *slot[FM_OPT_MAX_SLOTS];
 } fm_optimizer;
 
+/* Where fm_train copies the state its first step starts from, once that step's loss is
+ * known to be finite: the parameters, the batch-norm running statistics and the optimizer
+ * slots in use (NULL: not copied). A diverging run can go back to it. */
+typedef struct {
+    void *params, *running;
+    void *slot[FM_OPT_MAX_SLOTS];
+} fm_snapshot;
+
 /* Gradient clipping applied before each update (torch.nn.utils semantics). */
 typedef struct {
     double max_norm;  /* > 0: scale grads by max_norm / (norm + 1e-6) when norm > max_norm */
@@ -224,12 +232,14 @@ void fm_shuffle(uint64_t state[4], int64_t *order, int64_t n);
        (the last batch of an epoch may be short: it ends at n) and learning rate lr[s].        \
        Writes each step's mean loss (with penalties) and accuracy to step_loss/step_correct    \
        (n_steps,), the number of completed steps to *steps_done. Stops with                    \
-       FM_ERR_NONFINITE_LOSS before updating on a non-finite loss. */                           \
+       FM_ERR_NONFINITE_LOSS before updating on a non-finite loss. snap (or NULL) receives the \
+       state at the start once the first step's loss is finite. */                             \
     int fm_train_##SFX(const fm_net *net, const fm_buffers *buf, int batch_size, const T *X,  \
                        fm_targets targets, int64_t n, const int64_t *order, int64_t start,      \
                        int n_steps, const double *lr, fm_optimizer *opt, const fm_clip *clip,   \
                        const fm_penalty *pen, const fm_augment *aug, fm_random *rng,            \
-                       double *step_loss, double *step_correct, int *steps_done);               \
+                       const fm_snapshot *snap, double *step_loss, double *step_correct,        \
+                       int *steps_done);                                                        \
     /* One update of p (n) from g (n) with rate lr; increments opt->step first. */             \
     void fm_optimizer_step_##SFX(fm_optimizer *opt, T *p, const T *g, size_t n, double lr,     \
                                  int n_threads);                                                \

@@ -234,3 +234,61 @@ def test_all_finite_finds_every_nan_and_infinity(dtype, n):
             assert _engine.all_finite(b) is False and not all_finite(b)
             assert not all_finite(b[::-1])  # non-contiguous: the NumPy fallback
     assert _engine.all_finite(np.ones(3, np.float16)) is None  # not handled in C
+
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_backend_snapshots_a_chunks_start_once_its_first_loss_is_finite(impl, dtype):
+    """fit keeps one snapshot for the divergence guard; the backend refreshes it in place
+    at the start of each chunk, after the first step's finite loss and before its update,
+    and leaves it alone when that loss is not finite."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(96, 6))
+    y = rng.integers(0, 3, size=96)
+    model = impl([6, 12, 3], seed=0, dtype=dtype, dropout=0.2, batch_norm="before")
+    from fastmlp import optim
+    from fastmlp.regularization import augment_config, penalty_config
+    from fastmlp.training import _snapshot
+
+    opt = optim.Adam(lr=0.01)
+    model.fit(X, y, epochs=1, batch_size=8, optimizer=opt)
+    state = opt.state_for(0, (model._n_params,), model.dtype)
+    before = _snapshot(model, state)
+    snap = _snapshot(model, state)
+    for a in (snap[0], snap[1], snap[2]["exp_avg"], snap[2]["exp_avg_sq"]):
+        a[...] = 7
+    order = np.arange(96, dtype=np.int64)
+    Xd = X.astype(model._dtype)
+    labels, dense = model._targets(y, len(X))
+    args = (Xd, labels, dense, order, 8, 3, 8, np.full(3, 0.01), opt, state, (0.0, 0.0, False),
+            penalty_config(), augment_config(6))
+    status, done, *_ = model._backend_train(*args, None, snap)
+    assert (status, done) == (0, 3)
+    for got, want in [(snap[0], before[0]), (snap[1], before[1]),
+                      (snap[2]["exp_avg"], before[2]["exp_avg"]),
+                      (snap[2]["exp_avg_sq"], before[2]["exp_avg_sq"])]:
+        np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(model.get_flat_params(), before[0])  # the chunk did update
+    weights = model.weights
+    weights[-1][...] = np.finfo(dtype).max  # logits overflow: the first loss is not finite
+    model.set_params(weights, model.biases)
+    for a in (snap[0], snap[1], snap[2]["exp_avg"], snap[2]["exp_avg_sq"]):
+        a[...] = 7
+    status, done, *_ = model._backend_train(*args, None, snap)
+    assert done == 0 and status != 0
+    assert all((a == 7).all() for a in (snap[0], snap[1], snap[2]["exp_avg"], snap[2]["exp_avg_sq"]))
+
+
+def test_a_nan_the_loss_does_not_show_still_stops_training(impl):
+    """Batch statistics that overflow give NaN activations, which ReLU turns into zeros:
+    the loss stays finite while the gradient is NaN. fit notices the non-finite parameters
+    after the chunk, goes back to its start and raises."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(96, 6))
+    y = rng.integers(0, 3, size=96)
+    model = impl([6, 12, 3], seed=0, batch_norm="before")
+    model.set_flat_params(np.full(model.get_flat_params().shape, np.finfo(np.float32).max / 4))
+    start = model.get_flat_params()
+    with pytest.raises(TrainingDivergedError, match="the parameters are no longer finite"):
+        model.fit(X, y, epochs=1, batch_size=8)
+    np.testing.assert_array_equal(model.get_flat_params(), start)

@@ -66,6 +66,11 @@ cdef extern from "fastmlp.h" nogil:
         int64_t step
         void *slot[FM_OPT_MAX_SLOTS]
 
+    ctypedef struct fm_snapshot:
+        void *params
+        void *running
+        void *slot[FM_OPT_MAX_SLOTS]
+
     ctypedef struct fm_clip:
         double max_norm
         double max_value
@@ -102,12 +107,14 @@ cdef extern from "fastmlp.h" nogil:
                      fm_targets targets, int64_t n, const int64_t *order, int64_t start,
                      int n_steps, const double *lr, fm_optimizer *opt, const fm_clip *clip,
                      const fm_penalty *pen, const fm_augment *aug, fm_random *rng,
-                     double *step_loss, double *step_correct, int *steps_done)
+                     const fm_snapshot *snap, double *step_loss, double *step_correct,
+                     int *steps_done)
     int fm_train_f64(const fm_net *net, const fm_buffers *buf, int batch_size, const double *X,
                      fm_targets targets, int64_t n, const int64_t *order, int64_t start,
                      int n_steps, const double *lr, fm_optimizer *opt, const fm_clip *clip,
                      const fm_penalty *pen, const fm_augment *aug, fm_random *rng,
-                     double *step_loss, double *step_correct, int *steps_done)
+                     const fm_snapshot *snap, double *step_loss, double *step_correct,
+                     int *steps_done)
     void fm_optimizer_step_f32(fm_optimizer *opt, float *p, const float *g, size_t n, double lr,
                                int n_threads)
     void fm_optimizer_step_f64(fm_optimizer *opt, double *p, const double *g, size_t n,

@@ -404,12 +404,14 @@ cdef class Engine:
 
     def train(self, X, labels, dense, order, int64_t start, int n_steps, int batch_size, lr,
               int kind, dict hyper, int64_t step, slots, clip, penalty, augment, uint64_t key,
-              int64_t counter, weights=None):
+              int64_t counter, weights=None, snapshot=None):
         """Run n_steps steps with learning rates lr (n_steps,), the update rule `kind` with
         `hyper` (fm_optimizer field names) and state `slots` (3 arrays shaped like params,
         or None), clip = (max_norm, max_value, error_if_nonfinite), penalty and augment
         tuples (see NO_PENALTY / NO_AUGMENT), the step randomness (key, counter) and optional
-        per-sample weights (n,). Returns (status, steps_done, step_loss, step_correct, step, counter)."""
+        per-sample weights (n,). snapshot: None, or (params, running, slots) arrays shaped
+        like those, that receive the state at the start once the first step's loss is
+        finite. Returns (status, steps_done, step_loss, step_correct, step, counter)."""
         self._check_X(X)
         n = X.shape[0]
         self._check_targets(labels, dense, n, weights)
@@ -422,6 +424,18 @@ cdef class Engine:
         if lr.dtype != np.float64 or lr.shape != (n_steps,) or not lr.flags.c_contiguous:
             raise ValueError(f"lr must be contiguous float64 of shape ({n_steps},)")
         _check_slots(slots, self.params)
+        cdef fm_snapshot snap
+        cdef fm_snapshot *snap_ptr = NULL
+        if snapshot is not None:
+            snap_params, snap_running, snap_slots = snapshot
+            _check_slots([snap_params] + [None] * (FM_OPT_MAX_SLOTS - 1), self.params)
+            _check_slots([snap_running] + [None] * (FM_OPT_MAX_SLOTS - 1), self.running)
+            _check_slots(snap_slots, self.params)
+            snap.params = _ptr(snap_params)
+            snap.running = _ptr(snap_running)
+            for i in range(FM_OPT_MAX_SLOTS):
+                snap.slot[i] = _ptr(snap_slots[i])
+            snap_ptr = &snap
         step_loss = np.zeros(n_steps, dtype=np.float64)
         step_correct = np.zeros(n_steps, dtype=np.float64)
         if n_steps == 0:
@@ -448,10 +462,12 @@ cdef class Engine:
         with nogil:
             if self.is_f64:
                 status = fm_train_f64(&self.net, &b, batch_size, <double *>x, t, nn, o, start,
-                                      n_steps, rates, &opt, &c, &p, &a, &r, sl, sc, &done)
+                                      n_steps, rates, &opt, &c, &p, &a, &r, snap_ptr, sl, sc,
+                                      &done)
             else:
                 status = fm_train_f32(&self.net, &b, batch_size, <float *>x, t, nn, o, start,
-                                      n_steps, rates, &opt, &c, &p, &a, &r, sl, sc, &done)
+                                      n_steps, rates, &opt, &c, &p, &a, &r, snap_ptr, sl, sc,
+                                      &done)
         self.version += 1
         _check_status(status, "train")
         return status, done, step_loss, step_correct, opt.step, r.counter

@@ -16,7 +16,7 @@ from fastmlp.history import History
 from fastmlp.optim import OPTIMIZERS, SGD, Optimizer
 from fastmlp.regularization import augment_config, penalty_config, stratified_split
 from fastmlp.schedules import Constant, Schedule
-from fastmlp.validation import check_float, check_int, check_sample_weight
+from fastmlp.validation import all_finite, check_float, check_int, check_sample_weight
 
 CHUNK_SECONDS = 0.2  # engine work per Python round trip, at least ...
 MAX_CHUNK_SECONDS = 1.0  # ... and at most (how long Ctrl-C and the progress bar wait)
@@ -213,10 +213,11 @@ def fit(
         first_epoch = done_epochs + 1
     elif mode == "once":
         model._backend_shuffle(order)
-    # Two snapshots, their buffers reused: `current` holds the state at the start of the
-    # running chunk, `previous` the one at the start of the chunk before (see the
-    # divergence handling below); `spare` is a snapshot no longer needed.
-    current = previous = spare = None
+    # The divergence guard: `good`, a snapshot of the parameters, statistics and optimizer
+    # state, taken at the start of the fit and then refreshed in place by the backend at
+    # the start of each chunk, once the chunk's first step has seen a finite loss. A
+    # diverging step goes back to it: to the last weights that gave a finite loss.
+    good = None
     chunk = 1
     chunk_seconds = CHUNK_SECONDS
     rewind = None  # with checkpoints: the state at the start of the epoch (see below)
@@ -236,30 +237,29 @@ def fit(
             (epoch - 1) * steps + np.arange(steps)
         rates = np.ascontiguousarray(schedule.rates(optimizer.lr, t), dtype=np.float64)
         s = 0
-        # (callbacks may have changed the model since the last chunk's snapshot)
-        fresh, chunk_seconds = _timed_snapshot(model, state, spare)
-        previous, current = current if current is not None else fresh, fresh
         try:
             while s < steps:
+                if good is None:  # its copy time sets the chunk length
+                    good, chunk_seconds = _timed_snapshot(model, state)
                 k = min(chunk, steps - s)
                 t_chunk = time.perf_counter()
+                start_step = state["step"]
                 status, done, sl, sc = model._backend_train(
                     X, labels, dense, order, s * batch_size, k, batch_size, rates[s : s + k],
-                    optimizer, state, clip, penalty, augment, weights,
+                    optimizer, state, clip, penalty, augment, weights, good,
                 )
+                if done > 0 or status != STATUS_NONFINITE_LOSS:  # `good` was refreshed
+                    good[2]["step"] = start_step
                 if status != STATUS_OK:
-                    # `current` gave a finite loss on this chunk's first batch if done > 0;
-                    # otherwise `previous` did, on the previous chunk's first batch.
-                    _restore(model, current if done > 0 else previous, state)
+                    _restore(model, good, state)
                     what = (f"the batch loss is {sl[done]}" if status == STATUS_NONFINITE_LOSS
                             else "the gradient norm is not finite")
-                    raise TrainingDivergedError(
-                        f"training diverged at epoch {epoch}, step {s + done + 1}: {what}. "
-                        f"The model keeps the last weights that gave a finite loss. Try a "
-                        f"smaller learning rate (lr={rates[s + done]:g}), gradient clipping, "
-                        f"or rescaled inputs.",
-                        history=history, epoch=epoch, step=s + done + 1,
-                    )
+                    raise _diverged(epoch, s + done, what, rates[s + done], history)
+                if not all_finite(model._params_view()):
+                    # a NaN the losses did not show (a ReLU turns NaN into 0, for one)
+                    _restore(model, good, state)
+                    raise _diverged(epoch, s + k - 1, "the parameters are no longer finite",
+                                    rates[s + k - 1], history, within=k)
                 step_loss[s : s + k] = sl
                 step_correct[s : s + k] = sc
                 s += k
@@ -269,10 +269,6 @@ def fit(
                              float(np.sum(step_loss[:s] * mass) / max(mass.sum(), 1e-300)))
                 elapsed = max(time.perf_counter() - t_chunk, 1e-6)
                 chunk = max(1, min(4 * k, int(k * chunk_seconds / elapsed)))
-                if s < steps:  # the next epoch takes its own snapshot first
-                    spare = previous if previous is not current else None
-                    fresh, chunk_seconds = _timed_snapshot(model, state, spare)
-                    previous, current = current, fresh
         except KeyboardInterrupt:
             # Ctrl-C: with checkpoints, go back to the start of this epoch and save it, so
             # that the model and the checkpoint agree and resume_from repeats this epoch
@@ -295,8 +291,6 @@ def fit(
             metrics = model._evaluate_prepared(*val)
             vl, va = metrics["loss"], metrics["accuracy"]
         seconds = time.perf_counter() - t_epoch
-        spare = previous if previous is not current else None
-        previous = current
         history.append(epoch=epoch, loss=loss, accuracy=acc, val_loss=vl, val_accuracy=va,
                        lr=float(rates[-1]), time=seconds, samples_per_s=n / max(seconds, 1e-9),
                        grad_norm=_layer_norms(model, model._backend_last_grad()))
@@ -330,10 +324,23 @@ def _layer_norms(model, grad: np.ndarray) -> list[float]:
             for (w0, _, a, b, _, _) in model._layout]
 
 
-def _timed_snapshot(model, state: dict | None, reuse: tuple | None) -> tuple[tuple, float]:
+def _diverged(epoch: int, step: int, what: str, lr: float, history,
+              within: int = 1) -> TrainingDivergedError:
+    """The error for step `step` (0-based) of `epoch`, or for one of the `within` steps
+    that end there."""
+    where = f"step {step + 1}" if within == 1 else f"steps {step + 2 - within}-{step + 1}"
+    return TrainingDivergedError(
+        f"training diverged at epoch {epoch}, {where}: {what}. The model keeps the last "
+        f"weights that gave a finite loss. Try a smaller learning rate (lr={lr:g}), "
+        f"gradient clipping, or rescaled inputs.",
+        history=history, epoch=epoch, step=step + 1,
+    )
+
+
+def _timed_snapshot(model, state: dict) -> tuple[tuple, float]:
     """A snapshot, and the engine time per chunk that makes snapshots a small share."""
     t = time.perf_counter()
-    snap = _snapshot(model, state, reuse)
+    snap = _snapshot(model, state)
     cost = time.perf_counter() - t
     return snap, min(MAX_CHUNK_SECONDS, max(CHUNK_SECONDS, cost / SNAPSHOT_SHARE))
 

@@ -193,41 +193,53 @@ class MLP(BaseMLP):
         pass
 
     def _backend_train(self, X, labels, dense, order, start, n_steps, batch_size, rates,
-                       optimizer, state, clip, penalty, augment, weights=None):
+                       optimizer, state, clip, penalty, augment, weights=None, snapshot=None):
         # a diverging run overflows on its way to the non-finite loss the caller reports
         with np.errstate(over="ignore", invalid="ignore"):
             return self._train(X, labels, dense, order, start, n_steps, batch_size, rates,
-                               optimizer, state, clip, penalty, augment, weights)
+                               optimizer, state, clip, penalty, augment, weights, snapshot)
+
+    def _step_forward(self, X, labels, dense, idx, penalty, augment, weights):
+        """The first half of a training step on rows idx at the current counter: augment
+        (and the adversarial rows), forward, loss. Returns (loss before weight penalties,
+        accuracy, output delta, cache)."""
+        noise, shift, h, w, c, adv_eps, adv_ratio = augment
+        counter = self._counter
+        xb = X[idx]
+        if shift > 0:
+            xb = F.shift_images(xb, stream_base(self._seed, counter, STREAM_SHIFT), shift,
+                                (h, w, c))
+        if noise > 0:
+            xb = xb + F.gaussian_noise(xb.shape, stream_base(self._seed, counter,
+                                                             STREAM_NOISE), noise).astype(xb.dtype)
+        na = int(np.floor(adv_ratio * len(idx) + 0.5))
+        if adv_eps > 0 and na > 0:
+            _, _, delta, cache = self._objective(xb[:na], labels, dense, True, counter,
+                                                 penalty, idx[:na], weights)
+            _, dx = self._backward(cache, delta, penalty)
+            xb = xb.copy()
+            xb[:na] += xb.dtype.type(adv_eps) * np.sign(dx)
+        per_sample, correct, delta, cache = self._objective(xb, labels, dense, True, counter,
+                                                            penalty, idx, weights)
+        return per_sample.mean() + cache["activity"] / len(idx), correct.mean(), delta, cache
 
     def _train(self, X, labels, dense, order, start, n_steps, batch_size, rates, optimizer,
-               state, clip, penalty, augment, weights):
+               state, clip, penalty, augment, weights, snapshot):
         max_norm, max_value, error_if_nonfinite = clip
-        noise, shift, h, w, c, adv_eps, adv_ratio = augment
         step_loss = np.zeros(n_steps)
         step_correct = np.zeros(n_steps)
         for s in range(n_steps):
-            counter = self._counter
             idx = order[start + s * batch_size : start + (s + 1) * batch_size]
-            xb = X[idx]
-            if shift > 0:
-                xb = F.shift_images(xb, stream_base(self._seed, counter, STREAM_SHIFT), shift,
-                                    (h, w, c))
-            if noise > 0:
-                xb = xb + F.gaussian_noise(xb.shape, stream_base(self._seed, counter,
-                                                                 STREAM_NOISE), noise).astype(xb.dtype)
-            na = int(np.floor(adv_ratio * len(idx) + 0.5))
-            if adv_eps > 0 and na > 0:
-                _, _, delta, cache = self._objective(xb[:na], labels, dense, True, counter,
-                                                     penalty, idx[:na], weights)
-                _, dx = self._backward(cache, delta, penalty)
-                xb = xb.copy()
-                xb[:na] += xb.dtype.type(adv_eps) * np.sign(dx)
-            per_sample, correct, delta, cache = self._objective(xb, labels, dense, True, counter,
-                                                                penalty, idx, weights)
-            step_loss[s] = per_sample.mean() + cache["activity"] / len(idx)
-            step_correct[s] = correct.mean()
+            step_loss[s], step_correct[s], delta, cache = self._step_forward(
+                X, labels, dense, idx, penalty, augment, weights)
             if not np.isfinite(step_loss[s]):
                 return STATUS_NONFINITE_LOSS, s, step_loss, step_correct
+            if s == 0 and snapshot is not None:  # weights that gave a finite loss
+                self._backend_flat(snapshot[0])
+                self._backend_running(snapshot[1])
+                for k, v in state.items():
+                    if isinstance(v, np.ndarray):
+                        np.copyto(snapshot[2][k], v)
             grad, _ = self._backward(cache, delta, penalty)
             step_loss[s] += F.penalty(self._flat, grad, self._ref_layout, penalty)
             self._grad = grad
