@@ -292,3 +292,17 @@ def test_a_nan_the_loss_does_not_show_still_stops_training(impl):
     with pytest.raises(TrainingDivergedError, match="the parameters are no longer finite"):
         model.fit(X, y, epochs=1, batch_size=8)
     np.testing.assert_array_equal(model.get_flat_params(), start)
+
+
+def test_divergence_on_the_first_step_leaves_the_model_as_it_was(impl):
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(40, 4))
+    y = rng.integers(0, 3, size=40)
+    model = impl([4, 8, 3], seed=0)
+    weights = model.weights
+    weights[-1][...] = np.finfo(np.float32).max
+    model.set_params(weights, model.biases)
+    start = model.get_flat_params()
+    with pytest.raises(TrainingDivergedError, match="epoch 1, step 1:"):
+        model.fit(X, y, epochs=2, batch_size=8)
+    np.testing.assert_array_equal(model.get_flat_params(), start)

@@ -21,6 +21,7 @@ from fastmlp.validation import all_finite, check_float, check_int, check_sample_
 CHUNK_SECONDS = 0.2  # engine work per Python round trip, at least ...
 MAX_CHUNK_SECONDS = 1.0  # ... and at most (how long Ctrl-C and the progress bar wait)
 SNAPSHOT_SHARE = 0.02  # chunks long enough that the snapshots take at most this share
+SNAPSHOT_BYTES_PER_S = 5e9  # a conservative copy speed, for the rule above
 _SHUFFLE_MODES = {True: "epoch", "epoch": "epoch", "once": "once", False: "none", "none": "none"}
 _MONITORS = ("val_loss", "val_accuracy")
 
@@ -213,11 +214,11 @@ def fit(
         first_epoch = done_epochs + 1
     elif mode == "once":
         model._backend_shuffle(order)
-    # The divergence guard: `good`, a snapshot of the parameters, statistics and optimizer
-    # state, taken at the start of the fit and then refreshed in place by the backend at
-    # the start of each chunk, once the chunk's first step has seen a finite loss. A
-    # diverging step goes back to it: to the last weights that gave a finite loss.
-    good = None
+    # The divergence guard: `good`, buffers for the parameters, statistics and optimizer
+    # state, filled in place by the backend at the start of each chunk once the chunk's
+    # first step has seen a finite loss. A diverging step goes back to it: to the last
+    # weights that gave a finite loss. Before it is first filled nothing has changed.
+    good, filled = None, False
     chunk = 1
     chunk_seconds = CHUNK_SECONDS
     rewind = None  # with checkpoints: the state at the start of the epoch (see below)
@@ -239,8 +240,9 @@ def fit(
         s = 0
         try:
             while s < steps:
-                if good is None:  # its copy time sets the chunk length
-                    good, chunk_seconds = _timed_snapshot(model, state)
+                if good is None:
+                    good = _empty_snapshot(model, state)
+                    chunk_seconds = _chunk_seconds(good)
                 k = min(chunk, steps - s)
                 t_chunk = time.perf_counter()
                 start_step = state["step"]
@@ -250,8 +252,10 @@ def fit(
                 )
                 if done > 0 or status != STATUS_NONFINITE_LOSS:  # `good` was refreshed
                     good[2]["step"] = start_step
+                    filled = True
                 if status != STATUS_OK:
-                    _restore(model, good, state)
+                    if filled:
+                        _restore(model, good, state)
                     what = (f"the batch loss is {sl[done]}" if status == STATUS_NONFINITE_LOSS
                             else "the gradient norm is not finite")
                     raise _diverged(epoch, s + done, what, rates[s + done], history)
@@ -337,12 +341,19 @@ def _diverged(epoch: int, step: int, what: str, lr: float, history,
     )
 
 
-def _timed_snapshot(model, state: dict) -> tuple[tuple, float]:
-    """A snapshot, and the engine time per chunk that makes snapshots a small share."""
-    t = time.perf_counter()
-    snap = _snapshot(model, state)
-    cost = time.perf_counter() - t
-    return snap, min(MAX_CHUNK_SECONDS, max(CHUNK_SECONDS, cost / SNAPSHOT_SHARE))
+def _empty_snapshot(model, state: dict) -> tuple:
+    """Buffers shaped like a snapshot of `model` and `state`, not filled in."""
+    opt = {k: (np.empty_like(v) if isinstance(v, np.ndarray) else v) for k, v in state.items()}
+    return (np.empty_like(model._params_view()), np.empty_like(model._running_view()), opt)
+
+
+def _chunk_seconds(snapshot: tuple) -> float:
+    """Engine time per chunk that keeps refreshing `snapshot` a small share of it."""
+    flat, running, opt = snapshot
+    size = flat.nbytes + running.nbytes + sum(
+        v.nbytes for v in opt.values() if isinstance(v, np.ndarray))
+    cost = size / SNAPSHOT_BYTES_PER_S
+    return min(MAX_CHUNK_SECONDS, max(CHUNK_SECONDS, cost / SNAPSHOT_SHARE))
 
 
 def _snapshot(model, state: dict | None, reuse: tuple | None = None) -> tuple:
