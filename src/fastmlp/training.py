@@ -272,7 +272,7 @@ def fit(
                     progress(epoch, epochs, int(batch_rows[:s].sum()), n,
                              float(np.sum(step_loss[:s] * mass) / max(mass.sum(), 1e-300)))
                 elapsed = max(time.perf_counter() - t_chunk, 1e-6)
-                chunk = max(1, min(4 * k, int(k * chunk_seconds / elapsed)))
+                chunk = max(1, min(16 * k, int(k * chunk_seconds / elapsed)))
         except KeyboardInterrupt:
             # Ctrl-C: with checkpoints, go back to the start of this epoch and save it, so
             # that the model and the checkpoint agree and resume_from repeats this epoch
