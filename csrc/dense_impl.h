@@ -150,6 +150,14 @@ static void FN(packed_product)(fm_tile_fn tile, fm_pack_t_fn pack_t, int mr, int
             for (int r0 = g * FM_PACK_GROUP; r0 < r_end; r0 += mr) {
                 const int rb = r_end - r0 < mr ? r_end - r0 : mr;
                 real *c = C + (size_t)r0 * ldc + j0;
+                for (int r = 0; r < rb; r++) { /* the tile's output (and the epilogue's
+                    activations) may be out of L2 in large batches: fetched while it runs */
+                    const size_t o = (size_t)(r0 + r) * ldc + j0;
+                    for (int j = 0; j < nb; j += 64 / (int)sizeof(real)) {
+                        __builtin_prefetch(C + o + j, 1);
+                        if (Aact) __builtin_prefetch(Aact + o + j, 0);
+                    }
+                }
                 tile(c, ldc, A + r0 * sr, sr, sk, panel, nr, rb, K, nb, init ? init + j0 : NULL);
                 for (int r = 0; r < rb && epilogue != FM_EPI_NONE; r++) {
                     real *row = c + (size_t)r * ldc;
