@@ -125,11 +125,12 @@ def fit(
         Each is called as ``callback(model, history)`` after every epoch (the history holds
         that epoch's entry); a truthy return value stops training after this epoch.
 
-    The engine runs many steps per call (about 0.2 s of work), so Ctrl-C stops training
-    within a fraction of a second, with the weights of the last finished call. If a batch
-    loss (or a clipped gradient norm) becomes NaN or infinite, the last weights and
-    optimizer state that gave a finite loss are restored and
-    :class:`~fastmlp.errors.TrainingDivergedError` is raised.
+    The engine runs many steps per call (about 0.2 s of work, up to 1 s for very large
+    models), so Ctrl-C stops training soon, with the weights of the last finished call. If
+    a batch loss (or a clipped gradient norm) becomes NaN or infinite, or the parameters
+    do (a NaN that the loss does not show), the last weights and optimizer state that
+    gave a finite loss are restored and :class:`~fastmlp.errors.TrainingDivergedError` is
+    raised.
     """
     X = model._check_X(X)
     labels, dense = model._targets(y, X.shape[0])
