@@ -388,7 +388,8 @@ int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const
             FN(copy)(snap->params, params, n_params, nt);
             if (snap->running) FN(copy)(snap->running, running, fm_running_count(net), nt);
             for (int i = 0; i < FM_OPT_MAX_SLOTS; i++)
-                if (snap->slot[i] && opt->slot[i]) FN(copy)(snap->slot[i], opt->slot[i], n_params, nt);
+                if (snap->slot[i] && opt->slot[i])
+                    FN(copy)(snap->slot[i], opt->slot[i], n_params, nt);
         }
         FN(backward)(&ps, grads, &ws, B, NULL);
         step_loss[s] += FN(fm_penalty)(grads, params, net, pen);
