@@ -116,9 +116,8 @@ enum { FM_EPI_NONE, FM_EPI_ACT, FM_EPI_ACT_GRAD };
 static void FN(packed_product)(fm_tile_fn tile, fm_pack_t_fn pack_t, int mr, int nr, real *C,
                                int ldc, const real *A, size_t sr, size_t sk, const real *Ms,
                                int ldm, int transposed, int R, int K, int N, const real *init,
-                               int epilogue,
-                               const real *Aact, int act, double slope, int nt, int par,
-                               real *pack, const real *prepacked) {
+                               int epilogue, const real *Aact, int act, double slope, int nt,
+                               int par, real *pack, const real *prepacked) {
     const int panels = (N + nr - 1) / nr, groups = (R + FM_PACK_GROUP - 1) / FM_PACK_GROUP;
     const size_t stride = (size_t)FM_PACK_ROWS(K, R) * FM_PACK_NR;
 #pragma omp parallel num_threads(nt) if (par && panels * groups > 1)
