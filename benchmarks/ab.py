@@ -8,7 +8,10 @@ into its own directory, then compare them::
     python benchmarks/ab.py /tmp/old-site /tmp/new-site --batch-size 32 --rounds 3
 
 Each child puts its directory first on ``sys.path``, fits a fresh model once on 2,048 samples
-(warm-up), then times one epoch on ``--samples`` synthetic samples (Adam, lr 1e-3). Run it
+(warm-up), then times one epoch on ``--samples`` synthetic samples (Adam, lr 1e-3): of the
+same model and optimizer, or with ``--fresh`` of a new model and optimizer made before the
+timer starts, as ``benchmarks/peers.py`` times them (its first step then pays for the
+optimizer state and the divergence snapshot). Run it
 with an interpreter that has no editable install of fastmlp: an editable install's import
 hook would win over ``sys.path``, and the child refuses to run then.
 """
@@ -23,7 +26,8 @@ import sys
 
 CHILD = r"""
 import json, sys, time
-site, sizes, batch, samples, threads = sys.argv[1], json.loads(sys.argv[2]), *map(int, sys.argv[3:6])
+site, sizes = sys.argv[1], json.loads(sys.argv[2])
+batch, samples, threads, fresh = map(int, sys.argv[3:7])
 sys.path.insert(0, site)
 import numpy as np
 import fastmlp
@@ -35,6 +39,8 @@ X = rng.standard_normal((samples, sizes[0]), dtype=np.float32)
 y = rng.integers(0, sizes[-1], size=samples)
 model, opt = fastmlp.MLP(sizes, seed=0, threads=threads), optim.Adam(lr=1e-3)
 model.fit(X[:2048], y[:2048], epochs=1, batch_size=batch, optimizer=opt)
+if fresh:
+    model, opt = fastmlp.MLP(sizes, seed=0, threads=threads), optim.Adam(lr=1e-3)
 t = time.perf_counter()
 model.fit(X, y, epochs=1, batch_size=batch, optimizer=opt)
 print(time.perf_counter() - t)
@@ -50,20 +56,23 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=60000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--fresh", action="store_true",
+                    help="time a new model and optimizer (made before the timer starts)")
     args = ap.parse_args(argv)
     times = {args.old: [], args.new: []}
     for _ in range(args.rounds):
         for site in (args.old, args.new):
             out = subprocess.run(
                 [sys.executable, "-c", CHILD, site, json.dumps(args.sizes), str(args.batch_size),
-                 str(args.samples), str(args.threads)],
+                 str(args.samples), str(args.threads), str(int(args.fresh))],
                 capture_output=True, text=True)
             if out.returncode != 0:
                 sys.exit(out.stderr.strip() or f"the child for {site} failed")
             times[site].append(float(out.stdout))
     old, new = (statistics.median(times[s]) for s in (args.old, args.new))
     net = "-".join(map(str, args.sizes))
-    print(f"{net}, batch {args.batch_size}, {args.samples} samples, {args.threads} threads: "
+    fresh = ", fresh model" if args.fresh else ""
+    print(f"{net}, batch {args.batch_size}, {args.samples} samples, {args.threads} threads{fresh}: "
           f"old {old:.3f} s, new {new:.3f} s, old/new {old / new:.2f}x")
     for site in times:
         print(f"  {site}: " + ", ".join(f"{t:.3f}" for t in times[site]))

@@ -106,6 +106,17 @@ def test_state_round_trip_continues_identically(name, kwargs):
         assert np.array_equal(a, b)
 
 
+def test_new_state_holds_its_initial_values():
+    # the slots come from _buffers.faulted (written once now, see its docstring)
+    shape = (300_000,)
+    state = optim.Adam(amsgrad=True).state_for(0, shape, np.dtype(np.float32))
+    for name in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+        assert state[name].shape == shape and state[name].dtype == np.float32
+        assert not state[name].any()
+    rate = optim.DeltaBarDelta(lr=0.25).state_for(0, (7,), np.dtype(np.float64))["rate"]
+    assert rate.dtype == np.float64 and (rate == 0.25).all()
+
+
 def test_state_dict_is_a_copy_and_rejects_other_optimizers():
     opt = optim.Adam()
     p = [np.ones(3)]
@@ -362,5 +373,13 @@ def test_history_records_rates_speed_gradient_norms_and_callbacks_stop():
         norms.append(h.grad_norm)
     # the engine's record matches the reference's independently computed gradients
     np.testing.assert_allclose(norms[0], norms[1], rtol=1e-9)
+    # ... and is each layer's weight-gradient norm of the last step, summed in float64 even
+    # for a float32 model
+    m = fastmlp.MLP([4, 300, 5, 3], seed=0)
+    h = m.fit(X.astype(np.float32), y, epochs=1, batch_size=60, lr=0.1)
+    grad = m._backend_last_grad()
+    exact = [np.linalg.norm(grad[w0 : w0 + a * b].astype(np.float64))
+             for (w0, _, a, b, _, _) in m._layout]
+    np.testing.assert_allclose(h.grad_norm[-1], exact, rtol=1e-13)
     with pytest.raises(TypeError, match="callbacks must be callables"):
         fastmlp.MLP([4, 3]).fit(X, y, callbacks=[42])

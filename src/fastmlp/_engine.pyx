@@ -13,6 +13,8 @@ from libc.stdint cimport int32_t, int64_t, uint64_t
 
 import numpy as np
 
+from fastmlp._buffers import faulted
+
 from fastmlp._cengine cimport *
 
 STATUS_OK = FM_OK
@@ -178,7 +180,7 @@ cdef class Engine:
             raise TypeError(f"engine dtype must be float32 or float64, got {self.dtype}")
         self.is_f64 = self.dtype == np.float64
         self.params = np.zeros(fm_param_count(&self.net), dtype=self.dtype)
-        self.grads = np.zeros_like(self.params)
+        self.grads = faulted(self.params.shape, self.dtype)  # the engine's threads write it
         self.running = np.zeros(fm_running_count(&self.net), dtype=self.dtype)
         for l in range(L - 1):  # running variance starts at 1, gamma at 1
             if self.net.bn[l]:
@@ -243,10 +245,7 @@ cdef class Engine:
             raise ValueError(f"batch must be >= 1, got {batch}")
         if batch > self._work_batch:
             nbytes = fm_workspace_bytes(&self.net, batch, self.dtype.itemsize)
-            self._work = np.empty(nbytes, dtype=np.uint8)
-            # fault the pages in now, from one thread (NumPy asks for huge pages for large
-            # arrays): first-touch faults from every engine thread at once cost more
-            self._work.fill(0)
+            self._work = faulted(nbytes, np.uint8)
             self._work_batch = batch
 
     def release(self):

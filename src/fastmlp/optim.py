@@ -40,6 +40,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fastmlp._buffers import faulted
 from fastmlp._engine import optimizer_step
 from fastmlp.clip import clip_grad_norm_, clip_grad_value_
 
@@ -77,7 +78,7 @@ class Optimizer:
         return self.slots
 
     def _init_slot(self, name: str, shape: tuple, dtype: np.dtype) -> np.ndarray:
-        return np.zeros(shape, dtype=dtype)
+        return faulted(shape, dtype)
 
     def _new_state(self, shape: tuple, dtype: np.dtype) -> dict:
         state = {"step": 0}
@@ -375,7 +376,7 @@ class DeltaBarDelta(Optimizer):
                 "weight_decay": self.weight_decay}
 
     def _init_slot(self, name, shape, dtype):
-        return np.full(shape, self.lr if name == "rate" else 0.0, dtype=dtype)
+        return faulted(shape, dtype, self.lr if name == "rate" else 0.0)
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {

@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 from fastmlp import checkpoint as checkpoint_io
+from fastmlp._buffers import faulted
 from fastmlp.base import STATUS_NONFINITE_LOSS, STATUS_OK
 from fastmlp.errors import TrainingDivergedError
 from fastmlp.history import History
@@ -325,8 +326,11 @@ def fit(
 
 def _layer_norms(model, grad: np.ndarray) -> list[float]:
     """L2 norm of each dense layer's weight gradient (no BLAS call, see above)."""
-    return [float(np.sqrt(np.sum(np.square(grad[w0 : w0 + a * b], dtype=np.float64))))
-            for (w0, _, a, b, _, _) in model._layout]
+    norms = []
+    for (w0, _, a, b, _, _) in model._layout:
+        g = grad[w0 : w0 + a * b]  # float64 sums without a float64 copy of g
+        norms.append(float(np.sqrt(np.einsum("i,i->", g, g, dtype=np.float64))))
+    return norms
 
 
 def _diverged(epoch: int, step: int, what: str, lr: float, history,
@@ -343,9 +347,12 @@ def _diverged(epoch: int, step: int, what: str, lr: float, history,
 
 
 def _empty_snapshot(model, state: dict) -> tuple:
-    """Buffers shaped like a snapshot of `model` and `state`, not filled in."""
-    opt = {k: (np.empty_like(v) if isinstance(v, np.ndarray) else v) for k, v in state.items()}
-    return (np.empty_like(model._params_view()), np.empty_like(model._running_view()), opt)
+    """Buffers shaped like a snapshot of `model` and `state`, zeroed (not filled in)."""
+    def like(a):
+        return faulted(a.shape, a.dtype)
+
+    opt = {k: (like(v) if isinstance(v, np.ndarray) else v) for k, v in state.items()}
+    return (like(model._params_view()), like(model._running_view()), opt)
 
 
 def _chunk_seconds(snapshot: tuple) -> float:
