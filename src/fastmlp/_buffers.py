@@ -4,7 +4,7 @@ faulted in, by the calling thread.
 A fresh page is faulted in (and zeroed by the kernel) when first written. When several
 engine threads take those faults at the same time they cost several times what one
 thread pays to write the array first: a fresh 784-1024-1024-10 fit at batch 512 spent
-about 14 ms of its first step in them (benchmarks/RESULTS.md, "fresh pages")."""
+about 15 ms of its first step in them (benchmarks/RESULTS.md, "Fresh pages")."""
 
 from __future__ import annotations
 
