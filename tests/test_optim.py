@@ -107,12 +107,16 @@ def test_state_round_trip_continues_identically(name, kwargs):
 
 
 def test_new_state_holds_its_initial_values():
-    # the slots come from _buffers.faulted (written once now, see its docstring)
-    shape = (300_000,)
-    state = optim.Adam(amsgrad=True).state_for(0, shape, np.dtype(np.float32))
-    for name in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
-        assert state[name].shape == shape and state[name].dtype == np.float32
-        assert not state[name].any()
+    # the slots come from _buffers.faulted (written once now, see its docstring); a freed
+    # dirty block of the same size is what the allocator hands out next, so an unfilled
+    # array would show its 7s
+    for shape in ((1000,), (300_000,)):
+        dirty = np.full(shape, 7.0, dtype=np.float32)
+        del dirty
+        state = optim.Adam(amsgrad=True).state_for(0, shape, np.dtype(np.float32))
+        for name in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+            assert state[name].shape == shape and state[name].dtype == np.float32
+            assert not state[name].any()
     rate = optim.DeltaBarDelta(lr=0.25).state_for(0, (7,), np.dtype(np.float64))["rate"]
     assert rate.dtype == np.float64 and (rate == 0.25).all()
 
