@@ -19,5 +19,7 @@ static inline double sigmoid(double z) {
     return e / (1.0 + e);
 }
 
+#define FM_CE_KEEP 64 /* classes whose exponentials cross_entropy keeps on the stack */
+
 #define FM_TEMPLATE "losses_impl.h"
 #include "instantiate.h"

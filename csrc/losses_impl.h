@@ -7,12 +7,19 @@ static int FN(argmax)(const real *z, int K) {
     return best;
 }
 
-/* Cross-entropy of softmax(z) for one sample; t NULL means the label y. */
+/* Cross-entropy of softmax(z) for one sample; t NULL means the label y. Up to
+ * FM_CE_KEEP classes keep exp(z_k - max) for the delta: one exp per logit, not two. */
 static double FN(cross_entropy)(real *d, double scale, const real *z, const real *t, int y, int K) {
     const int am = FN(argmax)(z, K);
     const double m = z[am];
+    double e[FM_CE_KEEP];
+    const int keep = d && K <= FM_CE_KEEP;
     double s = 0;
-    for (int k = 0; k < K; k++) s += exp((double)z[k] - m);
+    for (int k = 0; k < K; k++) {
+        const double ek = exp((double)z[k] - m);
+        if (keep) e[k] = ek;
+        s += ek;
+    }
     const double lse = m + log(s);
     double loss, tsum = 1;
     if (t) {
@@ -28,7 +35,8 @@ static double FN(cross_entropy)(real *d, double scale, const real *z, const real
     if (d)
         for (int k = 0; k < K; k++) {
             const double target = t ? (double)t[k] : (double)(k == y);
-            d[k] = (real)((exp((double)z[k] - lse) * tsum - target) * scale);
+            const double pk = keep ? e[k] / s : exp((double)z[k] - lse);
+            d[k] = (real)((pk * tsum - target) * scale);
         }
     return loss;
 }

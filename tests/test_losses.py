@@ -27,6 +27,25 @@ def test_cross_entropy_by_hand(impl):
     np.testing.assert_allclose(db[0], ((p - np.eye(3)[y]) / 2).sum(axis=0), rtol=1e-12)
 
 
+@pytest.mark.parametrize("K", [64, 65, 300])
+@pytest.mark.parametrize("soft", [False, True])
+def test_cross_entropy_delta_with_many_classes(impl, K, soft):
+    """The engine keeps exp(z - max) for up to 64 classes and recomputes it above: both
+    give the softmax delta (p - t) / B, for labels and for probability targets."""
+    rng = np.random.default_rng(K)
+    model, Z = single_layer(impl, "cross_entropy", rng.normal(scale=3, size=(5, K)), K)
+    p = np.exp(Z - Z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    if soft:
+        t = rng.dirichlet(np.ones(K), size=5)
+        _, _, db = model.loss_and_grad(Z, t)
+    else:
+        y = rng.integers(0, K, size=5)
+        t = np.eye(K)[y]
+        _, _, db = model.loss_and_grad(Z, y)
+    np.testing.assert_allclose(db[0], ((p - t) / 5).sum(axis=0), rtol=1e-11, atol=1e-16)
+
+
 def test_multi_margin_matches_pytorch_doc_example(impl):
     # torch.nn.MultiMarginLoss docs: x = [[0.1, 0.2, 0.4, 0.8]], y = [3] -> 0.3250
     model, Z = single_layer(impl, "multi_hinge", [[0.1, 0.2, 0.4, 0.8]], 4)
