@@ -8,6 +8,7 @@
 #include "kernels.h"
 
 #define FM_ALIGN 64
+#define FM_GATHER_MIN_WORK 4096 /* gathered elements from which threads share the rows */
 
 static int has_bn(const fm_net *net, int l) { return l < net->n_layers - 1 && net->bn[l]; }
 

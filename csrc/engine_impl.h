@@ -302,9 +302,11 @@ int FN(fm_evaluate)(const fm_net *net, const fm_buffers *buf, const real *X,
     return FM_OK;
 }
 
-/* Xb (B, I) = rows idx[0..B) of X (n, I) */
+/* Xb (B, I) = rows idx[0..B) of X (n, I). Rows scattered over a large X come from
+ * memory, one latency-bound stream per row: the threads share them from fewer rows on
+ * than an in-cache pass would need. */
 static void FN(gather)(real *Xb, const real *X, const int64_t *idx, int B, int I, int nt) {
-    const int par = nt > 1 && (size_t)B * I >= (size_t)FM_PARALLEL_MIN_WORK;
+    const int par = nt > 1 && B > 1 && (size_t)B * I >= (size_t)FM_GATHER_MIN_WORK;
 #pragma omp parallel for schedule(static) num_threads(nt) if (par)
     for (int i = 0; i < B; i++)
         memcpy(Xb + (size_t)i * I, X + (size_t)idx[i] * I, (size_t)I * sizeof(real));
