@@ -94,6 +94,14 @@ static void FN(pack_panel)(real *buf, int nr, const real *M, int ld, int rows, i
     }
 }
 
+/* s (nb) = sums over the K rows of a packed panel (nr columns), rows in order */
+FM_ISA_CLONES
+static void FN(column_sums)(real *s, const real *panel, int nr, int K, int nb) {
+    for (int j = 0; j < nb; j++) s[j] = 0;
+    for (int k = 0; k < K; k++)
+        for (int j = 0; j < nb; j++) s[j] += panel[(size_t)k * nr + j];
+}
+
 static int FN(thread_id)(void) {
 #ifdef FASTMLP_HAVE_OPENMP
     return omp_get_thread_num();
@@ -112,12 +120,14 @@ enum { FM_EPI_NONE, FM_EPI_ACT, FM_EPI_ACT_GRAD };
  * a thread packs a panel once for its consecutive items. After each tile the epilogue
  * applies the activation (FM_EPI_ACT) or multiplies by act'(Aact) (FM_EPI_ACT_GRAD, Aact
  * laid out like C), while the tile is still in cache. With `prepacked` (not transposed) the
- * panels are read from there, laid out as a thread would pack them, instead. */
+ * panels are read from there, laid out as a thread would pack them, instead. With `colsum`
+ * (not transposed) the thread that packs a panel for its first row group also sums its
+ * columns: colsum (N) = the column sums of M (the bias gradient, M being the deltas). */
 static void FN(packed_product)(fm_tile_fn tile, fm_pack_t_fn pack_t, int mr, int nr, real *C,
                                int ldc, const real *A, size_t sr, size_t sk, const real *Ms,
                                int ldm, int transposed, int R, int K, int N, const real *init,
                                int epilogue, const real *Aact, int act, double slope, int nt,
-                               int par, real *pack, const real *prepacked) {
+                               int par, real *pack, const real *prepacked, real *colsum) {
     const int panels = (N + nr - 1) / nr, groups = (R + FM_PACK_GROUP - 1) / FM_PACK_GROUP;
     const size_t stride = (size_t)FM_PACK_ROWS(K, R) * FM_PACK_NR;
 #pragma omp parallel num_threads(nt) if (par && panels * groups > 1)
@@ -144,6 +154,7 @@ static void FN(packed_product)(fm_tile_fn tile, fm_pack_t_fn pack_t, int mr, int
                     }
                 }
                 packed = p;
+                if (colsum && g == 0) FN(column_sums)(colsum + j0, buf, nr, K, nb);
             }
             const int r_end = (g + 1) * FM_PACK_GROUP < R ? (g + 1) * FM_PACK_GROUP : R;
             for (int r0 = g * FM_PACK_GROUP; r0 < r_end; r0 += mr) {
@@ -196,7 +207,7 @@ void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, 
     }
     if (tile && (B >= FM_PACK_GROUP || (B > mr && (size_t)I * O >= FM_PACK_LARGE))) {
         FN(packed_product)(tile, ks->pack_t, mr, nr, Y, O, X, (size_t)I, 1, W, O, 0, B, I, O, b,
-                           FM_EPI_ACT, NULL, act, slope, nt, par, pack, wpanels);
+                           FM_EPI_ACT, NULL, act, slope, nt, par, pack, wpanels, NULL);
         return;
     }
 #endif
@@ -223,11 +234,6 @@ void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real 
     (void)ks;
     (void)xt;
     const int par = nt > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
-    for (int j = 0; j < O; j++) db[j] = 0;
-    for (int i = 0; i < B; i++) {
-        const real *d = D + (size_t)i * O;
-        for (int j = 0; j < O; j++) db[j] += d[j];
-    }
 #ifdef FM_REAL_IS_FLOAT
     if (tile && I >= FM_PACK_GROUP && xt && ks->pack_t && B >= FM_XT_MIN_BATCH) {
         /* rows of dW are rows of X^T, made once: read as columns of X, their stride of I
@@ -239,15 +245,20 @@ void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real 
             ks->pack_t(xt + (size_t)i0 * B, B, X + i0, I, B, ib);
         }
         FN(packed_product)(tile, ks->pack_t, mr, nr, dW, O, xt, (size_t)B, 1, D, O, 0, I, B, O,
-                           NULL, FM_EPI_NONE, NULL, 0, 0, nt, par, pack, NULL);
+                           NULL, FM_EPI_NONE, NULL, 0, 0, nt, par, pack, NULL, db);
         return;
     }
     if (tile && I >= FM_PACK_GROUP) { /* rows of dW are columns of X: a(r, i) = X[i*I + r] */
         FN(packed_product)(tile, ks->pack_t, mr, nr, dW, O, X, 1, (size_t)I, D, O, 0, I, B, O,
-                           NULL, FM_EPI_NONE, NULL, 0, 0, nt, par, pack, NULL);
+                           NULL, FM_EPI_NONE, NULL, 0, 0, nt, par, pack, NULL, db);
         return;
     }
 #endif
+    for (int j = 0; j < O; j++) db[j] = 0;
+    for (int i = 0; i < B; i++) {
+        const real *d = D + (size_t)i * O;
+        for (int j = 0; j < O; j++) db[j] += d[j];
+    }
     const int row_tiles = (I + mr - 1) / mr, panels = (O + nr - 1) / nr;
     const int tiles = row_tiles * panels;
 #pragma omp parallel for schedule(static) num_threads(nt) if (par && tiles > 1)
@@ -272,7 +283,7 @@ void FN(fm_dense_backward_input)(real *dX, const real *D, const real *W, const r
         const int par = nt > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
         FN(packed_product)(tile, ks->pack_t, mr, nr, dX, I, D, (size_t)O, 1, W, O, 1, B, O, I,
                            NULL, A ? FM_EPI_ACT_GRAD : FM_EPI_NONE, A, act, slope, nt, par, pack,
-                           NULL);
+                           NULL, NULL);
         return;
     }
 #endif
