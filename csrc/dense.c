@@ -19,13 +19,13 @@
 
 /* Weight panels for repeated predicts: layer after layer, panel after panel, each panel
  * K rows of the active kernel's nr columns, exactly as packed_product packs them. */
-static int panel_width(void) {
+int fm_panel_width(void) {
     const fm_kernel_set *k = fm_kernels_uncounted();
     return k->tile ? k->nr : 0;
 }
 
 size_t fm_panels_offset(const fm_net *net, int l) {
-    const size_t nr = (size_t)panel_width();
+    const size_t nr = (size_t)fm_panel_width();
     size_t off = 0;
     for (int k = 0; k < l; k++)
         off += (size_t)net->sizes[k] * ((net->sizes[k + 1] + nr - 1) / nr) * nr;
@@ -33,11 +33,11 @@ size_t fm_panels_offset(const fm_net *net, int l) {
 }
 
 size_t fm_packed_weights_count(const fm_net *net) {
-    return panel_width() ? fm_panels_offset(net, net->n_layers) : 0;
+    return fm_panel_width() ? fm_panels_offset(net, net->n_layers) : 0;
 }
 
 void fm_pack_weights(const fm_net *net, const float *params, float *panels) {
-    const int nr = panel_width();
+    const int nr = fm_panel_width();
     if (!nr) return;
     for (int l = 0; l < net->n_layers; l++) {
         const int I = net->sizes[l], O = net->sizes[l + 1];

@@ -111,6 +111,9 @@ static int FN(thread_id)(void) {
 }
 
 enum { FM_EPI_NONE, FM_EPI_ACT, FM_EPI_ACT_GRAD };
+/* packed_product's operands kept in panel layout (layout.c) */
+enum { FM_ROW_MAJOR = 0, FM_C_PANELS = 1, FM_M_PANELS = 2 };
+#define FM_BLOCK_AHEAD 2 /* blocks of a transposed panel fetched ahead of their use */
 
 /* C (R, N) = init + A (R, K) @ M (K, N) through register tiles, the right operand read
  * from per-thread packed panels of nr columns:
@@ -122,12 +125,16 @@ enum { FM_EPI_NONE, FM_EPI_ACT, FM_EPI_ACT_GRAD };
  * laid out like C), while the tile is still in cache. With `prepacked` (not transposed) the
  * panels are read from there, laid out as a thread would pack them, instead. With `colsum`
  * (not transposed) the thread that packs a panel for its first row group also sums its
- * columns: colsum (N) = the column sums of M (the bias gradient, M being the deltas). */
+ * columns: colsum (N) = the column sums of M (the bias gradient, M being the deltas).
+ * `layout` flags operands kept as panels of nr columns (layout.c): FM_C_PANELS, C (R, N)
+ * (ldc unused); FM_M_PANELS (transposed), the matrix Ms (N, K) whose row block it reads, so
+ * that a panel of M is K / nr transposes of contiguous (nb, nr) blocks. */
 static void FN(packed_product)(fm_tile_fn tile, fm_pack_t_fn pack_t, int mr, int nr, real *C,
                                int ldc, const real *A, size_t sr, size_t sk, const real *Ms,
                                int ldm, int transposed, int R, int K, int N, const real *init,
                                int epilogue, const real *Aact, int act, double slope, int nt,
-                               int par, real *pack, const real *prepacked, real *colsum) {
+                               int par, real *pack, const real *prepacked, real *colsum,
+                               int layout) {
     const int panels = (N + nr - 1) / nr, groups = (R + FM_PACK_GROUP - 1) / FM_PACK_GROUP;
     const size_t stride = (size_t)FM_PACK_ROWS(K, R) * FM_PACK_NR;
 #pragma omp parallel num_threads(nt) if (par && panels * groups > 1)
@@ -145,6 +152,23 @@ static void FN(packed_product)(fm_tile_fn tile, fm_pack_t_fn pack_t, int mr, int
             } else if (p != packed) {
                 if (!transposed) {
                     FN(pack_panel)(buf, nr, Ms, ldm, K, j0, nb);
+                } else if (layout & FM_M_PANELS) { /* K is a multiple of nr */
+                    const size_t bsize = (size_t)nb * nr; /* a block: nb rows of nr */
+                    for (int P = 0; P < K / nr; P++) {
+                        const real *blk = Ms + (size_t)P * N * nr + (size_t)j0 * nr;
+                        real *dst = buf + (size_t)P * nr * nr;
+                        if (P + FM_BLOCK_AHEAD < K / nr) /* blocks lie N * nr apart: one
+                            stream each, too short for the hardware to fetch ahead */
+                            for (size_t e = 0; e < bsize; e += 64 / sizeof(real))
+                                __builtin_prefetch(blk + (size_t)FM_BLOCK_AHEAD * N * nr + e, 0);
+                        if (pack_t) {
+                            pack_t(dst, nr, blk, nr, nb, nr);
+                        } else {
+                            for (int q = 0; q < nb; q++)
+                                for (int k = 0; k < nr; k++)
+                                    dst[(size_t)k * nr + q] = blk[(size_t)q * nr + k];
+                        }
+                    }
                 } else if (pack_t) {
                     pack_t(buf, nr, Ms + (size_t)j0 * ldm, ldm, nb, K);
                 } else {
@@ -159,18 +183,19 @@ static void FN(packed_product)(fm_tile_fn tile, fm_pack_t_fn pack_t, int mr, int
             const int r_end = (g + 1) * FM_PACK_GROUP < R ? (g + 1) * FM_PACK_GROUP : R;
             for (int r0 = g * FM_PACK_GROUP; r0 < r_end; r0 += mr) {
                 const int rb = r_end - r0 < mr ? r_end - r0 : mr;
-                real *c = C + (size_t)r0 * ldc + j0;
+                const int ldt = layout & FM_C_PANELS ? nr : ldc; /* C tile's row stride */
+                real *c = layout & FM_C_PANELS ? C + (size_t)p * R * nr + (size_t)r0 * nr
+                                               : C + (size_t)r0 * ldc + j0;
                 for (int r = 0; r < rb; r++) { /* the tile's output (and the epilogue's
                     activations) may be out of L2 in large batches: fetched while it runs */
-                    const size_t o = (size_t)(r0 + r) * ldc + j0;
                     for (int j = 0; j < nb; j += 64 / (int)sizeof(real)) {
-                        __builtin_prefetch(C + o + j, 1);
-                        if (Aact) __builtin_prefetch(Aact + o + j, 0);
+                        __builtin_prefetch(c + (size_t)r * ldt + j, 1);
+                        if (Aact) __builtin_prefetch(Aact + (size_t)(r0 + r) * ldc + j0 + j, 0);
                     }
                 }
-                tile(c, ldc, A + r0 * sr, sr, sk, panel, nr, rb, K, nb, init ? init + j0 : NULL);
+                tile(c, ldt, A + r0 * sr, sr, sk, panel, nr, rb, K, nb, init ? init + j0 : NULL);
                 for (int r = 0; r < rb && epilogue != FM_EPI_NONE; r++) {
-                    real *row = c + (size_t)r * ldc;
+                    real *row = c + (size_t)r * ldt;
                     if (epilogue == FM_EPI_ACT)
                         FN(fm_act_forward)(row, (size_t)nb, act, slope);
                     else
@@ -195,7 +220,8 @@ void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, 
     /* small batches are bound by streaming W: count them as at least 8 rows of work */
     const int par = nt > 1 && (double)(B < 8 ? 8 : B) * I * O >= FM_PARALLEL_MIN_MACS;
 #ifdef FM_REAL_IS_FLOAT
-    if (B == 1 && tile && ks->gemv) { /* one row: column blocks of the vector-matrix product */
+    if (B == 1 && tile && ks->gemv && !wpanels) { /* one row: column blocks of the
+                                                      vector-matrix product */
         const int gnb = ks->gemv_nb, blocks = (O + gnb - 1) / gnb;
 #pragma omp parallel for schedule(static) num_threads(nt) if (par && blocks > 1)
         for (int blk = 0; blk < blocks; blk++) {
@@ -205,9 +231,10 @@ void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, 
         }
         return;
     }
-    if (tile && (B >= FM_PACK_GROUP || (B > mr && (size_t)I * O >= FM_PACK_LARGE))) {
+    if (tile && (wpanels || B >= FM_PACK_GROUP || (B > mr && (size_t)I * O >= FM_PACK_LARGE))) {
         FN(packed_product)(tile, ks->pack_t, mr, nr, Y, O, X, (size_t)I, 1, W, O, 0, B, I, O, b,
-                           FM_EPI_ACT, NULL, act, slope, nt, par, pack, wpanels, NULL);
+                           FM_EPI_ACT, NULL, act, slope, nt, par, pack, wpanels, NULL,
+                           FM_ROW_MAJOR);
         return;
     }
 #endif
@@ -226,7 +253,7 @@ void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, 
 }
 
 void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real *D, int B, int I,
-                                  int O, int nt, real *pack, real *xt) {
+                                  int O, int nt, real *pack, real *xt, int in_panels) {
     int mr, nr;
     fm_tile_fn tile;
     const fm_kernel_set *ks = FN(kernels)(&mr, &nr, &tile);
@@ -245,12 +272,14 @@ void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real 
             ks->pack_t(xt + (size_t)i0 * B, B, X + i0, I, B, ib);
         }
         FN(packed_product)(tile, ks->pack_t, mr, nr, dW, O, xt, (size_t)B, 1, D, O, 0, I, B, O,
-                           NULL, FM_EPI_NONE, NULL, 0, 0, nt, par, pack, NULL, db);
+                           NULL, FM_EPI_NONE, NULL, 0, 0, nt, par, pack, NULL, db,
+                           in_panels ? FM_C_PANELS : FM_ROW_MAJOR);
         return;
     }
     if (tile && I >= FM_PACK_GROUP) { /* rows of dW are columns of X: a(r, i) = X[i*I + r] */
         FN(packed_product)(tile, ks->pack_t, mr, nr, dW, O, X, 1, (size_t)I, D, O, 0, I, B, O,
-                           NULL, FM_EPI_NONE, NULL, 0, 0, nt, par, pack, NULL, db);
+                           NULL, FM_EPI_NONE, NULL, 0, 0, nt, par, pack, NULL, db,
+                           in_panels ? FM_C_PANELS : FM_ROW_MAJOR);
         return;
     }
 #endif
@@ -266,13 +295,16 @@ void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real 
         const int k0 = (t % row_tiles) * mr, j0 = (t / row_tiles) * nr;
         const int kb = I - k0 < mr ? I - k0 : mr, nb = O - j0 < nr ? O - j0 : nr;
         /* rows of dW are columns of X: a(r, i) = X[i*I + k0 + r] */
-        FN(run_tile)(tile, dW + (size_t)k0 * O + j0, O, X + k0, 1, (size_t)I, D + j0, O, kb, B,
-                     nb, NULL);
+        real *c = in_panels ? dW + (size_t)(j0 / nr) * I * nr + (size_t)k0 * nr
+                            : dW + (size_t)k0 * O + j0;
+        FN(run_tile)(tile, c, in_panels ? nr : O, X + k0, 1, (size_t)I, D + j0, O, kb, B, nb,
+                     NULL);
     }
 }
 
 void FN(fm_dense_backward_input)(real *dX, const real *D, const real *W, const real *A, int B,
-                                 int I, int O, int act, double slope, int nt, real *pack) {
+                                 int I, int O, int act, double slope, int nt, real *pack,
+                                 int in_panels) {
     int mr, nr;
     fm_tile_fn tile;
     const fm_kernel_set *ks = FN(kernels)(&mr, &nr, &tile);
@@ -283,7 +315,7 @@ void FN(fm_dense_backward_input)(real *dX, const real *D, const real *W, const r
         const int par = nt > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
         FN(packed_product)(tile, ks->pack_t, mr, nr, dX, I, D, (size_t)O, 1, W, O, 1, B, O, I,
                            NULL, A ? FM_EPI_ACT_GRAD : FM_EPI_NONE, A, act, slope, nt, par, pack,
-                           NULL, NULL);
+                           NULL, NULL, in_panels ? FM_M_PANELS : FM_ROW_MAJOR);
         return;
     }
 #endif

@@ -20,10 +20,18 @@ typedef struct {
     uint64_t key, counter;   /* training randomness of this step */
     const fm_penalty *pen;   /* NULL: no penalties (evaluation) */
     const real *panels;      /* weights in panel layout (fm_pack_weights), or NULL */
+    int layout;              /* 1: params holds the weights of the layers fm_layer_in_panels
+                                names in panel layout (layout.c; training) */
 } FN(fm_pass);
+
+/* 1 when dense layer l's weights (and gradient) are in panel layout in params (grads) */
+static int FN(in_panels)(const FN(fm_pass) * ps, int l) {
+    return ps->layout && fm_layer_in_panels(ps->net, l);
+}
 
 /* Dense layer l's weight panels, if the pass has them. */
 static const real *FN(layer_panels)(const FN(fm_pass) * ps, int l) {
+    if (FN(in_panels)(ps, l)) return ps->params + fm_weight_offset(ps->net, l);
     return ps->panels ? ps->panels + fm_panels_offset(ps->net, l) : NULL;
 }
 
@@ -191,23 +199,25 @@ static void FN(backward)(const FN(fm_pass) * ps, real *grads, FN(fm_ws) * ws, in
         const real *in = l > 0 ? ws->out[l - 1] : ws->in0;
         const real *W = ps->params + fm_weight_offset(net, l);
         const int I = net->sizes[l], O = net->sizes[l + 1];
+        const int panels = FN(in_panels)(ps, l);
         FN(fm_dense_backward_params)(grads + fm_weight_offset(net, l),
                                      grads + fm_bias_offset(net, l), in, ws->delta[cur], B, I, O,
-                                     nt, ws->pack, ws->xt);
+                                     nt, ws->pack, ws->xt, panels);
         if (l > 0) {
             const int nxt = cur == 0 ? 1 : 0, scratch = 3 - cur - nxt;
             if (FN(plain_hidden)(ps, l - 1)) {
                 FN(fm_dense_backward_input)(ws->delta[nxt], ws->delta[cur], W, ws->a[l - 1], B, I,
-                                            O, net->act[l - 1], net->leaky_slope, nt, ws->pack);
+                                            O, net->act[l - 1], net->leaky_slope, nt, ws->pack,
+                                            panels);
                 cur = nxt;
             } else {
                 FN(fm_dense_backward_input)(ws->delta[nxt], ws->delta[cur], W, NULL, B, I, O,
-                                            FM_IDENTITY, 0, nt, ws->pack);
+                                            FM_IDENTITY, 0, nt, ws->pack, panels);
                 cur = FN(hidden_backward)(ps, ws, grads, l - 1, B, nxt, scratch);
             }
         } else if (input_grad) {
             FN(fm_dense_backward_input)(input_grad, ws->delta[cur], W, NULL, B, I, O, FM_IDENTITY,
-                                        0, nt, ws->pack);
+                                        0, nt, ws->pack, panels);
             const double p = net->dropout[0];
             if (p > 0 && ps->training) FN(fm_mul)(input_grad, input_grad, ws->xmask, (size_t)B * I);
             else if (p > 0 && net->dropout_classic) FN(fm_scale)(input_grad, (size_t)B * I, 1 - p);
@@ -360,6 +370,36 @@ static double FN(step_forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, real *gra
     return l / B + ws->activity / B;
 }
 
+/* dst = src, parameter-shaped; src with the fm_layer_in_panels layers in panel layout
+ * when `layout` (dst row-major). */
+static void FN(copy_params)(const fm_net *net, void *dst, const real *src, int layout, int nt) {
+#ifdef FM_REAL_IS_FLOAT
+    if (layout) {
+        fm_copy_from_panels(net, dst, src, nt);
+        return;
+    }
+#endif
+    FN(copy)(dst, src, fm_param_count(net), nt);
+}
+
+/* The parameters, their gradients and the optimizer's state into panel layout or back. */
+static void FN(convert_layout)(const fm_net *net, const fm_buffers *buf, const fm_optimizer *opt,
+                               int to_panels) {
+#ifdef FM_REAL_IS_FLOAT
+    float *scratch = (float *)buf->scratch;
+    fm_convert_layout(net, (float *)buf->params, scratch, to_panels, net->n_threads);
+    fm_convert_layout(net, (float *)buf->grads, scratch, to_panels, net->n_threads);
+    for (int i = 0; i < FM_OPT_MAX_SLOTS; i++)
+        if (opt->slot[i]) fm_convert_layout(net, (float *)opt->slot[i], scratch, to_panels,
+                                            net->n_threads);
+#else
+    (void)net;
+    (void)buf;
+    (void)opt;
+    (void)to_panels;
+#endif
+}
+
 int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const real *X,
                  fm_targets targets, int64_t n, const int64_t *order, int64_t start, int n_steps,
                  const double *lr, fm_optimizer *opt, const fm_clip *clip, const fm_penalty *pen,
@@ -378,27 +418,43 @@ int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const
     const int nt = fm_usable_threads(net->n_threads);
     const size_t n_params = fm_param_count(net);
     const int clipping = clip->max_norm > 0 || clip->max_value > 0;
+    /* panel layout where it pays (engine.c); a pruning mask is row-major, so it keeps
+       the weights row-major */
+    const int layout = buf->scratch && !mask && n_steps >= FM_LAYOUT_MIN_STEPS &&
+                       batch_size < FM_LAYOUT_MAX_BATCH && sizeof(real) == sizeof(float) &&
+                       fm_layout_scratch_count(net) > 0;
+    if (layout) FN(convert_layout)(net, buf, opt, 1);
+    int status = FM_OK;
     for (int s = 0; s < n_steps; s++) {
         const int64_t p0 = start + (int64_t)s * batch_size;
-        if (p0 >= n) return FM_ERR_BAD_ARGUMENT;
+        if (p0 >= n) {
+            status = FM_ERR_BAD_ARGUMENT;
+            break;
+        }
         const int B = (int)(n - p0 < batch_size ? n - p0 : batch_size);
-        const FN(fm_pass) ps = {net, params, running, 1, rng->key, (uint64_t)rng->counter, pen};
+        const FN(fm_pass) ps = {net, params, running, 1, rng->key, (uint64_t)rng->counter, pen,
+                                NULL, layout};
         step_loss[s] = FN(step_forward)(&ps, &ws, grads, X, targets, order + p0, B, aug,
                                         &step_correct[s]);
-        if (!isfinite(step_loss[s])) return FM_ERR_NONFINITE_LOSS;
+        if (!isfinite(step_loss[s])) {
+            status = FM_ERR_NONFINITE_LOSS;
+            break;
+        }
         if (s == 0 && snap) { /* weights that gave a finite loss, before their update */
-            FN(copy)(snap->params, params, n_params, nt);
+            FN(copy_params)(net, snap->params, params, layout, nt);
             if (snap->running) FN(copy)(snap->running, running, fm_running_count(net), nt);
             for (int i = 0; i < FM_OPT_MAX_SLOTS; i++)
                 if (snap->slot[i] && opt->slot[i])
-                    FN(copy)(snap->slot[i], opt->slot[i], n_params, nt);
+                    FN(copy_params)(net, snap->slot[i], opt->slot[i], layout, nt);
         }
         FN(backward)(&ps, grads, &ws, B, NULL);
         step_loss[s] += FN(fm_penalty)(grads, params, net, pen);
         if (mask) FN(fm_mul)(grads, grads, mask, n_params);
         if (clipping && !isfinite(FN(fm_clip_grads)(grads, n_params, clip, nt)) &&
-            clip->error_if_nonfinite)
-            return FM_ERR_NONFINITE_GRAD;
+            clip->error_if_nonfinite) {
+            status = FM_ERR_NONFINITE_GRAD;
+            break;
+        }
         FN(fm_optimizer_step)(opt, params, grads, n_params, lr[s], nt);
         if (pen->l1_proximal && pen->l1 > 0) FN(fm_prox_l1)(params, net, lr[s] * pen->l1, pen->biases);
         if (mask) FN(fm_mul)(params, params, mask, n_params);
@@ -409,5 +465,6 @@ int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const
         rng->counter++;
         *steps_done = s + 1;
     }
-    return FM_OK;
+    if (layout) FN(convert_layout)(net, buf, opt, 0);
+    return status;
 }

@@ -8,9 +8,11 @@
  *  - Each entry point exists as an explicit _f32 and _f64 symbol.
  *
  * Parameter layout (private: Python reads and writes it only through the
- * engine's getters/setters, so a packed layout can replace it later):
+ * engine's getters/setters):
  *     params = [W_0 (n_0, n_1) row-major, b_0 (n_1), W_1 (n_1, n_2), b_1 (n_2), ...]
- * gradients use the same layout.
+ * gradients and optimizer state use the same layout. While fm_train runs it may hold some
+ * layers' weights (and their gradients and state) in the register tiles' panel layout
+ * instead (layout.c); it converts them back before it returns.
  *
  * The workspace is one byte buffer of fm_workspace_bytes(net, batch) bytes,
  * allocated once per fit by the caller and carved up here (workspace.h).
@@ -102,6 +104,10 @@ typedef struct {
     int batch_cap;          /* the batch the workspace was sized for */
     const void *panels;     /* float32 fm_predict only: the weights as fm_pack_weights laid
                                them out for the active kernel, or NULL (packed per call) */
+    void *scratch;          /* float32 fm_train only: fm_layout_scratch_count floats, or NULL.
+                               With it fm_train keeps weights, gradients and optimizer state
+                               in the tiles' panel layout while it runs (not with a pruning
+                               mask), converting on entry and back before it returns. */
 } fm_buffers;
 
 /* Penalties added to the mean loss (and their gradients). */
@@ -135,6 +141,10 @@ typedef struct {
  * kernel set has no tiles), filled by fm_pack_weights from params. Valid until the
  * parameters or the active kernel set change. */
 size_t fm_packed_weights_count(const fm_net *net);
+/* Floats of fm_buffers.scratch for fm_train's panel layout (0: no layer can use it). */
+size_t fm_layout_scratch_count(const fm_net *net);
+/* Arrays converted into that layout so far (tests read it to see that training used it). */
+unsigned long long fm_panel_layout_calls(void);
 void fm_pack_weights(const fm_net *net, const float *params, float *panels);
 
 /* 1 when every element of x (n) is finite (no NaN, no infinity); n_threads as elsewhere. */

@@ -23,8 +23,21 @@
 /* Batches from which the weight gradient reads its input transposed (X^T made once). */
 #define FM_XT_MIN_BATCH 64
 
+/* Columns of a float32 weight panel for the active kernel set (0: it has no tiles). */
+int fm_panel_width(void);
 /* Offset of dense layer l's weight panels in fm_pack_weights' layout (float32). */
 size_t fm_panels_offset(const fm_net *net, int l);
+
+/* Panel layout during training (layout.c). Layer l trains in it when its width is a
+ * multiple of fm_panel_width() (never without register tiles): W (I, O) stored as O / nr
+ * panels of (I, nr), one after another. */
+int fm_layer_in_panels(const fm_net *net, int l);
+/* (fm_layout_scratch_count, in fastmlp.h: the largest such layer's weights.) */
+/* Those layers' weight blocks of the parameter-shaped array a, in place: row-major to
+ * panels (to_panels != 0) or back. */
+void fm_convert_layout(const fm_net *net, float *a, float *scratch, int to_panels, int n_threads);
+/* dst = src, parameter-shaped, src with those layers in panels and dst row-major. */
+void fm_copy_from_panels(const fm_net *net, float *dst, const float *src, int n_threads);
 
 /* The thread count to use for `requested` (1 in a process forked after this one ran
  * OpenMP teams; see threads.c). */
@@ -46,17 +59,18 @@ static inline double fm_unit(uint64_t h) { return (double)(h >> 11) * 0x1.0p-53;
     void fm_act_backward_##SFX(T *d, const T *a, size_t n, int act, double slope);             \
     /* Y (B, O) = act(X (B, I) @ W (I, O) + b (O)); pack: nt * FM_PACK_ROWS(I, B) * FM_PACK_NR \
        scratch elements (per-thread copies of weight panels); panels: W already in panel     \
-       layout (fm_pack_weights), or NULL */                                                    \
+       layout (fm_pack_weights; W is then not read), or NULL */                                \
     void fm_dense_forward_##SFX(T *Y, const T *X, const T *W, const T *b, int B, int I, int O, \
                                 int act, double slope, int nt, T *pack, const T *panels);      \
     /* dW (I, O) = X (B, I)^T @ D (B, O);  db (O) = sum over rows of D; pack as above; xt:      \
-       scratch of B * I elements for X^T, or NULL */                                            \
+       scratch of B * I elements for X^T, or NULL; in_panels: dW in panel layout (layout.c) */ \
     void fm_dense_backward_params_##SFX(T *dW, T *db, const T *X, const T *D, int B, int I,    \
-                                        int O, int nt, T *pack, T *xt);                         \
+                                        int O, int nt, T *pack, T *xt, int in_panels);          \
     /* dX (B, I) = (D (B, O) @ W (I, O)^T) * act'(A (B, I)); A == NULL: no activation factor; \
-       pack as above */                                                                         \
+       pack as above; in_panels: W in panel layout (layout.c) */                                \
     void fm_dense_backward_input_##SFX(T *dX, const T *D, const T *W, const T *A, int B, int I, \
-                                       int O, int act, double slope, int nt, T *pack);          \
+                                       int O, int act, double slope, int nt, T *pack,           \
+                                       int in_panels);                                          \
     /* Loss of logits Z (B, K) against targets rows idx[0..B) (idx NULL: rows 0..B).           \
        Writes sample_loss (B) and sample_correct (B); delta (B, K) = d(mean loss)/dZ unless     \
        delta is NULL. */                                                                        \

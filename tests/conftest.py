@@ -7,6 +7,7 @@ import pytest
 
 import fastmlp
 import fastmlp.reference
+from fastmlp import _engine
 
 IMPLEMENTATIONS = {"engine": fastmlp.MLP, "reference": fastmlp.reference.MLP}
 ACTIVATIONS = ["identity", "sigmoid", "tanh", "relu", "leaky_relu"]
@@ -39,6 +40,15 @@ def relative_error(a, b) -> float:
     b = np.concatenate([np.ravel(x) for x in b]).astype(np.float64)
     denom = np.linalg.norm(a) + np.linalg.norm(b)
     return 0.0 if denom == 0 else float(np.linalg.norm(a - b) / denom)
+
+
+@pytest.fixture(params=_engine.available_kernels())
+def kernel(request):
+    """Each test using it runs on every float32 kernel path this machine supports."""
+    before = _engine.kernel()
+    _engine.set_kernel(request.param)
+    yield request.param
+    _engine.set_kernel(before)
 
 
 @pytest.fixture(params=list(IMPLEMENTATIONS))

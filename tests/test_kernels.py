@@ -22,14 +22,6 @@ KERNELS = _engine.available_kernels()
 SIZES = [1, 2, 3, 5, 7, 8, 9, 13, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 70, 129, 1000]
 
 
-@pytest.fixture(params=KERNELS)
-def kernel(request):
-    before = _engine.kernel()
-    _engine.set_kernel(request.param)
-    yield request.param
-    _engine.set_kernel(before)
-
-
 def compare(sizes, batch, act="relu", loss="cross_entropy", strided=False, dtype="float32"):
     X, y = make_problem(loss, batch, sizes[0], sizes[-1], seed=sum(sizes) + batch)
     if strided:

@@ -36,6 +36,7 @@ cdef extern from "fastmlp.h" nogil:
         void *work
         int batch_cap
         const void *panels
+        void *scratch
 
     ctypedef struct fm_penalty:
         double l2, l1
@@ -121,6 +122,8 @@ cdef extern from "fastmlp.h" nogil:
                                double lr, int n_threads)
     int fm_fork_serial()
     size_t fm_packed_weights_count(const fm_net *net)
+    size_t fm_layout_scratch_count(const fm_net *net)
+    unsigned long long fm_panel_layout_calls()
     void fm_pack_weights(const fm_net *net, const float *params, float *panels)
     int fm_all_finite_f32(const float *x, size_t n, int n_threads)
     int fm_all_finite_f64(const double *x, size_t n, int n_threads)

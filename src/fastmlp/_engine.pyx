@@ -85,6 +85,12 @@ def set_kernel(name):
                          f"{available_kernels()}")
 
 
+def panel_layout_calls():
+    """Arrays the engine has converted into its training panel layout so far (tests read
+    it to see that a fit trained in that layout)."""
+    return fm_panel_layout_calls()
+
+
 def kernel_calls():
     """Float32 dense-layer calls served by each kernel set so far."""
     return {name: fm_kernel_calls(i) for i, name in enumerate(KERNELS)}
@@ -144,6 +150,9 @@ cdef class Engine:
     cdef int _work_batch
     cdef object _panels         # float32 weights in panel layout, for predict
     cdef object _panels_key     # (parameter version, kernel set) they were made for
+    cdef object _scratch        # float32 scratch that lets train use the panel layout
+    # False: train keeps every array row-major (tests compare the two layouts)
+    cdef public bint panel_layout
     cdef readonly long long version  # bumped by every change of the parameters
 
     def __init__(self, sizes, acts, double leaky_slope, int loss, dtype, int threads,
@@ -195,6 +204,8 @@ cdef class Engine:
         self._work_batch = 0
         self._panels = None
         self._panels_key = None
+        self._scratch = None
+        self.panel_layout = True
         self.version = 0
         # Python writes go through set_params, which bumps `version` (predict's weight
         # panels depend on it); the engine's own calls write through their pointers.
@@ -226,6 +237,17 @@ cdef class Engine:
                             <float *>_ptr(self._panels))
             self._panels_key = key
         return _ptr(self._panels)
+
+    cdef void *_layout_scratch(self):
+        """Scratch for train's panel layout (made once), or NULL where it has no use."""
+        if self.is_f64 or not self.panel_layout:
+            return NULL
+        count = fm_layout_scratch_count(&self.net)  # depends on the kernel set
+        if count == 0:
+            return NULL
+        if self._scratch is None or self._scratch.shape[0] < count:
+            self._scratch = faulted((count,), np.float32)
+        return _ptr(self._scratch)
 
     @property
     def threads(self):
@@ -265,6 +287,7 @@ cdef class Engine:
         b.work = _ptr(self._work)
         b.batch_cap = self._work_batch
         b.panels = NULL
+        b.scratch = NULL
         return b
 
     # -- layout (the only way in or out of the private layout) -------------------------
@@ -447,6 +470,7 @@ cdef class Engine:
         cdef fm_random r
         r.key, r.counter = key, counter
         cdef fm_buffers b = self._buffers()
+        b.scratch = self._layout_scratch()
         cdef fm_targets t
         t.labels = <const int32_t *>_ptr(labels)
         t.dense = _ptr(dense)

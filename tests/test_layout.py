@@ -1,0 +1,144 @@
+"""Training in the engine's panel layout (csrc/layout.c): float32 fits at batches below
+64 keep weights, gradients and optimizer state in the register tiles' layout while the
+engine runs, and convert back before Python sees them. Every result must be bitwise the
+one of the row-major path (Engine.panel_layout = False), on every kernel path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp import _engine, optim
+from fastmlp.schedules import MultiStepLR
+from conftest import make_problem
+
+OPTIMIZERS = {
+    "adam_amsgrad": lambda: optim.Adam(lr=1e-3, amsgrad=True, weight_decay=1e-3),
+    "adamw": lambda: optim.AdamW(lr=1e-3),
+    "sgd_nesterov": lambda: optim.SGD(lr=0.02, momentum=0.9, nesterov=True),
+    "rmsprop_centered": lambda: optim.RMSprop(lr=1e-3, momentum=0.5, centered=True),
+    "adagrad": lambda: optim.Adagrad(lr=0.02),
+    "adadelta": lambda: optim.Adadelta(),
+    "rprop": lambda: optim.Rprop(lr=1e-3),
+    "delta_bar_delta": lambda: optim.DeltaBarDelta(lr=1e-3),
+}
+
+
+def state_arrays(opt):
+    return [np.array(v) for s in opt.state for v in s.values() if isinstance(v, np.ndarray)]
+
+
+def fit_both(sizes, batch, make_opt, model_options=None, steps=40, **fit_options):
+    """The same fit with and without the panel layout: (model, optimizer, layout calls)
+    for each. Two epochs of `steps` steps: the second runs in calls of >= 32 steps."""
+    X, y = make_problem("cross_entropy", batch * steps, sizes[0], sizes[-1], seed=batch)
+    X = X.astype(np.float32)
+    out = []
+    for use in (True, False):
+        m = fastmlp.MLP(sizes, seed=3, bias_init=0.05, **(model_options or {}))
+        m._engine.panel_layout = use
+        opt = make_opt()
+        before = _engine.panel_layout_calls()
+        m.fit(X, y, epochs=2, batch_size=batch, optimizer=opt, **fit_options)
+        out.append((m, opt, _engine.panel_layout_calls() - before))
+    return out
+
+
+def tiles():
+    """Whether the active kernel set has register tiles (the portable C path has none,
+    and no panel layout)."""
+    return _engine.kernel() != "generic"
+
+
+def assert_same(panels, rows):
+    (m1, o1, calls1), (m2, o2, calls2) = panels, rows
+    assert calls2 == 0
+    assert (calls1 > 0) == tiles(), "panel layout used where it should not, or not used"
+    np.testing.assert_array_equal(m1.get_flat_params(), m2.get_flat_params())
+    np.testing.assert_array_equal(m1._engine.grads, m2._engine.grads)
+    for a, b in zip(state_arrays(o1), state_arrays(o2), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("sizes", [[40, 64, 96, 7], [100, 32, 64, 5], [30, 64, 64]])
+@pytest.mark.parametrize("batch", [1, 5, 32])
+def test_panel_layout_trains_bitwise_like_row_major(kernel, sizes, batch):
+    """Layers of one and several panels, inputs narrower than a row group (< 64), an
+    output layer in panels, batch 1 (which takes the one-row product otherwise)."""
+    assert_same(*fit_both(sizes, batch, OPTIMIZERS["adam_amsgrad"]))
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_every_optimizer_state_follows_the_layout(name):
+    assert_same(*fit_both([30, 64, 96, 4], 8, OPTIMIZERS[name]))
+
+
+@pytest.mark.parametrize("options", [
+    {"l2": 1e-3, "l1": 1e-4},
+    {"l1": 1e-3, "l1_proximal": True, "penalize_biases": True},
+    {"clip_grad_value": 0.01},
+    {"activity_l2": 1e-3},
+    {"input_noise": 0.1, "adversarial_eps": 0.05},
+])
+def test_penalties_clipping_and_augmentation_in_panel_layout(options):
+    assert_same(*fit_both([30, 64, 32, 4], 8, OPTIMIZERS["adam_amsgrad"], **options))
+
+
+@pytest.mark.parametrize("model_options", [
+    {"dropout": 0.2, "input_dropout": 0.1},
+    {"batch_norm": True},
+    {"batch_norm": "after", "activation": "tanh"},
+])
+def test_dropout_and_batch_norm_in_panel_layout(model_options):
+    assert_same(*fit_both([30, 64, 32, 4], 8, OPTIMIZERS["sgd_nesterov"], model_options))
+
+
+def test_gradient_norm_clipping_in_panel_layout():
+    """The global norm sums the gradient in layout order, so it may differ in its last bits:
+    the results agree to float32 rounding."""
+    (m1, _, calls), (m2, _, _) = fit_both([30, 64, 32, 4], 8, OPTIMIZERS["adam_amsgrad"],
+                                          clip_grad_norm=0.05)
+    assert (calls > 0) == tiles()
+    np.testing.assert_allclose(m1.get_flat_params(), m2.get_flat_params(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_pruned_model_trains_row_major():
+    """A pruning mask is row-major: pruned models keep the weights row-major."""
+    X, y = make_problem("cross_entropy", 320, 30, 4, seed=1)
+    results = []
+    for use in (True, False):
+        m = fastmlp.MLP([30, 64, 32, 4], seed=3)
+        m.prune(0.5)
+        m._engine.panel_layout = use
+        before = _engine.panel_layout_calls()
+        m.fit(X, y, epochs=2, batch_size=8, lr=0.05)
+        assert _engine.panel_layout_calls() == before
+        results.append(m.get_flat_params())
+    np.testing.assert_array_equal(*results)
+
+
+def test_divergence_restores_the_same_weights_from_panel_layout():
+    """A run that diverges inside a call in panel layout (the rate jumps at step 60, in
+    epoch 2's 40-step call) goes back to the snapshot the engine copied out of that
+    layout: the same weights as the row-major run."""
+    X, y = make_problem("cross_entropy", 8 * 40, 30, 4, seed=2)
+    finals = []
+    for use in (True, False):
+        m = fastmlp.MLP([30, 64, 32, 4], seed=3)
+        m._engine.panel_layout = use
+        before = _engine.panel_layout_calls()
+        with pytest.raises(fastmlp.TrainingDivergedError):
+            m.fit(X, y, epochs=3, batch_size=8, optimizer=optim.SGD(lr=0.05),
+                  lr_schedule=MultiStepLR([60], gamma=1e30, interval="batch"))
+        assert (_engine.panel_layout_calls() > before) == (use and tiles())
+        assert np.all(np.isfinite(m.get_flat_params()))
+        finals.append(m.get_flat_params())
+    np.testing.assert_array_equal(*finals)
+
+
+def test_float64_and_large_batches_stay_row_major():
+    before = _engine.panel_layout_calls()
+    fit_both([30, 64, 32, 4], 8, OPTIMIZERS["adam_amsgrad"], {"dtype": "float64"})
+    fit_both([30, 64, 32, 4], 64, OPTIMIZERS["adam_amsgrad"])
+    assert _engine.panel_layout_calls() == before
