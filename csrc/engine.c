@@ -8,13 +8,9 @@
 #include "kernels.h"
 
 #define FM_ALIGN 64
-/* fm_train's panel layout (layout.c) in calls of at least FM_LAYOUT_MIN_STEPS steps of
- * batches below FM_LAYOUT_MAX_BATCH. There it saved 10-30% of a 784-512-256-10 step at
- * batch 32 (weights streamed from cache without set conflicts, no copy per step), and its
- * two conversions cost 1.5 such steps. From batch 64 the forward pass copies panels once
- * per step for 64+ rows anyway: the layout gained nothing at batch 512 and 2% at 128. */
+/* fm_train's panel layout (layout.c) in calls of at least this many steps: its two
+ * conversions cost about 1.5 steps of 784-512-256-10 at batch 32, and save 10-30% of each. */
 #define FM_LAYOUT_MIN_STEPS 32
-#define FM_LAYOUT_MAX_BATCH 64
 #define FM_GATHER_MIN_WORK 4096 /* gathered elements from which threads share the rows */
 
 static int has_bn(const fm_net *net, int l) { return l < net->n_layers - 1 && net->bn[l]; }

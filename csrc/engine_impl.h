@@ -421,8 +421,8 @@ int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const
     /* panel layout where it pays (engine.c); a pruning mask is row-major, so it keeps
        the weights row-major */
     const int layout = buf->scratch && !mask && n_steps >= FM_LAYOUT_MIN_STEPS &&
-                       batch_size < FM_LAYOUT_MAX_BATCH && sizeof(real) == sizeof(float) &&
-                       fm_layout_scratch_count(net) > 0;
+                       sizeof(real) == sizeof(float) &&
+                       fm_layout_scratch_count(net, batch_size) > 0;
     if (layout) FN(convert_layout)(net, buf, opt, 1);
     int status = FM_OK;
     for (int s = 0; s < n_steps; s++) {

@@ -141,8 +141,9 @@ typedef struct {
  * kernel set has no tiles), filled by fm_pack_weights from params. Valid until the
  * parameters or the active kernel set change. */
 size_t fm_packed_weights_count(const fm_net *net);
-/* Floats of fm_buffers.scratch for fm_train's panel layout (0: no layer can use it). */
-size_t fm_layout_scratch_count(const fm_net *net);
+/* Floats of fm_buffers.scratch for fm_train's panel layout at batches of batch_size (0: it
+ * is not used there, or no layer can use it). */
+size_t fm_layout_scratch_count(const fm_net *net, int batch_size);
 /* Arrays converted into that layout so far (tests read it to see that training used it). */
 unsigned long long fm_panel_layout_calls(void);
 void fm_pack_weights(const fm_net *net, const float *params, float *panels);

@@ -238,11 +238,11 @@ cdef class Engine:
             self._panels_key = key
         return _ptr(self._panels)
 
-    cdef void *_layout_scratch(self):
-        """Scratch for train's panel layout (made once), or NULL where it has no use."""
+    cdef void *_layout_scratch(self, int batch_size):
+        """Scratch for train's panel layout (kept), or NULL where it has no use."""
         if self.is_f64 or not self.panel_layout:
             return NULL
-        count = fm_layout_scratch_count(&self.net)  # depends on the kernel set
+        count = fm_layout_scratch_count(&self.net, batch_size)  # and on the kernel set
         if count == 0:
             return NULL
         if self._scratch is None or self._scratch.shape[0] < count:
@@ -470,7 +470,7 @@ cdef class Engine:
         cdef fm_random r
         r.key, r.counter = key, counter
         cdef fm_buffers b = self._buffers()
-        b.scratch = self._layout_scratch()
+        b.scratch = self._layout_scratch(batch_size)
         cdef fm_targets t
         t.labels = <const int32_t *>_ptr(labels)
         t.dense = _ptr(dense)
