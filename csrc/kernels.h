@@ -32,9 +32,8 @@ size_t fm_panels_offset(const fm_net *net, int l);
  * multiple of fm_panel_width() (never without register tiles): W (I, O) stored as O / nr
  * panels of (I, nr), one after another. */
 int fm_layer_in_panels(const fm_net *net, int l);
-/* (fm_layout_scratch_count, in fastmlp.h: the largest such layer's weights.) */
 /* Those layers' weight blocks of the parameter-shaped array a, in place: row-major to
- * panels (to_panels != 0) or back. */
+ * panels (to_panels != 0) or back; scratch: fm_layout_scratch_count floats (fastmlp.h). */
 void fm_convert_layout(const fm_net *net, float *a, float *scratch, int to_panels, int n_threads);
 /* dst = src, parameter-shaped, src with those layers in panels and dst row-major. */
 void fm_copy_from_panels(const fm_net *net, float *dst, const float *src, int n_threads);
