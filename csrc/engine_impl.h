@@ -415,7 +415,6 @@ int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const
     real *running = (real *)buf->running;
     const real *mask = (const real *)buf->prune_mask;
     const int L = net->n_layers;
-    const int nt = fm_usable_threads(net->n_threads);
     const size_t n_params = fm_param_count(net);
     const int clipping = clip->max_norm > 0 || clip->max_value > 0;
     /* panel layout where it pays (engine.c); a pruning mask is row-major, so it keeps
@@ -425,6 +424,7 @@ int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const
                        fm_layout_scratch_count(net, batch_size) > 0;
     if (layout) FN(convert_layout)(net, buf, opt, 1);
     int status = FM_OK;
+    fm_net step_net = *net; /* with the thread count of each step (adapt.c) */
     for (int s = 0; s < n_steps; s++) {
         const int64_t p0 = start + (int64_t)s * batch_size;
         if (p0 >= n) {
@@ -432,8 +432,11 @@ int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const
             break;
         }
         const int B = (int)(n - p0 < batch_size ? n - p0 : batch_size);
-        const FN(fm_pass) ps = {net, params, running, 1, rng->key, (uint64_t)rng->counter, pen,
-                                NULL, layout};
+        step_net.n_threads = fm_adapt_threads(buf->adapt, net->n_threads, batch_size);
+        const int nt = fm_usable_threads(step_net.n_threads);
+        const double t0 = fm_seconds();
+        const FN(fm_pass) ps = {&step_net, params, running, 1, rng->key, (uint64_t)rng->counter,
+                                pen, NULL, layout};
         step_loss[s] = FN(step_forward)(&ps, &ws, grads, X, targets, order + p0, B, aug,
                                         &step_correct[s]);
         if (!isfinite(step_loss[s])) {
@@ -464,6 +467,9 @@ int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const
                                          ws.var[k], B, net->sizes[k + 1], net->bn_momentum);
         rng->counter++;
         *steps_done = s + 1;
+        /* a call's first step also copies the snapshot; a short batch is not comparable */
+        fm_adapt_record(buf->adapt, step_net.n_threads, fm_seconds() - t0,
+                        s > 0 && B == batch_size);
     }
     if (layout) FN(convert_layout)(net, buf, opt, 0);
     return status;

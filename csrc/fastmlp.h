@@ -94,6 +94,29 @@ typedef struct {
     double bn_eps, bn_momentum;   /* torch.nn.BatchNorm1d: 1e-5, 0.1 */
 } fm_net;
 
+/* The thread count of fm_train's steps, adapted to the machine (adapt.c). On a busy
+ * machine a team of n_threads can be many times slower than one thread (a descheduled
+ * thread stalls every fork/join of a step), so fm_train times its steps and runs them with
+ * n_threads or with one thread, whichever is faster now, probing the other now and then.
+ * Results do not depend on the count it picks. The caller owns it across calls (zeroed,
+ * then `enabled` set); fm_train resets it when the batch size or n_threads change. */
+#define FM_ADAPT_WINDOW 5
+typedef struct {
+    int enabled;              /* 0: every step uses n_threads */
+    double test_extra[2];     /* seconds added to each measured step of one thread [0] or of
+                                 n_threads [1]: lets tests simulate a busy machine */
+    int64_t steps[2];         /* steps run with one thread / with n_threads (statistics) */
+    /* private to adapt.c */
+    int batch, n_threads;     /* what the timings below are for */
+    int current;              /* 0: one thread, 1: n_threads */
+    int probing;              /* steps left in the probe of the other choice (0: none) */
+    int skip;                 /* 1: do not time the next step (its team just changed) */
+    int64_t since;            /* steps with the current choice since the last probe */
+    double since_s;           /* their seconds */
+    double sample[2][FM_ADAPT_WINDOW]; /* recent step times of each choice (ring buffers) */
+    int n_sample[2], next[2];
+} fm_adapt;
+
 /* Caller-owned buffers of one model, valid for the length of a call. */
 typedef struct {
     void *params;           /* fm_param_count elements */
@@ -108,6 +131,7 @@ typedef struct {
                                With it fm_train keeps weights, gradients and optimizer state
                                in the tiles' panel layout while it runs (not with a pruning
                                mask), converting on entry and back before it returns. */
+    fm_adapt *adapt;        /* fm_train only: the adaptive thread count, or NULL (n_threads) */
 } fm_buffers;
 
 /* Penalties added to the mean loss (and their gradients). */

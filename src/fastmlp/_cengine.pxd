@@ -28,6 +28,12 @@ cdef extern from "fastmlp.h" nogil:
         int bn[FM_MAX_LAYERS]
         double bn_eps, bn_momentum
 
+    ctypedef struct fm_adapt:
+        int enabled
+        double test_extra[2]
+        int64_t steps[2]
+        int current
+
     ctypedef struct fm_buffers:
         void *params
         void *grads
@@ -37,6 +43,7 @@ cdef extern from "fastmlp.h" nogil:
         int batch_cap
         const void *panels
         void *scratch
+        fm_adapt *adapt
 
     ctypedef struct fm_penalty:
         double l2, l1

@@ -8,8 +8,16 @@ the Python layer; the checks here are the cheap last line (dtypes, shapes,
 contiguity) so that no call can reach C with a buffer that does not fit. The
 parameter layout is private: Python reads and writes it through the getters and
 setters below.
+
+Concurrency: `predict` and `evaluate` take a workspace of their own from a small pool for
+each call, so any number of them can run at once; `train` and `loss_grad` use the
+engine's training workspace and gradients, so the caller (fastmlp.base's model lock)
+runs them one at a time and never beside a call that changes the parameters. Every
+call reads the network description and its workspace once, before releasing the GIL.
 """
 from libc.stdint cimport int32_t, int64_t, uint64_t
+
+import threading
 
 import numpy as np
 
@@ -22,6 +30,7 @@ STATUS_NONFINITE_LOSS = FM_ERR_NONFINITE_LOSS
 STATUS_NONFINITE_GRAD = FM_ERR_NONFINITE_GRAD
 MAX_LAYERS = FM_MAX_LAYERS
 _U64 = 0xFFFFFFFFFFFFFFFF
+_POOL_SIZE = 4  # free predict/evaluate workspaces an engine keeps
 
 
 def have_openmp():
@@ -146,14 +155,21 @@ cdef class Engine:
     cdef readonly object running
     cdef readonly object rng_state
     cdef public object prune_mask
-    cdef object _work
+    cdef object _work           # the training workspace (train, loss_grad)
     cdef int _work_batch
-    cdef object _panels         # float32 weights in panel layout, for predict
-    cdef object _panels_key     # (parameter version, kernel set) they were made for
+    cdef object _pool           # free predict/evaluate workspaces: (threads, batch, array)
+    cdef object _pool_lock
+    cdef object _panels         # ((parameter version, kernel set), float32 weights in panel
+                                # layout for predict), replaced whole, never written in place
+    cdef fm_adapt _adapt        # the adaptive thread count of train's steps (csrc/adapt.c)
     cdef object _scratch        # float32 scratch that lets train use the panel layout
     # False: train keeps every array row-major (tests compare the two layouts)
     cdef public bint panel_layout
     cdef readonly long long version  # bumped by every change of the parameters
+
+    def __cinit__(self, *args, **kwargs):
+        self._pool = []
+        self._pool_lock = threading.Lock()
 
     def __init__(self, sizes, acts, double leaky_slope, int loss, dtype, int threads,
                  dropout=None, bint dropout_classic=False, bn=None, double bn_eps=1e-5,
@@ -203,8 +219,8 @@ cdef class Engine:
         self._work = None
         self._work_batch = 0
         self._panels = None
-        self._panels_key = None
         self._scratch = None
+        self._adapt.enabled = 1
         self.panel_layout = True
         self.version = 0
         # Python writes go through set_params, which bumps `version` (predict's weight
@@ -221,22 +237,23 @@ cdef class Engine:
             self.params.flags.writeable = False
         self.version += 1
 
-    cdef const void *_predict_panels(self, int64_t n):
+    cdef object _predict_panels(self, int64_t n):
         """The weights in panel layout for the active kernel (made when the parameters or
-        the kernel changed), or NULL where predict would not use them."""
+        the kernel changed), or None where predict would not use them. The caller keeps
+        the array it gets for the length of its call: a later change makes a new one."""
         if self.is_f64 or n < 64:
-            return NULL
+            return None
         key = (self.version, fm_kernel_active())
-        if self._panels_key != key:
-            count = fm_packed_weights_count(&self.net)
-            if count == 0:
-                return NULL
-            if self._panels is None or self._panels.shape[0] != count:
-                self._panels = np.empty(count, dtype=np.float32)
-            fm_pack_weights(&self.net, <const float *>_ptr(self.params),
-                            <float *>_ptr(self._panels))
-            self._panels_key = key
-        return _ptr(self._panels)
+        cached = self._panels
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        count = fm_packed_weights_count(&self.net)
+        if count == 0:
+            return None
+        panels = np.empty(count, dtype=np.float32)
+        fm_pack_weights(&self.net, <const float *>_ptr(self.params), <float *>_ptr(panels))
+        self._panels = (key, panels)
+        return panels
 
     cdef void *_layout_scratch(self, int batch_size):
         """Scratch for train's panel layout (kept), or NULL where it has no use."""
@@ -258,8 +275,28 @@ cdef class Engine:
         if value < 1:
             raise ValueError(f"threads must be >= 1, got {value}")
         if value > self.net.n_threads:
-            self.release()  # the workspace holds per-thread buffers
+            self.release()  # the workspaces hold per-thread buffers
         self.net.n_threads = value
+
+    @property
+    def adaptive_threads(self):
+        """True: train runs each step with `threads` or with one thread, whichever its
+        measured steps show to be faster now (csrc/adapt.c); False: always `threads`."""
+        return bool(self._adapt.enabled)
+
+    @adaptive_threads.setter
+    def adaptive_threads(self, bint value):
+        self._adapt.enabled = value
+
+    def thread_stats(self):
+        """{"one": steps train ran with one thread, "many": with `threads`}."""
+        return {"one": self._adapt.steps[0], "many": self._adapt.steps[1]}
+
+    def _simulate_load(self, double one, double many):
+        """Tests only: add `one` / `many` seconds to every measured one-thread /
+        multi-thread step, as if the machine made them that much slower."""
+        self._adapt.test_extra[0] = one
+        self._adapt.test_extra[1] = many
 
     def reserve(self, int batch):
         """Allocate the workspace for batches of up to `batch` rows (no-op if large enough)."""
@@ -271,9 +308,29 @@ cdef class Engine:
             self._work_batch = batch
 
     def release(self):
-        """Free the workspace."""
+        """Free the workspaces (calls running now keep theirs until they return)."""
         self._work = None
         self._work_batch = 0
+        with self._pool_lock:
+            self._pool = []
+
+    cdef object _take_workspace(self, int batch):
+        """(threads, batch, array): a workspace for batches of up to `batch` rows that no
+        other call uses, from the pool or new."""
+        cdef int threads = self.net.n_threads
+        with self._pool_lock:
+            for i, entry in enumerate(self._pool):
+                if entry[0] == threads and entry[1] >= batch:
+                    del self._pool[i]
+                    return entry
+        return (threads, batch, faulted(fm_workspace_bytes(&self.net, batch,
+                                                           self.dtype.itemsize), np.uint8))
+
+    cdef void _give_workspace(self, object entry):
+        """Back into the pool (at most a few are kept; none for another thread count)."""
+        with self._pool_lock:
+            if entry[0] == self.net.n_threads and len(self._pool) < _POOL_SIZE:
+                self._pool.append(entry)
 
     cdef fm_buffers _buffers(self) except *:
         cdef fm_buffers b
@@ -288,6 +345,7 @@ cdef class Engine:
         b.batch_cap = self._work_batch
         b.panels = NULL
         b.scratch = NULL
+        b.adapt = NULL
         return b
 
     # -- layout (the only way in or out of the private layout) -------------------------
@@ -350,18 +408,24 @@ cdef class Engine:
         out = np.empty((n, self.net.sizes[self.net.n_layers]), dtype=self.dtype)
         if n == 0:
             return out
-        self.reserve(<int>min(batch_cap, n))
+        cdef int cap = <int>min(batch_cap, n)
+        work = self._take_workspace(cap)
+        cdef fm_net net = self.net
+        net.n_threads = work[0]
         cdef fm_buffers b = self._buffers()
-        b.batch_cap = <int>min(batch_cap, n)
-        b.panels = self._predict_panels(n)
+        b.work = _ptr(work[2])
+        b.batch_cap = cap
+        panels = self._predict_panels(n)
+        b.panels = _ptr(panels)
         cdef void *x = _ptr(X)
         cdef void *o = _ptr(out)
         cdef int status
         with nogil:
             if self.is_f64:
-                status = fm_predict_f64(&self.net, &b, <double *>x, n, logits, <double *>o)
+                status = fm_predict_f64(&net, &b, <double *>x, n, logits, <double *>o)
             else:
-                status = fm_predict_f32(&self.net, &b, <float *>x, n, logits, <float *>o)
+                status = fm_predict_f32(&net, &b, <float *>x, n, logits, <float *>o)
+        self._give_workspace(work)
         _check_status(status, "predict")
         return out
 
@@ -406,9 +470,13 @@ cdef class Engine:
         self._check_targets(labels, dense, n)
         if n == 0:
             return 0.0, 0.0
-        self.reserve(<int>min(batch_cap, n))
+        cdef int cap = <int>min(batch_cap, n)
+        work = self._take_workspace(cap)
+        cdef fm_net net = self.net
+        net.n_threads = work[0]
         cdef fm_buffers b = self._buffers()
-        b.batch_cap = <int>min(batch_cap, n)
+        b.work = _ptr(work[2])
+        b.batch_cap = cap
         cdef fm_targets t
         t.labels = <const int32_t *>_ptr(labels)
         t.dense = _ptr(dense)
@@ -418,9 +486,10 @@ cdef class Engine:
         cdef int status
         with nogil:
             if self.is_f64:
-                status = fm_evaluate_f64(&self.net, &b, <double *>x, t, n, &loss_sum, &correct_sum)
+                status = fm_evaluate_f64(&net, &b, <double *>x, t, n, &loss_sum, &correct_sum)
             else:
-                status = fm_evaluate_f32(&self.net, &b, <float *>x, t, n, &loss_sum, &correct_sum)
+                status = fm_evaluate_f32(&net, &b, <float *>x, t, n, &loss_sum, &correct_sum)
+        self._give_workspace(work)
         _check_status(status, "evaluate")
         return loss_sum, correct_sum
 
@@ -471,6 +540,7 @@ cdef class Engine:
         r.key, r.counter = key, counter
         cdef fm_buffers b = self._buffers()
         b.scratch = self._layout_scratch(batch_size)
+        b.adapt = &self._adapt
         cdef fm_targets t
         t.labels = <const int32_t *>_ptr(labels)
         t.dense = _ptr(dense)

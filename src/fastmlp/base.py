@@ -16,6 +16,7 @@ from fastmlp._engine import (  # noqa: F401  (status codes re-exported for the b
     STATUS_OK,
 )
 from fastmlp import serialization
+from fastmlp._locking import ModelLock, reads, writes
 from fastmlp.activations import canonical_activation
 from fastmlp.history import History
 from fastmlp.init import check_initializer, initialize
@@ -24,6 +25,16 @@ from fastmlp.pruning import magnitude_mask
 from fastmlp.regularization import BATCH_NORM_CODES, penalty_config
 from fastmlp.validation import (check_dtype, check_features, check_float, check_int,
                                 check_sample_weight)
+
+
+# Backend methods that change the model run under its write lock, those that read it under
+# its read lock (BaseMLP.__init_subclass__ wraps a subclass's own definitions): fit's
+# chunks, rollbacks and reseeding exclude readers; see fastmlp._locking for the contract.
+_BACKEND_WRITERS = ("_backend_set_flat", "_backend_set_running", "_backend_set_prune_mask",
+                    "_backend_loss_grad", "_backend_reserve", "_backend_train",
+                    "_backend_set_rng_state", "_backend_seed", "_backend_shuffle")
+_BACKEND_READERS = ("_backend_flat", "_backend_running", "_backend_predict",
+                    "_backend_evaluate", "_backend_rng_state")
 
 
 class BaseMLP:
@@ -93,6 +104,7 @@ class BaseMLP:
         bn_momentum: float = 0.1,
         bn_eps: float = 1e-5,
     ) -> None:
+        self._lock = ModelLock()
         self._sizes = _check_layer_sizes(layer_sizes)
         self._threads_arg = threads
         n_hidden = len(self._sizes) - 2
@@ -133,6 +145,13 @@ class BaseMLP:
             flat[b0 : b0 + n_out] = self._bias_init
         self._backend_set_flat(flat)
         self._backend_seed(self._seed)
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        for names, wrap in ((_BACKEND_WRITERS, writes), (_BACKEND_READERS, reads)):
+            for name in names:
+                if name in vars(cls):
+                    setattr(cls, name, wrap(vars(cls)[name]))
 
     # -- description ------------------------------------------------------------------------
     @property
@@ -201,11 +220,13 @@ class BaseMLP:
         """Copies of the bias vectors; ``biases[l]`` has shape ``(n_{l+1},)``."""
         return self.get_params()[1]
 
+    @reads
     def get_params(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """``(weights, biases)``, copies."""
         parts = self._split(self._backend_flat())
         return parts["weights"], parts["biases"]
 
+    @writes
     def set_params(self, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray]) -> None:
         """Copy weights and biases in, after checking count, shapes, dtypes and finiteness.
 
@@ -229,6 +250,7 @@ class BaseMLP:
             flat[b0 : b0 + n_out] = b
         self._set_flat_masked(flat)
 
+    @writes
     def fold_input_scaling(self, mean: object, scale: object) -> None:
         """Absorb the preprocessing ``x -> (x - mean) / scale`` into the first layer, so the
         model trained on scaled inputs takes raw inputs: ``W0 <- W0 / scale[:, None]`` and
@@ -245,17 +267,20 @@ class BaseMLP:
         weights[0] = W / scale[:, None]
         self.set_params(weights, biases)
 
+    @reads
     def get_flat_params(self) -> np.ndarray:
         """All learnable parameters as one vector (a copy), in the documented order
         ``[W_0 (row-major), b_0, (gamma_0, beta_0 for a batch-norm layer), W_1, b_1, ...]``;
         ``gradients()["flat"]`` and optimizer state use the same order."""
         return self._backend_flat()
 
+    @writes
     def set_flat_params(self, flat: object) -> None:
         """Set every learnable parameter from a vector ordered as ``get_flat_params()``."""
         arr = _check_param(flat, (self._n_params,), self._dtype, "flat parameters")
         self._set_flat_masked(arr)
 
+    @reads
     def batch_norm_state(self) -> list[dict[str, np.ndarray] | None]:
         """Per hidden layer: None, or copies of ``gamma``, ``beta``, ``running_mean`` and
         ``running_var`` of its batch normalization."""
@@ -268,6 +293,7 @@ class BaseMLP:
                 "running_var": running[r0 + n : r0 + 2 * n].copy()})
         return out
 
+    @writes
     def set_batch_norm_state(self, states: Sequence[dict | None]) -> None:
         """Set batch-norm parameters/statistics from ``batch_norm_state()``-shaped input
         (None entries and missing keys leave that part unchanged)."""
@@ -307,6 +333,7 @@ class BaseMLP:
         self._backend_set_flat(flat)
 
     # -- pruning ------------------------------------------------------------------------------
+    @writes
     def prune(self, amount: float | Sequence[float]) -> list[float]:
         """Magnitude pruning: in each layer, zero the fraction `amount` (one value, or one
         per dense layer) of weights with the smallest |w| and keep them zero from now on
@@ -324,11 +351,13 @@ class BaseMLP:
         self._set_flat_masked(flat)
         return self.sparsity()
 
+    @writes
     def clear_pruning(self) -> None:
         """Forget the pruning masks (pruned weights stay 0 until training moves them)."""
         self._prune_mask = None
         self._backend_set_prune_mask(None)
 
+    @reads
     def sparsity(self) -> list[float]:
         """Fraction of pruned (masked) weights in each dense layer."""
         if self._prune_mask is None:
@@ -337,6 +366,7 @@ class BaseMLP:
                 for (w0, _, a, b, _, _) in self._layout]
 
     # -- inference ----------------------------------------------------------------------------
+    @reads
     def predict(self, X: object) -> np.ndarray:
         """Network output after the output activation, shape ``(n, n_outputs)``:
         class probabilities for ``cross_entropy``, per-output probabilities for
@@ -344,6 +374,7 @@ class BaseMLP:
         batch norm with running statistics."""
         return self._backend_predict(self._check_X(X))
 
+    @reads
     def predict_logits(self, X: object) -> np.ndarray:
         """Network output before the output activation (the last layer's affine output),
         shape ``(n, n_outputs)``: the logits of ``cross_entropy`` and
@@ -355,6 +386,7 @@ class BaseMLP:
         for ``binary_cross_entropy``; -1/+1 per output for ``hinge``."""
         return labels_from_outputs(self._loss, self.predict(X))
 
+    @reads
     def evaluate(self, X: object, y: object) -> dict[str, float | None]:
         """Mean data loss (no penalties) and accuracy over ``(X, y)`` in inference mode
         (accuracy None for ``mse``)."""
@@ -368,6 +400,7 @@ class BaseMLP:
             raise ValueError("mse has no accuracy; use evaluate(X, y)['loss']")
         return self.evaluate(X, y)["accuracy"]
 
+    @writes
     def gradients(self, X: object, y: object, *, training: bool = False, step: int | None = None,
                   sample_weight: object = None, **penalties: object) -> dict:
         """The objective on the batch ``(X, y)`` and all its gradients.
@@ -411,8 +444,10 @@ class BaseMLP:
             **options: object) -> History:
         from fastmlp.training import fit
 
-        return fit(self, X, y, epochs=epochs, batch_size=batch_size, lr=lr, shuffle=shuffle,
-                   validation_data=validation_data, verbose=verbose, **options)
+        with self._lock.fitting():  # one fit at a time; readers may run between its chunks
+            return fit(self, X, y, epochs=epochs, batch_size=batch_size, lr=lr,
+                       shuffle=shuffle, validation_data=validation_data, verbose=verbose,
+                       **options)
 
     # -- model files and pickling ---------------------------------------------------------------
     def config(self) -> dict:
@@ -427,6 +462,7 @@ class BaseMLP:
             "bn_momentum": self._bn_momentum, "bn_eps": self._bn_eps,
         }
 
+    @reads
     def _state_arrays(self) -> dict[str, np.ndarray]:
         arrays = {"params": self._backend_flat(), "running": self._backend_running(),
                   "counter": np.array([self._counter], dtype=np.int64)}
@@ -434,6 +470,7 @@ class BaseMLP:
             arrays["prune_mask"] = self._prune_mask.copy()
         return arrays
 
+    @writes
     def _set_state_arrays(self, arrays: dict[str, np.ndarray], source: str) -> None:
         expected = {"params": (self._n_params,), "running": self._backend_running().shape}
         for name, shape in expected.items():
@@ -502,17 +539,21 @@ class BaseMLP:
         """The live flat batch-norm running statistics."""
         raise NotImplementedError
 
+    @reads
     def _backend_flat(self, out: np.ndarray | None = None) -> np.ndarray:
         """A copy of all learnable parameters, flat (into `out` when given)."""
         return _copy_into(self._params_view(), out)
 
+    @writes
     def _backend_set_flat(self, flat: np.ndarray) -> None:
         np.copyto(self._params_view(), flat)
 
+    @reads
     def _backend_running(self, out: np.ndarray | None = None) -> np.ndarray:
         """A copy of the batch-norm running statistics (into `out` when given)."""
         return _copy_into(self._running_view(), out)
 
+    @writes
     def _backend_set_running(self, running: np.ndarray) -> None:
         np.copyto(self._running_view(), running)
 

@@ -16,3 +16,11 @@ class TrainingDivergedError(FloatingPointError):
         self.history = history
         self.epoch = epoch
         self.step = step
+
+
+class ConcurrentFitError(RuntimeError):
+    """``fit`` was called on a model that another thread is fitting.
+
+    Training writes the model in place; two fits at once would interleave their steps.
+    Readers (``predict``, ``get_params``, ``save``, ...) may run during a fit.
+    """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastmlp._engine import Engine, default_threads
+from fastmlp._locking import writes
 from fastmlp.activations import activation_code
 from fastmlp.base import BaseMLP
 
@@ -20,8 +21,28 @@ class MLP(BaseMLP):
         return self._engine.threads
 
     @threads.setter
+    @writes
     def threads(self, value: int) -> None:
         self._engine.threads = value
+
+    @property
+    def adaptive_threads(self) -> bool:
+        """True (the default): each training step runs with ``threads`` threads or with
+        one, whichever the engine measured to be faster now. On a busy machine (other
+        processes holding the cores) a thread team can be many times slower than one
+        thread; the engine notices within a few steps and probes again from time to
+        time. Results do not depend on it. False: always ``threads``."""
+        return self._engine.adaptive_threads
+
+    @adaptive_threads.setter
+    @writes
+    def adaptive_threads(self, value: bool) -> None:
+        self._engine.adaptive_threads = bool(value)
+
+    def thread_stats(self) -> dict[str, int]:
+        """Training steps run so far with one thread (``"one"``) and with ``threads``
+        threads (``"many"``), as the adaptive thread count chose them."""
+        return self._engine.thread_stats()
 
     def _backend_setup(self, threads):
         self._engine = Engine(

@@ -1,0 +1,128 @@
+"""The lock that makes one model safe to share between threads.
+
+The engine releases the GIL, so calls on one model from several Python threads really
+run at once. The contract (README, "Threads"):
+
+* Readers (``predict``, ``evaluate``, ``score``, ``get_params``, ``save``, pickling, ...)
+  run concurrently with each other: each engine call takes its own workspace.
+* Writers (``set_params``, ``prune``, the ``threads`` setter, one chunk of training
+  steps, ...) run alone: they wait until the readers in progress have finished, and
+  readers that arrive meanwhile wait for them. A writer never waits behind a stream of
+  new readers (writers go first).
+* ``fit`` writes in chunks and lets readers in between them, so a reader during a fit
+  sees the parameters of a completed step, in the conventional layout. A second ``fit``
+  of the same model while one runs raises :class:`ConcurrentFitError`.
+
+A thread that holds the write lock may read and write again (re-entrant); a thread that
+holds a read lock may read again, but may not start writing (that could deadlock with a
+waiting writer): it gets a RuntimeError, a bug in fastmlp rather than in user code.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from fastmlp.errors import ConcurrentFitError
+
+F = TypeVar("F", bound=Callable)
+
+
+class ModelLock:
+    """A readers-writer lock with writer preference, plus the one-fit-at-a-time guard."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0  # threads inside read sections (outermost)
+        self._writer: int | None = None  # ident of the thread that writes
+        self._depth = 0  # its nesting depth
+        self._waiting_writers = 0
+        self._local = threading.local()  # read depth of this thread
+        self._fit_lock = threading.Lock()
+
+    def _read_depth(self) -> int:
+        return getattr(self._local, "depth", 0)
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        """Shared access (nested reads and reads inside a write are free)."""
+        me = threading.get_ident()
+        if self._writer == me or self._read_depth() > 0:
+            self._local.depth = self._read_depth() + 1
+            try:
+                yield
+            finally:
+                self._local.depth -= 1
+            return
+        with self._cond:
+            while self._writer is not None or self._waiting_writers:
+                self._cond.wait()
+            self._readers += 1
+        self._local.depth = 1
+        try:
+            yield
+        finally:
+            self._local.depth = 0
+            with self._cond:
+                self._readers -= 1
+                if self._readers == 0:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        """Exclusive access (re-entrant for the writing thread)."""
+        me = threading.get_ident()
+        with self._cond:
+            if self._writer == me:
+                self._depth += 1
+            else:
+                if self._read_depth() > 0:
+                    raise RuntimeError("fastmlp internal error: a write inside a read section")
+                self._waiting_writers += 1
+                try:
+                    while self._writer is not None or self._readers:
+                        self._cond.wait()
+                finally:
+                    self._waiting_writers -= 1
+                self._writer, self._depth = me, 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._writer = None
+                    self._cond.notify_all()
+
+    @contextmanager
+    def fitting(self) -> Iterator[None]:
+        """Marks a fit in progress; raises ConcurrentFitError if one already is."""
+        if not self._fit_lock.acquire(blocking=False):
+            raise ConcurrentFitError(
+                "this model is already being fitted in another thread; fit a copy "
+                "(e.g. copy.deepcopy(model)) to train two at once")
+        try:
+            yield
+        finally:
+            self._fit_lock.release()
+
+
+def reads(method: F) -> F:
+    """Run the method under the model's read lock."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock.read():
+            return method(self, *args, **kwargs)
+    return wrapper  # type: ignore[return-value]
+
+
+def writes(method: F) -> F:
+    """Run the method under the model's write lock."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock.write():
+            return method(self, *args, **kwargs)
+    return wrapper  # type: ignore[return-value]
