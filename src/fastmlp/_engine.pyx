@@ -510,8 +510,7 @@ cdef class Engine:
             raise ValueError(f"order must be a contiguous int64 array of shape ({n},)")
         if batch_size < 1 or n_steps < 0 or start < 0 or start + (n_steps - 1) * batch_size >= n:
             raise ValueError("steps run past the end of the data")
-        if batch_size > self._work_batch:
-            raise ValueError("call reserve(batch_size) before train")
+        self.reserve(batch_size)  # again: a larger thread count releases the workspace
         if lr.dtype != np.float64 or lr.shape != (n_steps,) or not lr.flags.c_contiguous:
             raise ValueError(f"lr must be contiguous float64 of shape ({n_steps},)")
         _check_slots(slots, self.params)

@@ -7,8 +7,9 @@ run at once. The contract (README, "Threads"):
   run concurrently with each other: each engine call takes its own workspace.
 * Writers (``set_params``, ``prune``, the ``threads`` setter, one chunk of training
   steps, ...) run alone: they wait until the readers in progress have finished, and
-  readers that arrive meanwhile wait for them. A writer never waits behind a stream of
-  new readers (writers go first).
+  readers that arrive meanwhile wait for them. Neither side starves: a writer never
+  waits behind a stream of new readers, and when a writer finishes, the readers waiting
+  for it go before the next writer.
 * ``fit`` writes in chunks and lets readers in between them, so a reader during a fit
   sees the parameters of a completed step, in the conventional layout. A second ``fit``
   of the same model while one runs raises :class:`ConcurrentFitError`.
@@ -40,6 +41,8 @@ class ModelLock:
         self._writer: int | None = None  # ident of the thread that writes
         self._depth = 0  # its nesting depth
         self._waiting_writers = 0
+        self._waiting_readers = 0
+        self._read_turn = False  # a writer finished: the readers waiting then go first
         self._local = threading.local()  # read depth of this thread
         self._fit_lock = threading.Lock()
 
@@ -58,8 +61,12 @@ class ModelLock:
                 self._local.depth -= 1
             return
         with self._cond:
-            while self._writer is not None or self._waiting_writers:
+            self._waiting_readers += 1
+            while self._writer is not None or (self._waiting_writers and not self._read_turn):
                 self._cond.wait()
+            self._waiting_readers -= 1
+            if self._waiting_readers == 0:
+                self._read_turn = False
             self._readers += 1
         self._local.depth = 1
         try:
@@ -83,7 +90,8 @@ class ModelLock:
                     raise RuntimeError("fastmlp internal error: a write inside a read section")
                 self._waiting_writers += 1
                 try:
-                    while self._writer is not None or self._readers:
+                    while (self._writer is not None or self._readers
+                           or (self._read_turn and self._waiting_readers)):
                         self._cond.wait()
                 finally:
                     self._waiting_writers -= 1
@@ -95,6 +103,7 @@ class ModelLock:
                 self._depth -= 1
                 if self._depth == 0:
                     self._writer = None
+                    self._read_turn = self._waiting_readers > 0
                     self._cond.notify_all()
 
     @contextmanager

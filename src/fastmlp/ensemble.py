@@ -19,7 +19,8 @@ class Ensemble:
 
     Build it from models (``Ensemble([m1, m2, m3])``) or with :meth:`of`. Members train
     independently, so ``fit(..., n_jobs=k)`` trains k at once in threads (the engine
-    releases the GIL; each member then uses ``threads // n_jobs`` engine threads).
+    releases the GIL; each member then uses ``threads // n_jobs`` engine threads during
+    that fit). Members must be distinct models.
     """
 
     def __init__(self, members: Sequence[BaseMLP]) -> None:
@@ -29,6 +30,9 @@ class Ensemble:
         for m in members:
             if not isinstance(m, BaseMLP):
                 raise TypeError(f"ensemble members must be fastmlp models, got {type(m).__name__}")
+        if len({id(m) for m in members}) < len(members):
+            raise ValueError("ensemble members must be distinct models (a model listed twice "
+                             "would be trained twice, in place); use copy.deepcopy")
         first = members[0]
         for m in members[1:]:
             if (m.layer_sizes[0], m.layer_sizes[-1], m.loss) != \
@@ -66,11 +70,17 @@ class Ensemble:
 
         if n_jobs == 1:
             return [train(m) for m in self.members]
-        for m in self.members:
-            if hasattr(m, "threads"):
-                m.threads = max(1, m.threads // n_jobs)
-        with ThreadPoolExecutor(max_workers=n_jobs) as pool:
-            return list(pool.map(train, self.members))
+        # n_jobs fits at once share the cores: each member gets its share of its engine
+        # threads for the fit (never more threads than cores in all), then its own back
+        saved = [(m, m.threads) for m in self.members if hasattr(m, "threads")]
+        for m, threads in saved:
+            m.threads = max(1, threads // n_jobs)
+        try:
+            with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+                return list(pool.map(train, self.members))
+        finally:
+            for m, threads in saved:
+                m.threads = threads
 
     def predict(self, X: object) -> np.ndarray:
         """The members' outputs (probabilities for cross_entropy), averaged."""

@@ -1,0 +1,267 @@
+"""One model shared between Python threads (the README's thread-safety contract), and the
+adaptive thread count of training steps.
+
+Every test bounds its threads and its time: it must pass reliably on 2 cores, and under
+AddressSanitizer in CI."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import pickle
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp import training
+from fastmlp.errors import ConcurrentFitError
+
+SIZES = [20, 128, 64, 5]
+N = 2048
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(N, SIZES[0])).astype(np.float32)
+    y = rng.integers(0, SIZES[-1], size=N)
+    return X, y
+
+
+def new_model(dtype="float32", threads=2):
+    return fastmlp.MLP(SIZES, dtype=dtype, seed=1, threads=threads)
+
+
+def digest(a: np.ndarray) -> bytes:
+    return np.ascontiguousarray(a).tobytes()
+
+
+FIT = dict(epochs=2, batch_size=16, lr=0.01)
+
+
+def per_step_states(X, y, monkeypatch) -> set[bytes]:
+    """The flat parameters after every training step of new_model().fit(X, y, **FIT) (and
+    before the first), from a fit that calls the engine one step at a time."""
+    m = new_model()
+    states = {digest(m.get_flat_params())}
+    train = m._backend_train
+
+    def one_step(*args, **kwargs):
+        out = train(*args, **kwargs)
+        states.add(digest(m.get_flat_params()))
+        return out
+
+    m._backend_train = one_step
+    with monkeypatch.context() as mp:
+        mp.setattr(training, "CHUNK_SECONDS", 0.0)
+        mp.setattr(training, "MAX_CHUNK_SECONDS", 0.0)
+        m.fit(X, y, **FIT)
+    assert len(states) == 2 * (N // 16) + 1
+    return states
+
+
+def run_during_fit(model, X, y, reader, min_reads=5):
+    """Call reader() in a loop in another thread while model.fit(X, y, **FIT) runs; returns
+    what it returned and the fit's result."""
+    seen, done = [], threading.Event()
+
+    def read_loop():
+        while not done.is_set() or len(seen) < min_reads:
+            seen.append(reader())
+
+    t = threading.Thread(target=read_loop)
+    t.start()
+    try:
+        history = model.fit(X, y, **FIT)
+    finally:
+        done.set()
+        t.join(timeout=60)
+    assert not t.is_alive()
+    return seen, history
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_concurrent_predicts_equal_serial_predict_bitwise(data, dtype):
+    X, y = data
+    m = new_model(dtype)
+    m.fit(X, y, epochs=1, batch_size=32)
+    X = X.astype(dtype)
+    # below and above the row count from which predict uses its weight panels
+    row_counts = [1, 7, 63, 64, 300, 1024]
+    expected = {n: m.predict(X[:n]) for n in row_counts}
+    jobs = [row_counts[i % len(row_counts)] for i in range(96)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda n: (n, m.predict(X[:n])), jobs))
+    for n, out in results:
+        np.testing.assert_array_equal(out, expected[n])
+
+
+def test_predict_while_params_change_sees_one_state_or_the_other(data):
+    X, y = data
+    m = new_model()
+    w_a, b_a = m.get_params()
+    w_b = [w * -0.5 for w in w_a]
+    m.set_params(w_b, b_a)
+    out_b = m.predict(X)
+    m.set_params(w_a, b_a)
+    out_a = m.predict(X)
+    stop = threading.Event()
+
+    def flip():
+        while not stop.is_set():
+            m.set_params(w_b, b_a)
+            m.set_params(w_a, b_a)
+
+    writer = threading.Thread(target=flip)
+    writer.start()
+    try:
+        outs = [m.predict(X) for _ in range(60)]
+    finally:
+        stop.set()
+        writer.join(timeout=60)
+    for out in outs:
+        assert np.array_equal(out, out_a) or np.array_equal(out, out_b)
+
+
+def test_get_params_during_fit_sees_completed_steps_only(data, monkeypatch):
+    X, y = data
+    states = per_step_states(X, y, monkeypatch)
+    m = new_model()
+    seen, _ = run_during_fit(m, X, y, m.get_flat_params)
+    assert all(digest(s) in states for s in seen)
+    assert digest(m.get_flat_params()) in states
+
+
+def test_predict_during_fit_uses_weights_of_a_completed_step(data, monkeypatch):
+    X, y = data
+    states = per_step_states(X, y, monkeypatch)
+    probe = X[:64]  # the panel path of predict
+    m = new_model()
+    seen, _ = run_during_fit(m, X, y, lambda: m.predict(probe))
+    replay = new_model()
+    allowed = set()
+    for s in states:
+        replay.set_flat_params(np.frombuffer(s, dtype=np.float32))
+        allowed.add(digest(replay.predict(probe)))
+    assert all(digest(p) in allowed for p in seen)
+
+
+def test_save_and_pickle_during_fit_hold_weights_of_a_completed_step(data, monkeypatch, tmp_path):
+    X, y = data
+    states = per_step_states(X, y, monkeypatch)
+    m = new_model()
+    path = tmp_path / "m.fastmlp"
+
+    def save_and_pickle():
+        m.save(path)
+        return fastmlp.load(path).get_flat_params(), pickle.loads(pickle.dumps(m)).get_flat_params()
+
+    seen, _ = run_during_fit(m, X, y, save_and_pickle)
+    for saved, pickled in seen:
+        assert digest(saved) in states and digest(pickled) in states
+
+
+def test_a_second_concurrent_fit_raises(data):
+    X, y = data
+    m = new_model()
+    inside, release = threading.Event(), threading.Event()
+
+    def hold(model, history):  # runs inside the first fit, after its first epoch
+        inside.set()
+        release.wait(timeout=60)
+
+    errors = []
+
+    def first():
+        try:
+            m.fit(X, y, epochs=2, batch_size=64, callbacks=[hold])
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    t = threading.Thread(target=first)
+    t.start()
+    try:
+        assert inside.wait(timeout=60)
+        with pytest.raises(ConcurrentFitError, match="already being fitted"):
+            m.fit(X, y, epochs=1)
+        # readers still work while the first fit waits
+        assert m.predict(X[:3]).shape == (3, SIZES[-1])
+    finally:
+        release.set()
+        t.join(timeout=60)
+    assert not errors
+    m.fit(X, y, epochs=1)  # and fitting works again afterwards
+
+
+def test_ensemble_rejects_the_same_model_twice():
+    m = new_model()
+    with pytest.raises(ValueError, match="distinct"):
+        fastmlp.Ensemble([m, m])
+
+
+def test_threads_setter_during_fit_is_safe_and_changes_nothing(data):
+    X, y = data
+    expected = new_model()
+    expected.fit(X, y, **FIT)
+    m = new_model()
+    counts = itertools.cycle([1, 2, 3])
+    run_during_fit(m, X, y, lambda: setattr(m, "threads", next(counts)))
+    np.testing.assert_array_equal(m.get_flat_params(), expected.get_flat_params())
+
+
+def test_gradients_from_threads_equal_serial(data):
+    X, y = data
+    m = new_model()
+    expected = m.gradients(X[:50], y[:50])["flat"]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outs = list(pool.map(lambda _: m.gradients(X[:50], y[:50])["flat"], range(16)))
+    for g in outs:
+        np.testing.assert_array_equal(g, expected)
+
+
+def test_deepcopy_of_a_model_trains_independently(data):
+    X, y = data
+    m = new_model()
+    twin = copy.deepcopy(m)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(lambda model: model.fit(X, y, **FIT), [m, twin]))
+    np.testing.assert_array_equal(m.get_flat_params(), twin.get_flat_params())
+
+
+# -- the adaptive thread count ------------------------------------------------------------------
+@pytest.mark.skipif(not fastmlp._engine.have_openmp(), reason="needs the OpenMP engine")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_adaptive_threads_drop_to_one_when_teams_are_slow_with_identical_results(data, dtype):
+    X, y = data
+    reference = new_model(dtype, threads=1)
+    reference.fit(X, y, **FIT)
+    m = new_model(dtype)
+    m._engine._simulate_load(0.0, 0.002)  # every 2-thread step looks 2 ms slower
+    m.fit(X, y, **FIT)
+    stats = m.thread_stats()
+    assert stats["one"] > 0.8 * (stats["one"] + stats["many"])
+    np.testing.assert_array_equal(m.get_flat_params(), reference.get_flat_params())
+
+
+@pytest.mark.skipif(not fastmlp._engine.have_openmp(), reason="needs the OpenMP engine")
+def test_adaptive_threads_keep_the_team_when_one_thread_is_slow(data):
+    X, y = data
+    m = new_model()
+    m._engine._simulate_load(0.002, 0.0)  # one-thread steps look 2 ms slower
+    m.fit(X, y, **FIT)
+    stats = m.thread_stats()
+    assert stats["many"] > 0.8 * (stats["one"] + stats["many"])
+    assert stats["one"] > 0  # it did measure the alternative
+
+
+def test_adaptive_threads_off_uses_every_thread(data):
+    X, y = data
+    m = new_model()
+    m.adaptive_threads = False
+    m._engine._simulate_load(0.0, 0.002)
+    m.fit(X, y, **FIT)
+    assert m.thread_stats()["one"] == 0
+    assert m.adaptive_threads is False
