@@ -4,13 +4,18 @@
  * other processes hold the cores, a thread of the team is often not running, and every
  * join waits for it: 2-thread steps ran 40-60x slower than 1-thread steps with a load of
  * ~4 on 2 cores. fm_train therefore times each step and runs it with whichever of
- * n_threads and one thread is faster now. It starts with n_threads, tries one thread
- * after PROBE steps (calibration), then keeps the faster choice and probes the other for
- * PROBE steps again whenever the probe's expected extra time is at most MAX_OVERHEAD of
- * the time since the last probe (at once, after MIN_GAP steps, when the other looks no
- * slower): a change of load is noticed within about a second, and a probe of a collapsed
- * team costs a few percent. Every kernel computes the same result whatever its thread
- * count, so the choice changes the time of a step, never its result. */
+ * n_threads and one thread is faster now. It starts with one thread (safe whatever the
+ * load), tries n_threads after PROBE steps (calibration), then keeps the faster choice
+ * and probes the other for PROBE steps again whenever the probe's expected extra time is
+ * at most MAX_OVERHEAD of the time since the last probe (at once, after MIN_GAP steps,
+ * when the other looks no slower). A probe step slower than ABORT times the current
+ * choice ends its probe at once. So a change of load is noticed within about a second,
+ * and probing a collapsed team costs a few percent. The last ratio measured (by any model
+ * of the process) is kept: a new model, or a new batch size, that starts while the team
+ * was slow waits before its first probe as a later probe would, since on a busy machine
+ * that single step can cost more than the rest of a small fit. Every kernel computes the
+ * same result whatever its thread count, so the choice changes the time of a step, never
+ * its result. */
 #include <string.h>
 #include <time.h>
 
@@ -20,6 +25,14 @@
 #define MIN_GAP 16         /* steps with the current choice between two probes, at least */
 #define MAX_OVERHEAD 0.05  /* a probe's expected extra seconds / seconds since the last */
 #define HYSTERESIS 0.03    /* the other choice must be this much faster to be taken */
+#define ABORT 2.0          /* a timed probe step this many times slower ends the probe ... */
+#define ABORT_FIRST 10.0   /* ... and so does its untimed first one, this many times slower */
+
+/* median team step time / median one-thread step time at the last decision of any
+ * model, in percent (0: none yet); models read and write it from any thread */
+static _Atomic int last_ratio = 0;
+
+void fm_adapt_forget(void) { last_ratio = 0; }
 
 double fm_seconds(void) {
     struct timespec ts;
@@ -44,13 +57,21 @@ static double median(const fm_adapt *a, int k) {
 static void reset(fm_adapt *a, int n_threads, int batch) {
     a->batch = batch;
     a->n_threads = n_threads;
-    a->current = 1;
+    a->current = 0;
     a->probing = 0;
     a->skip = 1;
     a->since = 0;
     a->since_s = 0;
     memset(a->n_sample, 0, sizeof a->n_sample);
     memset(a->next, 0, sizeof a->next);
+    const int ratio = last_ratio;
+    /* steps before the first probe: PROBE, or as many as a probe of a team that slow
+       needs to cost MAX_OVERHEAD (its first step ends it: ABORT_FIRST) */
+    a->first_probe = PROBE;
+    if (ratio > 100) {
+        const double wait = (ratio / 100.0 - 1) / MAX_OVERHEAD;
+        a->first_probe = wait > 4096 ? 4096 : wait < PROBE ? PROBE : (int)wait;
+    }
 }
 
 static int active(const fm_adapt *a) { return a && a->enabled && a->n_threads > 1; }
@@ -67,7 +88,7 @@ int fm_adapt_threads(fm_adapt *a, int n_threads, int batch) {
 
 static int should_probe(const fm_adapt *a) {
     const int c = a->current, o = !c;
-    if (a->n_sample[o] == 0) return a->since >= PROBE;
+    if (a->n_sample[o] == 0) return a->since >= a->first_probe;
     if (a->since < MIN_GAP || a->n_sample[c] == 0) return 0;
     const double extra = PROBE * (median(a, o) - median(a, c));
     return extra <= 0 || a->since_s * MAX_OVERHEAD >= extra;
@@ -79,18 +100,26 @@ void fm_adapt_record(fm_adapt *a, int threads, double seconds, int timed) {
     a->steps[k]++;
     if (!active(a)) return;
     seconds += a->test_extra[k];
-    if (timed && !a->skip) {
+    const int c = a->current;
+    /* a probe step far slower than the current choice: the answer is clear already */
+    const int abort = a->probing > 0 && a->n_sample[c] > 0 &&
+                      seconds > (a->skip ? ABORT_FIRST : ABORT) * median(a, c);
+    if (timed && (!a->skip || abort)) {
         a->sample[k][a->next[k]] = seconds;
         a->next[k] = (a->next[k] + 1) % FM_ADAPT_WINDOW;
         if (a->n_sample[k] < FM_ADAPT_WINDOW) a->n_sample[k]++;
     }
     a->skip = 0;
     if (a->probing > 0) {
+        if (abort) a->probing = 1;
         if (--a->probing == 0) { /* the probe is over: keep the faster choice */
-            const int c = a->current, o = !c;
-            if (a->n_sample[o] && a->n_sample[c] &&
-                median(a, o) < (1 - HYSTERESIS) * median(a, c))
-                a->current = o;
+            const int o = !c;
+            if (a->n_sample[o] && a->n_sample[c]) {
+                const double mo = median(a, o), mc = median(a, c);
+                if (mo < (1 - HYSTERESIS) * mc) a->current = o;
+                const double ratio = 100 * (o ? mo / mc : mc / mo);
+                last_ratio = ratio > 1e6 ? 1000000 : (int)ratio;
+            }
             a->since = 0;
             a->since_s = 0;
             a->skip = 1;

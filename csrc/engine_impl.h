@@ -422,9 +422,11 @@ int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const
     const int layout = buf->scratch && !mask && n_steps >= FM_LAYOUT_MIN_STEPS &&
                        sizeof(real) == sizeof(float) &&
                        fm_layout_scratch_count(net, batch_size) > 0;
-    if (layout) FN(convert_layout)(net, buf, opt, 1);
+    /* with the thread count of each step (adapt.c); the conversions take the first's */
+    fm_net step_net = *net;
+    step_net.n_threads = fm_adapt_threads(buf->adapt, net->n_threads, batch_size);
+    if (layout) FN(convert_layout)(&step_net, buf, opt, 1);
     int status = FM_OK;
-    fm_net step_net = *net; /* with the thread count of each step (adapt.c) */
     for (int s = 0; s < n_steps; s++) {
         const int64_t p0 = start + (int64_t)s * batch_size;
         if (p0 >= n) {
@@ -471,6 +473,6 @@ int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const
         fm_adapt_record(buf->adapt, step_net.n_threads, fm_seconds() - t0,
                         s > 0 && B == batch_size);
     }
-    if (layout) FN(convert_layout)(net, buf, opt, 0);
+    if (layout) FN(convert_layout)(&step_net, buf, opt, 0);
     return status;
 }

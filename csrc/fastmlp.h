@@ -112,10 +112,14 @@ typedef struct {
     int probing;              /* steps left in the probe of the other choice (0: none) */
     int skip;                 /* 1: do not time the next step (its team just changed) */
     int64_t since;            /* steps with the current choice since the last probe */
+    int first_probe;          /* steps before the first probe */
     double since_s;           /* their seconds */
     double sample[2][FM_ADAPT_WINDOW]; /* recent step times of each choice (ring buffers) */
     int n_sample[2], next[2];
 } fm_adapt;
+
+/* Forget the team/one-thread step time ratio that new fm_adapt states start from. */
+void fm_adapt_forget(void);
 
 /* Caller-owned buffers of one model, valid for the length of a call. */
 typedef struct {

@@ -232,6 +232,15 @@ def test_deepcopy_of_a_model_trains_independently(data):
 
 
 # -- the adaptive thread count ------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def fresh_thread_timings():
+    """Each test starts as if no model had measured a slow team (the process keeps the
+    last ratio for new models)."""
+    fastmlp._engine.forget_thread_timings()
+    yield
+    fastmlp._engine.forget_thread_timings()
+
+
 @pytest.mark.skipif(not fastmlp._engine.have_openmp(), reason="needs the OpenMP engine")
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_adaptive_threads_drop_to_one_when_teams_are_slow_with_identical_results(data, dtype):
@@ -239,7 +248,7 @@ def test_adaptive_threads_drop_to_one_when_teams_are_slow_with_identical_results
     reference = new_model(dtype, threads=1)
     reference.fit(X, y, **FIT)
     m = new_model(dtype)
-    m._engine._simulate_load(0.0, 0.002)  # every 2-thread step looks 2 ms slower
+    m._engine._simulate_load(0.0, 1.0)  # every 2-thread step looks 1 s slower
     m.fit(X, y, **FIT)
     stats = m.thread_stats()
     assert stats["one"] > 0.8 * (stats["one"] + stats["many"])
@@ -250,7 +259,7 @@ def test_adaptive_threads_drop_to_one_when_teams_are_slow_with_identical_results
 def test_adaptive_threads_keep_the_team_when_one_thread_is_slow(data):
     X, y = data
     m = new_model()
-    m._engine._simulate_load(0.002, 0.0)  # one-thread steps look 2 ms slower
+    m._engine._simulate_load(1.0, 0.0)  # one-thread steps look 1 s slower
     m.fit(X, y, **FIT)
     stats = m.thread_stats()
     assert stats["many"] > 0.8 * (stats["one"] + stats["many"])
@@ -261,7 +270,24 @@ def test_adaptive_threads_off_uses_every_thread(data):
     X, y = data
     m = new_model()
     m.adaptive_threads = False
-    m._engine._simulate_load(0.0, 0.002)
+    m._engine._simulate_load(0.0, 1.0)
     m.fit(X, y, **FIT)
     assert m.thread_stats()["one"] == 0
     assert m.adaptive_threads is False
+
+
+@pytest.mark.skipif(not fastmlp._engine.have_openmp(), reason="needs the OpenMP engine")
+def test_a_new_model_remembers_that_the_team_was_slow(data):
+    """After one model measured a slow team, a new model does not pay for a team step at
+    its start: its first probe waits as long as a later probe would."""
+    X, y = data
+    first = new_model()
+    first._engine._simulate_load(0.0, 0.01)
+    first.fit(X, y, **FIT)
+    second = new_model()
+    second.fit(X[:512], y[:512], epochs=1, batch_size=16)  # 32 steps, fewer than the wait
+    assert second.thread_stats() == {"one": 32, "many": 0}
+    fastmlp._engine.forget_thread_timings()
+    third = new_model()
+    third.fit(X[:512], y[:512], epochs=1, batch_size=16)
+    assert third.thread_stats()["many"] > 0  # without that memory it probes the team early

@@ -34,6 +34,8 @@ cdef extern from "fastmlp.h" nogil:
         int64_t steps[2]
         int current
 
+    void fm_adapt_forget()
+
     ctypedef struct fm_buffers:
         void *params
         void *grads

@@ -38,9 +38,10 @@ def have_openmp():
     return bool(fm_have_openmp())
 
 
-def all_finite(arr):
+def all_finite(arr, int threads=0):
     """True when no element of the C-contiguous float32/float64 array is NaN or infinite
-    (one vectorized pass, threaded for large arrays); None for other arrays."""
+    (one vectorized pass, on `threads` threads for large arrays, 0: all); None for other
+    arrays."""
     if not isinstance(arr, np.ndarray) or not arr.flags.c_contiguous or \
             arr.dtype not in (np.float32, np.float64):
         return None
@@ -48,7 +49,7 @@ def all_finite(arr):
     if n == 0:
         return True
     cdef void *p = _ptr(arr)
-    cdef int nt = fm_max_threads()
+    cdef int nt = threads if threads > 0 else fm_max_threads()
     cdef bint single = arr.dtype == np.float32
     cdef int ok
     with nogil:
@@ -57,6 +58,12 @@ def all_finite(arr):
         else:
             ok = fm_all_finite_f64(<const double *>p, n, nt)
     return bool(ok)
+
+
+def forget_thread_timings():
+    """New models start their adaptive thread count afresh, as if no model of this
+    process had measured a slow thread team (tests)."""
+    fm_adapt_forget()
 
 
 def fork_serial():

@@ -261,7 +261,9 @@ def fit(
                     what = (f"the batch loss is {sl[done]}" if status == STATUS_NONFINITE_LOSS
                             else "the gradient norm is not finite")
                     raise _diverged(epoch, s + done, what, rates[s + done], history)
-                if not all_finite(model._params_view()):
+                # (one thread: a fraction of a percent of a chunk, and no team to wait
+                # for on a busy machine)
+                if not all_finite(model._params_view(), threads=1):
                     # a NaN the losses did not show (a ReLU turns NaN into 0, for one)
                     _restore(model, good, state)
                     raise _diverged(epoch, s + k - 1, "the parameters are no longer finite",

@@ -84,11 +84,12 @@ def check_sample_weight(sample_weight: object, n: int, dtype: np.dtype) -> np.nd
     return w
 
 
-def all_finite(a: np.ndarray) -> bool:
+def all_finite(a: np.ndarray, threads: int = 0) -> bool:
     """True when no element is NaN or infinite. Contiguous float32/float64 arrays take one
-    vectorized C pass; others a float64 sum, which is finite exactly when every element
-    is unless finite values overflow it (then the elementwise check decides)."""
-    fast = _engine.all_finite(a)
+    vectorized C pass (on `threads` threads, 0: all); others a float64 sum, which is finite
+    exactly when every element is unless finite values overflow it (then the elementwise
+    check decides)."""
+    fast = _engine.all_finite(a, threads)
     if fast is not None:
         return fast
     with np.errstate(over="ignore", invalid="ignore"):
