@@ -34,6 +34,8 @@ static _Atomic int last_ratio = 0;
 
 void fm_adapt_forget(void) { last_ratio = 0; }
 
+int fm_adapt_hint(int n_threads) { return last_ratio > 100 ? 1 : n_threads; }
+
 double fm_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

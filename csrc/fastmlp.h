@@ -120,6 +120,9 @@ typedef struct {
 
 /* Forget the team/one-thread step time ratio that new fm_adapt states start from. */
 void fm_adapt_forget(void);
+/* The threads for a call outside training (predict, evaluate, finiteness checks): 1 while
+ * the last ratio measured says a team is slower than one thread, else n_threads. */
+int fm_adapt_hint(int n_threads);
 
 /* Caller-owned buffers of one model, valid for the length of a call. */
 typedef struct {

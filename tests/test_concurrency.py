@@ -284,10 +284,14 @@ def test_a_new_model_remembers_that_the_team_was_slow(data):
     first = new_model()
     first._engine._simulate_load(0.0, 0.01)
     first.fit(X, y, **FIT)
+    assert fastmlp._engine.hinted_threads(2) == 1  # predict/evaluate: one thread now
+    out = first.predict(X)
     second = new_model()
     second.fit(X[:512], y[:512], epochs=1, batch_size=16)  # 32 steps, fewer than the wait
     assert second.thread_stats() == {"one": 32, "many": 0}
     fastmlp._engine.forget_thread_timings()
+    assert fastmlp._engine.hinted_threads(2) == 2
+    np.testing.assert_array_equal(first.predict(X), out)
     third = new_model()
     third.fit(X[:512], y[:512], epochs=1, batch_size=16)
     assert third.thread_stats()["many"] > 0  # without that memory it probes the team early

@@ -35,6 +35,7 @@ cdef extern from "fastmlp.h" nogil:
         int current
 
     void fm_adapt_forget()
+    int fm_adapt_hint(int n_threads)
 
     ctypedef struct fm_buffers:
         void *params

@@ -40,8 +40,8 @@ def have_openmp():
 
 def all_finite(arr, int threads=0):
     """True when no element of the C-contiguous float32/float64 array is NaN or infinite
-    (one vectorized pass, on `threads` threads for large arrays, 0: all); None for other
-    arrays."""
+    (one vectorized pass, on `threads` threads for large arrays; 0: all, or one while
+    training measures thread teams slower than one thread); None for other arrays."""
     if not isinstance(arr, np.ndarray) or not arr.flags.c_contiguous or \
             arr.dtype not in (np.float32, np.float64):
         return None
@@ -49,7 +49,7 @@ def all_finite(arr, int threads=0):
     if n == 0:
         return True
     cdef void *p = _ptr(arr)
-    cdef int nt = threads if threads > 0 else fm_max_threads()
+    cdef int nt = threads if threads > 0 else fm_adapt_hint(fm_max_threads())
     cdef bint single = arr.dtype == np.float32
     cdef int ok
     with nogil:
@@ -64,6 +64,12 @@ def forget_thread_timings():
     """New models start their adaptive thread count afresh, as if no model of this
     process had measured a slow thread team (tests)."""
     fm_adapt_forget()
+
+
+def hinted_threads(int threads):
+    """The thread count predict/evaluate use for `threads`: 1 while the last adaptive
+    measurement found thread teams slower than one thread."""
+    return fm_adapt_hint(threads)
 
 
 def fork_serial():
@@ -288,7 +294,9 @@ cdef class Engine:
     @property
     def adaptive_threads(self):
         """True: train runs each step with `threads` or with one thread, whichever its
-        measured steps show to be faster now (csrc/adapt.c); False: always `threads`."""
+        measured steps show to be faster now (csrc/adapt.c), and predict/evaluate run on
+        one thread while the last measurement (of any model) found teams slower; False:
+        always `threads`."""
         return bool(self._adapt.enabled)
 
     @adaptive_threads.setter
@@ -417,8 +425,8 @@ cdef class Engine:
             return out
         cdef int cap = <int>min(batch_cap, n)
         work = self._take_workspace(cap)
-        cdef fm_net net = self.net
-        net.n_threads = work[0]
+        cdef fm_net net = self.net  # on one thread while teams are measured slow
+        net.n_threads = fm_adapt_hint(work[0]) if self._adapt.enabled else work[0]
         cdef fm_buffers b = self._buffers()
         b.work = _ptr(work[2])
         b.batch_cap = cap
@@ -479,8 +487,8 @@ cdef class Engine:
             return 0.0, 0.0
         cdef int cap = <int>min(batch_cap, n)
         work = self._take_workspace(cap)
-        cdef fm_net net = self.net
-        net.n_threads = work[0]
+        cdef fm_net net = self.net  # on one thread while teams are measured slow
+        net.n_threads = fm_adapt_hint(work[0]) if self._adapt.enabled else work[0]
         cdef fm_buffers b = self._buffers()
         b.work = _ptr(work[2])
         b.batch_cap = cap
