@@ -11,7 +11,7 @@ every kernel is checked against.
 from fastmlp import datasets, optim, reference, schedules, serialization
 from fastmlp._engine import default_threads, have_openmp
 from fastmlp.ensemble import Ensemble
-from fastmlp.errors import TrainingDivergedError
+from fastmlp.errors import ConcurrentFitError, TrainingDivergedError
 from fastmlp.history import History
 from fastmlp.model import MLP
 
@@ -63,6 +63,7 @@ __all__ = [
     "load",
     "History",
     "TrainingDivergedError",
+    "ConcurrentFitError",
     "datasets",
     "optim",
     "schedules",
