@@ -215,6 +215,8 @@ typedef struct {
     double etaminus, etaplus, step_min, step_max;
     double kappa, phi, theta;
     int nesterov, centered, amsgrad;
+    int eps_inside; /* Adagrad, RMSprop: g / sqrt(s + eps) (Keras, the course) instead of
+                       PyTorch's g / (sqrt(s) + eps) */
     int64_t step; /* updates applied so far; each update increments it first */
     void *slot[FM_OPT_MAX_SLOTS];
 } fm_optimizer;

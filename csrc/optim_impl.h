@@ -19,6 +19,7 @@ FM_ISA_CLONES
 static void FN(update_range)(const fm_optimizer *o, int64_t t, double lr_, real *p,
                              const real *g, real *s0, real *s1, real *s2, size_t n) {
     const real lr = (real)lr_, wd = (real)o->weight_decay, eps = (real)o->eps;
+    const int inside = o->eps_inside;
     switch (o->kind) {
     case FM_OPT_SGD: {
         const real mu = (real)o->momentum, damp = (real)(1 - o->dampening);
@@ -40,7 +41,7 @@ static void FN(update_range)(const fm_optimizer *o, int64_t t, double lr_, real 
         for (size_t i = 0; i < n; i++) {
             const real gi = g[i] + wd * p[i];
             s0[i] += gi * gi;
-            p[i] -= clr * gi / (SQRT(s0[i]) + eps);
+            p[i] -= clr * gi / (inside ? SQRT(s0[i] + eps) : SQRT(s0[i]) + eps);
         }
         break;
     }
@@ -65,9 +66,10 @@ static void FN(update_range)(const fm_optimizer *o, int64_t t, double lr_, real 
             real avg;
             if (centered) {
                 s2[i] += one_alpha * (gi - s2[i]);
-                avg = SQRT(s0[i] - s2[i] * s2[i]) + eps;
+                const real var = s0[i] - s2[i] * s2[i];
+                avg = inside ? SQRT(var + eps) : SQRT(var) + eps;
             } else {
-                avg = SQRT(s0[i]) + eps;
+                avg = inside ? SQRT(s0[i] + eps) : SQRT(s0[i]) + eps;
             }
             if (momentum) {
                 s1[i] = s1[i] * mu + gi / avg;

@@ -22,6 +22,7 @@ CONFIGS = [
     ("SGD", {"lr": 0.1, "momentum": 0.9, "dampening": 0.3, "weight_decay": 0.01}),
     ("SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True}),
     ("Adagrad", {}),
+    ("Adagrad", {"eps_placement": "inside", "eps": 1e-3, "lr_decay": 0.01}),
     ("Adagrad", {"lr": 0.1, "lr_decay": 0.01, "weight_decay": 0.01,
                  "initial_accumulator_value": 0.1, "eps": 1e-6}),
     ("Adadelta", {}),
@@ -31,6 +32,8 @@ CONFIGS = [
     ("RMSprop", {"momentum": 0.9}),
     ("RMSprop", {"centered": True}),
     ("RMSprop", {"centered": True, "momentum": 0.5, "eps": 1e-4}),
+    ("RMSprop", {"eps_placement": "inside", "eps": 1e-3}),
+    ("RMSprop", {"eps_placement": "inside", "centered": True, "momentum": 0.5, "eps": 1e-4}),
     ("Adam", {}),
     ("Adam", {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.01}),
     ("Adam", {"amsgrad": True}),
@@ -184,6 +187,18 @@ def test_reference_adagrad_adadelta_rmsprop_by_hand():
     ga = 0.01 * g
     assert scalar_run(optim.RMSprop(centered=True), 1.0, [g])[0] == \
         pytest.approx(1 - 0.01 * g / (math.sqrt(v - ga * ga) + 1e-8))
+
+
+def test_reference_eps_inside_the_square_root_by_hand():
+    """Keras's / the course's forms: g / sqrt(v + eps)."""
+    g, eps = 0.4, 0.01
+    assert scalar_run(optim.Adagrad(lr=0.1, eps=eps, eps_placement="inside"), 1.0, [g])[0] == \
+        pytest.approx(1 - 0.1 * g / math.sqrt(g * g + eps))
+    v = 0.1 * g * g
+    assert scalar_run(optim.RMSprop(alpha=0.9, eps=eps, eps_placement="inside"), 1.0,
+                      [g])[0] == pytest.approx(1 - 0.01 * g / math.sqrt(v + eps))
+    with pytest.raises(ValueError, match="eps_placement"):
+        optim.RMSprop(eps_placement="under")
 
 
 def test_reference_rprop_and_delta_bar_delta_by_hand():

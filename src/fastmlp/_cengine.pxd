@@ -74,6 +74,7 @@ cdef extern from "fastmlp.h" nogil:
         double etaminus, etaplus, step_min, step_max
         double kappa, phi, theta
         int nesterov, centered, amsgrad
+        int eps_inside
         int64_t step
         void *slot[FM_OPT_MAX_SLOTS]
 

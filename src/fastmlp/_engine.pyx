@@ -613,6 +613,7 @@ cdef fm_optimizer _make_optimizer(int kind, dict h, int64_t step, slots) except 
     o.nesterov = h.get("nesterov", False)
     o.centered = h.get("centered", False)
     o.amsgrad = h.get("amsgrad", False)
+    o.eps_inside = h.get("eps_inside", False)
     o.step = step
     for k in range(FM_OPT_MAX_SLOTS):
         o.slot[k] = _ptr(slots[k])

@@ -205,25 +205,31 @@ class SGD(Optimizer):
 
 
 class Adagrad(Optimizer):
-    """AdaGrad (torch.optim.Adagrad)."""
+    """AdaGrad (torch.optim.Adagrad). ``eps_placement="inside"`` divides by
+    ``sqrt(sum + eps)`` (Keras's and the course's form) instead of PyTorch's
+    ``sqrt(sum) + eps``."""
 
     kind, slots = 1, ("sum",)
 
     def __init__(self, lr: float = 0.01, lr_decay: float = 0.0, weight_decay: float = 0.0,
-                 initial_accumulator_value: float = 0.0, eps: float = 1e-10) -> None:
+                 initial_accumulator_value: float = 0.0, eps: float = 1e-10,
+                 eps_placement: str = "outside") -> None:
         super().__init__(lr)
         self.lr_decay = _number("lr_decay", lr_decay, low=0.0)
         self.weight_decay = _number("weight_decay", weight_decay, low=0.0)
         self.initial_accumulator_value = _number(
             "initial_accumulator_value", initial_accumulator_value, low=0.0)
         self.eps = _number("eps", eps, low=0.0, low_open=True)
+        self.eps_placement = _eps_placement(eps_placement)
 
     def hyper(self):
         return {"lr": self.lr, "lr_decay": self.lr_decay, "weight_decay": self.weight_decay,
-                "initial_accumulator_value": self.initial_accumulator_value, "eps": self.eps}
+                "initial_accumulator_value": self.initial_accumulator_value, "eps": self.eps,
+                "eps_placement": self.eps_placement}
 
     def _engine_hyper(self):
-        return {"lr_decay": self.lr_decay, "weight_decay": self.weight_decay, "eps": self.eps}
+        return {"lr_decay": self.lr_decay, "weight_decay": self.weight_decay, "eps": self.eps,
+                "eps_inside": self.eps_placement == "inside"}
 
     def _init_slot(self, name, shape, dtype):
         return np.full(shape, self.initial_accumulator_value, dtype=dtype)
@@ -250,27 +256,32 @@ class Adadelta(Optimizer):
 
 
 class RMSprop(Optimizer):
-    """RMSProp (torch.optim.RMSprop), optionally centered and with momentum."""
+    """RMSProp (torch.optim.RMSprop), optionally centered and with momentum.
+    ``eps_placement="inside"`` divides by ``sqrt(square_avg + eps)`` (Keras's and the
+    course's form) instead of PyTorch's ``sqrt(square_avg) + eps``."""
 
     kind, slots = 3, ("square_avg", "momentum_buffer", "grad_avg")
 
     def __init__(self, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8,
-                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False) -> None:
+                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
+                 eps_placement: str = "outside") -> None:
         super().__init__(lr)
         self.alpha = _number("alpha", alpha, low=0.0, high=1.0)
         self.eps = _number("eps", eps, low=0.0, low_open=True)
         self.weight_decay = _number("weight_decay", weight_decay, low=0.0)
         self.momentum = _number("momentum", momentum, low=0.0)
         self.centered = bool(centered)
+        self.eps_placement = _eps_placement(eps_placement)
 
     def hyper(self):
         return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps,
                 "weight_decay": self.weight_decay, "momentum": self.momentum,
-                "centered": self.centered}
+                "centered": self.centered, "eps_placement": self.eps_placement}
 
     def _engine_hyper(self):
         return {"alpha": self.alpha, "eps": self.eps, "weight_decay": self.weight_decay,
-                "momentum": self.momentum, "centered": self.centered}
+                "momentum": self.momentum, "centered": self.centered,
+                "eps_inside": self.eps_placement == "inside"}
 
     def _used_slots(self):
         return tuple(s for s in self.slots
@@ -383,6 +394,13 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
     cls.__name__: cls
     for cls in (SGD, Adagrad, Adadelta, RMSprop, Adam, AdamW, Rprop, DeltaBarDelta)
 }
+
+
+def _eps_placement(value: object) -> str:
+    if value not in ("outside", "inside"):
+        raise ValueError(f"eps_placement must be 'outside' (PyTorch: sqrt(v) + eps) or "
+                         f"'inside' (Keras: sqrt(v + eps)), got {value!r}")
+    return str(value)
 
 
 def _number(name: str, value: object, *, low: float | None = None, high: float | None = None,

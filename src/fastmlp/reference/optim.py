@@ -33,7 +33,7 @@ def update(name: str, h: dict, state: dict, p: np.ndarray, g: np.ndarray, lr: fl
         g = g + wd * p
         clr = f(lr / (1 + (t - 1) * h["lr_decay"]))
         state["sum"] += g * g
-        p -= clr * g / (np.sqrt(state["sum"]) + f(h["eps"]))
+        p -= clr * g / _denominator(state["sum"], f(h["eps"]), h.get("eps_inside", False))
     elif name == "Adadelta":
         g = g + wd * p
         rho, eps = f(h["rho"]), f(h["eps"])
@@ -49,9 +49,9 @@ def update(name: str, h: dict, state: dict, p: np.ndarray, g: np.ndarray, lr: fl
         if h["centered"]:
             ga = state["grad_avg"]
             ga += f(1 - h["alpha"]) * (g - ga)
-            avg = np.sqrt(v - ga * ga) + f(h["eps"])
+            avg = _denominator(v - ga * ga, f(h["eps"]), h.get("eps_inside", False))
         else:
-            avg = np.sqrt(v) + f(h["eps"])
+            avg = _denominator(v, f(h["eps"]), h.get("eps_inside", False))
         if h["momentum"] > 0:
             b = state["momentum_buffer"]
             b[...] = b * f(h["momentum"]) + g / avg
@@ -90,3 +90,8 @@ def update(name: str, h: dict, state: dict, p: np.ndarray, g: np.ndarray, lr: fl
         bar[...] = f(1 - h["theta"]) * g + f(h["theta"]) * bar
     else:
         raise ValueError(f"unknown optimizer {name!r}")
+
+
+def _denominator(s: np.ndarray, eps, inside: bool) -> np.ndarray:
+    """sqrt(s + eps) (Keras, the course) or sqrt(s) + eps (PyTorch)."""
+    return np.sqrt(s + eps) if inside else np.sqrt(s) + eps
