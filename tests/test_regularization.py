@@ -357,3 +357,25 @@ def test_bad_fit_regularization_arguments(impl, kwargs, match):
     X, y = make_problem("cross_entropy", 20, 4, 2)
     with pytest.raises(ValueError, match=match):
         impl([4, 5, 2], seed=0).fit(X, y, **kwargs)
+
+
+def test_global_pruning_uses_one_threshold_across_layers():
+    m = fastmlp.MLP([10, 20, 5], seed=0, dtype="float64")
+    w0, w1 = m.weights
+    m.set_params([w0 * 0.1, w1], m.biases)  # layer 0's weights are all small
+    weights = np.concatenate([w.ravel() for w in m.weights])
+    sparsity = m.prune(0.5, scope="global")
+    threshold = np.sort(np.abs(weights))[len(weights) // 2 - 1]
+    for w in m.weights:  # every weight above the one threshold survives, none below
+        nonzero = np.abs(w[w != 0])
+        assert nonzero.size == 0 or nonzero.min() > threshold
+    assert sparsity[0] > 0.5 > sparsity[1]  # the small layer loses more
+    total = sum(s * w.size for s, w in zip(sparsity, m.weights)) / weights.size
+    assert total == pytest.approx(0.5)
+    m.prune(0.75, scope="global")  # cumulative, like per-layer pruning
+    kept = sum(int((w != 0).sum()) for w in m.weights)
+    assert kept == round(0.25 * weights.size)
+    with pytest.raises(ValueError, match="scope"):
+        m.prune(0.5, scope="network")
+    with pytest.raises(TypeError, match="amount must be a number"):
+        m.prune([0.5, 0.5], scope="global")

@@ -334,18 +334,26 @@ class BaseMLP:
 
     # -- pruning ------------------------------------------------------------------------------
     @writes
-    def prune(self, amount: float | Sequence[float]) -> list[float]:
-        """Magnitude pruning: in each layer, zero the fraction `amount` (one value, or one
-        per dense layer) of weights with the smallest |w| and keep them zero from now on
-        (through forward, backward and every optimizer update). Pruning is cumulative:
-        already-pruned weights count toward the amount. Biases are never pruned.
-        Returns the sparsity of each layer."""
-        amounts = _per_layer(amount, self.n_layers)
+    def prune(self, amount: float | Sequence[float], scope: str = "layer") -> list[float]:
+        """Magnitude pruning: zero the fraction `amount` of weights with the smallest |w|
+        and keep them zero from now on (through forward, backward and every optimizer
+        update). ``scope="layer"``: in each layer (`amount` one value, or one per dense
+        layer); ``scope="global"``: one threshold over all layers' weights together
+        (`amount` one value), so layers with many small weights lose more of them.
+        Pruning is cumulative: already-pruned weights count toward the amount. Biases are
+        never pruned. Returns the sparsity of each layer."""
         flat = self._backend_flat()
         mask = np.ones_like(flat) if self._prune_mask is None else self._prune_mask.copy()
-        for (w0, _, n_in, n_out, _, _), a in zip(self._layout, amounts):
-            sl = slice(w0, w0 + n_in * n_out)
-            mask[sl] = magnitude_mask(flat[sl], mask[sl], a)
+        slices = [slice(w0, w0 + n_in * n_out) for (w0, _, n_in, n_out, _, _) in self._layout]
+        if scope == "global":
+            a = check_float(amount, "amount", low=0.0, high=1.0)
+            idx = np.concatenate([np.arange(sl.start, sl.stop) for sl in slices])
+            mask[idx] = magnitude_mask(flat[idx], mask[idx], a)
+        elif scope == "layer":
+            for sl, a in zip(slices, _per_layer(amount, self.n_layers)):
+                mask[sl] = magnitude_mask(flat[sl], mask[sl], a)
+        else:
+            raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
         self._prune_mask = mask
         self._backend_set_prune_mask(mask)
         self._set_flat_masked(flat)
