@@ -37,7 +37,8 @@ try:
     from scipy.special import expit
     from sklearn.utils import check_random_state, compute_sample_weight
     from sklearn.utils.metaestimators import available_if
-    from sklearn.utils.multiclass import type_of_target, unique_labels
+    from sklearn.utils.multiclass import (_check_partial_fit_first_call, type_of_target,
+                                          unique_labels)
     from sklearn.utils.validation import (_check_sample_weight, check_is_fitted,
                                           column_or_1d, validate_data)
 except ImportError as exc:  # pragma: no cover - exercised only without scikit-learn
@@ -47,6 +48,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without scikit-l
     ) from exc
 
 from fastmlp import optim, serialization
+from fastmlp.errors import TrainingDivergedError
 from fastmlp.model import MLP
 from fastmlp.splitting import holdout_split
 from fastmlp.validation import check_dtype
@@ -155,10 +157,14 @@ class _BaseMLP(BaseEstimator):
         _real("beta_1", self.beta_1, low=0.0, high=1.0)
         _real("beta_2", self.beta_2, low=0.0, high=1.0)
         _real("epsilon", self.epsilon, low=0.0, open_low=True)
-        for name in ("max_iter", "n_iter_no_change", "max_fun"):
+        for name in ("max_iter", "max_fun"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        patience = self.n_iter_no_change
+        if not (_is_int(patience) and patience >= 1 or _is_real(patience) and patience == np.inf):
+            raise ValueError("n_iter_no_change must be an integer >= 1 or np.inf (never stop "
+                             f"on tol), got {patience!r}")
         for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -187,14 +193,14 @@ class _BaseMLP(BaseEstimator):
                                  "solver='lbfgs' is not stochastic")
         return True
 
-    def _fit(self, X, y, sample_weight, incremental, classes=None):
+    def _fit(self, X, y, sample_weight, incremental):
         params = self._checked_params()
         first = "model_" not in self.__dict__ or not (self.warm_start or incremental)
         X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32),
                              reset=first, y_numeric=not isinstance(self, ClassifierMixin))
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        targets = self._encode_targets(y, first, incremental, classes)
+        targets = self._encode_targets(y, first, incremental)
         weights = None
         if sample_weight is not None:
             weights = _check_sample_weight(sample_weight, X, dtype=np.float64)
@@ -297,6 +303,7 @@ class _BaseMLP(BaseEstimator):
         mean_weight = 1.0 if weights is None else float(weights.mean())
         l2 = self.alpha / (self._loss_scale() * batch_size * mean_weight)
         w = None if weights is None else weights.astype(self.model_.dtype)
+        self.n_iter_ = 0  # epochs of this call (loss_curve_ and t_ go on counting)
         try:
             for _ in range(self.max_iter):
                 history = self.model_.fit(X, targets, epochs=1, batch_size=batch_size,
@@ -335,6 +342,11 @@ class _BaseMLP(BaseEstimator):
                                   ConvergenceWarning, stacklevel=4)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=4)
+        except TrainingDivergedError as exc:
+            if not early_stopping:
+                raise
+            warnings.warn(f"{exc} Training stopped; the model keeps the weights of the best "
+                          "validation score.", ConvergenceWarning, stacklevel=4)
         if early_stopping:
             self.model_.set_flat_params(self._best_params[0])
             self.model_.set_batch_norm_state(self._best_params[1])
@@ -530,13 +542,19 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     @available_if(lambda est: est._check_stochastic())
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y) continuing the current model (stochastic solvers only).
-        ``classes`` (all labels that will ever appear) is required on the first call.
-        Early stopping applies to ``fit`` only: partial_fit trains on all of (X, y)."""
-        first = "model_" not in self.__dict__
-        if first and classes is None:
-            raise ValueError("classes must be passed on the first call to partial_fit")
-        return self._fit(X, y, sample_weight, incremental=True,
-                         classes=None if not first else classes)
+
+        ``classes`` (all labels that will ever appear) is required on the first call and,
+        when given later, must be the same; y may hold only labels among them. For
+        multilabel y the classes are its columns. Early stopping applies to ``fit`` only:
+        partial_fit trains on all of (X, y).
+        """
+        if _check_partial_fit_first_call(self, classes):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+        return self._fit(X, y, sample_weight, incremental=True)
 
     @property
     def _loss_name(self) -> str:
@@ -554,19 +572,21 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _lr_scale(self) -> float:
         return self._loss_scale()
 
-    def _encode_targets(self, y, first, incremental, classes):
+    def _encode_targets(self, y, first, incremental):
         """Class labels as the engine's targets: int32 indices (several classes) or 0/1
-        columns (two classes; multilabel)."""
+        columns (two classes; multilabel). The classes are set and checked as scikit-learn
+        does: a new fit learns them from y; warm_start (also with partial_fit) needs y to
+        hold exactly the known classes; partial_fit needs y to hold only known ones."""
         kind = type_of_target(y)
         if kind not in ("binary", "multiclass", "multilabel-indicator"):
             raise ValueError(f"Unknown label type: {kind!r}; MLPClassifier takes class labels "
                              "or a multilabel indicator matrix")
-        if first:
-            self._label_binarizer = LabelBinarizer().fit(y if classes is None else classes)
+        if "classes_" not in self.__dict__ or not (self.warm_start or incremental):
+            self._label_binarizer = LabelBinarizer().fit(y)
             self.classes_ = self._label_binarizer.classes_
         else:
             present = unique_labels(y)
-            if self.warm_start and not incremental and set(present) != set(self.classes_):
+            if self.warm_start and set(present) != set(self.classes_):
                 raise ValueError("warm_start can only be used where `y` has the same classes "
                                  f"as in the previous call to fit. Previously got "
                                  f"{self.classes_}, `y` has {present}")
@@ -703,7 +723,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         tags.target_tags.multi_output = True
         return tags
 
-    def _encode_targets(self, y, first, incremental, classes):
+    def _encode_targets(self, y, first, incremental):
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         if not first and Y.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {Y.shape[1]} output(s) but the model was fitted with "
@@ -733,13 +753,17 @@ def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def _choice(name, value, allowed) -> None:
     if not isinstance(value, str) or value not in allowed:
         raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
 
 
 def _real(name, value, *, low=None, high=None, open_low=False, closed_high=False) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+    if not _is_real(value) or not np.isfinite(value):
         raise TypeError(f"{name} must be a finite number, got {value!r}")
     if low is not None and (value < low or open_low and value == low):
         raise ValueError(f"{name} must be {'>' if open_low else '>='} {low}, got {value}")

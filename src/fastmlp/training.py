@@ -129,9 +129,10 @@ def fit(
     The engine runs many steps per call (about 0.2 s of work, up to 1 s for very large
     models), so Ctrl-C stops training soon, with the weights of the last finished call. If
     a batch loss (or a clipped gradient norm) becomes NaN or infinite, or the parameters
-    do (a NaN that the loss does not show), the last weights and optimizer state that
-    gave a finite loss are restored and :class:`~fastmlp.errors.TrainingDivergedError` is
-    raised.
+    do (a NaN that the loss does not show), the model goes back to the last state that
+    gave a finite loss (weights, batch-norm statistics, optimizer state, step counter and
+    shuffling generator, so that a later ``fit`` continues exactly as one from that
+    state) and :class:`~fastmlp.errors.TrainingDivergedError` is raised.
     """
     X = model._check_X(X)
     labels, dense = model._targets(y, X.shape[0])
@@ -216,18 +217,15 @@ def fit(
         first_epoch = done_epochs + 1
     elif mode == "once":
         model._backend_shuffle(order)
-    # The divergence guard: `good`, buffers for the parameters, statistics and optimizer
-    # state, filled in place by the backend at the start of each chunk once the chunk's
-    # first step has seen a finite loss. A diverging step goes back to it: to the last
-    # weights that gave a finite loss. Before it is first filled nothing has changed.
-    good, filled = None, False
+    guard = _Guard(model, state)
     chunk = 1
-    chunk_seconds = CHUNK_SECONDS
+    chunk_seconds = _chunk_seconds(guard.snapshot)
     rewind = None  # with checkpoints: the state at the start of the epoch (see below)
     for epoch in range(first_epoch, epochs + 1):
         if checkpoint is not None:
             rewind = (_snapshot(model, state, rewind[0] if rewind else None), model._counter,
                       model._backend_rng_state(), order.copy())
+        rng_before = model._backend_rng_state()  # a rewind to this epoch's start needs it
         if mode == "epoch":
             model._backend_shuffle(order)
         if weights is not None:
@@ -242,28 +240,21 @@ def fit(
         s = 0
         try:
             while s < steps:
-                if good is None:
-                    good = _empty_snapshot(model, state)
-                    chunk_seconds = _chunk_seconds(good)
                 k = min(chunk, steps - s)
                 t_chunk = time.perf_counter()
-                start_step = state["step"]
-                status, done, sl, sc = model._backend_train(
+                status, done, sl, sc = guard.train(
+                    rng_before if s == 0 else model._backend_rng_state(),
                     X, labels, dense, order, s * batch_size, k, batch_size, rates[s : s + k],
-                    optimizer, state, clip, penalty, augment, weights, good,
+                    optimizer, state, clip, penalty, augment, weights,
                 )
-                if done > 0 or status != STATUS_NONFINITE_LOSS:  # `good` was refreshed
-                    good[2]["step"] = start_step
-                    filled = True
                 if status != STATUS_OK:
-                    if filled:
-                        _restore(model, good, state)
+                    guard.rewind()
                     what = (f"the batch loss is {sl[done]}" if status == STATUS_NONFINITE_LOSS
                             else "the gradient norm is not finite")
                     raise _diverged(epoch, s + done, what, rates[s + done], history)
                 if not all_finite(model._params_view()):
                     # a NaN the losses did not show (a ReLU turns NaN into 0, for one)
-                    _restore(model, good, state)
+                    guard.rewind()
                     raise _diverged(epoch, s + k - 1, "the parameters are no longer finite",
                                     rates[s + k - 1], history, within=k)
                 step_loss[s : s + k] = sl
@@ -344,6 +335,44 @@ def _diverged(epoch: int, step: int, what: str, lr: float, history,
         f"gradient clipping, or rescaled inputs.",
         history=history, epoch=epoch, step=step + 1,
     )
+
+
+class _Guard:
+    """The divergence guard of one fit: the last training state known to give a finite
+    loss, and the way back to it.
+
+    `snapshot` (parameters, batch-norm statistics, optimizer state) is filled in place by
+    the backend at the start of a call once that call's first step has seen a finite loss;
+    `position` holds what the backend does not copy: the optimizer's step count, the
+    model's step counter and the shuffling generator's state at that moment. Before the
+    first fill, nothing has changed since `position` was taken.
+    """
+
+    def __init__(self, model, state: dict) -> None:
+        self.model, self.state = model, state
+        self.snapshot = _empty_snapshot(model, state)
+        self.filled = False
+        self.position = (state["step"], model._counter, model._backend_rng_state())
+
+    def train(self, rng_state: np.ndarray, *args) -> tuple:
+        """``model._backend_train(*args)`` guarded; `rng_state` is the shuffling
+        generator's state that belongs to the call's starting point (a call at the start
+        of an epoch starts before that epoch's shuffle). Returns what the backend does."""
+        start = (self.state["step"], self.model._counter, rng_state)
+        status, done, sl, sc = self.model._backend_train(*args, self.snapshot)
+        if done > 0 or status != STATUS_NONFINITE_LOSS:  # the snapshot was refreshed
+            self.snapshot[2]["step"] = start[0]
+            self.filled = True
+            self.position = start
+        return status, done, sl, sc
+
+    def rewind(self) -> None:
+        """Put model and optimizer state back to the guarded state: a later ``fit`` goes
+        on exactly as one that started from there."""
+        if self.filled:
+            _restore(self.model, self.snapshot, self.state)
+        self.state["step"], self.model._counter = self.position[:2]
+        self.model._backend_set_rng_state(self.position[2])
 
 
 def _empty_snapshot(model, state: dict) -> tuple:
