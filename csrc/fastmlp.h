@@ -42,7 +42,8 @@ typedef enum {
     FM_BINARY_CROSS_ENTROPY = 1, /* sigmoid output, targets in {0, 1} */
     FM_MSE = 2,                  /* identity output */
     FM_HINGE = 3,                /* identity output, targets in {-1, +1} */
-    FM_MULTI_HINGE = 4           /* identity output, labels */
+    FM_MULTI_HINGE = 4,          /* identity output, labels */
+    FM_POISSON = 5               /* exp output (log link), targets >= 0 */
 } fm_loss;
 
 typedef enum {

@@ -122,3 +122,72 @@ def test_divergence_with_early_stopping_keeps_the_best_validation_weights(module
     assert np.isfinite(est.best_validation_score_)
     assert est.best_validation_score_ == np.nanmax(est.validation_scores_)
     assert np.isfinite(est.predict(X)).all()
+
+
+# -- MLPRegressor(loss=...) ------------------------------------------------------------------
+def test_regressor_signature_starts_with_loss_as_in_scikit_learn():
+    import inspect
+
+    ours = list(inspect.signature(fastmlp.MLPRegressor).parameters)
+    theirs = list(inspect.signature(neural_network.MLPRegressor).parameters)
+    assert ours[: len(theirs)] == theirs and ours[0] == "loss"
+    assert fastmlp.MLPRegressor("poisson").loss == "poisson"
+    with pytest.raises(ValueError, match="loss"):
+        fastmlp.MLPRegressor(loss="absolute_error").fit(np.eye(3), [1.0, 2.0, 3.0])
+
+
+@pytest.fixture(scope="module")
+def counts():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    mu = np.exp(0.5 * X[:, 0] - 0.3 * X[:, 1] + 0.2)
+    Y = np.column_stack([rng.poisson(mu), rng.poisson(2 * mu)]).astype(np.float64)
+    return X, Y
+
+
+@pytest.mark.parametrize("loss,outputs", [("poisson", 1), ("poisson", 2), ("squared_error", 1)])
+def test_an_sgd_step_equals_scikit_learns(counts, loss, outputs):
+    """From the same weights, a full-batch SGD epoch (momentum 0, alpha > 0) moves them as
+    scikit-learn's does, and loss_ is scikit-learn's objective: the scales of the loss,
+    of its gradient and of alpha agree (the Poisson deviance is summed over outputs)."""
+    X, Y = counts
+    y = Y[:, 0] if outputs == 1 else Y
+    kw = dict(loss=loss, hidden_layer_sizes=(6,), solver="sgd", momentum=0.0, alpha=0.1,
+              batch_size=300, shuffle=False, learning_rate_init=0.01, max_iter=1,
+              warm_start=True, random_state=0)
+    ref = neural_network.MLPRegressor(**kw).fit(X, y)
+    ours = fastmlp.MLPRegressor(dtype="float64", **kw).fit(X, y)
+    ours.coefs_, ours.intercepts_ = ref.coefs_, ref.intercepts_
+    ref.fit(X, y)
+    ours.fit(X, y)
+    assert ours.out_activation_ == ref.out_activation_
+    assert ours.loss_ == pytest.approx(ref.loss_, rel=1e-10)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, ref.coefs_ + ref.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(ours.predict(X), ref.predict(X), rtol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_poisson_regressor_learns_counts_like_scikit_learns(counts, dtype):
+    from sklearn.metrics import mean_poisson_deviance
+
+    X, Y = counts
+    deviance = {}
+    for module in MODULES:
+        kw = {"dtype": dtype} if module is fastmlp else {}
+        est = module.MLPRegressor(loss="poisson", hidden_layer_sizes=(16,), max_iter=200,
+                                  learning_rate_init=0.01, random_state=0, **kw)
+        est.fit(X[:200], Y[:200, 0])
+        pred = est.predict(X[200:])
+        assert est.out_activation_ == "exp" and (pred > 0).all()
+        deviance[module.__name__] = mean_poisson_deviance(Y[200:, 0], pred)
+    assert deviance["fastmlp"] < 1.2 * deviance["sklearn.neural_network"]
+
+
+def test_poisson_rejects_negative_targets_and_a_changed_loss(counts):
+    X, Y = counts
+    with pytest.raises(ValueError, match="out of the valid range of the loss 'poisson'"):
+        fastmlp.MLPRegressor(loss="poisson").fit(X, Y[:, 0] - 1)
+    est = fastmlp.MLPRegressor(loss="poisson", max_iter=2, warm_start=True).fit(X, Y[:, 0])
+    with pytest.raises(ValueError, match="continue the fitted network"):
+        est.set_params(loss="squared_error").fit(X, Y[:, 0])

@@ -37,7 +37,8 @@ class BaseMLP:
         Hidden-layer activation (``identity``, ``sigmoid``/``logistic``, ``tanh``, ``relu``,
         ``leaky_relu``), one name for all hidden layers or one per hidden layer.
     loss : str
-        ``cross_entropy``, ``binary_cross_entropy``, ``mse``, ``hinge`` or ``multi_hinge``;
+        ``cross_entropy``, ``binary_cross_entropy``, ``mse``, ``hinge``, ``multi_hinge`` or
+        ``poisson``;
         it fixes the output activation (see :mod:`fastmlp.losses`).
     init : str
         Weight initializer (see :mod:`fastmlp.init`), with parameters in `init_kwargs`.
@@ -340,7 +341,8 @@ class BaseMLP:
     def predict(self, X: object) -> np.ndarray:
         """Network output after the output activation, shape ``(n, n_outputs)``:
         class probabilities for ``cross_entropy``, per-output probabilities for
-        ``binary_cross_entropy``, raw scores otherwise. Inference mode: no dropout,
+        ``binary_cross_entropy``, the predicted mean ``exp(logits)`` for ``poisson``, raw
+        scores otherwise. Inference mode: no dropout,
         batch norm with running statistics."""
         return self._backend_predict(self._check_X(X))
 
@@ -357,7 +359,7 @@ class BaseMLP:
 
     def evaluate(self, X: object, y: object) -> dict[str, float | None]:
         """Mean data loss (no penalties) and accuracy over ``(X, y)`` in inference mode
-        (accuracy None for ``mse``)."""
+        (accuracy None for ``mse`` and ``poisson``)."""
         X = self._check_X(X)
         labels, dense = self._targets(y, X.shape[0])
         return self._evaluate_prepared(X, labels, dense)
@@ -365,7 +367,7 @@ class BaseMLP:
     def score(self, X: object, y: object) -> float:
         """Accuracy on ``(X, y)``."""
         if not self._loss.has_accuracy:
-            raise ValueError("mse has no accuracy; use evaluate(X, y)['loss']")
+            raise ValueError(f"{self._loss.name} has no accuracy; use evaluate(X, y)['loss']")
         return self.evaluate(X, y)["accuracy"]
 
     def gradients(self, X: object, y: object, *, training: bool = False, step: int | None = None,

@@ -58,6 +58,7 @@ _ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "
 _OPTIMIZER_SOLVERS = {name.lower(): cls for name, cls in optim.OPTIMIZERS.items()}
 _SOLVERS = ("lbfgs", *_OPTIMIZER_SOLVERS)
 _LEARNING_RATES = ("constant", "invscaling", "adaptive")
+_REGRESSION_LOSSES = ("squared_error", "poisson")
 
 
 class _BaseMLP(BaseEstimator):
@@ -215,12 +216,13 @@ class _BaseMLP(BaseEstimator):
             self._initialize(X.shape[1], targets.shape[1] if targets.ndim == 2 else
                              len(self.classes_), params)
         else:
-            fitted = (list(self.model_.layer_sizes[1:-1]), self.model_.dtype)
-            if fitted != (params["hidden"], params["dtype"]):
+            fitted = (list(self.model_.layer_sizes[1:-1]), self.model_.dtype, self.model_.loss)
+            if fitted != (params["hidden"], params["dtype"], self._loss_name):
                 raise ValueError(
                     f"warm_start and partial_fit continue the fitted network (hidden layers "
-                    f"{fitted[0]}, {fitted[1]}); hidden_layer_sizes={self.hidden_layer_sizes!r}"
-                    f", dtype={self.dtype!r} ask for another. Fit afresh (warm_start=False).")
+                    f"{fitted[0]}, {fitted[1]}, loss {fitted[2]}); hidden_layer_sizes="
+                    f"{self.hidden_layer_sizes!r}, dtype={self.dtype!r} ask for another. Fit "
+                    "afresh (warm_start=False).")
         X = np.ascontiguousarray(X, dtype=params["dtype"])
         if self.solver == "lbfgs":
             self._fit_lbfgs(X, targets, weights)
@@ -526,17 +528,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  class_weight=None, dropout=0.0, input_dropout=0.0, batch_norm=False,
                  optimizer_params=None, threads=None, dtype="float32"):
-        super().__init__(
-            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
-            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
-            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
-            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
-            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
-            early_stopping=early_stopping, validation_fraction=validation_fraction,
-            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
-            max_fun=max_fun, dropout=dropout, input_dropout=input_dropout,
-            batch_norm=batch_norm, optimizer_params=optimizer_params, threads=threads,
-            dtype=dtype)
+        _BaseMLP.__init__(self, **_arguments(locals(), "class_weight"))
         self.class_weight = class_weight
 
     @available_if(lambda est: est._check_stochastic())
@@ -694,12 +686,36 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor with scikit-learn's API, trained by the C engine.
 
-    Squared error with an identity output; parameters, extras and fitted attributes as
-    :class:`MLPClassifier` (without ``class_weight`` and ``classes_``). ``loss_`` is half
-    the mean squared error, as in scikit-learn.
+    Parameters
+    ----------
+    loss : "squared_error" (default) or "poisson"
+        As in scikit-learn: half the squared error with an identity output (``loss_`` is
+        half the mean squared error), or the half Poisson deviance
+        ``xlogy(y, y / mu) - y + mu`` with ``mu = exp(output)`` (log link; ``predict``
+        returns ``mu``, y must be >= 0), averaged over samples and summed over outputs.
+
+    The other parameters, extras and fitted attributes are those of
+    :class:`MLPClassifier` (without ``class_weight`` and ``classes_``).
     """
 
-    _loss_name = "mse"
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dropout=0.0, input_dropout=0.0, batch_norm=False, optimizer_params=None,
+                 threads=None, dtype="float32"):
+        _BaseMLP.__init__(self, **_arguments(locals(), "loss"))
+        self.loss = loss
+
+    @property
+    def _loss_name(self) -> str:
+        return "poisson" if self.loss == "poisson" else "mse"
+
+    def _checked_params(self) -> dict:
+        _choice("loss", self.loss, _REGRESSION_LOSSES)
+        return super()._checked_params()
 
     @available_if(lambda est: est._check_stochastic())
     def partial_fit(self, X, y, sample_weight=None):
@@ -708,22 +724,28 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return self._fit(X, y, sample_weight, incremental=True)
 
     def _out_activation(self) -> str:
-        return "identity"
+        return "exp" if self.loss == "poisson" else "identity"
 
     def _loss_scale(self) -> float:
+        if self.loss == "poisson":  # scikit-learn sums the deviance over outputs
+            return float(self.n_outputs_)
         return 0.5  # scikit-learn's squared error is half the engine's mean squared error
 
     def _lr_scale(self) -> float:
-        # the engine's gradient is twice scikit-learn's (one output); halving SGD's rate
-        # gives the same steps
-        return 0.5 if self.solver == "sgd" else 1.0
+        # SGD: the engine's gradient is 1/scale of scikit-learn's (one output for the
+        # squared error); scaling SGD's rate by it gives the same steps
+        return self._loss_scale() if self.solver == "sgd" else 1.0
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
+        tags.target_tags.positive_only = self.loss == "poisson"
         return tags
 
     def _encode_targets(self, y, first, incremental):
+        if self.loss == "poisson" and y.size and y.min() < 0:
+            raise ValueError("Some value(s) of y are out of the valid range of the loss "
+                             f"'poisson': y must be >= 0, got {y.min():g}")
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         if not first and Y.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {Y.shape[1]} output(s) but the model was fitted with "
@@ -749,6 +771,12 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
 
 # -- helpers ---------------------------------------------------------------------------------
+def _arguments(values: dict, own: str) -> dict:
+    """A subclass's ``locals()`` at the start of its ``__init__``: the arguments of
+    ``_BaseMLP.__init__`` (all but ``self`` and the subclass's `own` parameter)."""
+    return {k: v for k, v in values.items() if k not in ("self", own)}
+
+
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 

@@ -171,7 +171,7 @@ def fit(
     if monitor not in _MONITORS:
         raise ValueError(f"monitor must be one of {_MONITORS}, got {monitor!r}")
     if monitor == "val_accuracy" and not model._loss.has_accuracy:
-        raise ValueError("monitor='val_accuracy' needs a loss with an accuracy (not mse)")
+        raise ValueError("monitor='val_accuracy' needs a loss with an accuracy (not mse or poisson)")
     callbacks = list(callbacks or [])
     for cb in callbacks:
         if not callable(cb):
