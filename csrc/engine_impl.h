@@ -425,13 +425,10 @@ int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const
                        fm_layout_scratch_count(net, batch_size) > 0;
     if (layout) FN(convert_layout)(net, buf, opt, 1);
     int status = FM_OK;
+    int64_t p0 = start; /* this step's first position in order */
     for (int s = 0; s < n_steps; s++) {
-        const int64_t p0 = start + (int64_t)s * batch_size;
-        if (p0 >= n) {
-            status = FM_ERR_BAD_ARGUMENT;
-            break;
-        }
-        const int B = (int)(n - p0 < batch_size ? n - p0 : batch_size);
+        const int64_t left = n - p0 % n; /* rows left in p0's epoch */
+        const int B = (int)(left < batch_size ? left : batch_size);
         const FN(fm_pass) ps = {net, params, running, 1, rng->key, (uint64_t)rng->counter, pen,
                                 NULL, layout};
         step_loss[s] = FN(step_forward)(&ps, &ws, grads, X, targets, order + p0, B, aug,
@@ -463,6 +460,7 @@ int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const
                 FN(fm_bn_update_running)(running + fm_running_offset(net, k), ws.mean[k],
                                          ws.var[k], B, net->sizes[k + 1], net->bn_momentum);
         rng->counter++;
+        p0 += B;
         *steps_done = s + 1;
     }
     if (layout) FN(convert_layout)(net, buf, opt, 0);

@@ -539,9 +539,10 @@ class BaseMLP:
     def _backend_train(self, X, labels, dense, order, start, n_steps, batch_size, rates,
                        optimizer, state, clip, penalty, augment, weights=None,
                        snapshot=None) -> tuple:
-        """Run n_steps steps from step counter self._counter (batch losses weighted by the
-        per-sample `weights` when given); update `state` and the counter; return (status,
-        done, losses, accuracies). `snapshot` (flat parameters, running statistics, state
+        """Run n_steps steps from step counter self._counter on batches of `order` (one or
+        more epochs of len(X) indices) from position `start`, a batch never crossing an
+        epoch's end (batch losses weighted by the per-sample `weights` when given); update
+        `state` and the counter; return (status, done, losses, accuracies). `snapshot` (flat parameters, running statistics, state
         dict; see training._snapshot) receives, in place, the state at the start once the
         first step's loss is finite (its "step" entry is left to the caller)."""
         raise NotImplementedError

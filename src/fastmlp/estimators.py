@@ -51,7 +51,8 @@ from fastmlp import optim, serialization
 from fastmlp.errors import TrainingDivergedError
 from fastmlp.model import MLP
 from fastmlp.splitting import holdout_split
-from fastmlp.validation import check_dtype
+from fastmlp.training import EpochRunner
+from fastmlp.validation import check_dtype, check_features
 
 _ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
                 "leaky_relu": "leaky_relu"}
@@ -59,6 +60,7 @@ _OPTIMIZER_SOLVERS = {name.lower(): cls for name, cls in optim.OPTIMIZERS.items(
 _SOLVERS = ("lbfgs", *_OPTIMIZER_SOLVERS)
 _LEARNING_RATES = ("constant", "invscaling", "adaptive")
 _REGRESSION_LOSSES = ("squared_error", "poisson")
+ORDER_ENTRIES = 1 << 22  # sample indices (8 bytes each) one run of epochs may lay out
 
 
 class _BaseMLP(BaseEstimator):
@@ -223,7 +225,7 @@ class _BaseMLP(BaseEstimator):
                     f"{fitted[0]}, {fitted[1]}, loss {fitted[2]}); hidden_layer_sizes="
                     f"{self.hidden_layer_sizes!r}, dtype={self.dtype!r} ask for another. Fit "
                     "afresh (warm_start=False).")
-        X = np.ascontiguousarray(X, dtype=params["dtype"])
+        X = check_features(X, X.shape[1], params["dtype"])  # finite in the network's dtype
         if self.solver == "lbfgs":
             self._fit_lbfgs(X, targets, weights)
         else:
@@ -304,44 +306,18 @@ class _BaseMLP(BaseEstimator):
             batch_size = min(self.batch_size, n)
         mean_weight = 1.0 if weights is None else float(weights.mean())
         l2 = self.alpha / (self._loss_scale() * batch_size * mean_weight)
-        w = None if weights is None else weights.astype(self.model_.dtype)
+        runner = EpochRunner(self.model_, X, targets, weights, self._optimizer, batch_size,
+                             bool(self.shuffle), l2)
         self.n_iter_ = 0  # epochs of this call (loss_curve_ and t_ go on counting)
         try:
-            for _ in range(self.max_iter):
-                history = self.model_.fit(X, targets, epochs=1, batch_size=batch_size,
-                                          shuffle=bool(self.shuffle), optimizer=self._optimizer,
-                                          l2=l2, sample_weight=w)
-                self.n_iter_ += 1
-                self.loss_ = float(history.loss[-1]) * self._loss_scale()
-                self.t_ += n
-                self.loss_curve_.append(self.loss_)
-                if self.verbose:
-                    print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
-                self._update_no_improvement_count(early_stopping, X_val, y_val, w_val)
-                if self.solver == "sgd" and self.learning_rate == "invscaling":
-                    self._optimizer.lr = (self.learning_rate_init * self._lr_scale()
-                                          / (self.t_ + 1) ** self.power_t)
-                if self._no_improvement_count > self.n_iter_no_change:
-                    what = "Validation score" if early_stopping else "Training loss"
-                    msg = (f"{what} did not improve more than tol={self.tol:f} for "
-                           f"{self.n_iter_no_change} consecutive epochs.")
-                    if (self.solver == "sgd" and self.learning_rate == "adaptive"
-                            and self._optimizer.lr / self._lr_scale() > 1e-6):
-                        self._optimizer.lr /= 5.0
-                        self._no_improvement_count = 0
-                        if self.verbose:
-                            print(f"{msg} Setting learning rate to "
-                                  f"{self._optimizer.lr / self._lr_scale():f}")
-                    else:
-                        if self.verbose:
-                            print(f"{msg} Stopping.")
+            stop = False
+            while not stop and self.n_iter_ < self.max_iter:
+                rates = self._epoch_rates(self._epochs_per_run(early_stopping, incremental, n), n)
+                for loss in runner.epochs(rates):
+                    stop = self._end_epoch(loss, n, early_stopping, incremental, X_val, y_val,
+                                           w_val)
+                    if stop:
                         break
-                if incremental:
-                    break
-                if self.n_iter_ == self.max_iter:
-                    warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
-                                  "reached and the optimization hasn't converged yet.",
-                                  ConvergenceWarning, stacklevel=4)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=4)
         except TrainingDivergedError as exc:
@@ -352,6 +328,70 @@ class _BaseMLP(BaseEstimator):
         if early_stopping:
             self.model_.set_flat_params(self._best_params[0])
             self.model_.set_batch_norm_state(self._best_params[1])
+
+    def _epochs_per_run(self, early_stopping, incremental, n) -> int:
+        """How many epochs the engine may run before Python must look: one with early
+        stopping (validation after each) and in partial_fit; else the epochs left, but no
+        more than can pass before the no-improvement count could reach its limit (only at
+        a run's last epoch can training stop or the adaptive rate change), and no more
+        than ORDER_ENTRIES sample indices."""
+        if early_stopping or incremental:
+            return 1
+        epochs = self.max_iter - self.n_iter_
+        if self.n_iter_no_change != np.inf:
+            epochs = min(epochs, max(1, self.n_iter_no_change + 1 - self._no_improvement_count))
+        return max(1, min(epochs, ORDER_ENTRIES // n))
+
+    def _epoch_rates(self, epochs, n) -> list[float]:
+        """The learning rate of each of the next `epochs` epochs: the optimizer's, and for
+        sgd's invscaling the rate that each epoch end sets (see _end_epoch)."""
+        rates = [self._optimizer.lr]
+        for i in range(1, epochs):
+            rates.append(self._invscaling_rate(self.t_ + i * n) if self._invscaling()
+                         else self._optimizer.lr)
+        return rates
+
+    def _invscaling(self) -> bool:
+        return self.solver == "sgd" and self.learning_rate == "invscaling"
+
+    def _invscaling_rate(self, t: int) -> float:
+        return self.learning_rate_init * self._lr_scale() / (t + 1) ** self.power_t
+
+    def _end_epoch(self, loss, n, early_stopping, incremental, X_val, y_val, w_val) -> bool:
+        """scikit-learn's bookkeeping after an epoch with mean engine loss `loss`: the
+        fitted attributes, the no-improvement count, learning-rate changes, the
+        convergence warning. Returns whether training stops."""
+        self.n_iter_ += 1
+        self.loss_ = loss * self._loss_scale()
+        self.t_ += n
+        self.loss_curve_.append(self.loss_)
+        if self.verbose:
+            print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+        self._update_no_improvement_count(early_stopping, X_val, y_val, w_val)
+        if self._invscaling():
+            self._optimizer.lr = self._invscaling_rate(self.t_)
+        if self._no_improvement_count > self.n_iter_no_change:
+            what = "Validation score" if early_stopping else "Training loss"
+            msg = (f"{what} did not improve more than tol={self.tol:f} for "
+                   f"{self.n_iter_no_change} consecutive epochs.")
+            if (self.solver == "sgd" and self.learning_rate == "adaptive"
+                    and self._optimizer.lr / self._lr_scale() > 1e-6):
+                self._optimizer.lr /= 5.0
+                self._no_improvement_count = 0
+                if self.verbose:
+                    print(f"{msg} Setting learning rate to "
+                          f"{self._optimizer.lr / self._lr_scale():f}")
+            else:
+                if self.verbose:
+                    print(f"{msg} Stopping.")
+                return True
+        if incremental:
+            return True
+        if self.n_iter_ == self.max_iter:
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
+                          "reached and the optimization hasn't converged yet.",
+                          ConvergenceWarning, stacklevel=5)
+        return False
 
     def _update_no_improvement_count(self, early_stopping, X_val, y_val, w_val) -> None:
         """scikit-learn's rule: count epochs that fail to improve by more than tol."""
