@@ -34,6 +34,7 @@ try:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.preprocessing import LabelBinarizer
+    import scipy.sparse as sp
     from scipy.special import expit
     from sklearn.utils import check_random_state, compute_sample_weight
     from sklearn.utils.metaestimators import available_if
@@ -61,6 +62,8 @@ _SOLVERS = ("lbfgs", *_OPTIMIZER_SOLVERS)
 _LEARNING_RATES = ("constant", "invscaling", "adaptive")
 _REGRESSION_LOSSES = ("squared_error", "poisson")
 ORDER_ENTRIES = 1 << 22  # sample indices (8 bytes each) one run of epochs may lay out
+_SPARSE_FORMATS = ("csr", "csc", "coo")  # scipy.sparse input taken as is; others become CSR
+MAX_DENSE_BYTES = 1 << 31  # the largest dense copy of sparse X made for the engine
 
 
 class _BaseMLP(BaseEstimator):
@@ -200,7 +203,9 @@ class _BaseMLP(BaseEstimator):
         params = self._checked_params()
         first = "model_" not in self.__dict__ or not (self.warm_start or incremental)
         X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32),
-                             reset=first, y_numeric=not isinstance(self, ClassifierMixin))
+                             reset=first, y_numeric=not isinstance(self, ClassifierMixin),
+                             accept_sparse=_SPARSE_FORMATS)
+        X = _dense(X)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         targets = self._encode_targets(y, first, incremental)
@@ -476,7 +481,8 @@ class _BaseMLP(BaseEstimator):
     # -- prediction -------------------------------------------------------------------------
     def _validated(self, X) -> np.ndarray:
         check_is_fitted(self)
-        return validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        return _dense(validate_data(self, X, reset=False, dtype=(np.float64, np.float32),
+                                    accept_sparse=_SPARSE_FORMATS))
 
     # -- model files ------------------------------------------------------------------------
     def save(self, path) -> None:
@@ -530,7 +536,7 @@ class _BaseMLP(BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False  # dense arrays only: validate_data says so clearly
+        tags.input_tags.sparse = True  # converted to dense once per call (see _dense)
         return tags
 
 
@@ -811,6 +817,22 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
 
 # -- helpers ---------------------------------------------------------------------------------
+def _dense(X):
+    """X (validated: finite, float32/float64) as a dense array: sparse input is converted
+    once per call, as the engine computes on dense rows. ValueError when the dense copy
+    would exceed MAX_DENSE_BYTES."""
+    if not sp.issparse(X):
+        return X
+    size = X.shape[0] * X.shape[1] * X.dtype.itemsize
+    if size > MAX_DENSE_BYTES:
+        raise ValueError(
+            f"sparse X of shape {X.shape} would take {size / 2**30:.1f} GiB as the dense array "
+            f"the engine trains on (limit {MAX_DENSE_BYTES / 2**30:.1f} GiB, "
+            "fastmlp.estimators.MAX_DENSE_BYTES): reduce the features (e.g. with "
+            "sklearn.decomposition.TruncatedSVD) or use fewer samples per call")
+    return X.toarray()
+
+
 def _arguments(values: dict, own: str) -> dict:
     """A subclass's ``locals()`` at the start of its ``__init__``: the arguments of
     ``_BaseMLP.__init__`` (all but ``self`` and the subclass's `own` parameter)."""
