@@ -8,12 +8,21 @@ engine (:class:`fastmlp.MLP`, float32 by default). Swap the import and keep the 
 
 How the objective maps onto scikit-learn's (so that learning rates and ``alpha`` mean
 the same): the data loss is log-loss (softmax for several classes, logistic for two
-classes and for multilabel targets) or squared error, averaged over the batch (weighted
-by ``sample_weight``), and ``alpha`` adds ``alpha / (2 * batch weight) * ||W||^2`` over the
+classes and for multilabel targets), squared error or the half Poisson deviance with an
+``exp`` output (``MLPRegressor(loss="poisson")``), averaged over the batch (weighted by
+``sample_weight``), and ``alpha`` adds ``alpha / (2 * batch weight) * ||W||^2`` over the
 weights (not the biases). For whole batches this is exactly scikit-learn's objective;
-``loss_`` and ``loss_curve_`` are reported on its scale (half the mean squared error for
-regression). For the last, shorter batch of an epoch and for weighted minibatches the
-``alpha`` term uses the mean batch weight of the epoch.
+``loss_`` and ``loss_curve_`` are reported on its scale (half the mean squared error; the
+deviance summed over outputs). For the last, shorter batch of an epoch and for weighted
+minibatches the ``alpha`` term uses the mean batch weight of the epoch. One difference
+remains for several regression outputs with the squared error: scikit-learn's gradient
+sums the outputs' errors while its loss averages them; here both average, so its steps
+(SGD) and the weight of ``alpha`` against the data differ by the number of outputs.
+
+``fit`` converts and checks X once and runs many epochs per engine call
+(:class:`fastmlp.training.EpochRunner`); Python looks at the epoch losses after each call,
+which is early enough for scikit-learn's stopping rules (see ``_epochs_per_run``).
+Sparse X is made dense once per call.
 
 Extras beyond scikit-learn: ``dropout``, ``input_dropout``, ``batch_norm``, any fastmlp
 optimizer as ``solver`` (with ``optimizer_params``), ``class_weight`` (classifier),
