@@ -16,8 +16,8 @@ weights (not the biases). For whole batches this is exactly scikit-learn's objec
 deviance summed over outputs). For the last, shorter batch of an epoch and for weighted
 minibatches the ``alpha`` term uses the mean batch weight of the epoch. One difference
 remains for several regression outputs with the squared error: scikit-learn's gradient
-sums the outputs' errors while its loss averages them; here both average, so its steps
-(SGD) and the weight of ``alpha`` against the data differ by the number of outputs.
+sums the outputs' errors while its loss averages them; here both average, so with k
+outputs the data term's SGD steps are k times smaller and ``alpha`` weighs k times more.
 
 ``fit`` converts and checks X once and runs many epochs per engine call
 (:class:`fastmlp.training.EpochRunner`); Python looks at the epoch losses after each call,
