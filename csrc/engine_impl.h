@@ -427,13 +427,10 @@ int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const
     step_net.n_threads = fm_adapt_threads(buf->adapt, net->n_threads, batch_size);
     if (layout) FN(convert_layout)(&step_net, buf, opt, 1);
     int status = FM_OK;
+    int64_t p0 = start; /* this step's first position in order */
     for (int s = 0; s < n_steps; s++) {
-        const int64_t p0 = start + (int64_t)s * batch_size;
-        if (p0 >= n) {
-            status = FM_ERR_BAD_ARGUMENT;
-            break;
-        }
-        const int B = (int)(n - p0 < batch_size ? n - p0 : batch_size);
+        const int64_t left = n - p0 % n; /* rows left in p0's epoch */
+        const int B = (int)(left < batch_size ? left : batch_size);
         step_net.n_threads = fm_adapt_threads(buf->adapt, net->n_threads, batch_size);
         const int nt = fm_usable_threads(step_net.n_threads);
         const double t0 = fm_seconds();
@@ -468,6 +465,7 @@ int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const
                 FN(fm_bn_update_running)(running + fm_running_offset(net, k), ws.mean[k],
                                          ws.var[k], B, net->sizes[k + 1], net->bn_momentum);
         rng->counter++;
+        p0 += B;
         *steps_done = s + 1;
         /* a call's first step also copies the snapshot; a short batch is not comparable */
         fm_adapt_record(buf->adapt, step_net.n_threads, fm_seconds() - t0,

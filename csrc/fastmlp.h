@@ -42,7 +42,8 @@ typedef enum {
     FM_BINARY_CROSS_ENTROPY = 1, /* sigmoid output, targets in {0, 1} */
     FM_MSE = 2,                  /* identity output */
     FM_HINGE = 3,                /* identity output, targets in {-1, +1} */
-    FM_MULTI_HINGE = 4           /* identity output, labels */
+    FM_MULTI_HINGE = 4,          /* identity output, labels */
+    FM_POISSON = 5               /* exp output (log link), targets >= 0 */
 } fm_loss;
 
 typedef enum {
@@ -272,8 +273,10 @@ void fm_shuffle(uint64_t state[4], int64_t *order, int64_t n);
        targets.weights must be NULL. */             \
     int fm_evaluate_##SFX(const fm_net *net, const fm_buffers *buf, const T *X,               \
                           fm_targets targets, int64_t n, double *loss_sum, double *correct_sum); \
-    /* Runs n_steps training steps. Step s uses the samples order[start + s*batch_size ...]    \
-       (the last batch of an epoch may be short: it ends at n) and learning rate lr[s].        \
+    /* Runs n_steps training steps. order holds one or more epochs of n sample indices each;  \
+       a step takes the next batch_size of them from start on, fewer where an epoch ends (a   \
+       batch never crosses a multiple of n); step s uses learning rate lr[s]. The caller      \
+       checks that the steps stay within order.                                               \
        Writes each step's mean loss (with penalties) and accuracy to step_loss/step_correct    \
        (n_steps,), the number of completed steps to *steps_done. Stops with                    \
        FM_ERR_NONFINITE_LOSS before updating on a non-finite loss. snap (or NULL) receives the \

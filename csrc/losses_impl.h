@@ -93,6 +93,14 @@ void FN(fm_loss)(real *delta, double *sample_loss, double *sample_correct, const
             l /= K;
             c /= K;
             break;
+        case FM_POISSON:
+            for (int k = 0; k < K; k++) {
+                const double zk = z[k], tk = t[k], mu = exp(zk);
+                l += mu - tk * zk + xlogx(tk) - tk;
+                if (d) d[k] = (real)((mu - tk) * per_element);
+            }
+            l /= K;
+            break;
         case FM_MULTI_HINGE: {
             int active = 0;
             for (int k = 0; k < K; k++) {
@@ -128,5 +136,7 @@ void FN(fm_output_activation)(real *Y, int B, int K, int loss) {
         }
     } else if (loss == FM_BINARY_CROSS_ENTROPY) {
         for (size_t i = 0; i < (size_t)B * K; i++) Y[i] = (real)sigmoid(Y[i]);
+    } else if (loss == FM_POISSON) {
+        for (size_t i = 0; i < (size_t)B * K; i++) Y[i] = (real)exp((double)Y[i]);
     }
 }

@@ -11,7 +11,7 @@ from fastmlp import _engine
 
 IMPLEMENTATIONS = {"engine": fastmlp.MLP, "reference": fastmlp.reference.MLP}
 ACTIVATIONS = ["identity", "sigmoid", "tanh", "relu", "leaky_relu"]
-LOSSES = ["cross_entropy", "binary_cross_entropy", "mse", "hinge", "multi_hinge"]
+LOSSES = ["cross_entropy", "binary_cross_entropy", "mse", "hinge", "multi_hinge", "poisson"]
 
 
 def make_targets(loss: str, n: int, K: int, rng: np.random.Generator, dense_ce: bool = False):
@@ -25,6 +25,8 @@ def make_targets(loss: str, n: int, K: int, rng: np.random.Generator, dense_ce: 
         return rng.integers(0, 2, size=(n, K)).astype(np.float64)
     if loss == "hinge":
         return rng.choice([-1.0, 1.0], size=(n, K))
+    if loss == "poisson":  # counts, zeros included (t log t at t = 0)
+        return rng.poisson(1.5, size=(n, K)).astype(np.float64)
     return rng.normal(size=(n, K))  # mse
 
 

@@ -185,7 +185,8 @@ def test_partial_fit_continues_and_checks_classes():
         clf.partial_fit(X, y)
     for _ in range(3):
         clf.partial_fit(X, y, classes=[0, 1, 2])
-    assert clf.n_iter_ == 3 and clf.t_ == 300 and len(clf.loss_curve_) == 3
+    # as in scikit-learn: n_iter_ counts the epochs of the last call, t_ all samples
+    assert clf.n_iter_ == 1 and clf.t_ == 300 and len(clf.loss_curve_) == 3
     assert clf.loss_curve_[-1] < clf.loss_curve_[0]
     assert list(clf.classes_) == [0, 1, 2]
     with pytest.raises(ValueError, match="classes not in"):
@@ -207,7 +208,8 @@ def test_warm_start_continues_and_rejects_new_classes():
     clf = MLPClassifier(max_iter=5, warm_start=True, random_state=0).fit(X, y)
     first = clf.coefs_[0].copy()
     clf.fit(X, y)
-    assert clf.n_iter_ == 10 and not np.array_equal(first, clf.coefs_[0])
+    assert clf.n_iter_ == 5 and len(clf.loss_curve_) == 10 and clf.t_ == 1000
+    assert not np.array_equal(first, clf.coefs_[0])
     with pytest.raises(ValueError, match="warm_start"):
         clf.fit(X, np.where(y == 1, 5, y))
     cold = MLPClassifier(max_iter=5, random_state=0).fit(X, y)
@@ -245,7 +247,7 @@ def test_learning_rate_schedules_of_sgd():
                            n_iter_no_change=1, learning_rate_init=0.1, random_state=0)
     for _ in range(4):
         stream.partial_fit(X, y, classes=[0, 1])
-    assert stream.n_iter_ == 4 and stream._optimizer.lr < 0.1
+    assert len(stream.loss_curve_) == 4 and stream._optimizer.lr < 0.1
 
 
 def test_early_stopping_keeps_the_best_validation_model():

@@ -74,6 +74,30 @@ def test_mse_and_hinge_by_hand(impl):
     assert model.evaluate(Z, t)["accuracy"] == pytest.approx(0.5)
 
 
+def test_poisson_is_scikit_learns_half_deviance(impl):
+    """Half Poisson deviance of mu = exp(z), as scikit-learn's MLPRegressor computes it
+    (xlogy(t, t / mu) - t + mu), averaged over samples and outputs; delta (mu - t) / (n K);
+    predict gives mu; negative targets are rejected."""
+    from scipy.special import xlogy
+
+    model, Z = single_layer(impl, "poisson", [[0.5, -2.0], [3.0, 0.0]], 2)
+    t = np.array([[2.0, 0.0], [0.0, 1.0]])
+    mu = np.exp(Z)
+    expected = np.mean(xlogy(t, t / mu) - t + mu)
+    assert model.evaluate(Z, t)["loss"] == pytest.approx(expected, rel=1e-13)
+    assert model.evaluate(Z, t)["accuracy"] is None
+    np.testing.assert_allclose(model.predict(Z), mu, rtol=1e-14)
+    _, _, db = model.loss_and_grad(Z, t)
+    np.testing.assert_allclose(db[0], ((mu - t) / 4).sum(axis=0), rtol=1e-13)
+    perfect = impl([1, 1], loss="poisson", dtype="float64", seed=0)
+    perfect.set_params([np.zeros((1, 1))], [np.log([3.0])])
+    assert perfect.evaluate(np.zeros((2, 1)), [[3.0], [3.0]])["loss"] == pytest.approx(0, abs=1e-15)
+    with pytest.raises(ValueError, match="poisson targets must be >= 0"):
+        model.evaluate(Z, -t)
+    with pytest.raises(ValueError, match="poisson has no class labels"):
+        model.predict_labels(Z)
+
+
 @pytest.mark.parametrize("loss", ["cross_entropy", "binary_cross_entropy", "multi_hinge", "hinge"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_extreme_logits_stay_finite(impl, loss, dtype):

@@ -306,3 +306,59 @@ def test_divergence_on_the_first_step_leaves_the_model_as_it_was(impl):
     with pytest.raises(TrainingDivergedError, match="epoch 1, step 1:"):
         model.fit(X, y, epochs=2, batch_size=8)
     np.testing.assert_array_equal(model.get_flat_params(), start)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_after_divergence_a_fit_goes_on_as_one_from_the_restored_state(impl, dtype):
+    """Divergence at epoch 3 (its first step) goes back to the start of epoch 2 (one step
+    per epoch): weights, optimizer state, step counter and shuffling generator all as
+    after epoch 1, so that the next fit equals, bit for bit, that of a twin trained for
+    one epoch."""
+    from fastmlp import optim
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(24, 4))
+    y = rng.integers(0, 3, size=24)
+    model, twin = impl([4, 8, 3], seed=0, dtype=dtype), impl([4, 8, 3], seed=0, dtype=dtype)
+    opt, twin_opt = optim.Adam(lr=0.01), optim.Adam(lr=0.01)
+
+    def blow_up(m, history):
+        if len(history) == 2:
+            big = np.finfo(dtype).max / 4
+            m.set_params([np.full_like(W, big) for W in m.weights], m.biases)
+
+    with pytest.raises(TrainingDivergedError, match="epoch 3, step 1:"):
+        model.fit(X, y, epochs=4, batch_size=24, optimizer=opt, callbacks=[blow_up])
+    twin.fit(X, y, epochs=1, batch_size=24, optimizer=twin_opt)
+    assert model.training_step == twin.training_step == 1
+    assert opt.state[0]["step"] == twin_opt.state[0]["step"] == 1
+    np.testing.assert_array_equal(model._backend_rng_state(), twin._backend_rng_state())
+    for a, b in [(model.get_flat_params(), twin.get_flat_params())] + [
+            (opt.state[0][k], twin_opt.state[0][k]) for k in ("exp_avg", "exp_avg_sq")]:
+        np.testing.assert_array_equal(a, b)
+    model.fit(X, y, epochs=2, batch_size=8, optimizer=opt)
+    twin.fit(X, y, epochs=2, batch_size=8, optimizer=twin_opt)
+    np.testing.assert_array_equal(model.get_flat_params(), twin.get_flat_params())
+
+
+def test_divergence_on_the_first_step_rewinds_counter_and_shuffling(impl):
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(40, 4))
+    y = rng.integers(0, 3, size=40)
+    model = impl([4, 8, 3], seed=0)
+    model.fit(X, y, epochs=1, batch_size=8)
+    counter, shuffling = model.training_step, model._backend_rng_state()
+    weights = model.weights
+    weights[-1][...] = np.finfo(np.float32).max
+    model.set_params(weights, model.biases)
+    with pytest.raises(TrainingDivergedError, match="epoch 1, step 1:"):
+        model.fit(X, y, epochs=2, batch_size=8)
+    assert model.training_step == counter
+    np.testing.assert_array_equal(model._backend_rng_state(), shuffling)
+
+
+def test_training_diverged_error_is_a_value_error():
+    """scikit-learn's MLPs raise ValueError for non-finite weights: code catching that
+    catches ours too."""
+    err = TrainingDivergedError("x", history=None, epoch=1, step=1)
+    assert isinstance(err, ValueError) and isinstance(err, FloatingPointError)

@@ -517,13 +517,18 @@ cdef class Engine:
         tuples (see NO_PENALTY / NO_AUGMENT), the step randomness (key, counter) and optional
         per-sample weights (n,). snapshot: None, or (params, running, slots) arrays shaped
         like those, that receive the state at the start once the first step's loss is
-        finite. Returns (status, steps_done, step_loss, step_correct, step, counter)."""
+        finite. `order` holds k >= 1 epochs of n = len(X) sample indices; the steps take
+        batches from position `start` on, never across an epoch's end (see steps_end).
+        Returns (status, steps_done, step_loss, step_correct, step, counter)."""
         self._check_X(X)
         n = X.shape[0]
         self._check_targets(labels, dense, n, weights)
-        if order.dtype != np.int64 or order.shape != (n,) or not order.flags.c_contiguous:
-            raise ValueError(f"order must be a contiguous int64 array of shape ({n},)")
-        if batch_size < 1 or n_steps < 0 or start < 0 or start + (n_steps - 1) * batch_size >= n:
+        if (order.dtype != np.int64 or order.ndim != 1 or order.shape[0] == 0
+                or order.shape[0] % n or not order.flags.c_contiguous):
+            raise ValueError(f"order must be a contiguous int64 array of k * {n} indices "
+                             "(k epochs)")
+        if batch_size < 1 or n_steps < 0 or start < 0 or \
+                steps_end(start, n_steps, batch_size, n) > order.shape[0]:
             raise ValueError("steps run past the end of the data")
         self.reserve(batch_size)  # again: a larger thread count releases the workspace
         if lr.dtype != np.float64 or lr.shape != (n_steps,) or not lr.flags.c_contiguous:
@@ -578,6 +583,19 @@ cdef class Engine:
         self.version += 1
         _check_status(status, "train")
         return status, done, step_loss, step_correct, opt.step, r.counter
+
+
+def steps_end(int64_t start, int64_t n_steps, int64_t batch_size, int64_t n):
+    """The position in `order` after n_steps batches of up to batch_size from `start`, where
+    `order` holds epochs of n indices and a batch never crosses an epoch's end (fm_train's
+    rule; n_steps >= 0)."""
+    cdef int64_t r = start % n
+    cdef int64_t first = (n - r + batch_size - 1) // batch_size  # steps left in start's epoch
+    if n_steps <= first:
+        return min(start + n_steps * batch_size, start - r + n)
+    cdef int64_t per_epoch = (n + batch_size - 1) // batch_size
+    cdef int64_t last = n_steps - first - 1  # the last step, counted from the next epoch
+    return start - r + n * (1 + last // per_epoch) + min((last % per_epoch + 1) * batch_size, n)
 
 
 def _check_slots(slots, params):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -117,6 +118,27 @@ class ModelLock:
             yield
         finally:
             self._fit_lock.release()
+
+
+_OWNER_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_OWNER_LOCKS_LOCK = threading.Lock()
+
+
+@contextmanager
+def fitting(owner: object) -> Iterator[None]:
+    """The one-fit-at-a-time guard for objects that hold no ModelLock of their own (the
+    scikit-learn estimators, whose attributes must stay plain for cloning and pickling):
+    raises ConcurrentFitError while another thread fits `owner`."""
+    with _OWNER_LOCKS_LOCK:
+        lock = _OWNER_LOCKS.setdefault(owner, threading.Lock())
+    if not lock.acquire(blocking=False):
+        raise ConcurrentFitError(
+            f"this {type(owner).__name__} is already being fitted in another thread; fit "
+            "a clone (sklearn.base.clone) to train two at once")
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def reads(method: F) -> F:

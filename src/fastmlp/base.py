@@ -48,7 +48,8 @@ class BaseMLP:
         Hidden-layer activation (``identity``, ``sigmoid``/``logistic``, ``tanh``, ``relu``,
         ``leaky_relu``), one name for all hidden layers or one per hidden layer.
     loss : str
-        ``cross_entropy``, ``binary_cross_entropy``, ``mse``, ``hinge`` or ``multi_hinge``;
+        ``cross_entropy``, ``binary_cross_entropy``, ``mse``, ``hinge``, ``multi_hinge`` or
+        ``poisson``;
         it fixes the output activation (see :mod:`fastmlp.losses`).
     init : str
         Weight initializer (see :mod:`fastmlp.init`), with parameters in `init_kwargs`.
@@ -378,7 +379,8 @@ class BaseMLP:
     def predict(self, X: object) -> np.ndarray:
         """Network output after the output activation, shape ``(n, n_outputs)``:
         class probabilities for ``cross_entropy``, per-output probabilities for
-        ``binary_cross_entropy``, raw scores otherwise. Inference mode: no dropout,
+        ``binary_cross_entropy``, the predicted mean ``exp(logits)`` for ``poisson``, raw
+        scores otherwise. Inference mode: no dropout,
         batch norm with running statistics."""
         return self._backend_predict(self._check_X(X))
 
@@ -397,7 +399,7 @@ class BaseMLP:
     @reads
     def evaluate(self, X: object, y: object) -> dict[str, float | None]:
         """Mean data loss (no penalties) and accuracy over ``(X, y)`` in inference mode
-        (accuracy None for ``mse``)."""
+        (accuracy None for ``mse`` and ``poisson``)."""
         X = self._check_X(X)
         labels, dense = self._targets(y, X.shape[0])
         return self._evaluate_prepared(X, labels, dense)
@@ -405,7 +407,7 @@ class BaseMLP:
     def score(self, X: object, y: object) -> float:
         """Accuracy on ``(X, y)``."""
         if not self._loss.has_accuracy:
-            raise ValueError("mse has no accuracy; use evaluate(X, y)['loss']")
+            raise ValueError(f"{self._loss.name} has no accuracy; use evaluate(X, y)['loss']")
         return self.evaluate(X, y)["accuracy"]
 
     @writes
@@ -586,9 +588,10 @@ class BaseMLP:
     def _backend_train(self, X, labels, dense, order, start, n_steps, batch_size, rates,
                        optimizer, state, clip, penalty, augment, weights=None,
                        snapshot=None) -> tuple:
-        """Run n_steps steps from step counter self._counter (batch losses weighted by the
-        per-sample `weights` when given); update `state` and the counter; return (status,
-        done, losses, accuracies). `snapshot` (flat parameters, running statistics, state
+        """Run n_steps steps from step counter self._counter on batches of `order` (one or
+        more epochs of len(X) indices) from position `start`, a batch never crossing an
+        epoch's end (batch losses weighted by the per-sample `weights` when given); update
+        `state` and the counter; return (status, done, losses, accuracies). `snapshot` (flat parameters, running statistics, state
         dict; see training._snapshot) receives, in place, the state at the start once the
         first step's loss is finite (its "step" entry is left to the caller)."""
         raise NotImplementedError

@@ -8,12 +8,21 @@ engine (:class:`fastmlp.MLP`, float32 by default). Swap the import and keep the 
 
 How the objective maps onto scikit-learn's (so that learning rates and ``alpha`` mean
 the same): the data loss is log-loss (softmax for several classes, logistic for two
-classes and for multilabel targets) or squared error, averaged over the batch (weighted
-by ``sample_weight``), and ``alpha`` adds ``alpha / (2 * batch weight) * ||W||^2`` over the
+classes and for multilabel targets), squared error or the half Poisson deviance with an
+``exp`` output (``MLPRegressor(loss="poisson")``), averaged over the batch (weighted by
+``sample_weight``), and ``alpha`` adds ``alpha / (2 * batch weight) * ||W||^2`` over the
 weights (not the biases). For whole batches this is exactly scikit-learn's objective;
-``loss_`` and ``loss_curve_`` are reported on its scale (half the mean squared error for
-regression). For the last, shorter batch of an epoch and for weighted minibatches the
-``alpha`` term uses the mean batch weight of the epoch.
+``loss_`` and ``loss_curve_`` are reported on its scale (half the mean squared error; the
+deviance summed over outputs). For the last, shorter batch of an epoch and for weighted
+minibatches the ``alpha`` term uses the mean batch weight of the epoch. One difference
+remains for several regression outputs with the squared error: scikit-learn's gradient
+sums the outputs' errors while its loss averages them; here both average, so with k
+outputs the data term's SGD steps are k times smaller and ``alpha`` weighs k times more.
+
+``fit`` converts and checks X once and runs many epochs per engine call
+(:class:`fastmlp.training.EpochRunner`); Python looks at the epoch losses after each call,
+which is early enough for scikit-learn's stopping rules (see ``_epochs_per_run``).
+Sparse X is made dense once per call.
 
 Extras beyond scikit-learn: ``dropout``, ``input_dropout``, ``batch_norm``, any fastmlp
 optimizer as ``solver`` (with ``optimizer_params``), ``class_weight`` (classifier),
@@ -34,10 +43,12 @@ try:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.preprocessing import LabelBinarizer
+    import scipy.sparse as sp
     from scipy.special import expit
     from sklearn.utils import check_random_state, compute_sample_weight
     from sklearn.utils.metaestimators import available_if
-    from sklearn.utils.multiclass import type_of_target, unique_labels
+    from sklearn.utils.multiclass import (_check_partial_fit_first_call, type_of_target,
+                                          unique_labels)
     from sklearn.utils.validation import (_check_sample_weight, check_is_fitted,
                                           column_or_1d, validate_data)
 except ImportError as exc:  # pragma: no cover - exercised only without scikit-learn
@@ -47,15 +58,22 @@ except ImportError as exc:  # pragma: no cover - exercised only without scikit-l
     ) from exc
 
 from fastmlp import optim, serialization
+from fastmlp._locking import fitting
+from fastmlp.errors import TrainingDivergedError
 from fastmlp.model import MLP
 from fastmlp.splitting import holdout_split
-from fastmlp.validation import check_dtype
+from fastmlp.training import EpochRunner
+from fastmlp.validation import check_dtype, check_features
 
 _ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
                 "leaky_relu": "leaky_relu"}
 _OPTIMIZER_SOLVERS = {name.lower(): cls for name, cls in optim.OPTIMIZERS.items()}
 _SOLVERS = ("lbfgs", *_OPTIMIZER_SOLVERS)
 _LEARNING_RATES = ("constant", "invscaling", "adaptive")
+_REGRESSION_LOSSES = ("squared_error", "poisson")
+ORDER_ENTRIES = 1 << 22  # sample indices (8 bytes each) one run of epochs may lay out
+_SPARSE_FORMATS = ("csr", "csc", "coo")  # scipy.sparse input taken as is; others become CSR
+MAX_DENSE_BYTES = 1 << 31  # the largest dense copy of sparse X made for the engine
 
 
 class _BaseMLP(BaseEstimator):
@@ -155,10 +173,14 @@ class _BaseMLP(BaseEstimator):
         _real("beta_1", self.beta_1, low=0.0, high=1.0)
         _real("beta_2", self.beta_2, low=0.0, high=1.0)
         _real("epsilon", self.epsilon, low=0.0, open_low=True)
-        for name in ("max_iter", "n_iter_no_change", "max_fun"):
+        for name in ("max_iter", "max_fun"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        patience = self.n_iter_no_change
+        if not (_is_int(patience) and patience >= 1 or _is_real(patience) and patience == np.inf):
+            raise ValueError("n_iter_no_change must be an integer >= 1 or np.inf (never stop "
+                             f"on tol), got {patience!r}")
         for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -187,14 +209,20 @@ class _BaseMLP(BaseEstimator):
                                  "solver='lbfgs' is not stochastic")
         return True
 
-    def _fit(self, X, y, sample_weight, incremental, classes=None):
+    def _fit(self, X, y, sample_weight, incremental):
+        with fitting(self):  # one fit or partial_fit at a time (fastmlp._locking)
+            return self._fit_unguarded(X, y, sample_weight, incremental)
+
+    def _fit_unguarded(self, X, y, sample_weight, incremental):
         params = self._checked_params()
         first = "model_" not in self.__dict__ or not (self.warm_start or incremental)
         X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32),
-                             reset=first, y_numeric=not isinstance(self, ClassifierMixin))
+                             reset=first, y_numeric=not isinstance(self, ClassifierMixin),
+                             accept_sparse=_SPARSE_FORMATS)
+        X = _dense(X)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        targets = self._encode_targets(y, first, incremental, classes)
+        targets = self._encode_targets(y, first, incremental)
         weights = None
         if sample_weight is not None:
             weights = _check_sample_weight(sample_weight, X, dtype=np.float64)
@@ -209,13 +237,14 @@ class _BaseMLP(BaseEstimator):
             self._initialize(X.shape[1], targets.shape[1] if targets.ndim == 2 else
                              len(self.classes_), params)
         else:
-            fitted = (list(self.model_.layer_sizes[1:-1]), self.model_.dtype)
-            if fitted != (params["hidden"], params["dtype"]):
+            fitted = (list(self.model_.layer_sizes[1:-1]), self.model_.dtype, self.model_.loss)
+            if fitted != (params["hidden"], params["dtype"], self._loss_name):
                 raise ValueError(
                     f"warm_start and partial_fit continue the fitted network (hidden layers "
-                    f"{fitted[0]}, {fitted[1]}); hidden_layer_sizes={self.hidden_layer_sizes!r}"
-                    f", dtype={self.dtype!r} ask for another. Fit afresh (warm_start=False).")
-        X = np.ascontiguousarray(X, dtype=params["dtype"])
+                    f"{fitted[0]}, {fitted[1]}, loss {fitted[2]}); hidden_layer_sizes="
+                    f"{self.hidden_layer_sizes!r}, dtype={self.dtype!r} ask for another. Fit "
+                    "afresh (warm_start=False).")
+        X = check_features(X, X.shape[1], params["dtype"])  # finite in the network's dtype
         if self.solver == "lbfgs":
             self._fit_lbfgs(X, targets, weights)
         else:
@@ -292,52 +321,96 @@ class _BaseMLP(BaseEstimator):
         else:
             if self.batch_size > n:
                 warnings.warn("Got `batch_size` larger than the sample size. It is going to "
-                              "be clipped", UserWarning, stacklevel=4)
+                              "be clipped", UserWarning, stacklevel=5)
             batch_size = min(self.batch_size, n)
         mean_weight = 1.0 if weights is None else float(weights.mean())
         l2 = self.alpha / (self._loss_scale() * batch_size * mean_weight)
-        w = None if weights is None else weights.astype(self.model_.dtype)
+        runner = EpochRunner(self.model_, X, targets, weights, self._optimizer, batch_size,
+                             bool(self.shuffle), l2)
+        self.n_iter_ = 0  # epochs of this call (loss_curve_ and t_ go on counting)
         try:
-            for _ in range(self.max_iter):
-                history = self.model_.fit(X, targets, epochs=1, batch_size=batch_size,
-                                          shuffle=bool(self.shuffle), optimizer=self._optimizer,
-                                          l2=l2, sample_weight=w)
-                self.n_iter_ += 1
-                self.loss_ = float(history.loss[-1]) * self._loss_scale()
-                self.t_ += n
-                self.loss_curve_.append(self.loss_)
-                if self.verbose:
-                    print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
-                self._update_no_improvement_count(early_stopping, X_val, y_val, w_val)
-                if self.solver == "sgd" and self.learning_rate == "invscaling":
-                    self._optimizer.lr = (self.learning_rate_init * self._lr_scale()
-                                          / (self.t_ + 1) ** self.power_t)
-                if self._no_improvement_count > self.n_iter_no_change:
-                    what = "Validation score" if early_stopping else "Training loss"
-                    msg = (f"{what} did not improve more than tol={self.tol:f} for "
-                           f"{self.n_iter_no_change} consecutive epochs.")
-                    if (self.solver == "sgd" and self.learning_rate == "adaptive"
-                            and self._optimizer.lr / self._lr_scale() > 1e-6):
-                        self._optimizer.lr /= 5.0
-                        self._no_improvement_count = 0
-                        if self.verbose:
-                            print(f"{msg} Setting learning rate to "
-                                  f"{self._optimizer.lr / self._lr_scale():f}")
-                    else:
-                        if self.verbose:
-                            print(f"{msg} Stopping.")
+            stop = False
+            while not stop and self.n_iter_ < self.max_iter:
+                rates = self._epoch_rates(self._epochs_per_run(early_stopping, incremental, n), n)
+                for loss in runner.epochs(rates):
+                    stop = self._end_epoch(loss, n, early_stopping, incremental, X_val, y_val,
+                                           w_val)
+                    if stop:
                         break
-                if incremental:
-                    break
-                if self.n_iter_ == self.max_iter:
-                    warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
-                                  "reached and the optimization hasn't converged yet.",
-                                  ConvergenceWarning, stacklevel=4)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=4)
+        except TrainingDivergedError as exc:
+            if not early_stopping:
+                raise
+            warnings.warn(f"{exc} Training stopped; the model keeps the weights of the best "
+                          "validation score.", ConvergenceWarning, stacklevel=4)
         if early_stopping:
             self.model_.set_flat_params(self._best_params[0])
             self.model_.set_batch_norm_state(self._best_params[1])
+
+    def _epochs_per_run(self, early_stopping, incremental, n) -> int:
+        """How many epochs the engine may run before Python must look: one with early
+        stopping (validation after each) and in partial_fit; else the epochs left, but no
+        more than can pass before the no-improvement count could reach its limit (only at
+        a run's last epoch can training stop or the adaptive rate change), and no more
+        than ORDER_ENTRIES sample indices."""
+        if early_stopping or incremental:
+            return 1
+        epochs = self.max_iter - self.n_iter_
+        if self.n_iter_no_change != np.inf:
+            epochs = min(epochs, max(1, self.n_iter_no_change + 1 - self._no_improvement_count))
+        return max(1, min(epochs, ORDER_ENTRIES // n))
+
+    def _epoch_rates(self, epochs, n) -> list[float]:
+        """The learning rate of each of the next `epochs` epochs: the optimizer's, and for
+        sgd's invscaling the rate that each epoch end sets (see _end_epoch)."""
+        rates = [self._optimizer.lr]
+        for i in range(1, epochs):
+            rates.append(self._invscaling_rate(self.t_ + i * n) if self._invscaling()
+                         else self._optimizer.lr)
+        return rates
+
+    def _invscaling(self) -> bool:
+        return self.solver == "sgd" and self.learning_rate == "invscaling"
+
+    def _invscaling_rate(self, t: int) -> float:
+        return self.learning_rate_init * self._lr_scale() / (t + 1) ** self.power_t
+
+    def _end_epoch(self, loss, n, early_stopping, incremental, X_val, y_val, w_val) -> bool:
+        """scikit-learn's bookkeeping after an epoch with mean engine loss `loss`: the
+        fitted attributes, the no-improvement count, learning-rate changes, the
+        convergence warning. Returns whether training stops."""
+        self.n_iter_ += 1
+        self.loss_ = loss * self._loss_scale()
+        self.t_ += n
+        self.loss_curve_.append(self.loss_)
+        if self.verbose:
+            print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+        self._update_no_improvement_count(early_stopping, X_val, y_val, w_val)
+        if self._invscaling():
+            self._optimizer.lr = self._invscaling_rate(self.t_)
+        if self._no_improvement_count > self.n_iter_no_change:
+            what = "Validation score" if early_stopping else "Training loss"
+            msg = (f"{what} did not improve more than tol={self.tol:f} for "
+                   f"{self.n_iter_no_change} consecutive epochs.")
+            if (self.solver == "sgd" and self.learning_rate == "adaptive"
+                    and self._optimizer.lr / self._lr_scale() > 1e-6):
+                self._optimizer.lr /= 5.0
+                self._no_improvement_count = 0
+                if self.verbose:
+                    print(f"{msg} Setting learning rate to "
+                          f"{self._optimizer.lr / self._lr_scale():f}")
+            else:
+                if self.verbose:
+                    print(f"{msg} Stopping.")
+                return True
+        if incremental:
+            return True
+        if self.n_iter_ == self.max_iter:
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
+                          "reached and the optimization hasn't converged yet.",
+                          ConvergenceWarning, stacklevel=5)
+        return False
 
     def _update_no_improvement_count(self, early_stopping, X_val, y_val, w_val) -> None:
         """scikit-learn's rule: count epochs that fail to improve by more than tol."""
@@ -422,7 +495,8 @@ class _BaseMLP(BaseEstimator):
     # -- prediction -------------------------------------------------------------------------
     def _validated(self, X) -> np.ndarray:
         check_is_fitted(self)
-        return validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        return _dense(validate_data(self, X, reset=False, dtype=(np.float64, np.float32),
+                                    accept_sparse=_SPARSE_FORMATS))
 
     # -- model files ------------------------------------------------------------------------
     def save(self, path) -> None:
@@ -476,7 +550,7 @@ class _BaseMLP(BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False  # dense arrays only: validate_data says so clearly
+        tags.input_tags.sparse = True  # converted to dense once per call (see _dense)
         return tags
 
 
@@ -514,29 +588,25 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  class_weight=None, dropout=0.0, input_dropout=0.0, batch_norm=False,
                  optimizer_params=None, threads=None, dtype="float32"):
-        super().__init__(
-            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
-            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
-            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
-            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
-            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
-            early_stopping=early_stopping, validation_fraction=validation_fraction,
-            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
-            max_fun=max_fun, dropout=dropout, input_dropout=input_dropout,
-            batch_norm=batch_norm, optimizer_params=optimizer_params, threads=threads,
-            dtype=dtype)
+        _BaseMLP.__init__(self, **_arguments(locals(), "class_weight"))
         self.class_weight = class_weight
 
     @available_if(lambda est: est._check_stochastic())
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y) continuing the current model (stochastic solvers only).
-        ``classes`` (all labels that will ever appear) is required on the first call.
-        Early stopping applies to ``fit`` only: partial_fit trains on all of (X, y)."""
-        first = "model_" not in self.__dict__
-        if first and classes is None:
-            raise ValueError("classes must be passed on the first call to partial_fit")
-        return self._fit(X, y, sample_weight, incremental=True,
-                         classes=None if not first else classes)
+
+        ``classes`` (all labels that will ever appear) is required on the first call and,
+        when given later, must be the same; y may hold only labels among them. For
+        multilabel y the classes are its columns. Early stopping applies to ``fit`` only:
+        partial_fit trains on all of (X, y).
+        """
+        if _check_partial_fit_first_call(self, classes):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+        return self._fit(X, y, sample_weight, incremental=True)
 
     @property
     def _loss_name(self) -> str:
@@ -554,19 +624,21 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _lr_scale(self) -> float:
         return self._loss_scale()
 
-    def _encode_targets(self, y, first, incremental, classes):
+    def _encode_targets(self, y, first, incremental):
         """Class labels as the engine's targets: int32 indices (several classes) or 0/1
-        columns (two classes; multilabel)."""
+        columns (two classes; multilabel). The classes are set and checked as scikit-learn
+        does: a new fit learns them from y; warm_start (also with partial_fit) needs y to
+        hold exactly the known classes; partial_fit needs y to hold only known ones."""
         kind = type_of_target(y)
         if kind not in ("binary", "multiclass", "multilabel-indicator"):
             raise ValueError(f"Unknown label type: {kind!r}; MLPClassifier takes class labels "
                              "or a multilabel indicator matrix")
-        if first:
-            self._label_binarizer = LabelBinarizer().fit(y if classes is None else classes)
+        if "classes_" not in self.__dict__ or not (self.warm_start or incremental):
+            self._label_binarizer = LabelBinarizer().fit(y)
             self.classes_ = self._label_binarizer.classes_
         else:
             present = unique_labels(y)
-            if self.warm_start and not incremental and set(present) != set(self.classes_):
+            if self.warm_start and set(present) != set(self.classes_):
                 raise ValueError("warm_start can only be used where `y` has the same classes "
                                  f"as in the previous call to fit. Previously got "
                                  f"{self.classes_}, `y` has {present}")
@@ -674,12 +746,36 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor with scikit-learn's API, trained by the C engine.
 
-    Squared error with an identity output; parameters, extras and fitted attributes as
-    :class:`MLPClassifier` (without ``class_weight`` and ``classes_``). ``loss_`` is half
-    the mean squared error, as in scikit-learn.
+    Parameters
+    ----------
+    loss : "squared_error" (default) or "poisson"
+        As in scikit-learn: half the squared error with an identity output (``loss_`` is
+        half the mean squared error), or the half Poisson deviance
+        ``xlogy(y, y / mu) - y + mu`` with ``mu = exp(output)`` (log link; ``predict``
+        returns ``mu``, y must be >= 0), averaged over samples and summed over outputs.
+
+    The other parameters, extras and fitted attributes are those of
+    :class:`MLPClassifier` (without ``class_weight`` and ``classes_``).
     """
 
-    _loss_name = "mse"
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dropout=0.0, input_dropout=0.0, batch_norm=False, optimizer_params=None,
+                 threads=None, dtype="float32"):
+        _BaseMLP.__init__(self, **_arguments(locals(), "loss"))
+        self.loss = loss
+
+    @property
+    def _loss_name(self) -> str:
+        return "poisson" if self.loss == "poisson" else "mse"
+
+    def _checked_params(self) -> dict:
+        _choice("loss", self.loss, _REGRESSION_LOSSES)
+        return super()._checked_params()
 
     @available_if(lambda est: est._check_stochastic())
     def partial_fit(self, X, y, sample_weight=None):
@@ -688,22 +784,28 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return self._fit(X, y, sample_weight, incremental=True)
 
     def _out_activation(self) -> str:
-        return "identity"
+        return "exp" if self.loss == "poisson" else "identity"
 
     def _loss_scale(self) -> float:
+        if self.loss == "poisson":  # scikit-learn sums the deviance over outputs
+            return float(self.n_outputs_)
         return 0.5  # scikit-learn's squared error is half the engine's mean squared error
 
     def _lr_scale(self) -> float:
-        # the engine's gradient is twice scikit-learn's (one output); halving SGD's rate
-        # gives the same steps
-        return 0.5 if self.solver == "sgd" else 1.0
+        # SGD: the engine's gradient is 1/scale of scikit-learn's (one output for the
+        # squared error); scaling SGD's rate by it gives the same steps
+        return self._loss_scale() if self.solver == "sgd" else 1.0
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
+        tags.target_tags.positive_only = self.loss == "poisson"
         return tags
 
-    def _encode_targets(self, y, first, incremental, classes):
+    def _encode_targets(self, y, first, incremental):
+        if self.loss == "poisson" and y.size and y.min() < 0:
+            raise ValueError("Some value(s) of y are out of the valid range of the loss "
+                             f"'poisson': y must be >= 0, got {y.min():g}")
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         if not first and Y.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {Y.shape[1]} output(s) but the model was fitted with "
@@ -729,8 +831,34 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
 
 # -- helpers ---------------------------------------------------------------------------------
+def _dense(X):
+    """X (validated: finite, float32/float64) as a dense array: sparse input is converted
+    once per call, as the engine computes on dense rows. ValueError when the dense copy
+    would exceed MAX_DENSE_BYTES."""
+    if not sp.issparse(X):
+        return X
+    size = X.shape[0] * X.shape[1] * X.dtype.itemsize
+    if size > MAX_DENSE_BYTES:
+        raise ValueError(
+            f"sparse X of shape {X.shape} would take {size / 2**30:.1f} GiB as the dense array "
+            f"the engine trains on (limit {MAX_DENSE_BYTES / 2**30:.1f} GiB, "
+            "fastmlp.estimators.MAX_DENSE_BYTES): reduce the features (e.g. with "
+            "sklearn.decomposition.TruncatedSVD) or use fewer samples per call")
+    return X.toarray()
+
+
+def _arguments(values: dict, own: str) -> dict:
+    """A subclass's ``locals()`` at the start of its ``__init__``: the arguments of
+    ``_BaseMLP.__init__`` (all but ``self`` and the subclass's `own` parameter)."""
+    return {k: v for k, v in values.items() if k not in ("self", own)}
+
+
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _choice(name, value, allowed) -> None:
@@ -739,7 +867,7 @@ def _choice(name, value, allowed) -> None:
 
 
 def _real(name, value, *, low=None, high=None, open_low=False, closed_high=False) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+    if not _is_real(value) or not np.isfinite(value):
         raise TypeError(f"{name} must be a finite number, got {value!r}")
     if low is not None and (value < low or open_low and value == low):
         raise ValueError(f"{name} must be {'>' if open_low else '>='} {low}, got {value}")

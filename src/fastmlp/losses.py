@@ -12,6 +12,12 @@ mse                    identity     ``MSELoss``: mean over samples and outputs
 hinge                  identity     mean over samples and outputs of max(0, 1 - t y),
                                     targets in {-1, +1}
 multi_hinge            identity     ``MultiMarginLoss(p=1, margin=1)``: integer labels
+poisson                exp          half Poisson deviance of ``mu = exp(logit)``, mean
+                                    over samples and outputs:
+                                    ``mu - t log(mu) + t log(t) - t``, targets >= 0;
+                                    ``PoissonNLLLoss(log_input=True)`` plus the constant
+                                    ``t log(t) - t`` (0 at a perfect fit), as
+                                    scikit-learn's ``MLPRegressor(loss="poisson")``
 =====================  ===========  =====================================================
 
 The engine works on logits (the last layer's pre-activation); the output
@@ -31,7 +37,7 @@ class Loss:
 
     name: str
     code: int
-    output_activation: str  # applied by predict: "softmax", "sigmoid" or "identity"
+    output_activation: str  # applied by predict: "softmax", "sigmoid", "exp" or "identity"
     accepts_labels: bool  # integer class labels of shape (n,)
     accepts_dense: bool  # target rows of shape (n, K)
     has_accuracy: bool
@@ -43,6 +49,7 @@ LOSSES: dict[str, Loss] = {
     "mse": Loss("mse", 2, "identity", False, True, False),
     "hinge": Loss("hinge", 3, "identity", False, True, True),
     "multi_hinge": Loss("multi_hinge", 4, "identity", True, False, True),
+    "poisson": Loss("poisson", 5, "exp", False, True, False),
 }
 
 
@@ -101,6 +108,10 @@ def prepare_targets(
     elif loss.name == "hinge":
         if not np.isin(y, (-1, 1)).all():
             raise ValueError("hinge targets must be -1 or +1 (map 0/1 labels with 2*y - 1)")
+    elif loss.name == "poisson":
+        if y.size and y.min() < 0:
+            raise ValueError(f"poisson targets must be >= 0 (counts or rates); y has "
+                             f"{y.min():g}")
     with np.errstate(over="ignore"):
         dense = np.ascontiguousarray(y, dtype=dtype)
     if not np.isfinite(dense).all():
@@ -131,4 +142,4 @@ def labels_from_outputs(loss: Loss, out: np.ndarray) -> np.ndarray:
         return (out > 0.5).astype(np.int64)
     if loss.name == "hinge":
         return np.where(out > 0, 1, -1)
-    raise ValueError("mse has no class labels; use predict()")
+    raise ValueError(f"{loss.name} has no class labels; use predict()")

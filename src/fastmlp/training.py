@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -129,9 +130,10 @@ def fit(
     The engine runs many steps per call (about 0.2 s of work, up to 1 s for very large
     models), so Ctrl-C stops training soon, with the weights of the last finished call. If
     a batch loss (or a clipped gradient norm) becomes NaN or infinite, or the parameters
-    do (a NaN that the loss does not show), the last weights and optimizer state that
-    gave a finite loss are restored and :class:`~fastmlp.errors.TrainingDivergedError` is
-    raised.
+    do (a NaN that the loss does not show), the model goes back to the last state that
+    gave a finite loss (weights, batch-norm statistics, optimizer state, step counter and
+    shuffling generator, so that a later ``fit`` continues exactly as one from that
+    state) and :class:`~fastmlp.errors.TrainingDivergedError` is raised.
     """
     X = model._check_X(X)
     labels, dense = model._targets(y, X.shape[0])
@@ -170,7 +172,7 @@ def fit(
     if monitor not in _MONITORS:
         raise ValueError(f"monitor must be one of {_MONITORS}, got {monitor!r}")
     if monitor == "val_accuracy" and not model._loss.has_accuracy:
-        raise ValueError("monitor='val_accuracy' needs a loss with an accuracy (not mse)")
+        raise ValueError("monitor='val_accuracy' needs a loss with an accuracy (not mse or poisson)")
     callbacks = list(callbacks or [])
     for cb in callbacks:
         if not callable(cb):
@@ -216,18 +218,15 @@ def fit(
         first_epoch = done_epochs + 1
     elif mode == "once":
         model._backend_shuffle(order)
-    # The divergence guard: `good`, buffers for the parameters, statistics and optimizer
-    # state, filled in place by the backend at the start of each chunk once the chunk's
-    # first step has seen a finite loss. A diverging step goes back to it: to the last
-    # weights that gave a finite loss. Before it is first filled nothing has changed.
-    good, filled = None, False
+    guard = _Guard(model, state)
     chunk = 1
-    chunk_seconds = CHUNK_SECONDS
+    chunk_seconds = _chunk_seconds(guard.snapshot)
     rewind = None  # with checkpoints: the state at the start of the epoch (see below)
     for epoch in range(first_epoch, epochs + 1):
         if checkpoint is not None:
             rewind = (_snapshot(model, state, rewind[0] if rewind else None), model._counter,
                       model._backend_rng_state(), order.copy())
+        rng_before = model._backend_rng_state()  # a rewind to this epoch's start needs it
         if mode == "epoch":
             model._backend_shuffle(order)
         if weights is not None:
@@ -242,22 +241,15 @@ def fit(
         s = 0
         try:
             while s < steps:
-                if good is None:
-                    good = _empty_snapshot(model, state)
-                    chunk_seconds = _chunk_seconds(good)
                 k = min(chunk, steps - s)
                 t_chunk = time.perf_counter()
-                start_step = state["step"]
-                status, done, sl, sc = model._backend_train(
+                status, done, sl, sc = guard.train(
+                    rng_before if s == 0 else model._backend_rng_state(),
                     X, labels, dense, order, s * batch_size, k, batch_size, rates[s : s + k],
-                    optimizer, state, clip, penalty, augment, weights, good,
+                    optimizer, state, clip, penalty, augment, weights,
                 )
-                if done > 0 or status != STATUS_NONFINITE_LOSS:  # `good` was refreshed
-                    good[2]["step"] = start_step
-                    filled = True
                 if status != STATUS_OK:
-                    if filled:
-                        _restore(model, good, state)
+                    guard.rewind()
                     what = (f"the batch loss is {sl[done]}" if status == STATUS_NONFINITE_LOSS
                             else "the gradient norm is not finite")
                     raise _diverged(epoch, s + done, what, rates[s + done], history)
@@ -265,7 +257,7 @@ def fit(
                 # for on a busy machine)
                 if not all_finite(model._params_view(), threads=1):
                     # a NaN the losses did not show (a ReLU turns NaN into 0, for one)
-                    _restore(model, good, state)
+                    guard.rewind()
                     raise _diverged(epoch, s + k - 1, "the parameters are no longer finite",
                                     rates[s + k - 1], history, within=k)
                 step_loss[s : s + k] = sl
@@ -326,6 +318,101 @@ def fit(
     return history
 
 
+class EpochRunner:
+    """Epochs of minibatch training on data checked once, many epochs per engine call:
+    the fast path of the scikit-learn estimators.
+
+    Every epoch visits the samples of a fresh shuffle of ``arange(n)`` (or in order) in
+    batches of `batch_size`, the last one shorter, at one learning rate; each engine call
+    runs about ``CHUNK_SECONDS`` of steps, across epoch ends. This is what ``model.fit``
+    does one epoch at a time (``epochs=1``, ``lr_schedule`` unset), bit for bit, without
+    its per-call checks and set-up. A diverging step rewinds model, optimizer state, step
+    counter and shuffling to the start of the engine call (see :class:`_Guard`) and raises
+    TrainingDivergedError.
+
+    Parameters
+    ----------
+    model : BaseMLP
+    X : ndarray (n, n_features)
+        C-contiguous, of the model's dtype and finite: the caller has checked it.
+    y, sample_weight
+        Targets and optional per-sample weights, as for ``model.fit``.
+    optimizer : fastmlp.optim.Optimizer
+        Its state goes on from where it is.
+    batch_size : int
+    shuffle : bool
+    l2 : float
+        The L2 penalty on the weights (as ``fit(l2=...)``).
+    """
+
+    def __init__(self, model, X: np.ndarray, y: object, sample_weight: object,
+                 optimizer: Optimizer, batch_size: int, shuffle: bool, l2: float) -> None:
+        n = X.shape[0]
+        self.model, self.X, self.optimizer, self.shuffle = model, X, optimizer, shuffle
+        self.labels, self.dense = model._targets(y, n)
+        self.weights = check_sample_weight(sample_weight, n, model.dtype)
+        self.batch_size = min(check_int(batch_size, "batch_size", 1), n)
+        self.starts = np.arange(0, n, self.batch_size)  # of the batches in an epoch
+        self.batch_rows = np.diff(np.append(self.starts, n)).astype(np.float64)
+        self.state = optimizer.state_for(0, (model._n_params,), model.dtype)
+        self.penalty = penalty_config(l2=l2)
+        self.augment = augment_config(X.shape[1])
+        model._backend_reserve(self.batch_size)
+        self.guard = _Guard(model, self.state)
+        self.chunk, self.chunk_seconds = 1, _chunk_seconds(self.guard.snapshot)
+        self.epochs_done = 0
+
+    def epochs(self, rates) -> Iterator[float]:
+        """Train one epoch at each learning rate of `rates`; yield each epoch's mean loss
+        (penalty included; weighted by sample weight) as soon as its last step is done."""
+        model, n, S, B = self.model, self.X.shape[0], len(self.starts), self.batch_size
+        E = len(rates)
+        order = np.empty(E * n, dtype=np.int64)
+        shuffling = []  # the generator's state before each epoch's shuffle, and after
+        for e in range(E):
+            shuffling.append(model._backend_rng_state())
+            order[e * n : (e + 1) * n] = np.arange(n)
+            if self.shuffle:
+                model._backend_shuffle(order[e * n : (e + 1) * n])
+        shuffling.append(model._backend_rng_state())
+        step_rates = np.repeat(np.asarray(rates, dtype=np.float64), S)
+        step_loss = np.empty(E * S)
+        s = yielded = 0
+        while s < E * S:
+            e, j = divmod(s, S)
+            k = min(self.chunk, E * S - s)
+            t_chunk = time.perf_counter()
+            status, done, sl, _ = self.guard.train(
+                shuffling[e if j == 0 else e + 1], self.X, self.labels, self.dense, order,
+                e * n + j * B, k, B, step_rates[s : s + k], self.optimizer, self.state,
+                (0.0, 0.0, True), self.penalty, self.augment, self.weights)
+            if status != STATUS_OK:
+                self.guard.rewind()
+                what = (f"the batch loss is {sl[done]}" if status == STATUS_NONFINITE_LOSS
+                        else "the gradient norm is not finite")
+                bad = divmod(s + done, S)
+                raise _diverged(self.epochs_done + bad[0] - yielded + 1, bad[1], what,
+                                step_rates[s + done], None)
+            if not all_finite(model._params_view(), threads=1):  # as in fit
+                self.guard.rewind()
+                bad = divmod(s + k - 1, S)
+                raise _diverged(self.epochs_done + bad[0] - yielded + 1, bad[1],
+                                "the parameters are no longer finite", step_rates[s + k - 1],
+                                None, within=min(k, bad[1] + 1))
+            step_loss[s : s + k] = sl
+            s += k
+            elapsed = max(time.perf_counter() - t_chunk, 1e-6)
+            self.chunk = max(1, min(16 * k, int(k * self.chunk_seconds / elapsed)))
+            while yielded < s // S:
+                e = yielded
+                mass = self.batch_rows if self.weights is None else np.add.reduceat(
+                    self.weights[order[e * n : (e + 1) * n]].astype(np.float64), self.starts)
+                loss = float(np.sum(step_loss[e * S : (e + 1) * S] * mass) / float(mass.sum()))
+                yielded += 1
+                self.epochs_done += 1
+                yield loss
+
+
 def _layer_norms(model, grad: np.ndarray) -> list[float]:
     """L2 norm of each dense layer's weight gradient (no BLAS call, see above)."""
     norms = []
@@ -346,6 +433,44 @@ def _diverged(epoch: int, step: int, what: str, lr: float, history,
         f"gradient clipping, or rescaled inputs.",
         history=history, epoch=epoch, step=step + 1,
     )
+
+
+class _Guard:
+    """The divergence guard of one fit: the last training state known to give a finite
+    loss, and the way back to it.
+
+    `snapshot` (parameters, batch-norm statistics, optimizer state) is filled in place by
+    the backend at the start of a call once that call's first step has seen a finite loss;
+    `position` holds what the backend does not copy: the optimizer's step count, the
+    model's step counter and the shuffling generator's state at that moment. Before the
+    first fill, nothing has changed since `position` was taken.
+    """
+
+    def __init__(self, model, state: dict) -> None:
+        self.model, self.state = model, state
+        self.snapshot = _empty_snapshot(model, state)
+        self.filled = False
+        self.position = (state["step"], model._counter, model._backend_rng_state())
+
+    def train(self, rng_state: np.ndarray, *args) -> tuple:
+        """``model._backend_train(*args)`` guarded; `rng_state` is the shuffling
+        generator's state that belongs to the call's starting point (a call at the start
+        of an epoch starts before that epoch's shuffle). Returns what the backend does."""
+        start = (self.state["step"], self.model._counter, rng_state)
+        status, done, sl, sc = self.model._backend_train(*args, self.snapshot)
+        if done > 0 or status != STATUS_NONFINITE_LOSS:  # the snapshot was refreshed
+            self.snapshot[2]["step"] = start[0]
+            self.filled = True
+            self.position = start
+        return status, done, sl, sc
+
+    def rewind(self) -> None:
+        """Put model and optimizer state back to the guarded state: a later ``fit`` goes
+        on exactly as one that started from there."""
+        if self.filled:
+            _restore(self.model, self.snapshot, self.state)
+        self.state["step"], self.model._counter = self.position[:2]
+        self.model._backend_set_rng_state(self.position[2])
 
 
 def _empty_snapshot(model, state: dict) -> tuple:

@@ -58,6 +58,8 @@ def output_activation(loss: str, z: np.ndarray) -> np.ndarray:
         return np.exp(log_softmax(z.astype(np.float64))).astype(z.dtype)
     if loss == "binary_cross_entropy":
         return sigmoid(z.astype(np.float64)).astype(z.dtype)
+    if loss == "poisson":
+        return np.exp(z.astype(np.float64)).astype(z.dtype)
     return z.copy()
 
 
@@ -118,6 +120,12 @@ def loss_terms(loss: str, Z: np.ndarray, labels, dense, weights=None):
         per_sample = ((z - t) ** 2).mean(axis=1)
         correct = np.zeros(n)
         delta = 2 * (z - t) / (n * K)
+    elif loss == "poisson":
+        mu = np.exp(z)
+        t_log_t = t * np.log(np.where(t > 0, t, 1.0))  # 0 log 0 = 0
+        per_sample = (mu - t * z + t_log_t - t).mean(axis=1)
+        correct = np.zeros(n)
+        delta = (mu - t) / (n * K)
     elif loss == "hinge":
         margin = 1 - t * z
         per_sample = np.maximum(margin, 0).mean(axis=1)

@@ -228,8 +228,10 @@ class MLP(BaseMLP):
         max_norm, max_value, error_if_nonfinite = clip
         step_loss = np.zeros(n_steps)
         step_correct = np.zeros(n_steps)
+        n, p0 = X.shape[0], start  # order: epochs of n indices; no batch crosses one's end
         for s in range(n_steps):
-            idx = order[start + s * batch_size : start + (s + 1) * batch_size]
+            idx = order[p0 : p0 + min(batch_size, n - p0 % n)]
+            p0 += len(idx)
             step_loss[s], step_correct[s], delta, cache = self._step_forward(
                 X, labels, dense, idx, penalty, augment, weights)
             if not np.isfinite(step_loss[s]):
