@@ -358,9 +358,10 @@ def lbfgs(model, X: object, y: object, *, iterations: int = 100, memory: int = 1
           sample_weight: object = None, verbose: bool = False,
           **penalties: object) -> History:
     """L-BFGS (SciPy's ``minimize(method="L-BFGS-B")`` without bounds): BFGS from the last
-    `memory` gradient differences, linear memory. Stops as :func:`bfgs`."""
+    `memory` gradient differences, linear memory. Stops as :func:`bfgs` (SciPy's relative
+    function-change test is switched off, ``ftol=0``)."""
     return _minimize("L-BFGS-B", model, X, y, iterations, gtol,
-                     {"maxcor": check_int(memory, "memory", 1)}, validation_data,
+                     {"maxcor": check_int(memory, "memory", 1), "ftol": 0.0}, validation_data,
                      sample_weight, verbose, penalties)
 
 
