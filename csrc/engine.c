@@ -124,3 +124,8 @@ static int net_ok(const fm_net *net) {
 
 #define FM_TEMPLATE "engine_impl.h"
 #include "instantiate.h"
+#undef FM_TEMPLATE
+
+/* Curvature products (Hessian-, Gauss-Newton- and Jacobian-vector) on the passes above. */
+#define FM_TEMPLATE "curvature_impl.h"
+#include "instantiate.h"

@@ -9,6 +9,7 @@ every kernel is checked against.
 """
 
 from fastmlp import datasets, optim, reference, schedules, serialization
+from fastmlp import curvature, solvers
 from fastmlp._engine import default_threads, have_openmp
 from fastmlp.ensemble import Ensemble
 from fastmlp.errors import ConcurrentFitError, TrainingDivergedError
@@ -67,6 +68,8 @@ __all__ = [
     "datasets",
     "optim",
     "schedules",
+    "curvature",
+    "solvers",
     "default_threads",
     "have_openmp",
     "__version__",

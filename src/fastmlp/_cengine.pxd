@@ -15,6 +15,7 @@ cdef extern from "fastmlp.h" nogil:
         FM_ERR_NONFINITE_LOSS
         FM_ERR_BAD_ARGUMENT
         FM_ERR_NONFINITE_GRAD
+        FM_ERR_UNSUPPORTED
 
     ctypedef struct fm_net:
         int n_layers
@@ -138,6 +139,20 @@ cdef extern from "fastmlp.h" nogil:
     void fm_pack_weights(const fm_net *net, const float *params, float *panels)
     int fm_all_finite_f32(const float *x, size_t n, int n_threads)
     int fm_all_finite_f64(const double *x, size_t n, int n_threads)
+
+    size_t fm_curvature_workspace_bytes(const fm_net *net, int batch, size_t real_size)
+    int fm_hvp_f32(float *Hv, const fm_net *net, const fm_buffers *buf, const float *v,
+                   const float *X, fm_targets targets, int64_t n, const fm_penalty *pen)
+    int fm_hvp_f64(double *Hv, const fm_net *net, const fm_buffers *buf, const double *v,
+                   const double *X, fm_targets targets, int64_t n, const fm_penalty *pen)
+    int fm_gnvp_f32(float *Gv, const fm_net *net, const fm_buffers *buf, const float *v,
+                    const float *X, fm_targets targets, int64_t n, const fm_penalty *pen)
+    int fm_gnvp_f64(double *Gv, const fm_net *net, const fm_buffers *buf, const double *v,
+                    const double *X, fm_targets targets, int64_t n, const fm_penalty *pen)
+    int fm_jvp_f32(float *JV, const fm_net *net, const fm_buffers *buf, const float *v,
+                   const float *vx, const float *X, int64_t n)
+    int fm_jvp_f64(double *JV, const fm_net *net, const fm_buffers *buf, const double *v,
+                   const double *vx, const double *X, int64_t n)
 
 
 cdef extern from "gemm.h" nogil:

@@ -179,6 +179,7 @@ cdef class Engine:
     # False: train keeps every array row-major (tests compare the two layouts)
     cdef public bint panel_layout
     cdef readonly long long version  # bumped by every change of the parameters
+    cdef object _curv_work      # (threads, batch, bytes): the curvature products' workspace
 
     def __cinit__(self, *args, **kwargs):
         self._pool = []
@@ -583,6 +584,97 @@ cdef class Engine:
         self.version += 1
         _check_status(status, "train")
         return status, done, step_loss, step_correct, opt.step, r.counter
+
+    # -- curvature (csrc/curvature_impl.h) ----------------------------------------------
+    cdef fm_buffers _curvature_buffers(self, int64_t n, int block, fm_net *net) except *:
+        """Buffers with the curvature workspace for blocks of min(block, n) rows (kept for
+        the next call), and the thread count of this call in net."""
+        cdef int cap = <int>min(block, n)
+        net[0] = self.net  # on one thread while teams are measured slow (as predict)
+        net.n_threads = fm_adapt_hint(self.net.n_threads) if self._adapt.enabled \
+            else self.net.n_threads
+        w = self._curv_work
+        if w is None or w[0] != net.n_threads or w[1] < cap:
+            w = self._curv_work = (net.n_threads, cap, faulted(
+                fm_curvature_workspace_bytes(net, cap, self.dtype.itemsize), np.uint8))
+        cdef fm_buffers b = self._buffers()
+        b.work = _ptr(w[2])
+        b.batch_cap = w[1]
+        return b
+
+    def _check_vector(self, v, shape, name):
+        if v.dtype != self.dtype or v.shape != shape or not v.flags.c_contiguous:
+            raise ValueError(f"{name} must be contiguous {self.dtype} of shape {shape}")
+
+    def curvature_product(self, X, labels, dense, v, bint gauss_newton, penalty=NO_PENALTY,
+                          weights=None, int block=512):
+        """H v (or, gauss_newton, G v) of the objective over all of X (mean loss weighted by
+        `weights`, + penalties), in blocks of `block` rows, inference mode. Raises
+        NotImplementedError for batch-norm nets."""
+        self._check_X(X)
+        cdef int64_t n = X.shape[0]
+        if n < 1 or block < 1:
+            raise ValueError("curvature products need at least one sample and block >= 1")
+        self._check_targets(labels, dense, n, weights)
+        self._check_vector(v, self.params.shape, "v")
+        out = np.empty_like(self.params)
+        cdef fm_net net
+        cdef fm_buffers b = self._curvature_buffers(n, block, &net)
+        cdef fm_penalty p = _penalty(penalty)
+        cdef fm_targets t
+        t.labels = <const int32_t *>_ptr(labels)
+        t.dense = _ptr(dense)
+        t.weights = _ptr(weights)
+        cdef void *x = _ptr(X)
+        cdef void *vp = _ptr(v)
+        cdef void *o = _ptr(out)
+        cdef int status
+        with nogil:
+            if self.is_f64 and gauss_newton:
+                status = fm_gnvp_f64(<double *>o, &net, &b, <double *>vp, <double *>x, t, n, &p)
+            elif self.is_f64:
+                status = fm_hvp_f64(<double *>o, &net, &b, <double *>vp, <double *>x, t, n, &p)
+            elif gauss_newton:
+                status = fm_gnvp_f32(<float *>o, &net, &b, <float *>vp, <float *>x, t, n, &p)
+            else:
+                status = fm_hvp_f32(<float *>o, &net, &b, <float *>vp, <float *>x, t, n, &p)
+        _check_curvature_status(status)
+        return out
+
+    def jvp(self, X, v, vx=None, int block=512):
+        """(n, n_L): the logits' Jacobian-vector product along parameters v and inputs vx
+        (None: zero), inference mode, in blocks of `block` rows."""
+        self._check_X(X)
+        cdef int64_t n = X.shape[0]
+        self._check_vector(v, self.params.shape, "v")
+        if vx is not None:
+            self._check_vector(vx, X.shape, "vx")
+        out = np.empty((n, self.net.sizes[self.net.n_layers]), dtype=self.dtype)
+        if n == 0:
+            return out
+        cdef fm_net net
+        cdef fm_buffers b = self._curvature_buffers(n, block, &net)
+        cdef void *x = _ptr(X)
+        cdef void *vp = _ptr(v)
+        cdef void *vxp = _ptr(vx)
+        cdef void *o = _ptr(out)
+        cdef int status
+        with nogil:
+            if self.is_f64:
+                status = fm_jvp_f64(<double *>o, &net, &b, <double *>vp, <double *>vxp,
+                                    <double *>x, n)
+            else:
+                status = fm_jvp_f32(<float *>o, &net, &b, <float *>vp, <float *>vxp,
+                                    <float *>x, n)
+        _check_curvature_status(status)
+        return out
+
+
+def _check_curvature_status(int status):
+    if status == FM_ERR_UNSUPPORTED:
+        raise NotImplementedError("the engine computes curvature products of nets without "
+                                  "batch normalization only")
+    _check_status(status, "a curvature product")
 
 
 def steps_end(int64_t start, int64_t n_steps, int64_t batch_size, int64_t n):

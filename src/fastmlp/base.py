@@ -613,6 +613,104 @@ class BaseMLP:
     def _backend_shuffle(self, order: np.ndarray) -> None:
         raise NotImplementedError
 
+    # -- curvature (second-order information) ------------------------------------------------
+    @writes
+    def hvp(self, X: object, y: object, v: object, *, training: bool = False,
+            step: int | None = None, sample_weight: object = None,
+            **penalties: object) -> np.ndarray:
+        """Hessian-vector product ``H v`` of the objective of :meth:`gradients` on ``(X, y)``.
+
+        Computed exactly (to rounding) by Pearlmutter's R-operator -- a forward-mode pass
+        over the forward and backward passes -- at about twice the cost of one gradient,
+        over all of X in blocks of rows. `v` and the result are ordered as
+        :meth:`get_flat_params`. The objective is the one of :meth:`gradients` with the
+        same `training`, `step`, `sample_weight` and penalties (``l2``, ``l1``, ...); L1
+        penalties contribute nothing (their second derivative is 0 where it exists), the
+        hinge losses only through the network (they are piecewise linear in the logits).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``H v``, shape ``(n_params,)``, the model's dtype.
+        """
+        return self._curvature(X, y, v, False, training, step, sample_weight, penalties)
+
+    @writes
+    def gnvp(self, X: object, y: object, v: object, *, training: bool = False,
+             step: int | None = None, sample_weight: object = None,
+             **penalties: object) -> np.ndarray:
+        """Gauss-Newton(-Bartlett) product ``G v = J^T H_L J v`` (plus the penalties'
+        Hessian, e.g. ``l2 v``) of the objective of :meth:`gradients`.
+
+        J is the Jacobian of the logits with respect to the parameters and H_L the Hessian
+        of the loss with respect to the logits (Schraudolph 2002). G is positive
+        semi-definite for every loss here (each is convex in the logits), which makes it
+        the curvature of choice for Hessian-free optimization. Arguments as :meth:`hvp`.
+        """
+        return self._curvature(X, y, v, True, training, step, sample_weight, penalties)
+
+    @writes
+    def jvp(self, X: object, v_params: object = None, v_inputs: object = None, *,
+            training: bool = False, step: int | None = None) -> np.ndarray:
+        """Forward-mode Jacobian-vector product of the logits (:meth:`predict_logits`):
+        ``J_theta v_params + J_x v_inputs``, shape ``(n, n_outputs)``.
+
+        `v_params` is ordered as :meth:`get_flat_params`, `v_inputs` shaped like X; either
+        may be None (zero). With ``training=True`` the network is the one of training step
+        `step` (dropout masks, batch statistics), as in :meth:`gradients`.
+        """
+        X = self._check_X(X)
+        v = np.zeros(self._n_params, self._dtype) if v_params is None else \
+            _check_param(v_params, (self._n_params,), self._dtype, "v_params")
+        vx = None if v_inputs is None else _check_param(v_inputs, X.shape, self._dtype,
+                                                         "v_inputs")
+        counter = self._counter if step is None else check_int(step, "step", 0)
+        return self._backend_jvp(X, v, vx, bool(training), counter)
+
+    @writes
+    def hessian(self, X: object, y: object, *, gauss_newton: bool = False,
+                training: bool = False, step: int | None = None, sample_weight: object = None,
+                **penalties: object) -> np.ndarray:
+        """The dense Hessian (or, with `gauss_newton`, Gauss-Newton matrix) of the objective
+        of :meth:`gradients`, shape ``(n_params, n_params)``, ordered as
+        :meth:`get_flat_params`: for small networks (n_params products, n_params^2 memory).
+
+        Column j is ``hvp(X, y, e_j)``; the result is ``(H + H^T) / 2`` of those columns,
+        so it is exactly symmetric (the columns agree with their transposes to rounding).
+        """
+        X, labels, dense, *rest = self._curvature_inputs(X, y, training, step, sample_weight,
+                                                         penalties)
+        cols = np.empty((self._n_params, self._n_params), self._dtype)
+        e = np.zeros(self._n_params, self._dtype)
+        for j in range(self._n_params):
+            e[j] = 1
+            cols[:, j] = self._backend_curvature(X, labels, dense, e, gauss_newton, *rest)
+            e[j] = 0
+        return (cols + cols.T) / cols.dtype.type(2)
+
+    def _curvature_inputs(self, X, y, training, step, sample_weight, penalties) -> tuple:
+        """(X, labels, dense, training, penalty, counter, weights), checked."""
+        X = self._check_X(X)
+        labels, dense = self._targets(y, X.shape[0])
+        counter = self._counter if step is None else check_int(step, "step", 0)
+        weights = check_sample_weight(sample_weight, X.shape[0], self._dtype)
+        return X, labels, dense, bool(training), penalty_config(**penalties), counter, weights
+
+    def _curvature(self, X, y, v, gauss_newton, training, step, sample_weight, penalties):
+        X, labels, dense, *rest = self._curvature_inputs(X, y, training, step, sample_weight,
+                                                         penalties)
+        v = _check_param(v, (self._n_params,), self._dtype, "v")
+        return self._backend_curvature(X, labels, dense, v, gauss_newton, *rest)
+
+    def _backend_curvature(self, X, labels, dense, v, gauss_newton, training, penalty,
+                           counter, weights) -> np.ndarray:
+        """H v (G v with gauss_newton) of the objective of _backend_loss_grad."""
+        raise NotImplementedError
+
+    def _backend_jvp(self, X, v, vx, training, counter) -> np.ndarray:
+        """The logits' Jacobian-vector product along parameters v and inputs vx (or None)."""
+        raise NotImplementedError
+
 
 def _copy_into(src: np.ndarray, out: np.ndarray | None) -> np.ndarray:
     if out is None:

@@ -8,6 +8,7 @@ from fastmlp._engine import Engine, default_threads
 from fastmlp._locking import writes
 from fastmlp.activations import activation_code
 from fastmlp.base import BaseMLP
+from fastmlp.reference import curvature as reference_curvature
 
 _PREDICT_BLOCK = 512  # rows per engine forward block in predict/evaluate
 
@@ -113,3 +114,23 @@ class MLP(BaseMLP):
 
     def _backend_shuffle(self, order):
         self._engine.shuffle(order)
+
+    def _engine_curvature(self, training):
+        """True when the engine computes this model's curvature products: no batch norm, and
+        a training-mode objective only without dropout (where it equals inference mode).
+        The other cases run in fastmlp.reference.curvature (NumPy, float64, exact)."""
+        return not any(self._batch_norm) and not (training and any(self._dropout))
+
+    def _backend_curvature(self, X, labels, dense, v, gauss_newton, training, penalty, counter,
+                           weights):
+        if self._engine_curvature(training):
+            return self._engine.curvature_product(X, labels, dense, v, gauss_newton, penalty,
+                                                  weights, _PREDICT_BLOCK)
+        product = reference_curvature.gnvp if gauss_newton else reference_curvature.hvp
+        return product(self, X, labels, dense, v, training=training, counter=counter,
+                       penalty=penalty, weights=weights)
+
+    def _backend_jvp(self, X, v, vx, training, counter):
+        if self._engine_curvature(training):
+            return self._engine.jvp(X, v, vx, _PREDICT_BLOCK)
+        return reference_curvature.jvp(self, X, v, vx, training=training, counter=counter)

@@ -16,6 +16,7 @@ import numpy as np
 
 from fastmlp.base import STATUS_NONFINITE_GRAD, STATUS_NONFINITE_LOSS, STATUS_OK, BaseMLP
 from fastmlp.clip import clip_grad_norm_, clip_grad_value_
+from fastmlp.reference import curvature
 from fastmlp.reference import functional as F
 from fastmlp.reference import optim
 from fastmlp.reference.rng import (
@@ -289,3 +290,12 @@ class MLP(BaseMLP):
 
     def _backend_shuffle(self, order):
         self._rng.shuffle(order)
+
+    def _backend_curvature(self, X, labels, dense, v, gauss_newton, training, penalty, counter,
+                           weights):
+        product = curvature.gnvp if gauss_newton else curvature.hvp
+        return product(self, X, labels, dense, v, training=training, counter=counter,
+                       penalty=penalty, weights=weights)
+
+    def _backend_jvp(self, X, v, vx, training, counter):
+        return curvature.jvp(self, X, v, vx, training=training, counter=counter)
