@@ -182,6 +182,8 @@ static void FN(loss_hessian_product)(real *rd, const real *Z, const real *RZ, fm
             }
         } else if (loss == FM_MSE) {
             for (int k = 0; k < K; k++) r[k] = (real)(c * 2 * u[k] / K);
+        } else if (loss == FM_POISSON) { /* exp(z) u / K */
+            for (int k = 0; k < K; k++) r[k] = (real)(c * exp((double)z[k]) * u[k] / K);
         } else {
             for (int k = 0; k < K; k++) r[k] = 0;
         }

@@ -295,3 +295,14 @@ def test_a_new_model_remembers_that_the_team_was_slow(data):
     third = new_model()
     third.fit(X[:512], y[:512], epochs=1, batch_size=16)
     assert third.thread_stats()["many"] > 0  # without that memory it probes the team early
+
+
+def test_curvature_products_from_threads_equal_serial(data):
+    X, y = data
+    m = new_model("float64")
+    v = np.random.default_rng(3).normal(size=m.get_flat_params().shape)
+    expected = m.hvp(X[:40], y[:40], v)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outs = list(pool.map(lambda _: m.hvp(X[:40], y[:40], v), range(12)))
+    for out in outs:
+        np.testing.assert_array_equal(out, expected)

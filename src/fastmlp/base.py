@@ -32,7 +32,8 @@ from fastmlp.validation import (check_dtype, check_features, check_float, check_
 # chunks, rollbacks and reseeding exclude readers; see fastmlp._locking for the contract.
 _BACKEND_WRITERS = ("_backend_set_flat", "_backend_set_running", "_backend_set_prune_mask",
                     "_backend_loss_grad", "_backend_reserve", "_backend_train",
-                    "_backend_set_rng_state", "_backend_seed", "_backend_shuffle")
+                    "_backend_set_rng_state", "_backend_seed", "_backend_shuffle",
+                    "_backend_curvature", "_backend_jvp")  # (these two share a workspace)
 _BACKEND_READERS = ("_backend_flat", "_backend_running", "_backend_predict",
                     "_backend_evaluate", "_backend_rng_state")
 

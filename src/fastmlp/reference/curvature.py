@@ -20,7 +20,8 @@ backward           ``gW = x^T d``,  ``d_x = (d W^T) f'(z)``    ``R gW = R x^T d 
 
 ``H_L`` is the Hessian of the loss with respect to the logits Z: ``diag(p) - p p^T`` (times
 the target mass) for softmax cross-entropy, ``s (1 - s) / K`` for binary cross-entropy,
-``2 / K`` for mse, 0 for the piecewise linear hinge losses (their kinks have measure zero),
+``2 / K`` for mse, ``exp(z) / K`` for poisson, 0 for the piecewise linear hinge losses (their
+kinks have measure zero),
 each scaled by the sample's share of the mean. The Gauss-Newton(-Bartlett) product
 (Schraudolph 2002) ``G v = J^T H_L J v`` is the same computation with the gradient part
 ``d`` set to zero: what remains of the backward pass is the transposed Jacobian applied to
@@ -219,6 +220,8 @@ def loss_hessian_product(loss: str, Z: np.ndarray, U: np.ndarray, labels, dense,
         r = s * (1 - s) * U / K
     elif loss == "mse":
         r = 2 * U / K
+    elif loss == "poisson":  # half Poisson deviance of exp(z): diag(exp(z)) / K
+        r = np.exp(Z) * U / K
     else:  # hinge, multi_hinge
         r = np.zeros_like(U)
     return r * c[:, None]
