@@ -37,8 +37,8 @@ static const real *FN(layer_panels)(const FN(fm_pass) * ps, int l) {
 
 static void FN(ws_carve)(FN(fm_ws) * ws, const fm_net *net, void *work, int batch) {
     fm_ws_offsets o;
-    ws_offsets(net, batch, sizeof(real), &o);
     char *base = ws_base(work);
+    ws_offsets(net, batch, sizeof(real), &o, base);
 #define AT(off) ((real *)(base + (off)))
     ws->x0 = AT(o.x0);
     ws->xmask = AT(o.xmask);
