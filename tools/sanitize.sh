@@ -7,7 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python3 -m venv .venv-asan
-.venv-asan/bin/pip install '.[test]' -Cbuild-dir=build/asan -Ccmake.define.FASTMLP_SANITIZE=ON
+# install.strip=false: keep the debug information, for function names and lines in reports
+.venv-asan/bin/pip install '.[test]' -Cbuild-dir=build/asan -Ccmake.define.FASTMLP_SANITIZE=ON \
+    -Cinstall.strip=false
 
 # Python is not instrumented, so the ASan runtime the extension links must be loaded before
 # anything else (the UBSan runtime comes in as the extension's own dependency). Finding none
