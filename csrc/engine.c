@@ -4,10 +4,21 @@
  * update, pruning) that runs many steps per call with no allocation and no Python. */
 #include <math.h>
 #include <string.h>
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/asan_interface.h>
+#endif
 
 #include "kernels.h"
 
 #define FM_ALIGN 64
+/* AddressSanitizer builds (CMake option FASTMLP_SANITIZE) put a poisoned red zone after each
+ * workspace region: the workspace is one allocation, so a kernel that runs past its region
+ * into the next would go unnoticed otherwise. */
+#ifdef __SANITIZE_ADDRESS__
+#define FM_REDZONE FM_ALIGN
+#else
+#define FM_REDZONE 0
+#endif
 /* fm_train's panel layout (layout.c) in calls of at least this many steps: its two
  * conversions cost 1.5-2 steps of 784-512-256-10 at batch 32, and save 10-30% of each. */
 #define FM_LAYOUT_MIN_STEPS 32
@@ -57,7 +68,8 @@ size_t fm_running_count(const fm_net *net) { return fm_running_offset(net, net->
  *   delta[0..2] (batch, max width): ping-pong deltas and a scratch
  *   pack (threads, max(width, batch), FM_PACK_NR): per-thread packed panels
  *   xt (max width, batch), float32 only: a layer's input transposed for its weight gradient
- *   loss, correct (batch) doubles: per-sample loss and accuracy */
+ *   loss, correct (batch) doubles: per-sample loss and accuracy
+ *   each followed by FM_REDZONE bytes */
 typedef struct {
     size_t x0, xmask, xin, xgrad;
     size_t z[FM_MAX_LAYERS], a[FM_MAX_LAYERS], o[FM_MAX_LAYERS], h[FM_MAX_LAYERS];
@@ -69,10 +81,27 @@ typedef struct {
 
 static size_t round_up(size_t n) { return (n + FM_ALIGN - 1) / FM_ALIGN * FM_ALIGN; }
 
-static void ws_offsets(const fm_net *net, int batch, size_t rs, fm_ws_offsets *o) {
+/* A region of `bytes` at offset `off`; returns where the next one starts. With a base (ASan
+ * builds), the region becomes addressable and its padding and red zone poisoned. */
+static size_t take(char *base, size_t off, size_t bytes) {
+    const size_t next = off + round_up(bytes) + FM_REDZONE;
+#ifdef __SANITIZE_ADDRESS__
+    if (base) {
+        ASAN_UNPOISON_MEMORY_REGION(base + off, bytes);
+        ASAN_POISON_MEMORY_REGION(base + off + bytes, next - off - bytes);
+    }
+#else
+    (void)base;
+#endif
+    return next;
+}
+
+/* The regions for batches of up to `batch` rows; base: the aligned workspace when carving
+ * it (poisons the red zones in ASan builds), or NULL when only sizing it. */
+static void ws_offsets(const fm_net *net, int batch, size_t rs, fm_ws_offsets *o, char *base) {
     size_t off = 0;
     int widest = net->sizes[0];
-#define TAKE(field, count) (o->field = off, off += round_up((size_t)(count) * rs))
+#define TAKE(field, count) (o->field = off, off = take(base, off, (size_t)(count) * rs))
     TAKE(x0, (size_t)batch * net->sizes[0]);
     const size_t in_drop = net->dropout[0] > 0;
     TAKE(xmask, in_drop * batch * net->sizes[0]);
@@ -97,15 +126,15 @@ static void ws_offsets(const fm_net *net, int batch, size_t rs, fm_ws_offsets *o
     TAKE(xt, rs == sizeof(float) ? (size_t)batch * widest : 0);
 #undef TAKE
     o->loss = off;
-    off += round_up((size_t)batch * sizeof(double));
+    off = take(base, off, (size_t)batch * sizeof(double));
     o->correct = off;
-    off += round_up((size_t)batch * sizeof(double));
+    off = take(base, off, (size_t)batch * sizeof(double));
     o->total = off;
 }
 
 size_t fm_workspace_bytes(const fm_net *net, int batch, size_t real_size) {
     fm_ws_offsets o;
-    ws_offsets(net, batch, real_size, &o);
+    ws_offsets(net, batch, real_size, &o, NULL);
     return o.total + FM_ALIGN; /* room to align the caller's buffer */
 }
 

@@ -37,8 +37,8 @@ static const real *FN(layer_panels)(const FN(fm_pass) * ps, int l) {
 
 static void FN(ws_carve)(FN(fm_ws) * ws, const fm_net *net, void *work, int batch) {
     fm_ws_offsets o;
-    ws_offsets(net, batch, sizeof(real), &o);
     char *base = ws_base(work);
+    ws_offsets(net, batch, sizeof(real), &o, base);
 #define AT(off) ((real *)(base + (off)))
     ws->x0 = AT(o.x0);
     ws->xmask = AT(o.xmask);
@@ -244,8 +244,8 @@ static fm_targets FN(targets_from)(fm_targets t, int64_t row, int K) {
 }
 
 static FN(fm_pass) FN(inference)(const fm_net *net, const fm_buffers *buf) {
-    FN(fm_pass) ps = {net, (const real *)buf->params, (const real *)buf->running, 0, 0, 0, NULL,
-                      NULL};
+    FN(fm_pass) ps = {.net = net, .params = (const real *)buf->params,
+                      .running = (const real *)buf->running};
     return ps;
 }
 
@@ -276,8 +276,9 @@ int FN(fm_loss_grad)(const fm_net *net, const fm_buffers *buf, const real *X,
     FN(fm_ws) ws;
     FN(ws_carve)(&ws, net, buf->work, buf->batch_cap);
     real *grads = (real *)buf->grads;
-    const FN(fm_pass) ps = {net, (const real *)buf->params, (const real *)buf->running,
-                            training, rng.key, (uint64_t)rng.counter, pen};
+    const FN(fm_pass) ps = {.net = net, .params = (const real *)buf->params,
+                            .running = (const real *)buf->running, .training = training,
+                            .key = rng.key, .counter = (uint64_t)rng.counter, .pen = pen};
     const int L = net->n_layers;
     FN(forward)(&ps, &ws, X, n);
     FN(fm_loss)(ws.delta[0], ws.loss, ws.correct, ws.logits, targets, NULL, n, net->sizes[L],
