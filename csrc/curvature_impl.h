@@ -42,16 +42,19 @@ static int curv_widest(const fm_net *net) {
     return widest;
 }
 
-static void curv_offsets(const fm_net *net, int batch, size_t rs, fm_curv_offsets *o) {
+/* The regions after the engine's workspace; base: the aligned workspace when carving it
+ * (red zones in ASan builds, engine.c's take()), NULL when only sizing it. */
+static void curv_offsets(const fm_net *net, int batch, size_t rs, fm_curv_offsets *o,
+                         char *base) {
     fm_ws_offsets e;
-    ws_offsets(net, batch, rs, &e);
+    ws_offsets(net, batch, rs, &e, base);
     size_t off = e.total, gw = 0;
     const int widest = curv_widest(net);
     for (int l = 0; l < net->n_layers; l++) {
         const size_t w = (size_t)net->sizes[l] * net->sizes[l + 1] + net->sizes[l + 1];
         if (w > gw) gw = w;
     }
-#define TAKE(field, count) (o->field = off, off += round_up((size_t)(count) * rs))
+#define TAKE(field, count) (o->field = off, off = take(base, off, (size_t)(count) * rs))
     for (int l = 0; l < net->n_layers - 1; l++) {
         TAKE(rz[l], (size_t)batch * net->sizes[l + 1]);
         TAKE(ra[l], (size_t)batch * net->sizes[l + 1]);
@@ -70,7 +73,7 @@ static void curv_offsets(const fm_net *net, int batch, size_t rs, fm_curv_offset
 
 size_t fm_curvature_workspace_bytes(const fm_net *net, int batch, size_t real_size) {
     fm_curv_offsets o;
-    curv_offsets(net, batch, real_size, &o);
+    curv_offsets(net, batch, real_size, &o, NULL);
     return o.total + FM_ALIGN;
 }
 
@@ -89,8 +92,8 @@ typedef struct {
 
 static void FN(curv_carve)(FN(fm_curv_ws) * cw, const fm_net *net, void *work, int batch) {
     fm_curv_offsets o;
-    curv_offsets(net, batch, sizeof(real), &o);
     char *base = ws_base(work);
+    curv_offsets(net, batch, sizeof(real), &o, base);
 #define AT(off) ((real *)(base + (off)))
     for (int l = 0; l < net->n_layers - 1; l++) {
         cw->rz[l] = AT(o.rz[l]);
