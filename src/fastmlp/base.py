@@ -22,8 +22,9 @@ from fastmlp.init import check_initializer, initialize
 from fastmlp.losses import get_loss, labels_from_outputs, prepare_targets
 from fastmlp.pruning import magnitude_mask
 from fastmlp.regularization import BATCH_NORM_CODES, penalty_config
-from fastmlp.validation import (check_dtype, check_features, check_float, check_int,
-                                check_sample_weight)
+from fastmlp.validation import (C_INT_MAX, SEED_MAX, check_dtype, check_features, check_float,
+                                check_int, check_representable, check_sample_weight,
+                                check_threads)
 
 
 class BaseMLP:
@@ -99,15 +100,19 @@ class BaseMLP:
         self._activations = _per_hidden(activation, n_hidden, "activations",
                                         canonical_activation, str)
         self._loss = get_loss(loss)
+        self._dtype = check_dtype(dtype)
         check_initializer(init, init_kwargs)
         self._init = init
         self._init_kwargs = dict(init_kwargs or {})
-        self._bias_init = check_float(bias_init, "bias_init")
+        for key, value in self._init_kwargs.items():
+            name = f"init_kwargs[{key!r}]"
+            check_representable(check_float(value, name), name, self._dtype)
+        self._bias_init = check_representable(check_float(bias_init, "bias_init"), "bias_init",
+                                              self._dtype)
         self._leaky_slope = check_float(leaky_slope, "leaky_slope", low=0.0, high=1.0)
-        self._dtype = check_dtype(dtype)
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2**63))
-        self._seed = check_int(seed, "seed", 0)
+        self._seed = check_int(seed, "seed", 0, SEED_MAX)
         rate = lambda r: check_float(r, "dropout rates", low=0.0, high=1.0)  # noqa: E731
         self._dropout = [check_float(input_dropout, "input_dropout", low=0.0, high=1.0)] + \
             _per_hidden(dropout, n_hidden, "dropout rates", rate, (int, float))
@@ -120,15 +125,17 @@ class BaseMLP:
         self._bn_eps = check_float(bn_eps, "bn_eps", positive=True)
         self._counter = 0  # training steps taken: the counter of the step randomness
         self._prune_mask: np.ndarray | None = None
-        self._backend_setup(None if threads is None else check_int(threads, "threads", 1))
+        self._backend_setup(None if threads is None else check_threads(threads))
         self._layout = self._backend_layout()
         rng = np.random.default_rng(self._seed)
         flat = self._backend_flat()
         self._n_params = len(flat)
         for (w0, b0, n_in, n_out, _, _) in self._layout:
-            W = initialize(init, n_in, n_out, rng, **self._init_kwargs)
+            with np.errstate(over="ignore"):  # checked just below
+                W = initialize(init, n_in, n_out, rng, **self._init_kwargs).astype(self._dtype)
             if not np.isfinite(W).all():
-                raise ValueError(f"init {init!r} with {self._init_kwargs} gave non-finite weights")
+                raise ValueError(f"init {init!r} with {self._init_kwargs} gave weights that are "
+                                 f"not finite in {self._dtype.name}")
             flat[w0 : w0 + n_in * n_out] = W.reshape(-1)
             flat[b0 : b0 + n_out] = self._bias_init
         self._backend_set_flat(flat)
@@ -386,7 +393,7 @@ class BaseMLP:
         X = self._check_X(X)
         labels, dense = self._targets(y, X.shape[0])
         pen = penalty_config(**penalties)
-        counter = self._counter if step is None else check_int(step, "step", 0)
+        counter = self._counter if step is None else check_int(step, "step", 0, 2**63 - 1)
         weights = check_sample_weight(sample_weight, X.shape[0], self._dtype)
         loss, flat, dX = self._backend_loss_grad(X, labels, dense, bool(training), pen, counter,
                                                  weights)
@@ -465,7 +472,10 @@ class BaseMLP:
                 "threads": self._threads_arg}
 
     def __setstate__(self, state: dict) -> None:
+        from fastmlp.loading import check_model_arrays
+
         _, config, arrays = serialization.loads(state["fastmlp"], "pickled model")
+        check_model_arrays(config, arrays, "pickled model")
         type(self).__init__(self, threads=state.get("threads"), **config)
         self._set_state_arrays(arrays, "pickled model")
 
@@ -600,7 +610,7 @@ def _bn_code(value) -> int:
 def _check_layer_sizes(layer_sizes: object) -> tuple[int, ...]:
     if isinstance(layer_sizes, (str, bytes)) or not isinstance(layer_sizes, Sequence):
         raise TypeError(f"layer_sizes must be a sequence of ints, got {layer_sizes!r}")
-    sizes = tuple(check_int(s, "every layer size", 1) for s in layer_sizes)
+    sizes = tuple(check_int(s, "every layer size", 1, C_INT_MAX) for s in layer_sizes)
     if not 2 <= len(sizes) <= MAX_LAYERS + 1:
         raise ValueError(
             f"layer_sizes needs 2 to {MAX_LAYERS + 1} entries (inputs, ..., outputs); "

@@ -47,6 +47,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without scikit-l
     ) from exc
 
 from fastmlp import optim, serialization
+from fastmlp.loading import build_model
 from fastmlp.model import MLP
 from fastmlp.splitting import holdout_split
 from fastmlp.validation import check_dtype
@@ -451,10 +452,9 @@ class _BaseMLP(BaseEstimator):
             est = cls(**_from_json(config["params"]))
             if threads is not None:
                 est.threads = threads
-            model = MLP(threads=threads if threads is not None else config["params"]["threads"],
-                        **config["model"])
-            model._set_state_arrays({k[6:]: v for k, v in arrays.items()
-                                     if k.startswith("model.")}, source)
+            model = build_model(MLP, config["model"], {k[6:]: v for k, v in arrays.items()
+                                                       if k.startswith("model.")}, source,
+                                threads if threads is not None else config["params"]["threads"])
             fitted = _from_json(config["fitted"])
             est.__dict__.update({k: v for k, v in fitted.items() if k in cls._FITTED})
             if "feature_names_in_" in fitted:
@@ -658,6 +658,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             np.asarray(extra["classes"], dtype=object)
         if extra["classes"] != "array":
             classes = np.asarray(classes.tolist())
+        n_out = self.model_.layer_sizes[-1]
+        if classes.ndim != 1 or len(classes) > max(2, n_out):  # before np.eye(len(classes))
+            raise ValueError(f"{classes.shape} classes do not fit a network with {n_out} outputs")
         lb = LabelBinarizer()
         lb.fit(classes if extra["y_type"] != "multilabel-indicator" else
                np.eye(len(classes), dtype=int))

@@ -17,7 +17,8 @@ from fastmlp.history import History
 from fastmlp.optim import OPTIMIZERS, SGD, Optimizer
 from fastmlp.regularization import augment_config, penalty_config, stratified_split
 from fastmlp.schedules import Constant, Schedule
-from fastmlp.validation import all_finite, check_float, check_int, check_sample_weight
+from fastmlp.validation import (C_INT_MAX, all_finite, check_float, check_int,
+                                check_sample_weight)
 
 CHUNK_SECONDS = 0.2  # engine work per Python round trip, at least ...
 MAX_CHUNK_SECONDS = 1.0  # ... and at most (how long Ctrl-C and the progress bar wait)
@@ -136,8 +137,8 @@ def fit(
     X = model._check_X(X)
     labels, dense = model._targets(y, X.shape[0])
     weights = check_sample_weight(sample_weight, X.shape[0], model.dtype)
-    epochs = check_int(epochs, "epochs", 1)
-    batch_size = check_int(batch_size, "batch_size", 1)
+    epochs = check_int(epochs, "epochs", 1, C_INT_MAX)
+    batch_size = check_int(batch_size, "batch_size", 1, C_INT_MAX)
     resume = None
     if resume_from is not None:
         resume = checkpoint_io.load(resume_from)
