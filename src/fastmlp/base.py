@@ -472,12 +472,10 @@ class BaseMLP:
                 "threads": self._threads_arg}
 
     def __setstate__(self, state: dict) -> None:
-        from fastmlp.loading import check_model_arrays
+        from fastmlp.loading import init_from_file
 
         _, config, arrays = serialization.loads(state["fastmlp"], "pickled model")
-        check_model_arrays(config, arrays, "pickled model")
-        type(self).__init__(self, threads=state.get("threads"), **config)
-        self._set_state_arrays(arrays, "pickled model")
+        init_from_file(self, config, arrays, "pickled model", state.get("threads"))
 
     # -- helpers ------------------------------------------------------------------------------
     def _check_X(self, X: object, name: str = "X") -> np.ndarray:

@@ -448,6 +448,10 @@ class _BaseMLP(BaseEstimator):
 
     @classmethod
     def _from_file(cls, config: dict, arrays: dict, source: str, threads: int | None):
+        parts = ("params", "fitted", "model", "extra")
+        if set(config) != set(parts) or not all(isinstance(config[k], dict) for k in parts):
+            raise ValueError(f"{source}: invalid {cls.__name__} file: expected the objects "
+                             f"{list(parts)}")
         try:
             est = cls(**_from_json(config["params"]))
             if threads is not None:

@@ -57,9 +57,16 @@ def build_model(cls: type[BaseMLP], config: dict, arrays: dict, source: str,
                 threads: int | None) -> BaseMLP:
     """A `cls` model built from `config` and set to the state `arrays`, after
     :func:`check_model_arrays`; ValueError names any problem."""
+    return init_from_file(cls.__new__(cls), config, arrays, source, threads)
+
+
+def init_from_file(model: BaseMLP, config: dict, arrays: dict, source: str,
+                   threads: int | None) -> BaseMLP:
+    """Initialize `model` (fresh from ``__new__``, or being unpickled) from `config` and
+    set it to the state `arrays`, after :func:`check_model_arrays`; returns it."""
     check_model_arrays(config, arrays, source)
     try:
-        model = cls(threads=threads, **config)
+        type(model).__init__(model, threads=threads, **config)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{source}: invalid model configuration: {exc}") from exc
     model._set_state_arrays(arrays, source)

@@ -25,7 +25,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 1 << 16  # what one read may allocate before it knows the data is there
 MAX_NPY_HEADER_BYTES = 10_000  # numpy.lib.format's own limit
 _NPY_MAGIC = b"\x93NUMPY"
 _NPY_KEYS = {"descr", "fortran_order", "shape"}
