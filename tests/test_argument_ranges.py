@@ -26,6 +26,8 @@ from conftest import make_problem
         ({"init": "constant", "init_kwargs": {"value": 1e39}}, "does not fit in float32"),
         ({"init": "normal", "init_kwargs": {"mean": float("inf")}}, "must be finite"),
         ({"init": "normal", "init_kwargs": {"std": 3e38}}, "not finite in float32"),
+        ({"init": "sparse", "init_kwargs": {"k": 10**400}}, "integer of 401 digits"),
+        ({"bias_init": -(10**400)}, "bias_init must be finite"),
     ],
 )
 def test_out_of_range_constructor_arguments(impl, kwargs, match):

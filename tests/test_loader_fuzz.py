@@ -213,6 +213,8 @@ def test_crafted_pickles_are_refused_before_allocating():
         target = fastmlp.MLP.__new__(fastmlp.MLP)  # what pickle.loads calls __setstate__ on
         check_rejected(target.__setstate__, {"fastmlp": data, "threads": None},
                        size=len(data), match=match)
+    with pytest.raises(ValueError, match="expected the bytes of a fastmlp model file"):
+        fastmlp.MLP.__new__(fastmlp.MLP).__setstate__({"fastmlp": "text", "threads": None})
 
 
 def test_crafted_estimator_files_are_refused_before_allocating(tmp_path, from_memory):

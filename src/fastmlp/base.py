@@ -33,7 +33,8 @@ class BaseMLP:
     Parameters
     ----------
     layer_sizes : sequence of int
-        Widths from the input to the output layer, e.g. ``[784, 256, 128, 10]``.
+        Widths from the input to the output layer, e.g. ``[784, 256, 128, 10]``; each in
+        [1, 2**31).
     activation : str or sequence of str
         Hidden-layer activation (``identity``, ``sigmoid``/``logistic``, ``tanh``, ``relu``,
         ``leaky_relu``), one name for all hidden layers or one per hidden layer.
@@ -43,20 +44,21 @@ class BaseMLP:
     init : str
         Weight initializer (see :mod:`fastmlp.init`), with parameters in `init_kwargs`.
     init_kwargs : dict, optional
-        Parameters of the initializer, e.g. ``{"std": 0.1}`` for ``normal``.
+        Parameters of the initializer, e.g. ``{"std": 0.1}`` for ``normal``: finite
+        numbers that fit `dtype`.
     bias_init : float
-        Constant initial bias (0 by default; e.g. 0.1 for ReLU units).
+        Constant initial bias (0 by default; e.g. 0.1 for ReLU units); must fit `dtype`.
     leaky_slope : float
         Negative-side slope of ``leaky_relu``, in [0, 1).
     dtype : {"float32", "float64"}
         Parameter and compute precision. float32 is the fast path.
     seed : int, optional
         Seeds the initializer, the shuffling and the training randomness (dropout masks,
-        noise, shifts). Same seed (and thread count) gives bit-identical training. None
-        draws a fresh seed (kept in ``self.seed``).
+        noise, shifts), in [0, 2**64). Same seed (and thread count) gives bit-identical
+        training. None draws a fresh seed (kept in ``self.seed``).
     threads : int, optional
-        Threads for the engine (None: OpenMP's default, i.e. ``OMP_NUM_THREADS`` or all
-        cores). Results do not depend on it.
+        Threads for the engine, 1 to 1024 (None: OpenMP's default, i.e.
+        ``OMP_NUM_THREADS`` or all cores). Results do not depend on it.
     input_dropout : float
         Dropout rate on the inputs, in [0, 1).
     dropout : float or sequence of float

@@ -94,7 +94,11 @@ def loads(data: bytes, source: str = "data") -> tuple[str, dict, dict[str, np.nd
     ValueError
         For anything but an intact file of this format, naming the problem.
     """
-    view = memoryview(data).cast("B")
+    try:
+        view = memoryview(data).cast("B")
+    except TypeError as exc:
+        raise ValueError(f"{source}: expected the bytes of a fastmlp model file, got "
+                         f"{type(data).__name__}") from exc
     if len(view) < _PREFIX.size + 32:
         raise ValueError(f"{source}: too short to be a fastmlp model file ({len(view)} bytes)")
     magic, version, hlen = _PREFIX.unpack_from(view)

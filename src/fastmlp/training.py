@@ -72,10 +72,10 @@ def fit(
     Parameters
     ----------
     epochs : int
-        Passes over the data (>= 1).
+        Passes over the data, 1 to 2**31 - 1.
     batch_size : int
-        Samples per step: 1 is pure stochastic gradient descent, ``len(X)`` (or more) is
-        full-batch gradient descent. The last batch of an epoch may be smaller.
+        Samples per step, 1 to 2**31 - 1: 1 is pure stochastic gradient descent, ``len(X)``
+        (or more) is full-batch gradient descent. The last batch of an epoch may be smaller.
     lr : float, optional
         Learning rate of plain SGD (default 0.01) when no `optimizer` is given; with an
         optimizer, set the rate on the optimizer instead.

@@ -133,7 +133,11 @@ def check_float(
     """A finite real number, optionally > 0 or within [low, high)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {value!r}")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an integer beyond float64
+        raise ValueError(f"{name} must be finite, got an integer of {len(str(value))} "
+                         "digits") from None
     if not np.isfinite(v):
         raise ValueError(f"{name} must be finite, got {v}")
     if positive and v <= 0:
