@@ -306,3 +306,11 @@ def test_curvature_products_from_threads_equal_serial(data):
         outs = list(pool.map(lambda _: m.hvp(X[:40], y[:40], v), range(12)))
     for out in outs:
         np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 100000, 2**40, 1.5, "2"])
+def test_threads_setter_checks_its_range(bad):
+    m = new_model()
+    with pytest.raises((ValueError, TypeError), match="threads"):
+        m.threads = bad
+    assert m.threads == 2

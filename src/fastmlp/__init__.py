@@ -14,6 +14,7 @@ from fastmlp._engine import default_threads, have_openmp
 from fastmlp.ensemble import Ensemble
 from fastmlp.errors import ConcurrentFitError, TrainingDivergedError
 from fastmlp.history import History
+from fastmlp.loading import build_model
 from fastmlp.model import MLP
 
 __version__ = "0.1.0"
@@ -39,12 +40,7 @@ def load(path, *, threads: int | None = None):
     cls = _MODEL_KINDS.get(kind)
     if cls is None:
         raise ValueError(f"{path}: unknown model kind {kind!r}")
-    try:
-        model = cls(threads=threads, **config)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: invalid model configuration: {exc}") from None
-    model._set_state_arrays(arrays, str(path))
-    return model
+    return build_model(cls, config, arrays, str(path), threads)
 
 
 def __getattr__(name: str):

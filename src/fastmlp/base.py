@@ -23,8 +23,9 @@ from fastmlp.init import check_initializer, initialize
 from fastmlp.losses import get_loss, labels_from_outputs, prepare_targets
 from fastmlp.pruning import magnitude_mask
 from fastmlp.regularization import BATCH_NORM_CODES, penalty_config
-from fastmlp.validation import (check_dtype, check_features, check_float, check_int,
-                                check_sample_weight)
+from fastmlp.validation import (C_INT_MAX, SEED_MAX, check_dtype, check_features, check_float,
+                                check_int, check_representable, check_sample_weight,
+                                check_threads)
 
 
 # Backend methods that change the model run under its write lock, those that read it under
@@ -44,7 +45,8 @@ class BaseMLP:
     Parameters
     ----------
     layer_sizes : sequence of int
-        Widths from the input to the output layer, e.g. ``[784, 256, 128, 10]``.
+        Widths from the input to the output layer, e.g. ``[784, 256, 128, 10]``; each in
+        [1, 2**31).
     activation : str or sequence of str
         Hidden-layer activation (``identity``, ``sigmoid``/``logistic``, ``tanh``, ``relu``,
         ``leaky_relu``), one name for all hidden layers or one per hidden layer.
@@ -55,20 +57,21 @@ class BaseMLP:
     init : str
         Weight initializer (see :mod:`fastmlp.init`), with parameters in `init_kwargs`.
     init_kwargs : dict, optional
-        Parameters of the initializer, e.g. ``{"std": 0.1}`` for ``normal``.
+        Parameters of the initializer, e.g. ``{"std": 0.1}`` for ``normal``: finite
+        numbers that fit `dtype`.
     bias_init : float
-        Constant initial bias (0 by default; e.g. 0.1 for ReLU units).
+        Constant initial bias (0 by default; e.g. 0.1 for ReLU units); must fit `dtype`.
     leaky_slope : float
         Negative-side slope of ``leaky_relu``, in [0, 1).
     dtype : {"float32", "float64"}
         Parameter and compute precision. float32 is the fast path.
     seed : int, optional
         Seeds the initializer, the shuffling and the training randomness (dropout masks,
-        noise, shifts). Same seed (and thread count) gives bit-identical training. None
-        draws a fresh seed (kept in ``self.seed``).
+        noise, shifts), in [0, 2**64). Same seed (and thread count) gives bit-identical
+        training. None draws a fresh seed (kept in ``self.seed``).
     threads : int, optional
-        Threads for the engine (None: OpenMP's default, i.e. ``OMP_NUM_THREADS`` or all
-        cores). Results do not depend on it.
+        Threads for the engine, 1 to 1024 (None: OpenMP's default, i.e.
+        ``OMP_NUM_THREADS`` or all cores). Results do not depend on it.
     input_dropout : float
         Dropout rate on the inputs, in [0, 1).
     dropout : float or sequence of float
@@ -113,15 +116,19 @@ class BaseMLP:
         self._activations = _per_hidden(activation, n_hidden, "activations",
                                         canonical_activation, str)
         self._loss = get_loss(loss)
+        self._dtype = check_dtype(dtype)
         check_initializer(init, init_kwargs)
         self._init = init
         self._init_kwargs = dict(init_kwargs or {})
-        self._bias_init = check_float(bias_init, "bias_init")
+        for key, value in self._init_kwargs.items():
+            name = f"init_kwargs[{key!r}]"
+            check_representable(check_float(value, name), name, self._dtype)
+        self._bias_init = check_representable(check_float(bias_init, "bias_init"), "bias_init",
+                                              self._dtype)
         self._leaky_slope = check_float(leaky_slope, "leaky_slope", low=0.0, high=1.0)
-        self._dtype = check_dtype(dtype)
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2**63))
-        self._seed = check_int(seed, "seed", 0)
+        self._seed = check_int(seed, "seed", 0, SEED_MAX)
         rate = lambda r: check_float(r, "dropout rates", low=0.0, high=1.0)  # noqa: E731
         self._dropout = [check_float(input_dropout, "input_dropout", low=0.0, high=1.0)] + \
             _per_hidden(dropout, n_hidden, "dropout rates", rate, (int, float))
@@ -134,15 +141,17 @@ class BaseMLP:
         self._bn_eps = check_float(bn_eps, "bn_eps", positive=True)
         self._counter = 0  # training steps taken: the counter of the step randomness
         self._prune_mask: np.ndarray | None = None
-        self._backend_setup(None if threads is None else check_int(threads, "threads", 1))
+        self._backend_setup(None if threads is None else check_threads(threads))
         self._layout = self._backend_layout()
         rng = np.random.default_rng(self._seed)
         flat = self._backend_flat()
         self._n_params = len(flat)
         for (w0, b0, n_in, n_out, _, _) in self._layout:
-            W = initialize(init, n_in, n_out, rng, **self._init_kwargs)
+            with np.errstate(over="ignore"):  # checked just below
+                W = initialize(init, n_in, n_out, rng, **self._init_kwargs).astype(self._dtype)
             if not np.isfinite(W).all():
-                raise ValueError(f"init {init!r} with {self._init_kwargs} gave non-finite weights")
+                raise ValueError(f"init {init!r} with {self._init_kwargs} gave weights that are "
+                                 f"not finite in {self._dtype.name}")
             flat[w0 : w0 + n_in * n_out] = W.reshape(-1)
             flat[b0 : b0 + n_out] = self._bias_init
         self._backend_set_flat(flat)
@@ -430,7 +439,7 @@ class BaseMLP:
         X = self._check_X(X)
         labels, dense = self._targets(y, X.shape[0])
         pen = penalty_config(**penalties)
-        counter = self._counter if step is None else check_int(step, "step", 0)
+        counter = self._counter if step is None else check_int(step, "step", 0, 2**63 - 1)
         weights = check_sample_weight(sample_weight, X.shape[0], self._dtype)
         loss, flat, dX = self._backend_loss_grad(X, labels, dense, bool(training), pen, counter,
                                                  weights)
@@ -513,9 +522,10 @@ class BaseMLP:
                 "threads": self._threads_arg}
 
     def __setstate__(self, state: dict) -> None:
+        from fastmlp.loading import init_from_file
+
         _, config, arrays = serialization.loads(state["fastmlp"], "pickled model")
-        type(self).__init__(self, threads=state.get("threads"), **config)
-        self._set_state_arrays(arrays, "pickled model")
+        init_from_file(self, config, arrays, "pickled model", state.get("threads"))
 
     # -- helpers ------------------------------------------------------------------------------
     def _check_X(self, X: object, name: str = "X") -> np.ndarray:
@@ -751,7 +761,7 @@ def _bn_code(value) -> int:
 def _check_layer_sizes(layer_sizes: object) -> tuple[int, ...]:
     if isinstance(layer_sizes, (str, bytes)) or not isinstance(layer_sizes, Sequence):
         raise TypeError(f"layer_sizes must be a sequence of ints, got {layer_sizes!r}")
-    sizes = tuple(check_int(s, "every layer size", 1) for s in layer_sizes)
+    sizes = tuple(check_int(s, "every layer size", 1, C_INT_MAX) for s in layer_sizes)
     if not 2 <= len(sizes) <= MAX_LAYERS + 1:
         raise ValueError(
             f"layer_sizes needs 2 to {MAX_LAYERS + 1} entries (inputs, ..., outputs); "

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import io
 import math
 import os
 import struct
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import BinaryIO, Union
 
 import numpy as np
+
+from fastmlp.untrusted import read_declared, read_npy, read_npz
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
@@ -107,28 +108,6 @@ def _read_exact(fh: BinaryIO, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def _readinto_exact(fh: BinaryIO, buf: memoryview) -> int:
-    """Fill ``buf`` from ``fh``; return the number of bytes actually read."""
-    total = 0
-    n = len(buf)
-    while total < n:
-        got = fh.readinto(buf[total:])  # type: ignore[attr-defined]
-        if not got:
-            break
-        total += got
-    return total
-
-
-def _count_remaining(fh: BinaryIO, chunk_size: int = 1 << 20) -> int:
-    """Count (and discard) the bytes left in ``fh``."""
-    count = 0
-    while True:
-        chunk = fh.read(chunk_size)
-        if not chunk:
-            return count
-        count += len(chunk)
-
-
 def _idx_kind(ndim: int) -> str:
     return "label" if ndim == 1 else "image" if ndim == 3 else "array"
 
@@ -173,38 +152,8 @@ def _parse_idx(fh: BinaryIO, name: str) -> np.ndarray:
             "the file is probably corrupt"
         )
     dtype = _IDX_DTYPES[type_code]
-    nbytes = n_elements * dtype.itemsize
-    kind = _idx_kind(ndim)
-
-    # For uncompressed regular files, check the size before allocating.
-    size_on_disk = None
-    try:
-        if not isinstance(fh, gzip.GzipFile):
-            size_on_disk = os.fstat(fh.fileno()).st_size - fh.tell()
-    except (AttributeError, OSError, io.UnsupportedOperation):
-        size_on_disk = None
-    if size_on_disk is not None and size_on_disk < nbytes:
-        raise ValueError(
-            f"{name}: truncated: expected {nbytes} bytes of {kind} data "
-            f"(dims {'x'.join(map(str, dims))}, {dtype.name}), "
-            f"found {size_on_disk}"
-        )
-
-    buf = np.empty(nbytes, dtype=np.uint8)
-    got = _readinto_exact(fh, memoryview(buf))
-    if got < nbytes:
-        raise ValueError(
-            f"{name}: truncated: expected {nbytes} bytes of {kind} data "
-            f"(dims {'x'.join(map(str, dims))}, {dtype.name}), found {got}"
-        )
-    extra = _count_remaining(fh)
-    if extra:
-        raise ValueError(
-            f"{name}: {extra} trailing bytes after the {nbytes} bytes of "
-            f"{kind} data declared by the header "
-            f"(dims {'x'.join(map(str, dims))}); the file is corrupt or "
-            "not an IDX file"
-        )
+    what = f"{_idx_kind(ndim)} data (dims {'x'.join(map(str, dims))}, {dtype.name})"
+    buf = read_declared(fh, n_elements * dtype.itemsize, name, what)
     native = dtype.newbyteorder("=")
     arr = buf.view(dtype)
     if dtype != native:  # big-endian data on a little-endian machine
@@ -524,9 +473,9 @@ def load_embedded_fashion_mnist(
             f"embedded Fashion-MNIST subset not found at {res}; the fastmlp "
             "installation is incomplete"
         )
-    with res.open("rb") as fh, np.load(fh, allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in ("X_train", "y_train", "X_test", "y_test")}
     name = f"embedded {_EMBEDDED_NAME}"
+    with res.open("rb") as fh:
+        arrays = read_npz(fh, name, lambda keys: ("X_train", "y_train", "X_test", "y_test"))
     _validate_split(arrays["X_train"], arrays["y_train"],
                     f"{name}[X_train]", f"{name}[y_train]")
     _validate_split(arrays["X_test"], arrays["y_test"],
@@ -619,6 +568,18 @@ def load_fashion_mnist(
 # --------------------------------------------------------------------------
 
 _NPZ_KEY_PAIRS = (("X", "y"), ("x", "y"), ("data", "target"))
+
+
+def _npz_pair(keys: list[str], name: str) -> tuple[str, str]:
+    """The first of the feature/label key pairs present in an .npz archive."""
+    for kx, ky in _NPZ_KEY_PAIRS:
+        if kx in keys and ky in keys:
+            return kx, ky
+    wanted = ", ".join(f"{a}/{b}" for a, b in _NPZ_KEY_PAIRS)
+    raise ValueError(
+        f"{name}: .npz file must contain one of the key pairs {wanted}; "
+        f"keys found: {keys}"
+    )
 
 
 def _labels_out(y: np.ndarray, dt: np.dtype, name: str) -> np.ndarray:
@@ -762,27 +723,7 @@ def load_data(
         raise ValueError(f"{name}: empty file")
 
     if suffix == ".npz":
-        try:
-            npz = np.load(p, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise ValueError(f"{name}: cannot read .npz file: {exc}") from exc
-        with npz:
-            keys = list(npz.files)
-            for kx, ky in _NPZ_KEY_PAIRS:
-                if kx in keys and ky in keys:
-                    try:
-                        X, y = npz[kx], npz[ky]
-                    except ValueError as exc:
-                        raise ValueError(
-                            f"{name}: cannot read arrays {kx!r}/{ky!r}: {exc}"
-                        ) from exc
-                    break
-            else:
-                wanted = ", ".join(f"{a}/{b}" for a, b in _NPZ_KEY_PAIRS)
-                raise ValueError(
-                    f"{name}: .npz file must contain one of the key pairs "
-                    f"{wanted}; keys found: {keys}"
-                )
+        (kx, X), (ky, y) = read_npz(p, name, lambda keys: _npz_pair(keys, name)).items()
         if X.ndim != 2:
             raise ValueError(
                 f"{name}: {kx!r} must be 2-D (samples x features), got shape "
@@ -802,14 +743,8 @@ def load_data(
         if X.shape[0] == 0:
             raise ValueError(f"{name}: no samples")
     elif suffix == ".npy":
-        try:
-            table = np.load(p, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise ValueError(f"{name}: cannot read .npy file: {exc}") from exc
-        if table.dtype.kind not in "biuf":
-            raise ValueError(
-                f"{name}: array must be numeric, got dtype {table.dtype}"
-            )
+        with open(p, "rb") as fh:
+            table = read_npy(fh, name)
         X, y = _split_label_column(table, label_column, name)
     elif suffix == ".csv":
         table = _read_csv(p, name)

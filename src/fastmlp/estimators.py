@@ -60,6 +60,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without scikit-l
 from fastmlp import optim, serialization
 from fastmlp._locking import fitting
 from fastmlp.errors import TrainingDivergedError
+from fastmlp.loading import build_model
 from fastmlp.model import MLP
 from fastmlp.splitting import holdout_split
 from fastmlp.training import EpochRunner
@@ -521,14 +522,17 @@ class _BaseMLP(BaseEstimator):
 
     @classmethod
     def _from_file(cls, config: dict, arrays: dict, source: str, threads: int | None):
+        parts = ("params", "fitted", "model", "extra")
+        if set(config) != set(parts) or not all(isinstance(config[k], dict) for k in parts):
+            raise ValueError(f"{source}: invalid {cls.__name__} file: expected the objects "
+                             f"{list(parts)}")
         try:
             est = cls(**_from_json(config["params"]))
             if threads is not None:
                 est.threads = threads
-            model = MLP(threads=threads if threads is not None else config["params"]["threads"],
-                        **config["model"])
-            model._set_state_arrays({k[6:]: v for k, v in arrays.items()
-                                     if k.startswith("model.")}, source)
+            model = build_model(MLP, config["model"], {k[6:]: v for k, v in arrays.items()
+                                                       if k.startswith("model.")}, source,
+                                threads if threads is not None else config["params"]["threads"])
             fitted = _from_json(config["fitted"])
             est.__dict__.update({k: v for k, v in fitted.items() if k in cls._FITTED})
             if "feature_names_in_" in fitted:
@@ -730,6 +734,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             np.asarray(extra["classes"], dtype=object)
         if extra["classes"] != "array":
             classes = np.asarray(classes.tolist())
+        n_out = self.model_.layer_sizes[-1]
+        if classes.ndim != 1 or len(classes) > max(2, n_out):  # before np.eye(len(classes))
+            raise ValueError(f"{classes.shape} classes do not fit a network with {n_out} outputs")
         lb = LabelBinarizer()
         lb.fit(classes if extra["y_type"] != "multilabel-indicator" else
                np.eye(len(classes), dtype=int))

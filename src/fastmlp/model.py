@@ -6,6 +6,7 @@ import numpy as np
 
 from fastmlp._engine import Engine, default_threads
 from fastmlp._locking import writes
+from fastmlp.validation import check_threads
 from fastmlp.activations import activation_code
 from fastmlp.base import BaseMLP
 from fastmlp.reference import curvature as reference_curvature
@@ -24,7 +25,7 @@ class MLP(BaseMLP):
     @threads.setter
     @writes
     def threads(self, value: int) -> None:
-        self._engine.threads = value
+        self._engine.threads = check_threads(value)
 
     @property
     def adaptive_threads(self) -> bool:

@@ -18,7 +18,8 @@ from fastmlp.history import History
 from fastmlp.optim import OPTIMIZERS, SGD, Optimizer
 from fastmlp.regularization import augment_config, penalty_config, stratified_split
 from fastmlp.schedules import Constant, Schedule
-from fastmlp.validation import all_finite, check_float, check_int, check_sample_weight
+from fastmlp.validation import (C_INT_MAX, all_finite, check_float, check_int,
+                                check_sample_weight)
 
 CHUNK_SECONDS = 0.2  # engine work per Python round trip, at least ...
 MAX_CHUNK_SECONDS = 1.0  # ... and at most (how long Ctrl-C and the progress bar wait)
@@ -72,10 +73,10 @@ def fit(
     Parameters
     ----------
     epochs : int
-        Passes over the data (>= 1).
+        Passes over the data, 1 to 2**31 - 1.
     batch_size : int
-        Samples per step: 1 is pure stochastic gradient descent, ``len(X)`` (or more) is
-        full-batch gradient descent. The last batch of an epoch may be smaller.
+        Samples per step, 1 to 2**31 - 1: 1 is pure stochastic gradient descent, ``len(X)``
+        (or more) is full-batch gradient descent. The last batch of an epoch may be smaller.
     lr : float, optional
         Learning rate of plain SGD (default 0.01) when no `optimizer` is given; with an
         optimizer, set the rate on the optimizer instead.
@@ -138,8 +139,8 @@ def fit(
     X = model._check_X(X)
     labels, dense = model._targets(y, X.shape[0])
     weights = check_sample_weight(sample_weight, X.shape[0], model.dtype)
-    epochs = check_int(epochs, "epochs", 1)
-    batch_size = check_int(batch_size, "batch_size", 1)
+    epochs = check_int(epochs, "epochs", 1, C_INT_MAX)
+    batch_size = check_int(batch_size, "batch_size", 1, C_INT_MAX)
     resume = None
     if resume_from is not None:
         resume = checkpoint_io.load(resume_from)

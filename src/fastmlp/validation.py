@@ -10,6 +10,9 @@ import numpy as np
 from fastmlp import _engine
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+MAX_THREADS = 1024
+C_INT_MAX = 2**31 - 1  # sizes and counts the engine keeps in a C int
+SEED_MAX = 2**64 - 1  # the engine's random key is a uint64
 
 
 def check_dtype(dtype: object) -> np.dtype:
@@ -97,12 +100,31 @@ def all_finite(a: np.ndarray, threads: int = 0) -> bool:
     return bool(np.isfinite(total)) or bool(np.isfinite(a).all())
 
 
-def check_int(value: object, name: str, minimum: int) -> int:
+def check_int(value: object, name: str, minimum: int, maximum: int | None = None) -> int:
+    """An integer (not a bool) in [minimum, maximum]."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return int(value)
+
+
+def check_threads(threads: object) -> int:
+    """An engine thread count: an integer in [1, MAX_THREADS] (each thread gets its own
+    workspace, so an absurd count would be an absurd allocation)."""
+    return check_int(threads, "threads", 1, MAX_THREADS)
+
+
+def check_representable(value: float, name: str, dtype: np.dtype) -> float:
+    """`value` (a finite number), refused when it overflows `dtype`."""
+    with np.errstate(over="ignore"):
+        fits = bool(np.isfinite(np.dtype(dtype).type(value)))
+    if not fits:
+        raise ValueError(f"{name}={value:g} does not fit in {np.dtype(dtype).name} (whose "
+                         f"largest finite value is {np.finfo(dtype).max:g})")
+    return value
 
 
 def check_float(
@@ -112,7 +134,11 @@ def check_float(
     """A finite real number, optionally > 0 or within [low, high)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {value!r}")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an integer beyond float64
+        raise ValueError(f"{name} must be finite, got an integer of {len(str(value))} "
+                         "digits") from None
     if not np.isfinite(v):
         raise ValueError(f"{name} must be finite, got {v}")
     if positive and v <= 0:
