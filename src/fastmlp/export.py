@@ -1,8 +1,8 @@
 """Models out of fastmlp and into it: ONNX for serving, PyTorch modules, safetensors files.
 
 * :func:`to_onnx` writes an ONNX graph (opset 13 or later) that computes ``predict``:
-  ``Gemm`` per dense layer, the hidden activations, and softmax / sigmoid for the
-  classification losses. Batch normalization and classic dropout's inference scaling
+  ``Gemm`` per dense layer, the hidden activations, and softmax / sigmoid / exp for the
+  cross-entropy, binary cross-entropy and Poisson losses. Batch normalization and classic dropout's inference scaling
   are folded into the dense layers (inference form), in float64 before casting.
   Needs the ``onnx`` package (``pip install 'fastmlp[onnx]'``, which also brings
   onnxruntime to run it).
@@ -29,7 +29,8 @@ from fastmlp.base import BaseMLP
 
 _ONNX_ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh",
                      "leaky_relu": "LeakyRelu", "identity": None}
-_OUTPUT_ACTIVATIONS = {"cross_entropy": "Softmax", "binary_cross_entropy": "Sigmoid"}
+_OUTPUT_ACTIVATIONS = {"cross_entropy": "Softmax", "binary_cross_entropy": "Sigmoid",
+                       "poisson": "Exp"}
 
 
 def _check_model(model: object) -> BaseMLP:
