@@ -11,7 +11,8 @@ import pytest
 import fastmlp
 
 OLDEST_PYTHON = (3, 9)  # pyproject's requires-python
-SOURCES = sorted(Path(fastmlp.__file__).parent.rglob("*.py"))
+SOURCES = sorted(Path(fastmlp.__file__).parent.rglob("*.py")) + \
+    sorted(Path(__file__).parent.glob("*.py"))  # the installed package and the tests
 
 
 def test_py_typed_marker_is_installed():
@@ -38,7 +39,7 @@ def _annotations(tree: ast.AST):
             yield node.annotation
 
 
-@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_sources_run_on_the_oldest_supported_python(path):
     """`X | None` in an annotation is evaluated at import time on 3.9 (TypeError) unless
     the module has ``from __future__ import annotations``; match statements and other
