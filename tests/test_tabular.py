@@ -129,3 +129,15 @@ def test_engines_agree_bit_for_bit(tmp_path):
     assert np.array_equal(a.X, b.X) and np.array_equal(a.X, X)
     assert a.y.tolist() == b.y.tolist() == y.tolist()
     assert np.array_equal(read_csv(path, engine="numpy").X, X.astype(np.float32))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_prediction_inputs_leave_out_a_named_label_column(tmp_path, engine):
+    named = read_csv(write(tmp_path, "Label,a,b\ncat,1,2\n"), labels=None, engine=engine)
+    assert named.y.tolist() == ["cat"] and named.X.tolist() == [[1, 2]]
+    plain = read_csv(write(tmp_path, "a,b\n1,2\n", "p.csv"), labels=None, engine=engine)
+    assert plain.y is None and plain.X.tolist() == [[1, 2]]
+    bare = read_csv(write(tmp_path, "1,2\n", "b.csv"), labels=None, engine=engine)
+    assert bare.y is None and bare.X.tolist() == [[1, 2]]
+    with pytest.raises(ValueError, match="label_column needs labels=True"):
+        read_csv(tmp_path / "p.csv", labels=False, label_column=0)

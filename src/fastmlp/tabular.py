@@ -64,7 +64,7 @@ def read_csv(
     path: Union[str, os.PathLike],
     *,
     label_column: Union[int, str, None] = None,
-    labels: bool = True,
+    labels: Optional[bool] = True,
     header: Optional[bool] = None,
     dtype: str = "float32",
     engine: str = "auto",
@@ -80,8 +80,10 @@ def read_csv(
         name. By default a header column named ``label``, ``labels``, ``target``,
         ``class`` or ``y`` (any case); without a header, the last column. A file with a
         header that names none of these needs ``label_column``.
-    labels : bool, default True
-        False reads every column as a feature (``y`` is None); for prediction.
+    labels : bool or None, default True
+        False reads every column as a feature (``y`` is None). None (for prediction
+        inputs) reads a header's label-named column as labels and every column as a
+        feature when there is none.
     header : bool, optional
         Whether the first row is a header. By default it is detected: the first row is
         a header when one of its fields is not a number where the next row has one.
@@ -123,9 +125,12 @@ def read_csv(
     if has_header and len(first_rows) == 1:
         raise ValueError(f"{name}: CSV file has a header but no data rows")
     n_cols = len(first_rows[0][1])
-    label = _label_index(label_column, names, n_cols, name) if labels else None
-    if label is None and label_column is not None:
+    if labels:
+        label = _label_index(label_column, names, n_cols, name)
+    elif label_column is not None:
         raise ValueError("label_column needs labels=True")
+    else:
+        label = None if labels is False or names is None else _named_label(names, name)
     if engine == "auto":
         engine = "pandas" if _have_pandas() else "numpy"
     reader = _read_pandas if engine == "pandas" else _read_numpy
@@ -211,6 +216,17 @@ def _label_index(label_column: Union[int, str, None], names: Optional[tuple[str,
         raise TypeError(f"label_column must be an int, a str or None, got {label_column!r}")
     if names is None:
         return n_cols - 1  # the documented layout of a file without a header: label last
+    found = _named_label(names, name)
+    if found is not None:
+        return found
+    raise ValueError(
+        f"{name}: cannot tell which column holds the labels: the header ({_some(names)}) "
+        f"names none of {', '.join(LABEL_NAMES)}; give label_column (CLI: --label-column "
+        "NAME|INDEX)")
+
+
+def _named_label(names: tuple[str, ...], name: str) -> Optional[int]:
+    """The column a name in LABEL_NAMES marks as the labels, or None."""
     lowered = [n.lower() for n in names]
     for wanted in LABEL_NAMES:
         hits = [j for j, n in enumerate(lowered) if n == wanted]
@@ -219,10 +235,7 @@ def _label_index(label_column: Union[int, str, None], names: Optional[tuple[str,
         if hits:
             raise ValueError(f"{name}: {len(hits)} columns are named {wanted!r}; choose "
                              "one with label_column (CLI: --label-column)")
-    raise ValueError(
-        f"{name}: cannot tell which column holds the labels: the header ({_some(names)}) "
-        f"names none of {', '.join(LABEL_NAMES)}; give label_column (CLI: --label-column "
-        "NAME|INDEX)")
+    return None
 
 
 def _some(names: tuple[str, ...], k: int = 6) -> str:
