@@ -258,10 +258,14 @@ def _read_pandas(p: Path, skip: int, n_cols: int, label: Optional[int],
     dtypes = {j: np.float64 for j in range(n_cols)}
     if label is not None:
         dtypes[label] = str
+    # pandas < 3 parses floats by default with a fast method that can be off by one unit
+    # in the last place; round_trip rounds correctly, as numpy does (and pandas 3 always)
+    major = int(pd.__version__.split(".")[0])
+    precision = {"float_precision": "round_trip"} if major < 3 else {}
     frame = pd.read_csv(p, sep=",", header=None, names=list(range(n_cols)), index_col=False,
                         skiprows=skip, dtype=dtypes, encoding=_ENCODING, engine="c",
                         skip_blank_lines=True, keep_default_na=False, na_values=[],
-                        comment=None, quotechar='"')
+                        comment=None, quotechar='"', **precision)
     raw = None
     if label is not None:
         raw = frame.pop(label).to_numpy(dtype=object)
