@@ -49,8 +49,13 @@ def test_help_and_errors():
     for option in ("--hidden", "--activation", "--loss", "--init", "--epochs", "--batch-size",
                    "--lr", "--data", "--seed", "--threads"):
         assert option in helptext
-    bad = run("train", "--batch-size", "0", "--epochs", "1")
-    assert bad.returncode == 1 and "batch_size must be >= 1" in bad.stderr
+    assert "(default: None)" not in helptext and "(default: False)" not in helptext
+    assert helptext.count("default: 0.05") == 1  # stated once, not repeated by argparse
+    assert "precision of parameters" in helptext  # --dtype has a help text
+    for option, value in (("--batch-size", "0"), ("--epochs", "0"), ("--test-fraction", "1"),
+                          ("--lr", "-1"), ("--threads", "0")):
+        bad = run("train", option, value)  # refused before any data is loaded
+        assert bad.returncode == 2 and f"argument {option}: must" in bad.stderr
     missing = run("train", "--data", "/nonexistent/dir")
     assert missing.returncode == 1 and "error" in missing.stderr
     assert run().returncode == 2
@@ -85,7 +90,9 @@ def test_save_evaluate_and_predict(tmp_path):
     printed = run("predict", str(model), str(tmp_path / "x.csv"))
     assert np.loadtxt(printed.stdout.splitlines(), dtype=int).tolist() == labels.tolist()
     proba = run("predict", str(model), str(tmp_path / "x.npy"), "--proba")
-    p = np.loadtxt(proba.stdout.splitlines(), delimiter=",")
+    header, *rows = proba.stdout.splitlines()
+    assert header == ",".join(str(c) for c in range(10))  # the class labels
+    p = np.loadtxt(rows, delimiter=",")
     assert p.shape == (5, 10) and np.allclose(p.sum(axis=1), 1, atol=1e-4)
     assert p.argmax(axis=1).tolist() == labels.tolist()
     broken = tmp_path / "broken.fmlp"
@@ -108,9 +115,11 @@ def test_plot_writes_a_png(tmp_path):
 
 
 def test_bench_command():
-    result = run("bench", "--samples", "1500")
+    result = run("bench", "--samples", "1500", "--repeats", "2")
     assert result.returncode == 0, result.stderr
     assert "NumPy reference" in result.stdout and "faster than the NumPy reference" in result.stdout
+    assert result.stdout.count("min ") == 2 and result.stdout.count("median ") == 2
+    assert "(minimum)" in result.stdout and "load average" in result.stdout
 
 
 def test_progress_bar_line():
@@ -119,7 +128,7 @@ def test_progress_bar_line():
     from fastmlp.cli import _ProgressBar
 
     out = io.StringIO()
-    bar = _ProgressBar(out)
+    bar = _ProgressBar(out, columns=120)
     bar(1, 3, 100, 1000, 0.5)
     bar(1, 3, 500, 1000, 0.4)
     bar(2, 3, 100, 1000, 0.3)
@@ -181,3 +190,172 @@ def test_estimator_files_get_a_clear_error_from_evaluate_and_predict(tmp_path):
         result = run(*args)
         assert result.returncode == 1
         assert "holds a MLPClassifier" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("columns", [80, 50])
+def test_progress_line_fits_the_terminal(columns):
+    """A line that wraps cannot be rewritten with \\r: each update left a stale line."""
+    import io
+
+    from fastmlp.cli import _ProgressBar
+
+    out = io.StringIO()
+    bar = _ProgressBar(out, columns=columns)
+    for done in (100, 5000, 60000):
+        bar(12, 30, done, 60000, 0.123456)
+    lines = [seg for seg in out.getvalue().split("\r") if seg.strip()]
+    assert lines and all(len(seg.rstrip()) < columns for seg in lines)
+    assert all("loss 0.1235" in seg and "ETA" in seg for seg in lines)
+
+
+def write_table(path, X, y, label_first=True, header=True):
+    columns = [f"pixel{i}" for i in range(X.shape[1])]
+    with open(path, "w") as fh:
+        if header:
+            fh.write(",".join(["label", *columns] if label_first else [*columns, "label"]))
+            fh.write("\n")
+        for row, label in zip(X.tolist(), y.tolist()):
+            cells = [str(v) for v in row]
+            fh.write(",".join([str(label), *cells] if label_first else [*cells, str(label)]))
+            fh.write("\n")
+
+
+def blobs(n=300, labels=(1, 2, 7), seed=0):
+    """Raw 0-255 'pixels' of three well separated classes."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(np.asarray(labels), size=n)
+    centers = {c: rng.integers(0, 256, size=6) for c in labels}
+    X = np.array([centers[c] for c in y]) + rng.integers(-20, 21, size=(n, 6))
+    return np.clip(X, 0, 255), y
+
+
+def test_kaggle_layout_csv_label_first_with_gaps_and_unscaled_pixels(tmp_path):
+    """Label first under a header (Kaggle's Fashion-MNIST): the label column, not the last
+    pixel, is learned; labels 1/2/7 are three classes, and predict gives them back."""
+    X, y = blobs()
+    data = tmp_path / "train.csv"
+    write_table(data, X, y)
+    unscaled = run("train", "--data", str(data), "--epochs", "1", "--hidden", "8")
+    assert "look unscaled (largest magnitude 255)" in unscaled.stderr
+    assert "--scale 255" in unscaled.stderr
+    model = tmp_path / "m.fmlp"
+    result = run("train", "--data", str(data), "--scale", "255", "--hidden", "16",
+                 "--epochs", "20", "--lr", "0.2", "--save", str(model))
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr
+    assert "3 classes" in result.stdout
+    assert float(result.stdout.split("test accuracy:")[1].split()[0]) > 0.9
+    features = tmp_path / "features.csv"
+    np.savetxt(features, X[:20], fmt="%d", delimiter=",")
+    predicted = run("predict", str(model), str(features))
+    assert predicted.returncode == 0, predicted.stderr
+    assert [int(v) for v in predicted.stdout.split()] == y[:20].tolist()
+    evaluated = run("evaluate", str(model), "--data", str(data))  # the raw pixels again
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert float(evaluated.stdout.split("accuracy:")[1].split()[0]) > 0.9
+
+
+def test_text_labels_round_trip_through_train_evaluate_and_predict(tmp_path):
+    X, y = blobs(labels=("cat", "dog", "emu, the bird"), seed=1)
+    data = tmp_path / "animals.csv"
+    with open(data, "w") as fh:
+        fh.write(",".join(f"f{i}" for i in range(6)) + ",class\n")
+        for row, label in zip(X.tolist(), y.tolist()):
+            fh.write(",".join(map(str, row)) + f',"{label}"\n')
+    model = tmp_path / "m.fmlp"
+    result = run("train", "--data", str(data), "--standardize", "--hidden", "16", "--epochs",
+                 "20", "--lr", "0.2", "--save", str(model), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert isinstance(fastmlp.load(model), fastmlp.MLP)  # still a plain model file
+    predicted = run("predict", str(model), str(data))  # the label column is left out
+    assert predicted.returncode == 0, predicted.stderr
+    labels = [line.strip('"') for line in predicted.stdout.splitlines()]
+    assert np.mean(np.array(labels) == y) > 0.9
+    out = tmp_path / "proba.csv"
+    assert run("predict", str(model), str(data), "--proba", "--output", str(out)).returncode == 0
+    assert out.read_text().splitlines()[0] == 'cat,dog,"emu, the bird"'
+    evaluated = run("evaluate", str(model), "--data", str(data))
+    assert float(evaluated.stdout.split("accuracy:")[1].split()[0]) > 0.9
+    fashion = run("evaluate", str(model))
+    assert fashion.returncode == 1 and "give its test data with --data" in fashion.stderr
+
+
+def split_of(stdout, fraction):
+    """Whether the data line shows 80 test samples and `fraction` of the other 320 (to
+    within the per-class rounding of the stratified split) held out for validation."""
+    import re
+
+    train, val = map(int, re.search(r"(\d+) training, (\d+) validation, 80 test",
+                                    stdout).groups())
+    return train + val == 320 and abs(val - 320 * fraction) <= 3
+
+
+def test_validation_comes_from_the_training_data_and_test_is_reported_once(tmp_path):
+    X, y = blobs(n=400)
+    data = tmp_path / "t.csv"
+    write_table(data, X, y)
+    result = run("train", "--data", str(data), "--scale", "255", "--epochs", "2",
+                 "--hidden", "8")
+    assert result.returncode == 0, result.stderr
+    # 400 samples: 80 test (--test-fraction 0.2); 10% of the other 320 for validation
+    assert split_of(result.stdout, 0.1)
+    epochs = [line for line in result.stdout.splitlines() if line.startswith("epoch")]
+    assert len(epochs) == 2 and all("val_loss" in e and "test" not in e for e in epochs)
+    assert result.stdout.count("test accuracy:") == 1
+    quiet = run("train", "--data", str(data), "--scale", "255", "--epochs", "1", "--quiet")
+    assert quiet.returncode == 0 and quiet.stdout.startswith("test accuracy:")
+    all_of_it = run("train", "--data", str(data), "--scale", "255", "--epochs", "1",
+                    "--validation-fraction", "0")
+    assert "320 training, 80 test" in all_of_it.stdout and "val_" not in all_of_it.stdout
+    explicit = run("train", "--data", str(data), "--scale", "255", "--epochs", "1",
+                   "--validation-fraction", "0.25")
+    assert split_of(explicit.stdout, 0.25)
+    none = run("train", "--data", str(data), "--epochs", "1", "--early-stopping",
+               "--validation-fraction", "0")
+    assert none.returncode == 1 and "--early-stopping needs a validation split" in none.stderr
+
+
+def test_epoch_lines_report_class_accuracy_for_one_hot_losses():
+    """hinge/binary_cross_entropy train on one-hot/±1 targets, where the engine's accuracy
+    counts correct outputs (0.9 for a network that always answers 'no'), not classes."""
+    from fastmlp.cli import _EpochReporter, _class_of, _encode
+    from fastmlp.history import History
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 5)).astype(np.float32)
+    y = rng.integers(0, 10, size=60)
+    model = fastmlp.MLP([5, 10], loss="hinge", seed=0)
+    history = model.fit(X, _encode("hinge", y, 10), epochs=1, validation_data=(
+        X, _encode("hinge", y, 10)))
+    engine_accuracy = history.val_accuracy[-1]
+    _EpochReporter(X, y, "hinge", 1, 60, quiet=True)(model, history)
+    assert history.accuracy[-1] is None
+    assert history.val_accuracy[-1] == np.mean(_class_of(model, X) == y)
+    assert history.val_accuracy[-1] != engine_accuracy
+
+
+def test_resume_refuses_other_optimizer_options_and_batch_size(tmp_path):
+    ckpt = tmp_path / "run.ckpt"
+    common = ["train", "--epochs", "1", "--hidden", "8", "--quiet", "--batch-size", "256"]
+    first = run(*common, "--optimizer", "adam", "--lr", "0.002", "--checkpoint", str(ckpt))
+    assert first.returncode == 0, first.stderr
+    resume = [*common[:2], "2", *common[3:], "--resume", str(ckpt)]
+    for extra, message in ((["--optimizer", "sgd"], "started with --optimizer adam"),
+                           (["--lr", "0.1"], "started with --lr 0.002"),
+                           (["--batch-size", "128"], "resume with the original --batch-size"),
+                           (["--validation-fraction", "0.5"], "the run trained on")):
+        bad = run(*resume, *extra)
+        assert bad.returncode == 1 and message in bad.stderr, bad.stderr
+    same = run(*resume, "--optimizer", "adam")
+    assert same.returncode == 0, same.stderr
+
+
+def test_unwritable_outputs_fail_before_training(tmp_path):
+    result = run("train", "--save", str(tmp_path / "missing" / "m.fmlp"))
+    assert result.returncode == 1 and "epoch" not in result.stdout
+    assert f"--save {tmp_path / 'missing' / 'm.fmlp'}: the directory" in result.stderr
+    directory = run("train", "--plot", str(tmp_path))
+    assert directory.returncode == 1 and "is a directory" in directory.stderr
+    parquet = run("predict", "model.fmlp", "x.npy", "--output", str(tmp_path / "y.parquet"))
+    assert parquet.returncode == 1 and "unsupported format '.parquet'" in parquet.stderr
+    assert not (tmp_path / "y.parquet").exists()

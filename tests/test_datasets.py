@@ -485,7 +485,7 @@ def test_load_data_csv_errors(tmp_path):
     with pytest.raises(ValueError, match=r"ragged.*line 2"):
         load_data(ragged)
     nonnum = tmp_path / "nonnum.csv"
-    nonnum.write_text("a,b,c\n1,2,3\n4,x,6\n")
+    nonnum.write_text("a,b,label\n1,2,3\n4,x,6\n")
     with pytest.raises(ValueError, match=r"non-numeric value 'x' at line 3"):
         load_data(nonnum)
     empty = tmp_path / "empty.csv"

@@ -8,6 +8,8 @@ every kernel is checked against.
 >>> model = fastmlp.MLP([784, 256, 128, 10], activation="relu", loss="cross_entropy")
 """
 
+from __future__ import annotations
+
 from fastmlp import datasets, optim, reference, schedules, serialization
 from fastmlp import curvature, solvers
 from fastmlp._engine import default_threads, have_openmp

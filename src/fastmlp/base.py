@@ -5,7 +5,8 @@ initialization and the public model API. A subclass supplies the backend (the
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,6 +38,10 @@ _BACKEND_WRITERS = ("_backend_set_flat", "_backend_set_running", "_backend_set_p
                     "_backend_curvature", "_backend_jvp")  # (these two share a workspace)
 _BACKEND_READERS = ("_backend_flat", "_backend_running", "_backend_predict",
                     "_backend_evaluate", "_backend_rng_state")
+
+if TYPE_CHECKING:
+    from fastmlp.optim import Optimizer
+    from fastmlp.schedules import Schedule
 
 
 class BaseMLP:
@@ -458,16 +463,163 @@ class BaseMLP:
         return out + (g["input"],) if return_input_grad else out
 
     # -- training -----------------------------------------------------------------------------
-    def fit(self, X: object, y: object, epochs: int = 10, batch_size: int = 32,
-            lr: float | None = None, shuffle: bool | str = True,
-            validation_data: tuple | None = None, verbose: bool = False,
-            **options: object) -> History:
+    def fit(
+        self,
+        X: object,
+        y: object,
+        epochs: int = 10,
+        batch_size: int = 32,
+        lr: float | None = None,
+        shuffle: bool | str = True,
+        validation_data: tuple | None = None,
+        verbose: bool = False,
+        *,
+        optimizer: Optimizer | None = None,
+        lr_schedule: Schedule | None = None,
+        clip_grad_norm: float | None = None,
+        clip_grad_value: float | None = None,
+        clip_error_if_nonfinite: bool = True,
+        l2: float = 0.0,
+        l1: float = 0.0,
+        l1_proximal: bool = False,
+        penalize_biases: bool = False,
+        activity_l1: float = 0.0,
+        activity_l2: float = 0.0,
+        input_noise: float = 0.0,
+        shift: int = 0,
+        image_shape: tuple | None = None,
+        adversarial_eps: float = 0.0,
+        adversarial_ratio: float = 0.5,
+        early_stopping: bool = False,
+        monitor: str = "val_loss",
+        patience: int = 5,
+        min_delta: float = 0.0,
+        validation_fraction: float | None = None,
+        callbacks: list | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int = 1,
+        resume_from: str | os.PathLike | None = None,
+        progress: Callable[[int, int, int, int, float], object] | None = None,
+        sample_weight: object = None,
+    ) -> History:
+        """Train by minibatch gradient descent.
+
+        The engine runs many steps per call (about 0.2 s of work, up to 1 s for very large
+        models), so Ctrl-C stops training soon, with the weights of the last finished call.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training inputs (bool, int or float; any memory layout).
+        y : array-like
+            Targets as the loss expects them: integer class labels ``(n,)`` for
+            ``cross_entropy``/``multi_hinge`` (or probabilities ``(n, K)`` for
+            ``cross_entropy``), ``(n, K)`` targets for ``mse``, ``binary_cross_entropy``
+            (in [0, 1]) and ``hinge`` (±1).
+        epochs : int, default 10
+            Passes over the data (1 to 2**31 - 1); with `resume_from`, the total including
+            the epochs already done.
+        batch_size : int, default 32
+            Samples per step (1 to 2**31 - 1): 1 is pure stochastic gradient descent,
+            ``len(X)`` (or more) full-batch gradient descent. The last batch of an epoch may be smaller.
+        lr : float, optional
+            Learning rate of plain SGD (default 0.01) when no `optimizer` is given; with an
+            optimizer, set the rate on the optimizer instead.
+        shuffle : {True, "epoch", "once", False, "none"}, default True
+            Reshuffle every epoch, shuffle once before the first epoch and keep that order,
+            or keep the data's order. Shuffling is seeded by the model's seed.
+        validation_data : (X_val, y_val), optional
+            Evaluated after every epoch (``val_loss``, ``val_accuracy`` in the History).
+        verbose : bool, default False
+            Print one line per epoch.
+        optimizer : fastmlp.optim.Optimizer, optional
+            The update rule (default ``SGD(lr)``). Its state lives on the optimizer object,
+            so passing the same optimizer to a later ``fit`` continues where this one ended.
+        lr_schedule : fastmlp.schedules.Schedule, optional
+            Learning rate per epoch or per batch, from the optimizer's ``lr``.
+        clip_grad_norm, clip_grad_value : float, optional
+            Gradient clipping before each update (``torch.nn.utils`` semantics).
+        clip_error_if_nonfinite : bool, default True
+            Whether a NaN/inf gradient norm stops training.
+        l2, l1 : float, default 0
+            Weight penalties ``l2/2 |W|^2`` and ``l1 |W|_1``; the training loss in the
+            History includes them, ``val_loss`` does not.
+        l1_proximal : bool, default False
+            Apply the L1 penalty as a proximal (soft-thresholding) step.
+        penalize_biases : bool, default False
+            Penalize biases as well as weights.
+        activity_l1, activity_l2 : float, default 0
+            Penalties on the hidden activations (see
+            :func:`fastmlp.regularization.penalty_config`).
+        input_noise : float, default 0
+            Standard deviation of Gaussian noise added to each batch's inputs.
+        shift : int, default 0
+            Random shifts of up to `shift` pixels of image inputs of shape `image_shape`.
+        image_shape : tuple, optional
+            ``(height, width)`` or ``(height, width, channels)`` of the inputs, for `shift`.
+        adversarial_eps, adversarial_ratio : float
+            FGSM examples of step `adversarial_eps` replacing a share `adversarial_ratio`
+            of each batch (see :func:`fastmlp.regularization.augment_config`).
+        early_stopping : bool, default False
+            Stop when `monitor` has not improved by more than `min_delta` for `patience`
+            epochs. Whether it stops early or runs out of epochs, the model ends with the
+            best weights seen (``history.best_epoch``).
+        monitor : {"val_loss", "val_accuracy"}, default "val_loss"
+            The validation metric early stopping watches.
+        patience : int, default 5
+            Epochs without improvement before early stopping stops.
+        min_delta : float, default 0
+            The improvement that counts.
+        validation_fraction : float, optional
+            Without `validation_data`, hold out this share of the training data (stratified
+            by class, seeded by the model's seed) and evaluate it after every epoch; None
+            holds out 0.1 with `early_stopping` and nothing otherwise. An error together
+            with `validation_data`.
+        callbacks : list of callables, optional
+            Each is called as ``callback(model, history)`` after every epoch (the history
+            holds that epoch's entry); a truthy return value stops training.
+        checkpoint : path, optional
+            Write a training checkpoint to this file every `checkpoint_every` epochs and
+            after the last one (atomically: the file always holds a complete checkpoint).
+            Ctrl-C during an epoch puts the model back to the start of that epoch, writes
+            the checkpoint of the epochs completed and re-raises, so that model and
+            checkpoint agree and `resume_from` continues exactly.
+        checkpoint_every : int, default 1
+            Epochs between checkpoints.
+        resume_from : path, optional
+            Continue the run saved in that checkpoint up to `epochs` in all: same data,
+            same model configuration; the result equals the uninterrupted run bit for bit.
+            Pass the same kind of optimizer or none (it is rebuilt from the checkpoint).
+        progress : callable, optional
+            Called after every chunk of engine steps (about 0.2 s of work) as
+            ``progress(epoch, epochs, samples_done, n, mean_loss_so_far)``.
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative per-sample weights: each batch's loss is ``sum(w * loss) /
+            sum(w)`` (scikit-learn's rule), and so is the epoch loss in the History.
+            Validation metrics and batch-norm statistics are unweighted.
+
+        Returns
+        -------
+        History
+            Per epoch: ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``, ``lr``,
+            ``time``, ``samples_per_s``, per-layer ``grad_norm``; and ``best_epoch``,
+            ``stopped_epoch``.
+
+        Raises
+        ------
+        ValueError, TypeError
+            For invalid data or arguments; the message names the argument.
+        fastmlp.TrainingDivergedError
+            If a batch loss (or a clipped gradient norm) becomes NaN or infinite, or the
+            parameters do. The model keeps the last weights and optimizer state that gave
+            a finite loss.
+        """
+        arguments = dict(locals())  # every argument goes to the loop unchanged
+        del arguments["self"]
         from fastmlp.training import fit
 
         with self._lock.fitting():  # one fit at a time; readers may run between its chunks
-            return fit(self, X, y, epochs=epochs, batch_size=batch_size, lr=lr,
-                       shuffle=shuffle, validation_data=validation_data, verbose=verbose,
-                       **options)
+            return fit(self, **arguments)
 
     # -- model files and pickling ---------------------------------------------------------------
     def config(self) -> dict:

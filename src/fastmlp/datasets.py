@@ -15,7 +15,6 @@ provides
 
 from __future__ import annotations
 
-import csv
 import gzip
 import math
 import os
@@ -28,6 +27,7 @@ from typing import BinaryIO, Union
 
 import numpy as np
 
+from fastmlp import tabular
 from fastmlp.untrusted import read_declared, read_npy, read_npz
 
 __all__ = [
@@ -628,49 +628,8 @@ def _split_label_column(
     return X, y
 
 
-def _is_float(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return True
-
-
-def _read_csv(p: Path, name: str) -> np.ndarray:
-    with open(p, newline="", encoding="utf-8-sig") as fh:
-        rows = [
-            (lineno, [c.strip() for c in row])
-            for lineno, row in enumerate(csv.reader(fh), start=1)
-            if row and any(c.strip() for c in row)
-        ]
-    if not rows:
-        raise ValueError(f"{name}: empty CSV file")
-    first_line, first = rows[0]
-    if not all(_is_float(c) for c in first):
-        rows = rows[1:]  # header row
-        if not rows:
-            raise ValueError(f"{name}: CSV file has a header but no data rows")
-    n_cols = len(rows[0][1])
-    values = np.empty((len(rows), n_cols), dtype=np.float64)
-    for i, (lineno, row) in enumerate(rows):
-        if len(row) != n_cols:
-            raise ValueError(
-                f"{name}: ragged CSV: line {lineno} has {len(row)} fields, "
-                f"expected {n_cols}"
-            )
-        for j, cell in enumerate(row):
-            try:
-                values[i, j] = float(cell)
-            except ValueError:
-                raise ValueError(
-                    f"{name}: non-numeric value {cell!r} at line {lineno}, "
-                    f"column {j + 1}"
-                ) from None
-    return values
-
-
 def load_data(
-    path: PathLike, *, label_column: int = -1, dtype: str = "float32"
+    path: PathLike, *, label_column: int | str | None = None, dtype: str = "float32"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load features and labels from a ``.npz``, ``.npy`` or ``.csv`` file.
 
@@ -687,12 +646,16 @@ def load_data(
             A 2-D array; column ``label_column`` holds the labels and the
             remaining columns the features.
         ``.csv``
-            Comma-separated numbers, optionally with a single header row
-            (detected automatically: a first row that is not all numeric).
-            Labels are taken from ``label_column`` as for ``.npy``.
-    label_column : int, default -1
-        Index of the label column for ``.npy`` and ``.csv`` (negative
-        values count from the end).  Ignored for ``.npz``.
+            Numeric features and a label column, optionally under a header
+            row (detected automatically), read by
+            :func:`fastmlp.tabular.read_csv`: the label column is
+            ``label_column``, else the header's ``label``/``labels``/
+            ``target``/``class``/``y`` column, else (no header) the last
+            column.  Labels may be integers, other numbers or strings.
+    label_column : int or str, optional
+        The label column of a ``.npy`` array (an index; default -1, the
+        last) or of a CSV file (an index or a header name; default as
+        above).  Ignored for ``.npz``.
     dtype : {"float32", "float64"}, default "float32"
         dtype of the returned features (and of non-integral labels).
 
@@ -702,7 +665,8 @@ def load_data(
         Features, shape ``(n_samples, n_features)``.
     y : numpy.ndarray
         Labels, shape ``(n_samples,)``: ``int64`` when every label is
-        integral, otherwise floating point of ``dtype``.
+        integral, strings for a CSV label column that is not numeric,
+        otherwise floating point of ``dtype``.
 
     Raises
     ------
@@ -710,8 +674,9 @@ def load_data(
         If ``path`` does not exist.
     ValueError
         For an unsupported extension, missing ``.npz`` keys, wrong array
-        dimensions, empty files, ragged or non-numeric CSV, or mismatched
-        lengths.
+        dimensions, empty files, mismatched lengths, or a CSV file that is
+        ragged, has a non-numeric feature or an unknown label column (the
+        message names the line and column).
     """
     dt = _check_float_dtype(dtype)
     p = Path(os.fspath(path))
@@ -744,11 +709,16 @@ def load_data(
             raise ValueError(f"{name}: no samples")
     elif suffix == ".npy":
         with open(p, "rb") as fh:
-            table = read_npy(fh, name)
-        X, y = _split_label_column(table, label_column, name)
+            table = read_npy(fh, name)  # numeric only, sizes checked against the bytes
+        if isinstance(label_column, str):
+            raise ValueError(f"{name}: a .npy array has no column names; give "
+                             f"label_column as an index, not {label_column!r}")
+        X, y = _split_label_column(
+            table, -1 if label_column is None else label_column, name)
     elif suffix == ".csv":
-        table = _read_csv(p, name)
-        X, y = _split_label_column(table, label_column, name)
+        csv_table = tabular.read_csv(p, label_column=label_column, dtype=dt.name)
+        y = csv_table.y
+        return csv_table.X, y if y.dtype.kind in "iU" else y.astype(dt)
     else:
         raise ValueError(
             f"{name}: unsupported file type {suffix or '(no extension)'!r}; "

@@ -60,7 +60,7 @@ def fit(
     monitor: str = "val_loss",
     patience: int = 5,
     min_delta: float = 0.0,
-    validation_fraction: float = 0.1,
+    validation_fraction: float | None = None,
     callbacks: list | None = None,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 1,
@@ -68,69 +68,10 @@ def fit(
     progress=None,
     sample_weight: object = None,
 ) -> History:
-    """Train by minibatch gradient descent and return the per-epoch History.
+    """Train `model` by minibatch gradient descent: the loop behind ``BaseMLP.fit``,
+    whose docstring documents the arguments.
 
-    Parameters
-    ----------
-    epochs : int
-        Passes over the data, 1 to 2**31 - 1.
-    batch_size : int
-        Samples per step, 1 to 2**31 - 1: 1 is pure stochastic gradient descent, ``len(X)``
-        (or more) is full-batch gradient descent. The last batch of an epoch may be smaller.
-    lr : float, optional
-        Learning rate of plain SGD (default 0.01) when no `optimizer` is given; with an
-        optimizer, set the rate on the optimizer instead.
-    shuffle : True/"epoch", "once" or False/"none"
-        Reshuffle every epoch, shuffle once before the first epoch and keep that order, or
-        keep the data's order. Shuffling is seeded by the model's seed.
-    validation_data : (X_val, y_val), optional
-        Evaluated after every epoch (``val_loss``, ``val_accuracy``).
-    verbose : bool
-        Print one line per epoch.
-    optimizer : fastmlp.optim.Optimizer, optional
-        The update rule (default ``SGD(lr)``). Its state lives on the optimizer object, so
-        passing the same optimizer to a later ``fit`` continues where this one ended.
-    lr_schedule : fastmlp.schedules.Schedule, optional
-        Learning rate per epoch or per batch, from the optimizer's ``lr``.
-    clip_grad_norm, clip_grad_value, clip_error_if_nonfinite
-        Gradient clipping before each update (``torch.nn.utils`` semantics); a NaN/inf norm
-        stops training unless ``clip_error_if_nonfinite=False``.
-    l2, l1, l1_proximal, penalize_biases, activity_l1, activity_l2
-        Penalties (see :func:`fastmlp.regularization.penalty_config`); the training loss
-        in the History includes them, ``val_loss`` does not.
-    input_noise, shift, image_shape, adversarial_eps, adversarial_ratio
-        Input noise, random shifts and FGSM examples in each batch (see
-        :func:`fastmlp.regularization.augment_config`).
-    early_stopping : bool
-        Stop when `monitor` (``val_loss`` or ``val_accuracy``) has not improved by more
-        than `min_delta` for `patience` epochs. Without `validation_data`, a stratified
-        `validation_fraction` of the training data is held out. Whether it stops early or
-        runs out of epochs, the model ends with the best weights seen (``history.best_epoch``).
-    checkpoint, checkpoint_every : path, int
-        Write a training checkpoint to the file `checkpoint` every `checkpoint_every`
-        epochs and after the last one (atomically: the file always holds a complete
-        checkpoint, also if the process is killed). Ctrl-C (KeyboardInterrupt) during an
-        epoch puts the model back to the start of that epoch, writes the checkpoint of
-        the epochs completed, and re-raises: model and checkpoint agree, and
-        ``resume_from`` continues exactly.
-    resume_from : path, optional
-        Continue the run saved in that checkpoint up to `epochs` in all: same data, same
-        model configuration; the result equals the uninterrupted run bit for bit. Pass the
-        same kind of optimizer or none (it is rebuilt from the checkpoint).
-    progress : callable, optional
-        Called after every chunk of engine steps (about 0.2 s of work) as
-        ``progress(epoch, epochs, samples_done, n, mean_loss_so_far)``: a live display.
-    sample_weight : array (n,), optional
-        Non-negative per-sample weights: each batch's loss is ``sum(w * loss) / sum(w)``
-        (scikit-learn's rule), and the epoch loss in the History is weighted the same
-        way. Validation metrics are unweighted. Batch-norm statistics are unweighted.
-    callbacks : list of callables, optional
-        Each is called as ``callback(model, history)`` after every epoch (the history holds
-        that epoch's entry); a truthy return value stops training after this epoch.
-
-    The engine runs many steps per call (about 0.2 s of work, up to 1 s for very large
-    models), so Ctrl-C stops training soon, with the weights of the last finished call. If
-    a batch loss (or a clipped gradient norm) becomes NaN or infinite, or the parameters
+    If a batch loss (or a clipped gradient norm) becomes NaN or infinite, or the parameters
     do (a NaN that the loss does not show), the model goes back to the last state that
     gave a finite loss (weights, batch-norm statistics, optimizer state, step counter and
     shuffling generator, so that a later ``fit`` continues exactly as one from that
@@ -182,12 +123,15 @@ def fit(
     min_delta = check_float(min_delta, "min_delta", low=0.0)
     val = None
     if validation_data is not None:
+        if validation_fraction is not None:
+            raise ValueError("pass validation_data or validation_fraction, not both")
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise TypeError("validation_data must be a pair (X_val, y_val)")
         Xv = model._check_X(validation_data[0], "validation_data X")
         val = (Xv, *model._targets(validation_data[1], Xv.shape[0]))
-    elif early_stopping:
-        train_idx, val_idx = stratified_split(labels, X.shape[0], validation_fraction, model.seed)
+    elif early_stopping or validation_fraction is not None and validation_fraction != 0:
+        fraction = 0.1 if validation_fraction is None else validation_fraction
+        train_idx, val_idx = stratified_split(labels, X.shape[0], fraction, model.seed)
         take = lambda a, i: None if a is None else np.ascontiguousarray(a[i])  # noqa: E731
         val = (take(X, val_idx), take(labels, val_idx), take(dense, val_idx))
         X, labels, dense = take(X, train_idx), take(labels, train_idx), take(dense, train_idx)
