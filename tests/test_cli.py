@@ -77,9 +77,17 @@ def test_save_evaluate_and_predict(tmp_path):
     result = run("train", "--epochs", "1", "--hidden", "16", "--quiet", "--save", str(model))
     assert result.returncode == 0, result.stderr
     trained_acc = float(result.stdout.split("test accuracy:")[1].split()[0])
-    ev = run("evaluate", str(model))
+    ev = run("evaluate", str(model), "--plot", str(tmp_path / "cm.png"))
     assert ev.returncode == 0, ev.stderr
     assert float(ev.stdout.split("accuracy:")[1].split()[0]) == pytest.approx(trained_acc)
+    # the confusion matrix: one row per class, counts adding up to the test set
+    lines = ev.stdout.split("confusion matrix")[1].split("per class")[0].strip().splitlines()
+    counts = np.array([line.split()[-10:] for line in lines[2:]], dtype=int)
+    n_test = int(ev.stdout.split(" samples")[0].split()[-1])
+    assert counts.shape == (10, 10) and counts.sum() == n_test
+    assert np.trace(counts) / n_test == pytest.approx(trained_acc, abs=1e-4)
+    assert "T-shirt/top" in ev.stdout and "macro avg" in ev.stdout
+    assert (tmp_path / "cm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     X = fastmlp_test_features()
     np.save(tmp_path / "x.npy", X)
     np.savetxt(tmp_path / "x.csv", X, delimiter=",", header=",".join(f"p{i}" for i in

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import fastmlp
 from conftest import IMPLEMENTATIONS
 
 
@@ -57,3 +58,44 @@ def test_constant_init_keeps_hidden_units_symmetric(name, init, kwargs):
         assert np.allclose(b, b[0], rtol=0, atol=1e-12)
     # ...and so the same outgoing role: the output layer's rows stay equal too
     assert np.allclose(Ws[-1], Ws[-1][:1, :], rtol=0, atol=1e-12)
+
+
+def test_step_records_and_step_callbacks():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(200, 5)), rng.integers(0, 3, 200)
+    schedule = fastmlp.schedules.StepLR(step_size=5, gamma=0.5, interval="batch")
+    m = fastmlp.MLP([5, 8, 3], seed=0)
+    calls = []
+    history = m.fit(X, y, epochs=3, batch_size=16, lr=0.1, lr_schedule=schedule,
+                    record="step", step_every=7,
+                    step_callbacks=[lambda model, h: calls.append((h.steps, len(h)))])
+    steps = 3 * 13  # 200 / 16 -> 13 batches per epoch
+    assert history.steps == steps and len(history.step_loss) == steps
+    assert history.step_lr == [0.1 * 0.5 ** (t // 5) for t in range(steps)]
+    assert [c[0] for c in calls] == list(range(7, steps + 1, 7))
+    assert calls[1] == (14, 1)  # step 14 lies in epoch 2: one epoch recorded then
+    # the epoch losses are the batch-size-weighted means of the step losses
+    rows = np.array([16] * 12 + [8], dtype=float)
+    for e in range(3):
+        assert history.loss[e] == pytest.approx(
+            np.dot(history.step_loss[13 * e : 13 * (e + 1)], rows) / 200)
+    # the same fit without records or callbacks takes the same steps
+    twin = fastmlp.MLP([5, 8, 3], seed=0)
+    twin.fit(X, y, epochs=3, batch_size=16, lr=0.1,
+             lr_schedule=fastmlp.schedules.StepLR(step_size=5, gamma=0.5, interval="batch"))
+    np.testing.assert_array_equal(twin.get_flat_params(), m.get_flat_params())
+    assert twin.fit(X, y, epochs=1).step_loss == []
+
+
+def test_a_step_callback_stops_training_inside_an_epoch():
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(100, 4)), rng.integers(0, 2, 100)
+    m = fastmlp.MLP([4, 6, 2], seed=0)
+    history = m.fit(X, y, epochs=5, batch_size=10, step_every=25,
+                    step_callbacks=[lambda model, h: h.steps >= 25])
+    assert history.steps == 25 and len(history) == 2 and history.stopped_epoch == 3
+    assert m.training_step == 25
+    with pytest.raises(ValueError, match="record"):
+        m.fit(X, y, record="batch")
+    with pytest.raises(ValueError, match="step_every"):
+        m.fit(X, y, step_every=0)

@@ -496,6 +496,9 @@ class BaseMLP:
         min_delta: float = 0.0,
         validation_fraction: float | None = None,
         callbacks: list | None = None,
+        step_callbacks: list | None = None,
+        step_every: int = 100,
+        record: str = "epoch",
         checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int = 1,
         resume_from: str | os.PathLike | None = None,
@@ -578,6 +581,17 @@ class BaseMLP:
         callbacks : list of callables, optional
             Each is called as ``callback(model, history)`` after every epoch (the history
             holds that epoch's entry); a truthy return value stops training.
+        step_callbacks : list of callables, optional
+            Each is called as ``callback(model, history)`` after every `step_every`
+            training steps (counted over the whole fit, ``history.steps``); a truthy return
+            value stops training at once (``history.stopped_epoch`` is the epoch it
+            stopped in; the epoch is not recorded).
+        step_every : int, default 100
+            Steps between calls of the `step_callbacks` (1 to 2**31 - 1).
+        record : {"epoch", "step"}, default "epoch"
+            ``"step"`` also keeps every step's loss and learning rate in
+            ``history.step_loss`` / ``history.step_lr`` (loss against iterations,
+            minibatch noise).
         checkpoint : path, optional
             Write a training checkpoint to this file every `checkpoint_every` epochs and
             after the last one (atomically: the file always holds a complete checkpoint).

@@ -28,7 +28,7 @@ import numpy as np
 import fastmlp
 import fastmlp.reference
 from fastmlp import checkpoint as checkpoint_io
-from fastmlp import datasets, serialization, tabular
+from fastmlp import datasets, metrics, serialization, tabular
 from fastmlp.activations import ACTIVATIONS
 from fastmlp.base import BaseMLP
 from fastmlp.errors import TrainingDivergedError
@@ -37,6 +37,7 @@ from fastmlp.losses import LOSSES
 from fastmlp.optim import OPTIMIZERS
 from fastmlp.regularization import stratified_split
 from fastmlp.training import _epoch_line
+from fastmlp.untrusted import read_npy
 
 _OPTIMIZERS = {name.lower(): cls for name, cls in OPTIMIZERS.items()}
 DEFAULT_SGD_LR = 0.05
@@ -214,7 +215,7 @@ def _parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
 
     evaluate = sub.add_parser(
-        "evaluate", help="loss and accuracy of a saved model",
+        "evaluate", help="loss, accuracy, confusion matrix and per-class metrics",
         description="Evaluate a model saved with `fastmlp train --save` on a .npz/.npy/.csv "
                     "file with labels, or, without --data, on the Fashion-MNIST test split.",
         formatter_class=_HelpFormatter,
@@ -226,6 +227,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--label-column", type=_column, default=None, metavar="NAME|INDEX",
                           help="label column of a .csv/.npy --data file (default: as for "
                                "train)")
+    evaluate.add_argument("--plot", type=Path, default=None, metavar="PNG",
+                          help="draw the confusion matrix to this image (needs matplotlib)")
     evaluate.set_defaults(run=_evaluate)
 
     predict = sub.add_parser(
@@ -645,6 +648,9 @@ def _plot(history, path: Path, test_accuracy: float) -> None:
 # -- evaluate and predict ---------------------------------------------------------------
 
 def _evaluate(args) -> int:
+    if args.plot is not None:
+        _check_matplotlib()
+        _check_writable(args.plot, "--plot")
     model, classes = _load_network(args.model)
     n_outputs = model.layer_sizes[-1]
     if args.data is not None and args.data.is_file():
@@ -668,23 +674,58 @@ def _evaluate(args) -> int:
                              "data with --data")
         ds = datasets.load_fashion_mnist(args.data, dtype=model.dtype.name)
         X, y, source = ds.X_test, ds.y_test, f"{ds.source}, test split"
+        classes = np.array(ds.class_names)
         if args.data is None:
             print(f"fastmlp: no --data given: evaluating on Fashion-MNIST ({source})",
                   file=sys.stderr)
-    metrics = model.evaluate(X, _encode(model.loss, y, n_outputs))
-    accuracy = np.mean(_class_of(model, X) == y)
+    scores = model.evaluate(X, _encode(model.loss, y, n_outputs))
+    predicted = _class_of(model, X)
+    accuracy = np.mean(predicted == y)
     print(f"data: {source}: {len(X)} samples")
-    print(f"loss: {metrics['loss']:.4f}  accuracy: {accuracy:.4f}")
+    print(f"loss: {scores['loss']:.4f}  accuracy: {accuracy:.4f}")
+    names = [str(c) for c in (classes if classes is not None else range(n_outputs))]
+    cm = metrics.confusion_matrix(y, predicted, labels=np.arange(n_outputs))
+    report = metrics.classification_report(np.array(names)[y], np.array(names)[predicted],
+                                           labels=names)
+    print("\nconfusion matrix (rows: true class, columns: predicted class)")
+    print(metrics.format_confusion(cm, names))
+    print("\nper class")
+    print(metrics.format_report(report))
+    if args.plot is not None:
+        _plot_confusion(cm, names, accuracy, args.plot)
+        print(f"confusion matrix drawn to {args.plot}")
     return 0
+
+
+def _plot_confusion(cm: np.ndarray, names: list[str], accuracy: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(names)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * k, 0.8 + 0.6 * k))
+    shares = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)  # each true class's row
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if shares[i, j] > 0.5 else "black")
+    ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(k), names, fontsize=8)
+    ax.set(xlabel="predicted", ylabel="true", title=f"accuracy {accuracy:.4f}")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    _write(path, buffer.getvalue())
 
 
 def _read_features(path: Path, n_inputs: int) -> np.ndarray:
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        try:
-            X = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise ValueError(f"{path}: cannot read .npy file: {exc}") from None
+        with open(path, "rb") as fh:
+            X = read_npy(fh, str(path))  # numeric, sizes checked against the bytes
         if X.ndim != 2:
             raise ValueError(f"{path}: expected a 2-D array of features, got shape {X.shape}")
     elif suffix == ".csv":

@@ -13,6 +13,11 @@ class History:
     ``val_*`` entries are None when no validation data was given.
 
     ``history["loss"]`` and ``history.loss`` are the same list.
+
+    With ``fit(record="step")`` it also keeps every training step's loss and learning rate
+    (``step_loss``, ``step_lr``: the loss of that step's batch, penalties included, before
+    the update). ``steps`` counts the steps of this fit in any case. Step records are not
+    kept in checkpoints.
     """
 
     epoch: list[int] = field(default_factory=list)
@@ -24,6 +29,10 @@ class History:
     time: list[float] = field(default_factory=list)
     samples_per_s: list[float] = field(default_factory=list)
     grad_norm: list[list[float]] = field(default_factory=list)  # per dense layer, last step
+
+    step_loss: list[float] = field(default_factory=list)  # fit(record="step")
+    step_lr: list[float] = field(default_factory=list)
+    steps: int = 0  # training steps taken by this fit
 
     best_epoch: int | None = None  # early stopping: the epoch whose weights the model holds
     stopped_epoch: int | None = None  # early stopping: the epoch training stopped after

@@ -62,6 +62,9 @@ def fit(
     min_delta: float = 0.0,
     validation_fraction: float | None = None,
     callbacks: list | None = None,
+    step_callbacks: list | None = None,
+    step_every: int = 100,
+    record: str = "epoch",
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 1,
     resume_from: str | os.PathLike | None = None,
@@ -116,9 +119,13 @@ def fit(
     if monitor == "val_accuracy" and not model._loss.has_accuracy:
         raise ValueError("monitor='val_accuracy' needs a loss with an accuracy (not mse or poisson)")
     callbacks = list(callbacks or [])
-    for cb in callbacks:
+    step_callbacks = list(step_callbacks or [])
+    for cb in callbacks + step_callbacks:
         if not callable(cb):
             raise TypeError(f"callbacks must be callables, got {cb!r}")
+    step_every = check_int(step_every, "step_every", 1, C_INT_MAX)
+    if record not in ("epoch", "step"):
+        raise ValueError(f"record must be 'epoch' or 'step', got {record!r}")
     patience = check_int(patience, "patience", 0)
     min_delta = check_float(min_delta, "min_delta", low=0.0)
     val = None
@@ -184,9 +191,12 @@ def fit(
             (epoch - 1) * steps + np.arange(steps)
         rates = np.ascontiguousarray(schedule.rates(optimizer.lr, t), dtype=np.float64)
         s = 0
+        stop_now = False
         try:
             while s < steps:
                 k = min(chunk, steps - s)
+                if step_callbacks:  # a chunk ends where the step callbacks are due
+                    k = min(k, step_every - history.steps % step_every)
                 t_chunk = time.perf_counter()
                 status, done, sl, sc = guard.train(
                     rng_before if s == 0 else model._backend_rng_state(),
@@ -207,7 +217,15 @@ def fit(
                                     rates[s + k - 1], history, within=k)
                 step_loss[s : s + k] = sl
                 step_correct[s : s + k] = sc
+                if record == "step":
+                    history.step_loss.extend(sl.tolist())
+                    history.step_lr.extend(rates[s : s + k].tolist())
                 s += k
+                history.steps += k
+                if step_callbacks and history.steps % step_every == 0 and \
+                        any([bool(cb(model, history)) for cb in step_callbacks]):
+                    stop_now = True
+                    break
                 if progress is not None:
                     mass = batch_mass[:s]
                     progress(epoch, epochs, int(batch_rows[:s].sum()), n,
@@ -226,6 +244,9 @@ def fit(
                                    epoch=epoch - 1, order=order, history=history, best=best,
                                    schedule=schedule)
             raise
+        if stop_now:  # a step callback stopped training inside this epoch
+            history.stopped_epoch = epoch
+            break
         # (elementwise, not `@`: a BLAS call would leave OpenBLAS threads spinning)
         total = float(batch_mass.sum())
         loss = float(np.sum(step_loss * batch_mass) / total)
