@@ -11,11 +11,14 @@
  * when the other looks no slower). A probe step slower than ABORT times the current
  * choice ends its probe at once. So a change of load is noticed within about a second,
  * and probing a collapsed team costs a few percent. The last ratio measured (by any model
- * of the process) is kept: a new model, or a new batch size, that starts while the team
- * was slow waits before its first probe as a later probe would, since on a busy machine
- * that single step can cost more than the rest of a small fit. Every kernel computes the
- * same result whatever its thread count, so the choice changes the time of a step, never
- * its result. */
+ * of the process) is kept with the work of the steps it was measured on: a new model, or
+ * a new batch size, whose steps do about as much work (within a factor of 2) and that
+ * starts while the team was slow waits before its first probe as a later probe would,
+ * since on a busy machine that single step can cost more than the rest of a small fit.
+ * Steps of other sizes ignore it: a team can be slower on small steps of an idle machine
+ * and faster on large ones. Likewise, a team measured faster is where such a model starts,
+ * probing one thread only after the same wait. Every kernel computes the same result whatever its thread
+ * count, so the choice changes the time of a step, never its result. */
 #include <string.h>
 #include <time.h>
 
@@ -29,12 +32,31 @@
 #define ABORT_FIRST 10.0   /* ... and so does its untimed first one, this many times slower */
 
 /* median team step time / median one-thread step time at the last decision of any
- * model, in percent (0: none yet); models read and write it from any thread */
+ * model, in percent (0: none yet), and the work of those steps (multiply-adds); models
+ * read and write them from any thread */
 static _Atomic int last_ratio = 0;
+static _Atomic double last_work = 0;
 
 void fm_adapt_forget(void) { last_ratio = 0; }
 
-int fm_adapt_hint(int n_threads) { return last_ratio > 100 ? 1 : n_threads; }
+/* multiply-adds of the dense layers' forward pass over `rows` rows */
+static double net_work(const fm_net *net, int rows) {
+    double w = 0;
+    for (int l = 0; l < net->n_layers; l++) w += (double)net->sizes[l] * net->sizes[l + 1];
+    return w * rows;
+}
+
+/* the last ratio measured on steps of about this much work, else 0 */
+static int ratio_for(double work) {
+    const int ratio = last_ratio;
+    const double w = last_work;
+    return w > 0 && work >= 0.5 * w && work <= 2 * w ? ratio : 0;
+}
+
+int fm_adapt_hint(const fm_net *net, int rows) {
+    /* a forward pass over `rows` rows does a third of a training step's work on them */
+    return ratio_for(net_work(net, rows) / 3) > 100 ? 1 : net->n_threads;
+}
 
 double fm_seconds(void) {
     struct timespec ts;
@@ -56,7 +78,8 @@ static double median(const fm_adapt *a, int k) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-static void reset(fm_adapt *a, int n_threads, int batch) {
+static void reset(fm_adapt *a, const fm_net *net, int batch) {
+    const int n_threads = net->n_threads;
     a->batch = batch;
     a->n_threads = n_threads;
     a->current = 0;
@@ -66,24 +89,30 @@ static void reset(fm_adapt *a, int n_threads, int batch) {
     a->since_s = 0;
     memset(a->n_sample, 0, sizeof a->n_sample);
     memset(a->next, 0, sizeof a->next);
-    const int ratio = last_ratio;
-    /* steps before the first probe: PROBE, or as many as a probe of a team that slow
-       needs to cost MAX_OVERHEAD (its first step ends it: ABORT_FIRST) */
-    a->first_probe = PROBE;
+    a->work = net_work(net, batch);
+    /* Without a measurement on steps like these: one thread, and the team after PROBE
+       steps. With one: the faster choice, and the other after as many steps as its probe
+       needs to cost MAX_OVERHEAD (a slow team's probe ends at its first step: ABORT) */
+    const int ratio = ratio_for(a->work);
+    double wait = PROBE;
     if (ratio > 100) {
-        const double wait = (ratio / 100.0 - 1) / MAX_OVERHEAD;
-        a->first_probe = wait > 4096 ? 4096 : wait < PROBE ? PROBE : (int)wait;
+        wait = (ratio / 100.0 - 1) / MAX_OVERHEAD;
+    } else if (ratio > 0 && ratio < 100) {
+        a->current = 1;
+        wait = PROBE * (100.0 / ratio - 1) / MAX_OVERHEAD;
     }
+    a->first_probe = wait > 4096 ? 4096 : wait < PROBE ? PROBE : (int)wait;
 }
 
 static int active(const fm_adapt *a) { return a && a->enabled && a->n_threads > 1; }
 
-int fm_adapt_threads(fm_adapt *a, int n_threads, int batch) {
+int fm_adapt_threads(fm_adapt *a, const fm_net *net, int batch) {
+    const int n_threads = net->n_threads;
     if (!a || !a->enabled || n_threads <= 1) {
         if (a) a->n_threads = n_threads; /* inactive: fm_adapt_record only counts */
         return n_threads;
     }
-    if (a->batch != batch || a->n_threads != n_threads) reset(a, n_threads, batch);
+    if (a->batch != batch || a->n_threads != n_threads) reset(a, net, batch);
     const int choice = a->probing > 0 ? !a->current : a->current;
     return choice ? n_threads : 1;
 }
@@ -120,7 +149,8 @@ void fm_adapt_record(fm_adapt *a, int threads, double seconds, int timed) {
                 const double mo = median(a, o), mc = median(a, c);
                 if (mo < (1 - HYSTERESIS) * mc) a->current = o;
                 const double ratio = 100 * (o ? mo / mc : mc / mo);
-                last_ratio = ratio > 1e6 ? 1000000 : (int)ratio;
+                last_ratio = ratio > 1e6 ? 1000000 : ratio < 1 ? 1 : (int)ratio;
+                last_work = a->work;
             }
             a->since = 0;
             a->since_s = 0;

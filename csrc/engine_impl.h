@@ -425,14 +425,14 @@ int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const
                        fm_layout_scratch_count(net, batch_size) > 0;
     /* with the thread count of each step (adapt.c); the conversions take the first's */
     fm_net step_net = *net;
-    step_net.n_threads = fm_adapt_threads(buf->adapt, net->n_threads, batch_size);
+    step_net.n_threads = fm_adapt_threads(buf->adapt, net, batch_size);
     if (layout) FN(convert_layout)(&step_net, buf, opt, 1);
     int status = FM_OK;
     int64_t p0 = start; /* this step's first position in order */
     for (int s = 0; s < n_steps; s++) {
         const int64_t left = n - p0 % n; /* rows left in p0's epoch */
         const int B = (int)(left < batch_size ? left : batch_size);
-        step_net.n_threads = fm_adapt_threads(buf->adapt, net->n_threads, batch_size);
+        step_net.n_threads = fm_adapt_threads(buf->adapt, net, batch_size);
         const int nt = fm_usable_threads(step_net.n_threads);
         const double t0 = fm_seconds();
         const FN(fm_pass) ps = {&step_net, params, running, 1, rng->key, (uint64_t)rng->counter,

@@ -116,6 +116,7 @@ typedef struct {
     int skip;                 /* 1: do not time the next step (its team just changed) */
     int64_t since;            /* steps with the current choice since the last probe */
     int first_probe;          /* steps before the first probe */
+    double work;              /* multiply-adds of a step's forward pass */
     double since_s;           /* their seconds */
     double sample[2][FM_ADAPT_WINDOW]; /* recent step times of each choice (ring buffers) */
     int n_sample[2], next[2];
@@ -123,9 +124,10 @@ typedef struct {
 
 /* Forget the team/one-thread step time ratio that new fm_adapt states start from. */
 void fm_adapt_forget(void);
-/* The threads for a call outside training (predict, evaluate, finiteness checks): 1 while
- * the last ratio measured says a team is slower than one thread, else n_threads. */
-int fm_adapt_hint(int n_threads);
+/* The threads for a forward pass of `rows` rows outside training (predict, evaluate,
+ * curvature products): 1 while the last ratio measured on steps of about that much work
+ * says a team is slower than one thread, else net->n_threads. */
+int fm_adapt_hint(const fm_net *net, int rows);
 
 /* Caller-owned buffers of one model, valid for the length of a call. */
 typedef struct {

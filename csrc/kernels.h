@@ -43,7 +43,7 @@ void fm_copy_from_panels(const fm_net *net, float *dst, const float *src, int n_
 int fm_usable_threads(int requested);
 /* adapt.c: the threads for fm_train's next step of `batch` rows, and that step's time
  * (timed = 0: not comparable with the others, e.g. a short last batch). a may be NULL. */
-int fm_adapt_threads(fm_adapt *a, int n_threads, int batch);
+int fm_adapt_threads(fm_adapt *a, const fm_net *net, int batch);
 void fm_adapt_record(fm_adapt *a, int threads, double seconds, int timed);
 double fm_seconds(void);
 

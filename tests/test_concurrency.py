@@ -278,19 +278,24 @@ def test_adaptive_threads_off_uses_every_thread(data):
 
 @pytest.mark.skipif(not fastmlp._engine.have_openmp(), reason="needs the OpenMP engine")
 def test_a_new_model_remembers_that_the_team_was_slow(data):
-    """After one model measured a slow team, a new model does not pay for a team step at
-    its start: its first probe waits as long as a later probe would."""
+    """After one model measured a slow team, a new model whose steps do about as much work
+    does not pay for a team step at its start: its first probe waits as long as a later
+    probe would. Steps of other sizes, and a forgotten measurement, do not wait."""
     X, y = data
     first = new_model()
     first._engine._simulate_load(0.0, 0.01)
-    first.fit(X, y, **FIT)
-    assert fastmlp._engine.hinted_threads(2) == 1  # predict/evaluate: one thread now
+    first.fit(X, y, **FIT)  # batch 16
+    assert first._engine.hinted_threads(48) == 1  # predict blocks of that work: one thread
+    assert first._engine.hinted_threads(512) == 2  # 10x the work: not measured
     out = first.predict(X)
     second = new_model()
     second.fit(X[:512], y[:512], epochs=1, batch_size=16)  # 32 steps, fewer than the wait
     assert second.thread_stats() == {"one": 32, "many": 0}
+    larger = new_model()
+    larger.fit(X, y, epochs=1, batch_size=256)  # 16x the work per step: probes early
+    assert larger.thread_stats()["many"] > 0
     fastmlp._engine.forget_thread_timings()
-    assert fastmlp._engine.hinted_threads(2) == 2
+    assert first._engine.hinted_threads(48) == 2
     np.testing.assert_array_equal(first.predict(X), out)
     third = new_model()
     third.fit(X[:512], y[:512], epochs=1, batch_size=16)
@@ -314,3 +319,14 @@ def test_threads_setter_checks_its_range(bad):
     with pytest.raises((ValueError, TypeError), match="threads"):
         m.threads = bad
     assert m.threads == 2
+
+
+@pytest.mark.skipif(not fastmlp._engine.have_openmp(), reason="needs the OpenMP engine")
+def test_a_new_model_starts_with_the_team_when_it_was_faster(data):
+    X, y = data
+    first = new_model()
+    first._engine._simulate_load(0.01, 0.0)  # one-thread steps look slower
+    first.fit(X, y, **FIT)
+    second = new_model()
+    second.fit(X[:512], y[:512], epochs=1, batch_size=16)
+    assert second.thread_stats() == {"one": 0, "many": 32}

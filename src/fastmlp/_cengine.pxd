@@ -36,7 +36,7 @@ cdef extern from "fastmlp.h" nogil:
         int current
 
     void fm_adapt_forget()
-    int fm_adapt_hint(int n_threads)
+    int fm_adapt_hint(const fm_net *net, int rows)
 
     ctypedef struct fm_buffers:
         void *params

@@ -40,8 +40,8 @@ def have_openmp():
 
 def all_finite(arr, int threads=0):
     """True when no element of the C-contiguous float32/float64 array is NaN or infinite
-    (one vectorized pass, on `threads` threads for large arrays; 0: all, or one while
-    training measures thread teams slower than one thread); None for other arrays."""
+    (one vectorized pass, on `threads` threads for large arrays, 0: all); None for other
+    arrays."""
     if not isinstance(arr, np.ndarray) or not arr.flags.c_contiguous or \
             arr.dtype not in (np.float32, np.float64):
         return None
@@ -49,7 +49,7 @@ def all_finite(arr, int threads=0):
     if n == 0:
         return True
     cdef void *p = _ptr(arr)
-    cdef int nt = threads if threads > 0 else fm_adapt_hint(fm_max_threads())
+    cdef int nt = threads if threads > 0 else fm_max_threads()
     cdef bint single = arr.dtype == np.float32
     cdef int ok
     with nogil:
@@ -64,12 +64,6 @@ def forget_thread_timings():
     """New models start their adaptive thread count afresh, as if no model of this
     process had measured a slow thread team (tests)."""
     fm_adapt_forget()
-
-
-def hinted_threads(int threads):
-    """The thread count predict/evaluate use for `threads`: 1 while the last adaptive
-    measurement found thread teams slower than one thread."""
-    return fm_adapt_hint(threads)
 
 
 def fork_serial():
@@ -304,6 +298,11 @@ cdef class Engine:
     def adaptive_threads(self, bint value):
         self._adapt.enabled = value
 
+    def hinted_threads(self, int rows):
+        """The threads predict/evaluate use for blocks of `rows` rows: 1 while the last
+        adaptive measurement on steps of about that much work found teams slower."""
+        return fm_adapt_hint(&self.net, rows) if self._adapt.enabled else self.net.n_threads
+
     def thread_stats(self):
         """{"one": steps train ran with one thread, "many": with `threads`}."""
         return {"one": self._adapt.steps[0], "many": self._adapt.steps[1]}
@@ -427,7 +426,9 @@ cdef class Engine:
         cdef int cap = <int>min(batch_cap, n)
         work = self._take_workspace(cap)
         cdef fm_net net = self.net  # on one thread while teams are measured slow
-        net.n_threads = fm_adapt_hint(work[0]) if self._adapt.enabled else work[0]
+        net.n_threads = work[0]
+        if self._adapt.enabled and work[0] > 1:
+            net.n_threads = fm_adapt_hint(&net, cap)
         cdef fm_buffers b = self._buffers()
         b.work = _ptr(work[2])
         b.batch_cap = cap
@@ -489,7 +490,9 @@ cdef class Engine:
         cdef int cap = <int>min(batch_cap, n)
         work = self._take_workspace(cap)
         cdef fm_net net = self.net  # on one thread while teams are measured slow
-        net.n_threads = fm_adapt_hint(work[0]) if self._adapt.enabled else work[0]
+        net.n_threads = work[0]
+        if self._adapt.enabled and work[0] > 1:
+            net.n_threads = fm_adapt_hint(&net, cap)
         cdef fm_buffers b = self._buffers()
         b.work = _ptr(work[2])
         b.batch_cap = cap
@@ -591,7 +594,7 @@ cdef class Engine:
         the next call), and the thread count of this call in net."""
         cdef int cap = <int>min(block, n)
         net[0] = self.net  # on one thread while teams are measured slow (as predict)
-        net.n_threads = fm_adapt_hint(self.net.n_threads) if self._adapt.enabled \
+        net.n_threads = fm_adapt_hint(&self.net, cap) if self._adapt.enabled \
             else self.net.n_threads
         w = self._curv_work
         if w is None or w[0] != net.n_threads or w[1] < cap:
