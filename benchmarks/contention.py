@@ -12,7 +12,9 @@ Contenders, interleaved within each round (so a noisy machine hits them alike), 
 on 784-512-256-10 (Adam, float32) at batch 32 / 128 / 512, and a scikit-learn-size fit
 (``MLPClassifier(hidden_layer_sizes=(100,))`` on digits, fastmlp default / 1 thread and
 scikit-learn). The competing processes are pure-Python busy loops started with the
-``spawn`` method, one per requested level, killed after the level.
+``spawn`` method, one per requested level, killed after the level. Each round starts with
+the next contender, and every run is followed by half a second of sleep (as in peers.py),
+so that threads another library left spinning do not weigh on one contender only.
 
     python benchmarks/contention.py                   # the issue-14 table
     python benchmarks/contention.py --repeats 3 --samples 5000 --loads 0 1
@@ -103,6 +105,15 @@ def stop_load(procs) -> None:
         p.join()
 
 
+def rotated(runs: dict, r: int) -> list:
+    """The contenders in round r's order: each round starts with the next one, so that
+    none always runs right after the same other (BLAS or OpenMP threads of the one before
+    can still be spinning)."""
+    items = list(runs.items())
+    k = r % len(items) if items else 0
+    return items[k:] + items[:k]
+
+
 def summary(times):
     return min(times), statistics.median(times)
 
@@ -148,13 +159,15 @@ def main(argv=None) -> int:
                   flush=True)
             for r in range(args.repeats):
                 for bs in args.batch_sizes:
-                    for name, run in runs.items():
+                    for name, run in rotated(runs, r):
                         t = run(X, y, bs, 1)
                         cells.setdefault((load, f"batch {bs}", name), []).append(t)
                         print(f"  load {load} round {r + 1} batch {bs:<4} {name:<13} {t:7.3f} s",
                               file=sys.stderr, flush=True)
-                for name, run in digits.items():
+                        time.sleep(0.5)  # let other libraries' spinning threads go idle
+                for name, run in rotated(digits, r):
                     t = run()
+                    time.sleep(0.5)
                     cells.setdefault((load, "digits", name), []).append(t)
                     print(f"  load {load} round {r + 1} digits     {name:<13} {t:7.3f} s",
                           file=sys.stderr, flush=True)
