@@ -26,7 +26,7 @@
 
 #define PROBE 4            /* steps of a probe (the first is not timed: its team changed) */
 #define MIN_GAP 16         /* steps with the current choice between two probes, at least */
-#define MAX_OVERHEAD 0.05  /* a probe's expected extra seconds / seconds since the last */
+#define MAX_OVERHEAD 0.02  /* a probe's expected extra seconds / seconds since the last */
 #define HYSTERESIS 0.03    /* the other choice must be this much faster to be taken */
 #define ABORT 2.0          /* a timed probe step this many times slower ends the probe ... */
 #define ABORT_FIRST 10.0   /* ... and so does its untimed first one, this many times slower */

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import os
 import pickle
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -330,3 +331,27 @@ def test_a_new_model_starts_with_the_team_when_it_was_faster(data):
     second = new_model()
     second.fit(X[:512], y[:512], epochs=1, batch_size=16)
     assert second.thread_stats() == {"one": 0, "many": 32}
+
+
+def _engine_threads() -> int:
+    return fastmlp.default_threads()
+
+
+@pytest.mark.skipif("OMP_NUM_THREADS" in os.environ, reason="the thread count is set by hand")
+def test_loky_workers_get_their_share_of_the_cores():
+    """joblib's loky workers (GridSearchCV(n_jobs=...), cross_val_score, ...) limit
+    OMP_NUM_THREADS to their share of the cores, and fastmlp's default follows it."""
+    joblib = pytest.importorskip("joblib")
+    shares = joblib.Parallel(n_jobs=2, backend="loky")(
+        joblib.delayed(_engine_threads)() for _ in range(2))
+    assert shares == [max(1, (os.cpu_count() or 1) // 2)] * 2
+
+
+def test_ensemble_jobs_share_the_threads_and_give_them_back(data):
+    X, y = data
+    members = [fastmlp.MLP(SIZES, seed=s, threads=4) for s in range(2)]
+    seen = []
+    fastmlp.Ensemble(members).fit(X, y, epochs=1, n_jobs=2, bagging=False,
+                                  callbacks=[lambda model, h: seen.append(model.threads)])
+    assert seen == [2, 2]
+    assert [m.threads for m in members] == [4, 4]
