@@ -11,7 +11,7 @@
  * when the other looks no slower). A probe step slower than ABORT times the current
  * choice ends its probe at once. So a change of load is noticed within about a second,
  * and probing a collapsed team costs a few percent. The last ratio measured (by any model
- * of the process) is kept with the work of the steps it was measured on: a new model, or
+ * of the process) is kept for HINT_SECONDS with the work of the steps it was measured on: a new model, or
  * a new batch size, whose steps do about as much work (within a factor of 2) and that
  * starts while the team was slow waits before its first probe as a later probe would,
  * since on a busy machine that single step can cost more than the rest of a small fit.
@@ -30,12 +30,13 @@
 #define HYSTERESIS 0.03    /* the other choice must be this much faster to be taken */
 #define ABORT 2.0          /* a timed probe step this many times slower ends the probe ... */
 #define ABORT_FIRST 10.0   /* ... and so does its untimed first one, this many times slower */
+#define HINT_SECONDS 2.0   /* how long a measured ratio is taken for the machine's state */
 
 /* median team step time / median one-thread step time at the last decision of any
  * model, in percent (0: none yet), and the work of those steps (multiply-adds); models
  * read and write them from any thread */
 static _Atomic int last_ratio = 0;
-static _Atomic double last_work = 0;
+static _Atomic double last_work = 0, last_when = 0;
 
 void fm_adapt_forget(void) { last_ratio = 0; }
 
@@ -46,10 +47,12 @@ static double net_work(const fm_net *net, int rows) {
     return w * rows;
 }
 
-/* the last ratio measured on steps of about this much work, else 0 */
+/* the last ratio measured on steps of about this much work, if less than HINT_SECONDS
+ * ago (the machine's load a moment ago), else 0 */
 static int ratio_for(double work) {
     const int ratio = last_ratio;
     const double w = last_work;
+    if (fm_seconds() - last_when > HINT_SECONDS) return 0;
     return w > 0 && work >= 0.5 * w && work <= 2 * w ? ratio : 0;
 }
 
@@ -151,6 +154,7 @@ void fm_adapt_record(fm_adapt *a, int threads, double seconds, int timed) {
                 const double ratio = 100 * (o ? mo / mc : mc / mo);
                 last_ratio = ratio > 1e6 ? 1000000 : ratio < 1 ? 1 : (int)ratio;
                 last_work = a->work;
+                last_when = fm_seconds();
             }
             a->since = 0;
             a->since_s = 0;

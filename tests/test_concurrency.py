@@ -11,6 +11,7 @@ import itertools
 import os
 import pickle
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -295,6 +296,14 @@ def test_a_new_model_remembers_that_the_team_was_slow(data):
     larger = new_model()
     larger.fit(X, y, epochs=1, batch_size=256)  # 16x the work per step: probes early
     assert larger.thread_stats()["many"] > 0
+    time.sleep(2.1)  # the measurement is the machine's state for 2 s, then forgotten
+    later = new_model()
+    later.fit(X[:512], y[:512], epochs=1, batch_size=16)
+    assert later.thread_stats()["many"] > 0
+    again = new_model()  # measured again
+    again._engine._simulate_load(0.0, 0.01)
+    again.fit(X, y, **FIT)
+    assert first._engine.hinted_threads(48) == 1
     fastmlp._engine.forget_thread_timings()
     assert first._engine.hinted_threads(48) == 2
     np.testing.assert_array_equal(first.predict(X), out)
