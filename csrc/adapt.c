@@ -4,21 +4,25 @@
  * other processes hold the cores, a thread of the team is often not running, and every
  * join waits for it: 2-thread steps ran 40-60x slower than 1-thread steps with a load of
  * ~4 on 2 cores. fm_train therefore times each step and runs it with whichever of
- * n_threads and one thread is faster now. It starts with one thread (safe whatever the
- * load), tries n_threads after PROBE steps (calibration), then keeps the faster choice
- * and probes the other for PROBE steps again whenever the probe's expected extra time is
- * at most MAX_OVERHEAD of the time since the last probe (at once, after MIN_GAP steps,
- * when the other looks no slower). A probe step slower than ABORT times the current
- * choice ends its probe at once. So a change of load is noticed within about a second,
- * and probing a collapsed team costs a few percent. The last ratio measured (by any model
- * of the process) is kept for HINT_SECONDS with the work of the steps it was measured on: a new model, or
- * a new batch size, whose steps do about as much work (within a factor of 2) and that
- * starts while the team was slow waits before its first probe as a later probe would,
- * since on a busy machine that single step can cost more than the rest of a small fit.
- * Steps of other sizes ignore it: a team can be slower on small steps of an idle machine
- * and faster on large ones. Likewise, a team measured faster is where such a model starts,
- * probing one thread only after the same wait. Every kernel computes the same result whatever its thread
- * count, so the choice changes the time of a step, never its result. */
+ * n_threads and one thread is faster now.
+ *
+ * It starts with one thread (safe whatever the load), tries n_threads after PROBE steps
+ * (calibration), then keeps the faster choice and probes the other for PROBE steps again
+ * whenever the probe's expected extra time is at most MAX_OVERHEAD of the time since the
+ * last probe (at once, after MIN_GAP steps, when the other looks no slower). A probe step
+ * slower than ABORT times the current choice ends its probe at once. So probing costs at
+ * most a few percent, and a change of load is noticed within seconds.
+ *
+ * The last ratio measured (by any model of the process) is kept for HINT_SECONDS with the
+ * work of the steps it was measured on. A new model, or a new batch size, whose steps do
+ * about as much work (within a factor of 2) starts with the choice that was faster and
+ * probes the other only after as many steps as a later probe would wait: on a busy
+ * machine a single team step can cost more than the rest of a small fit. Steps of other
+ * sizes ignore it: a team can be slower on small steps of an idle machine and faster on
+ * large ones.
+ *
+ * Every kernel computes the same result whatever its thread count, so the choice changes
+ * the time of a step, never its result. */
 #include <string.h>
 #include <time.h>
 
