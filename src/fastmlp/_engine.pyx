@@ -290,8 +290,8 @@ cdef class Engine:
     def adaptive_threads(self):
         """True: train runs each step with `threads` or with one thread, whichever its
         measured steps show to be faster now (csrc/adapt.c), and predict/evaluate run on
-        one thread while the last measurement (of any model) found teams slower; False:
-        always `threads`."""
+        one thread while the last measurement (of any model, in the last 2 s, on steps of
+        about their blocks' work) found teams slower; False: always `threads`."""
         return bool(self._adapt.enabled)
 
     @adaptive_threads.setter
