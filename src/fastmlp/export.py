@@ -116,8 +116,11 @@ def to_onnx(model: BaseMLP, path: str | os.PathLike, *, opset: int = 17,
     graph = helper.make_graph(
         nodes, "fastmlp", [helper.make_tensor_value_info("X", elem, ["batch", sizes[0]])],
         [helper.make_tensor_value_info("Y", elem, ["batch", sizes[-1]])], inits)
-    proto = helper.make_model(graph, producer_name="fastmlp",
-                              opset_imports=[helper.make_opsetid("", int(opset))])
+    opsets = [helper.make_opsetid("", int(opset))]
+    # the oldest IR version that the opset allows, so that older runtimes load the file
+    # (onnx writes its newest by default: onnxruntime 1.19 refused IR 12)
+    proto = helper.make_model(graph, producer_name="fastmlp", opset_imports=opsets,
+                              ir_version=helper.find_min_ir_version_for(opsets))
     onnx.checker.check_model(proto)
     serialization.write_atomic(path, proto.SerializeToString())
 
