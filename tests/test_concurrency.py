@@ -287,12 +287,12 @@ def test_a_new_model_remembers_that_the_team_was_slow(data):
     first = new_model()
     first._engine._simulate_load(0.0, 0.01)
     first.fit(X, y, **FIT)  # batch 16
+    second = new_model()  # (at once: the measurement stands for 2 s)
+    second.fit(X[:512], y[:512], epochs=1, batch_size=16)  # 32 steps, fewer than the wait
+    assert second.thread_stats() == {"one": 32, "many": 0}
     assert first._engine.hinted_threads(48) == 1  # predict blocks of that work: one thread
     assert first._engine.hinted_threads(512) == 2  # 10x the work: not measured
     out = first.predict(X)
-    second = new_model()
-    second.fit(X[:512], y[:512], epochs=1, batch_size=16)  # 32 steps, fewer than the wait
-    assert second.thread_stats() == {"one": 32, "many": 0}
     larger = new_model()
     larger.fit(X, y, epochs=1, batch_size=256)  # 16x the work per step: probes early
     assert larger.thread_stats()["many"] > 0
