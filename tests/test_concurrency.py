@@ -41,6 +41,10 @@ def digest(a: np.ndarray) -> bytes:
     return np.ascontiguousarray(a).tobytes()
 
 
+needs_openmp = pytest.mark.skipif(
+    not fastmlp._engine.have_openmp(),
+    reason="an engine built without OpenMP runs every step on one thread: no team to adapt")
+
 FIT = dict(epochs=2, batch_size=16, lr=0.01)
 
 
@@ -243,7 +247,7 @@ def fresh_thread_timings():
     fastmlp._engine.forget_thread_timings()
 
 
-@pytest.mark.skipif(not fastmlp._engine.have_openmp(), reason="needs the OpenMP engine")
+@needs_openmp
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_adaptive_threads_drop_to_one_when_teams_are_slow_with_identical_results(data, dtype):
     X, y = data
@@ -257,7 +261,7 @@ def test_adaptive_threads_drop_to_one_when_teams_are_slow_with_identical_results
     np.testing.assert_array_equal(m.get_flat_params(), reference.get_flat_params())
 
 
-@pytest.mark.skipif(not fastmlp._engine.have_openmp(), reason="needs the OpenMP engine")
+@needs_openmp
 def test_adaptive_threads_keep_the_team_when_one_thread_is_slow(data):
     X, y = data
     m = new_model()
@@ -278,7 +282,7 @@ def test_adaptive_threads_off_uses_every_thread(data):
     assert m.adaptive_threads is False
 
 
-@pytest.mark.skipif(not fastmlp._engine.have_openmp(), reason="needs the OpenMP engine")
+@needs_openmp
 def test_a_new_model_remembers_that_the_team_was_slow(data):
     """After one model measured a slow team, a new model whose steps do about as much work
     does not pay for a team step at its start: its first probe waits as long as a later
@@ -331,7 +335,7 @@ def test_threads_setter_checks_its_range(bad):
     assert m.threads == 2
 
 
-@pytest.mark.skipif(not fastmlp._engine.have_openmp(), reason="needs the OpenMP engine")
+@needs_openmp
 def test_a_new_model_starts_with_the_team_when_it_was_faster(data):
     X, y = data
     first = new_model()
@@ -346,7 +350,9 @@ def _engine_threads() -> int:
     return fastmlp.default_threads()
 
 
-@pytest.mark.skipif("OMP_NUM_THREADS" in os.environ, reason="the thread count is set by hand")
+@pytest.mark.skipif("OMP_NUM_THREADS" in os.environ,
+                    reason="OMP_NUM_THREADS is set in this environment, and joblib keeps a "
+                           "value set by hand, so there is no share to check")
 def test_loky_workers_get_their_share_of_the_cores():
     """joblib's loky workers (GridSearchCV(n_jobs=...), cross_val_score, ...) limit
     OMP_NUM_THREADS to their share of the cores, and fastmlp's default follows it."""

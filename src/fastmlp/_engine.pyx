@@ -341,6 +341,19 @@ cdef class Engine:
         return (threads, batch, faulted(fm_workspace_bytes(&self.net, batch,
                                                            self.dtype.itemsize), np.uint8))
 
+    cdef fm_buffers _pooled_buffers(self, object work, int cap, fm_net *net) except *:
+        """Buffers of a predict/evaluate call on the pooled workspace `work` (blocks of up
+        to `cap` rows), and in net the network with this call's thread count: the
+        workspace's, or one while teams are measured slow (csrc/adapt.c)."""
+        net[0] = self.net
+        net.n_threads = work[0]
+        if self._adapt.enabled and work[0] > 1:
+            net.n_threads = fm_adapt_hint(net, cap)
+        cdef fm_buffers b = self._buffers()
+        b.work = _ptr(work[2])
+        b.batch_cap = cap
+        return b
+
     cdef void _give_workspace(self, object entry):
         """Back into the pool (at most a few are kept; none for another thread count)."""
         with self._pool_lock:
@@ -425,13 +438,8 @@ cdef class Engine:
             return out
         cdef int cap = <int>min(batch_cap, n)
         work = self._take_workspace(cap)
-        cdef fm_net net = self.net  # on one thread while teams are measured slow
-        net.n_threads = work[0]
-        if self._adapt.enabled and work[0] > 1:
-            net.n_threads = fm_adapt_hint(&net, cap)
-        cdef fm_buffers b = self._buffers()
-        b.work = _ptr(work[2])
-        b.batch_cap = cap
+        cdef fm_net net
+        cdef fm_buffers b = self._pooled_buffers(work, cap, &net)
         panels = self._predict_panels(n)
         b.panels = _ptr(panels)
         cdef void *x = _ptr(X)
@@ -489,13 +497,8 @@ cdef class Engine:
             return 0.0, 0.0
         cdef int cap = <int>min(batch_cap, n)
         work = self._take_workspace(cap)
-        cdef fm_net net = self.net  # on one thread while teams are measured slow
-        net.n_threads = work[0]
-        if self._adapt.enabled and work[0] > 1:
-            net.n_threads = fm_adapt_hint(&net, cap)
-        cdef fm_buffers b = self._buffers()
-        b.work = _ptr(work[2])
-        b.batch_cap = cap
+        cdef fm_net net
+        cdef fm_buffers b = self._pooled_buffers(work, cap, &net)
         cdef fm_targets t
         t.labels = <const int32_t *>_ptr(labels)
         t.dense = _ptr(dense)
