@@ -8,7 +8,6 @@ import pickle
 
 import numpy as np
 import pytest
-
 from sklearn.datasets import make_classification
 
 from fastmlp import MLP, MLPClassifier, MLPRegressor, _engine, optim
@@ -114,7 +113,7 @@ def test_the_engine_checks_order_and_steps():
     X, y, _ = problem(n=20)
     model = MLP([5, 4, 3], seed=0)
     model._backend_reserve(8)
-    from fastmlp.regularization import augment_config, penalty_config
+    from fastmlp.train.regularization import augment_config, penalty_config
 
     opt = optim.SGD(lr=0.1)
     state = opt.state_for(0, (model._n_params,), model.dtype)

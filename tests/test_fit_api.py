@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import fastmlp
+from fastmlp.model.base import BaseMLP
 from fastmlp.train.options import NAMES as LOOP_OPTIONS
-from fastmlp.base import BaseMLP
-from fastmlp.regularization import stratified_split
+from fastmlp.train.regularization import stratified_split
 
 
 def test_fit_shows_every_option_the_loop_takes():

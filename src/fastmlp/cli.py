@@ -27,17 +27,17 @@ import numpy as np
 
 import fastmlp
 import fastmlp.reference
-from fastmlp import checkpoint as checkpoint_io
 from fastmlp import datasets, metrics, serialization, tabular
-from fastmlp.activations import ACTIVATIONS
-from fastmlp.base import BaseMLP
 from fastmlp.errors import TrainingDivergedError
-from fastmlp.init import INITIALIZERS
-from fastmlp.losses import LOSSES
+from fastmlp.io.untrusted import read_npy
+from fastmlp.model.activations import ACTIVATIONS
+from fastmlp.model.base import BaseMLP
+from fastmlp.model.init import INITIALIZERS
+from fastmlp.model.losses import LOSSES
 from fastmlp.optim import OPTIMIZERS
-from fastmlp.regularization import stratified_split
+from fastmlp.train import checkpoint as checkpoint_io
 from fastmlp.train.loop import epoch_line
-from fastmlp.untrusted import read_npy
+from fastmlp.train.regularization import stratified_split
 
 _OPTIMIZERS = {name.lower(): cls for name, cls in OPTIMIZERS.items()}
 DEFAULT_SGD_LR = 0.05

@@ -41,8 +41,8 @@ import time
 import numpy as np
 
 from fastmlp.errors import TrainingDivergedError
-from fastmlp.history import History
 from fastmlp.train.data import check_validation_data
+from fastmlp.train.history import History
 from fastmlp.train.loop import Loop
 from fastmlp.validation import check_float, check_int
 

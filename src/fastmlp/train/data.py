@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastmlp.regularization import stratified_split
+from fastmlp.train.regularization import stratified_split
 from fastmlp.validation import check_sample_weight
 
 

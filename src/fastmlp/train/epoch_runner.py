@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from fastmlp.base import STATUS_NONFINITE_LOSS, STATUS_OK
+from fastmlp.model.base import STATUS_NONFINITE_LOSS, STATUS_OK
 from fastmlp.optim import Optimizer
-from fastmlp.regularization import augment_config, penalty_config
 from fastmlp.train.first_order import chunk_seconds
+from fastmlp.train.regularization import augment_config, penalty_config
 from fastmlp.train.state import Guard, diverged
 from fastmlp.validation import all_finite, check_int, check_sample_weight
 

@@ -13,17 +13,23 @@ import time
 
 import numpy as np
 
-from fastmlp import checkpoint as checkpoint_io
-from fastmlp.base import STATUS_NONFINITE_LOSS, STATUS_OK
-from fastmlp.history import History
+from fastmlp.model.base import STATUS_NONFINITE_LOSS, STATUS_OK
 from fastmlp.optim import OPTIMIZERS, SGD, Optimizer
-from fastmlp.regularization import augment_config, penalty_config
 from fastmlp.schedules import Constant, Schedule
+from fastmlp.train import checkpoint as checkpoint_io
 from fastmlp.train.data import TrainingData, check_validation_data, hold_out, prepare
+from fastmlp.train.history import History
 from fastmlp.train.loop import Loop, check_callables, check_monitor
 from fastmlp.train.options import FitOptions
-from fastmlp.train.state import (SNAPSHOT_BYTES_PER_S, Guard, diverged, restore, snapshot,
-                                 snapshot_bytes)
+from fastmlp.train.regularization import augment_config, penalty_config
+from fastmlp.train.state import (
+    SNAPSHOT_BYTES_PER_S,
+    Guard,
+    diverged,
+    restore,
+    snapshot,
+    snapshot_bytes,
+)
 from fastmlp.validation import C_INT_MAX, all_finite, check_float, check_int
 
 CHUNK_SECONDS = 0.2  # engine work per Python round trip, at least ...

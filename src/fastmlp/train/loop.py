@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from fastmlp.history import History
+from fastmlp.train.history import History
 from fastmlp.train.state import restore, snapshot
 
 MONITORS = ("val_loss", "val_accuracy")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from fastmlp._buffers import faulted
-from fastmlp.base import STATUS_NONFINITE_LOSS
 from fastmlp.errors import TrainingDivergedError
+from fastmlp.model.base import STATUS_NONFINITE_LOSS
 
 SNAPSHOT_BYTES_PER_S = 5e9  # a conservative copy speed, for chunk_seconds
 
