@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from pathlib import Path
 
@@ -517,3 +518,20 @@ def test_load_data_misc_errors(tmp_path):
     garbage.write_bytes(b"not a zip file at all")
     with pytest.raises(ValueError, match=r"g\.npz"):
         load_data(garbage)
+
+
+@pytest.mark.parametrize("name", ["data.idx", "data.idx.gz"])
+def test_write_idx_never_leaves_a_half_written_file(tmp_path, monkeypatch, name):
+    path = tmp_path / name
+    old = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    write_idx(path, old)
+    before = path.read_bytes()
+
+    def fail(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(OSError, match="disk full"):
+        write_idx(path, np.ones((500, 40), dtype=np.float64))
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [name]
+    np.testing.assert_array_equal(read_idx(path), old)

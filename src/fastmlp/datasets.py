@@ -27,7 +27,7 @@ from typing import BinaryIO, Union
 
 import numpy as np
 
-from fastmlp import tabular
+from fastmlp import serialization, tabular
 from fastmlp.io.untrusted import read_declared, read_npy, read_npz
 
 __all__ = [
@@ -221,6 +221,11 @@ def write_idx(path: PathLike, array: np.ndarray) -> None:
     ------
     ValueError
         If the dtype or number of dimensions cannot be represented in IDX.
+
+    Notes
+    -----
+    The file is written atomically: it holds either its old content or the complete
+    new one, never a partial write.
     """
     arr = np.asarray(array)
     if not 1 <= arr.ndim <= 4:
@@ -244,17 +249,10 @@ def write_idx(path: PathLike, array: np.ndarray) -> None:
     header = bytes([0, 0, code, arr.ndim]) + struct.pack(
         f">{arr.ndim}I", *arr.shape
     )
-    p = Path(os.fspath(path))
-    if p.name.endswith(".gz"):
-        with open(p, "wb") as raw, gzip.GzipFile(
-            filename="", fileobj=raw, mode="wb", mtime=0
-        ) as gz:
-            gz.write(header)
-            gz.write(big.tobytes())
-    else:
-        with open(p, "wb") as fh:
-            fh.write(header)
-            fh.write(big.tobytes())
+    data = header + big.tobytes()
+    if os.fspath(path).endswith(".gz"):
+        data = gzip.compress(data, mtime=0)
+    serialization.write_atomic(path, data)  # never a half-written file
 
 
 # --------------------------------------------------------------------------
