@@ -43,7 +43,10 @@ typedef enum {
     FM_MSE = 2,                  /* identity output */
     FM_HINGE = 3,                /* identity output, targets in {-1, +1} */
     FM_MULTI_HINGE = 4,          /* identity output, labels */
-    FM_POISSON = 5               /* exp output (log link), targets >= 0 */
+    FM_POISSON = 5,              /* exp output (log link), targets >= 0 */
+    FM_KL_DIV = 6,               /* softmax output, target distributions */
+    FM_SYMMETRIC_KL = 7,         /* softmax output, target distributions, all > 0 */
+    FM_BHATTACHARYYA = 8         /* softmax output, target distributions */
 } fm_loss;
 
 typedef enum {
@@ -198,6 +201,8 @@ double fm_uniform(uint64_t key, uint64_t counter, uint64_t stream, uint64_t inde
 
 /* Training targets: exactly one of labels and dense is non-NULL.
  * labels (n,) int32 class indices; dense (n, n_L) target rows of the net's dtype.
+ * label_smoothing (FM_CROSS_ENTROPY only, in [0, 1]): each target row t becomes
+ * (1 - label_smoothing) t + label_smoothing / n_L, as torch.nn.CrossEntropyLoss's.
  * weights (n,) non-negative per-sample weights of the net's dtype, or NULL for equal
  * weights: a batch's loss is then sum(w_i * loss_i) / sum(w_i) (scikit-learn's rule),
  * and the per-sample losses/accuracies reported are scaled by w_i * B / sum(w_i) so that
@@ -206,6 +211,7 @@ typedef struct {
     const int32_t *labels;
     const void *dense;
     const void *weights;
+    double label_smoothing;
 } fm_targets;
 
 /* An update rule, its hyper-parameters and its state. The state is

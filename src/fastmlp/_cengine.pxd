@@ -67,6 +67,7 @@ cdef extern from "fastmlp.h" nogil:
         const int32_t *labels
         const void *dense
         const void *weights
+        double label_smoothing
 
     ctypedef struct fm_optimizer:
         int kind

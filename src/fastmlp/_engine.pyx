@@ -173,6 +173,7 @@ cdef class Engine:
     # False: train keeps every array row-major (tests compare the two layouts)
     cdef public bint panel_layout
     cdef readonly long long version  # bumped by every change of the parameters
+    cdef readonly double label_smoothing  # cross-entropy's (fm_targets)
     cdef object _curv_work      # (threads, batch, bytes): the curvature products' workspace
 
     def __cinit__(self, *args, **kwargs):
@@ -181,7 +182,7 @@ cdef class Engine:
 
     def __init__(self, sizes, acts, double leaky_slope, int loss, dtype, int threads,
                  dropout=None, bint dropout_classic=False, bn=None, double bn_eps=1e-5,
-                 double bn_momentum=0.1):
+                 double bn_momentum=0.1, double label_smoothing=0.0):
         cdef int L = len(sizes) - 1
         if L < 1 or L > FM_MAX_LAYERS:
             raise ValueError(f"a network needs 1 to {FM_MAX_LAYERS} layers, got {L}")
@@ -207,6 +208,9 @@ cdef class Engine:
         self.net.bn_momentum = bn_momentum
         self.net.leaky_slope = leaky_slope
         self.net.loss = loss
+        if not 0 <= label_smoothing <= 1:
+            raise ValueError("label_smoothing must lie in [0, 1]")
+        self.label_smoothing = label_smoothing
         self.threads = threads
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
@@ -262,6 +266,15 @@ cdef class Engine:
         fm_pack_weights(&self.net, <const float *>_ptr(self.params), <float *>_ptr(panels))
         self._panels = (key, panels)
         return panels
+
+    cdef fm_targets _targets(self, labels, dense, weights) except *:
+        """The engine's view of checked targets, with the model's label smoothing."""
+        cdef fm_targets t
+        t.labels = <const int32_t *>_ptr(labels)
+        t.dense = _ptr(dense)
+        t.weights = _ptr(weights)
+        t.label_smoothing = self.label_smoothing
+        return t
 
     cdef void *_layout_scratch(self, int batch_size):
         """Scratch for train's panel layout (kept), or NULL where it has no use."""
@@ -469,10 +482,7 @@ cdef class Engine:
         cdef fm_penalty p = _penalty(penalty)
         cdef fm_random r
         r.key, r.counter = key, counter
-        cdef fm_targets t
-        t.labels = <const int32_t *>_ptr(labels)
-        t.dense = _ptr(dense)
-        t.weights = _ptr(weights)
+        cdef fm_targets t = self._targets(labels, dense, weights)
         cdef void *x = _ptr(X)
         cdef void *dx = _ptr(dX)
         cdef int nn = n
@@ -499,10 +509,7 @@ cdef class Engine:
         work = self._take_workspace(cap)
         cdef fm_net net
         cdef fm_buffers b = self._pooled_buffers(work, cap, &net)
-        cdef fm_targets t
-        t.labels = <const int32_t *>_ptr(labels)
-        t.dense = _ptr(dense)
-        t.weights = NULL
+        cdef fm_targets t = self._targets(labels, dense, None)
         cdef void *x = _ptr(X)
         cdef double loss_sum = 0, correct_sum = 0
         cdef int status
@@ -567,10 +574,7 @@ cdef class Engine:
         cdef fm_buffers b = self._buffers()
         b.scratch = self._layout_scratch(batch_size)
         b.adapt = &self._adapt
-        cdef fm_targets t
-        t.labels = <const int32_t *>_ptr(labels)
-        t.dense = _ptr(dense)
-        t.weights = _ptr(weights)
+        cdef fm_targets t = self._targets(labels, dense, weights)
         cdef void *x = _ptr(X)
         cdef const int64_t *o = <const int64_t *>_ptr(order)
         cdef const double *rates = <const double *>_ptr(lr)
@@ -627,10 +631,7 @@ cdef class Engine:
         cdef fm_net net
         cdef fm_buffers b = self._curvature_buffers(n, block, &net)
         cdef fm_penalty p = _penalty(penalty)
-        cdef fm_targets t
-        t.labels = <const int32_t *>_ptr(labels)
-        t.dense = _ptr(dense)
-        t.weights = _ptr(weights)
+        cdef fm_targets t = self._targets(labels, dense, weights)
         cdef void *x = _ptr(X)
         cdef void *vp = _ptr(v)
         cdef void *o = _ptr(out)

@@ -21,7 +21,7 @@ from fastmlp._locking import ModelLock, reads, writes
 from fastmlp.activations import canonical_activation
 from fastmlp.history import History
 from fastmlp.init import check_initializer, initialize
-from fastmlp.losses import get_loss, labels_from_outputs, prepare_targets
+from fastmlp.losses import get_loss, labels_from_outputs, prepare_targets, reports_accuracy
 from fastmlp.pruning import magnitude_mask
 from fastmlp.regularization import BATCH_NORM_CODES, penalty_config
 from fastmlp.validation import (C_INT_MAX, SEED_MAX, check_dtype, check_features, check_float,
@@ -56,9 +56,14 @@ class BaseMLP:
         Hidden-layer activation (``identity``, ``sigmoid``/``logistic``, ``tanh``, ``relu``,
         ``leaky_relu``), one name for all hidden layers or one per hidden layer.
     loss : str
-        ``cross_entropy``, ``binary_cross_entropy``, ``mse``, ``hinge``, ``multi_hinge`` or
-        ``poisson``;
+        ``cross_entropy``, ``binary_cross_entropy``, ``mse``, ``hinge``, ``multi_hinge``,
+        ``poisson``, ``kl_divergence``, ``symmetric_kl`` or ``bhattacharyya``;
         it fixes the output activation (see :mod:`fastmlp.losses`).
+    label_smoothing : float
+        For ``cross_entropy`` only, in [0, 1]: each target row t (one-hot for a label)
+        becomes ``(1 - label_smoothing) t + label_smoothing / K``, exactly as
+        ``torch.nn.CrossEntropyLoss(label_smoothing=)``. Training and the reported losses
+        (``evaluate``, ``val_loss``) use the smoothed targets; accuracy does not change.
     init : str
         Weight initializer (see :mod:`fastmlp.init`), with parameters in `init_kwargs`.
     init_kwargs : dict, optional
@@ -101,6 +106,7 @@ class BaseMLP:
         loss: str = "cross_entropy",
         init: str = "he_normal",
         *,
+        label_smoothing: float = 0.0,
         init_kwargs: dict | None = None,
         bias_init: float = 0.0,
         leaky_slope: float = 0.01,
@@ -121,6 +127,11 @@ class BaseMLP:
         self._activations = _per_hidden(activation, n_hidden, "activations",
                                         canonical_activation, str)
         self._loss = get_loss(loss)
+        self._label_smoothing = check_float(label_smoothing, "label_smoothing", low=0.0,
+                                            high=1.0 + 1e-12)
+        if self._label_smoothing > 0 and self._loss.name != "cross_entropy":
+            raise ValueError(f"label_smoothing applies to cross_entropy only, not to "
+                             f"{self._loss.name}")
         self._dtype = check_dtype(dtype)
         check_initializer(init, init_kwargs)
         self._init = init
@@ -187,6 +198,11 @@ class BaseMLP:
     @property
     def loss(self) -> str:
         return self._loss.name
+
+    @property
+    def label_smoothing(self) -> float:
+        """Cross-entropy's label smoothing (0: none)."""
+        return self._label_smoothing
 
     @property
     def output_activation(self) -> str:
@@ -407,23 +423,31 @@ class BaseMLP:
         return self._backend_predict(self._check_X(X), logits=True)
 
     def predict_labels(self, X: object) -> np.ndarray:
-        """Predicted classes: argmax for ``cross_entropy``/``multi_hinge``; 0/1 per output
-        for ``binary_cross_entropy``; -1/+1 per output for ``hinge``."""
+        """Predicted classes: argmax for the softmax losses (``cross_entropy``,
+        ``kl_divergence``, ``symmetric_kl``, ``bhattacharyya``), ``multi_hinge`` and
+        ``mse`` with several outputs; 0/1 per output for ``binary_cross_entropy``; -1/+1
+        per output for ``hinge`` and single-output ``mse``."""
         return labels_from_outputs(self._loss, self.predict(X))
 
     @reads
     def evaluate(self, X: object, y: object) -> dict[str, float | None]:
         """Mean data loss (no penalties) and accuracy over ``(X, y)`` in inference mode
-        (accuracy None for ``mse`` and ``poisson``)."""
+        (accuracy None for ``poisson``, and for ``mse`` unless the targets are integer
+        labels or class-coded; see :mod:`fastmlp.losses`)."""
         X = self._check_X(X)
         labels, dense = self._targets(y, X.shape[0])
         return self._evaluate_prepared(X, labels, dense)
 
     def score(self, X: object, y: object) -> float:
-        """Accuracy on ``(X, y)``."""
+        """Accuracy on ``(X, y)``; a ValueError where there is none (``poisson``, ``mse``
+        with targets that are not class-coded)."""
         if not self._loss.has_accuracy:
             raise ValueError(f"{self._loss.name} has no accuracy; use evaluate(X, y)['loss']")
-        return self.evaluate(X, y)["accuracy"]
+        accuracy = self.evaluate(X, y)["accuracy"]
+        if accuracy is None:
+            raise ValueError(f"{self._loss.name} has an accuracy only for class targets: "
+                             "integer labels, one-hot or ±1 rows, or ±1 for one output")
+        return accuracy
 
     @writes
     def gradients(self, X: object, y: object, *, training: bool = False, step: int | None = None,
@@ -640,7 +664,8 @@ class BaseMLP:
         """The constructor arguments that define this model (JSON-able)."""
         return {
             "layer_sizes": list(self._sizes), "activation": list(self._activations),
-            "loss": self._loss.name, "init": self._init, "init_kwargs": self._init_kwargs,
+            "loss": self._loss.name, "label_smoothing": self._label_smoothing,
+            "init": self._init, "init_kwargs": self._init_kwargs,
             "bias_init": self._bias_init, "leaky_slope": self._leaky_slope,
             "dtype": self._dtype.name, "seed": self._seed,
             "input_dropout": self._dropout[0], "dropout": self._dropout[1:],
@@ -705,7 +730,7 @@ class BaseMLP:
         n = X.shape[0]
         return {
             "loss": loss_sum / n,
-            "accuracy": correct_sum / n if self._loss.has_accuracy else None,
+            "accuracy": correct_sum / n if reports_accuracy(self._loss, dense) else None,
         }
 
     # -- backend interface (implemented by subclasses) ------------------------------------------
@@ -867,6 +892,9 @@ class BaseMLP:
 
     def _curvature_inputs(self, X, y, training, step, sample_weight, penalties) -> tuple:
         """(X, labels, dense, training, penalty, counter, weights), checked."""
+        if not self._loss.has_curvature:
+            raise ValueError(f"Hessian and Gauss-Newton products are not implemented for "
+                             f"{self._loss.name}")
         X = self._check_X(X)
         labels, dense = self._targets(y, X.shape[0])
         counter = self._counter if step is None else check_int(step, "step", 0)

@@ -59,6 +59,7 @@ class MLP(BaseMLP):
             bn=self._batch_norm,
             bn_eps=self._bn_eps,
             bn_momentum=self._bn_momentum,
+            label_smoothing=self._label_smoothing,
         )
 
     def _backend_layout(self):

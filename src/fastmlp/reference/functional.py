@@ -54,7 +54,9 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
 
 
 def output_activation(loss: str, z: np.ndarray) -> np.ndarray:
-    if loss == "cross_entropy":
+    from fastmlp.losses import get_loss
+
+    if get_loss(loss).output_activation == "softmax":
         return np.exp(log_softmax(z.astype(np.float64))).astype(z.dtype)
     if loss == "binary_cross_entropy":
         return sigmoid(z.astype(np.float64)).astype(z.dtype)
@@ -92,8 +94,20 @@ def sgd_step(params: list[np.ndarray], grads: list[np.ndarray], lr: float) -> No
 
 
 # -- losses ------------------------------------------------------------------------------------
-def loss_terms(loss: str, Z: np.ndarray, labels, dense, weights=None):
+def smoothed(t: np.ndarray, smoothing: float) -> np.ndarray:
+    """Target rows t (n, K) mixed with the uniform distribution: (1 - s) t + s / K."""
+    return (1 - smoothing) * t + smoothing / t.shape[1]
+
+
+def xlogy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """x log y, 0 where x is 0."""
+    return np.where(x == 0, 0.0, x * np.log(np.where(x == 0, 1.0, y)))
+
+
+def loss_terms(loss: str, Z: np.ndarray, labels, dense, weights=None, smoothing: float = 0.0):
     """Per-sample loss (n,), per-sample accuracy (n,) and delta = d(mean loss)/dZ (n, K).
+
+    `smoothing` is cross-entropy's label smoothing (torch.nn.CrossEntropyLoss's).
 
     With per-sample `weights` (n,) the batch loss is sum(w * loss) / sum(w): each sample's
     loss, accuracy and delta are scaled by its share w_i * n / sum(w) (0 when sum(w) is 0),
@@ -109,8 +123,26 @@ def loss_terms(loss: str, Z: np.ndarray, labels, dense, weights=None):
             correct = z.argmax(axis=1) == labels
         else:
             correct = z.argmax(axis=1) == t.argmax(axis=1)
+        t = smoothed(t, smoothing)
         per_sample = -(t * logp).sum(axis=1)
         delta = (np.exp(logp) * t.sum(axis=1, keepdims=True) - t) / n
+    elif loss in ("kl_divergence", "symmetric_kl", "bhattacharyya"):
+        logq = log_softmax(z)
+        q = np.exp(logq)
+        correct = z.argmax(axis=1) == t.argmax(axis=1)
+        if loss == "bhattacharyya":  # -log sum sqrt(t q), in the log domain
+            a = np.where(t > 0, 0.5 * (np.log(np.where(t > 0, t, 1.0)) + logq), -np.inf)
+            m = a.max(axis=1, keepdims=True)
+            log_bc = m + np.log(np.exp(a - m).sum(axis=1, keepdims=True))
+            per_sample = -log_bc[:, 0]
+            delta = 0.5 * (q - np.exp(a - log_bc)) / n
+        else:  # KL(t || q) = sum t log t - t log q; its gradient is cross-entropy's
+            per_sample = (xlogy(t, t) - t * logq).sum(axis=1)
+            delta = (q * t.sum(axis=1, keepdims=True) - t) / n
+            if loss == "symmetric_kl":  # + KL(q || t) = sum q (log q - log t)
+                f = logq - np.log(t)
+                per_sample = per_sample + (q * f).sum(axis=1)
+                delta = delta + q * (f - (q * f).sum(axis=1, keepdims=True)) / n
     elif loss == "binary_cross_entropy":
         elem = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
         per_sample = elem.mean(axis=1)
@@ -118,7 +150,8 @@ def loss_terms(loss: str, Z: np.ndarray, labels, dense, weights=None):
         delta = (sigmoid(z) - t) / (n * K)
     elif loss == "mse":
         per_sample = ((z - t) ** 2).mean(axis=1)
-        correct = np.zeros(n)
+        # meaningful for class-coded targets (losses.class_coded): argmax, or one output's sign
+        correct = z.argmax(axis=1) == t.argmax(axis=1) if K > 1 else (z[:, 0] > 0) == (t[:, 0] > 0)
         delta = 2 * (z - t) / (n * K)
     elif loss == "poisson":
         mu = np.exp(z)

@@ -170,7 +170,8 @@ class MLP(BaseMLP):
             return None if a is None else (a if idx is None else a[idx])
 
         per_sample, correct, delta = F.loss_terms(self._loss.name, logits, rows(labels),
-                                                  rows(dense), rows(weights))
+                                                  rows(dense), rows(weights),
+                                                  self._label_smoothing)
         return per_sample, correct, delta, cache
 
     # -- backend interface ---------------------------------------------------------------------
@@ -187,7 +188,8 @@ class MLP(BaseMLP):
 
     def _backend_evaluate(self, X, labels, dense):
         logits, _ = self._forward(X, False, 0)
-        per_sample, correct, _ = F.loss_terms(self._loss.name, logits, labels, dense)
+        per_sample, correct, _ = F.loss_terms(self._loss.name, logits, labels, dense,
+                                              smoothing=self._label_smoothing)
         return float(per_sample.sum()), float(correct.sum())
 
     def _backend_reserve(self, batch_size):
