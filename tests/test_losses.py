@@ -344,3 +344,24 @@ def test_mse_accuracy_for_class_targets(impl):
     assert single.evaluate(Zs, [1, -1, -1])["accuracy"] == pytest.approx(2 / 3)
     assert single.predict_labels(Zs).tolist() == [[1], [-1], [1]]
     assert single.evaluate(Zs, [1.0, 0.0, 0.0])["accuracy"] is None  # 0/1: regression values
+
+
+def test_mse_classifier_trains_with_accuracy_and_val_accuracy_monitor(impl):
+    """fit with mse on integer labels: the History has training and validation accuracy,
+    and early stopping can watch val_accuracy; regression targets have none, and
+    monitor='val_accuracy' is refused for them with a message."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5).astype(int)
+    model = impl([3, 8, 3], activation="tanh", loss="mse", seed=1)
+    history = model.fit(X, y, epochs=6, lr=0.1, validation_data=(X[:40], y[:40]),
+                        early_stopping=True, monitor="val_accuracy", patience=10)
+    assert all(a is not None and 0 <= a <= 1 for a in history.accuracy)
+    assert history.val_accuracy[-1] == pytest.approx(model.score(X[:40], y[:40]))
+    assert np.mean(model.predict_labels(X) == y) == pytest.approx(model.score(X, y))
+    regression = np.eye(3)[y] * 2.0
+    history = model.fit(X, regression, epochs=1, lr=0.01)
+    assert history.accuracy == [None]
+    with pytest.raises(ValueError, match="class targets"):
+        model.fit(X, regression, epochs=1, validation_data=(X, regression),
+                  early_stopping=True, monitor="val_accuracy")

@@ -23,11 +23,12 @@ from __future__ import annotations
 import json
 import os
 import struct
+
 import numpy as np
 
 from fastmlp import serialization
-from fastmlp.base import BaseMLP
-from fastmlp.losses import get_loss
+from fastmlp.model.base import BaseMLP
+from fastmlp.model.losses import get_loss
 
 _ONNX_ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh",
                      "leaky_relu": "LeakyRelu", "identity": None}

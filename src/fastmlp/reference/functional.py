@@ -54,7 +54,7 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
 
 
 def output_activation(loss: str, z: np.ndarray) -> np.ndarray:
-    from fastmlp.losses import get_loss
+    from fastmlp.model.losses import get_loss
 
     if get_loss(loss).output_activation == "softmax":
         return np.exp(log_softmax(z.astype(np.float64))).astype(z.dtype)
