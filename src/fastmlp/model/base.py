@@ -18,7 +18,8 @@ from fastmlp._engine import (  # noqa: F401  (status codes re-exported for the b
     STATUS_OK,
 )
 from fastmlp.model.activations import canonical_activation
-from fastmlp.model.init import check_initializer, initialize
+from fastmlp.model.init import (check_bias_init, check_initializer, initialize,
+                                output_bias_prior)
 from fastmlp.model.locking import ModelLock, reads, writes
 from fastmlp.model.losses import get_loss, labels_from_outputs, prepare_targets, reports_accuracy
 from fastmlp.pruning import magnitude_mask
@@ -76,8 +77,16 @@ class BaseMLP:
     init_kwargs : dict, optional
         Parameters of the initializer, e.g. ``{"std": 0.1}`` for ``normal``: finite
         numbers that fit `dtype`.
-    bias_init : float
-        Constant initial bias (0 by default; e.g. 0.1 for ReLU units); must fit `dtype`.
+    bias_init : float, "prior" or sequence
+        Initial biases: one constant for every layer (0 by default; e.g. 0.1 for ReLU
+        units), or one per dense layer; numbers must fit `dtype`. ``"prior"`` (alone, for
+        the output layer with 0 elsewhere, or as the sequence's last entry) sets the output
+        biases at the start of the first ``fit`` (while ``training_step`` is 0, from its
+        training part of the data, sample weights included) to the constant output that
+        fits the targets best: the log class priors for the softmax losses, the logit of
+        each output's mean for ``binary_cross_entropy``, the mean for ``mse``, its log for
+        ``poisson`` (see :func:`fastmlp.model.init.output_bias_prior`). Until then they
+        are 0.
     leaky_slope : float
         Negative-side slope of ``leaky_relu``, in [0, 1).
     dtype : {"float32", "float64"}
@@ -115,7 +124,7 @@ class BaseMLP:
         *,
         label_smoothing: float = 0.0,
         init_kwargs: dict | None = None,
-        bias_init: float = 0.0,
+        bias_init: float | str | Sequence[float | str] = 0.0,
         leaky_slope: float = 0.01,
         dtype: str = "float32",
         seed: int | None = None,
@@ -146,8 +155,16 @@ class BaseMLP:
         for key, value in self._init_kwargs.items():
             name = f"init_kwargs[{key!r}]"
             check_representable(check_float(value, name), name, self._dtype)
-        self._bias_init = check_representable(check_float(bias_init, "bias_init"), "bias_init",
-                                              self._dtype)
+        per_layer = isinstance(bias_init, (list, tuple, np.ndarray))
+        self._bias_values = [
+            v if isinstance(v, str) else check_representable(
+                check_float(v, f"bias_init[{l}]" if per_layer else "bias_init"),
+                f"bias_init[{l}]" if per_layer else "bias_init", self._dtype)
+            for l, v in enumerate(check_bias_init(bias_init, len(self._sizes) - 1,
+                                                  self._loss.name))]
+        # as given: one number, "prior", or the list of one per layer (JSON-able)
+        self._bias_init = bias_init if isinstance(bias_init, str) else \
+            self._bias_values if per_layer else self._bias_values[0]
         self._leaky_slope = check_float(leaky_slope, "leaky_slope", low=0.0, high=1.0)
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2**63))
@@ -169,14 +186,14 @@ class BaseMLP:
         rng = np.random.default_rng(self._seed)
         flat = self._backend_flat()
         self._n_params = len(flat)
-        for (w0, b0, n_in, n_out, _, _) in self._layout:
+        for (w0, b0, n_in, n_out, _, _), bias in zip(self._layout, self._bias_values):
             with np.errstate(over="ignore"):  # checked just below
                 W = initialize(init, n_in, n_out, rng, **self._init_kwargs).astype(self._dtype)
             if not np.isfinite(W).all():
                 raise ValueError(f"init {init!r} with {self._init_kwargs} gave weights that are "
                                  f"not finite in {self._dtype.name}")
             flat[w0 : w0 + n_in * n_out] = W.reshape(-1)
-            flat[b0 : b0 + n_out] = self._bias_init
+            flat[b0 : b0 + n_out] = 0.0 if bias == "prior" else bias
         self._backend_set_flat(flat)
         self._backend_seed(self._seed)
 
@@ -665,6 +682,19 @@ class BaseMLP:
 
         with self._lock.fitting():  # one fit at a time; readers may run between its chunks
             return fit(self, X, y, FitOptions(**options))
+
+    @writes
+    def _apply_bias_prior(self, labels, dense, weights) -> None:
+        """Before the first training step, set the output biases to the prior of the
+        training targets when ``bias_init`` asks for it (see the class docstring)."""
+        if self._bias_values[-1] != "prior" or self._counter != 0:
+            return
+        b = output_bias_prior(self._loss.name, labels, dense, weights, self._sizes[-1],
+                              self._label_smoothing)
+        flat = self._backend_flat()
+        b0 = self._layout[-1][1]
+        flat[b0 : b0 + len(b)] = b  # finite: logs of frequencies >= 1/(2n), or a mean
+        self._set_flat_masked(flat)
 
     # -- model files and pickling ---------------------------------------------------------------
     def config(self) -> dict:

@@ -91,6 +91,8 @@ def fit(model, X: object, y: object, o: FitOptions) -> History:
     elif o.early_stopping or o.validation_fraction is not None and o.validation_fraction != 0:
         hold_out(data, 0.1 if o.validation_fraction is None else o.validation_fraction,
                  model.seed)
+    if resume is None:
+        model._apply_bias_prior(data.labels, data.dense, data.weights)
     n = data.n
     batch_size = min(batch_size, n)
     if any(model._batch_norm) and (batch_size == 1 or n % batch_size == 1):
