@@ -18,6 +18,7 @@ from fastmlp._engine import (  # noqa: F401  (status codes re-exported for the b
     STATUS_OK,
 )
 from fastmlp.model.activations import canonical_activation
+from fastmlp.model.batch_norm_statistics import population_statistics
 from fastmlp.model.init import (check_bias_init, check_initializer, initialize,
                                 output_bias_prior)
 from fastmlp.model.locking import ModelLock, reads, writes
@@ -370,6 +371,48 @@ class BaseMLP:
             if np.any(running[r0 + n : r0 + 2 * n] < 0):
                 raise ValueError(f"layer {l} running_var must be >= 0")
         self._set_flat_masked(flat)
+        self._backend_set_running(running)
+
+    @writes
+    def recompute_batch_norm_statistics(self, X: object, batch_size: int = 1024) -> None:
+        """Replace every batch-norm layer's running mean and variance (what inference uses)
+        by the population statistics of its input over all of `X`, typically the training
+        set: the exact mean, and the unbiased variance (divided by n - 1, PyTorch's
+        convention for ``running_var``).
+
+        One pass over `X` per batch-norm layer, in network order, so each layer is measured
+        with the new statistics of the layers below it (inference mode: no dropout),
+        `batch_size` rows at a time; blocks are merged in float64, so the result does not
+        depend on `batch_size` beyond rounding. Unlike the momentum averages of training,
+        the statistics then match the final weights exactly. ``torch.optim.swa_utils.
+        update_bn`` instead averages per-batch statistics (equal weights per batch, the
+        batches' own unbiased variances), which differs unless the batches are alike.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            At least 2 samples.
+        batch_size : int, default 1024
+            Rows per block (memory: a few activations of that many rows).
+
+        Raises
+        ------
+        ValueError
+            Without batch normalization, with fewer than 2 samples, or for bad arguments.
+        """
+        if not any(self._batch_norm):
+            raise ValueError("the model has no batch normalization")
+        X = self._check_X(X)
+        if X.shape[0] < 2:
+            raise ValueError(f"population statistics need at least 2 samples, got "
+                             f"{X.shape[0]}")
+        batch_size = check_int(batch_size, "batch_size", 1, C_INT_MAX)
+        stats = population_statistics(self, X, batch_size)
+        running = self._backend_running()
+        for (_, _, _, n, _, r0), st in zip(self._layout, stats):
+            if st is not None:
+                running[r0 : r0 + n] = st[0]
+                running[r0 + n : r0 + 2 * n] = st[1]
         self._backend_set_running(running)
 
     def _split(self, flat: np.ndarray) -> dict[str, list]:
