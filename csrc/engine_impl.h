@@ -357,7 +357,8 @@ static double FN(step_forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, real *gra
     const fm_net *net = ps->net;
     const int I = net->sizes[0], K = net->sizes[net->n_layers];
     FN(gather)(ws->x0, X, idx, B, I, fm_usable_threads(net->n_threads));
-    if (aug->noise_std > 0 || aug->shift > 0)
+    if (aug->noise_std > 0 || aug->shift > 0 || aug->rotate > 0 || aug->scale > 0 ||
+        aug->shear > 0)
         FN(fm_augment)(ws->x0, ws->xgrad, B, I, aug, ps->key, ps->counter);
     if (aug->adv_eps > 0) {
         const int na = (int)llround(aug->adv_ratio * B);

@@ -166,6 +166,10 @@ typedef struct {
     int height, width, channels; /* ... of inputs that are (height, width, channels) images */
     double adv_eps, adv_ratio; /* FGSM: the first round(adv_ratio*B) rows of each batch become
                                   x + adv_eps * sign(dLoss/dx) */
+    /* random affine maps of the images about their centre (before the shifts), per sample:
+       rotation by U(-rotate, rotate) degrees, scaling by U(1 - scale, 1 + scale), shear
+       by U(-shear, shear) degrees; bilinear interpolation, zero fill */
+    double rotate, scale, shear;
 } fm_augment;
 
 /* Counter-based randomness of the training step: draws are a hash of

@@ -52,6 +52,7 @@ double fm_seconds(void);
 #define FM_STREAM_DROPOUT 0
 #define FM_STREAM_NOISE 1000
 #define FM_STREAM_SHIFT 1001
+#define FM_STREAM_AFFINE 1002
 uint64_t fm_stream_base(uint64_t key, uint64_t counter, uint64_t stream);
 uint64_t fm_hash_at(uint64_t base, uint64_t index);
 static inline double fm_unit(uint64_t h) { return (double)(h >> 11) * 0x1.0p-53; }
@@ -104,8 +105,8 @@ static inline double fm_unit(uint64_t h) { return (double)(h >> 11) * 0x1.0p-53;
     /* running (2n: mean, var) <- (1-m) running + m (mean, var * B/(B-1)) */                   \
     void fm_bn_update_running_##SFX(T *running, const T *mean, const T *var, int B, int n,    \
                                     double momentum);                                           \
-    /* X (B, n): += noise_std * N(0, 1) and/or random shifts of (h, w, c) images, zero fill;   \
-       tmp (n) scratch */                                                                       \
+    /* X (B, n): random affine maps (rotation, scale, shear), then random shifts of (h, w, c)  \
+       images, zero fill; then += noise_std * N(0, 1); tmp (n) scratch */                     \
     void fm_augment_##SFX(T *X, T *tmp, int B, int n, const fm_augment *aug, uint64_t key,    \
                           uint64_t counter);                                                    \
     /* Weight penalty of params: returns l2/2 sum w^2 + l1 sum |w| over the weights (and the  \

@@ -336,8 +336,8 @@ def test_mse_accuracy_for_class_targets(impl):
     assert model.evaluate(Z, regression)["accuracy"] is None
     with pytest.raises(ValueError, match="class targets"):
         model.score(Z, regression)
-    with pytest.raises(ValueError, match="integers"):
-        model.evaluate(Z, [0.5, 1.0, 2.0])
+    with pytest.raises(ValueError, match=r"shape \(n, 3\) or integer labels"):
+        model.evaluate(Z, [0.0, 1.0, 2.0])  # float: not labels
     mixed = np.array([[1.0, 0.0, 0.0], [-1.0, 1.0, -1.0], [0.0, 0.0, 1.0]])  # 0 and -1 mixed
     assert model.evaluate(Z, mixed)["accuracy"] is None
     single, Zs = single_layer(impl, "mse", [[0.3], [-2.0], [0.1]], 1)

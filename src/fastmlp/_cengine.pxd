@@ -58,6 +58,7 @@ cdef extern from "fastmlp.h" nogil:
         double noise_std
         int shift, height, width, channels
         double adv_eps, adv_ratio
+        double rotate, scale, shear
 
     ctypedef struct fm_random:
         uint64_t key
@@ -154,6 +155,13 @@ cdef extern from "fastmlp.h" nogil:
                    const float *vx, const float *X, int64_t n)
     int fm_jvp_f64(double *JV, const fm_net *net, const fm_buffers *buf, const double *v,
                    const double *vx, const double *X, int64_t n)
+
+
+cdef extern from "kernels.h" nogil:
+    void fm_augment_f32(float *X, float *tmp, int B, int n, const fm_augment *aug, uint64_t key,
+                        uint64_t counter)
+    void fm_augment_f64(double *X, double *tmp, int B, int n, const fm_augment *aug,
+                        uint64_t key, uint64_t counter)
 
 
 cdef extern from "gemm.h" nogil:

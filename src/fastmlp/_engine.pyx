@@ -143,12 +143,40 @@ cdef fm_penalty _penalty(object pen) except *:
 
 cdef fm_augment _augment(object aug) except *:
     cdef fm_augment a
-    a.noise_std, a.shift, a.height, a.width, a.channels, a.adv_eps, a.adv_ratio = aug
+    (a.noise_std, a.shift, a.height, a.width, a.channels, a.adv_eps, a.adv_ratio, a.rotate,
+     a.scale, a.shear) = aug
     return a
 
 
 NO_PENALTY = (0.0, 0.0, 0, 0, 0.0, 0.0)
-NO_AUGMENT = (0.0, 0, 0, 0, 0, 0.0, 0.0)
+NO_AUGMENT = (0.0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def augment(X, augment, uint64_t key, int64_t counter):
+    """A copy of the batch X (B, n) (float32 or float64, C-contiguous) transformed as
+    training step `counter` of a model seeded with `key` transforms it (random affine maps,
+    shifts, noise; an `augment` tuple of fastmlp.train.regularization.augment_config; FGSM
+    excluded): what the engine trains on, for tests and for looking at the augmentation."""
+    if X.dtype not in (np.float32, np.float64) or X.ndim != 2 or not X.flags.c_contiguous:
+        raise ValueError("X must be a C-contiguous 2-D float32 or float64 array")
+    cdef fm_augment a = _augment(augment)
+    if (a.shift > 0 or a.rotate > 0 or a.scale > 0 or a.shear > 0) and \
+            a.height * a.width * a.channels != X.shape[1]:
+        raise ValueError("the image shape does not match X's columns")
+    out = X.copy()
+    tmp = np.empty(X.shape[1], dtype=X.dtype)
+    cdef int B = X.shape[0], n = X.shape[1]
+    if B == 0 or n == 0:
+        return out
+    cdef void *o = _ptr(out)
+    cdef void *t = _ptr(tmp)
+    cdef bint f64 = X.dtype == np.float64
+    with nogil:
+        if f64:
+            fm_augment_f64(<double *>o, <double *>t, B, n, &a, key, <uint64_t>counter)
+        else:
+            fm_augment_f32(<float *>o, <float *>t, B, n, &a, key, <uint64_t>counter)
+    return out
 
 
 cdef class Engine:

@@ -581,6 +581,9 @@ class BaseMLP:
         image_shape: tuple | None = None,
         adversarial_eps: float = 0.0,
         adversarial_ratio: float = 0.5,
+        rotate: float = 0.0,
+        scale: float = 0.0,
+        shear: float = 0.0,
         early_stopping: bool = False,
         monitor: str = "val_loss",
         patience: int = 5,
@@ -650,10 +653,18 @@ class BaseMLP:
         shift : int, default 0
             Random shifts of up to `shift` pixels of image inputs of shape `image_shape`.
         image_shape : tuple, optional
-            ``(height, width)`` or ``(height, width, channels)`` of the inputs, for `shift`.
+            ``(height, width)`` or ``(height, width, channels)`` of the inputs, for `shift`,
+            `rotate`, `scale` and `shear`.
         adversarial_eps, adversarial_ratio : float
             FGSM examples of step `adversarial_eps` replacing a share `adversarial_ratio`
             of each batch (see :func:`fastmlp.train.regularization.augment_config`).
+        rotate, scale, shear : float, default 0
+            Random affine maps of image inputs of shape `image_shape`, before the shifts:
+            rotation by up to `rotate` degrees either way (at most 180), scaling by a
+            factor in [1 - scale, 1 + scale] (scale < 1), horizontal shear by up to `shear`
+            degrees (at most 60), about the image centre, each drawn per sample and step
+            from the model's seed; bilinear interpolation, zero fill (see
+            :func:`fastmlp.train.regularization.augment_config`).
         early_stopping : bool, default False
             Stop when `monitor` has not improved by more than `min_delta` for `patience`
             epochs. Whether it stops early or runs out of epochs, the model ends with the

@@ -10,7 +10,8 @@ cross_entropy          softmax      ``CrossEntropyLoss``: integer labels (n,) or
                                     as PyTorch's (targets mixed with 1/K)
 binary_cross_entropy   sigmoid      ``BCEWithLogitsLoss``: targets in [0, 1], (n, K)
 mse                    identity     ``MSELoss``: mean over samples and outputs;
-                                    integer labels (n,) become one-hot rows
+                                    integer labels (n,) (an integer array) become
+                                    one-hot rows
 hinge                  identity     mean over samples and outputs of max(0, 1 - t y),
                                     targets in {-1, +1}
 multi_hinge            identity     ``MultiMarginLoss(p=1, margin=1)``: integer labels
@@ -116,7 +117,9 @@ def prepare_targets(
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         raise ValueError("y contains NaN or infinity")
 
-    if y.ndim == 1 and loss.accepts_labels and (loss.name != "mse" or n_outputs > 1):
+    # mse: integer (not float) arrays of shape (n,) for several outputs are class labels
+    if y.ndim == 1 and loss.accepts_labels and (
+            loss.name != "mse" or n_outputs > 1 and y.dtype.kind in "biu"):
         labels = _labels(loss, y, n_outputs)
         if loss.name == "mse":  # one-hot rows
             dense = np.zeros((n_samples, n_outputs), dtype=dtype)

@@ -237,6 +237,50 @@ def shift_images(X, base: int, k: int, shape: tuple) -> np.ndarray:
     return out.reshape(n, -1)
 
 
+def affine_matrices(base: int, n: int, rotate: float, scale: float, shear: float) -> np.ndarray:
+    """The (n, 2, 2) affine maps A = R(theta) Sh(phi) s of n samples in (column, row)
+    coordinates, from three hash draws each: theta ~ U(-rotate, rotate) degrees with
+    R = [[cos, sin], [-sin, cos]], s ~ U(1 - scale, 1 + scale), phi ~ U(-shear, shear)
+    degrees with Sh = [[1, tan phi], [0, 1]]."""
+    from fastmlp.reference.rng import uniform_at
+
+    u = uniform_at(base, np.arange(3 * n)).reshape(n, 3)
+    theta = np.deg2rad((2 * u[:, 0] - 1) * rotate)
+    s = 1 + (2 * u[:, 1] - 1) * scale
+    t = np.tan(np.deg2rad((2 * u[:, 2] - 1) * shear))
+    c, sn = np.cos(theta), np.sin(theta)
+    R = np.stack([np.stack([c, sn], -1), np.stack([-sn, c], -1)], -2)
+    Sh = np.zeros((n, 2, 2))
+    Sh[:, 0, 0] = Sh[:, 1, 1] = 1
+    Sh[:, 0, 1] = t
+    return R @ Sh * s[:, None, None]
+
+
+def affine_images(X, base: int, rotate: float, scale: float, shear: float,
+                  shape: tuple) -> np.ndarray:
+    """Map every row's (h, w, c) image by its random affine map (affine_matrices) about
+    the image centre: out(p) = in(centre + A^-1 (p - centre)), bilinear, zero outside."""
+    h, w, c = shape
+    n = len(X)
+    inv = np.linalg.inv(affine_matrices(base, n, rotate, scale, shear))
+    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    d = np.stack([cols - (w - 1) / 2, rows - (h - 1) / 2]).reshape(2, -1)  # (2, h w)
+    src = inv @ d  # (n, 2, h w)
+    sx, sy = src[:, 0] + (w - 1) / 2, src[:, 1] + (h - 1) / 2
+    x0, y0 = np.floor(sx), np.floor(sy)
+    fx, fy = sx - x0, sy - y0
+    imgs = X.reshape(n, h * w, c).astype(np.float64)
+    out = np.zeros((n, h * w, c))
+    for dy, dx, weight in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx),
+                           (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):
+        yy, xx = y0 + dy, x0 + dx
+        inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+        flat = np.where(inside, yy * w + xx, 0).astype(np.int64)
+        values = np.take_along_axis(imgs, flat[:, :, None], axis=1)
+        out += np.where(inside, weight, 0)[:, :, None] * values
+    return out.reshape(n, -1).astype(X.dtype)
+
+
 def gaussian_noise(shape: tuple, base: int, std: float) -> np.ndarray:
     """std * N(0, 1) by Box-Muller from two hash draws per element."""
     from fastmlp.reference.rng import uniform_at

@@ -19,6 +19,7 @@ from fastmlp.model.base import STATUS_NONFINITE_GRAD, STATUS_NONFINITE_LOSS, STA
 from fastmlp.reference import curvature, optim
 from fastmlp.reference import functional as F
 from fastmlp.reference.rng import (
+    STREAM_AFFINE,
     STREAM_DROPOUT,
     STREAM_NOISE,
     STREAM_SHIFT,
@@ -209,9 +210,12 @@ class MLP(BaseMLP):
         """The first half of a training step on rows idx at the current counter: augment
         (and the adversarial rows), forward, loss. Returns (loss before weight penalties,
         accuracy, output delta, cache)."""
-        noise, shift, h, w, c, adv_eps, adv_ratio = augment
+        noise, shift, h, w, c, adv_eps, adv_ratio, rotate, scale, shear = augment
         counter = self._counter
         xb = X[idx]
+        if rotate > 0 or scale > 0 or shear > 0:
+            xb = F.affine_images(xb, stream_base(self._seed, counter, STREAM_AFFINE), rotate,
+                                 scale, shear, (h, w, c))
         if shift > 0:
             xb = F.shift_images(xb, stream_base(self._seed, counter, STREAM_SHIFT), shift,
                                 (h, w, c))

@@ -69,7 +69,8 @@ def fit(model, X: object, y: object, o: FitOptions) -> History:
     penalty = penalty_config(o.l2, o.l1, o.l1_proximal, o.penalize_biases, o.activity_l1,
                              o.activity_l2)
     augment = augment_config(data.X.shape[1], o.input_noise, o.shift, o.image_shape,
-                             o.adversarial_eps, o.adversarial_ratio)
+                             o.adversarial_eps, o.adversarial_ratio, o.rotate, o.scale,
+                             o.shear)
     try:
         mode = _SHUFFLE_MODES[o.shuffle]
     except (KeyError, TypeError):

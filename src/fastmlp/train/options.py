@@ -37,6 +37,9 @@ class FitOptions:
     image_shape: tuple | None
     adversarial_eps: float
     adversarial_ratio: float
+    rotate: float
+    scale: float
+    shear: float
     early_stopping: bool
     monitor: str
     patience: int
