@@ -588,6 +588,10 @@ class BaseMLP:
         monitor: str = "val_loss",
         patience: int = 5,
         min_delta: float = 0.0,
+        restore_best: bool = False,
+        tol: float | None = None,
+        n_iter_no_change: int = 10,
+        validation_every: int = 1,
         validation_fraction: float | None = None,
         callbacks: list | None = None,
         step_callbacks: list | None = None,
@@ -675,14 +679,33 @@ class BaseMLP:
             Epochs without improvement before early stopping stops.
         min_delta : float, default 0
             The improvement that counts.
+        restore_best : bool, default False
+            Keep the weights of the best `monitor` value seen (as early stopping does) and
+            end the run with them however it ends: epochs used up, a callback returning a
+            truthy value, or `tol`. ``history.best_epoch`` says which epoch they are from.
+            Needs validation data (without `validation_data`, holds out 0.1 as early
+            stopping does).
+        tol : float, optional
+            Stop once the training loss has failed to improve on its best by more than
+            `tol` for more than `n_iter_no_change` consecutive epochs (scikit-learn's rule
+            for ``MLPClassifier(early_stopping=False)``; its default there is 1e-4).
+            None (the default): never stop on the training loss.
+        n_iter_no_change : int, default 10
+            The epochs `tol` waits (1 to 2**31 - 1).
+        validation_every : int, default 1
+            Evaluate the validation data every this many epochs, and after the last
+            epoch (1 to 2**31 - 1); in between the History records None. Early stopping
+            and `restore_best` judge the evaluated epochs (`patience` still counts
+            epochs).
         validation_fraction : float, optional
             Without `validation_data`, hold out this share of the training data (stratified
             by class, seeded by the model's seed) and evaluate it after every epoch; None
-            holds out 0.1 with `early_stopping` and nothing otherwise. An error together
-            with `validation_data`.
+            holds out 0.1 with `early_stopping` or `restore_best` and nothing otherwise.
+            An error together with `validation_data`.
         callbacks : list of callables, optional
             Each is called as ``callback(model, history)`` after every epoch (the history
-            holds that epoch's entry); a truthy return value stops training.
+            holds that epoch's entry); a truthy return value stops training, with the
+            best weights when `restore_best` (or `early_stopping`) is on.
         step_callbacks : list of callables, optional
             Each is called as ``callback(model, history)`` after every `step_every`
             training steps (counted over the whole fit, ``history.steps``); a truthy return

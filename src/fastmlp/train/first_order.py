@@ -89,7 +89,8 @@ def fit(model, X: object, y: object, o: FitOptions) -> History:
         if o.validation_fraction is not None:
             raise ValueError("pass validation_data or validation_fraction, not both")
         data.val = check_validation_data(model, o.validation_data)
-    elif o.early_stopping or o.validation_fraction is not None and o.validation_fraction != 0:
+    elif o.early_stopping or o.restore_best or \
+            o.validation_fraction is not None and o.validation_fraction != 0:
         hold_out(data, 0.1 if o.validation_fraction is None else o.validation_fraction,
                  model.seed)
     if resume is None:
@@ -106,7 +107,8 @@ def fit(model, X: object, y: object, o: FitOptions) -> History:
     order = np.arange(n, dtype=np.int64)
     loop = Loop(model, epochs=epochs, val=data.val, callbacks=callbacks,
                 early_stopping=o.early_stopping, monitor=o.monitor, patience=patience,
-                min_delta=min_delta, verbose=o.verbose)
+                min_delta=min_delta, verbose=o.verbose, validation_every=o.validation_every,
+                tol=o.tol, n_iter_no_change=o.n_iter_no_change, restore_best=o.restore_best)
     first_epoch = 1
     if resume is not None:
         optimizer, state, done_epochs, order, loop.history, loop.best = checkpoint_io.restore(

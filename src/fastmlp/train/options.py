@@ -44,6 +44,10 @@ class FitOptions:
     monitor: str
     patience: int
     min_delta: float
+    restore_best: bool
+    tol: float | None
+    n_iter_no_change: int
+    validation_every: int
     validation_fraction: float | None
     callbacks: list | None
     step_callbacks: list | None
