@@ -132,6 +132,15 @@ void fm_adapt_forget(void);
  * says a team is slower than one thread, else net->n_threads. */
 int fm_adapt_hint(const fm_net *net, int rows);
 
+/* One dense layer's weights W (n_in, n_out) as CSR of W^T: row o holds the inputs i with
+ * W[i][o] != 0, cols[rowptr[o] .. rowptr[o+1]) and their values vals (the net's dtype),
+ * inputs in increasing order; rowptr has n_out + 1 entries. */
+typedef struct {
+    const int32_t *rowptr;
+    const int32_t *cols;
+    const void *vals;
+} fm_csr;
+
 /* Caller-owned buffers of one model, valid for the length of a call. */
 typedef struct {
     void *params;           /* fm_param_count elements */
@@ -147,6 +156,9 @@ typedef struct {
                                in the tiles' panel layout while it runs (not with a pruning
                                mask), converting on entry and back before it returns. */
     fm_adapt *adapt;        /* fm_train only: the adaptive thread count, or NULL (n_threads) */
+    const fm_csr *csr;      /* fm_predict only: n_layers entries, each layer's weights in CSR
+                               (sparse.c; rowptr NULL: that layer stays dense), or NULL.
+                               Results equal the dense path's up to rounding. */
 } fm_buffers;
 
 /* Penalties added to the mean loss (and their gradients). */

@@ -38,6 +38,11 @@ cdef extern from "fastmlp.h" nogil:
     void fm_adapt_forget()
     int fm_adapt_hint(const fm_net *net, int rows)
 
+    ctypedef struct fm_csr:
+        const int32_t *rowptr
+        const int32_t *cols
+        const void *vals
+
     ctypedef struct fm_buffers:
         void *params
         void *grads
@@ -48,6 +53,7 @@ cdef extern from "fastmlp.h" nogil:
         const void *panels
         void *scratch
         fm_adapt *adapt
+        const fm_csr *csr
 
     ctypedef struct fm_penalty:
         double l2, l1

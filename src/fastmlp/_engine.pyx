@@ -149,6 +149,8 @@ cdef fm_augment _augment(object aug) except *:
 
 
 NO_PENALTY = (0.0, 0.0, 0, 0, 0.0, 0.0)
+# predict reads the weights of a layer with fewer non-zeros than this share as CSR
+SPARSE_DENSITY = 0.15
 NO_AUGMENT = (0.0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
@@ -202,6 +204,9 @@ cdef class Engine:
     cdef public bint panel_layout
     cdef readonly long long version  # bumped by every change of the parameters
     cdef readonly double label_smoothing  # cross-entropy's (fm_targets)
+    cdef public double sparse_density  # predict: CSR for layers with fewer non-zero weights
+    cdef object _csr            # (parameter version, density, per layer (rowptr, cols, vals)
+                                #  or None): predict's sparse weights
     cdef object _curv_work      # (threads, batch, bytes): the curvature products' workspace
 
     def __cinit__(self, *args, **kwargs):
@@ -259,6 +264,8 @@ cdef class Engine:
         self._work = None
         self._work_batch = 0
         self._panels = None
+        self._csr = None
+        self.sparse_density = SPARSE_DENSITY
         self._scratch = None
         self._adapt.enabled = 1
         self.panel_layout = True
@@ -294,6 +301,33 @@ cdef class Engine:
         fm_pack_weights(&self.net, <const float *>_ptr(self.params), <float *>_ptr(panels))
         self._panels = (key, panels)
         return panels
+
+    cdef object _predict_csr(self):
+        """Per dense layer, its weights as CSR of W^T (rowptr, cols, vals) when the share
+        of non-zero weights is below `sparse_density`, else None; None when no layer is
+        sparse. Made when the parameters changed; the caller keeps what it gets for the
+        length of its call."""
+        key = (self.version, self.sparse_density)
+        cached = self._csr
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        layers = []
+        for l in range(self.net.n_layers):
+            I, O = self.net.sizes[l], self.net.sizes[l + 1]
+            w0 = fm_weight_offset(&self.net, l)
+            WT = self.params[w0:w0 + I * O].reshape(I, O).T
+            nonzero = WT != 0
+            nnz = int(np.count_nonzero(nonzero))
+            if nnz >= self.sparse_density * I * O:
+                layers.append(None)
+                continue
+            rowptr = np.zeros(O + 1, dtype=np.int32)
+            np.cumsum(nonzero.sum(axis=1), out=rowptr[1:])
+            rows, cols = np.nonzero(nonzero)  # row-major: inputs in increasing order
+            layers.append((rowptr, cols.astype(np.int32), np.ascontiguousarray(WT[rows, cols])))
+        result = layers if any(entry is not None for entry in layers) else None
+        self._csr = (key, result)
+        return result
 
     cdef fm_targets _targets(self, labels, dense, weights) except *:
         """The engine's view of checked targets, with the model's label smoothing."""
@@ -415,6 +449,7 @@ cdef class Engine:
         b.panels = NULL
         b.scratch = NULL
         b.adapt = NULL
+        b.csr = NULL
         return b
 
     # -- layout (the only way in or out of the private layout) -------------------------
@@ -483,6 +518,14 @@ cdef class Engine:
         cdef fm_buffers b = self._pooled_buffers(work, cap, &net)
         panels = self._predict_panels(n)
         b.panels = _ptr(panels)
+        csr_layers = self._predict_csr()
+        cdef fm_csr csr[FM_MAX_LAYERS]
+        if csr_layers is not None:
+            for l, entry in enumerate(csr_layers):
+                csr[l].rowptr = NULL if entry is None else <const int32_t *>_ptr(entry[0])
+                csr[l].cols = NULL if entry is None else <const int32_t *>_ptr(entry[1])
+                csr[l].vals = NULL if entry is None else _ptr(entry[2])
+            b.csr = csr
         cdef void *x = _ptr(X)
         cdef void *o = _ptr(out)
         cdef int status
