@@ -159,7 +159,8 @@ static void FN(r_forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, FN(fm_curv_ws)
 
 /* rd (B, K) = H_L RZ row by row: the Hessian of the objective's data loss with respect to
  * the logits Z (B, K) times RZ (B, K); row i of the block weighs coef[i]-fold: 1/n, or its
- * weight / the sum of all n weights. Zero for the piecewise linear hinge losses. */
+ * weight / the sum of all n weights. Zero for the piecewise linear hinge losses; the Python
+ * boundary refuses symmetric_kl and bhattacharyya, which have no product here. */
 static void FN(loss_hessian_product)(real *rd, const real *Z, const real *RZ, fm_targets t,
                                      int B, int K, int loss, double n, double weight_total) {
     const real *dense = (const real *)t.dense, *weights = (const real *)t.weights;
@@ -167,7 +168,7 @@ static void FN(loss_hessian_product)(real *rd, const real *Z, const real *RZ, fm
         const double c = weights ? (weight_total > 0 ? weights[i] / weight_total : 0) : 1 / n;
         const real *z = Z + (size_t)i * K, *u = RZ + (size_t)i * K;
         real *r = rd + (size_t)i * K;
-        if (loss == FM_CROSS_ENTROPY) { /* tsum (diag(p) - p p^T) u */
+        if (loss == FM_CROSS_ENTROPY || loss == FM_KL_DIV) { /* tsum (diag(p) - p p^T) u */
             double m = z[0], s = 0, pu = 0, tsum = 1;
             for (int k = 1; k < K; k++) m = z[k] > m ? z[k] : m;
             for (int k = 0; k < K; k++) s += exp((double)z[k] - m);
@@ -175,6 +176,7 @@ static void FN(loss_hessian_product)(real *rd, const real *Z, const real *RZ, fm
             if (dense) {
                 tsum = 0;
                 for (int k = 0; k < K; k++) tsum += dense[(size_t)i * K + k];
+                tsum = (1 - t.label_smoothing) * tsum + t.label_smoothing;
             }
             for (int k = 0; k < K; k++)
                 r[k] = (real)(c * tsum * exp((double)z[k] - m) / s * ((double)u[k] - pu));

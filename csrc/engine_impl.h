@@ -22,6 +22,7 @@ typedef struct {
     const real *panels;      /* weights in panel layout (fm_pack_weights), or NULL */
     int layout;              /* 1: params holds the weights of the layers fm_layer_in_panels
                                 names in panel layout (layout.c; training) */
+    const fm_csr *csr;       /* predict: the layers' weights in CSR (fm_buffers.csr), or NULL */
 } FN(fm_pass);
 
 /* 1 when dense layer l's weights (and gradient) are in panel layout in params (grads) */
@@ -62,20 +63,32 @@ static void FN(ws_carve)(FN(fm_ws) * ws, const fm_net *net, void *work, int batc
     ws->correct = (double *)(base + o.correct);
 }
 
+/* Y (B, n_{l+1}) = act(in (B, n_l) W_l + b_l): from the layer's CSR weights when the pass
+ * has them (predict; ws->delta[0] and [1], unused in inference, hold the transposes). */
+static void FN(layer_forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, int l, real *Y,
+                              const real *in, int B, int act, double slope) {
+    const fm_net *net = ps->net;
+    const int I = net->sizes[l], O = net->sizes[l + 1], nt = fm_usable_threads(net->n_threads);
+    const real *b = ps->params + fm_bias_offset(net, l);
+    if (ps->csr && ps->csr[l].rowptr)
+        FN(fm_csr_forward)(Y, in, &ps->csr[l], b, B, I, O, act, slope, nt, ws->delta[0],
+                           ws->delta[1]);
+    else
+        FN(fm_dense_forward)(Y, in, ps->params + fm_weight_offset(net, l), b, B, I, O, act,
+                             slope, nt, ws->pack, FN(layer_panels)(ps, l));
+}
+
 /* Hidden layer l on `in` (B, n_l); returns what it feeds forward (B, n_{l+1}). */
 static const real *FN(hidden_forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, int l,
                                       const real *in, int B) {
     const fm_net *net = ps->net;
-    const int I = net->sizes[l], O = net->sizes[l + 1], bn = net->bn[l];
+    const int O = net->sizes[l + 1], bn = net->bn[l];
     const size_t count = (size_t)B * O;
-    const real *W = ps->params + fm_weight_offset(net, l), *b = ps->params + fm_bias_offset(net, l);
     const real *gamma = ps->params + fm_bn_offset(net, l), *beta = gamma + O;
     const real *rmean = bn ? ps->running + fm_running_offset(net, l) : NULL;
     const real *rvar = bn ? rmean + O : NULL;
-    const int nt = fm_usable_threads(net->n_threads);
     if (bn == FM_BN_BEFORE) {
-        FN(fm_dense_forward)(ws->z[l], in, W, b, B, I, O, FM_IDENTITY, 0, nt, ws->pack,
-                             FN(layer_panels)(ps, l));
+        FN(layer_forward)(ps, ws, l, ws->z[l], in, B, FM_IDENTITY, 0);
         if (ps->training)
             FN(fm_bn_forward_train)(ws->a[l], ws->z[l], ws->mean[l], ws->var[l], ws->z[l], gamma,
                                     beta, B, O, net->bn_eps);
@@ -84,8 +97,7 @@ static const real *FN(hidden_forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, in
                                     net->bn_eps);
         FN(fm_act_forward)(ws->a[l], count, net->act[l], net->leaky_slope);
     } else {
-        FN(fm_dense_forward)(ws->a[l], in, W, b, B, I, O, net->act[l], net->leaky_slope, nt,
-                             ws->pack, FN(layer_panels)(ps, l));
+        FN(layer_forward)(ps, ws, l, ws->a[l], in, B, net->act[l], net->leaky_slope);
     }
     const real *out = ws->a[l];
     if (bn == FM_BN_AFTER) {
@@ -138,10 +150,7 @@ static void FN(forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, const real *X, i
     ws->in0 = in;
     ws->activity = 0;
     for (int l = 0; l < L - 1; l++) in = FN(hidden_forward)(ps, ws, l, in, B);
-    FN(fm_dense_forward)(ws->logits, in, ps->params + fm_weight_offset(net, L - 1),
-                         ps->params + fm_bias_offset(net, L - 1), B, net->sizes[L - 1],
-                         net->sizes[L], FM_IDENTITY, 0, fm_usable_threads(net->n_threads),
-                         ws->pack, FN(layer_panels)(ps, L - 1));
+    FN(layer_forward)(ps, ws, L - 1, ws->logits, in, B, FM_IDENTITY, 0);
 }
 
 /* d[idx] holds dLoss/d(output of hidden layer l); turn it into dLoss/d(its z), using
@@ -258,6 +267,7 @@ int FN(fm_predict)(const fm_net *net, const fm_buffers *buf, const real *X, int6
 #ifdef FM_REAL_IS_FLOAT
     ps.panels = (const real *)buf->panels;
 #endif
+    ps.csr = buf->csr;
     const int I = net->sizes[0], K = net->sizes[net->n_layers];
     for (int64_t r0 = 0; r0 < n; r0 += buf->batch_cap) {
         const int B = (int)(n - r0 < buf->batch_cap ? n - r0 : buf->batch_cap);
@@ -357,7 +367,8 @@ static double FN(step_forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, real *gra
     const fm_net *net = ps->net;
     const int I = net->sizes[0], K = net->sizes[net->n_layers];
     FN(gather)(ws->x0, X, idx, B, I, fm_usable_threads(net->n_threads));
-    if (aug->noise_std > 0 || aug->shift > 0)
+    if (aug->noise_std > 0 || aug->shift > 0 || aug->rotate > 0 || aug->scale > 0 ||
+        aug->shear > 0)
         FN(fm_augment)(ws->x0, ws->xgrad, B, I, aug, ps->key, ps->counter);
     if (aug->adv_eps > 0) {
         const int na = (int)llround(aug->adv_ratio * B);

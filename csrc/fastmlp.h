@@ -43,7 +43,10 @@ typedef enum {
     FM_MSE = 2,                  /* identity output */
     FM_HINGE = 3,                /* identity output, targets in {-1, +1} */
     FM_MULTI_HINGE = 4,          /* identity output, labels */
-    FM_POISSON = 5               /* exp output (log link), targets >= 0 */
+    FM_POISSON = 5,              /* exp output (log link), targets >= 0 */
+    FM_KL_DIV = 6,               /* softmax output, target distributions */
+    FM_SYMMETRIC_KL = 7,         /* softmax output, target distributions, all > 0 */
+    FM_BHATTACHARYYA = 8         /* softmax output, target distributions */
 } fm_loss;
 
 typedef enum {
@@ -129,6 +132,15 @@ void fm_adapt_forget(void);
  * says a team is slower than one thread, else net->n_threads. */
 int fm_adapt_hint(const fm_net *net, int rows);
 
+/* One dense layer's weights W (n_in, n_out) as CSR of W^T: row o holds the inputs i with
+ * W[i][o] != 0, cols[rowptr[o] .. rowptr[o+1]) and their values vals (the net's dtype),
+ * inputs in increasing order; rowptr has n_out + 1 entries. */
+typedef struct {
+    const int32_t *rowptr;
+    const int32_t *cols;
+    const void *vals;
+} fm_csr;
+
 /* Caller-owned buffers of one model, valid for the length of a call. */
 typedef struct {
     void *params;           /* fm_param_count elements */
@@ -144,6 +156,9 @@ typedef struct {
                                in the tiles' panel layout while it runs (not with a pruning
                                mask), converting on entry and back before it returns. */
     fm_adapt *adapt;        /* fm_train only: the adaptive thread count, or NULL (n_threads) */
+    const fm_csr *csr;      /* fm_predict only: n_layers entries, each layer's weights in CSR
+                               (sparse.c; rowptr NULL: that layer stays dense), or NULL.
+                               Results equal the dense path's up to rounding. */
 } fm_buffers;
 
 /* Penalties added to the mean loss (and their gradients). */
@@ -163,6 +178,10 @@ typedef struct {
     int height, width, channels; /* ... of inputs that are (height, width, channels) images */
     double adv_eps, adv_ratio; /* FGSM: the first round(adv_ratio*B) rows of each batch become
                                   x + adv_eps * sign(dLoss/dx) */
+    /* random affine maps of the images about their centre (before the shifts), per sample:
+       rotation by U(-rotate, rotate) degrees, scaling by U(1 - scale, 1 + scale), shear
+       by U(-shear, shear) degrees; bilinear interpolation, zero fill */
+    double rotate, scale, shear;
 } fm_augment;
 
 /* Counter-based randomness of the training step: draws are a hash of
@@ -198,6 +217,8 @@ double fm_uniform(uint64_t key, uint64_t counter, uint64_t stream, uint64_t inde
 
 /* Training targets: exactly one of labels and dense is non-NULL.
  * labels (n,) int32 class indices; dense (n, n_L) target rows of the net's dtype.
+ * label_smoothing (FM_CROSS_ENTROPY only, in [0, 1]): each target row t becomes
+ * (1 - label_smoothing) t + label_smoothing / n_L, as torch.nn.CrossEntropyLoss's.
  * weights (n,) non-negative per-sample weights of the net's dtype, or NULL for equal
  * weights: a batch's loss is then sum(w_i * loss_i) / sum(w_i) (scikit-learn's rule),
  * and the per-sample losses/accuracies reported are scaled by w_i * B / sum(w_i) so that
@@ -206,6 +227,7 @@ typedef struct {
     const int32_t *labels;
     const void *dense;
     const void *weights;
+    double label_smoothing;
 } fm_targets;
 
 /* An update rule, its hyper-parameters and its state. The state is

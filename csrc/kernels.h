@@ -52,6 +52,7 @@ double fm_seconds(void);
 #define FM_STREAM_DROPOUT 0
 #define FM_STREAM_NOISE 1000
 #define FM_STREAM_SHIFT 1001
+#define FM_STREAM_AFFINE 1002
 uint64_t fm_stream_base(uint64_t key, uint64_t counter, uint64_t stream);
 uint64_t fm_hash_at(uint64_t base, uint64_t index);
 static inline double fm_unit(uint64_t h) { return (double)(h >> 11) * 0x1.0p-53; }
@@ -66,6 +67,10 @@ static inline double fm_unit(uint64_t h) { return (double)(h >> 11) * 0x1.0p-53;
        layout (fm_pack_weights; W is then not read), or NULL */                                \
     void fm_dense_forward_##SFX(T *Y, const T *X, const T *W, const T *b, int B, int I, int O, \
                                 int act, double slope, int nt, T *pack, const T *panels);      \
+    /* Y (B, O) = act(X (B, I) @ W + b (O)), W (I, O) given as CSR of W^T (sparse.c); xt     \
+       (I, B) and yt (O, B) scratch */                                                          \
+    void fm_csr_forward_##SFX(T *Y, const T *X, const fm_csr *w, const T *b, int B, int I,     \
+                              int O, int act, double slope, int nt, T *xt, T *yt);             \
     /* dW (I, O) = X (B, I)^T @ D (B, O);  db (O) = sum over rows of D; pack as above; xt:      \
        scratch of B * I elements for X^T, or NULL; in_panels: dW in panel layout (layout.c) */ \
     void fm_dense_backward_params_##SFX(T *dW, T *db, const T *X, const T *D, int B, int I,    \
@@ -104,8 +109,8 @@ static inline double fm_unit(uint64_t h) { return (double)(h >> 11) * 0x1.0p-53;
     /* running (2n: mean, var) <- (1-m) running + m (mean, var * B/(B-1)) */                   \
     void fm_bn_update_running_##SFX(T *running, const T *mean, const T *var, int B, int n,    \
                                     double momentum);                                           \
-    /* X (B, n): += noise_std * N(0, 1) and/or random shifts of (h, w, c) images, zero fill;   \
-       tmp (n) scratch */                                                                       \
+    /* X (B, n): random affine maps (rotation, scale, shear), then random shifts of (h, w, c)  \
+       images, zero fill; then += noise_std * N(0, 1); tmp (n) scratch */                     \
     void fm_augment_##SFX(T *X, T *tmp, int B, int n, const fm_augment *aug, uint64_t key,    \
                           uint64_t counter);                                                    \
     /* Weight penalty of params: returns l2/2 sum w^2 + l1 sum |w| over the weights (and the  \

@@ -9,6 +9,13 @@
  *   poisson              half Poisson deviance of mu = exp(z), mean over batch x outputs:
  *                        mu - t z + t log t - t (PoissonNLLLoss(log_input=True) plus the
  *                        constant t log t - t; scikit-learn's MLPRegressor(loss='poisson'))
+ *   kl_divergence        KL(t || q), q = softmax(z), mean over the batch: KLDivLoss(
+ *                        reduction='batchmean') of log_softmax(z) and targets t
+ *   symmetric_kl         KL(t || q) + KL(q || t), mean over the batch (every t_k > 0)
+ *   bhattacharyya        -log sum_k sqrt(t_k q_k), mean over the batch
+ * Cross-entropy takes torch's label_smoothing (fm_targets). Accuracy: the largest logit
+ * against the label or the target row's largest entry (mse: also the sign of a single
+ * output), or per output for binary_cross_entropy and hinge.
  * Internals are computed in double; log-softmax uses log-sum-exp (finite for |z| ~ 1e4).
  * Subgradients at kinks (hinge, multi_hinge margin exactly 0) are 0. */
 #include <math.h>
@@ -21,6 +28,12 @@ static inline double sigmoid(double z) {
     if (z >= 0) return 1.0 / (1.0 + exp(-z));
     const double e = exp(z);
     return e / (1.0 + e);
+}
+
+/* the losses whose output activation is the softmax */
+static inline int softmax_output(int loss) {
+    return loss == FM_CROSS_ENTROPY || loss == FM_KL_DIV || loss == FM_SYMMETRIC_KL ||
+           loss == FM_BHATTACHARYYA;
 }
 
 #define FM_CE_KEEP 64 /* classes whose exponentials cross_entropy keeps on the stack */

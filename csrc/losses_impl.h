@@ -7,9 +7,19 @@ static int FN(argmax)(const real *z, int K) {
     return best;
 }
 
-/* Cross-entropy of softmax(z) for one sample; t NULL means the label y. Up to
- * FM_CE_KEEP classes keep exp(z_k - max) for the delta: one exp per logit, not two. */
-static double FN(cross_entropy)(real *d, double scale, const real *z, const real *t, int y, int K) {
+/* log(sum_k exp(z_k)) of z (K), computed from the largest logit */
+static double FN(log_sum_exp)(const real *z, int K) {
+    const double m = z[FN(argmax)(z, K)];
+    double s = 0;
+    for (int k = 0; k < K; k++) s += exp((double)z[k] - m);
+    return m + log(s);
+}
+
+/* Cross-entropy of softmax(z) for one sample; t NULL means the label y. The target row
+ * is mixed with the uniform distribution by eps (label smoothing). Up to FM_CE_KEEP
+ * classes keep exp(z_k - max) for the delta: one exp per logit, not two. */
+static double FN(cross_entropy)(real *d, double scale, const real *z, const real *t, int y, int K,
+                                double eps) {
     const int am = FN(argmax)(z, K);
     const double m = z[am];
     double e[FM_CE_KEEP];
@@ -20,25 +30,69 @@ static double FN(cross_entropy)(real *d, double scale, const real *z, const real
         if (keep) e[k] = ek;
         s += ek;
     }
-    const double lse = m + log(s);
+    const double lse = m + log(s), uniform = eps / K;
     double loss, tsum = 1;
     if (t) {
         loss = 0;
         tsum = 0;
         for (int k = 0; k < K; k++) {
-            if (t[k] != 0) loss += (double)t[k] * (lse - (double)z[k]);
-            tsum += t[k];
+            const double tk = (1 - eps) * (double)t[k] + uniform;
+            if (tk != 0) loss += tk * (lse - (double)z[k]);
+            tsum += tk;
         }
     } else {
-        loss = lse - (double)z[y];
+        double zsum = 0;
+        if (eps != 0)
+            for (int k = 0; k < K; k++) zsum += z[k];
+        loss = lse - (1 - eps) * (double)z[y] - uniform * zsum;
     }
     if (d)
         for (int k = 0; k < K; k++) {
-            const double target = t ? (double)t[k] : (double)(k == y);
+            const double target = (1 - eps) * (t ? (double)t[k] : (double)(k == y)) + uniform;
             const double pk = keep ? e[k] / s : exp((double)z[k] - lse);
             d[k] = (real)((pk * tsum - target) * scale);
         }
     return loss;
+}
+
+/* KL(t || softmax(z)) + KL(softmax(z) || t) for one sample (every t_k > 0): the first
+ * term is cross-entropy minus the entropy of t; the second adds q_j (f_j - E_q f) to
+ * delta_j, f = log q - log t. */
+static double FN(symmetric_kl)(real *d, double scale, const real *z, const real *t, int K) {
+    const double lse = FN(log_sum_exp)(z, K);
+    double loss = FN(cross_entropy)(d, scale, z, t, -1, K, 0), qf = 0;
+    for (int k = 0; k < K; k++) {
+        const double logq = (double)z[k] - lse, tk = t[k];
+        loss += xlogx(tk) + exp(logq) * (logq - log(tk));
+        qf += exp(logq) * (logq - log(tk));
+    }
+    if (d)
+        for (int k = 0; k < K; k++) {
+            const double logq = (double)z[k] - lse;
+            d[k] = (real)((double)d[k] + exp(logq) * (logq - log((double)t[k]) - qf) * scale);
+        }
+    return loss;
+}
+
+/* Bhattacharyya distance -log sum_k sqrt(t_k q_k), q = softmax(z), for one sample, summed
+ * in the log domain: a_k = (log t_k + log q_k) / 2 over the k with t_k > 0.
+ * delta_j = (q_j - exp(a_j - logsumexp(a))) / 2. */
+static double FN(bhattacharyya)(real *d, double scale, const real *z, const real *t, int K) {
+    const double lse = FN(log_sum_exp)(z, K);
+    double m = -HUGE_VAL, s = 0;
+    for (int k = 0; k < K; k++)
+        if (t[k] > 0) m = fmax(m, 0.5 * (log((double)t[k]) + (double)z[k] - lse));
+    for (int k = 0; k < K; k++)
+        if (t[k] > 0) s += exp(0.5 * (log((double)t[k]) + (double)z[k] - lse) - m);
+    const double log_bc = m + log(s);
+    if (d)
+        for (int k = 0; k < K; k++) {
+            const double qk = exp((double)z[k] - lse);
+            const double share =
+                t[k] > 0 ? exp(0.5 * (log((double)t[k]) + (double)z[k] - lse) - log_bc) : 0.0;
+            d[k] = (real)(0.5 * (qk - share) * scale);
+        }
+    return -log_bc;
 }
 
 void FN(fm_loss)(real *delta, double *sample_loss, double *sample_correct, const real *Z,
@@ -62,8 +116,21 @@ void FN(fm_loss)(real *delta, double *sample_loss, double *sample_correct, const
         double l = 0, c = 0;
         switch (loss) {
         case FM_CROSS_ENTROPY:
-            l = FN(cross_entropy)(d, per_sample, z, t, y, K);
+            l = FN(cross_entropy)(d, per_sample, z, t, y, K, targets.label_smoothing);
             c = FN(argmax)(z, K) == (t ? FN(argmax)(t, K) : y);
+            break;
+        case FM_KL_DIV:
+            l = FN(cross_entropy)(d, per_sample, z, t, -1, K, 0);
+            for (int k = 0; k < K; k++) l += xlogx(t[k]);
+            c = FN(argmax)(z, K) == FN(argmax)(t, K);
+            break;
+        case FM_SYMMETRIC_KL:
+            l = FN(symmetric_kl)(d, per_sample, z, t, K);
+            c = FN(argmax)(z, K) == FN(argmax)(t, K);
+            break;
+        case FM_BHATTACHARYYA:
+            l = FN(bhattacharyya)(d, per_sample, z, t, K);
+            c = FN(argmax)(z, K) == FN(argmax)(t, K);
             break;
         case FM_BINARY_CROSS_ENTROPY:
             for (int k = 0; k < K; k++) {
@@ -82,6 +149,9 @@ void FN(fm_loss)(real *delta, double *sample_loss, double *sample_correct, const
                 if (d) d[k] = (real)(2 * e * per_element);
             }
             l /= K;
+            /* class-coded targets (one-hot or +-1 rows; one +-1 output): the largest output
+               or, for one output, its sign */
+            c = K > 1 ? FN(argmax)(z, K) == FN(argmax)(t, K) : (z[0] > 0) == (t[0] > 0);
             break;
         case FM_HINGE:
             for (int k = 0; k < K; k++) {
@@ -125,7 +195,7 @@ void FN(fm_loss)(real *delta, double *sample_loss, double *sample_correct, const
 }
 
 void FN(fm_output_activation)(real *Y, int B, int K, int loss) {
-    if (loss == FM_CROSS_ENTROPY) {
+    if (softmax_output(loss)) {
         for (int i = 0; i < B; i++) {
             real *y = Y + (size_t)i * K;
             const double m = y[FN(argmax)(y, K)];

@@ -80,8 +80,40 @@ void FN(fm_bn_update_running)(real *running, const real *mean, const real *var, 
     }
 }
 
+/* x (H, W, C) <- x mapped by the 2x2 matrix A about the image centre: out(p) = in(c +
+ * A^-1 (p - c)) with p = (column, row), bilinear, 0 outside; inv = A^-1 row-major; tmp (n) */
+static void FN(affine_image)(real *x, real *tmp, int H, int W, int C, const double inv[4]) {
+    const double cy = 0.5 * (H - 1), cx = 0.5 * (W - 1);
+    memcpy(tmp, x, (size_t)H * W * C * sizeof(real));
+    for (int r = 0; r < H; r++)
+        for (int c = 0; c < W; c++) {
+            const double dx = c - cx, dy = r - cy;
+            const double sx = inv[0] * dx + inv[1] * dy + cx, sy = inv[2] * dx + inv[3] * dy + cy;
+            const double fx0 = floor(sx), fy0 = floor(sy);
+            const double fx = sx - fx0, fy = sy - fy0;
+            const double w[4] = {(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx};
+            for (int ch = 0; ch < C; ch++) {
+                double v = 0;
+                for (int k = 0; k < 4; k++) {
+                    const double yy = fy0 + (k >> 1), xx = fx0 + (k & 1);
+                    if (yy >= 0 && yy < H && xx >= 0 && xx < W)
+                        v += w[k] * (double)tmp[((size_t)yy * W + (size_t)xx) * C + ch];
+                }
+                x[((size_t)r * W + c) * C + ch] = (real)v;
+            }
+        }
+}
+
 void FN(fm_augment)(real *X, real *tmp, int B, int n, const fm_augment *aug, uint64_t key,
                     uint64_t counter) {
+    if (aug->rotate > 0 || aug->scale > 0 || aug->shear > 0) {
+        const uint64_t base = fm_stream_base(key, counter, FM_STREAM_AFFINE);
+        for (int i = 0; i < B; i++) {
+            double inv[4];
+            fm_affine_inverse(inv, aug, base, i);
+            FN(affine_image)(X + (size_t)i * n, tmp, aug->height, aug->width, aug->channels, inv);
+        }
+    }
     if (aug->shift > 0) {
         const uint64_t base = fm_stream_base(key, counter, FM_STREAM_SHIFT);
         const int H = aug->height, W = aug->width, C = aug->channels, k = aug->shift;

@@ -12,6 +12,9 @@ from fastmlp import _engine
 IMPLEMENTATIONS = {"engine": fastmlp.MLP, "reference": fastmlp.reference.MLP}
 ACTIVATIONS = ["identity", "sigmoid", "tanh", "relu", "leaky_relu"]
 LOSSES = ["cross_entropy", "binary_cross_entropy", "mse", "hinge", "multi_hinge", "poisson"]
+# losses between target distributions and the softmax (dense targets only, no curvature for
+# the last two)
+DISTRIBUTION_LOSSES = ["kl_divergence", "symmetric_kl", "bhattacharyya"]
 
 
 def make_targets(loss: str, n: int, K: int, rng: np.random.Generator, dense_ce: bool = False):
@@ -27,6 +30,11 @@ def make_targets(loss: str, n: int, K: int, rng: np.random.Generator, dense_ce: 
         return rng.choice([-1.0, 1.0], size=(n, K))
     if loss == "poisson":  # counts, zeros included (t log t at t = 0)
         return rng.poisson(1.5, size=(n, K)).astype(np.float64)
+    if loss in DISTRIBUTION_LOSSES:  # distributions; zeros included except for symmetric_kl
+        p = rng.random((n, K)) + (0.1 if loss == "symmetric_kl" else 0.0)
+        if loss != "symmetric_kl" and K > 1:
+            p[np.arange(n), rng.integers(0, K, size=n)] = 0
+        return p / p.sum(axis=1, keepdims=True)
     return rng.normal(size=(n, K))  # mse
 
 

@@ -8,7 +8,7 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import ACTIVATIONS, LOSSES, make_problem, relative_error
+from conftest import ACTIVATIONS, DISTRIBUTION_LOSSES, LOSSES, make_problem, relative_error
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +18,14 @@ from fastmlp.model.losses import LOSSES as LOSS_TABLE
 
 # relative tolerances: float64 kernels vs reference, float32 (matmul + reductions)
 TOL = {"float64": 1e-10, "float32": 1e-4}
+# the losses, and cross-entropy with label smoothing 0.1 ("smoothed_cross_entropy")
+ALL_LOSSES = LOSSES + DISTRIBUTION_LOSSES + ["smoothed_cross_entropy"]
+
+
+def loss_options(loss: str) -> dict:
+    if loss == "smoothed_cross_entropy":
+        return {"loss": "cross_entropy", "label_smoothing": 0.1}
+    return {"loss": loss}
 
 
 def pair(sizes, dtype, **kw):
@@ -37,11 +45,12 @@ def assert_close(a, b, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("act,loss", list(itertools.product(ACTIVATIONS, LOSSES)))
+@pytest.mark.parametrize("act,loss", list(itertools.product(ACTIVATIONS, ALL_LOSSES)))
 def test_outputs_loss_and_gradients_match(dtype, act, loss):
     sizes = [13, 70, 33, 10]  # widths that leave tails for every tile size
-    X, y = make_problem(loss, 37, 13, 10, seed=5)
-    eng, ref = pair(sizes, dtype, activation=act, loss=loss)
+    options = loss_options(loss)
+    X, y = make_problem(options["loss"], 37, 13, 10, seed=5)
+    eng, ref = pair(sizes, dtype, activation=act, **options)
     assert_close(eng.predict(X), ref.predict(X), dtype)
     le, dWe, dbe, dXe = eng.loss_and_grad(X, y, return_input_grad=True)
     lr_, dWr, dbr, dXr = ref.loss_and_grad(X, y, return_input_grad=True)
@@ -51,24 +60,26 @@ def test_outputs_loss_and_gradients_match(dtype, act, loss):
         assert_close(a, b, dtype)
     me, mr = eng.evaluate(X, y), ref.evaluate(X, y)
     assert me["loss"] == pytest.approx(mr["loss"], rel=TOL[dtype])
-    if not LOSS_TABLE[loss].has_accuracy:
+    # (mse: an accuracy only for class-coded targets, and these are not)
+    if not LOSS_TABLE[options["loss"]].has_accuracy or loss == "mse":
         assert me["accuracy"] is None and mr["accuracy"] is None
     else:
         assert me["accuracy"] == pytest.approx(mr["accuracy"])
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("loss", ALL_LOSSES)
 @pytest.mark.parametrize("shuffle,batch_size", [(True, 8), ("once", 1), (False, 50), (True, 17)])
 def test_sgd_training_matches(dtype, loss, shuffle, batch_size):
-    X, y = make_problem(loss, 50, 6, 4, seed=2)
-    eng, ref = pair([6, 9, 4], dtype, activation="tanh", loss=loss)
+    options = loss_options(loss)
+    X, y = make_problem(options["loss"], 50, 6, 4, seed=2)
+    eng, ref = pair([6, 9, 4], dtype, activation="tanh", **options)
     he = eng.fit(X, y, epochs=3, batch_size=batch_size, lr=0.05, shuffle=shuffle)
     hr = ref.fit(X, y, epochs=3, batch_size=batch_size, lr=0.05, shuffle=shuffle)
     tol = {"float64": 1e-9, "float32": 1e-4}[dtype]
     assert relative_error(eng.weights + eng.biases, ref.weights + ref.biases) <= tol
     assert np.allclose(he.loss, hr.loss, rtol=tol)
-    if LOSS_TABLE[loss].has_accuracy:
+    if LOSS_TABLE[options["loss"]].has_accuracy and loss != "mse":
         assert np.allclose(he.accuracy, hr.accuracy, atol=0.05)
     assert he.loss[-1] < he.loss[0]
 

@@ -299,6 +299,117 @@ def test_shift_moves_images_by_whole_pixels():
     assert np.all(np.abs(moved - 2) <= 2)
 
 
+AFFINE_CASES = [  # (rotate, scale, shear), image shape
+    ((30.0, 0.0, 0.0), (9, 7, 1)),
+    ((15.0, 0.2, 10.0), (6, 6, 3)),
+    ((180.0, 0.5, 60.0), (5, 8, 2)),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("params,shape", AFFINE_CASES)
+def test_engine_affine_maps_equal_the_reference(dtype, params, shape):
+    """The engine's augmented batch (affine maps, then shifts) equals the NumPy twin's for
+    the same draws (seed, step counter), sample by sample."""
+    from fastmlp import _engine
+    from fastmlp.train.regularization import augment_config
+
+    h, w, c = shape
+    X = np.random.default_rng(0).random((6, h * w * c)).astype(dtype)
+    aug = augment_config(X.shape[1], shift=1, image_shape=shape, rotate=params[0],
+                         scale=params[1], shear=params[2])
+    out = _engine.augment(X, aug, 123, 45)
+    F = fastmlp.reference.functional
+    ref = F.affine_images(X, stream_base(123, 45, 1002), *params, shape)
+    ref = F.shift_images(ref, stream_base(123, 45, 1001), 1, shape)
+    tol = {"float32": 1e-6, "float64": 1e-12}[dtype]
+    np.testing.assert_allclose(out, ref, rtol=tol, atol=tol)
+    assert not np.allclose(out, X)
+
+
+def test_affine_maps_are_exact_on_known_transforms():
+    """A 90-degree turn moves pixels exactly; scale and shear keep the centre pixel."""
+    F = fastmlp.reference.functional
+    img = np.arange(25, dtype=np.float64).reshape(5, 5)
+    A = F.affine_matrices(stream_base(0, 0, 1002), 1, 0.0, 0.0, 0.0)[0]
+    np.testing.assert_allclose(A, np.eye(2), atol=1e-15)
+    # rotate=90 draws theta in (-90, 90); find the draw and check the map it implies
+    for counter in range(50):
+        A = F.affine_matrices(stream_base(0, counter, 1002), 1, 90.0, 0.0, 0.0)[0]
+        theta = np.degrees(np.arctan2(A[0, 1], A[0, 0]))
+        if abs(abs(theta) - 90) < 3:
+            break
+    out = F.affine_images(img.reshape(1, -1), stream_base(0, counter, 1002), 90.0, 0.0, 0.0,
+                          (5, 5, 1)).reshape(5, 5)
+    assert out[2, 2] == pytest.approx(img[2, 2])  # the centre stays
+    # theta > 0 turns the content counterclockwise (rows down): the right edge goes up
+    turned = np.rot90(img, 1 if theta > 0 else -1)
+    assert np.abs(out[1:4, 1:4] - turned[1:4, 1:4]).max() < 0.2 * 24
+
+
+@pytest.mark.parametrize("degrees", [10.0, 25.0])
+def test_rotating_by_theta_then_back_restores_the_interior(degrees):
+    """The engine's rotation by its drawn +theta, then a rotation by -theta, gives the
+    image back in its interior up to the blur of two bilinear resamplings."""
+    from fastmlp import _engine
+    from fastmlp.train.regularization import augment_config
+
+    h = w = 21
+    r, c = np.mgrid[0:h, 0:w]
+    # a smooth blob (bilinear interpolation is accurate on it) away from the centre
+    img = np.exp(-((r - 7) ** 2 + (c - 13) ** 2) / 40.0)
+    aug = augment_config(h * w, rotate=degrees, image_shape=(h, w))
+    there = _engine.augment(img.reshape(1, -1), aug, 7, 3).reshape(h, w)
+    A = fastmlp.reference.functional.affine_matrices(stream_base(7, 3, 1002), 1, degrees,
+                                                     0.0, 0.0)[0]
+    theta = np.arctan2(A[0, 1], A[0, 0])  # the engine's draw for that sample and step
+    assert 0.2 * degrees < abs(np.degrees(theta)) <= degrees
+    back = _rotate_by(there, -theta)
+    interior = (slice(4, 17), slice(4, 17))
+    assert np.abs(back[interior] - img[interior]).max() < 0.03
+    assert np.abs(there[interior] - img[interior]).max() > 0.05  # it did move
+
+
+def _rotate_by(img, theta):
+    """Bilinear rotation of a 2-D image by theta (radians, the engine's convention)."""
+    h, w = img.shape
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    r, c = np.mgrid[0:h, 0:w].astype(float)
+    cos, sin = np.cos(theta), np.sin(theta)
+    dx, dy = c - cx, r - cy
+    sx, sy = cos * dx - sin * dy + cx, sin * dx + cos * dy + cy  # R(theta)^-1 (p - centre)
+    x0, y0 = np.floor(sx).astype(int), np.floor(sy).astype(int)
+    fx, fy = sx - x0, sy - y0
+    out = np.zeros_like(img)
+    for ddy, ddx, wgt in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx),
+                          (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):
+        yy, xx = y0 + ddy, x0 + ddx
+        ok = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+        out += np.where(ok, wgt * img[np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)], 0)
+    return out
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_affine_training_matches_the_reference_and_the_thread_count(dtype):
+    """Training with rotate/scale/shear: the engine equals the reference, and 1 and 2
+    threads give bit-identical weights."""
+    X, y = make_problem("cross_entropy", 24, 36, 3, seed=1)
+    opts = dict(epochs=2, batch_size=8, lr=0.05, rotate=20.0, scale=0.1, shear=5.0,
+                image_shape=(6, 6))
+    eng = fastmlp.MLP([36, 8, 3], seed=3, dtype=dtype, threads=1)
+    ref = fastmlp.reference.MLP([36, 8, 3], seed=3, dtype=dtype)
+    eng.fit(X, y, **opts)
+    ref.fit(X, y, **opts)
+    tol = {"float32": 1e-4, "float64": 1e-10}[dtype]
+    assert relative_error(eng.weights, ref.weights) <= tol
+    two = fastmlp.MLP([36, 8, 3], seed=3, dtype=dtype, threads=2)
+    two.fit(X, y, **opts)
+    np.testing.assert_array_equal(two.get_flat_params(), eng.get_flat_params())
+    plain = fastmlp.MLP([36, 8, 3], seed=3, dtype=dtype, threads=1)
+    plain.fit(X, y, epochs=2, batch_size=8, lr=0.05)
+    assert not np.allclose(plain.get_flat_params(), eng.get_flat_params())
+
+
 def test_noise_shift_and_fgsm_change_training_but_not_prediction():
     X, y = make_problem("cross_entropy", 30, 16, 3, seed=0)
     base = fastmlp.MLP([16, 8, 3], seed=0, dtype="float64")
@@ -347,6 +458,11 @@ def test_bad_regularizer_arguments(impl, kwargs, match):
         ({"shift": 2}, "shift needs image_shape"),
         ({"shift": 2, "image_shape": (3, 3)}, "has 9 values but X has 4 features"),
         ({"adversarial_ratio": 1.5}, "adversarial_ratio must lie in"),
+        ({"rotate": 10.0}, "rotate needs image_shape"),
+        ({"rotate": 190.0, "image_shape": (2, 2)}, r"rotate must lie in \[0, 180\]"),
+        ({"shear": 61.0, "image_shape": (2, 2)}, r"shear must lie in \[0, 60\]"),
+        ({"scale": 1.0, "image_shape": (2, 2)}, "scale must lie in"),
+        ({"scale": 0.1, "image_shape": (3, 3)}, "has 9 values but X has 4 features"),
         ({"early_stopping": True, "validation_fraction": 1.0}, "validation_fraction must lie in"),
         ({"early_stopping": True, "monitor": "loss"}, "monitor must be one of"),
         ({"patience": -1}, "patience must be >= 0"),

@@ -187,16 +187,17 @@ def test_divergence_on_an_epochs_first_step_goes_back_to_the_epoch_before(impl, 
     assert np.isfinite(model.evaluate(X, y)["loss"])
 
 
-def test_mse_has_no_accuracy_or_labels(impl, data):
+def test_mse_has_no_accuracy_for_targets_that_are_not_classes(impl, data):
+    """(mse has an accuracy for class-coded targets only: test_losses.py)"""
     X, _ = data
     model = impl([4, 2], loss="mse", seed=0)
     y = np.zeros((20, 2))
     assert model.evaluate(X, y)["accuracy"] is None
     assert model.fit(X, y, epochs=1).accuracy == [None]
-    with pytest.raises(ValueError, match="mse has no accuracy"):
+    with pytest.raises(ValueError, match="mse has an accuracy only for class targets"):
         model.score(X, y)
-    with pytest.raises(ValueError, match="mse has no class labels"):
-        model.predict_labels(X)
+    with pytest.raises(ValueError, match="poisson has no class labels"):
+        impl([4, 2], loss="poisson", seed=0).predict_labels(X)
 
 
 @pytest.mark.parametrize("impl_name", ["engine", "reference"])

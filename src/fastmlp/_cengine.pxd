@@ -38,6 +38,11 @@ cdef extern from "fastmlp.h" nogil:
     void fm_adapt_forget()
     int fm_adapt_hint(const fm_net *net, int rows)
 
+    ctypedef struct fm_csr:
+        const int32_t *rowptr
+        const int32_t *cols
+        const void *vals
+
     ctypedef struct fm_buffers:
         void *params
         void *grads
@@ -48,6 +53,7 @@ cdef extern from "fastmlp.h" nogil:
         const void *panels
         void *scratch
         fm_adapt *adapt
+        const fm_csr *csr
 
     ctypedef struct fm_penalty:
         double l2, l1
@@ -58,6 +64,7 @@ cdef extern from "fastmlp.h" nogil:
         double noise_std
         int shift, height, width, channels
         double adv_eps, adv_ratio
+        double rotate, scale, shear
 
     ctypedef struct fm_random:
         uint64_t key
@@ -67,6 +74,7 @@ cdef extern from "fastmlp.h" nogil:
         const int32_t *labels
         const void *dense
         const void *weights
+        double label_smoothing
 
     ctypedef struct fm_optimizer:
         int kind
@@ -153,6 +161,13 @@ cdef extern from "fastmlp.h" nogil:
                    const float *vx, const float *X, int64_t n)
     int fm_jvp_f64(double *JV, const fm_net *net, const fm_buffers *buf, const double *v,
                    const double *vx, const double *X, int64_t n)
+
+
+cdef extern from "kernels.h" nogil:
+    void fm_augment_f32(float *X, float *tmp, int B, int n, const fm_augment *aug, uint64_t key,
+                        uint64_t counter)
+    void fm_augment_f64(double *X, double *tmp, int B, int n, const fm_augment *aug,
+                        uint64_t key, uint64_t counter)
 
 
 cdef extern from "gemm.h" nogil:

@@ -143,12 +143,42 @@ cdef fm_penalty _penalty(object pen) except *:
 
 cdef fm_augment _augment(object aug) except *:
     cdef fm_augment a
-    a.noise_std, a.shift, a.height, a.width, a.channels, a.adv_eps, a.adv_ratio = aug
+    (a.noise_std, a.shift, a.height, a.width, a.channels, a.adv_eps, a.adv_ratio, a.rotate,
+     a.scale, a.shear) = aug
     return a
 
 
 NO_PENALTY = (0.0, 0.0, 0, 0, 0.0, 0.0)
-NO_AUGMENT = (0.0, 0, 0, 0, 0, 0.0, 0.0)
+# predict reads the weights of a layer with fewer non-zeros than this share as CSR
+SPARSE_DENSITY = 0.15
+NO_AUGMENT = (0.0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def augment(X, augment, uint64_t key, int64_t counter):
+    """A copy of the batch X (B, n) (float32 or float64, C-contiguous) transformed as
+    training step `counter` of a model seeded with `key` transforms it (random affine maps,
+    shifts, noise; an `augment` tuple of fastmlp.train.regularization.augment_config; FGSM
+    excluded): what the engine trains on, for tests and for looking at the augmentation."""
+    if X.dtype not in (np.float32, np.float64) or X.ndim != 2 or not X.flags.c_contiguous:
+        raise ValueError("X must be a C-contiguous 2-D float32 or float64 array")
+    cdef fm_augment a = _augment(augment)
+    if (a.shift > 0 or a.rotate > 0 or a.scale > 0 or a.shear > 0) and \
+            a.height * a.width * a.channels != X.shape[1]:
+        raise ValueError("the image shape does not match X's columns")
+    out = X.copy()
+    tmp = np.empty(X.shape[1], dtype=X.dtype)
+    cdef int B = X.shape[0], n = X.shape[1]
+    if B == 0 or n == 0:
+        return out
+    cdef void *o = _ptr(out)
+    cdef void *t = _ptr(tmp)
+    cdef bint f64 = X.dtype == np.float64
+    with nogil:
+        if f64:
+            fm_augment_f64(<double *>o, <double *>t, B, n, &a, key, <uint64_t>counter)
+        else:
+            fm_augment_f32(<float *>o, <float *>t, B, n, &a, key, <uint64_t>counter)
+    return out
 
 
 cdef class Engine:
@@ -173,6 +203,10 @@ cdef class Engine:
     # False: train keeps every array row-major (tests compare the two layouts)
     cdef public bint panel_layout
     cdef readonly long long version  # bumped by every change of the parameters
+    cdef readonly double label_smoothing  # cross-entropy's (fm_targets)
+    cdef public double sparse_density  # predict: CSR for layers with fewer non-zero weights
+    cdef object _csr            # (parameter version, density, per layer (rowptr, cols, vals)
+                                #  or None): predict's sparse weights
     cdef object _curv_work      # (threads, batch, bytes): the curvature products' workspace
 
     def __cinit__(self, *args, **kwargs):
@@ -181,7 +215,7 @@ cdef class Engine:
 
     def __init__(self, sizes, acts, double leaky_slope, int loss, dtype, int threads,
                  dropout=None, bint dropout_classic=False, bn=None, double bn_eps=1e-5,
-                 double bn_momentum=0.1):
+                 double bn_momentum=0.1, double label_smoothing=0.0):
         cdef int L = len(sizes) - 1
         if L < 1 or L > FM_MAX_LAYERS:
             raise ValueError(f"a network needs 1 to {FM_MAX_LAYERS} layers, got {L}")
@@ -207,6 +241,9 @@ cdef class Engine:
         self.net.bn_momentum = bn_momentum
         self.net.leaky_slope = leaky_slope
         self.net.loss = loss
+        if not 0 <= label_smoothing <= 1:
+            raise ValueError("label_smoothing must lie in [0, 1]")
+        self.label_smoothing = label_smoothing
         self.threads = threads
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
@@ -227,6 +264,8 @@ cdef class Engine:
         self._work = None
         self._work_batch = 0
         self._panels = None
+        self._csr = None
+        self.sparse_density = SPARSE_DENSITY
         self._scratch = None
         self._adapt.enabled = 1
         self.panel_layout = True
@@ -262,6 +301,42 @@ cdef class Engine:
         fm_pack_weights(&self.net, <const float *>_ptr(self.params), <float *>_ptr(panels))
         self._panels = (key, panels)
         return panels
+
+    cdef object _predict_csr(self):
+        """Per dense layer, its weights as CSR of W^T (rowptr, cols, vals) when the share
+        of non-zero weights is below `sparse_density`, else None; None when no layer is
+        sparse. Made when the parameters changed; the caller keeps what it gets for the
+        length of its call."""
+        key = (self.version, self.sparse_density)
+        cached = self._csr
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        layers = []
+        for l in range(self.net.n_layers):
+            I, O = self.net.sizes[l], self.net.sizes[l + 1]
+            w0 = fm_weight_offset(&self.net, l)
+            WT = self.params[w0:w0 + I * O].reshape(I, O).T
+            nonzero = WT != 0
+            nnz = int(np.count_nonzero(nonzero))
+            if nnz >= self.sparse_density * I * O:
+                layers.append(None)
+                continue
+            rowptr = np.zeros(O + 1, dtype=np.int32)
+            np.cumsum(nonzero.sum(axis=1), out=rowptr[1:])
+            rows, cols = np.nonzero(nonzero)  # row-major: inputs in increasing order
+            layers.append((rowptr, cols.astype(np.int32), np.ascontiguousarray(WT[rows, cols])))
+        result = layers if any(entry is not None for entry in layers) else None
+        self._csr = (key, result)
+        return result
+
+    cdef fm_targets _targets(self, labels, dense, weights) except *:
+        """The engine's view of checked targets, with the model's label smoothing."""
+        cdef fm_targets t
+        t.labels = <const int32_t *>_ptr(labels)
+        t.dense = _ptr(dense)
+        t.weights = _ptr(weights)
+        t.label_smoothing = self.label_smoothing
+        return t
 
     cdef void *_layout_scratch(self, int batch_size):
         """Scratch for train's panel layout (kept), or NULL where it has no use."""
@@ -374,6 +449,7 @@ cdef class Engine:
         b.panels = NULL
         b.scratch = NULL
         b.adapt = NULL
+        b.csr = NULL
         return b
 
     # -- layout (the only way in or out of the private layout) -------------------------
@@ -442,6 +518,14 @@ cdef class Engine:
         cdef fm_buffers b = self._pooled_buffers(work, cap, &net)
         panels = self._predict_panels(n)
         b.panels = _ptr(panels)
+        csr_layers = self._predict_csr()
+        cdef fm_csr csr[FM_MAX_LAYERS]
+        if csr_layers is not None:
+            for l, entry in enumerate(csr_layers):
+                csr[l].rowptr = NULL if entry is None else <const int32_t *>_ptr(entry[0])
+                csr[l].cols = NULL if entry is None else <const int32_t *>_ptr(entry[1])
+                csr[l].vals = NULL if entry is None else _ptr(entry[2])
+            b.csr = csr
         cdef void *x = _ptr(X)
         cdef void *o = _ptr(out)
         cdef int status
@@ -469,10 +553,7 @@ cdef class Engine:
         cdef fm_penalty p = _penalty(penalty)
         cdef fm_random r
         r.key, r.counter = key, counter
-        cdef fm_targets t
-        t.labels = <const int32_t *>_ptr(labels)
-        t.dense = _ptr(dense)
-        t.weights = _ptr(weights)
+        cdef fm_targets t = self._targets(labels, dense, weights)
         cdef void *x = _ptr(X)
         cdef void *dx = _ptr(dX)
         cdef int nn = n
@@ -499,10 +580,7 @@ cdef class Engine:
         work = self._take_workspace(cap)
         cdef fm_net net
         cdef fm_buffers b = self._pooled_buffers(work, cap, &net)
-        cdef fm_targets t
-        t.labels = <const int32_t *>_ptr(labels)
-        t.dense = _ptr(dense)
-        t.weights = NULL
+        cdef fm_targets t = self._targets(labels, dense, None)
         cdef void *x = _ptr(X)
         cdef double loss_sum = 0, correct_sum = 0
         cdef int status
@@ -567,10 +645,7 @@ cdef class Engine:
         cdef fm_buffers b = self._buffers()
         b.scratch = self._layout_scratch(batch_size)
         b.adapt = &self._adapt
-        cdef fm_targets t
-        t.labels = <const int32_t *>_ptr(labels)
-        t.dense = _ptr(dense)
-        t.weights = _ptr(weights)
+        cdef fm_targets t = self._targets(labels, dense, weights)
         cdef void *x = _ptr(X)
         cdef const int64_t *o = <const int64_t *>_ptr(order)
         cdef const double *rates = <const double *>_ptr(lr)
@@ -627,10 +702,7 @@ cdef class Engine:
         cdef fm_net net
         cdef fm_buffers b = self._curvature_buffers(n, block, &net)
         cdef fm_penalty p = _penalty(penalty)
-        cdef fm_targets t
-        t.labels = <const int32_t *>_ptr(labels)
-        t.dense = _ptr(dense)
-        t.weights = _ptr(weights)
+        cdef fm_targets t = self._targets(labels, dense, weights)
         cdef void *x = _ptr(X)
         cdef void *vp = _ptr(v)
         cdef void *o = _ptr(out)

@@ -47,6 +47,9 @@ UNSCALED_MAX = 50.0  # inputs beyond this look unscaled (raw pixels, say)
 MANY_CLASSES = 100  # more distinct labels than this: probably not the label column
 _CLASSES_ARRAY = "cli.class_labels_json"  # the original labels, in a model file
 _DENSE_TARGET_LOSSES = ("mse", "hinge", "binary_cross_entropy")  # one-hot/±1 targets
+# class labels become one-hot rows mixed with the uniform distribution (label smoothing)
+_DISTRIBUTION_LOSSES = ("kl_divergence", "symmetric_kl", "bhattacharyya")
+SYMMETRIC_KL_SMOOTHING = 0.1  # its default: symmetric_kl needs every target > 0
 _OUTPUT_SUFFIXES = (".csv", ".npy")
 
 
@@ -156,7 +159,13 @@ def _parser() -> argparse.ArgumentParser:
                        help="hidden activation")
     train.add_argument("--loss", default="cross_entropy", choices=list(LOSSES),
                        help="loss (class labels are one-hot/±1 encoded for mse, hinge, "
-                            "binary_cross_entropy)")
+                            "binary_cross_entropy, and smoothed one-hot distributions for "
+                            "kl_divergence, symmetric_kl, bhattacharyya)")
+    train.add_argument("--label-smoothing", type=_number(0, 1), default=None, metavar="S",
+                       help="cross_entropy's label smoothing (torch semantics), or the share "
+                            "of the uniform distribution in the targets of the distribution "
+                            f"losses (default 0; {SYMMETRIC_KL_SMOOTHING} for symmetric_kl, "
+                            "which needs targets > 0, and which `evaluate` uses for it)")
     train.add_argument("--init", default="he_normal", choices=list(INITIALIZERS),
                        help="weight initializer")
     train.add_argument("--epochs", type=_integer(1), default=10,
@@ -279,6 +288,7 @@ def _train(args) -> int:
                          "must be > 0")
     if args.label_column is not None and (args.data is None or not args.data.is_file()):
         raise ValueError("--label-column applies to a .csv/.npy --data file")
+    smoothing = _target_smoothing(args.loss, args.label_smoothing)
     resumed = checkpoint_io.load(args.resume) if args.resume is not None else None
     optimizer = _optimizer(args, resumed)
 
@@ -300,6 +310,7 @@ def _train(args) -> int:
 
     sizes = [X_train.shape[1], *args.hidden, n_classes]
     model = fastmlp.MLP(sizes, activation=args.activation, loss=args.loss, init=args.init,
+                        label_smoothing=smoothing if args.loss == "cross_entropy" else 0.0,
                         dtype=args.dtype, seed=args.seed, threads=args.threads,
                         dropout=args.dropout, input_dropout=args.input_dropout,
                         batch_norm=False if args.batch_norm == "none" else args.batch_norm)
@@ -323,12 +334,13 @@ def _train(args) -> int:
     if args.resume is not None:
         fit_options["resume_from"] = args.resume
     if X_val is not None:
-        fit_options["validation_data"] = (X_val, _encode(args.loss, y_val, n_classes))
+        fit_options["validation_data"] = (X_val, _encode(args.loss, y_val, n_classes,
+                                                         smoothing))
     progress = None if args.quiet or not sys.stderr.isatty() else _ProgressBar()
     reporter = _EpochReporter(X_val, y_val, args.loss, args.epochs, len(X_train),
                               quiet=args.quiet)
     try:
-        history = model.fit(X_train, _encode(args.loss, y_train, n_classes),
+        history = model.fit(X_train, _encode(args.loss, y_train, n_classes, smoothing),
                             epochs=args.epochs, batch_size=args.batch_size,
                             optimizer=optimizer, early_stopping=args.early_stopping,
                             progress=progress, callbacks=[reporter], **fit_options)
@@ -480,11 +492,27 @@ def _scaled(X: np.ndarray, scaling: tuple[np.ndarray, np.ndarray]) -> np.ndarray
     return ((X - mean) / scale).astype(X.dtype)
 
 
-def _encode(loss: str, y: np.ndarray, n_classes: int) -> np.ndarray:
-    """Class indices as the targets `loss` expects."""
-    if loss not in _DENSE_TARGET_LOSSES:
+def _target_smoothing(loss: str, value: float | None) -> float:
+    """The label smoothing of `loss` (--label-smoothing, or its default); ValueError for
+    a loss it does not apply to."""
+    if value is None:
+        return SYMMETRIC_KL_SMOOTHING if loss == "symmetric_kl" else 0.0
+    if value > 0 and loss != "cross_entropy" and loss not in _DISTRIBUTION_LOSSES:
+        raise ValueError(f"--label-smoothing applies to cross_entropy and the distribution "
+                         f"losses ({', '.join(_DISTRIBUTION_LOSSES)}), not to {loss}")
+    if loss == "symmetric_kl" and value == 0:
+        raise ValueError("symmetric_kl needs --label-smoothing > 0 (every target > 0)")
+    return value
+
+
+def _encode(loss: str, y: np.ndarray, n_classes: int, smoothing: float = 0.0) -> np.ndarray:
+    """Class indices as the targets `loss` expects (cross-entropy smooths its labels
+    itself)."""
+    if loss not in _DENSE_TARGET_LOSSES + _DISTRIBUTION_LOSSES:
         return y
     onehot = np.eye(n_classes)[y]
+    if loss in _DISTRIBUTION_LOSSES:
+        return (1 - smoothing) * onehot + smoothing / n_classes
     return 2 * onehot - 1 if loss == "hinge" else onehot
 
 
@@ -678,7 +706,8 @@ def _evaluate(args) -> int:
         if args.data is None:
             print(f"fastmlp: no --data given: evaluating on Fashion-MNIST ({source})",
                   file=sys.stderr)
-    scores = model.evaluate(X, _encode(model.loss, y, n_outputs))
+    scores = model.evaluate(X, _encode(model.loss, y, n_outputs,
+                                       _target_smoothing(model.loss, None)))
     predicted = _class_of(model, X)
     accuracy = np.mean(predicted == y)
     print(f"data: {source}: {len(X)} samples")

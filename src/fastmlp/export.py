@@ -1,8 +1,9 @@
 """Models out of fastmlp and into it: ONNX for serving, PyTorch modules, safetensors files.
 
 * :func:`to_onnx` writes an ONNX graph (opset 13 or later) that computes ``predict``:
-  ``Gemm`` per dense layer, the hidden activations, and softmax / sigmoid / exp for the
-  cross-entropy, binary cross-entropy and Poisson losses. Batch normalization and classic dropout's inference scaling
+  ``Gemm`` per dense layer, the hidden activations, and the loss's output activation
+  (softmax for cross-entropy and the distribution losses, sigmoid for binary
+  cross-entropy, exp for Poisson). Batch normalization and classic dropout's inference scaling
   are folded into the dense layers (inference form), in float64 before casting.
   Needs the ``onnx`` package (``pip install 'fastmlp[onnx]'``, which also brings
   onnxruntime to run it).
@@ -27,11 +28,11 @@ import numpy as np
 
 from fastmlp import serialization
 from fastmlp.model.base import BaseMLP
+from fastmlp.model.losses import get_loss
 
 _ONNX_ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh",
                      "leaky_relu": "LeakyRelu", "identity": None}
-_OUTPUT_ACTIVATIONS = {"cross_entropy": "Softmax", "binary_cross_entropy": "Sigmoid",
-                       "poisson": "Exp"}
+_OUTPUT_ACTIVATIONS = {"softmax": "Softmax", "sigmoid": "Sigmoid", "exp": "Exp"}
 
 
 def _check_model(model: object) -> BaseMLP:
@@ -107,7 +108,7 @@ def to_onnx(model: BaseMLP, path: str | os.PathLike, *, opset: int = 17,
             extra = {"alpha": model.leaky_slope} if op == "LeakyRelu" else {}
             nodes.append(helper.make_node(op, [x], [f"a{l}"], **extra))
             x = f"a{l}"
-    final = None if logits else _OUTPUT_ACTIVATIONS.get(model.loss)
+    final = None if logits else _OUTPUT_ACTIVATIONS.get(model.output_activation)
     if final is None:
         nodes.append(helper.make_node("Identity", [x], ["Y"]))
     else:
@@ -188,8 +189,9 @@ def from_torch(module, *, loss: str = "cross_entropy", dtype: str | None = None,
     if not isinstance(module, torch.nn.Sequential):
         raise TypeError(f"expected a torch.nn.Sequential, got {type(module).__name__}")
     layers = list(module)
-    final = {"cross_entropy": torch.nn.Softmax, "binary_cross_entropy": torch.nn.Sigmoid}
-    if layers and loss in final and isinstance(layers[-1], final[loss]):
+    final = {"softmax": torch.nn.Softmax, "sigmoid": torch.nn.Sigmoid}.get(
+        get_loss(loss).output_activation)
+    if layers and final is not None and isinstance(layers[-1], final):
         layers = layers[:-1]
     names = {torch.nn.ReLU: "relu", torch.nn.Sigmoid: "sigmoid", torch.nn.Tanh: "tanh",
              torch.nn.Identity: "identity", torch.nn.LeakyReLU: "leaky_relu"}

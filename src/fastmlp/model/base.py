@@ -18,9 +18,11 @@ from fastmlp._engine import (  # noqa: F401  (status codes re-exported for the b
     STATUS_OK,
 )
 from fastmlp.model.activations import canonical_activation
-from fastmlp.model.init import check_initializer, initialize
+from fastmlp.model.batch_norm_statistics import population_statistics
+from fastmlp.model.init import (check_bias_init, check_initializer, initialize,
+                                output_bias_prior)
 from fastmlp.model.locking import ModelLock, reads, writes
-from fastmlp.model.losses import get_loss, labels_from_outputs, prepare_targets
+from fastmlp.model.losses import get_loss, labels_from_outputs, prepare_targets, reports_accuracy
 from fastmlp.pruning import magnitude_mask
 from fastmlp.train.history import History
 from fastmlp.train.regularization import BATCH_NORM_CODES, penalty_config
@@ -63,16 +65,29 @@ class BaseMLP:
         Hidden-layer activation (``identity``, ``sigmoid``/``logistic``, ``tanh``, ``relu``,
         ``leaky_relu``), one name for all hidden layers or one per hidden layer.
     loss : str
-        ``cross_entropy``, ``binary_cross_entropy``, ``mse``, ``hinge``, ``multi_hinge`` or
-        ``poisson``;
+        ``cross_entropy``, ``binary_cross_entropy``, ``mse``, ``hinge``, ``multi_hinge``,
+        ``poisson``, ``kl_divergence``, ``symmetric_kl`` or ``bhattacharyya``;
         it fixes the output activation (see :mod:`fastmlp.model.losses`).
+    label_smoothing : float
+        For ``cross_entropy`` only, in [0, 1]: each target row t (one-hot for a label)
+        becomes ``(1 - label_smoothing) t + label_smoothing / K``, exactly as
+        ``torch.nn.CrossEntropyLoss(label_smoothing=)``. Training and the reported losses
+        (``evaluate``, ``val_loss``) use the smoothed targets; accuracy does not change.
     init : str
         Weight initializer (see :mod:`fastmlp.model.init`), with parameters in `init_kwargs`.
     init_kwargs : dict, optional
         Parameters of the initializer, e.g. ``{"std": 0.1}`` for ``normal``: finite
         numbers that fit `dtype`.
-    bias_init : float
-        Constant initial bias (0 by default; e.g. 0.1 for ReLU units); must fit `dtype`.
+    bias_init : float, "prior" or sequence
+        Initial biases: one constant for every layer (0 by default; e.g. 0.1 for ReLU
+        units), or one per dense layer; numbers must fit `dtype`. ``"prior"`` (alone, for
+        the output layer with 0 elsewhere, or as the sequence's last entry) sets the output
+        biases at the start of the first ``fit`` (while ``training_step`` is 0, from its
+        training part of the data, sample weights included) to the constant output that
+        fits the targets best: the log class priors for the softmax losses, the logit of
+        each output's mean for ``binary_cross_entropy``, the mean for ``mse``, its log for
+        ``poisson`` (see :func:`fastmlp.model.init.output_bias_prior`). Until then they
+        are 0.
     leaky_slope : float
         Negative-side slope of ``leaky_relu``, in [0, 1).
     dtype : {"float32", "float64"}
@@ -108,8 +123,9 @@ class BaseMLP:
         loss: str = "cross_entropy",
         init: str = "he_normal",
         *,
+        label_smoothing: float = 0.0,
         init_kwargs: dict | None = None,
-        bias_init: float = 0.0,
+        bias_init: float | str | Sequence[float | str] = 0.0,
         leaky_slope: float = 0.01,
         dtype: str = "float32",
         seed: int | None = None,
@@ -128,6 +144,11 @@ class BaseMLP:
         self._activations = _per_hidden(activation, n_hidden, "activations",
                                         canonical_activation, str)
         self._loss = get_loss(loss)
+        self._label_smoothing = check_float(label_smoothing, "label_smoothing", low=0.0,
+                                            high=1.0 + 1e-12)
+        if self._label_smoothing > 0 and self._loss.name != "cross_entropy":
+            raise ValueError(f"label_smoothing applies to cross_entropy only, not to "
+                             f"{self._loss.name}")
         self._dtype = check_dtype(dtype)
         check_initializer(init, init_kwargs)
         self._init = init
@@ -135,8 +156,16 @@ class BaseMLP:
         for key, value in self._init_kwargs.items():
             name = f"init_kwargs[{key!r}]"
             check_representable(check_float(value, name), name, self._dtype)
-        self._bias_init = check_representable(check_float(bias_init, "bias_init"), "bias_init",
-                                              self._dtype)
+        per_layer = isinstance(bias_init, (list, tuple, np.ndarray))
+        self._bias_values = [
+            v if isinstance(v, str) else check_representable(
+                check_float(v, f"bias_init[{l}]" if per_layer else "bias_init"),
+                f"bias_init[{l}]" if per_layer else "bias_init", self._dtype)
+            for l, v in enumerate(check_bias_init(bias_init, len(self._sizes) - 1,
+                                                  self._loss.name))]
+        # as given: one number, "prior", or the list of one per layer (JSON-able)
+        self._bias_init = bias_init if isinstance(bias_init, str) else \
+            self._bias_values if per_layer else self._bias_values[0]
         self._leaky_slope = check_float(leaky_slope, "leaky_slope", low=0.0, high=1.0)
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2**63))
@@ -158,14 +187,14 @@ class BaseMLP:
         rng = np.random.default_rng(self._seed)
         flat = self._backend_flat()
         self._n_params = len(flat)
-        for (w0, b0, n_in, n_out, _, _) in self._layout:
+        for (w0, b0, n_in, n_out, _, _), bias in zip(self._layout, self._bias_values):
             with np.errstate(over="ignore"):  # checked just below
                 W = initialize(init, n_in, n_out, rng, **self._init_kwargs).astype(self._dtype)
             if not np.isfinite(W).all():
                 raise ValueError(f"init {init!r} with {self._init_kwargs} gave weights that are "
                                  f"not finite in {self._dtype.name}")
             flat[w0 : w0 + n_in * n_out] = W.reshape(-1)
-            flat[b0 : b0 + n_out] = self._bias_init
+            flat[b0 : b0 + n_out] = 0.0 if bias == "prior" else bias
         self._backend_set_flat(flat)
         self._backend_seed(self._seed)
 
@@ -194,6 +223,11 @@ class BaseMLP:
     @property
     def loss(self) -> str:
         return self._loss.name
+
+    @property
+    def label_smoothing(self) -> float:
+        """Cross-entropy's label smoothing (0: none)."""
+        return self._label_smoothing
 
     @property
     def output_activation(self) -> str:
@@ -339,6 +373,48 @@ class BaseMLP:
         self._set_flat_masked(flat)
         self._backend_set_running(running)
 
+    @writes
+    def recompute_batch_norm_statistics(self, X: object, batch_size: int = 1024) -> None:
+        """Replace every batch-norm layer's running mean and variance (what inference uses)
+        by the population statistics of its input over all of `X`, typically the training
+        set: the exact mean, and the unbiased variance (divided by n - 1, PyTorch's
+        convention for ``running_var``).
+
+        One pass over `X` per batch-norm layer, in network order, so each layer is measured
+        with the new statistics of the layers below it (inference mode: no dropout),
+        `batch_size` rows at a time; blocks are merged in float64, so the result does not
+        depend on `batch_size` beyond rounding. Unlike the momentum averages of training,
+        the statistics then match the final weights exactly. ``torch.optim.swa_utils.
+        update_bn`` instead averages per-batch statistics (equal weights per batch, the
+        batches' own unbiased variances), which differs unless the batches are alike.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            At least 2 samples.
+        batch_size : int, default 1024
+            Rows per block (memory: a few activations of that many rows).
+
+        Raises
+        ------
+        ValueError
+            Without batch normalization, with fewer than 2 samples, or for bad arguments.
+        """
+        if not any(self._batch_norm):
+            raise ValueError("the model has no batch normalization")
+        X = self._check_X(X)
+        if X.shape[0] < 2:
+            raise ValueError(f"population statistics need at least 2 samples, got "
+                             f"{X.shape[0]}")
+        batch_size = check_int(batch_size, "batch_size", 1, C_INT_MAX)
+        stats = population_statistics(self, X, batch_size)
+        running = self._backend_running()
+        for (_, _, _, n, _, r0), st in zip(self._layout, stats):
+            if st is not None:
+                running[r0 : r0 + n] = st[0]
+                running[r0 + n : r0 + 2 * n] = st[1]
+        self._backend_set_running(running)
+
     def _split(self, flat: np.ndarray) -> dict[str, list]:
         """A flat parameter-shaped vector as lists of per-layer arrays (copies)."""
         parts = {"weights": [], "biases": [], "gamma": [], "beta": []}
@@ -414,23 +490,31 @@ class BaseMLP:
         return self._backend_predict(self._check_X(X), logits=True)
 
     def predict_labels(self, X: object) -> np.ndarray:
-        """Predicted classes: argmax for ``cross_entropy``/``multi_hinge``; 0/1 per output
-        for ``binary_cross_entropy``; -1/+1 per output for ``hinge``."""
+        """Predicted classes: argmax for the softmax losses (``cross_entropy``,
+        ``kl_divergence``, ``symmetric_kl``, ``bhattacharyya``), ``multi_hinge`` and
+        ``mse`` with several outputs; 0/1 per output for ``binary_cross_entropy``; -1/+1
+        per output for ``hinge`` and single-output ``mse``."""
         return labels_from_outputs(self._loss, self.predict(X))
 
     @reads
     def evaluate(self, X: object, y: object) -> dict[str, float | None]:
         """Mean data loss (no penalties) and accuracy over ``(X, y)`` in inference mode
-        (accuracy None for ``mse`` and ``poisson``)."""
+        (accuracy None for ``poisson``, and for ``mse`` unless the targets are integer
+        labels or class-coded; see :mod:`fastmlp.model.losses`)."""
         X = self._check_X(X)
         labels, dense = self._targets(y, X.shape[0])
         return self._evaluate_prepared(X, labels, dense)
 
     def score(self, X: object, y: object) -> float:
-        """Accuracy on ``(X, y)``."""
+        """Accuracy on ``(X, y)``; a ValueError where there is none (``poisson``, ``mse``
+        with targets that are not class-coded)."""
         if not self._loss.has_accuracy:
             raise ValueError(f"{self._loss.name} has no accuracy; use evaluate(X, y)['loss']")
-        return self.evaluate(X, y)["accuracy"]
+        accuracy = self.evaluate(X, y)["accuracy"]
+        if accuracy is None:
+            raise ValueError(f"{self._loss.name} has an accuracy only for class targets: "
+                             "integer labels, one-hot or ±1 rows, or ±1 for one output")
+        return accuracy
 
     @writes
     def gradients(self, X: object, y: object, *, training: bool = False, step: int | None = None,
@@ -497,10 +581,17 @@ class BaseMLP:
         image_shape: tuple | None = None,
         adversarial_eps: float = 0.0,
         adversarial_ratio: float = 0.5,
+        rotate: float = 0.0,
+        scale: float = 0.0,
+        shear: float = 0.0,
         early_stopping: bool = False,
         monitor: str = "val_loss",
         patience: int = 5,
         min_delta: float = 0.0,
+        restore_best: bool = False,
+        tol: float | None = None,
+        n_iter_no_change: int = 10,
+        validation_every: int = 1,
         validation_fraction: float | None = None,
         callbacks: list | None = None,
         step_callbacks: list | None = None,
@@ -566,10 +657,18 @@ class BaseMLP:
         shift : int, default 0
             Random shifts of up to `shift` pixels of image inputs of shape `image_shape`.
         image_shape : tuple, optional
-            ``(height, width)`` or ``(height, width, channels)`` of the inputs, for `shift`.
+            ``(height, width)`` or ``(height, width, channels)`` of the inputs, for `shift`,
+            `rotate`, `scale` and `shear`.
         adversarial_eps, adversarial_ratio : float
             FGSM examples of step `adversarial_eps` replacing a share `adversarial_ratio`
             of each batch (see :func:`fastmlp.train.regularization.augment_config`).
+        rotate, scale, shear : float, default 0
+            Random affine maps of image inputs of shape `image_shape`, before the shifts:
+            rotation by up to `rotate` degrees either way (at most 180), scaling by a
+            factor in [1 - scale, 1 + scale] (scale < 1), horizontal shear by up to `shear`
+            degrees (at most 60), about the image centre, each drawn per sample and step
+            from the model's seed; bilinear interpolation, zero fill (see
+            :func:`fastmlp.train.regularization.augment_config`).
         early_stopping : bool, default False
             Stop when `monitor` has not improved by more than `min_delta` for `patience`
             epochs. Whether it stops early or runs out of epochs, the model ends with the
@@ -580,14 +679,33 @@ class BaseMLP:
             Epochs without improvement before early stopping stops.
         min_delta : float, default 0
             The improvement that counts.
+        restore_best : bool, default False
+            Keep the weights of the best `monitor` value seen (as early stopping does) and
+            end the run with them however it ends: epochs used up, a callback returning a
+            truthy value, or `tol`. ``history.best_epoch`` says which epoch they are from.
+            Needs validation data (without `validation_data`, holds out 0.1 as early
+            stopping does).
+        tol : float, optional
+            Stop once the training loss has failed to improve on its best by more than
+            `tol` for more than `n_iter_no_change` consecutive epochs (scikit-learn's rule
+            for ``MLPClassifier(early_stopping=False)``; its default there is 1e-4).
+            None (the default): never stop on the training loss.
+        n_iter_no_change : int, default 10
+            The epochs `tol` waits (1 to 2**31 - 1).
+        validation_every : int, default 1
+            Evaluate the validation data every this many epochs, and after the last
+            epoch (1 to 2**31 - 1); in between the History records None. Early stopping
+            and `restore_best` judge the evaluated epochs (`patience` still counts
+            epochs).
         validation_fraction : float, optional
             Without `validation_data`, hold out this share of the training data (stratified
             by class, seeded by the model's seed) and evaluate it after every epoch; None
-            holds out 0.1 with `early_stopping` and nothing otherwise. An error together
-            with `validation_data`.
+            holds out 0.1 with `early_stopping` or `restore_best` and nothing otherwise.
+            An error together with `validation_data`.
         callbacks : list of callables, optional
             Each is called as ``callback(model, history)`` after every epoch (the history
-            holds that epoch's entry); a truthy return value stops training.
+            holds that epoch's entry); a truthy return value stops training, with the
+            best weights when `restore_best` (or `early_stopping`) is on.
         step_callbacks : list of callables, optional
             Each is called as ``callback(model, history)`` after every `step_every`
             training steps (counted over the whole fit, ``history.steps``); a truthy return
@@ -642,12 +760,26 @@ class BaseMLP:
         with self._lock.fitting():  # one fit at a time; readers may run between its chunks
             return fit(self, X, y, FitOptions(**options))
 
+    @writes
+    def _apply_bias_prior(self, labels, dense, weights) -> None:
+        """Before the first training step, set the output biases to the prior of the
+        training targets when ``bias_init`` asks for it (see the class docstring)."""
+        if self._bias_values[-1] != "prior" or self._counter != 0:
+            return
+        b = output_bias_prior(self._loss.name, labels, dense, weights, self._sizes[-1],
+                              self._label_smoothing)
+        flat = self._backend_flat()
+        b0 = self._layout[-1][1]
+        flat[b0 : b0 + len(b)] = b  # finite: logs of frequencies >= 1/(2n), or a mean
+        self._set_flat_masked(flat)
+
     # -- model files and pickling ---------------------------------------------------------------
     def config(self) -> dict:
         """The constructor arguments that define this model (JSON-able)."""
         return {
             "layer_sizes": list(self._sizes), "activation": list(self._activations),
-            "loss": self._loss.name, "init": self._init, "init_kwargs": self._init_kwargs,
+            "loss": self._loss.name, "label_smoothing": self._label_smoothing,
+            "init": self._init, "init_kwargs": self._init_kwargs,
             "bias_init": self._bias_init, "leaky_slope": self._leaky_slope,
             "dtype": self._dtype.name, "seed": self._seed,
             "input_dropout": self._dropout[0], "dropout": self._dropout[1:],
@@ -712,7 +844,7 @@ class BaseMLP:
         n = X.shape[0]
         return {
             "loss": loss_sum / n,
-            "accuracy": correct_sum / n if self._loss.has_accuracy else None,
+            "accuracy": correct_sum / n if reports_accuracy(self._loss, dense) else None,
         }
 
     # -- backend interface (implemented by subclasses) ------------------------------------------
@@ -874,6 +1006,9 @@ class BaseMLP:
 
     def _curvature_inputs(self, X, y, training, step, sample_weight, penalties) -> tuple:
         """(X, labels, dense, training, penalty, counter, weights), checked."""
+        if not self._loss.has_curvature:
+            raise ValueError(f"Hessian and Gauss-Newton products are not implemented for "
+                             f"{self._loss.name}")
         X = self._check_X(X)
         labels, dense = self._targets(y, X.shape[0])
         counter = self._counter if step is None else check_int(step, "step", 0)

@@ -24,6 +24,11 @@ sparse            k non-zero N(0, std^2) inputs per unit, the rest 0          k=
 Zero and constant initialization are allowed on purpose: every hidden unit then
 computes the same function and receives the same gradient, so the units never
 become different (the symmetry problem a course demonstrates).
+
+Biases (``bias_init``) start at one constant for every layer, at one constant per dense
+layer, or, for the output layer, at the ``"prior"`` of the training targets
+(:func:`output_bias_prior`): the constant output that fits them best, so that training
+does not spend its first steps learning the class frequencies.
 """
 
 from __future__ import annotations
@@ -117,6 +122,65 @@ INITIALIZERS: dict[str, Callable[..., np.ndarray]] = {
         sparse,
     )
 }
+
+
+# losses whose output layer can start at the prior of the targets
+PRIOR_LOSSES = ("cross_entropy", "kl_divergence", "symmetric_kl", "bhattacharyya",
+                "binary_cross_entropy", "mse", "poisson")
+
+
+def check_bias_init(value: object, n_layers: int, loss: str) -> list:
+    """`bias_init` (a number, ``"prior"``, or a sequence of one per dense layer whose last
+    entry may be ``"prior"``) as a list of one float or ``"prior"`` per dense layer;
+    TypeError/ValueError name the problem."""
+    if isinstance(value, str):
+        if value != "prior":
+            raise ValueError(f"bias_init must be a number, 'prior' or one value per dense "
+                             f"layer, got {value!r}")
+        values = [0.0] * (n_layers - 1) + ["prior"]
+    elif isinstance(value, (list, tuple, np.ndarray)):
+        if len(value) != n_layers:
+            raise ValueError(f"bias_init has {len(value)} entries; the network has {n_layers} "
+                             f"dense layers")
+        values = list(value)
+    else:
+        values = [value] * n_layers
+    for l, v in enumerate(values):
+        if isinstance(v, str) and (v != "prior" or l != n_layers - 1):
+            raise ValueError(f"bias_init[{l}] = {v!r}: only the output layer's entry may be "
+                             f"'prior'; the others are numbers")
+    if values[-1] == "prior" and loss not in PRIOR_LOSSES:
+        raise ValueError(f"bias_init='prior' needs a loss with a probability or mean output "
+                         f"({', '.join(PRIOR_LOSSES)}), not {loss}")
+    return values
+
+
+def output_bias_prior(loss: str, labels: np.ndarray | None, dense: np.ndarray | None,
+                      weights: np.ndarray | None, n_outputs: int,
+                      label_smoothing: float = 0.0) -> np.ndarray:
+    """The output biases (n_outputs,) whose constant output fits the training targets best,
+    from the (weighted) mean target row m (class frequencies for labels, smoothed like
+    cross-entropy's targets when `label_smoothing` > 0): ``log m`` for the softmax losses
+    (the log class priors, up to the constant softmax ignores), ``log(m / (1 - m))`` for
+    binary cross-entropy, ``m`` for mse and ``log m`` for poisson. Frequencies are kept
+    at least ``1 / (2 n)`` (and, for binary cross-entropy, at most ``1 - 1 / (2 n)``) so
+    that a class absent from n samples gets a finite bias."""
+    n = len(labels) if labels is not None else len(dense)
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    total = w.sum()
+    if labels is not None:
+        mean = np.bincount(labels, weights=w, minlength=n_outputs) / total
+    else:
+        mean = (w @ dense.astype(np.float64)) / total
+    if loss == "mse":
+        return mean
+    floor = 1.0 / (2 * n)
+    if loss == "binary_cross_entropy":
+        p = np.clip(mean, floor, 1 - floor)
+        return np.log(p / (1 - p))
+    if loss == "cross_entropy":
+        mean = (1 - label_smoothing) * mean + label_smoothing / n_outputs
+    return np.log(np.maximum(mean, floor))
 
 
 def check_initializer(name: object, kwargs: dict | None) -> None:

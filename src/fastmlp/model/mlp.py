@@ -9,7 +9,7 @@ from fastmlp.model.activations import activation_code
 from fastmlp.model.base import BaseMLP
 from fastmlp.model.locking import writes
 from fastmlp.reference import curvature as reference_curvature
-from fastmlp.validation import check_threads
+from fastmlp.validation import check_float, check_threads
 
 _PREDICT_BLOCK = 512  # rows per engine forward block in predict/evaluate
 
@@ -28,6 +28,23 @@ class MLP(BaseMLP):
     @writes
     def threads(self, value: int) -> None:
         self._engine.threads = check_threads(value)
+
+    @property
+    def sparse_density(self) -> float:
+        """``predict`` reads a dense layer's weights as a sparse (CSR) matrix when fewer
+        than this share of them are non-zero, as after pruning (settable; default 0.15,
+        0 turns it off). A 95%-pruned 784-512-256-10 network then predicts about 2.5
+        times as fast (measured on a shared 2-core Zen 4 machine). Results equal the
+        dense path's up to rounding: each output sums its non-zero terms in input
+        order, as the dense kernels do in the measured cases (bit for bit there), but
+        that is not promised."""
+        return self._engine.sparse_density
+
+    @sparse_density.setter
+    @writes
+    def sparse_density(self, value: float) -> None:
+        self._engine.sparse_density = check_float(value, "sparse_density", low=0.0,
+                                                  high=1.0 + 1e-12)
 
     @property
     def adaptive_threads(self) -> bool:
@@ -61,6 +78,7 @@ class MLP(BaseMLP):
             bn=self._batch_norm,
             bn_eps=self._bn_eps,
             bn_momentum=self._bn_momentum,
+            label_smoothing=self._label_smoothing,
         )
 
     def _backend_layout(self):

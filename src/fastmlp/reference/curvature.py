@@ -201,17 +201,19 @@ def _backward(net, cache, v, d, rd, pen, gauss_newton):
 
 
 def loss_hessian_product(loss: str, Z: np.ndarray, U: np.ndarray, labels, dense,
-                         weights=None) -> np.ndarray:
+                         weights=None, smoothing: float = 0.0) -> np.ndarray:
     """``H_L U`` row by row: the Hessian of the mean loss with respect to the logits Z (n, K)
-    applied to U (n, K). Zero for the hinge losses (piecewise linear)."""
+    applied to U (n, K), cross-entropy's targets smoothed by `smoothing`. Zero for the hinge
+    losses (piecewise linear); symmetric_kl and bhattacharyya have none here."""
     n, K = Z.shape
     if weights is None:
         c = np.full(n, 1.0 / n)
     else:
         w = np.asarray(weights, dtype=np.float64)
         c = w / w.sum() if w.sum() > 0 else np.zeros(n)
-    if loss == "cross_entropy":
-        t = np.eye(K)[labels] if dense is None else dense.astype(np.float64)
+    if loss in ("cross_entropy", "kl_divergence"):
+        t = F.smoothed(np.eye(K)[labels] if dense is None else dense.astype(np.float64),
+                       smoothing)
         p = np.exp(F.log_softmax(Z))
         pu = p * U
         r = t.sum(axis=1, keepdims=True) * (pu - p * pu.sum(axis=1, keepdims=True))
@@ -222,8 +224,10 @@ def loss_hessian_product(loss: str, Z: np.ndarray, U: np.ndarray, labels, dense,
         r = 2 * U / K
     elif loss == "poisson":  # half Poisson deviance of exp(z): diag(exp(z)) / K
         r = np.exp(Z) * U / K
-    else:  # hinge, multi_hinge
+    elif loss in ("hinge", "multi_hinge"):
         r = np.zeros_like(U)
+    else:
+        raise ValueError(f"no Hessian of {loss}")
     return r * c[:, None]
 
 
@@ -242,8 +246,10 @@ def _product(model, X, labels, dense, v, gauss_newton, training, counter, pen, w
     if gauss_newton:
         d = np.zeros_like(Z)
     else:
-        _, _, d = F.loss_terms(model._loss.name, Z, labels, dense, weights)
-    rd = loss_hessian_product(model._loss.name, Z, RZ, labels, dense, weights)
+        _, _, d = F.loss_terms(model._loss.name, Z, labels, dense, weights,
+                               model._label_smoothing)
+    rd = loss_hessian_product(model._loss.name, Z, RZ, labels, dense, weights,
+                              model._label_smoothing)
     out = _backward(net, cache, v, d, rd, pen, gauss_newton)
     return _penalty_product(out, v, net, pen).astype(model.dtype)
 

@@ -54,7 +54,9 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
 
 
 def output_activation(loss: str, z: np.ndarray) -> np.ndarray:
-    if loss == "cross_entropy":
+    from fastmlp.model.losses import get_loss
+
+    if get_loss(loss).output_activation == "softmax":
         return np.exp(log_softmax(z.astype(np.float64))).astype(z.dtype)
     if loss == "binary_cross_entropy":
         return sigmoid(z.astype(np.float64)).astype(z.dtype)
@@ -92,8 +94,20 @@ def sgd_step(params: list[np.ndarray], grads: list[np.ndarray], lr: float) -> No
 
 
 # -- losses ------------------------------------------------------------------------------------
-def loss_terms(loss: str, Z: np.ndarray, labels, dense, weights=None):
+def smoothed(t: np.ndarray, smoothing: float) -> np.ndarray:
+    """Target rows t (n, K) mixed with the uniform distribution: (1 - s) t + s / K."""
+    return (1 - smoothing) * t + smoothing / t.shape[1]
+
+
+def xlogy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """x log y, 0 where x is 0."""
+    return np.where(x == 0, 0.0, x * np.log(np.where(x == 0, 1.0, y)))
+
+
+def loss_terms(loss: str, Z: np.ndarray, labels, dense, weights=None, smoothing: float = 0.0):
     """Per-sample loss (n,), per-sample accuracy (n,) and delta = d(mean loss)/dZ (n, K).
+
+    `smoothing` is cross-entropy's label smoothing (torch.nn.CrossEntropyLoss's).
 
     With per-sample `weights` (n,) the batch loss is sum(w * loss) / sum(w): each sample's
     loss, accuracy and delta are scaled by its share w_i * n / sum(w) (0 when sum(w) is 0),
@@ -109,8 +123,26 @@ def loss_terms(loss: str, Z: np.ndarray, labels, dense, weights=None):
             correct = z.argmax(axis=1) == labels
         else:
             correct = z.argmax(axis=1) == t.argmax(axis=1)
+        t = smoothed(t, smoothing)
         per_sample = -(t * logp).sum(axis=1)
         delta = (np.exp(logp) * t.sum(axis=1, keepdims=True) - t) / n
+    elif loss in ("kl_divergence", "symmetric_kl", "bhattacharyya"):
+        logq = log_softmax(z)
+        q = np.exp(logq)
+        correct = z.argmax(axis=1) == t.argmax(axis=1)
+        if loss == "bhattacharyya":  # -log sum sqrt(t q), in the log domain
+            a = np.where(t > 0, 0.5 * (np.log(np.where(t > 0, t, 1.0)) + logq), -np.inf)
+            m = a.max(axis=1, keepdims=True)
+            log_bc = m + np.log(np.exp(a - m).sum(axis=1, keepdims=True))
+            per_sample = -log_bc[:, 0]
+            delta = 0.5 * (q - np.exp(a - log_bc)) / n
+        else:  # KL(t || q) = sum t log t - t log q; its gradient is cross-entropy's
+            per_sample = (xlogy(t, t) - t * logq).sum(axis=1)
+            delta = (q * t.sum(axis=1, keepdims=True) - t) / n
+            if loss == "symmetric_kl":  # + KL(q || t) = sum q (log q - log t)
+                f = logq - np.log(t)
+                per_sample = per_sample + (q * f).sum(axis=1)
+                delta = delta + q * (f - (q * f).sum(axis=1, keepdims=True)) / n
     elif loss == "binary_cross_entropy":
         elem = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
         per_sample = elem.mean(axis=1)
@@ -118,7 +150,8 @@ def loss_terms(loss: str, Z: np.ndarray, labels, dense, weights=None):
         delta = (sigmoid(z) - t) / (n * K)
     elif loss == "mse":
         per_sample = ((z - t) ** 2).mean(axis=1)
-        correct = np.zeros(n)
+        # meaningful for class-coded targets (losses.class_coded): argmax, or one output's sign
+        correct = z.argmax(axis=1) == t.argmax(axis=1) if K > 1 else (z[:, 0] > 0) == (t[:, 0] > 0)
         delta = 2 * (z - t) / (n * K)
     elif loss == "poisson":
         mu = np.exp(z)
@@ -202,6 +235,50 @@ def shift_images(X, base: int, k: int, shape: tuple) -> np.ndarray:
         dst_c = slice(max(0, dx), w - max(0, -dx))
         out[i, dst_r, dst_c] = imgs[i, src_r, src_c]
     return out.reshape(n, -1)
+
+
+def affine_matrices(base: int, n: int, rotate: float, scale: float, shear: float) -> np.ndarray:
+    """The (n, 2, 2) affine maps A = R(theta) Sh(phi) s of n samples in (column, row)
+    coordinates, from three hash draws each: theta ~ U(-rotate, rotate) degrees with
+    R = [[cos, sin], [-sin, cos]], s ~ U(1 - scale, 1 + scale), phi ~ U(-shear, shear)
+    degrees with Sh = [[1, tan phi], [0, 1]]."""
+    from fastmlp.reference.rng import uniform_at
+
+    u = uniform_at(base, np.arange(3 * n)).reshape(n, 3)
+    theta = np.deg2rad((2 * u[:, 0] - 1) * rotate)
+    s = 1 + (2 * u[:, 1] - 1) * scale
+    t = np.tan(np.deg2rad((2 * u[:, 2] - 1) * shear))
+    c, sn = np.cos(theta), np.sin(theta)
+    R = np.stack([np.stack([c, sn], -1), np.stack([-sn, c], -1)], -2)
+    Sh = np.zeros((n, 2, 2))
+    Sh[:, 0, 0] = Sh[:, 1, 1] = 1
+    Sh[:, 0, 1] = t
+    return R @ Sh * s[:, None, None]
+
+
+def affine_images(X, base: int, rotate: float, scale: float, shear: float,
+                  shape: tuple) -> np.ndarray:
+    """Map every row's (h, w, c) image by its random affine map (affine_matrices) about
+    the image centre: out(p) = in(centre + A^-1 (p - centre)), bilinear, zero outside."""
+    h, w, c = shape
+    n = len(X)
+    inv = np.linalg.inv(affine_matrices(base, n, rotate, scale, shear))
+    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    d = np.stack([cols - (w - 1) / 2, rows - (h - 1) / 2]).reshape(2, -1)  # (2, h w)
+    src = inv @ d  # (n, 2, h w)
+    sx, sy = src[:, 0] + (w - 1) / 2, src[:, 1] + (h - 1) / 2
+    x0, y0 = np.floor(sx), np.floor(sy)
+    fx, fy = sx - x0, sy - y0
+    imgs = X.reshape(n, h * w, c).astype(np.float64)
+    out = np.zeros((n, h * w, c))
+    for dy, dx, weight in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx),
+                           (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):
+        yy, xx = y0 + dy, x0 + dx
+        inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+        flat = np.where(inside, yy * w + xx, 0).astype(np.int64)
+        values = np.take_along_axis(imgs, flat[:, :, None], axis=1)
+        out += np.where(inside, weight, 0)[:, :, None] * values
+    return out.reshape(n, -1).astype(X.dtype)
 
 
 def gaussian_noise(shape: tuple, base: int, std: float) -> np.ndarray:

@@ -19,6 +19,7 @@ from fastmlp.model.base import STATUS_NONFINITE_GRAD, STATUS_NONFINITE_LOSS, STA
 from fastmlp.reference import curvature, optim
 from fastmlp.reference import functional as F
 from fastmlp.reference.rng import (
+    STREAM_AFFINE,
     STREAM_DROPOUT,
     STREAM_NOISE,
     STREAM_SHIFT,
@@ -173,7 +174,8 @@ class MLP(BaseMLP):
             return None if a is None else (a if idx is None else a[idx])
 
         per_sample, correct, delta = F.loss_terms(self._loss.name, logits, rows(labels),
-                                                  rows(dense), rows(weights))
+                                                  rows(dense), rows(weights),
+                                                  self._label_smoothing)
         return per_sample, correct, delta, cache
 
     # -- backend interface ---------------------------------------------------------------------
@@ -190,7 +192,8 @@ class MLP(BaseMLP):
 
     def _backend_evaluate(self, X, labels, dense):
         logits, _ = self._forward(X, False, 0)
-        per_sample, correct, _ = F.loss_terms(self._loss.name, logits, labels, dense)
+        per_sample, correct, _ = F.loss_terms(self._loss.name, logits, labels, dense,
+                                              smoothing=self._label_smoothing)
         return float(per_sample.sum()), float(correct.sum())
 
     def _backend_reserve(self, batch_size):
@@ -207,9 +210,12 @@ class MLP(BaseMLP):
         """The first half of a training step on rows idx at the current counter: augment
         (and the adversarial rows), forward, loss. Returns (loss before weight penalties,
         accuracy, output delta, cache)."""
-        noise, shift, h, w, c, adv_eps, adv_ratio = augment
+        noise, shift, h, w, c, adv_eps, adv_ratio, rotate, scale, shear = augment
         counter = self._counter
         xb = X[idx]
+        if rotate > 0 or scale > 0 or shear > 0:
+            xb = F.affine_images(xb, stream_base(self._seed, counter, STREAM_AFFINE), rotate,
+                                 scale, shear, (h, w, c))
         if shift > 0:
             xb = F.shift_images(xb, stream_base(self._seed, counter, STREAM_SHIFT), shift,
                                 (h, w, c))

@@ -84,4 +84,4 @@ def uniform_at(base: int, index: np.ndarray) -> np.ndarray:
     return (hash_at(base, index) >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
-STREAM_DROPOUT, STREAM_NOISE, STREAM_SHIFT = 0, 1000, 1001
+STREAM_DROPOUT, STREAM_NOISE, STREAM_SHIFT, STREAM_AFFINE = 0, 1000, 1001, 1002

@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from fastmlp.model.base import STATUS_NONFINITE_LOSS, STATUS_OK
+from fastmlp.model.losses import reports_accuracy
 from fastmlp.optim import OPTIMIZERS, SGD, Optimizer
 from fastmlp.schedules import Constant, Schedule
 from fastmlp.train import checkpoint as checkpoint_io
@@ -68,7 +69,8 @@ def fit(model, X: object, y: object, o: FitOptions) -> History:
     penalty = penalty_config(o.l2, o.l1, o.l1_proximal, o.penalize_biases, o.activity_l1,
                              o.activity_l2)
     augment = augment_config(data.X.shape[1], o.input_noise, o.shift, o.image_shape,
-                             o.adversarial_eps, o.adversarial_ratio)
+                             o.adversarial_eps, o.adversarial_ratio, o.rotate, o.scale,
+                             o.shear)
     try:
         mode = _SHUFFLE_MODES[o.shuffle]
     except (KeyError, TypeError):
@@ -87,9 +89,12 @@ def fit(model, X: object, y: object, o: FitOptions) -> History:
         if o.validation_fraction is not None:
             raise ValueError("pass validation_data or validation_fraction, not both")
         data.val = check_validation_data(model, o.validation_data)
-    elif o.early_stopping or o.validation_fraction is not None and o.validation_fraction != 0:
+    elif o.early_stopping or o.restore_best or \
+            o.validation_fraction is not None and o.validation_fraction != 0:
         hold_out(data, 0.1 if o.validation_fraction is None else o.validation_fraction,
                  model.seed)
+    if resume is None:
+        model._apply_bias_prior(data.labels, data.dense, data.weights)
     n = data.n
     batch_size = min(batch_size, n)
     if any(model._batch_norm) and (batch_size == 1 or n % batch_size == 1):
@@ -102,7 +107,8 @@ def fit(model, X: object, y: object, o: FitOptions) -> History:
     order = np.arange(n, dtype=np.int64)
     loop = Loop(model, epochs=epochs, val=data.val, callbacks=callbacks,
                 early_stopping=o.early_stopping, monitor=o.monitor, patience=patience,
-                min_delta=min_delta, verbose=o.verbose)
+                min_delta=min_delta, verbose=o.verbose, validation_every=o.validation_every,
+                tol=o.tol, n_iter_no_change=o.n_iter_no_change, restore_best=o.restore_best)
     first_epoch = 1
     if resume is not None:
         optimizer, state, done_epochs, order, loop.history, loop.best = checkpoint_io.restore(
@@ -255,7 +261,7 @@ class EngineEpochs:
         return {
             "loss": float(np.sum(step_loss * mass) / total),
             "accuracy": (float(np.sum(step_correct * mass) / total)
-                         if model._loss.has_accuracy else None),
+                         if reports_accuracy(model._loss, data.dense) else None),
             "lr": float(rates[-1]), "seconds": seconds, "samples": n,
             "grad_norm": layer_norms(model, model._backend_last_grad()),
         }

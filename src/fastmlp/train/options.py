@@ -37,10 +37,17 @@ class FitOptions:
     image_shape: tuple | None
     adversarial_eps: float
     adversarial_ratio: float
+    rotate: float
+    scale: float
+    shear: float
     early_stopping: bool
     monitor: str
     patience: int
     min_delta: float
+    restore_best: bool
+    tol: float | None
+    n_iter_no_change: int
+    validation_every: int
     validation_fraction: float | None
     callbacks: list | None
     step_callbacks: list | None

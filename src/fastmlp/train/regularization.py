@@ -44,22 +44,40 @@ def augment_config(
     image_shape: tuple | None = None,
     adversarial_eps: float = 0.0,
     adversarial_ratio: float = 0.5,
+    rotate: float = 0.0,
+    scale: float = 0.0,
+    shear: float = 0.0,
 ) -> tuple:
-    """Training-time input transformations, applied in the batch-gather step:
+    """Training-time input transformations, applied in the batch-gather step in this
+    order (affine map, shift, noise, FGSM), each sample with its own draws from the
+    model's seed and the step counter (reproducible, independent of the thread count):
 
-    * ``input_noise``: standard deviation of Gaussian noise added to every input;
+    * ``rotate``, ``scale``, ``shear`` with ``image_shape``: each image is mapped about its
+      centre by a rotation of U(-rotate, rotate) degrees (in [0, 180]; positive turns
+      the content counterclockwise as displayed, rows pointing down), a scaling by
+      U(1 - scale, 1 + scale) (scale in [0, 1)) and a horizontal shear of U(-shear, shear)
+      degrees (in [0, 60]), resampled bilinearly with zero fill outside the image;
     * ``shift`` with ``image_shape=(height, width[, channels])``: each sample moves by a
       random whole number of pixels in [-shift, shift] along each axis, zero-filled;
+    * ``input_noise``: standard deviation of Gaussian noise added to every input;
     * ``adversarial_eps``: FGSM — a fraction ``adversarial_ratio`` of every batch is
       replaced by ``x + eps * sign(dLoss/dx)``, the gradient taken through the current
       network (Goodfellow et al. 2015).
     """
     noise = check_float(input_noise, "input_noise", low=0.0)
     shift = check_int(shift, "shift", 0)
+    rotate = check_float(rotate, "rotate", low=0.0)
+    scale = check_float(scale, "scale", low=0.0, high=1.0)
+    shear = check_float(shear, "shear", low=0.0)
+    for name, value, top in (("rotate", rotate, 180), ("shear", shear, 60)):
+        if value > top:
+            raise ValueError(f"{name} must lie in [0, {top}] degrees, got {value}")
     h = w = c = 0
-    if shift > 0:
+    images = [name for name, v in (("shift", shift), ("rotate", rotate), ("scale", scale),
+                                   ("shear", shear)) if v > 0]
+    if images:
         if image_shape is None:
-            raise ValueError("shift needs image_shape=(height, width[, channels])")
+            raise ValueError(f"{images[0]} needs image_shape=(height, width[, channels])")
         if not isinstance(image_shape, (tuple, list)) or len(image_shape) not in (2, 3):
             raise ValueError(f"image_shape must be (height, width[, channels]), got {image_shape!r}")
         h, w = (check_int(v, "image_shape", 1) for v in image_shape[:2])
@@ -67,13 +85,13 @@ def augment_config(
         if h * w * c != n_features:
             raise ValueError(f"image_shape {tuple(image_shape)} has {h * w * c} values but X "
                              f"has {n_features} features")
-        if shift >= max(h, w):
+        if shift > 0 and shift >= max(h, w):
             raise ValueError(f"shift ({shift}) must be smaller than the image ({h}x{w})")
     eps = check_float(adversarial_eps, "adversarial_eps", low=0.0)
     ratio = check_float(adversarial_ratio, "adversarial_ratio", low=0.0)
     if ratio > 1:
         raise ValueError(f"adversarial_ratio must lie in [0, 1], got {ratio}")
-    return (noise, shift, h, w, c, eps, ratio)
+    return (noise, shift, h, w, c, eps, ratio, rotate, scale, shear)
 
 
 def stratified_split(labels: np.ndarray | None, n: int, fraction: float,
