@@ -22,7 +22,7 @@ typedef struct {
     const real *panels;      /* weights in panel layout (fm_pack_weights), or NULL */
     int layout;              /* 1: params holds the weights of the layers fm_layer_in_panels
                                 names in panel layout (layout.c; training) */
-    const fm_csr *csr;       /* predict: the layers' weights in CSR (fm_buffers.csr), or NULL */
+    const fm_pruned_csr *pruned;       /* predict: the layers' weights in CSR (fm_buffers.pruned), or NULL */
 } FN(fm_pass);
 
 /* 1 when dense layer l's weights (and gradient) are in panel layout in params (grads) */
@@ -70,8 +70,8 @@ static void FN(layer_forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, int l, rea
     const fm_net *net = ps->net;
     const int I = net->sizes[l], O = net->sizes[l + 1], nt = fm_usable_threads(net->n_threads);
     const real *b = ps->params + fm_bias_offset(net, l);
-    if (ps->csr && ps->csr[l].rowptr)
-        FN(fm_csr_forward)(Y, in, &ps->csr[l], b, B, I, O, act, slope, nt, ws->delta[0],
+    if (ps->pruned && ps->pruned[l].rowptr)
+        FN(fm_pruned_forward)(Y, in, &ps->pruned[l], b, B, I, O, act, slope, nt, ws->delta[0],
                            ws->delta[1]);
     else
         FN(fm_dense_forward)(Y, in, ps->params + fm_weight_offset(net, l), b, B, I, O, act,
@@ -267,7 +267,7 @@ int FN(fm_predict)(const fm_net *net, const fm_buffers *buf, const real *X, int6
 #ifdef FM_REAL_IS_FLOAT
     ps.panels = (const real *)buf->panels;
 #endif
-    ps.csr = buf->csr;
+    ps.pruned = buf->pruned;
     const int I = net->sizes[0], K = net->sizes[net->n_layers];
     for (int64_t r0 = 0; r0 < n; r0 += buf->batch_cap) {
         const int B = (int)(n - r0 < buf->batch_cap ? n - r0 : buf->batch_cap);

@@ -139,7 +139,7 @@ typedef struct {
     const int32_t *rowptr;
     const int32_t *cols;
     const void *vals;
-} fm_csr;
+} fm_pruned_csr;
 
 /* Caller-owned buffers of one model, valid for the length of a call. */
 typedef struct {
@@ -156,8 +156,8 @@ typedef struct {
                                in the tiles' panel layout while it runs (not with a pruning
                                mask), converting on entry and back before it returns. */
     fm_adapt *adapt;        /* fm_train only: the adaptive thread count, or NULL (n_threads) */
-    const fm_csr *csr;      /* fm_predict only: n_layers entries, each layer's weights in CSR
-                               (sparse.c; rowptr NULL: that layer stays dense), or NULL.
+    const fm_pruned_csr *pruned;      /* fm_predict only: n_layers entries, each layer's weights in CSR
+                               (pruned.c; rowptr NULL: that layer stays dense), or NULL.
                                Results equal the dense path's up to rounding. */
 } fm_buffers;
 

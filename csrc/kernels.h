@@ -67,9 +67,9 @@ static inline double fm_unit(uint64_t h) { return (double)(h >> 11) * 0x1.0p-53;
        layout (fm_pack_weights; W is then not read), or NULL */                                \
     void fm_dense_forward_##SFX(T *Y, const T *X, const T *W, const T *b, int B, int I, int O, \
                                 int act, double slope, int nt, T *pack, const T *panels);      \
-    /* Y (B, O) = act(X (B, I) @ W + b (O)), W (I, O) given as CSR of W^T (sparse.c); xt     \
+    /* Y (B, O) = act(X (B, I) @ W + b (O)), W (I, O) given as CSR of W^T (pruned.c); xt     \
        (I, B) and yt (O, B) scratch */                                                          \
-    void fm_csr_forward_##SFX(T *Y, const T *X, const fm_csr *w, const T *b, int B, int I,     \
+    void fm_pruned_forward_##SFX(T *Y, const T *X, const fm_pruned_csr *w, const T *b, int B, int I,     \
                               int O, int act, double slope, int nt, T *xt, T *yt);             \
     /* dW (I, O) = X (B, I)^T @ D (B, O);  db (O) = sum over rows of D; pack as above; xt:      \
        scratch of B * I elements for X^T, or NULL; in_panels: dW in panel layout (layout.c) */ \

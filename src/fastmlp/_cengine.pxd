@@ -38,7 +38,7 @@ cdef extern from "fastmlp.h" nogil:
     void fm_adapt_forget()
     int fm_adapt_hint(const fm_net *net, int rows)
 
-    ctypedef struct fm_csr:
+    ctypedef struct fm_pruned_csr:
         const int32_t *rowptr
         const int32_t *cols
         const void *vals
@@ -53,7 +53,7 @@ cdef extern from "fastmlp.h" nogil:
         const void *panels
         void *scratch
         fm_adapt *adapt
-        const fm_csr *csr
+        const fm_pruned_csr *pruned
 
     ctypedef struct fm_penalty:
         double l2, l1

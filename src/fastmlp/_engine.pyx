@@ -449,7 +449,7 @@ cdef class Engine:
         b.panels = NULL
         b.scratch = NULL
         b.adapt = NULL
-        b.csr = NULL
+        b.pruned = NULL
         return b
 
     # -- layout (the only way in or out of the private layout) -------------------------
@@ -519,13 +519,13 @@ cdef class Engine:
         panels = self._predict_panels(n)
         b.panels = _ptr(panels)
         csr_layers = self._predict_csr()
-        cdef fm_csr csr[FM_MAX_LAYERS]
+        cdef fm_pruned_csr csr[FM_MAX_LAYERS]
         if csr_layers is not None:
             for l, entry in enumerate(csr_layers):
                 csr[l].rowptr = NULL if entry is None else <const int32_t *>_ptr(entry[0])
                 csr[l].cols = NULL if entry is None else <const int32_t *>_ptr(entry[1])
                 csr[l].vals = NULL if entry is None else _ptr(entry[2])
-            b.csr = csr
+            b.pruned = csr
         cdef void *x = _ptr(X)
         cdef void *o = _ptr(out)
         cdef int status

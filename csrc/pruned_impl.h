@@ -1,4 +1,4 @@
-/* Template: included by sparse.c through instantiate.h. */
+/* Template: included by pruned.c through instantiate.h. */
 
 /* yt rows [o0, o1) of yt (O, R) = W^T xt + b, W^T in CSR, xt (I, R): each output row in
  * strips of FM_CSR_STRIP rows held in registers over its non-zeros, in CSR order */
@@ -38,7 +38,7 @@ static void FN(transpose)(real *dst, const real *src, int rows, int cols) {
         }
 }
 
-void FN(fm_csr_forward)(real *Y, const real *X, const fm_csr *w, const real *b, int B, int I,
+void FN(fm_pruned_forward)(real *Y, const real *X, const fm_pruned_csr *w, const real *b, int B, int I,
                         int O, int act, double slope, int nt, real *xt, real *yt) {
     const size_t work = (size_t)B * (size_t)w->rowptr[O];
     const int par = nt > 1 && O > 1 && work >= (size_t)FM_PARALLEL_MIN_MACS;

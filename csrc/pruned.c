@@ -1,4 +1,4 @@
-/* sparse.c — the dense layer's forward pass with sparse (pruned) weights, for predict:
+/* pruned.c — the dense layer's forward pass with sparse (pruned) weights, for predict:
  * W (I, O) given as CSR of its transpose (row o lists the inputs i with W[i][o] != 0),
  * Y (B, O) = act(X (B, I) @ W + b). The batch is transposed so that every non-zero weight
  * is one axpy over the batch (vectorized over rows), then transposed back.
@@ -14,5 +14,5 @@
 #define FM_CSR_ROWS 64  /* rows per transposed block: 64 x 1024 inputs x 4 bytes = 256 KB */
 #define FM_CSR_STRIP 16 /* rows whose sums stay in registers */
 
-#define FM_TEMPLATE "sparse_impl.h"
+#define FM_TEMPLATE "pruned_impl.h"
 #include "instantiate.h"
