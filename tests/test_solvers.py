@@ -115,3 +115,24 @@ def test_levenberg_marquardt_needs_squared_errors():
     X, y = make_problem("cross_entropy", 10, 3, 2, seed=7)
     with pytest.raises(ValueError, match="mse"):
         solvers.levenberg_marquardt(fastmlp.MLP([3, 2], seed=0), X, y)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_a_callback_stops_the_solver_at_its_iterate(name):
+    """Every callback runs after every iteration with the iterate on the model; a truthy
+    return stops the solver there (e.g. a wall-time budget)."""
+    X, y = make_problem("mse", 60, 3, 2, seed=8)
+    model = fastmlp.MLP([3, 5, 2], activation="tanh", loss="mse", dtype="float64", seed=8)
+    seen, params = [], []
+
+    def watch(m, history):
+        seen.append(len(history))
+        params.append(m.get_flat_params())
+
+    history = getattr(solvers, name)(model, X, y, iterations=50,
+                                     callbacks=[lambda m, h: len(h) == 3, watch])
+    assert len(history) == 3 and seen == [1, 2, 3]
+    assert np.array_equal(model.get_flat_params(), params[-1])
+    assert history.loss[-1] == pytest.approx(model.gradients(X, y)["loss"], rel=1e-12)
+    with pytest.raises(TypeError, match="callables"):
+        getattr(solvers, name)(model, X, y, iterations=1, callbacks=["stop"])

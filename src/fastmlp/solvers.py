@@ -21,6 +21,10 @@ levenberg_marquardt    ``-(J^T J + mu I)^{-1} J^T r`` for squared-error (``mse``
                        CG on Gauss-Newton products, mu adapted by the gain ratio
 =====================  ====================================================================
 
+``callbacks`` (as in ``fit``): callables called as ``callback(model, history)`` after every
+iteration, with the iterate set on the model; a truthy return value stops the solver there
+(e.g. a wall-time budget). The model keeps that iterate.
+
 Non-finite losses are handled as ``fit`` handles them: when a step leads to a NaN or
 infinite objective (or gradient), the model gets back the last parameters that gave a
 finite one and :class:`fastmlp.TrainingDivergedError` is raised, carrying the History so
@@ -44,7 +48,12 @@ __all__ = ["newton", "damped_newton", "bfgs", "lbfgs", "nonlinear_cg", "hessian_
 class _Problem:
     """The model, its data and objective options; the History and divergence handling."""
 
-    def __init__(self, model, X, y, sample_weight, penalties, validation_data, verbose):
+    def __init__(self, model, X, y, sample_weight, penalties, validation_data, verbose,
+                 callbacks):
+        self.callbacks = list(callbacks or [])
+        for cb in self.callbacks:
+            if not callable(cb):
+                raise TypeError(f"callbacks must be callables, got {cb!r}")
         self.model = model
         self.X = model._check_X(X)
         self.y = np.asarray(y)
@@ -85,8 +94,9 @@ class _Problem:
             "weights that gave a finite objective. Try more damping, a penalty (l2=...), "
             "or rescaled inputs.", history=self.history, epoch=iteration, step=1)
 
-    def record(self, iteration: int, loss: float, grad: np.ndarray) -> None:
-        """One History entry for the accepted parameters (set on the model)."""
+    def record(self, iteration: int, loss: float, grad: np.ndarray) -> bool:
+        """One History entry for the accepted parameters (set on the model); True when a
+        callback asks to stop."""
         model = self.model
         acc = model.evaluate(self.X, self.y)["accuracy"] if model._loss.has_accuracy else None
         vl = va = None
@@ -101,6 +111,7 @@ class _Problem:
                             samples_per_s=len(self.X) / max(seconds, 1e-9), grad_norm=norms)
         if self.verbose:
             print(f"iteration {iteration}: objective {loss:.6g}", flush=True)
+        return any([bool(cb(model, self.history)) for cb in self.callbacks])  # each runs
 
 
 def _damped_loop(problem: _Problem, iterations: int, damping: float, solve, adjust) -> History:
@@ -120,19 +131,22 @@ def _damped_loop(problem: _Problem, iterations: int, damping: float, solve, adju
         if q is None or f_new < f:
             theta, f, g = theta + d, f_new, g_new
         problem.accept(theta)
-        problem.record(it, f, g)
+        if problem.record(it, f, g):
+            break
     return problem.history
 
 
 def newton(model, X: object, y: object, *, iterations: int = 10,
            validation_data: tuple | None = None, sample_weight: object = None,
-           verbose: bool = False, **penalties: object) -> History:
+           verbose: bool = False, callbacks: list | None = None,
+           **penalties: object) -> History:
     """Newton's method: ``theta <- theta - H^{-1} g`` with the exact, dense Hessian
     (:meth:`fastmlp.MLP.hessian`; for small nets). A singular H takes the minimum-norm
     least-squares solution. Pure Newton: no line search and no damping, so it heads for the
     nearest stationary point, saddle points included; on a quadratic objective (a linear net
     with ``mse``) one step lands on the minimizer."""
-    problem = _Problem(model, X, y, sample_weight, penalties, validation_data, verbose)
+    problem = _Problem(model, X, y, sample_weight, penalties, validation_data, verbose,
+                       callbacks)
 
     def solve(theta, g, damping):
         H = model.hessian(problem.X, problem.y, **problem.options()).astype(np.float64)
@@ -144,7 +158,7 @@ def newton(model, X: object, y: object, *, iterations: int = 10,
 def damped_newton(model, X: object, y: object, *, iterations: int = 20, alpha: float = 1.0,
                   adapt: bool = True, validation_data: tuple | None = None,
                   sample_weight: object = None, verbose: bool = False,
-                  **penalties: object) -> History:
+                  callbacks: list | None = None, **penalties: object) -> History:
     """Damped Newton: ``theta <- theta - (H + alpha I)^{-1} g`` with the exact Hessian.
 
     Large alpha makes it gradient descent with rate 1/alpha, small alpha Newton's method.
@@ -152,7 +166,8 @@ def damped_newton(model, X: object, y: object, *, iterations: int = 20, alpha: f
     divided by 10; one that does not is rejected and alpha multiplied by 10. Without it
     every step is taken with the fixed alpha."""
     alpha = check_float(alpha, "alpha", low=0.0)
-    problem = _Problem(model, X, y, sample_weight, penalties, validation_data, verbose)
+    problem = _Problem(model, X, y, sample_weight, penalties, validation_data, verbose,
+                       callbacks)
 
     def solve(theta, g, damping):
         H = model.hessian(problem.X, problem.y, **problem.options()).astype(np.float64)
@@ -229,7 +244,7 @@ def hessian_free(model, X: object, y: object, *, iterations: int = 20, damping: 
                  cg_iterations: int = 50, curvature_batch: int | float | None = None,
                  seed: int = 0, validation_data: tuple | None = None,
                  sample_weight: object = None, verbose: bool = False,
-                 **penalties: object) -> History:
+                 callbacks: list | None = None, **penalties: object) -> History:
     """Hessian-free optimization (Martens 2010).
 
     Each iteration takes the gradient g on all of X and approximately solves
@@ -243,7 +258,8 @@ def hessian_free(model, X: object, y: object, *, iterations: int = 20, damping: 
     ``rho < 1/4``; a step that does not lower the objective is rejected. Left out: CG
     backtracking and preconditioning (Martens' sections 4.6-4.7). `seed` picks the
     minibatches."""
-    problem = _Problem(model, X, y, sample_weight, penalties, validation_data, verbose)
+    problem = _Problem(model, X, y, sample_weight, penalties, validation_data, verbose,
+                       callbacks)
     n = len(problem.X)
     if curvature_batch is None:
         size = min(n, max(256, n // 10))
@@ -269,7 +285,8 @@ def hessian_free(model, X: object, y: object, *, iterations: int = 20, damping: 
 def levenberg_marquardt(model, X: object, y: object, *, iterations: int = 20,
                         damping: float = 1e-3, cg_iterations: int = 200, cg_tol: float = 1e-8,
                         validation_data: tuple | None = None, sample_weight: object = None,
-                        verbose: bool = False, **penalties: object) -> History:
+                        verbose: bool = False, callbacks: list | None = None,
+                        **penalties: object) -> History:
     """Levenberg-Marquardt for squared-error models (``loss="mse"``).
 
     For the objective ``f = mean(r^2)`` of the residuals r the Gauss-Newton matrix is
@@ -282,7 +299,8 @@ def levenberg_marquardt(model, X: object, y: object, *, iterations: int = 20,
     if model.loss != "mse":
         raise ValueError(f"levenberg_marquardt needs a squared-error model (loss='mse'), not "
                          f"{model.loss!r}; use hessian_free for other losses")
-    problem = _Problem(model, X, y, sample_weight, penalties, validation_data, verbose)
+    problem = _Problem(model, X, y, sample_weight, penalties, validation_data, verbose,
+                       callbacks)
     growth = {"nu": 2.0}
 
     def nielsen(mu, rho):
@@ -303,14 +321,19 @@ class _NonFinite(Exception):
     """The objective was not finite at a point SciPy asked for."""
 
 
+class _Stop(Exception):
+    """A callback asked to stop."""
+
+
 def _minimize(method: str, model, X, y, iterations, gtol, scipy_options, validation_data,
-              sample_weight, verbose, penalties) -> History:
+              sample_weight, verbose, callbacks, penalties) -> History:
     """SciPy's `method` on the objective and gradient, one History entry per iteration."""
     try:
         from scipy.optimize import minimize
     except ImportError:  # pragma: no cover - scipy is in the test extra
         raise ImportError(f"the {method} solver needs SciPy: pip install scipy") from None
-    problem = _Problem(model, X, y, sample_weight, penalties, validation_data, verbose)
+    problem = _Problem(model, X, y, sample_weight, penalties, validation_data, verbose,
+                       callbacks)
     last = {}
     count = {"it": 0}
 
@@ -330,7 +353,8 @@ def _minimize(method: str, model, X, y, iterations, gtol, scipy_options, validat
         loss, grad = fun(xk) if not np.array_equal(last.get("x"), xk) else (last["loss"],
                                                                            last["grad"])
         problem.accept(xk)
-        problem.record(count["it"], loss, grad)
+        if problem.record(count["it"], loss, grad):
+            raise _Stop
 
     options = {"maxiter": check_int(iterations, "iterations", 1),
                "gtol": check_float(gtol, "gtol", low=0.0), **scipy_options}
@@ -339,37 +363,41 @@ def _minimize(method: str, model, X, y, iterations, gtol, scipy_options, validat
                           callback=callback, options=options)
     except _NonFinite as exc:
         raise problem.diverged(count["it"] + 1, str(exc)) from None
+    except _Stop:  # the model holds the iterate the callback saw
+        return problem.history
     problem.accept(result.x)
     return problem.history
 
 
 def bfgs(model, X: object, y: object, *, iterations: int = 100, gtol: float = 1e-5,
          validation_data: tuple | None = None, sample_weight: object = None,
-         verbose: bool = False, **penalties: object) -> History:
+         verbose: bool = False, callbacks: list | None = None,
+         **penalties: object) -> History:
     """BFGS (SciPy's ``minimize(method="BFGS")``): a dense inverse-Hessian estimate built
     from gradient differences, with a Wolfe line search. For small nets (n_params^2
     memory). Stops after `iterations` iterations or when the gradient's max-norm < `gtol`."""
     return _minimize("BFGS", model, X, y, iterations, gtol, {}, validation_data,
-                     sample_weight, verbose, penalties)
+                     sample_weight, verbose, callbacks, penalties)
 
 
 def lbfgs(model, X: object, y: object, *, iterations: int = 100, memory: int = 10,
           gtol: float = 1e-5, validation_data: tuple | None = None,
           sample_weight: object = None, verbose: bool = False,
-          **penalties: object) -> History:
+          callbacks: list | None = None, **penalties: object) -> History:
     """L-BFGS (SciPy's ``minimize(method="L-BFGS-B")`` without bounds): BFGS from the last
     `memory` gradient differences, linear memory. Stops as :func:`bfgs` (SciPy's relative
     function-change test is switched off, ``ftol=0``)."""
     return _minimize("L-BFGS-B", model, X, y, iterations, gtol,
                      {"maxcor": check_int(memory, "memory", 1), "ftol": 0.0}, validation_data,
-                     sample_weight, verbose, penalties)
+                     sample_weight, verbose, callbacks, penalties)
 
 
 def nonlinear_cg(model, X: object, y: object, *, iterations: int = 100, gtol: float = 1e-5,
                  validation_data: tuple | None = None, sample_weight: object = None,
-                 verbose: bool = False, **penalties: object) -> History:
+                 verbose: bool = False, callbacks: list | None = None,
+                 **penalties: object) -> History:
     """Nonlinear conjugate gradients, Polak-Ribiere (SciPy's ``minimize(method="CG")``):
     search directions conjugate with respect to the local Hessian, with a line search.
     Stops as :func:`bfgs`."""
     return _minimize("CG", model, X, y, iterations, gtol, {}, validation_data,
-                     sample_weight, verbose, penalties)
+                     sample_weight, verbose, callbacks, penalties)
