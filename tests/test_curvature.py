@@ -59,12 +59,12 @@ def test_hvp_matches_central_differences_of_the_gradient(name, act, loss, depth,
 
 
 def make_bn_model(impl, bn, training, act="tanh", loss="cross_entropy", sizes=None,
-                  dtype="float64", seed=5):
+                  dtype="float64", seed=5, dropout=0.3):
     """A batch-norm net with dropout (the training step's masks, or classic scaling) whose
     gamma, beta and running statistics are far from their initial 1, 0, 0, 1."""
     model = impl(sizes or [N_IN, HIDDEN, HIDDEN, K], activation=act, loss=loss,
                  init="xavier_normal", bias_init=0.1, dtype=dtype, seed=seed, batch_norm=bn,
-                 dropout=0.3, dropout_mode="inverted" if training else "classic")
+                 dropout=dropout, dropout_mode="inverted" if training else "classic")
     rng = np.random.default_rng(seed)
     model.set_batch_norm_state([{"gamma": rng.normal(size=s["gamma"].size),
                                  "beta": rng.normal(size=s["gamma"].size),
@@ -339,3 +339,46 @@ def test_hvp_agrees_with_torch_func():
     hv = hvp_fn(tuple(tangents))
     expected = np.concatenate([t.numpy().ravel() for t in hv])
     assert relative_error([model.hvp(X, y, v, l2=0.01)], [expected]) <= 1e-12
+
+
+@pytest.mark.parametrize("bn", ["before", "after"])
+def test_batch_norm_training_hvp_agrees_with_torch_func(bn):
+    """Through torch.nn.functional.batch_norm's batch statistics (double backward)."""
+    torch = pytest.importorskip("torch")
+    from torch.func import grad, vjp
+
+    X, y = make_problem("cross_entropy", 30, 5, 4, seed=9)
+    sizes = [5, 7, 6, 4]
+    model = make_bn_model(fastmlp.MLP, bn, True, sizes=sizes, seed=9, dropout=0.0)
+    flat = model.get_flat_params()
+    shapes = []
+    for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        shapes += [(n_in, n_out), (n_out,)] + ([(n_out,), (n_out,)] if l < 2 else [])
+    params, off = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape))
+        params.append(torch.tensor(flat[off : off + size]).reshape(shape))
+        off += size
+    Xt, yt = torch.tensor(X), torch.tensor(y)
+
+    def norm(h, gamma, beta):
+        return torch.nn.functional.batch_norm(h, None, None, gamma, beta, training=True,
+                                              eps=model._bn_eps)
+
+    def objective(*ps):
+        h = Xt
+        for l in range(2):
+            W, b, gamma, beta = ps[4 * l : 4 * l + 4]
+            h = h @ W + b
+            h = torch.tanh(norm(h, gamma, beta)) if bn == "before" else \
+                norm(torch.tanh(h), gamma, beta)
+        return torch.nn.functional.cross_entropy(h @ ps[8] + ps[9], yt)
+
+    v = np.random.default_rng(0).normal(size=flat.size)
+    tangents, off = [], 0
+    for p in params:
+        tangents.append(torch.tensor(v[off : off + p.numel()]).reshape(p.shape))
+        off += p.numel()
+    _, hvp_fn = vjp(grad(objective, argnums=tuple(range(len(params)))), *params)
+    expected = np.concatenate([t.numpy().ravel() for t in hvp_fn(tuple(tangents))])
+    assert relative_error([model.hvp(X, y, v, training=True)], [expected]) <= 1e-10
