@@ -117,22 +117,47 @@ def test_levenberg_marquardt_needs_squared_errors():
         solvers.levenberg_marquardt(fastmlp.MLP([3, 2], seed=0), X, y)
 
 
-@pytest.mark.parametrize("name", ALL)
-def test_a_callback_stops_the_solver_at_its_iterate(name):
-    """Every callback runs after every iteration with the iterate on the model; a truthy
-    return stops the solver there (e.g. a wall-time budget)."""
-    X, y = make_problem("mse", 60, 3, 2, seed=8)
-    model = fastmlp.MLP([3, 5, 2], activation="tanh", loss="mse", dtype="float64", seed=8)
-    seen, params = [], []
+def _classification(seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(120, 4))
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(np.int64)
+    return X[:80], y[:80], X[80:], y[80:]
 
-    def watch(m, history):
+
+@pytest.mark.parametrize("name", ["damped_newton", "hessian_free", "lbfgs"])
+def test_a_callback_stops_a_solver_after_the_iteration_it_returns_true(name):
+    X, y, _, _ = _classification()
+    model = fastmlp.MLP([4, 6, 2], activation="tanh", dtype="float64", seed=0)
+    seen = []
+
+    def stop_at_three(m, history):
         seen.append(len(history))
-        params.append(m.get_flat_params())
+        return len(history) == 3
 
-    history = getattr(solvers, name)(model, X, y, iterations=50,
-                                     callbacks=[lambda m, h: len(h) == 3, watch])
-    assert len(history) == 3 and seen == [1, 2, 3]
-    assert np.array_equal(model.get_flat_params(), params[-1])
-    assert history.loss[-1] == pytest.approx(model.gradients(X, y)["loss"], rel=1e-12)
-    with pytest.raises(TypeError, match="callables"):
-        getattr(solvers, name)(model, X, y, iterations=1, callbacks=["stop"])
+    history = getattr(solvers, name)(model, X, y, iterations=20, callbacks=[stop_at_three])
+    assert seen == [1, 2, 3] and len(history) == 3 and history.stopped_epoch == 3
+
+
+@pytest.mark.parametrize("name", ["damped_newton", "lbfgs"])
+def test_solver_early_stopping_keeps_the_best_validation_iterate(name):
+    X, y, Xv, yv = _classification()
+    yv = 1 - yv  # validation labels that get worse as training fits the training set
+    model = fastmlp.MLP([4, 6, 2], activation="tanh", dtype="float64", seed=0)
+    kept = {}
+
+    def remember(m, history):
+        kept[len(history)] = m.get_flat_params()
+
+    history = getattr(solvers, name)(model, X, y, iterations=30, validation_data=(Xv, yv),
+                                     early_stopping=True, patience=2, callbacks=[remember])
+    best = int(np.argmin(history.val_loss)) + 1
+    assert history.best_epoch == best and history.stopped_epoch == best + 2
+    np.testing.assert_array_equal(model.get_flat_params(), kept[best])
+    assert model.evaluate(Xv, yv)["loss"] == min(history.val_loss)
+
+
+def test_solver_early_stopping_needs_validation_data():
+    X, y, _, _ = _classification()
+    model = fastmlp.MLP([4, 6, 2], dtype="float64", seed=0)
+    with pytest.raises(ValueError, match="early_stopping needs validation_data"):
+        solvers.lbfgs(model, X, y, early_stopping=True)

@@ -21,14 +21,17 @@ levenberg_marquardt    ``-(J^T J + mu I)^{-1} J^T r`` for squared-error (``mse``
                        CG on Gauss-Newton products, mu adapted by the gain ratio
 =====================  ====================================================================
 
-``callbacks`` (as in ``fit``): callables called as ``callback(model, history)`` after every
-iteration, with the iterate set on the model; a truthy return value stops the solver there
-(e.g. a wall-time budget). The model keeps that iterate.
-
 Non-finite losses are handled as ``fit`` handles them: when a step leads to a NaN or
 infinite objective (or gradient), the model gets back the last parameters that gave a
 finite one and :class:`fastmlp.TrainingDivergedError` is raised, carrying the History so
 far. The damped solvers reject steps that increase the objective and raise their damping.
+
+Every solver runs under the training loop ``fit`` uses (:class:`fastmlp.train.Loop`), so
+besides the penalties it takes ``fit``'s loop keywords: ``callbacks`` (called as
+``callback(model, history)`` after every iteration; a truthy return stops),
+``early_stopping`` with ``monitor``, ``patience`` and ``min_delta`` (needs
+``validation_data``; the model ends with the best iterate, ``history.best_epoch``), and
+``verbose`` (one line per iteration).
 """
 
 from __future__ import annotations
@@ -38,30 +41,39 @@ import time
 import numpy as np
 
 from fastmlp.errors import TrainingDivergedError
-from fastmlp.history import History
+from fastmlp.train.data import check_validation_data
+from fastmlp.train.history import History
+from fastmlp.train.loop import Loop
 from fastmlp.validation import check_float, check_int
 
 __all__ = ["newton", "damped_newton", "bfgs", "lbfgs", "nonlinear_cg", "hessian_free",
            "levenberg_marquardt"]
 
 
-class _Problem:
-    """The model, its data and objective options; the History and divergence handling."""
+_LOOP_OPTIONS = ("callbacks", "early_stopping", "monitor", "patience", "min_delta")
 
-    def __init__(self, model, X, y, sample_weight, penalties, validation_data, verbose,
-                 callbacks):
-        self.callbacks = list(callbacks or [])
-        for cb in self.callbacks:
-            if not callable(cb):
-                raise TypeError(f"callbacks must be callables, got {cb!r}")
+
+class _Problem:
+    """The model, its data and objective options, and the training loop
+    (:class:`fastmlp.train.Loop`: History, validation, early stopping, callbacks) with the
+    divergence handling."""
+
+    def __init__(self, model, X, y, sample_weight, options, validation_data, verbose,
+                 iterations):
         self.model = model
         self.X = model._check_X(X)
         self.y = np.asarray(y)
         self.sample_weight = sample_weight
-        self.penalties = penalties
-        self.val = validation_data
-        self.verbose = bool(verbose)
-        self.history = History()
+        loop_options = {k: options.pop(k) for k in _LOOP_OPTIONS if k in options}
+        self.penalties = options
+        val = None if validation_data is None else check_validation_data(model,
+                                                                         validation_data)
+        if loop_options.get("early_stopping") and val is None:
+            raise ValueError("early_stopping needs validation_data")
+        self.iterations = check_int(iterations, "iterations", 1)
+        self.loop = Loop(model, epochs=self.iterations, val=val, verbose=bool(verbose),
+                         unit="iteration", **loop_options)
+        self.history = self.loop.history
         self.theta = model.get_flat_params()  # the last parameters with a finite objective
         self.t0 = time.perf_counter()
 
@@ -95,35 +107,30 @@ class _Problem:
             "or rescaled inputs.", history=self.history, epoch=iteration, step=1)
 
     def record(self, iteration: int, loss: float, grad: np.ndarray) -> bool:
-        """One History entry for the accepted parameters (set on the model); True when a
-        callback asks to stop."""
+        """One History entry for the accepted parameters (set on the model); True when the
+        loop says stop (early stopping or a callback)."""
         model = self.model
         acc = model.evaluate(self.X, self.y)["accuracy"] if model._loss.has_accuracy else None
-        vl = va = None
-        if self.val is not None:
-            metrics = model.evaluate(*self.val)
-            vl, va = metrics["loss"], metrics["accuracy"]
         seconds = time.perf_counter() - self.t0
         self.t0 = time.perf_counter()
         norms = [float(np.linalg.norm(grad[w0:b0])) for (w0, b0, *_) in model._layout]
-        self.history.append(epoch=iteration, loss=loss, accuracy=acc, val_loss=vl,
-                            val_accuracy=va, lr=None, time=seconds,
-                            samples_per_s=len(self.X) / max(seconds, 1e-9), grad_norm=norms)
-        if self.verbose:
-            print(f"iteration {iteration}: objective {loss:.6g}", flush=True)
-        return any([bool(cb(model, self.history)) for cb in self.callbacks])  # each runs
+        return self.loop.end_epoch(iteration, loss=loss, accuracy=acc, lr=None,
+                                   seconds=seconds, samples=len(self.X), grad_norm=norms)
+
+    def finish(self) -> History:
+        """The History; with early stopping the model gets the best iterate back."""
+        return self.loop.finish()
 
 
-def _damped_loop(problem: _Problem, iterations: int, damping: float, solve, adjust) -> History:
+def _damped_loop(problem: _Problem, damping: float, solve, adjust) -> History:
     """The loop of the Newton-type solvers. ``solve(theta, g, damping) -> (d, q)``: the step
     and the change ``q = g.d + d.B d / 2`` its quadratic model predicts (B undamped; None:
     accept every step). ``adjust(damping, rho) -> damping`` from the reduction ratio
     ``rho = (f(theta + d) - f(theta)) / q``. Steps that do not lower the objective are
     rejected, unless the model is None."""
-    iterations = check_int(iterations, "iterations", 1)
     theta = problem.theta.astype(np.float64)
     f, g = problem.value_grad(theta, 0)
-    for it in range(1, iterations + 1):
+    for it in range(1, problem.iterations + 1):
         d, q = solve(theta, g, damping)
         f_new, g_new = problem.value_grad(theta + d, it)
         rho = (f_new - f) / q if q is not None and q < 0 else -np.inf
@@ -133,32 +140,31 @@ def _damped_loop(problem: _Problem, iterations: int, damping: float, solve, adju
         problem.accept(theta)
         if problem.record(it, f, g):
             break
-    return problem.history
+    return problem.finish()
 
 
 def newton(model, X: object, y: object, *, iterations: int = 10,
            validation_data: tuple | None = None, sample_weight: object = None,
-           verbose: bool = False, callbacks: list | None = None,
-           **penalties: object) -> History:
+           verbose: bool = False, **penalties: object) -> History:
     """Newton's method: ``theta <- theta - H^{-1} g`` with the exact, dense Hessian
     (:meth:`fastmlp.MLP.hessian`; for small nets). A singular H takes the minimum-norm
     least-squares solution. Pure Newton: no line search and no damping, so it heads for the
     nearest stationary point, saddle points included; on a quadratic objective (a linear net
     with ``mse``) one step lands on the minimizer."""
     problem = _Problem(model, X, y, sample_weight, penalties, validation_data, verbose,
-                       callbacks)
+                       iterations)
 
     def solve(theta, g, damping):
         H = model.hessian(problem.X, problem.y, **problem.options()).astype(np.float64)
         return np.linalg.lstsq(H, -g, rcond=None)[0], None
 
-    return _damped_loop(problem, iterations, 0.0, solve, lambda damping, rho: damping)
+    return _damped_loop(problem, 0.0, solve, lambda damping, rho: damping)
 
 
 def damped_newton(model, X: object, y: object, *, iterations: int = 20, alpha: float = 1.0,
                   adapt: bool = True, validation_data: tuple | None = None,
                   sample_weight: object = None, verbose: bool = False,
-                  callbacks: list | None = None, **penalties: object) -> History:
+                  **penalties: object) -> History:
     """Damped Newton: ``theta <- theta - (H + alpha I)^{-1} g`` with the exact Hessian.
 
     Large alpha makes it gradient descent with rate 1/alpha, small alpha Newton's method.
@@ -167,7 +173,7 @@ def damped_newton(model, X: object, y: object, *, iterations: int = 20, alpha: f
     every step is taken with the fixed alpha."""
     alpha = check_float(alpha, "alpha", low=0.0)
     problem = _Problem(model, X, y, sample_weight, penalties, validation_data, verbose,
-                       callbacks)
+                       iterations)
 
     def solve(theta, g, damping):
         H = model.hessian(problem.X, problem.y, **problem.options()).astype(np.float64)
@@ -177,7 +183,7 @@ def damped_newton(model, X: object, y: object, *, iterations: int = 20, alpha: f
     def levenberg(damping, rho):
         return damping if not adapt else damping / 10 if rho > 0 else damping * 10
 
-    return _damped_loop(problem, iterations, alpha, solve, levenberg)
+    return _damped_loop(problem, alpha, solve, levenberg)
 
 
 def _conjugate_gradient(matvec, b: np.ndarray, x0: np.ndarray, max_iter: int, tol: float,
@@ -244,7 +250,7 @@ def hessian_free(model, X: object, y: object, *, iterations: int = 20, damping: 
                  cg_iterations: int = 50, curvature_batch: int | float | None = None,
                  seed: int = 0, validation_data: tuple | None = None,
                  sample_weight: object = None, verbose: bool = False,
-                 callbacks: list | None = None, **penalties: object) -> History:
+                 **penalties: object) -> History:
     """Hessian-free optimization (Martens 2010).
 
     Each iteration takes the gradient g on all of X and approximately solves
@@ -259,7 +265,7 @@ def hessian_free(model, X: object, y: object, *, iterations: int = 20, damping: 
     backtracking and preconditioning (Martens' sections 4.6-4.7). `seed` picks the
     minibatches."""
     problem = _Problem(model, X, y, sample_weight, penalties, validation_data, verbose,
-                       callbacks)
+                       iterations)
     n = len(problem.X)
     if curvature_batch is None:
         size = min(n, max(256, n // 10))
@@ -278,15 +284,14 @@ def hessian_free(model, X: object, y: object, *, iterations: int = 20, damping: 
 
     solve = _gauss_newton_solver(problem, rows_for, check_int(cg_iterations, "cg_iterations", 1),
                                  0.0, True, 0.95)
-    return _damped_loop(problem, iterations, check_float(damping, "damping", positive=True),
+    return _damped_loop(problem, check_float(damping, "damping", positive=True),
                         solve, martens_rule)
 
 
 def levenberg_marquardt(model, X: object, y: object, *, iterations: int = 20,
                         damping: float = 1e-3, cg_iterations: int = 200, cg_tol: float = 1e-8,
                         validation_data: tuple | None = None, sample_weight: object = None,
-                        verbose: bool = False, callbacks: list | None = None,
-                        **penalties: object) -> History:
+                        verbose: bool = False, **penalties: object) -> History:
     """Levenberg-Marquardt for squared-error models (``loss="mse"``).
 
     For the objective ``f = mean(r^2)`` of the residuals r the Gauss-Newton matrix is
@@ -300,7 +305,7 @@ def levenberg_marquardt(model, X: object, y: object, *, iterations: int = 20,
         raise ValueError(f"levenberg_marquardt needs a squared-error model (loss='mse'), not "
                          f"{model.loss!r}; use hessian_free for other losses")
     problem = _Problem(model, X, y, sample_weight, penalties, validation_data, verbose,
-                       callbacks)
+                       iterations)
     growth = {"nu": 2.0}
 
     def nielsen(mu, rho):
@@ -313,7 +318,7 @@ def levenberg_marquardt(model, X: object, y: object, *, iterations: int = 20,
     solve = _gauss_newton_solver(problem, lambda: None,
                                  check_int(cg_iterations, "cg_iterations", 1),
                                  check_float(cg_tol, "cg_tol", low=0.0), False, 0.0)
-    return _damped_loop(problem, iterations, check_float(damping, "damping", positive=True),
+    return _damped_loop(problem, check_float(damping, "damping", positive=True),
                         solve, nielsen)
 
 
@@ -322,18 +327,18 @@ class _NonFinite(Exception):
 
 
 class _Stop(Exception):
-    """A callback asked to stop."""
+    """The loop stopped the run (early stopping or a callback)."""
 
 
 def _minimize(method: str, model, X, y, iterations, gtol, scipy_options, validation_data,
-              sample_weight, verbose, callbacks, penalties) -> History:
+              sample_weight, verbose, penalties) -> History:
     """SciPy's `method` on the objective and gradient, one History entry per iteration."""
     try:
         from scipy.optimize import minimize
     except ImportError:  # pragma: no cover - scipy is in the test extra
         raise ImportError(f"the {method} solver needs SciPy: pip install scipy") from None
     problem = _Problem(model, X, y, sample_weight, penalties, validation_data, verbose,
-                       callbacks)
+                       iterations)
     last = {}
     count = {"it": 0}
 
@@ -356,48 +361,46 @@ def _minimize(method: str, model, X, y, iterations, gtol, scipy_options, validat
         if problem.record(count["it"], loss, grad):
             raise _Stop
 
-    options = {"maxiter": check_int(iterations, "iterations", 1),
+    options = {"maxiter": problem.iterations,
                "gtol": check_float(gtol, "gtol", low=0.0), **scipy_options}
     try:
         result = minimize(fun, problem.theta.astype(np.float64), jac=True, method=method,
                           callback=callback, options=options)
+        problem.accept(result.x)
     except _NonFinite as exc:
         raise problem.diverged(count["it"] + 1, str(exc)) from None
-    except _Stop:  # the model holds the iterate the callback saw
-        return problem.history
-    problem.accept(result.x)
-    return problem.history
+    except _Stop:
+        pass  # the model holds the iterate the loop stopped at
+    return problem.finish()
 
 
 def bfgs(model, X: object, y: object, *, iterations: int = 100, gtol: float = 1e-5,
          validation_data: tuple | None = None, sample_weight: object = None,
-         verbose: bool = False, callbacks: list | None = None,
-         **penalties: object) -> History:
+         verbose: bool = False, **penalties: object) -> History:
     """BFGS (SciPy's ``minimize(method="BFGS")``): a dense inverse-Hessian estimate built
     from gradient differences, with a Wolfe line search. For small nets (n_params^2
     memory). Stops after `iterations` iterations or when the gradient's max-norm < `gtol`."""
     return _minimize("BFGS", model, X, y, iterations, gtol, {}, validation_data,
-                     sample_weight, verbose, callbacks, penalties)
+                     sample_weight, verbose, penalties)
 
 
 def lbfgs(model, X: object, y: object, *, iterations: int = 100, memory: int = 10,
           gtol: float = 1e-5, validation_data: tuple | None = None,
           sample_weight: object = None, verbose: bool = False,
-          callbacks: list | None = None, **penalties: object) -> History:
+          **penalties: object) -> History:
     """L-BFGS (SciPy's ``minimize(method="L-BFGS-B")`` without bounds): BFGS from the last
     `memory` gradient differences, linear memory. Stops as :func:`bfgs` (SciPy's relative
     function-change test is switched off, ``ftol=0``)."""
     return _minimize("L-BFGS-B", model, X, y, iterations, gtol,
                      {"maxcor": check_int(memory, "memory", 1), "ftol": 0.0}, validation_data,
-                     sample_weight, verbose, callbacks, penalties)
+                     sample_weight, verbose, penalties)
 
 
 def nonlinear_cg(model, X: object, y: object, *, iterations: int = 100, gtol: float = 1e-5,
                  validation_data: tuple | None = None, sample_weight: object = None,
-                 verbose: bool = False, callbacks: list | None = None,
-                 **penalties: object) -> History:
+                 verbose: bool = False, **penalties: object) -> History:
     """Nonlinear conjugate gradients, Polak-Ribiere (SciPy's ``minimize(method="CG")``):
     search directions conjugate with respect to the local Hessian, with a line search.
     Stops as :func:`bfgs`."""
     return _minimize("CG", model, X, y, iterations, gtol, {}, validation_data,
-                     sample_weight, verbose, callbacks, penalties)
+                     sample_weight, verbose, penalties)
