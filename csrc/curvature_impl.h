@@ -130,10 +130,8 @@ static void FN(add)(real *y, const real *x, size_t n) {
  * dropout's 1-p (inference), or nothing. */
 static void FN(drop)(const FN(fm_pass) * ps, const FN(fm_ws) * ws, int l, real *x, size_t count) {
     const double p = ps->net->dropout[l];
-    if (p > 0 && ps->training)
-        FN(fm_mul)(x, x, l > 0 ? ws->mask[l - 1] : ws->xmask, count);
-    else if (p > 0 && ps->net->dropout_classic)
-        FN(fm_scale)(x, count, 1 - p);
+    if (p > 0 && ps->training) FN(fm_mul)(x, x, l > 0 ? ws->mask[l - 1] : ws->xmask, count);
+    else if (p > 0 && ps->net->dropout_classic) FN(fm_scale)(x, count, 1 - p);
 }
 
 /* The variance (n_{l+1}) hidden layer l's batch norm divides by: the batch's (training) or
@@ -325,8 +323,9 @@ static void FN(r_activation)(real *rd, real *d, const real *a, const real *rz, s
 }
 
 /* R-backward of one block after forward() and r_forward(): adds the block's R-gradient to
- * out (P, batch norm's gamma and beta included). d = ws->delta[0] (B, n_L) holds the block's delta, or gauss_newton: it is zero and
- * not used; rdelta[0] holds R{delta}. n: rows of the whole data set (activity penalties). */
+ * out (P, batch norm's gamma and beta included). d = ws->delta[0] (B, n_L) holds the block's
+ * delta, or gauss_newton: it is zero and not used; rdelta[0] holds R{delta}. n: rows of the
+ * whole data set (activity penalties). */
 static void FN(r_backward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, FN(fm_curv_ws) * cw,
                            const real *v, int gauss_newton, real *out, int B, int64_t n) {
     const fm_net *net = ps->net;
@@ -361,7 +360,8 @@ static void FN(r_backward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, FN(fm_curv_ws
         }
         FN(drop)(ps, ws, l, rdn, count);
         if (d) FN(drop)(ps, ws, l, dn, count);
-        if (net->bn[k] == FM_BN_AFTER) FN(r_bn_backward)(ps, ws, cw, k, v, d ? dn : NULL, rdn, out, B);
+        if (net->bn[k] == FM_BN_AFTER)
+            FN(r_bn_backward)(ps, ws, cw, k, v, d ? dn : NULL, rdn, out, B);
         if (ps->pen && (ps->pen->act_l1 > 0 || ps->pen->act_l2 > 0)) {
             const real c1 = (real)(ps->pen->act_l1 / n), c2 = (real)(ps->pen->act_l2 / n);
             const real *a = ws->a[k], *ra = cw->ra[k];
