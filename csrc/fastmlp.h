@@ -53,10 +53,8 @@ typedef enum {
     FM_OK = 0,
     FM_ERR_NONFINITE_LOSS = 1, /* a batch loss was NaN or inf; no update was applied for it */
     FM_ERR_BAD_ARGUMENT = 2,   /* a size or code the boundary should have rejected */
-    FM_ERR_NONFINITE_GRAD = 3, /* the global gradient norm was NaN or inf (clipping asked to
+    FM_ERR_NONFINITE_GRAD = 3  /* the global gradient norm was NaN or inf (clipping asked to
                                   stop); no update was applied for that step */
-    FM_ERR_UNSUPPORTED = 4     /* the engine does not compute this for this net (curvature
-                                  products of batch-norm nets) */
 } fm_status;
 
 /* Update rules; each follows the torch.optim optimizer of the same name. */
@@ -325,21 +323,24 @@ FM_DECLARE(double, f64)
 #undef FM_DECLARE
 
 /* Curvature products over a whole data set X (n, n_0) in blocks of buf->batch_cap rows
- * (curvature_impl.h), in inference mode, for nets without batch norm (else
- * FM_ERR_UNSUPPORTED). buf->work holds fm_curvature_workspace_bytes(net, batch_cap) bytes;
- * buf->grads is not touched. Vectors v are ordered like params. */
+ * (curvature_impl.h): in inference mode, or with `training` in the mode of training step rng
+ * (its dropout masks, batch norm through the batch statistics of all n rows, which must fit
+ * one block: n <= batch_cap). buf->work holds fm_curvature_workspace_bytes(net, batch_cap)
+ * bytes; buf->grads is not touched. Vectors v are ordered like params. */
 size_t fm_curvature_workspace_bytes(const fm_net *net, int batch, size_t real_size);
 #define FM_DECLARE_CURVATURE(T, SFX)                                                            \
     /* Hv (P) = Hessian of fm_loss_grad's objective (mean loss over all n rows, weighted by   \
        targets.weights when given, + penalties: l2 v, nothing for l1) times v (P) */          \
     int fm_hvp_##SFX(T *Hv, const fm_net *net, const fm_buffers *buf, const T *v, const T *X, \
-                     fm_targets targets, int64_t n, const fm_penalty *pen);                     \
+                     fm_targets targets, int64_t n, const fm_penalty *pen, int training,        \
+                     fm_random rng);                                                            \
     /* Gv (P) = Gauss-Newton matrix J^T H_L J (+ the penalties' Hessian) times v (P) */        \
     int fm_gnvp_##SFX(T *Gv, const fm_net *net, const fm_buffers *buf, const T *v, const T *X, \
-                      fm_targets targets, int64_t n, const fm_penalty *pen);                    \
+                      fm_targets targets, int64_t n, const fm_penalty *pen, int training,       \
+                      fm_random rng);                                                           \
     /* JV (n, n_L) = d logits/d params v (P) + d logits/dX vx (n, n_0); vx may be NULL */     \
     int fm_jvp_##SFX(T *JV, const fm_net *net, const fm_buffers *buf, const T *v, const T *vx, \
-                     const T *X, int64_t n);
+                     const T *X, int64_t n, int training, fm_random rng);
 
 FM_DECLARE_CURVATURE(float, f32)
 FM_DECLARE_CURVATURE(double, f64)

@@ -7,6 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -41,3 +42,42 @@ def test_sweep_quick_writes_its_three_plots(tmp_path, capsys):
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000
     out = capsys.readouterr().out
     assert out.count("| width |") == 2 and out.count("| batch |") == 2
+
+
+def test_second_order_quick_writes_figures_and_a_table_with_every_method(tmp_path, capsys):
+    """The solver comparison of docs/second_order.md (issue 17) at tiny sizes."""
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("scipy")
+    pytest.importorskip("threadpoolctl")
+    bench = _load("second_order")
+    assert bench.main(["--quick", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for case, methods in (("clouds", bench.SMALL), ("autoencoder", bench.LARGE),
+                          ("regression", bench.SMALL)):
+        data = (tmp_path / f"second_order_{case}.png").read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000
+        section = out[out.index(f"**{case}**"):]
+        section = section[:section.index("![")]
+        for method in methods:
+            assert f"| {bench.LABELS[method]} |" in section
+        assert "Within Adam's time: Hessian-free" in section
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_second_order_summary_columns():
+    """The table's columns from hand-made traces: the first time a target is reached, the
+    best loss within a time, medians over seeds with an unreached target as infinite."""
+    pytest.importorskip("scipy")
+    pytest.importorskip("threadpoolctl")
+    bench = _load("second_order")
+    r = {"times": np.array([0.0, 1.0, 2.0, 3.0]), "losses": np.array([4.0, 3.0, 1.0, 2.0]),
+         "note": ""}
+    assert bench.first_reaching(r, 2.5) == (2.0, 2)
+    assert bench.first_reaching(r, 0.5) == (None, None)
+    assert bench.loss_at(r, 2.5) == 1.0 and bench.loss_at(r, 0.0) == 4.0
+    case = bench.regression(10, 1.0, [0, 1, 2])
+    adam = {"times": np.array([0.0, 2.0]), "losses": np.array([4.0, 1.5]), "note": ""}
+    slow = {"times": np.array([0.0, 5.0]), "losses": np.array([4.0, 2.0]), "note": ""}
+    lbfgs = bench.summarize(case, {"adam": [adam] * 3, "lbfgs": [r, r, slow]})[1]
+    assert lbfgs["t_target"] == 2.0 and lbfgs["it_target"] == 2  # median of 2, 2, inf
+    assert lbfgs["at_adam"] == 1.0 and lbfgs["final"] == 2.0 and lbfgs["time"] == 3.0

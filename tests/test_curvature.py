@@ -58,28 +58,85 @@ def test_hvp_matches_central_differences_of_the_gradient(name, act, loss, depth,
     assert relative_error([hv], [central_hvp(model, X, y, v, **PENALTIES[pen])]) <= 1e-6
 
 
-@pytest.mark.parametrize("bn", ["before", "after"])
-@pytest.mark.parametrize("training", [False, True])
-def test_batch_norm_and_dropout_fall_back_to_the_reference(bn, training):
-    """The engine has no batch-norm curvature: fastmlp.MLP computes it (and training-mode
-    dropout) with reference.curvature, through the batch statistics and the step's masks."""
-    X, y = make_problem("cross_entropy", 9, N_IN, K, seed=5)
-    model = make_model(fastmlp.MLP, "tanh", "cross_entropy", 2, 5, batch_norm=bn,
-                       dropout=0.3, dropout_mode="inverted" if training else "classic")
-    state = model.batch_norm_state()
-    rng = np.random.default_rng(0)
+def make_bn_model(impl, bn, training, act="tanh", loss="cross_entropy", sizes=None,
+                  dtype="float64", seed=5, dropout=0.3):
+    """A batch-norm net with dropout (the training step's masks, or classic scaling) whose
+    gamma, beta and running statistics are far from their initial 1, 0, 0, 1."""
+    model = impl(sizes or [N_IN, HIDDEN, HIDDEN, K], activation=act, loss=loss,
+                 init="xavier_normal", bias_init=0.1, dtype=dtype, seed=seed, batch_norm=bn,
+                 dropout=dropout, dropout_mode="inverted" if training else "classic")
+    rng = np.random.default_rng(seed)
     model.set_batch_norm_state([{"gamma": rng.normal(size=s["gamma"].size),
                                  "beta": rng.normal(size=s["gamma"].size),
                                  "running_mean": rng.normal(size=s["gamma"].size),
                                  "running_var": rng.random(s["gamma"].size) + 0.5}
-                                for s in state])
-    v = rng.normal(size=model.get_flat_params().size)
-    options = {"training": training, "step": 3, "l2": 0.01, "activity_l2": 0.1}
+                                for s in model.batch_norm_state()])
+    return model
+
+
+BN_GRID = list(itertools.product(["before", "after"], [False, True]))
+
+
+@pytest.mark.parametrize("name", list(IMPLEMENTATIONS))
+@pytest.mark.parametrize("act", ["tanh", "sigmoid", "relu"])
+@pytest.mark.parametrize("bn,training", BN_GRID)
+def test_batch_norm_hvp_matches_central_differences(name, bn, training, act):
+    """Through the batch statistics (training: R{mean}, R{var}) or the running ones, with
+    the step's dropout masks (training) or classic dropout, and penalties."""
+    X, y = make_problem("cross_entropy", 9, N_IN, K, seed=5)
+    model = make_bn_model(IMPLEMENTATIONS[name], bn, training, act)
+    v = np.random.default_rng(0).normal(size=model.get_flat_params().size)
+    options = {"training": training, "step": 3, "l2": 0.01, "l1": 0.02, "activity_l2": 0.1}
     hv = model.hvp(X, y, v, **options)
     assert relative_error([hv], [central_hvp(model, X, y, v, **options)]) <= 1e-6
-    with pytest.raises(NotImplementedError, match="batch normalization"):
-        labels, _ = model._targets(y, len(X))
-        model._engine.curvature_product(X, labels, None, v, False)
+
+
+@pytest.mark.parametrize("bn,training", BN_GRID)
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-10), ("float32", 1e-4)])
+def test_batch_norm_engine_matches_reference(bn, training, dtype, tol):
+    """520 rows: two engine blocks in inference mode, one (all rows: the batch statistics)
+    in training mode; sample weights, penalties, dropout; odd widths."""
+    X, y = make_problem("cross_entropy", 520, 20, 10, seed=4)
+    sizes = [20, 41, 17, 10]
+    engine = make_bn_model(fastmlp.MLP, bn, training, sizes=sizes, dtype=dtype, seed=4)
+    ref = make_bn_model(fastmlp.reference.MLP, bn, training, sizes=sizes, dtype=dtype, seed=4)
+    ref.set_flat_params(engine.get_flat_params())
+    rng = np.random.default_rng(0)
+    v, w = rng.normal(size=engine.get_flat_params().size), rng.random(520)
+    options = {"training": training, "step": 7, "sample_weight": w, "l2": 0.01,
+               "activity_l2": 0.1}
+    for method in ("hvp", "gnvp"):
+        a, b = getattr(engine, method)(X, y, v, **options), getattr(ref, method)(X, y, v, **options)
+        assert a.dtype == np.dtype(dtype)
+        assert relative_error([a], [b]) <= tol, method
+    vx = rng.normal(size=X.shape).astype(dtype)
+    a = engine.jvp(X, v, vx, training=training, step=7)
+    assert relative_error([a], [ref.jvp(X, v, vx, training=training, step=7)]) <= tol
+
+
+@pytest.mark.parametrize("bn", ["before", "after"])
+def test_batch_norm_training_products_are_consistent(bn):
+    """Training mode: v^T H w = w^T H v; with mse (H_L = 2/(n K) I) G = 2/(n K) J^T J,
+    J assembled from training-mode jvp columns; jvp in inference mode against central
+    differences of predict_logits (the running statistics)."""
+    X, y = make_problem("mse", 8, N_IN, K, seed=3)
+    model = make_bn_model(fastmlp.MLP, bn, True, "sigmoid", "mse", seed=3)
+    P = model.get_flat_params().size
+    rng = np.random.default_rng(1)
+    v, w = rng.normal(size=P), rng.normal(size=P)
+    options = {"training": True, "step": 2, "l2": 0.01, "activity_l2": 0.1}
+    vhw = v @ model.hvp(X, y, w, **options)
+    assert abs(vhw - w @ model.hvp(X, y, v, **options)) <= 1e-12 * abs(vhw)
+    J = np.stack([model.jvp(X, e, training=True, step=2).ravel() for e in np.eye(P)], axis=1)
+    G = model.hessian(X, y, gauss_newton=True, training=True, step=2)
+    assert relative_error([G], [2 / J.shape[0] * J.T @ J]) <= 1e-12
+    theta, vx = model.get_flat_params(), rng.normal(size=X.shape)
+    model.set_flat_params(theta + EPS * v)
+    plus = model.predict_logits(X + EPS * vx)
+    model.set_flat_params(theta - EPS * v)
+    minus = model.predict_logits(X - EPS * vx)
+    model.set_flat_params(theta)
+    assert relative_error([model.jvp(X, v, vx)], [(plus - minus) / (2 * EPS)]) <= 1e-6
 
 
 @pytest.mark.parametrize("loss", LOSSES)
@@ -138,14 +195,18 @@ def test_engine_matches_reference_over_blocks(dtype, tol, loss):
     assert relative_error([engine.jvp(X, v, vx)], [ref.jvp(X, v, vx)]) <= tol
 
 
-def test_results_do_not_depend_on_the_thread_count():
+@pytest.mark.parametrize("bn,training", [(None, False), ("before", True), ("after", True)])
+def test_results_do_not_depend_on_the_thread_count(bn, training):
     X, y = make_problem("cross_entropy", 700, 70, 10, seed=6)
-    model = fastmlp.MLP([70, 128, 64, 10], activation="relu", dtype="float32", seed=6)
-    v = np.random.default_rng(0).normal(size=model.get_flat_params().size)
+    model = fastmlp.MLP([70, 128, 64, 10], activation="relu", dtype="float32", seed=6,
+                        batch_norm=bn, dropout=0.2 if training else 0.0)
+    v = np.random.default_rng(0).normal(size=model.get_flat_params().size).astype(np.float32)
+    options = {"training": training, "step": 1}
     results = []
     for threads in (1, 2):
         model.threads = threads
-        results.append((model.hvp(X, y, v), model.gnvp(X, y, v), model.jvp(X, v)))
+        results.append((model.hvp(X, y, v, **options), model.gnvp(X, y, v, **options),
+                        model.jvp(X, v, **options)))
     for a, b in zip(*results):
         assert np.array_equal(a, b)
 
@@ -278,3 +339,46 @@ def test_hvp_agrees_with_torch_func():
     hv = hvp_fn(tuple(tangents))
     expected = np.concatenate([t.numpy().ravel() for t in hv])
     assert relative_error([model.hvp(X, y, v, l2=0.01)], [expected]) <= 1e-12
+
+
+@pytest.mark.parametrize("bn", ["before", "after"])
+def test_batch_norm_training_hvp_agrees_with_torch_func(bn):
+    """Through torch.nn.functional.batch_norm's batch statistics (double backward)."""
+    torch = pytest.importorskip("torch")
+    from torch.func import grad, vjp
+
+    X, y = make_problem("cross_entropy", 30, 5, 4, seed=9)
+    sizes = [5, 7, 6, 4]
+    model = make_bn_model(fastmlp.MLP, bn, True, sizes=sizes, seed=9, dropout=0.0)
+    flat = model.get_flat_params()
+    shapes = []
+    for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        shapes += [(n_in, n_out), (n_out,)] + ([(n_out,), (n_out,)] if l < 2 else [])
+    params, off = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape))
+        params.append(torch.tensor(flat[off : off + size]).reshape(shape))
+        off += size
+    Xt, yt = torch.tensor(X), torch.tensor(y)
+
+    def norm(h, gamma, beta):
+        return torch.nn.functional.batch_norm(h, None, None, gamma, beta, training=True,
+                                              eps=model._bn_eps)
+
+    def objective(*ps):
+        h = Xt
+        for l in range(2):
+            W, b, gamma, beta = ps[4 * l : 4 * l + 4]
+            h = h @ W + b
+            h = torch.tanh(norm(h, gamma, beta)) if bn == "before" else \
+                norm(torch.tanh(h), gamma, beta)
+        return torch.nn.functional.cross_entropy(h @ ps[8] + ps[9], yt)
+
+    v = np.random.default_rng(0).normal(size=flat.size)
+    tangents, off = [], 0
+    for p in params:
+        tangents.append(torch.tensor(v[off : off + p.numel()]).reshape(p.shape))
+        off += p.numel()
+    _, hvp_fn = vjp(grad(objective, argnums=tuple(range(len(params)))), *params)
+    expected = np.concatenate([t.numpy().ravel() for t in hvp_fn(tuple(tangents))])
+    assert relative_error([model.hvp(X, y, v, training=True)], [expected]) <= 1e-10

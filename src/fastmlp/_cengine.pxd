@@ -15,7 +15,6 @@ cdef extern from "fastmlp.h" nogil:
         FM_ERR_NONFINITE_LOSS
         FM_ERR_BAD_ARGUMENT
         FM_ERR_NONFINITE_GRAD
-        FM_ERR_UNSUPPORTED
 
     ctypedef struct fm_net:
         int n_layers
@@ -150,17 +149,23 @@ cdef extern from "fastmlp.h" nogil:
 
     size_t fm_curvature_workspace_bytes(const fm_net *net, int batch, size_t real_size)
     int fm_hvp_f32(float *Hv, const fm_net *net, const fm_buffers *buf, const float *v,
-                   const float *X, fm_targets targets, int64_t n, const fm_penalty *pen)
+                   const float *X, fm_targets targets, int64_t n, const fm_penalty *pen,
+                   int training, fm_random rng)
     int fm_hvp_f64(double *Hv, const fm_net *net, const fm_buffers *buf, const double *v,
-                   const double *X, fm_targets targets, int64_t n, const fm_penalty *pen)
+                   const double *X, fm_targets targets, int64_t n, const fm_penalty *pen,
+                   int training, fm_random rng)
     int fm_gnvp_f32(float *Gv, const fm_net *net, const fm_buffers *buf, const float *v,
-                    const float *X, fm_targets targets, int64_t n, const fm_penalty *pen)
+                    const float *X, fm_targets targets, int64_t n, const fm_penalty *pen,
+                    int training, fm_random rng)
     int fm_gnvp_f64(double *Gv, const fm_net *net, const fm_buffers *buf, const double *v,
-                    const double *X, fm_targets targets, int64_t n, const fm_penalty *pen)
+                    const double *X, fm_targets targets, int64_t n, const fm_penalty *pen,
+                    int training, fm_random rng)
     int fm_jvp_f32(float *JV, const fm_net *net, const fm_buffers *buf, const float *v,
-                   const float *vx, const float *X, int64_t n)
+                   const float *vx, const float *X, int64_t n, int training,
+                   fm_random rng)
     int fm_jvp_f64(double *JV, const fm_net *net, const fm_buffers *buf, const double *v,
-                   const double *vx, const double *X, int64_t n)
+                   const double *vx, const double *X, int64_t n, int training,
+                   fm_random rng)
 
 
 cdef extern from "kernels.h" nogil:

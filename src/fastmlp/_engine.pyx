@@ -688,10 +688,12 @@ cdef class Engine:
             raise ValueError(f"{name} must be contiguous {self.dtype} of shape {shape}")
 
     def curvature_product(self, X, labels, dense, v, bint gauss_newton, penalty=NO_PENALTY,
-                          weights=None, int block=512):
+                          weights=None, int block=512, bint training=False, uint64_t key=0,
+                          int64_t counter=0):
         """H v (or, gauss_newton, G v) of the objective over all of X (mean loss weighted by
-        `weights`, + penalties), in blocks of `block` rows, inference mode. Raises
-        NotImplementedError for batch-norm nets."""
+        `weights`, + penalties), in blocks of `block` rows in inference mode; with `training`,
+        in the mode of training step (key, counter), all rows in one block (batch statistics
+        and dropout masks span them)."""
         self._check_X(X)
         cdef int64_t n = X.shape[0]
         if n < 1 or block < 1:
@@ -700,8 +702,11 @@ cdef class Engine:
         self._check_vector(v, self.params.shape, "v")
         out = np.empty_like(self.params)
         cdef fm_net net
-        cdef fm_buffers b = self._curvature_buffers(n, block, &net)
+        cdef fm_buffers b = self._curvature_buffers(n, _curvature_block(n, block, training),
+                                                    &net)
         cdef fm_penalty p = _penalty(penalty)
+        cdef fm_random r
+        r.key, r.counter = key, counter
         cdef fm_targets t = self._targets(labels, dense, weights)
         cdef void *x = _ptr(X)
         cdef void *vp = _ptr(v)
@@ -709,19 +714,25 @@ cdef class Engine:
         cdef int status
         with nogil:
             if self.is_f64 and gauss_newton:
-                status = fm_gnvp_f64(<double *>o, &net, &b, <double *>vp, <double *>x, t, n, &p)
+                status = fm_gnvp_f64(<double *>o, &net, &b, <double *>vp, <double *>x, t, n, &p,
+                                     training, r)
             elif self.is_f64:
-                status = fm_hvp_f64(<double *>o, &net, &b, <double *>vp, <double *>x, t, n, &p)
+                status = fm_hvp_f64(<double *>o, &net, &b, <double *>vp, <double *>x, t, n, &p,
+                                    training, r)
             elif gauss_newton:
-                status = fm_gnvp_f32(<float *>o, &net, &b, <float *>vp, <float *>x, t, n, &p)
+                status = fm_gnvp_f32(<float *>o, &net, &b, <float *>vp, <float *>x, t, n, &p,
+                                     training, r)
             else:
-                status = fm_hvp_f32(<float *>o, &net, &b, <float *>vp, <float *>x, t, n, &p)
-        _check_curvature_status(status)
+                status = fm_hvp_f32(<float *>o, &net, &b, <float *>vp, <float *>x, t, n, &p,
+                                    training, r)
+        _check_status(status, "a curvature product")
         return out
 
-    def jvp(self, X, v, vx=None, int block=512):
+    def jvp(self, X, v, vx=None, int block=512, bint training=False, uint64_t key=0,
+            int64_t counter=0):
         """(n, n_L): the logits' Jacobian-vector product along parameters v and inputs vx
-        (None: zero), inference mode, in blocks of `block` rows."""
+        (None: zero), in blocks of `block` rows in inference mode, or in the mode of training
+        step (key, counter) as curvature_product."""
         self._check_X(X)
         cdef int64_t n = X.shape[0]
         self._check_vector(v, self.params.shape, "v")
@@ -731,7 +742,10 @@ cdef class Engine:
         if n == 0:
             return out
         cdef fm_net net
-        cdef fm_buffers b = self._curvature_buffers(n, block, &net)
+        cdef fm_buffers b = self._curvature_buffers(n, _curvature_block(n, block, training),
+                                                    &net)
+        cdef fm_random r
+        r.key, r.counter = key, counter
         cdef void *x = _ptr(X)
         cdef void *vp = _ptr(v)
         cdef void *vxp = _ptr(vx)
@@ -740,19 +754,23 @@ cdef class Engine:
         with nogil:
             if self.is_f64:
                 status = fm_jvp_f64(<double *>o, &net, &b, <double *>vp, <double *>vxp,
-                                    <double *>x, n)
+                                    <double *>x, n, training, r)
             else:
                 status = fm_jvp_f32(<float *>o, &net, &b, <float *>vp, <float *>vxp,
-                                    <float *>x, n)
-        _check_curvature_status(status)
+                                    <float *>x, n, training, r)
+        _check_status(status, "a jacobian-vector product")
         return out
 
 
-def _check_curvature_status(int status):
-    if status == FM_ERR_UNSUPPORTED:
-        raise NotImplementedError("the engine computes curvature products of nets without "
-                                  "batch normalization only")
-    _check_status(status, "a curvature product")
+def _curvature_block(int64_t n, int block, bint training):
+    """Rows per block of a curvature product: all n in training mode (its batch statistics
+    and masks span them), which must then fit an int."""
+    if not training:
+        return block
+    if n > 2147483647:
+        raise ValueError(f"a training-mode curvature product takes all {n} rows in one block; "
+                         "at most 2**31 - 1 fit")
+    return <int>n
 
 
 def steps_end(int64_t start, int64_t n_steps, int64_t batch_size, int64_t n):

@@ -8,7 +8,6 @@ from fastmlp._engine import Engine, default_threads
 from fastmlp.model.activations import activation_code
 from fastmlp.model.base import BaseMLP
 from fastmlp.model.locking import writes
-from fastmlp.reference import curvature as reference_curvature
 from fastmlp.validation import check_float, check_threads
 
 _PREDICT_BLOCK = 512  # rows per engine forward block in predict/evaluate
@@ -136,22 +135,17 @@ class MLP(BaseMLP):
     def _backend_shuffle(self, order):
         self._engine.shuffle(order)
 
-    def _engine_curvature(self, training):
-        """True when the engine computes this model's curvature products: no batch norm, and
-        a training-mode objective only without dropout (where it equals inference mode).
-        The other cases run in fastmlp.reference.curvature (NumPy, float64, exact)."""
-        return not any(self._batch_norm) and not (training and any(self._dropout))
+    def _curvature_mode(self, training, counter):
+        """(training, key, counter) of the engine's curvature products: training mode only
+        where it differs from inference (batch norm or dropout)."""
+        training = training and (any(self._batch_norm) or any(self._dropout))
+        return training, self._seed, counter
 
     def _backend_curvature(self, X, labels, dense, v, gauss_newton, training, penalty, counter,
                            weights):
-        if self._engine_curvature(training):
-            return self._engine.curvature_product(X, labels, dense, v, gauss_newton, penalty,
-                                                  weights, _PREDICT_BLOCK)
-        product = reference_curvature.gnvp if gauss_newton else reference_curvature.hvp
-        return product(self, X, labels, dense, v, training=training, counter=counter,
-                       penalty=penalty, weights=weights)
+        return self._engine.curvature_product(X, labels, dense, v, gauss_newton, penalty,
+                                              weights, _PREDICT_BLOCK,
+                                              *self._curvature_mode(training, counter))
 
     def _backend_jvp(self, X, v, vx, training, counter):
-        if self._engine_curvature(training):
-            return self._engine.jvp(X, v, vx, _PREDICT_BLOCK)
-        return reference_curvature.jvp(self, X, v, vx, training=training, counter=counter)
+        return self._engine.jvp(X, v, vx, _PREDICT_BLOCK, *self._curvature_mode(training, counter))
