@@ -167,8 +167,11 @@ def test_checkpoint_survives_ctrl_c_and_resume_finishes_the_run(tmp_path):
     straight = run(*common, "--save", str(tmp_path / "straight.fmlp"))
     assert straight.returncode == 0, straight.stderr
     cmd = [EXE] if EXE else [sys.executable, "-m", "fastmlp.cli"]
+    # (the child gets the default SIGINT handler back: a test run started as a background
+    # job ignores SIGINT, and its children would inherit that)
     proc = subprocess.Popen(cmd + common[:-1] + ["--checkpoint", str(ckpt)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not ckpt.exists() and time.time() < deadline:  # epoch 1 done: interrupt epoch 2
         time.sleep(0.05)
