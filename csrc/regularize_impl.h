@@ -81,9 +81,10 @@ void FN(fm_bn_update_running)(real *running, const real *mean, const real *var, 
 }
 
 void FN(fm_augment)(real *X, real *tmp, int B, int n, const fm_augment *aug, uint64_t key,
-                    uint64_t counter) {
+                    uint64_t counter, int64_t row0) {
     if (aug->shift > 0) {
-        const uint64_t base = fm_stream_base(key, counter, FM_STREAM_SHIFT);
+        const uint64_t base =
+            fm_stream_skip(fm_stream_base(key, counter, FM_STREAM_SHIFT), 2 * (uint64_t)row0);
         const int H = aug->height, W = aug->width, C = aug->channels, k = aug->shift;
         for (int i = 0; i < B; i++) {
             /* content moves by (dy, dx): out[r][c] = in[r - dy][c - dx], zero outside */
@@ -102,7 +103,8 @@ void FN(fm_augment)(real *X, real *tmp, int B, int n, const fm_augment *aug, uin
         }
     }
     if (aug->noise_std > 0) {
-        const uint64_t base = fm_stream_base(key, counter, FM_STREAM_NOISE);
+        const uint64_t base = fm_stream_skip(fm_stream_base(key, counter, FM_STREAM_NOISE),
+                                             2 * (uint64_t)row0 * (uint64_t)n);
         const size_t count = (size_t)B * n;
         for (size_t i = 0; i < count; i++) {
             /* Box-Muller from two draws per element */
