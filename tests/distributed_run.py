@@ -3,8 +3,9 @@ a small model on synthetic data, described by the JSON in argv[1]; rank 0 writes
 parameters, running statistics and history to the .npz path argv[2].
 
 Case keys: optimizer ("sgd"/"adam"), epochs, batch_size, block_size, n, dropout,
-batch_norm, input_noise, weights (bool), threads, fail_rank/fail_step (that rank raises
-in a callback after that epoch), exit_rank (that rank ends its process mid-run),
+batch_norm, input_noise, weights (bool), threads, fail_rank with fail_epoch (that rank
+raises in a callback after that epoch) or fail_step (in its gradient of that step),
+exit_rank with fail_epoch (that rank ends its process there),
 checkpoint (path), early_stopping (bool), plain (bool: model.fit instead, one process).
 """
 
@@ -55,18 +56,26 @@ def main() -> None:
 
         rank = MPI.COMM_WORLD.Get_rank()
         callbacks = []
-        if "fail_rank" in case:
-            def fail(model, history):
-                if rank == case["fail_rank"] and len(history.loss) == case["fail_epoch"]:
-                    raise RuntimeError("injected failure")
-                return False
-            callbacks.append(fail)
         if "exit_rank" in case:
             def leave(model, history):
                 if rank == case["exit_rank"] and len(history.loss) == case["fail_epoch"]:
                     os._exit(3)
                 return False
             callbacks.append(leave)
+        if "fail_step" in case and rank == case["fail_rank"]:
+            block = distributed._Step._block
+
+            def failing_block(self, *args):
+                if self.model.training_step == case["fail_step"]:
+                    raise RuntimeError("injected failure")
+                return block(self, *args)
+            distributed._Step._block = failing_block
+        elif "fail_rank" in case:
+            def fail(model, history):
+                if rank == case["fail_rank"] and len(history.loss) == case["fail_epoch"]:
+                    raise RuntimeError("injected failure")
+                return False
+            callbacks.append(fail)
         history = distributed.fit(model, X, y, block_size=case.get("block_size", 8),
                                   callbacks=callbacks, checkpoint=case.get("checkpoint"),
                                   **kwargs)
