@@ -336,3 +336,27 @@ def test_mpi_a_rank_that_dies_ends_the_job(tmp_path):
     assert proc.returncode != 0
     assert not (tmp_path / "x.npz").exists()
 
+
+
+@needs_mpi
+def test_cli_distributed_prints_and_saves_once_and_matches_one_rank(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 5))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    data = tmp_path / "table.csv"
+    np.savetxt(data, np.column_stack([X, y]), delimiter=",", header="a,b,c,d,e,label",
+               comments="")
+    exe = Path(sys.executable).parent / "fastmlp"
+    saved = {}
+    for ranks in (1, 2):
+        out = tmp_path / f"m{ranks}.fmlp"
+        cmd = [str(MPIEXEC), *LOOPBACK, "-n", str(ranks), str(exe), "train", "--distributed",
+               "--data", str(data), "--hidden", "8", "--epochs", "3", "--batch-size", "32",
+               "--block-size", "8", "--save", str(out)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.stdout.count("test accuracy:") == 1
+        assert proc.stdout.count("epoch 3/3") == 1
+        assert f"data-parallel over {ranks} MPI rank(s)" in proc.stdout
+        saved[ranks] = fastmlp.load(out)
+    np.testing.assert_array_equal(saved[2].get_flat_params(), saved[1].get_flat_params())
