@@ -496,14 +496,19 @@ int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const
  * the sum of the ranks' gradients between them. ---- */
 
 int FN(fm_block_grad)(real *out, const fm_net *net, const fm_buffers *buf, const real *X,
-                      fm_targets targets, const int64_t *idx, int B, int64_t row0,
+                      fm_targets targets, const int64_t *idx, int B, int block, int64_t row0,
                       double grad_scale, double stat_scale, const fm_augment *aug,
-                      fm_random rng, double *loss, double *correct) {
-    if (!net_ok(net) || B < 1 || B > buf->batch_cap || row0 < 0 || aug->adv_eps > 0)
+                      fm_random rng, double *loss, double *correct, int *threads) {
+    if (!net_ok(net) || B < 1 || B > buf->batch_cap || B > block || row0 < 0 ||
+        aug->adv_eps > 0)
         return FM_ERR_BAD_ARGUMENT;
     FN(fm_ws) ws;
     FN(ws_carve)(&ws, net, buf->work, buf->batch_cap);
-    const FN(fm_pass) ps = {.net = net, .params = (const real *)buf->params,
+    fm_net block_net = *net; /* with the adaptive thread count, as fm_train's steps */
+    block_net.n_threads = fm_adapt_threads(buf->adapt, net, block);
+    *threads = block_net.n_threads;
+    const double t0 = fm_seconds();
+    const FN(fm_pass) ps = {.net = &block_net, .params = (const real *)buf->params,
                             .running = (const real *)buf->running, .training = 1,
                             .key = rng.key, .counter = (uint64_t)rng.counter, .row0 = row0};
     const int L = net->n_layers;
@@ -511,6 +516,7 @@ int FN(fm_block_grad)(real *out, const fm_net *net, const fm_buffers *buf, const
     *correct *= grad_scale;
     FN(fm_scale)(ws.delta[0], (size_t)B * net->sizes[L], grad_scale);
     FN(backward)(&ps, out, &ws, B, NULL);
+    fm_adapt_record(buf->adapt, block_net.n_threads, fm_seconds() - t0, B == block);
     const double unbias = B > 1 ? (double)B / (B - 1) : 1.0;
     for (int l = 0; l < L - 1; l++) {
         if (!net->bn[l]) continue;
@@ -526,11 +532,11 @@ int FN(fm_block_grad)(real *out, const fm_net *net, const fm_buffers *buf, const
 
 int FN(fm_apply_grad)(const fm_net *net, const fm_buffers *buf, const real *stats, double lr,
                       fm_optimizer *opt, const fm_clip *clip, const fm_penalty *pen,
-                      double *loss) {
-    if (!net_ok(net) || opt->kind < FM_OPT_SGD || opt->kind > FM_OPT_DELTA_BAR_DELTA)
+                      int threads, double *loss) {
+    if (!net_ok(net) || threads < 1 || opt->kind < FM_OPT_SGD ||
+        opt->kind > FM_OPT_DELTA_BAR_DELTA)
         return FM_ERR_BAD_ARGUMENT;
-    const int status =
-        FN(update)(net, buf, lr, opt, clip, pen, fm_usable_threads(net->n_threads), loss);
+    const int status = FN(update)(net, buf, lr, opt, clip, pen, fm_usable_threads(threads), loss);
     if (status != FM_OK) return status;
     real *running = (real *)buf->running;
     const real m = (real)net->bn_momentum, keep = (real)(1 - net->bn_momentum);

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -95,8 +94,9 @@ def test_one_block_then_apply_is_bitwise_one_engine_training_step(opt):
     e = engine_of(b)
     labels, dense = b._targets(y, 16)
     out = np.empty(b._n_params + b._running_view().size, dtype=np.float32)
-    loss, acc = e.block_grad(out, X, labels, dense, np.arange(16), 0, 1.0, 1.0,
-                             fastmlp._engine.NO_AUGMENT, b._seed, 0)
+    loss, acc, threads = e.block_grad(out, X, labels, dense, np.arange(16), 16, 0, 1.0, 1.0,
+                                      fastmlp._engine.NO_AUGMENT, b._seed, 0)
+    assert threads == 1
     np.copyto(e.grads, out[: b._n_params])
     opt2 = type(opt)(**opt.hyper())
     state = opt2.state_for(0, (b._n_params,), b.dtype)
@@ -121,8 +121,8 @@ def test_blocks_draw_the_dropout_masks_and_noise_of_their_batch_rows():
 
     def grad(rows, row0, scale):
         out = np.empty(width)
-        e.block_grad(out, X, labels, dense, np.ascontiguousarray(rows), row0, scale, scale,
-                     noise, model._seed, 5)
+        e.block_grad(out, X, labels, dense, np.ascontiguousarray(rows), 8, row0, scale,
+                     scale, noise, model._seed, 5)
         return out
 
     whole = grad(np.arange(8), 0, 1.0)
@@ -132,7 +132,7 @@ def test_blocks_draw_the_dropout_masks_and_noise_of_their_batch_rows():
     assert np.abs(wrong - whole).max() > 1e-3
     # and the whole batch is model.gradients' training step (without the noise)
     plain = grad(np.arange(8), 0, 1.0)
-    e.block_grad(plain, X, labels, dense, np.arange(8), 0, 1.0, 1.0,
+    e.block_grad(plain, X, labels, dense, np.arange(8), 8, 0, 1.0, 1.0,
                  fastmlp._engine.NO_AUGMENT, model._seed, 5)
     ref = model.gradients(X, y, training=True, step=5)["flat"]
     np.testing.assert_allclose(plain, ref, rtol=1e-12, atol=1e-14)
@@ -147,13 +147,16 @@ def test_block_grad_rejects_bad_rows_and_buffers():
     out = np.empty(model._n_params, dtype=np.float32)
     args = (fastmlp._engine.NO_AUGMENT, 0, 0)
     with pytest.raises(ValueError, match="idx"):
-        e.block_grad(out, X, labels, dense, np.array([0, 8]), 0, 1.0, 1.0, *args)
+        e.block_grad(out, X, labels, dense, np.array([0, 8]), 4, 0, 1.0, 1.0, *args)
     with pytest.raises(ValueError, match="idx"):
-        e.block_grad(out, X, labels, dense, np.array([], dtype=np.int64), 0, 1.0, 1.0, *args)
+        e.block_grad(out, X, labels, dense, np.array([], dtype=np.int64), 4, 0, 1.0, 1.0,
+                     *args)
     with pytest.raises(ValueError, match="out"):
-        e.block_grad(out[:-1], X, labels, dense, np.arange(4), 0, 1.0, 1.0, *args)
+        e.block_grad(out[:-1], X, labels, dense, np.arange(4), 4, 0, 1.0, 1.0, *args)
     with pytest.raises(ValueError, match="row0"):
-        e.block_grad(out, X, labels, dense, np.arange(4), -1, 1.0, 1.0, *args)
+        e.block_grad(out, X, labels, dense, np.arange(4), 4, -1, 1.0, 1.0, *args)
+    with pytest.raises(ValueError, match="block"):
+        e.block_grad(out, X, labels, dense, np.arange(4), 3, 0, 1.0, 1.0, *args)
 
 
 # -- distributed.fit on one rank (no MPI) ------------------------------------------------------

@@ -592,14 +592,17 @@ cdef class Engine:
         return status, done, step_loss, step_correct, opt.step, r.counter
 
     # -- data-parallel training (fastmlp.distributed) ------------------------------------
-    def block_grad(self, out, X, labels, dense, idx, int64_t row0, double grad_scale,
-                   double stat_scale, augment, uint64_t key, int64_t counter, weights=None):
+    def block_grad(self, out, X, labels, dense, idx, int block, int64_t row0,
+                   double grad_scale, double stat_scale, augment, uint64_t key,
+                   int64_t counter, weights=None):
         """The first half of a data-parallel step: into out (params + running count)
         grad_scale * the mean-loss gradient over rows idx of X, which are rows row0.. of
         the global batch of step `counter` (their dropout and augmentation draws), with
         batch norm on these rows' statistics, then stat_scale * (each batch-norm layer's
         mean, unbiased variance of these rows). Returns grad_scale * (the rows' mean loss,
-        mean accuracy), before penalties."""
+        mean accuracy), before penalties, and the thread count it ran on: `threads` or one,
+        as train's steps of `block` rows would (adaptive_threads; the result is the same
+        either way)."""
         self._check_X(X)
         n = X.shape[0]
         self._check_targets(labels, dense, n, weights)
@@ -613,12 +616,15 @@ cdef class Engine:
                              f"shape ({count},)")
         if row0 < 0:
             raise ValueError("row0 must be >= 0")
+        if block < idx.shape[0]:
+            raise ValueError("block must be at least the number of rows")
         cdef int B = idx.shape[0]
         self.reserve(B)
         cdef fm_augment a = _augment(augment)
         cdef fm_random r
         r.key, r.counter = key, counter
         cdef fm_buffers b = self._buffers()
+        b.adapt = &self._adapt
         cdef fm_targets t
         t.labels = <const int32_t *>_ptr(labels)
         t.dense = _ptr(dense)
@@ -627,25 +633,26 @@ cdef class Engine:
         cdef void *o = _ptr(out)
         cdef const int64_t *ip = <const int64_t *>_ptr(idx)
         cdef double loss = 0, correct = 0
-        cdef int status
+        cdef int status, threads = 1
         with nogil:
             if self.is_f64:
                 status = fm_block_grad_f64(<double *>o, &self.net, &b, <double *>x, t, ip, B,
-                                           row0, grad_scale, stat_scale, &a, r, &loss,
-                                           &correct)
+                                           block, row0, grad_scale, stat_scale, &a, r, &loss,
+                                           &correct, &threads)
             else:
                 status = fm_block_grad_f32(<float *>o, &self.net, &b, <float *>x, t, ip, B,
-                                           row0, grad_scale, stat_scale, &a, r, &loss,
-                                           &correct)
+                                           block, row0, grad_scale, stat_scale, &a, r, &loss,
+                                           &correct, &threads)
         _check_status(status, "block_grad")
-        return loss, correct
+        return loss, correct, threads
 
     def apply_grad(self, stats, double lr, int kind, dict hyper, int64_t step, slots, clip,
-                   penalty):
-        """The second half of a data-parallel step: the update of `train`'s step from the
-        gradient in self.grads (weight penalties, pruning mask, clipping, the update rule
-        `kind`, the L1 proximal step), then the batch-norm running statistics move towards
-        `stats` (laid out as self.running). Returns (status, penalty value, step)."""
+                   penalty, int threads=1):
+        """The second half of a data-parallel step, on `threads` threads: the update of
+        `train`'s step from the gradient in self.grads (weight penalties, pruning mask,
+        clipping, the update rule `kind`, the L1 proximal step), then the batch-norm running
+        statistics move towards `stats` (laid out as self.running). Returns (status,
+        penalty value, step)."""
         if stats.dtype != self.dtype or stats.shape != self.running.shape or \
                 not stats.flags.c_contiguous:
             raise ValueError(f"stats must be contiguous {self.dtype} of shape "
@@ -662,10 +669,10 @@ cdef class Engine:
         with nogil:
             if self.is_f64:
                 status = fm_apply_grad_f64(&self.net, &b, <double *>st, lr, &opt, &c, &p,
-                                           &loss)
+                                           max(threads, 1), &loss)
             else:
                 status = fm_apply_grad_f32(&self.net, &b, <float *>st, lr, &opt, &c, &p,
-                                           &loss)
+                                           max(threads, 1), &loss)
         self.version += 1
         _check_status(status, "apply_grad")
         return status, loss, opt.step

@@ -213,6 +213,7 @@ class _Step:
         self.width = model._n_params + model._running_view().shape[0]
         self.pool: list[np.ndarray] = []  # free buffers of (gradient, statistics) sums
         self.out = None  # the buffer of the last block
+        self.threads = 1  # the threads of the last block (the update runs on as many)
     def run(self, rows: np.ndarray, lr: float, optimizer: Optimizer, state: dict, clip,
             penalty, what: str) -> tuple[float, float, int]:
         """Train on the global batch `rows` (sample indices); returns (loss, accuracy,
@@ -249,7 +250,7 @@ class _Step:
             np.copyto(engine.grads, total[:P])
             status, pen, state["step"] = engine.apply_grad(
                 total[P:], lr, optimizer.kind, optimizer._engine_hyper(), state["step"],
-                optimizer._slot_arrays(state), clip, penalty)
+                optimizer._slot_arrays(state), clip, penalty, self.threads)
             loss += pen
             self.model._counter += 1
         else:
@@ -268,9 +269,10 @@ class _Step:
             grad_scale = block_weight / total_weight if total_weight > 0 else 0.0
         self.out = self.pool.pop() if self.pool else \
             np.empty(self.width, dtype=self.model.dtype)
-        return self.engine.block_grad(
-            self.out, self.X, self.labels, self.dense, idx, b * bs, grad_scale, share,
+        loss, correct, self.threads = self.engine.block_grad(
+            self.out, self.X, self.labels, self.dense, idx, bs, b * bs, grad_scale, share,
             self.augment, self.model._seed, self.model._counter, self.weights)
+        return loss, correct
 
     def _reduce(self, sums: dict, m: int) -> np.ndarray:
         """The whole tree's sum, from this rank's node sums and the other ranks'."""
