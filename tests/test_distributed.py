@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import checkpoint, distributed
+from fastmlp import distributed
+from fastmlp.train import checkpoint
+from fastmlp.train.regularization import augment_config
 from fastmlp.optim import SGD, Adam
 
 HERE = Path(__file__).parent
@@ -116,7 +118,7 @@ def test_blocks_draw_the_dropout_masks_and_noise_of_their_batch_rows():
                         dtype=np.float64)
     e = engine_of(model)
     labels, dense = model._targets(y, 8)
-    noise = fastmlp.regularization.augment_config(6, 0.3)
+    noise = augment_config(6, 0.3)
     width = model._n_params
 
     def grad(rows, row0, scale):
@@ -206,17 +208,49 @@ def test_one_rank_fit_matches_plain_fit_with_weights_and_schedule():
     assert hb.steps == ha.steps
 
 
+def test_one_block_per_batch_is_bitwise_the_plain_fit_with_early_stopping():
+    """(on a held-out split, as fit makes it; the best epoch's weights restored)"""
+    X, y = problem(120)
+    kw = dict(epochs=40, batch_size=16, early_stopping=True, patience=2)
+    a = fastmlp.MLP([6, 16, 3], seed=1, dtype=np.float64, dropout=0.1)
+    b = fastmlp.MLP([6, 16, 3], seed=1, dtype=np.float64, dropout=0.1)
+    ha = a.fit(X, y, optimizer=Adam(lr=0.05), **kw)
+    hb = distributed.fit(b, X, y, block_size=16, comm=SelfComm(), optimizer=Adam(lr=0.05),
+                         **kw)
+    assert hb.stopped_epoch == ha.stopped_epoch < 40
+    assert hb.best_epoch == ha.best_epoch < hb.stopped_epoch
+    assert hb.val_loss == ha.val_loss
+    np.testing.assert_array_equal(b.get_flat_params(), a.get_flat_params())
+
+
+def test_resuming_a_checkpoint_continues_bitwise(tmp_path):
+    X, y = problem(60)
+    kw = dict(batch_size=16, block_size=4, comm=SelfComm(), input_noise=0.1)
+    straight = fastmlp.MLP([6, 8, 3], seed=5, dropout=0.2)
+    distributed.fit(straight, X, y, epochs=4, optimizer=Adam(lr=0.01), **kw)
+    first = fastmlp.MLP([6, 8, 3], seed=5, dropout=0.2)
+    path = tmp_path / "run.ckpt"
+    distributed.fit(first, X, y, epochs=2, optimizer=Adam(lr=0.01), checkpoint=path, **kw)
+    resumed = fastmlp.MLP([6, 8, 3], seed=5, dropout=0.2)
+    history = distributed.fit(resumed, X, y, epochs=4, resume_from=path, **kw)
+    np.testing.assert_array_equal(resumed.get_flat_params(), straight.get_flat_params())
+    assert history.epoch == [1, 2, 3, 4]
+
+
 def test_distributed_fit_rejects_what_blocks_cannot_do():
     X, y = problem(10)
     model = fastmlp.MLP([6, 4, 3], seed=0, batch_norm=True)
     with pytest.raises(ValueError, match="2 rows per block"):
         distributed.fit(model, X, y, batch_size=10, block_size=3, comm=SelfComm())
-    with pytest.raises(TypeError, match="adversarial_eps"):
+    with pytest.raises(ValueError, match="does not support adversarial training"):
         distributed.fit(model, X, y, adversarial_eps=0.1, comm=SelfComm())
-    with pytest.raises(ValueError, match="early_stopping needs validation_data"):
-        distributed.fit(model, X, y, early_stopping=True, comm=SelfComm())
+    with pytest.raises(ValueError, match="does not support activity penalties"):
+        distributed.fit(model, X, y, activity_l2=0.1, comm=SelfComm())
+    with pytest.raises(TypeError, match="unexpected keyword arguments .'epoch'."):
+        distributed.fit(model, X, y, epoch=3, comm=SelfComm())
     with pytest.raises(ValueError, match="block_size"):
         distributed.fit(model, X, y, block_size=0, comm=SelfComm())
+    assert model.training_step == 0
 
 
 def test_divergence_raises_and_restores_the_epoch_start():

@@ -49,23 +49,25 @@ dies outright is ended with the job by ``mpiexec``.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import math
-import os
 import time
 from collections.abc import Callable
 
 import numpy as np
 
-from fastmlp import checkpoint as checkpoint_io
-from fastmlp.base import STATUS_OK
-from fastmlp.history import History
-from fastmlp.optim import SGD, Optimizer
-from fastmlp.regularization import augment_config, penalty_config
+from fastmlp.model.base import STATUS_OK, BaseMLP
+from fastmlp.optim import Optimizer
 from fastmlp.schedules import Constant, Schedule
-from fastmlp.training import (_MONITORS, _diverged, _epoch_line, _layer_norms, _restore,
-                              _snapshot)
-from fastmlp.validation import (C_INT_MAX, all_finite, check_float, check_int,
-                                check_sample_weight)
+from fastmlp.train import checkpoint as checkpoint_io
+from fastmlp.train.data import check_validation_data, hold_out, prepare
+from fastmlp.train.first_order import _optimizer, layer_norms
+from fastmlp.train.history import History
+from fastmlp.train.loop import Loop, check_callables
+from fastmlp.train.options import NAMES, FitOptions
+from fastmlp.train.regularization import augment_config, penalty_config
+from fastmlp.train.state import diverged, restore, snapshot
+from fastmlp.validation import C_INT_MAX, all_finite, check_float, check_int
 
 DEFAULT_BLOCK_SIZE = 32
 
@@ -80,6 +82,11 @@ class RankFailedError(RuntimeError):
         super().__init__(f"rank {rank} of the distributed fit failed: {message}")
         self.rank = rank
         self.message = message
+
+
+def _reraise(error: BaseException | None) -> None:
+    if error is not None:
+        raise error
 
 
 def world():
@@ -151,23 +158,25 @@ class _Ranks:
         self.comm = comm
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
 
-    def agree(self, fn: Callable[[], object], what: str) -> object:
-        """fn() on every rank; when it raises on any rank, every rank raises."""
+    def agree(self, fn: Callable[[], object], what: str) -> list:
+        """fn() on every rank; every rank's result, in rank order (one collective). When
+        it raises on any rank, every rank raises."""
         try:
             result, error = fn(), None
         except Exception as e:  # noqa: BLE001 (passed on to every rank below)
             result, error = None, e
-        self.check(error, what)
-        return result
-
-    def check(self, error: BaseException | None, what: str) -> None:
-        """Raise on every rank when `error` is set on any (one collective)."""
         if self.size == 1:
             if error is not None:
                 raise error
-            return
-        errors = self.comm.allgather(None if error is None else f"{what}: {error!r}")
-        self._raise_first(errors, error)
+            return [result]
+        every = self.comm.allgather((None if error is None else f"{what}: {error!r}",
+                                     None if error is not None else result))
+        self._raise_first([e for e, _ in every], error)
+        return [r for _, r in every]
+
+    def check(self, error: BaseException | None, what: str) -> None:
+        """Raise on every rank when `error` is set on any (one collective)."""
+        self.agree(lambda: _reraise(error), what)
 
     def _raise_first(self, errors: list, error: BaseException | None) -> None:
         if error is not None:
@@ -205,10 +214,8 @@ class _Ranks:
 class _Step:
     """One data-parallel step on `ranks`: this rank's blocks, the tree, the update."""
 
-    def __init__(self, model, ranks: _Ranks, X, labels, dense, weights, block_size: int,
-                 augment: tuple) -> None:
-        self.model, self.ranks, self.engine = model, ranks, model._engine
-        self.X, self.labels, self.dense, self.weights = X, labels, dense, weights
+    def __init__(self, model, ranks: _Ranks, data, block_size: int, augment: tuple) -> None:
+        self.model, self.ranks, self.engine, self.data = model, ranks, model._engine, data
         self.block_size, self.augment = block_size, augment
         self.width = model._n_params + model._running_view().shape[0]
         self.pool: list[np.ndarray] = []  # free buffers of (gradient, statistics) sums
@@ -221,8 +228,9 @@ class _Step:
         ranks, engine = self.ranks, self.engine
         m = -(-len(rows) // self.block_size)
         lo, hi = owned_blocks(ranks.rank, ranks.size, m)
-        total_weight = None if self.weights is None else \
-            float(np.sum(self.weights[rows], dtype=np.float64))
+        weights = self.data.weights
+        total_weight = None if weights is None else \
+            float(np.sum(weights[rows], dtype=np.float64))
         local = np.zeros(2 * (hi - lo))  # (loss, accuracy) of each of my blocks
         sums: dict[tuple[int, int], np.ndarray] = {}
         error = None
@@ -264,14 +272,15 @@ class _Step:
         idx = np.ascontiguousarray(rows[b * bs : (b + 1) * bs])
         share = len(idx) / len(rows)
         grad_scale = share
+        data = self.data
         if total_weight is not None:
-            block_weight = float(np.sum(self.weights[idx], dtype=np.float64))
+            block_weight = float(np.sum(data.weights[idx], dtype=np.float64))
             grad_scale = block_weight / total_weight if total_weight > 0 else 0.0
         self.out = self.pool.pop() if self.pool else \
             np.empty(self.width, dtype=self.model.dtype)
         loss, correct, self.threads = self.engine.block_grad(
-            self.out, self.X, self.labels, self.dense, idx, bs, b * bs, grad_scale, share,
-            self.augment, self.model._seed, self.model._counter, self.weights)
+            self.out, data.X, data.labels, data.dense, idx, bs, b * bs, grad_scale, share,
+            self.augment, self.model._seed, self.model._counter, data.weights)
         return loss, correct
 
     def _reduce(self, sums: dict, m: int) -> np.ndarray:
@@ -288,83 +297,58 @@ class _Step:
 
 
 # -- the loop --------------------------------------------------------------------------------
-def fit(
-    model,
-    X: object,
-    y: object,
-    epochs: int = 10,
-    batch_size: int = 32,
-    lr: float | None = None,
-    shuffle: bool = True,
-    validation_data: tuple | None = None,
-    verbose: bool = False,
-    *,
-    comm=None,
-    block_size: int = DEFAULT_BLOCK_SIZE,
-    optimizer: Optimizer | None = None,
-    lr_schedule: Schedule | None = None,
-    clip_grad_norm: float | None = None,
-    clip_grad_value: float | None = None,
-    clip_error_if_nonfinite: bool = True,
-    l2: float = 0.0,
-    l1: float = 0.0,
-    l1_proximal: bool = False,
-    penalize_biases: bool = False,
-    input_noise: float = 0.0,
-    shift: int = 0,
-    image_shape: tuple | None = None,
-    early_stopping: bool = False,
-    monitor: str = "val_loss",
-    patience: int = 5,
-    min_delta: float = 0.0,
-    callbacks: list | None = None,
-    checkpoint: str | os.PathLike | None = None,
-    checkpoint_every: int = 1,
-    resume_from: str | os.PathLike | None = None,
-    sample_weight: object = None,
-) -> History:
+_UNSUPPORTED = {  # MLP.fit options that a distributed fit refuses, and why
+    "activity_l1": "activity penalties (normalized by the whole batch inside the engine)",
+    "activity_l2": "activity penalties (normalized by the whole batch inside the engine)",
+    "adversarial_eps": "adversarial training (its adversarial rows are the batch's first)",
+    "step_callbacks": "step callbacks",
+    "progress": "a progress callback",
+}
+
+
+def fit(model, X: object, y: object, *, comm=None, block_size: int = DEFAULT_BLOCK_SIZE,
+        **options) -> History:
     """Train `model` data-parallel over the ranks of `comm` (every rank calls this).
 
     Every rank passes the same model (built with the same arguments and seed), the same
-    whole training set and the same arguments; each computes the gradients of its blocks
+    whole training set and the same options; each computes the gradients of its blocks
     of every batch (see the module's docstring). The parameters after the fit are the
     same bits on every rank and for any number of ranks and threads, and equal those of
-    ``model.fit`` with the same arguments within float rounding.
+    ``model.fit(X, y, **options)`` within float rounding (bitwise where every batch is one
+    block).
 
     Parameters
     ----------
     model : fastmlp.MLP
         The same on every rank (checked: parameters, statistics, generator and step
         counter must agree).
-    X, y, epochs, batch_size, lr, shuffle, validation_data, verbose
-        As for ``MLP.fit``; ``shuffle`` is True (a new shuffle each epoch) or False.
-        Only rank 0 prints.
+    X, y
+        The whole training set, on every rank (checked: shapes and a sample of rows).
     comm : mpi4py communicator, optional
         Default: ``MPI.COMM_WORLD``.
     block_size : int
-        Rows per block, the unit of work of a rank and of the fixed summation order
+        Rows per block, the unit of a rank's work and of the fixed summation order
         (default 32). The result depends on it (rounding; batch-norm statistics are per
         block), not on the number of ranks. A batch of fewer blocks than ranks leaves some
         ranks idle.
-    optimizer, lr_schedule, clip_grad_norm, clip_grad_value, clip_error_if_nonfinite,
-    l2, l1, l1_proximal, penalize_biases, input_noise, shift, image_shape,
-    early_stopping, monitor, patience, min_delta, callbacks, checkpoint,
-    checkpoint_every, resume_from, sample_weight
-        As for ``MLP.fit``. Callbacks run on every rank; training stops when any rank's
-        callback returns True. Only rank 0 writes the checkpoint (atomically); every rank
-        may read ``resume_from``. Early stopping needs ``validation_data``.
+    **options
+        The keyword arguments of ``MLP.fit`` (epochs, batch_size, optimizer, lr_schedule,
+        clipping, l1/l2 penalties, input noise and shifts, dropout as the model has it,
+        validation, early stopping, callbacks, checkpoints, resume_from, sample_weight,
+        verbose), with the same defaults. Callbacks run on every rank; training stops when
+        any rank's callback returns True. Only rank 0 writes the checkpoint (atomically) and
+        prints; ``resume_from`` must be readable by every rank. Not supported (ValueError):
+        activity penalties, adversarial training, step callbacks and a progress callback.
 
     Returns
     -------
     History
-        The same on every rank.
+        The same on every rank (but for the times).
 
     Raises
     ------
-    ValueError
-        For bad arguments, models or data that differ between ranks, and options that
-        data-parallel training does not support (adversarial training and activity
-        penalties, whose per-batch coupling the blocks cannot reproduce).
+    ValueError, TypeError
+        For bad arguments, and for models, data or options that differ between ranks.
     TrainingDivergedError
         On every rank when the loss (or clipped gradient norm, or the parameters) stops
         being finite; the model goes back to its state at the start of that epoch.
@@ -372,28 +356,29 @@ def fit(
         On the other ranks when one rank raises (that rank raises its own exception).
     """
     ranks = _Ranks(world() if comm is None else comm)
-    setup = ranks.agree(lambda: _prepare(
-        model, X, y, epochs, batch_size, lr, shuffle, validation_data, block_size, optimizer,
-        lr_schedule, clip_grad_norm, clip_grad_value, clip_error_if_nonfinite, l2, l1,
-        l1_proximal, penalize_biases, input_noise, shift, image_shape, early_stopping,
-        monitor, patience, min_delta, callbacks, checkpoint_every, resume_from,
-        sample_weight), "checking the arguments")
-    mismatch = _differs(ranks, setup["digest"])
-    if mismatch:
-        raise ValueError(f"the ranks' {mismatch} differ; give every rank the same model "
-                         "(same arguments and seed), data and fit arguments")
-    return _Loop(model, ranks, setup, verbose, checkpoint, checkpoint_every).run()
+    with model._lock.fitting():
+        runs = []  # (this rank's; agree passes on only what went wrong)
+        ranks.agree(lambda: runs.append(_Run(model, X, y, ranks, block_size, options)),
+                    "checking the arguments")
+        run = runs[0]
+        digests = ranks.agree(lambda: run.digest, "comparing the ranks")
+        for key in run.digest:
+            if any(d[key] != digests[0][key] for d in digests):
+                raise ValueError(f"the ranks' {key} differ; give every rank the same model "
+                                 "(same arguments and seed), data and fit options")
+        return run.train()
 
 
-def _differs(ranks: _Ranks, digest: dict) -> str | None:
-    """The first field of `digest` whose value is not the same on every rank."""
-    if ranks.size == 1:
-        return None
-    every = ranks.comm.allgather(digest)
-    for key in digest:
-        if any(d[key] != every[0][key] for d in every):
-            return key
-    return None
+def fit_options(options: dict) -> FitOptions:
+    """``MLP.fit``'s keyword arguments `options`, with its defaults for the others."""
+    params = inspect.signature(BaseMLP.fit).parameters
+    unknown = sorted(set(options) - set(NAMES))
+    if unknown:
+        raise TypeError(f"fit() got unexpected keyword arguments {unknown}")
+    for name, what in _UNSUPPORTED.items():
+        if options.get(name):
+            raise ValueError(f"distributed training does not support {what} ({name})")
+    return FitOptions(**{name: options.get(name, params[name].default) for name in NAMES})
 
 
 def _hash(*arrays) -> str:
@@ -403,194 +388,165 @@ def _hash(*arrays) -> str:
     return h.hexdigest()
 
 
-def _prepare(model, X, y, epochs, batch_size, lr, shuffle, validation_data, block_size,
-             optimizer, lr_schedule, clip_grad_norm, clip_grad_value, clip_error_if_nonfinite,
-             l2, l1, l1_proximal, penalize_biases, input_noise, shift, image_shape,
-             early_stopping, monitor, patience, min_delta, callbacks, checkpoint_every,
-             resume_from, sample_weight) -> dict:
-    """Every argument checked, as a dict of what the loop needs (this rank alone)."""
-    if not hasattr(model, "_engine"):
-        raise TypeError(f"distributed training needs a fastmlp.MLP, got {type(model).__name__}")
-    X = model._check_X(X)
-    labels, dense = model._targets(y, X.shape[0])
-    n = X.shape[0]
-    weights = check_sample_weight(sample_weight, n, model.dtype)
-    epochs = check_int(epochs, "epochs", 1, C_INT_MAX)
-    batch_size = min(check_int(batch_size, "batch_size", 1, C_INT_MAX), n)
-    block_size = min(check_int(block_size, "block_size", 1, C_INT_MAX), batch_size)
-    if shuffle not in (True, False):
-        raise ValueError(f"shuffle must be True or False, got {shuffle!r}")
-    if optimizer is None:
-        optimizer = SGD(lr=0.01 if lr is None else check_float(lr, "lr", positive=True))
-    elif not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer must be a fastmlp.optim optimizer, got {optimizer!r}")
-    elif lr is not None:
-        raise ValueError("pass the learning rate to the optimizer, not to fit()")
-    if lr_schedule is not None and not isinstance(lr_schedule, Schedule):
-        raise TypeError(f"lr_schedule must be a fastmlp.schedules schedule, got {lr_schedule!r}")
-    clip = (
-        0.0 if clip_grad_norm is None else check_float(clip_grad_norm, "clip_grad_norm",
-                                                       positive=True),
-        0.0 if clip_grad_value is None else check_float(clip_grad_value, "clip_grad_value",
-                                                        positive=True),
-        bool(clip_error_if_nonfinite),
-    )
-    penalty = penalty_config(l2, l1, l1_proximal, penalize_biases)
-    augment = augment_config(X.shape[1], input_noise, shift, image_shape)
-    if monitor not in _MONITORS:
-        raise ValueError(f"monitor must be one of {_MONITORS}, got {monitor!r}")
-    if monitor == "val_accuracy" and not model._loss.has_accuracy:
-        raise ValueError("monitor='val_accuracy' needs a loss with an accuracy")
-    val = None
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise TypeError("validation_data must be a pair (X_val, y_val)")
-        Xv = model._check_X(validation_data[0], "validation_data X")
-        val = (Xv, *model._targets(validation_data[1], Xv.shape[0]))
-    elif early_stopping:
-        raise ValueError("early_stopping needs validation_data in a distributed fit")
-    callbacks = list(callbacks or [])
-    for cb in callbacks:
-        if not callable(cb):
-            raise TypeError(f"callbacks must be callables, got {cb!r}")
-    if any(model._batch_norm):
-        last = n % batch_size or batch_size
-        if block_size == 1 or last % block_size == 1:
+class _Run:
+    """One distributed fit: its arguments checked on this rank, then its epochs."""
+
+    def __init__(self, model, X, y, ranks: _Ranks, block_size: int, options: dict) -> None:
+        if not hasattr(model, "_engine"):
+            raise TypeError("distributed training needs a fastmlp.MLP, got "
+                            f"{type(model).__name__}")
+        o = fit_options(options)
+        data = prepare(model, X, y, o.sample_weight)
+        epochs = check_int(o.epochs, "epochs", 1, C_INT_MAX)
+        batch_size = check_int(o.batch_size, "batch_size", 1, C_INT_MAX)
+        block_size = check_int(block_size, "block_size", 1, C_INT_MAX)
+        resume = None if o.resume_from is None else checkpoint_io.load(o.resume_from)
+        self.checkpoint_every = check_int(o.checkpoint_every, "checkpoint_every", 1)
+        optimizer = _optimizer(o, resume)
+        if o.lr_schedule is not None and not isinstance(o.lr_schedule, Schedule):
+            raise TypeError(f"lr_schedule must be a fastmlp.schedules schedule, got "
+                            f"{o.lr_schedule!r}")
+        schedule = o.lr_schedule or Constant()
+        clip = (
+            0.0 if o.clip_grad_norm is None else check_float(o.clip_grad_norm,
+                                                             "clip_grad_norm", positive=True),
+            0.0 if o.clip_grad_value is None else check_float(o.clip_grad_value,
+                                                              "clip_grad_value", positive=True),
+            bool(o.clip_error_if_nonfinite),
+        )
+        penalty = penalty_config(o.l2, o.l1, o.l1_proximal, o.penalize_biases)
+        augment = augment_config(data.X.shape[1], o.input_noise, o.shift, o.image_shape)
+        if o.shuffle not in (True, False, "epoch", "once", "none"):
+            raise ValueError(f"shuffle must be True/'epoch', 'once' or False/'none'; got "
+                             f"{o.shuffle!r}")
+        if o.validation_data is not None:
+            if o.validation_fraction is not None:
+                raise ValueError("pass validation_data or validation_fraction, not both")
+            data.val = check_validation_data(model, o.validation_data)
+        elif o.early_stopping or o.validation_fraction is not None and \
+                o.validation_fraction != 0:
+            hold_out(data, 0.1 if o.validation_fraction is None else o.validation_fraction,
+                     model.seed)
+        n = data.n
+        batch_size = min(batch_size, n)
+        block_size = min(block_size, batch_size)
+        last = n % batch_size or batch_size  # the epoch's last batch
+        if any(model._batch_norm) and (block_size == 1 or last % block_size == 1):
             raise ValueError(
                 f"batch normalization (per block of block_size={block_size} rows) needs at "
                 f"least 2 rows per block; with {n} samples and batch_size={batch_size} a "
                 "block would hold 1. Choose another block_size or batch_size.")
-    resume = checkpoint_io.load(resume_from) if resume_from is not None else None
-    schedule = lr_schedule or Constant()
-    order = np.arange(n, dtype=np.int64)
-    history, best, first_epoch = History(), None, 1
-    if resume is not None:
-        optimizer, state, done, order, history, best = checkpoint_io.restore(
-            resume_from, *resume, model=model, optimizer=optimizer, n=n, schedule=schedule)
-        first_epoch = done + 1
-    else:
+        loop = Loop(model, epochs=epochs, val=data.val, callbacks=check_callables(o.callbacks),
+                    early_stopping=o.early_stopping, monitor=o.monitor,
+                    patience=check_int(o.patience, "patience", 0),
+                    min_delta=check_float(o.min_delta, "min_delta", low=0.0),
+                    verbose=bool(o.verbose) and ranks.rank == 0)
         state = optimizer.state_for(0, (model._n_params,), model.dtype)
-    model._backend_reserve(block_size)
-    digest = {
-        "model": _hash(model._params_view(), model._running_view(),
-                       model._backend_rng_state(), np.array([model._counter])),
-        "data": (X.shape, None if labels is None else _hash(labels[:1000]),
-                 _hash(X[:64]), None if weights is None else _hash(weights)),
-        "arguments": repr((epochs, batch_size, block_size, shuffle, optimizer, clip, penalty,
-                           augment, first_epoch, int(state["step"]))),
-    }
-    return {"X": X, "labels": labels, "dense": dense, "weights": weights, "epochs": epochs,
-            "batch_size": batch_size, "block_size": block_size, "shuffle": shuffle,
-            "optimizer": optimizer, "state": state, "schedule": schedule, "clip": clip,
-            "penalty": penalty, "augment": augment, "val": val,
-            "early_stopping": early_stopping, "monitor": monitor,
-            "patience": check_int(patience, "patience", 0),
-            "min_delta": check_float(min_delta, "min_delta", low=0.0),
-            "callbacks": callbacks, "order": order, "history": history, "best": best,
-            "first_epoch": first_epoch, "digest": digest}
+        order = np.arange(n, dtype=np.int64)
+        self.first_epoch = 1
+        if resume is not None:
+            optimizer, state, done, order, loop.history, loop.best = checkpoint_io.restore(
+                o.resume_from, *resume, model=model, optimizer=optimizer, n=n,
+                schedule=schedule)
+            self.first_epoch = done + 1
+        elif o.shuffle == "once":
+            model._backend_shuffle(order)
+        model._backend_reserve(block_size)
+        self.model, self.ranks, self.loop, self.epochs = model, ranks, loop, epochs
+        self.optimizer, self.state, self.schedule, self.order = optimizer, state, schedule, order
+        self.checkpoint = o.checkpoint
+        self.trainer = DistributedEpochs(
+            _Step(model, ranks, data, block_size, augment), optimizer, state, schedule, order,
+            batch_size, o.shuffle in (True, "epoch"), clip, penalty)
+        self.digest = {
+            "models": _hash(model._params_view(), model._running_view(),
+                            model._backend_rng_state(), np.array([model._counter])),
+            "data": (data.X.shape, _hash(data.X[:64]),
+                     None if data.labels is None else _hash(data.labels),
+                     None if data.weights is None else _hash(data.weights)),
+            "fit options": repr((epochs, batch_size, block_size, o.shuffle, optimizer, clip,
+                                 penalty, augment, self.first_epoch, int(state["step"]))),
+        }
 
-
-class _Loop:
-    """The epochs of one distributed fit (its state lives here between the methods)."""
-
-    def __init__(self, model, ranks: _Ranks, setup: dict, verbose: bool, checkpoint,
-                 checkpoint_every: int) -> None:
-        self.model, self.ranks, self.s = model, ranks, setup
-        self.verbose = verbose and ranks.rank == 0
-        self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every
-        self.step = _Step(model, ranks, setup["X"], setup["labels"], setup["dense"],
-                          setup["weights"], setup["block_size"], setup["augment"])
-
-    def run(self) -> History:
-        s, model = self.s, self.model
-        n, bs = s["X"].shape[0], s["batch_size"]
-        steps = -(-n // bs)
-        history, order = s["history"], s["order"]
-        for epoch in range(s["first_epoch"], s["epochs"] + 1):
-            start = (_snapshot(model, s["state"]), model._counter, model._backend_rng_state())
-            if s["shuffle"]:
-                model._backend_shuffle(order)
-            t0 = time.perf_counter()
-            losses, accs, mass = self._epoch(epoch, steps, order, start, history)
-            total = float(mass.sum())
-            loss = float(np.sum(losses * mass) / total)
-            acc = float(np.sum(accs * mass) / total) if model._loss.has_accuracy else None
-            vl = va = None
-            if s["val"] is not None:
-                metrics = model._evaluate_prepared(*s["val"])
-                vl, va = metrics["loss"], metrics["accuracy"]
-            seconds = time.perf_counter() - t0
-            history.append(epoch=epoch, loss=loss, accuracy=acc, val_loss=vl, val_accuracy=va,
-                           lr=self.last_lr, time=seconds, samples_per_s=n / max(seconds, 1e-9),
-                           grad_norm=_layer_norms(model, model._backend_last_grad()))
-            s["schedule"].epoch_end({"loss": loss, "accuracy": acc, "val_loss": vl,
-                                     "val_accuracy": va})
-            if self.verbose:
-                print(_epoch_line(epoch, s["epochs"], loss, acc, vl, va, seconds, n), flush=True)
-            if self._stop(epoch, vl, va, history):
+    def train(self) -> History:
+        """Run the epochs; the History."""
+        ranks, loop = self.ranks, self.loop
+        for epoch in range(self.first_epoch, self.epochs + 1):
+            figures = self.trainer.epoch(epoch, loop.history)
+            stops = ranks.agree(
+                lambda: loop.end_epoch(epoch, **figures, hooks=(self.schedule.epoch_end,)),
+                f"the end of epoch {epoch} (validation, callbacks)")
+            stop = any(stops)
+            if stop:
+                loop.history.stopped_epoch = epoch
+            if self.checkpoint is not None and (epoch % self.checkpoint_every == 0
+                                                or epoch == self.epochs or stop):
+                ranks.agree(lambda: self._save(epoch), f"writing {self.checkpoint}")
+            if stop:
                 break
-        if s["best"] is not None:
-            _restore(model, s["best"][2], None)
-            history.best_epoch = s["best"][1]
-        return history
+        return loop.finish()
 
-    def _epoch(self, epoch: int, steps: int, order: np.ndarray, start: tuple,
-               history: History) -> tuple:
-        s, model = self.s, self.model
-        n, bs = s["X"].shape[0], s["batch_size"]
-        sched = s["schedule"]
-        t = np.full(steps, epoch - 1) if sched.interval == "epoch" else \
+    def _save(self, epoch: int) -> None:
+        if self.ranks.rank == 0:
+            checkpoint_io.save(self.checkpoint, model=self.model, optimizer=self.optimizer,
+                               state=self.state, epoch=epoch, order=self.order,
+                               history=self.loop.history, best=self.loop.best,
+                               schedule=self.schedule)
+
+
+class DistributedEpochs:
+    """Epochs of data-parallel steps (the trainer of :func:`fit` under
+    :class:`~fastmlp.train.loop.Loop`). A diverging step puts the model, optimizer state,
+    step counter and shuffling generator back to the start of its epoch, on every rank.
+    """
+
+    def __init__(self, step: _Step, optimizer: Optimizer, state: dict, schedule: Schedule,
+                 order: np.ndarray, batch_size: int, reshuffle: bool, clip: tuple,
+                 penalty: tuple) -> None:
+        self.step, self.optimizer, self.state, self.schedule = step, optimizer, state, schedule
+        self.order, self.batch_size, self.reshuffle = order, batch_size, reshuffle
+        self.clip, self.penalty = clip, penalty
+        self.start = None  # the snapshot of the epoch's start (its arrays are reused)
+
+    def epoch(self, epoch: int, history: History) -> dict:
+        """Run epoch `epoch`; its figures for :meth:`Loop.end_epoch`."""
+        model, data, order, bs = self.step.model, self.step.data, self.order, self.batch_size
+        n = data.n
+        steps = -(-n // bs)
+        self.start = (snapshot(model, self.state, self.start[0] if self.start else None),
+                      model._counter, model._backend_rng_state())
+        if self.reshuffle:
+            model._backend_shuffle(order)
+        t0 = time.perf_counter()
+        t = np.full(steps, epoch - 1) if self.schedule.interval == "epoch" else \
             (epoch - 1) * steps + np.arange(steps)
-        rates = np.asarray(sched.rates(s["optimizer"].lr, t), dtype=np.float64)
+        rates = np.asarray(self.schedule.rates(self.optimizer.lr, t), dtype=np.float64)
         losses, accs, mass = np.empty(steps), np.empty(steps), np.empty(steps)
         for j in range(steps):
             rows = order[j * bs : min((j + 1) * bs, n)]
-            mass[j] = len(rows) if s["weights"] is None else \
-                float(np.sum(s["weights"][rows], dtype=np.float64))
-            loss, accs[j], status = self.step.run(
-                rows, float(rates[j]), s["optimizer"], s["state"], s["clip"], s["penalty"],
+            mass[j] = len(rows) if data.weights is None else \
+                float(np.sum(data.weights[rows], dtype=np.float64))
+            losses[j], accs[j], status = self.step.run(
+                rows, float(rates[j]), self.optimizer, self.state, self.clip, self.penalty,
                 f"epoch {epoch}, step {j + 1}")
-            losses[j] = loss
-            what = None
+            what = None  # (the same on every rank: they all raise)
             if status == -1:
-                what = f"the batch loss is {loss}"
+                what = f"the batch loss is {losses[j]}"
             elif status != STATUS_OK:
                 what = "the gradient norm is not finite"
             elif not all_finite(model._params_view(), threads=1):
                 what = "the parameters are no longer finite"
-            if what is not None:  # the same on every rank: they all raise
-                _restore(model, start[0], s["state"])
-                model._counter = start[1]
-                model._backend_set_rng_state(start[2])
-                raise _diverged(epoch, j, what, rates[j], history)
+            if what is not None:
+                restore(model, self.start[0], self.state)
+                model._counter = self.start[1]
+                model._backend_set_rng_state(self.start[2])
+                raise diverged(epoch, j, what, rates[j], history)
             history.steps += 1
-        self.last_lr = float(rates[-1])
-        return losses, accs, mass
-
-    def _stop(self, epoch: int, vl, va, history: History) -> bool:
-        s, model, ranks = self.s, self.model, self.ranks
-        if s["early_stopping"]:
-            score = vl if s["monitor"] == "val_loss" else -va
-            best = s["best"]
-            if best is None or score < best[0] - s["min_delta"]:
-                s["best"] = (score, epoch, _snapshot(model, None, best[2] if best else None))
-            elif epoch - best[1] >= s["patience"]:
-                history.stopped_epoch = epoch
-        votes = ranks.agree(lambda: any([bool(cb(model, history)) for cb in s["callbacks"]]),
-                            f"a callback after epoch {epoch}")
-        if ranks.size > 1:
-            votes = any(ranks.comm.allgather(votes))
-        stop = history.stopped_epoch == epoch or votes
-        if self.checkpoint is not None and (epoch % self.checkpoint_every == 0
-                                            or epoch == s["epochs"] or stop):
-            ranks.agree(lambda: self._save(epoch, history), f"writing {self.checkpoint}")
-        if stop:
-            history.stopped_epoch = epoch
-        return stop
-
-    def _save(self, epoch: int, history: History) -> None:
-        if self.ranks.rank == 0:
-            s = self.s
-            checkpoint_io.save(self.checkpoint, model=self.model, optimizer=s["optimizer"],
-                               state=s["state"], epoch=epoch, order=s["order"],
-                               history=history, best=s["best"], schedule=s["schedule"])
+        total = float(mass.sum())
+        return {
+            "loss": float(np.sum(losses * mass) / total),
+            "accuracy": (float(np.sum(accs * mass) / total) if model._loss.has_accuracy
+                         else None),
+            "lr": float(rates[-1]), "seconds": time.perf_counter() - t0, "samples": n,
+            "grad_norm": layer_norms(model, model._backend_last_grad()),
+        }
