@@ -195,7 +195,8 @@ def test_one_rank_fit_matches_plain_fit_with_weights_and_schedule():
     X, y = problem(50)
     w = np.linspace(0, 2, 50)
     kw = dict(epochs=3, batch_size=16, sample_weight=w, l2=1e-3, clip_grad_norm=1.0,
-              lr_schedule=fastmlp.schedules.CosineAnnealing(5))
+              lr_schedule=fastmlp.schedules.CosineAnnealing(40, interval="batch"),
+              record="step")
     a = fastmlp.MLP([6, 8, 3], seed=1, dtype=np.float64, dropout=0.2)
     b = fastmlp.MLP([6, 8, 3], seed=1, dtype=np.float64, dropout=0.2)
     ha = a.fit(X, y, optimizer=Adam(lr=0.01), **kw)
@@ -204,6 +205,8 @@ def test_one_rank_fit_matches_plain_fit_with_weights_and_schedule():
     np.testing.assert_allclose(b.get_flat_params(), a.get_flat_params(), rtol=1e-9,
                                atol=1e-12)
     np.testing.assert_allclose(hb.loss, ha.loss, rtol=1e-9)
+    np.testing.assert_allclose(hb.step_loss, ha.step_loss, rtol=1e-9)
+    assert hb.step_lr == ha.step_lr and len(hb.step_lr) == 12
     assert b.training_step == a.training_step == 12
     assert hb.steps == ha.steps
 

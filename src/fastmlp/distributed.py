@@ -221,6 +221,7 @@ class _Step:
         self.pool: list[np.ndarray] = []  # free buffers of (gradient, statistics) sums
         self.out = None  # the buffer of the last block
         self.threads = 1  # the threads of the last block (the update runs on as many)
+
     def run(self, rows: np.ndarray, lr: float, optimizer: Optimizer, state: dict, clip,
             penalty, what: str) -> tuple[float, float, int]:
         """Train on the global batch `rows` (sample indices); returns (loss, accuracy,
@@ -419,6 +420,8 @@ class _Run:
         if o.shuffle not in (True, False, "epoch", "once", "none"):
             raise ValueError(f"shuffle must be True/'epoch', 'once' or False/'none'; got "
                              f"{o.shuffle!r}")
+        if o.record not in ("epoch", "step"):
+            raise ValueError(f"record must be 'epoch' or 'step', got {o.record!r}")
         if o.validation_data is not None:
             if o.validation_fraction is not None:
                 raise ValueError("pass validation_data or validation_fraction, not both")
@@ -457,7 +460,7 @@ class _Run:
         self.checkpoint = o.checkpoint
         self.trainer = DistributedEpochs(
             _Step(model, ranks, data, block_size, augment), optimizer, state, schedule, order,
-            batch_size, o.shuffle in (True, "epoch"), clip, penalty)
+            batch_size, o.shuffle in (True, "epoch"), clip, penalty, o.record == "step")
         self.digest = {
             "models": _hash(model._params_view(), model._running_view(),
                             model._backend_rng_state(), np.array([model._counter])),
@@ -502,10 +505,10 @@ class DistributedEpochs:
 
     def __init__(self, step: _Step, optimizer: Optimizer, state: dict, schedule: Schedule,
                  order: np.ndarray, batch_size: int, reshuffle: bool, clip: tuple,
-                 penalty: tuple) -> None:
+                 penalty: tuple, record_steps: bool) -> None:
         self.step, self.optimizer, self.state, self.schedule = step, optimizer, state, schedule
         self.order, self.batch_size, self.reshuffle = order, batch_size, reshuffle
-        self.clip, self.penalty = clip, penalty
+        self.clip, self.penalty, self.record_steps = clip, penalty, record_steps
         self.start = None  # the snapshot of the epoch's start (its arrays are reused)
 
     def epoch(self, epoch: int, history: History) -> dict:
@@ -542,6 +545,9 @@ class DistributedEpochs:
                 model._backend_set_rng_state(self.start[2])
                 raise diverged(epoch, j, what, rates[j], history)
             history.steps += 1
+            if self.record_steps:
+                history.step_loss.append(float(losses[j]))
+                history.step_lr.append(float(rates[j]))
         total = float(mass.sum())
         return {
             "loss": float(np.sum(losses * mass) / total),
