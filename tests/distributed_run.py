@@ -5,7 +5,8 @@ parameters, running statistics and history to the .npz path argv[2].
 Case keys: optimizer ("sgd"/"adam"), epochs, batch_size, block_size, n, dropout,
 batch_norm, input_noise, weights (bool), threads, fail_rank with fail_epoch (that rank
 raises in a callback after that epoch) or fail_step (in its gradient of that step),
-exit_rank with fail_epoch (that rank ends its process there),
+exit_rank with fail_epoch (that rank ends its process there), seed_rank (that rank's
+model has another seed), cli_fail_rank (see cli()),
 checkpoint (path), early_stopping (bool), plain (bool: model.fit instead, one process).
 """
 
@@ -29,17 +30,41 @@ def data(n: int, seed: int = 1):
     return X, y
 
 
-def model_for(case: dict):
-    return fastmlp.MLP([12, 16, 8, 3], seed=7, threads=case.get("threads", 1),
+def model_for(case: dict, rank: int = 0):
+    seed = 8 if rank == case.get("seed_rank") else 7
+    return fastmlp.MLP([12, 16, 8, 3], seed=seed, threads=case.get("threads", 1),
                        dropout=case.get("dropout", 0.0),
                        batch_norm=case.get("batch_norm", False))
 
 
+def cli(case: dict) -> None:
+    """``fastmlp train --distributed`` on a CSV file (argv[2]); rank cli_fail_rank fails to
+    load it (as a file that only some ranks can read would)."""
+    from mpi4py import MPI
+
+    from fastmlp import cli as command_line
+
+    if MPI.COMM_WORLD.Get_rank() == case["cli_fail_rank"]:
+        def unreadable(args):
+            raise OSError(f"{args.data}: permission denied (injected)")
+        command_line._load_training_data = unreadable
+    sys.exit(command_line.main(["train", "--distributed", "--data", sys.argv[2],
+                                "--hidden", "4", "--epochs", "2", "--quiet"]))
+
+
 def main() -> None:
     case = json.loads(sys.argv[1])
+    if "cli_fail_rank" in case:
+        cli(case)
+        return
     X, y = data(case.get("n", 300))
     Xv, yv = data(64, seed=2)
-    model = model_for(case)
+    rank = 0
+    if not case.get("plain"):
+        from mpi4py import MPI
+
+        rank = MPI.COMM_WORLD.Get_rank()
+    model = model_for(case, rank)
     optimizer = Adam(lr=0.01) if case.get("optimizer") == "adam" else \
         SGD(lr=0.05, momentum=0.9)
     weights = np.linspace(0.5, 1.5, X.shape[0]) if case.get("weights") else None
@@ -48,13 +73,9 @@ def main() -> None:
                   sample_weight=weights)
     if case.get("early_stopping"):
         kwargs.update(validation_data=(Xv, yv), early_stopping=True, patience=1)
-    rank = 0
     if case.get("plain"):
         history = model.fit(X, y, shuffle=True, **kwargs)
     else:
-        from mpi4py import MPI
-
-        rank = MPI.COMM_WORLD.Get_rank()
         callbacks = []
         if "exit_rank" in case:
             def leave(model, history):

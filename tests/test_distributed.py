@@ -370,6 +370,14 @@ def test_mpi_a_rank_that_raises_stops_every_rank(where, tmp_path):
 
 
 @needs_mpi
+def test_mpi_ranks_with_different_models_all_refuse_to_train(tmp_path):
+    proc = mpirun(3, dict(seed_rank=2), tmp_path / "x.npz")
+    assert proc.returncode != 0
+    assert proc.stderr.count("ValueError: the ranks' models differ") == 3
+    assert not (tmp_path / "x.npz").exists()
+
+
+@needs_mpi
 def test_mpi_a_rank_that_dies_ends_the_job(tmp_path):
     proc = mpirun(2, dict(epochs=6, exit_rank=1, fail_epoch=2), tmp_path / "x.npz",
                   timeout=60)
@@ -378,14 +386,28 @@ def test_mpi_a_rank_that_dies_ends_the_job(tmp_path):
 
 
 
-@needs_mpi
-def test_cli_distributed_prints_and_saves_once_and_matches_one_rank(tmp_path):
+def write_table(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(400, 5))
     y = (X[:, 0] + X[:, 1] > 0).astype(int)
     data = tmp_path / "table.csv"
     np.savetxt(data, np.column_stack([X, y]), delimiter=",", header="a,b,c,d,e,label",
                comments="")
+    return data
+
+
+@needs_mpi
+def test_cli_a_rank_that_fails_before_the_fit_ends_the_job(tmp_path):
+    """(a rank that just exited would leave the others waiting in the fit's first
+    collective: the command line ends the whole job)"""
+    proc = mpirun(3, dict(cli_fail_rank=1), write_table(tmp_path), timeout=60)
+    assert proc.returncode != 0
+    assert "fastmlp: error: " in proc.stderr and "permission denied (injected)" in proc.stderr
+
+
+@needs_mpi
+def test_cli_distributed_prints_and_saves_once_and_matches_one_rank(tmp_path):
+    data = write_table(tmp_path)
     exe = Path(sys.executable).parent / "fastmlp"
     saved = {}
     for ranks in (1, 2):

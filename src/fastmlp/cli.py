@@ -23,6 +23,7 @@ import shutil
 import statistics
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +69,24 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, OSError, TrainingDivergedError,
             distributed.RankFailedError) as exc:
         print(f"fastmlp: error: {exc}", file=sys.stderr)
+        _end_the_job(args)
         return 1
+    except Exception:
+        if getattr(args, "distributed", False):
+            traceback.print_exc()
+            _end_the_job(args)
+        raise
+
+
+def _end_the_job(args) -> None:
+    """Under ``--distributed`` with more than one rank: end every rank of the job (a rank
+    that leaves alone, before or after the fit's agreements, would leave the others
+    waiting in a collective)."""
+    if getattr(args, "distributed", False):
+        comm = distributed.world()
+        if comm.Get_size() > 1:
+            sys.stderr.flush()
+            comm.Abort(1)
 
 
 # -- argument parsing ---------------------------------------------------------------------

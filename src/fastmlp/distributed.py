@@ -33,7 +33,9 @@ variances. With ``block_size >= batch_size`` this is the plain fit's batch norm.
 
 Costs: per step, each rank all-gathers one or a few gradient-sized vectors per rank (a
 rank receives about R vectors: an allreduce would move about 2), plus a small vector of
-block losses. Every rank evaluates the whole validation set (identical results, no
+block losses. The gather starts once a rank's last block is done: it is not overlapped
+with the backward pass (that would need the engine to hand out each layer's gradient as
+its backward pass ends). Every rank evaluates the whole validation set (identical results, no
 communication). The data: every rank is given the whole training set (memory-map large
 sets with ``np.load(path, mmap_mode="r")``: a rank reads only its blocks' rows), since
 batches drawn from a shuffle of the global indices, independent of the rank count, need
