@@ -45,7 +45,10 @@ Failures: the local work of every step (and the callbacks, the checkpoint writes
 set-up) runs under an agreement: a rank whose part raises tells the others in the step's
 collective, and every rank raises (the failing rank its own exception, the others
 :class:`RankFailedError`), instead of leaving them waiting in a collective. A rank that
-dies outright is ended with the job by ``mpiexec``.
+dies outright is ended with the job by ``mpiexec``. A rank that leaves alone outside
+:func:`fit` (an exception before it, say) would leave the others waiting: start scripts
+with ``mpiexec -n R python -m mpi4py script.py``, which ends the whole job on an uncaught
+exception (``fastmlp train --distributed`` does the same itself).
 """
 
 from __future__ import annotations
