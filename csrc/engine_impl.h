@@ -22,8 +22,16 @@ typedef struct {
     const real *panels;      /* weights in panel layout (fm_pack_weights), or NULL */
     int layout;              /* 1: params holds the weights of the layers fm_layer_in_panels
                                 names in panel layout (layout.c; training) */
-    const fm_pruned_csr *pruned;       /* predict: the layers' weights in CSR (fm_buffers.pruned), or NULL */
+    const fm_pruned_csr *pruned; /* predict: the layers' weights in CSR (fm_buffers.pruned),
+                                    or NULL */
+    int64_t row0;            /* the rows are rows row0.. of the step's batch (their draws) */
 } FN(fm_pass);
+
+/* The draws of `stream` for this pass's rows, `per_row` draws a row. */
+static uint64_t FN(draw_base)(const FN(fm_pass) * ps, uint64_t stream, int per_row) {
+    return fm_stream_skip(fm_stream_base(ps->key, ps->counter, stream),
+                          (uint64_t)ps->row0 * (uint64_t)per_row);
+}
 
 /* 1 when dense layer l's weights (and gradient) are in panel layout in params (grads) */
 static int FN(in_panels)(const FN(fm_pass) * ps, int l) {
@@ -120,7 +128,7 @@ static const real *FN(hidden_forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, in
     const double p = net->dropout[l + 1];
     if (p > 0 && ps->training) {
         FN(fm_dropout_mask)(ws->mask[l], B, O, p, net->dropout_classic,
-                            fm_stream_base(ps->key, ps->counter, FM_STREAM_DROPOUT + l + 1));
+                            FN(draw_base)(ps, FM_STREAM_DROPOUT + l + 1, O));
         FN(fm_mul)(ws->h[l], out, ws->mask[l], count);
         out = ws->h[l];
     } else if (p > 0 && net->dropout_classic) {
@@ -140,7 +148,7 @@ static void FN(forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, const real *X, i
     const real *in = X;
     if (p > 0 && ps->training) {
         FN(fm_dropout_mask)(ws->xmask, B, n0, p, net->dropout_classic,
-                            fm_stream_base(ps->key, ps->counter, FM_STREAM_DROPOUT));
+                            FN(draw_base)(ps, FM_STREAM_DROPOUT, n0));
         FN(fm_mul)(ws->xin, X, ws->xmask, count);
         in = ws->xin;
     } else if (p > 0 && net->dropout_classic) {
@@ -369,7 +377,7 @@ static double FN(step_forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, real *gra
     FN(gather)(ws->x0, X, idx, B, I, fm_usable_threads(net->n_threads));
     if (aug->noise_std > 0 || aug->shift > 0 || aug->rotate > 0 || aug->scale > 0 ||
         aug->shear > 0)
-        FN(fm_augment)(ws->x0, ws->xgrad, B, I, aug, ps->key, ps->counter);
+        FN(fm_augment)(ws->x0, ws->xgrad, B, I, aug, ps->key, ps->counter, ps->row0);
     if (aug->adv_eps > 0) {
         const int na = (int)llround(aug->adv_ratio * B);
         if (na > 0) FN(adversarial)(ps, ws, grads, targets, idx, na, aug->adv_eps);
@@ -412,6 +420,25 @@ static void FN(convert_layout)(const fm_net *net, const fm_buffers *buf, const f
 #endif
 }
 
+/* The second half of a training step, from the gradient in buf->grads (row-major, or in the
+ * layout params has): weight penalties (their value added to *loss), pruning mask,
+ * clipping, the optimizer's update with rate lr, the L1 proximal step, the mask again. */
+static int FN(update)(const fm_net *net, const fm_buffers *buf, double lr, fm_optimizer *opt,
+                      const fm_clip *clip, const fm_penalty *pen, int nt, double *loss) {
+    real *params = (real *)buf->params, *grads = (real *)buf->grads;
+    const real *mask = (const real *)buf->prune_mask;
+    const size_t n_params = fm_param_count(net);
+    *loss += FN(fm_penalty)(grads, params, net, pen);
+    if (mask) FN(fm_mul)(grads, grads, mask, n_params);
+    if ((clip->max_norm > 0 || clip->max_value > 0) &&
+        !isfinite(FN(fm_clip_grads)(grads, n_params, clip, nt)) && clip->error_if_nonfinite)
+        return FM_ERR_NONFINITE_GRAD;
+    FN(fm_optimizer_step)(opt, params, grads, n_params, lr, nt);
+    if (pen->l1_proximal && pen->l1 > 0) FN(fm_prox_l1)(params, net, lr * pen->l1, pen->biases);
+    if (mask) FN(fm_mul)(params, params, mask, n_params);
+    return FM_OK;
+}
+
 int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const real *X,
                  fm_targets targets, int64_t n, const int64_t *order, int64_t start, int n_steps,
                  const double *lr, fm_optimizer *opt, const fm_clip *clip, const fm_penalty *pen,
@@ -427,8 +454,6 @@ int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const
     real *running = (real *)buf->running;
     const real *mask = (const real *)buf->prune_mask;
     const int L = net->n_layers;
-    const size_t n_params = fm_param_count(net);
-    const int clipping = clip->max_norm > 0 || clip->max_value > 0;
     /* panel layout where it pays (engine.c); a pruning mask is row-major, so it keeps
        the weights row-major */
     const int layout = buf->scratch && !mask && n_steps >= FM_LAYOUT_MIN_STEPS &&
@@ -462,16 +487,8 @@ int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const
                     FN(copy_params)(net, snap->slot[i], opt->slot[i], layout, nt);
         }
         FN(backward)(&ps, grads, &ws, B, NULL);
-        step_loss[s] += FN(fm_penalty)(grads, params, net, pen);
-        if (mask) FN(fm_mul)(grads, grads, mask, n_params);
-        if (clipping && !isfinite(FN(fm_clip_grads)(grads, n_params, clip, nt)) &&
-            clip->error_if_nonfinite) {
-            status = FM_ERR_NONFINITE_GRAD;
-            break;
-        }
-        FN(fm_optimizer_step)(opt, params, grads, n_params, lr[s], nt);
-        if (pen->l1_proximal && pen->l1 > 0) FN(fm_prox_l1)(params, net, lr[s] * pen->l1, pen->biases);
-        if (mask) FN(fm_mul)(params, params, mask, n_params);
+        status = FN(update)(net, buf, lr[s], opt, clip, pen, nt, &step_loss[s]);
+        if (status != FM_OK) break;
         for (int k = 0; k < L - 1; k++)
             if (net->bn[k] && B > 1)
                 FN(fm_bn_update_running)(running + fm_running_offset(net, k), ws.mean[k],
@@ -485,4 +502,61 @@ int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const
     }
     if (layout) FN(convert_layout)(&step_net, buf, opt, 0);
     return status;
+}
+
+/* ---- Data-parallel training (fastmlp.distributed): fm_train's step in two halves, with
+ * the sum of the ranks' gradients between them. ---- */
+
+int FN(fm_block_grad)(real *out, const fm_net *net, const fm_buffers *buf, const real *X,
+                      fm_targets targets, const int64_t *idx, int B, int block, int64_t row0,
+                      double grad_scale, double stat_scale, const fm_augment *aug,
+                      fm_random rng, double *loss, double *correct, int *threads) {
+    if (!net_ok(net) || B < 1 || B > buf->batch_cap || B > block || row0 < 0 ||
+        aug->adv_eps > 0)
+        return FM_ERR_BAD_ARGUMENT;
+    FN(fm_ws) ws;
+    FN(ws_carve)(&ws, net, buf->work, buf->batch_cap);
+    fm_net block_net = *net; /* with the adaptive thread count, as fm_train's steps */
+    block_net.n_threads = fm_adapt_threads(buf->adapt, net, block);
+    *threads = block_net.n_threads;
+    const double t0 = fm_seconds();
+    const FN(fm_pass) ps = {.net = &block_net, .params = (const real *)buf->params,
+                            .running = (const real *)buf->running, .training = 1,
+                            .key = rng.key, .counter = (uint64_t)rng.counter, .row0 = row0};
+    const int L = net->n_layers;
+    *loss = grad_scale * FN(step_forward)(&ps, &ws, out, X, targets, idx, B, aug, correct);
+    *correct *= grad_scale;
+    FN(fm_scale)(ws.delta[0], (size_t)B * net->sizes[L], grad_scale);
+    FN(backward)(&ps, out, &ws, B, NULL);
+    fm_adapt_record(buf->adapt, block_net.n_threads, fm_seconds() - t0, B == block);
+    const double unbias = B > 1 ? (double)B / (B - 1) : 1.0;
+    for (int l = 0; l < L - 1; l++) {
+        if (!net->bn[l]) continue;
+        const int O = net->sizes[l + 1];
+        real *stats = out + fm_param_count(net) + fm_running_offset(net, l);
+        for (int j = 0; j < O; j++) {
+            stats[j] = (real)(stat_scale * ws.mean[l][j]);
+            stats[O + j] = (real)(stat_scale * unbias * ws.var[l][j]);
+        }
+    }
+    return FM_OK;
+}
+
+int FN(fm_apply_grad)(const fm_net *net, const fm_buffers *buf, const real *stats, double lr,
+                      fm_optimizer *opt, const fm_clip *clip, const fm_penalty *pen,
+                      int threads, double *loss) {
+    if (!net_ok(net) || threads < 1 || opt->kind < FM_OPT_SGD ||
+        opt->kind > FM_OPT_DELTA_BAR_DELTA)
+        return FM_ERR_BAD_ARGUMENT;
+    const int status = FN(update)(net, buf, lr, opt, clip, pen, fm_usable_threads(threads), loss);
+    if (status != FM_OK) return status;
+    real *running = (real *)buf->running;
+    const real m = (real)net->bn_momentum, keep = (real)(1 - net->bn_momentum);
+    for (int l = 0; l < net->n_layers - 1; l++) {
+        if (!net->bn[l]) continue;
+        const size_t r0 = fm_running_offset(net, l);
+        for (int j = 0; j < 2 * net->sizes[l + 1]; j++)
+            running[r0 + j] = keep * running[r0 + j] + m * stats[r0 + j];
+    }
+    return FM_OK;
 }

@@ -311,6 +311,26 @@ void fm_shuffle(uint64_t state[4], int64_t *order, int64_t n);
                        const fm_penalty *pen, const fm_augment *aug, fm_random *rng,            \
                        const fm_snapshot *snap, double *step_loss, double *step_correct,        \
                        int *steps_done);                                                        \
+    /* Data-parallel training, one step in two halves. (1) out (param + running count) =      \
+       grad_scale * the gradient of the mean loss (no penalties) over rows idx[0..B) of X,     \
+       rows row0.. of step rng.counter's batch (their dropout masks and augmentation draws;    \
+       no adversarial rows), batch norm on the statistics of these B rows (ghost batch norm),  \
+       then, laid out as running, stat_scale * (each BN layer's mean, unbiased variance).    \
+       *loss, *correct: grad_scale * the rows' mean loss and accuracy. Training workspace.     \
+       Runs on the adaptive thread count of blocks of `block` >= B rows (buf->adapt, as       \
+       fm_train's steps), written to *threads. (2) fm_apply_grad, on `threads` threads: the   \
+       update of fm_train's step from the summed gradient in buf->grads (row-major):          \
+       penalties (added to *loss), mask, clipping, optimizer with rate lr, L1 prox; then     \
+       each BN layer's running (mean, var) <- (1-m) running + m stats. FM_ERR_NONFINITE_GRAD  \
+       as fm_train. */                                                                         \
+    int fm_block_grad_##SFX(T *out, const fm_net *net, const fm_buffers *buf, const T *X,      \
+                            fm_targets targets, const int64_t *idx, int B, int block,           \
+                            int64_t row0, double grad_scale, double stat_scale,                 \
+                            const fm_augment *aug, fm_random rng, double *loss,                 \
+                            double *correct, int *threads);                                     \
+    int fm_apply_grad_##SFX(const fm_net *net, const fm_buffers *buf, const T *stats,          \
+                            double lr, fm_optimizer *opt, const fm_clip *clip,                  \
+                            const fm_penalty *pen, int threads, double *loss);                  \
     /* One update of p (n) from g (n) with rate lr; increments opt->step first. */             \
     void fm_optimizer_step_##SFX(fm_optimizer *opt, T *p, const T *g, size_t n, double lr,     \
                                  int n_threads);                                                \

@@ -55,6 +55,7 @@ double fm_seconds(void);
 #define FM_STREAM_AFFINE 1002
 uint64_t fm_stream_base(uint64_t key, uint64_t counter, uint64_t stream);
 uint64_t fm_hash_at(uint64_t base, uint64_t index);
+uint64_t fm_stream_skip(uint64_t base, uint64_t k);
 static inline double fm_unit(uint64_t h) { return (double)(h >> 11) * 0x1.0p-53; }
 
 #define FM_KERNELS(T, SFX)                                                                      \
@@ -110,9 +111,10 @@ static inline double fm_unit(uint64_t h) { return (double)(h >> 11) * 0x1.0p-53;
     void fm_bn_update_running_##SFX(T *running, const T *mean, const T *var, int B, int n,    \
                                     double momentum);                                           \
     /* X (B, n): random affine maps (rotation, scale, shear), then random shifts of (h, w, c)  \
-       images, zero fill; then += noise_std * N(0, 1); tmp (n) scratch */                     \
+       images, zero fill; then += noise_std * N(0, 1); tmp (n) scratch; X's rows are rows     \
+       row0.. of the step's batch (their draws) */                                            \
     void fm_augment_##SFX(T *X, T *tmp, int B, int n, const fm_augment *aug, uint64_t key,    \
-                          uint64_t counter);                                                    \
+                          uint64_t counter, int64_t row0);                                      \
     /* Weight penalty of params: returns l2/2 sum w^2 + l1 sum |w| over the weights (and the  \
        biases and BN parameters when pen->biases); adds its (sub)gradient to grads unless     \
        grads is NULL (the L1 part only when not proximal). */                                  \

@@ -105,9 +105,10 @@ static void FN(affine_image)(real *x, real *tmp, int H, int W, int C, const doub
 }
 
 void FN(fm_augment)(real *X, real *tmp, int B, int n, const fm_augment *aug, uint64_t key,
-                    uint64_t counter) {
+                    uint64_t counter, int64_t row0) {
     if (aug->rotate > 0 || aug->scale > 0 || aug->shear > 0) {
-        const uint64_t base = fm_stream_base(key, counter, FM_STREAM_AFFINE);
+        const uint64_t base =  /* three draws a row, from the row's place in the batch */
+            fm_stream_skip(fm_stream_base(key, counter, FM_STREAM_AFFINE), 3 * (uint64_t)row0);
         for (int i = 0; i < B; i++) {
             double inv[4];
             fm_affine_inverse(inv, aug, base, i);
@@ -115,7 +116,8 @@ void FN(fm_augment)(real *X, real *tmp, int B, int n, const fm_augment *aug, uin
         }
     }
     if (aug->shift > 0) {
-        const uint64_t base = fm_stream_base(key, counter, FM_STREAM_SHIFT);
+        const uint64_t base =
+            fm_stream_skip(fm_stream_base(key, counter, FM_STREAM_SHIFT), 2 * (uint64_t)row0);
         const int H = aug->height, W = aug->width, C = aug->channels, k = aug->shift;
         for (int i = 0; i < B; i++) {
             /* content moves by (dy, dx): out[r][c] = in[r - dy][c - dx], zero outside */
@@ -134,7 +136,8 @@ void FN(fm_augment)(real *X, real *tmp, int B, int n, const fm_augment *aug, uin
         }
     }
     if (aug->noise_std > 0) {
-        const uint64_t base = fm_stream_base(key, counter, FM_STREAM_NOISE);
+        const uint64_t base = fm_stream_skip(fm_stream_base(key, counter, FM_STREAM_NOISE),
+                                             2 * (uint64_t)row0 * (uint64_t)n);
         const size_t count = (size_t)B * n;
         for (size_t i = 0; i < count; i++) {
             /* Box-Muller from two draws per element */

@@ -58,6 +58,9 @@ uint64_t fm_hash_at(uint64_t base, uint64_t index) {
     return mix64(base + (index + 1) * 0x9E3779B97F4A7C15ull);
 }
 
+/* The stream base whose draw i is draw i + k of `base` (a batch's rows from row k on). */
+uint64_t fm_stream_skip(uint64_t base, uint64_t k) { return base + k * 0x9E3779B97F4A7C15ull; }
+
 uint64_t fm_hash(uint64_t key, uint64_t counter, uint64_t stream, uint64_t index) {
     return fm_hash_at(fm_stream_base(key, counter, stream), index);
 }

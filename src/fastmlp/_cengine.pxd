@@ -135,6 +135,22 @@ cdef extern from "fastmlp.h" nogil:
                      const fm_penalty *pen, const fm_augment *aug, fm_random *rng,
                      const fm_snapshot *snap, double *step_loss, double *step_correct,
                      int *steps_done)
+    int fm_block_grad_f32(float *out, const fm_net *net, const fm_buffers *buf, const float *X,
+                          fm_targets targets, const int64_t *idx, int B, int block,
+                          int64_t row0, double grad_scale, double stat_scale,
+                          const fm_augment *aug, fm_random rng, double *loss, double *correct,
+                          int *threads)
+    int fm_block_grad_f64(double *out, const fm_net *net, const fm_buffers *buf,
+                          const double *X, fm_targets targets, const int64_t *idx, int B,
+                          int block, int64_t row0, double grad_scale, double stat_scale,
+                          const fm_augment *aug, fm_random rng, double *loss, double *correct,
+                          int *threads)
+    int fm_apply_grad_f32(const fm_net *net, const fm_buffers *buf, const float *stats,
+                          double lr, fm_optimizer *opt, const fm_clip *clip,
+                          const fm_penalty *pen, int threads, double *loss)
+    int fm_apply_grad_f64(const fm_net *net, const fm_buffers *buf, const double *stats,
+                          double lr, fm_optimizer *opt, const fm_clip *clip,
+                          const fm_penalty *pen, int threads, double *loss)
     void fm_optimizer_step_f32(fm_optimizer *opt, float *p, const float *g, size_t n, double lr,
                                int n_threads)
     void fm_optimizer_step_f64(fm_optimizer *opt, double *p, const double *g, size_t n,
@@ -170,9 +186,9 @@ cdef extern from "fastmlp.h" nogil:
 
 cdef extern from "kernels.h" nogil:
     void fm_augment_f32(float *X, float *tmp, int B, int n, const fm_augment *aug, uint64_t key,
-                        uint64_t counter)
+                        uint64_t counter, int64_t row0)
     void fm_augment_f64(double *X, double *tmp, int B, int n, const fm_augment *aug,
-                        uint64_t key, uint64_t counter)
+                        uint64_t key, uint64_t counter, int64_t row0)
 
 
 cdef extern from "gemm.h" nogil:

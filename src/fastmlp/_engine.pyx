@@ -154,9 +154,10 @@ SPARSE_DENSITY = 0.15
 NO_AUGMENT = (0.0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
-def augment(X, augment, uint64_t key, int64_t counter):
+def augment(X, augment, uint64_t key, int64_t counter, int64_t row0=0):
     """A copy of the batch X (B, n) (float32 or float64, C-contiguous) transformed as
-    training step `counter` of a model seeded with `key` transforms it (random affine maps,
+    training step `counter` of a model seeded with `key` transforms it, X's rows being rows
+    `row0`.. of that step's batch (random affine maps,
     shifts, noise; an `augment` tuple of fastmlp.train.regularization.augment_config; FGSM
     excluded): what the engine trains on, for tests and for looking at the augmentation."""
     if X.dtype not in (np.float32, np.float64) or X.ndim != 2 or not X.flags.c_contiguous:
@@ -175,9 +176,9 @@ def augment(X, augment, uint64_t key, int64_t counter):
     cdef bint f64 = X.dtype == np.float64
     with nogil:
         if f64:
-            fm_augment_f64(<double *>o, <double *>t, B, n, &a, key, <uint64_t>counter)
+            fm_augment_f64(<double *>o, <double *>t, B, n, &a, key, <uint64_t>counter, row0)
         else:
-            fm_augment_f32(<float *>o, <float *>t, B, n, &a, key, <uint64_t>counter)
+            fm_augment_f32(<float *>o, <float *>t, B, n, &a, key, <uint64_t>counter, row0)
     return out
 
 
@@ -665,6 +666,89 @@ cdef class Engine:
         self.version += 1
         _check_status(status, "train")
         return status, done, step_loss, step_correct, opt.step, r.counter
+
+    # -- data-parallel training (fastmlp.distributed) ------------------------------------
+    def block_grad(self, out, X, labels, dense, idx, int block, int64_t row0,
+                   double grad_scale, double stat_scale, augment, uint64_t key,
+                   int64_t counter, weights=None):
+        """The first half of a data-parallel step: into out (params + running count)
+        grad_scale * the mean-loss gradient over rows idx of X, which are rows row0.. of
+        the global batch of step `counter` (their dropout and augmentation draws), with
+        batch norm on these rows' statistics, then stat_scale * (each batch-norm layer's
+        mean, unbiased variance of these rows). Returns grad_scale * (the rows' mean loss,
+        mean accuracy), before penalties, and the thread count it ran on: `threads` or one,
+        as train's steps of `block` rows would (adaptive_threads; the result is the same
+        either way)."""
+        self._check_X(X)
+        n = X.shape[0]
+        self._check_targets(labels, dense, n, weights)
+        if idx.dtype != np.int64 or idx.ndim != 1 or not idx.flags.c_contiguous or \
+                idx.shape[0] < 1 or idx.min() < 0 or idx.max() >= n:
+            raise ValueError(f"idx must be a non-empty contiguous int64 array of rows of X")
+        count = self.params.shape[0] + self.running.shape[0]
+        if out.dtype != self.dtype or out.shape != (count,) or not out.flags.c_contiguous \
+                or not out.flags.writeable:
+            raise ValueError(f"out must be a writeable contiguous {self.dtype} array of "
+                             f"shape ({count},)")
+        if row0 < 0:
+            raise ValueError("row0 must be >= 0")
+        if block < idx.shape[0]:
+            raise ValueError("block must be at least the number of rows")
+        cdef int B = idx.shape[0]
+        self.reserve(B)
+        cdef fm_augment a = _augment(augment)
+        cdef fm_random r
+        r.key, r.counter = key, counter
+        cdef fm_buffers b = self._buffers()
+        b.adapt = &self._adapt
+        cdef fm_targets t = self._targets(labels, dense, weights)
+        cdef void *x = _ptr(X)
+        cdef void *o = _ptr(out)
+        cdef const int64_t *ip = <const int64_t *>_ptr(idx)
+        cdef double loss = 0, correct = 0
+        cdef int status, threads = 1
+        with nogil:
+            if self.is_f64:
+                status = fm_block_grad_f64(<double *>o, &self.net, &b, <double *>x, t, ip, B,
+                                           block, row0, grad_scale, stat_scale, &a, r, &loss,
+                                           &correct, &threads)
+            else:
+                status = fm_block_grad_f32(<float *>o, &self.net, &b, <float *>x, t, ip, B,
+                                           block, row0, grad_scale, stat_scale, &a, r, &loss,
+                                           &correct, &threads)
+        _check_status(status, "block_grad")
+        return loss, correct, threads
+
+    def apply_grad(self, stats, double lr, int kind, dict hyper, int64_t step, slots, clip,
+                   penalty, int threads=1):
+        """The second half of a data-parallel step, on `threads` threads: the update of
+        `train`'s step from the gradient in self.grads (weight penalties, pruning mask,
+        clipping, the update rule `kind`, the L1 proximal step), then the batch-norm running
+        statistics move towards `stats` (laid out as self.running). Returns (status,
+        penalty value, step)."""
+        if stats.dtype != self.dtype or stats.shape != self.running.shape or \
+                not stats.flags.c_contiguous:
+            raise ValueError(f"stats must be contiguous {self.dtype} of shape "
+                             f"{self.running.shape}")
+        _check_slots(slots, self.params)
+        cdef fm_optimizer opt = _make_optimizer(kind, hyper, step, slots)
+        cdef fm_clip c
+        c.max_norm, c.max_value, c.error_if_nonfinite = clip
+        cdef fm_penalty p = _penalty(penalty)
+        cdef fm_buffers b = self._buffers()
+        cdef void *st = _ptr(stats)
+        cdef double loss = 0
+        cdef int status
+        with nogil:
+            if self.is_f64:
+                status = fm_apply_grad_f64(&self.net, &b, <double *>st, lr, &opt, &c, &p,
+                                           max(threads, 1), &loss)
+            else:
+                status = fm_apply_grad_f32(&self.net, &b, <float *>st, lr, &opt, &c, &p,
+                                           max(threads, 1), &loss)
+        self.version += 1
+        _check_status(status, "apply_grad")
+        return status, loss, opt.step
 
     # -- curvature (csrc/curvature_impl.h) ----------------------------------------------
     cdef fm_buffers _curvature_buffers(self, int64_t n, int block, fm_net *net) except *:

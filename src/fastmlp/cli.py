@@ -5,6 +5,7 @@
     fastmlp train --data table.csv      # features + label column; 20% held out for testing
     fastmlp train --save model.fmlp && fastmlp evaluate model.fmlp
     fastmlp predict model.fmlp features.csv --output labels.csv
+    mpiexec -n 4 fastmlp train --distributed   # data-parallel over 4 MPI ranks
 
 `train` holds out a validation split of the training data for its per-epoch ``val_*``
 lines and early stopping, and scores the test split once, at the end.
@@ -13,6 +14,7 @@ lines and early stopping, and scores the test split once, at the end.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import math
@@ -21,13 +23,14 @@ import shutil
 import statistics
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
 
 import fastmlp
 import fastmlp.reference
-from fastmlp import datasets, metrics, serialization, tabular
+from fastmlp import datasets, distributed, metrics, serialization, tabular
 from fastmlp.errors import TrainingDivergedError
 from fastmlp.io.untrusted import read_npy
 from fastmlp.model.activations import ACTIVATIONS
@@ -66,9 +69,27 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, OSError, TrainingDivergedError) as exc:
+    except (ValueError, TypeError, OSError, TrainingDivergedError,
+            distributed.RankFailedError) as exc:
         print(f"fastmlp: error: {exc}", file=sys.stderr)
+        _end_the_job(args)
         return 1
+    except Exception:
+        if getattr(args, "distributed", False):
+            traceback.print_exc()
+            _end_the_job(args)
+        raise
+
+
+def _end_the_job(args) -> None:
+    """Under ``--distributed`` with more than one rank: end every rank of the job (a rank
+    that leaves alone, before or after the fit's agreements, would leave the others
+    waiting in a collective)."""
+    if getattr(args, "distributed", False):
+        comm = distributed.world()
+        if comm.Get_size() > 1:
+            sys.stderr.flush()
+            comm.Abort(1)
 
 
 # -- argument parsing ---------------------------------------------------------------------
@@ -206,6 +227,15 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=_integer(1), default=None,
                        help="engine threads (default: all cores / OMP_NUM_THREADS)")
     train.add_argument("--quiet", action="store_true", help="print only the final result")
+    train.add_argument("--distributed", action="store_true",
+                       help="data-parallel training over the MPI ranks this runs in (start "
+                       "with mpiexec -n RANKS; needs pip install 'fastmlp[mpi]'): every rank "
+                       "loads the data and computes its blocks of each batch; the result is "
+                       "the same for any number of ranks; rank 0 prints and writes files")
+    train.add_argument("--block-size", type=_integer(1),
+                       default=distributed.DEFAULT_BLOCK_SIZE, metavar="ROWS",
+                       help="with --distributed: rows per block, the unit of a rank's work "
+                       "and of the fixed summation order")
     train.add_argument("--save", type=Path, default=None, metavar="PATH",
                        help="write the trained model to PATH (fastmlp model file; the "
                             "scaling options are folded into it, so it takes raw inputs)")
@@ -289,6 +319,9 @@ def _train(args) -> int:
     if args.label_column is not None and (args.data is None or not args.data.is_file()):
         raise ValueError("--label-column applies to a .csv/.npy --data file")
     smoothing = _target_smoothing(args.loss, args.label_smoothing)
+    comm = distributed.world() if args.distributed else None
+    if comm is not None and comm.Get_rank() > 0:  # rank 0 speaks and writes
+        args.quiet, args.save, args.plot = True, None, None
     resumed = checkpoint_io.load(args.resume) if args.resume is not None else None
     optimizer = _optimizer(args, resumed)
 
@@ -321,7 +354,9 @@ def _train(args) -> int:
         print(f"model: {'-'.join(map(str, sizes))} {args.activation}, {args.loss}, "
               f"{args.dtype}, {model.threads} thread(s); {optimizer!r}, "
               f"batch {args.batch_size}, {args.epochs} epochs"
-              + (f", resuming {args.resume}" if resumed is not None else ""))
+              + (f", resuming {args.resume}" if resumed is not None else "")
+              + (f"; data-parallel over {comm.Get_size()} MPI rank(s), blocks of "
+                 f"{args.block_size} rows" if comm is not None else ""))
     scaling = _input_scaling(args, X_train)
     if scaling is not None:
         X_train = _scaled(X_train, scaling)
@@ -339,11 +374,16 @@ def _train(args) -> int:
     progress = None if args.quiet or not sys.stderr.isatty() else _ProgressBar()
     reporter = _EpochReporter(X_val, y_val, args.loss, args.epochs, len(X_train),
                               quiet=args.quiet)
+    if comm is not None:  # (no progress bar: the steps run in Python)
+        fit = functools.partial(distributed.fit, model, comm=comm, block_size=args.block_size)
+        progress = None
+    else:
+        fit = functools.partial(model.fit, progress=progress)
     try:
-        history = model.fit(X_train, _encode(args.loss, y_train, n_classes, smoothing),
-                            epochs=args.epochs, batch_size=args.batch_size,
-                            optimizer=optimizer, early_stopping=args.early_stopping,
-                            progress=progress, callbacks=[reporter], **fit_options)
+        history = fit(X_train, _encode(args.loss, y_train, n_classes, smoothing),
+                      epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
+                      early_stopping=args.early_stopping, callbacks=[reporter],
+                      **fit_options)
     except KeyboardInterrupt:
         if progress is not None:
             progress.clear()
@@ -355,6 +395,8 @@ def _train(args) -> int:
         model.fold_input_scaling(*scaling)
     accuracy = float(np.mean(_class_of(model, X_test) == y_test))
     best = f"; weights of epoch {history.best_epoch}" if history.best_epoch else ""
+    if comm is not None and comm.Get_rank() > 0:
+        return 0
     print(f"test accuracy: {accuracy:.4f}  ({len(X_test)} test samples; training "
           f"{sum(history.time):.1f}s{best})")
     if args.save is not None:
