@@ -58,6 +58,15 @@ class CSRInput:
     def nnz(self) -> int:
         return int(self.indptr[-1])
 
+    def astype(self, dtype: np.dtype) -> CSRInput:
+        """These rows with values of `dtype` (self when they have it already)."""
+        if self.data.dtype == dtype:
+            return self
+        data = self.data.astype(dtype)
+        if not _engine.all_finite(data):
+            raise ValueError(f"X contains infinity (after conversion to {np.dtype(dtype)})")
+        return CSRInput(data, self.indices, self.indptr, self.shape)
+
     def __getitem__(self, rows: object) -> CSRInput:
         """The rows named by the integer array `rows`, in that order."""
         rows = np.asarray(rows, dtype=np.int64)

@@ -68,9 +68,15 @@ def check_features(X: object, n_features: int, dtype: np.dtype, name: str = "X")
 def check_input(X: object, n_features: int, dtype: np.dtype,
                 name: str = "X") -> np.ndarray | CSRInput:
     """:func:`check_features` for dense X; for a scipy.sparse X, its checked CSR form
-    (:func:`fastmlp.csr.check_sparse`), which the engine multiplies as it is."""
+    (:func:`fastmlp.csr.check_sparse`), which the engine multiplies as it is. A CSRInput
+    (checked before) is taken as it is, its values converted to `dtype` if need be."""
     if is_sparse(X):
         return check_sparse(X, n_features, dtype, name)
+    if isinstance(X, CSRInput):
+        if X.shape[1] != n_features:
+            raise ValueError(f"{name} has {X.shape[1]} features but the network expects "
+                             f"{n_features}")
+        return X.astype(dtype)
     return check_features(X, n_features, dtype, name)
 
 

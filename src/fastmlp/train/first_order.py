@@ -15,6 +15,7 @@ import numpy as np
 
 from fastmlp import checkpoint as checkpoint_io
 from fastmlp.base import STATUS_NONFINITE_LOSS, STATUS_OK
+from fastmlp.csr import CSRInput
 from fastmlp.history import History
 from fastmlp.optim import OPTIMIZERS, SGD, Optimizer
 from fastmlp.regularization import augment_config, penalty_config
@@ -63,6 +64,9 @@ def fit(model, X: object, y: object, o: FitOptions) -> History:
                              o.activity_l2)
     augment = augment_config(data.X.shape[1], o.input_noise, o.shift, o.image_shape,
                              o.adversarial_eps, o.adversarial_ratio)
+    if isinstance(data.X, CSRInput) and augment != augment_config(data.X.shape[1]):
+        raise ValueError("input_noise, shift and adversarial training need dense X: the "
+                         "engine multiplies sparse rows as they are. Pass X.toarray()")
     try:
         mode = _SHUFFLE_MODES[o.shuffle]
     except (KeyError, TypeError):
