@@ -783,7 +783,9 @@ class BaseMLP:
     def _backend_evaluate(self, X, labels, dense) -> tuple[float, float]:
         raise NotImplementedError
 
-    def _backend_reserve(self, batch_size: int) -> None:
+    def _backend_reserve(self, batch_size: int, sparse: bool = False) -> None:
+        """Make room for training batches of up to `batch_size` rows of dense X (of sparse
+        X, a CSRInput, with `sparse`)."""
         raise NotImplementedError
 
     def _backend_train(self, X, labels, dense, order, start, n_steps, batch_size, rates,

@@ -195,7 +195,7 @@ class MLP(BaseMLP):
         per_sample, correct, _ = F.loss_terms(self._loss.name, logits, labels, dense)
         return float(per_sample.sum()), float(correct.sum())
 
-    def _backend_reserve(self, batch_size):
+    def _backend_reserve(self, batch_size, sparse=False):
         pass
 
     def _backend_train(self, X, labels, dense, order, start, n_steps, batch_size, rates,

@@ -96,7 +96,7 @@ def fit(model, X: object, y: object, o: FitOptions) -> History:
             f"batch_size={batch_size} a batch would hold 1. Choose another batch_size."
         )
     state = optimizer.state_for(0, (model._n_params,), model.dtype)
-    model._backend_reserve(batch_size)
+    model._backend_reserve(batch_size, isinstance(data.X, CSRInput))
     order = np.arange(n, dtype=np.int64)
     loop = Loop(model, epochs=epochs, val=data.val, callbacks=callbacks,
                 early_stopping=o.early_stopping, monitor=o.monitor, patience=patience,
