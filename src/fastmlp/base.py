@@ -469,7 +469,8 @@ class BaseMLP:
         """Mean loss over the batch and its gradients.
 
         Returns ``(loss, dW, db)``, lists shaped like ``weights`` and ``biases``; with
-        ``return_input_grad=True`` also ``dX = dloss/dX`` of shape ``X.shape``. Other
+        ``return_input_grad=True`` also ``dX = dloss/dX`` of shape ``X.shape`` (None for
+        sparse X). Other
         keyword options are those of :meth:`gradients`.
         """
         g = self.gradients(X, y, **options)
