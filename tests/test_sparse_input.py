@@ -231,23 +231,29 @@ def test_estimators_sparse_equal_dense(dtype):
 
 
 @pytest.mark.parametrize("fmt", ["csr", "csc", "coo", "lil"])
-def test_estimator_methods_agree_with_scikit_learn_on_sparse(fmt):
+@pytest.mark.parametrize("kind", ["MLPClassifier", "MLPRegressor"])
+def test_estimator_methods_agree_with_scikit_learn_on_sparse(kind, fmt):
     """From the same weights, one full-batch SGD step (partial_fit) and every prediction
-    method on the same sparse input agree with scikit-learn's MLPClassifier."""
+    method on the same sparse input agree with scikit-learn's estimator."""
     X, y = make_classification(n_samples=120, n_features=30, n_informative=6, n_classes=3,
                                random_state=0)
     X[np.abs(X) < 1.0] = 0.0
     Xs = sp.csr_matrix(X).asformat(fmt)
     kw = {"hidden_layer_sizes": (16,), "solver": "sgd", "momentum": 0.0, "batch_size": 120,
           "shuffle": False, "learning_rate_init": 0.1, "alpha": 1e-3, "random_state": 0}
-    sk = neural_network.MLPClassifier(**kw).partial_fit(Xs, y, classes=[0, 1, 2])
-    fm = fastmlp.MLPClassifier(**kw, dtype="float64").partial_fit(Xs, y, classes=[0, 1, 2])
+    first = {"classes": [0, 1, 2]} if kind == "MLPClassifier" else {}
+    if kind == "MLPRegressor":
+        y = X[:, 0] + 0.5 * X[:, 1]
+    sk = getattr(neural_network, kind)(**kw).partial_fit(Xs, y, **first)
+    fm = getattr(fastmlp, kind)(**kw, dtype="float64").partial_fit(Xs, y, **first)
     fm.model_.set_params(sk.coefs_, sk.intercepts_)
-    for method in ("predict_proba", "predict_log_proba"):
+    methods = ["predict_proba", "predict_log_proba"] if kind == "MLPClassifier" else ["predict"]
+    for method in methods:
         np.testing.assert_allclose(getattr(fm, method)(Xs), getattr(sk, method)(Xs),
                                    rtol=1e-10, atol=1e-12)
-    np.testing.assert_array_equal(fm.predict(Xs), sk.predict(Xs))
-    assert fm.score(Xs, y) == sk.score(Xs, y)
+    if kind == "MLPClassifier":
+        np.testing.assert_array_equal(fm.predict(Xs), sk.predict(Xs))
+    assert fm.score(Xs, y) == pytest.approx(sk.score(Xs, y), rel=1e-12)
     sk.partial_fit(Xs, y)
     fm.partial_fit(Xs, y)
     assert relative_error(fm.model_.weights + fm.model_.biases,
