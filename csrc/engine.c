@@ -9,6 +9,7 @@
 #endif
 
 #include "kernels.h"
+#include "sparse.h"
 
 #define FM_ALIGN 64
 /* AddressSanitizer builds (CMake option FASTMLP_SANITIZE) put a poisoned red zone after each
@@ -59,7 +60,8 @@ size_t fm_running_count(const fm_net *net) { return fm_running_offset(net, net->
 
 /* Byte offsets of the workspace regions for batches of up to `batch` rows:
  *   x0, xmask, xin, xgrad (batch, n_0): gathered input, its dropout mask, the masked
- *       input fed to layer 0, scratch for adversarial input gradients
+ *       input fed to layer 0, scratch for adversarial input gradients (all empty for a
+ *       net with csr_input)
  *   per hidden layer l (batch, n_{l+1}): z (pre-activation or BN xhat), a (activation),
  *       o (BN-after output), h (dropout output), mask (dropout mask); mean, var (n_{l+1})
  *   Regions a network never uses (dropout's without dropout, batch norm's without it)
@@ -100,13 +102,16 @@ static size_t take(char *base, size_t off, size_t bytes) {
  * it (poisons the red zones in ASan builds), or NULL when only sizing it. */
 static void ws_offsets(const fm_net *net, int batch, size_t rs, fm_ws_offsets *o, char *base) {
     size_t off = 0;
-    int widest = net->sizes[0];
+    /* CSR input (csr_input): layer 0 reads the sparse rows in place, and no pass needs
+       them dense or packed */
+    const size_t dense_in = !net->csr_input;
+    int widest = dense_in ? net->sizes[0] : 1;
 #define TAKE(field, count) (o->field = off, off = take(base, off, (size_t)(count) * rs))
-    TAKE(x0, (size_t)batch * net->sizes[0]);
-    const size_t in_drop = net->dropout[0] > 0;
+    TAKE(x0, dense_in * batch * net->sizes[0]);
+    const size_t in_drop = dense_in && net->dropout[0] > 0;
     TAKE(xmask, in_drop * batch * net->sizes[0]);
     TAKE(xin, in_drop * batch * net->sizes[0]);
-    TAKE(xgrad, (size_t)batch * net->sizes[0]);
+    TAKE(xgrad, dense_in * batch * net->sizes[0]);
     for (int l = 0; l < net->n_layers - 1; l++) {
         const size_t n = (size_t)net->sizes[l + 1], bn = net->bn[l] != 0;
         const size_t drop = net->dropout[l + 1] > 0, bn_after = net->bn[l] == FM_BN_AFTER;

@@ -9,6 +9,11 @@ typedef struct {
     real *logits, *delta[3], *pack, *xt;
     double *loss, *correct;
     double activity; /* activity penalty sum of the last forward (before dividing by B) */
+    /* CSR input (NULL: dense): layer 0 reads batch row i from row csr_rows[i] of csr
+       (csr_r0 + i when csr_rows is NULL) instead of a dense input */
+    const fm_csr *csr;
+    const int64_t *csr_rows;
+    int64_t csr_r0;
 } FN(fm_ws);
 
 /* One forward/backward: the model and the mode. */
@@ -69,16 +74,25 @@ static void FN(ws_carve)(FN(fm_ws) * ws, const fm_net *net, void *work, int batc
 #undef AT
     ws->loss = (double *)(base + o.loss);
     ws->correct = (double *)(base + o.correct);
+    ws->csr = NULL;
+    ws->csr_rows = NULL;
+    ws->csr_r0 = 0;
 }
 
-/* Y (B, n_{l+1}) = act(in (B, n_l) W_l + b_l): from the layer's CSR weights when the pass
- * has them (predict; ws->delta[0] and [1], unused in inference, hold the transposes). */
+/* Y (B, n_{l+1}) = act(in (B, n_l) W_l + b_l). Layer 0 multiplies the CSR input rows of
+ * ws->csr instead when they are set (sparse X; in is then NULL); a layer with CSR weights in
+ * the pass (pruned, predict) uses them (ws->delta[0] and [1], unused in inference, hold the
+ * transposes). */
 static void FN(layer_forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, int l, real *Y,
                               const real *in, int B, int act, double slope) {
     const fm_net *net = ps->net;
     const int I = net->sizes[l], O = net->sizes[l + 1], nt = fm_usable_threads(net->n_threads);
     const real *b = ps->params + fm_bias_offset(net, l);
-    if (ps->pruned && ps->pruned[l].rowptr)
+    if (l == 0 && ws->csr)
+        FN(fm_csr_forward)(Y, ws->csr, ws->csr_rows, ws->csr_r0,
+                           ps->params + fm_weight_offset(net, 0), b, B, I, O, act, slope, nt,
+                           FN(in_panels)(ps, 0) ? fm_panel_width() : 0);
+    else if (ps->pruned && ps->pruned[l].rowptr)
         FN(fm_pruned_forward)(Y, in, &ps->pruned[l], b, B, I, O, act, slope, nt, ws->delta[0],
                            ws->delta[1]);
     else
@@ -139,7 +153,7 @@ static const real *FN(hidden_forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, in
     return out;
 }
 
-/* Logits of X (B, n_0) into ws->logits. */
+/* Logits of X (B, n_0) (NULL: the CSR rows of ws->csr) into ws->logits. */
 static void FN(forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, const real *X, int B) {
     const fm_net *net = ps->net;
     const int L = net->n_layers, n0 = net->sizes[0];
@@ -217,9 +231,15 @@ static void FN(backward)(const FN(fm_pass) * ps, real *grads, FN(fm_ws) * ws, in
         const real *W = ps->params + fm_weight_offset(net, l);
         const int I = net->sizes[l], O = net->sizes[l + 1];
         const int panels = FN(in_panels)(ps, l);
-        FN(fm_dense_backward_params)(grads + fm_weight_offset(net, l),
-                                     grads + fm_bias_offset(net, l), in, ws->delta[cur], B, I, O,
-                                     nt, ws->pack, ws->xt, panels);
+        if (l == 0 && ws->csr)
+            FN(fm_csr_backward_params)(grads + fm_weight_offset(net, 0),
+                                       grads + fm_bias_offset(net, 0), ws->csr, ws->csr_rows,
+                                       ws->csr_r0, ws->delta[cur], B, I, O, nt,
+                                       panels ? fm_panel_width() : 0);
+        else
+            FN(fm_dense_backward_params)(grads + fm_weight_offset(net, l),
+                                         grads + fm_bias_offset(net, l), in, ws->delta[cur], B,
+                                         I, O, nt, ws->pack, ws->xt, panels);
         if (l > 0) {
             const int nxt = cur == 0 ? 1 : 0, scratch = 3 - cur - nxt;
             if (FN(plain_hidden)(ps, l - 1)) {
@@ -266,11 +286,25 @@ static FN(fm_pass) FN(inference)(const fm_net *net, const fm_buffers *buf) {
     return ps;
 }
 
-int FN(fm_predict)(const fm_net *net, const fm_buffers *buf, const real *X, int64_t n,
-                   int logits, real *out) {
-    if (!net_ok(net) || buf->batch_cap < 1) return FM_ERR_BAD_ARGUMENT;
+/* 1 when the call's input (dense X, or csr when not NULL) fits the net: csr_input set
+ * for CSR input only, which takes no input dropout. */
+static int FN(input_ok)(const fm_net *net, const fm_csr *csr) {
+    return csr ? net->csr_input && net->dropout[0] == 0 : !net->csr_input;
+}
+
+/* The input rows [r0, r0 + B) of a call: of dense X (returned), or of ws->csr (NULL). */
+static const real *FN(rows_at)(FN(fm_ws) * ws, const real *X, int64_t r0, int I) {
+    ws->csr_rows = NULL;
+    ws->csr_r0 = r0;
+    return ws->csr ? NULL : X + (size_t)r0 * I;
+}
+
+static int FN(predict)(const fm_net *net, const fm_buffers *buf, const real *X,
+                       const fm_csr *csr, int64_t n, int logits, real *out) {
+    if (!net_ok(net) || buf->batch_cap < 1 || !FN(input_ok)(net, csr)) return FM_ERR_BAD_ARGUMENT;
     FN(fm_ws) ws;
     FN(ws_carve)(&ws, net, buf->work, buf->batch_cap);
+    ws.csr = csr;
     FN(fm_pass) ps = FN(inference)(net, buf);
 #ifdef FM_REAL_IS_FLOAT
     ps.panels = (const real *)buf->panels;
@@ -279,7 +313,7 @@ int FN(fm_predict)(const fm_net *net, const fm_buffers *buf, const real *X, int6
     const int I = net->sizes[0], K = net->sizes[net->n_layers];
     for (int64_t r0 = 0; r0 < n; r0 += buf->batch_cap) {
         const int B = (int)(n - r0 < buf->batch_cap ? n - r0 : buf->batch_cap);
-        FN(forward)(&ps, &ws, X + (size_t)r0 * I, B);
+        FN(forward)(&ps, &ws, FN(rows_at)(&ws, X, r0, I), B);
         real *o = out + (size_t)r0 * K;
         memcpy(o, ws.logits, (size_t)B * K * sizeof(real));
         if (!logits) FN(fm_output_activation)(o, B, K, net->loss);
@@ -287,18 +321,30 @@ int FN(fm_predict)(const fm_net *net, const fm_buffers *buf, const real *X, int6
     return FM_OK;
 }
 
-int FN(fm_loss_grad)(const fm_net *net, const fm_buffers *buf, const real *X,
-                     fm_targets targets, int n, int training, const fm_penalty *pen,
-                     fm_random rng, double *loss, real *input_grad) {
-    if (!net_ok(net) || n < 1 || n > buf->batch_cap) return FM_ERR_BAD_ARGUMENT;
+int FN(fm_predict)(const fm_net *net, const fm_buffers *buf, const real *X, int64_t n,
+                   int logits, real *out) {
+    return FN(predict)(net, buf, X, NULL, n, logits, out);
+}
+
+int FN(fm_predict_csr)(const fm_net *net, const fm_buffers *buf, const fm_csr *X, int logits,
+                       real *out) {
+    return FN(predict)(net, buf, NULL, X, X->n_rows, logits, out);
+}
+
+static int FN(loss_grad)(const fm_net *net, const fm_buffers *buf, const real *X,
+                         const fm_csr *csr, fm_targets targets, int n, int training,
+                         const fm_penalty *pen, fm_random rng, double *loss, real *input_grad) {
+    if (!net_ok(net) || n < 1 || n > buf->batch_cap || !FN(input_ok)(net, csr))
+        return FM_ERR_BAD_ARGUMENT;
     FN(fm_ws) ws;
     FN(ws_carve)(&ws, net, buf->work, buf->batch_cap);
+    ws.csr = csr;
     real *grads = (real *)buf->grads;
     const FN(fm_pass) ps = {.net = net, .params = (const real *)buf->params,
                             .running = (const real *)buf->running, .training = training,
                             .key = rng.key, .counter = (uint64_t)rng.counter, .pen = pen};
     const int L = net->n_layers;
-    FN(forward)(&ps, &ws, X, n);
+    FN(forward)(&ps, &ws, FN(rows_at)(&ws, X, 0, net->sizes[0]), n);
     FN(fm_loss)(ws.delta[0], ws.loss, ws.correct, ws.logits, targets, NULL, n, net->sizes[L],
                 net->loss);
     double correct;
@@ -308,17 +354,34 @@ int FN(fm_loss_grad)(const fm_net *net, const fm_buffers *buf, const real *X,
     return FM_OK;
 }
 
-int FN(fm_evaluate)(const fm_net *net, const fm_buffers *buf, const real *X,
-                    fm_targets targets, int64_t n, double *loss_sum, double *correct_sum) {
-    if (!net_ok(net) || buf->batch_cap < 1 || targets.weights) return FM_ERR_BAD_ARGUMENT;
+int FN(fm_loss_grad)(const fm_net *net, const fm_buffers *buf, const real *X,
+                     fm_targets targets, int n, int training, const fm_penalty *pen,
+                     fm_random rng, double *loss, real *input_grad) {
+    return FN(loss_grad)(net, buf, X, NULL, targets, n, training, pen, rng, loss, input_grad);
+}
+
+int FN(fm_loss_grad_csr)(const fm_net *net, const fm_buffers *buf, const fm_csr *X,
+                         fm_targets targets, int training, const fm_penalty *pen,
+                         fm_random rng, double *loss) {
+    if (X->n_rows > INT32_MAX) return FM_ERR_BAD_ARGUMENT;
+    return FN(loss_grad)(net, buf, NULL, X, targets, (int)X->n_rows, training, pen, rng, loss,
+                         NULL);
+}
+
+static int FN(evaluate)(const fm_net *net, const fm_buffers *buf, const real *X,
+                        const fm_csr *csr, fm_targets targets, int64_t n, double *loss_sum,
+                        double *correct_sum) {
+    if (!net_ok(net) || buf->batch_cap < 1 || targets.weights || !FN(input_ok)(net, csr))
+        return FM_ERR_BAD_ARGUMENT;
     FN(fm_ws) ws;
     FN(ws_carve)(&ws, net, buf->work, buf->batch_cap);
+    ws.csr = csr;
     const FN(fm_pass) ps = FN(inference)(net, buf);
     const int L = net->n_layers, I = net->sizes[0], K = net->sizes[L];
     double ls = 0, cs = 0;
     for (int64_t r0 = 0; r0 < n; r0 += buf->batch_cap) {
         const int B = (int)(n - r0 < buf->batch_cap ? n - r0 : buf->batch_cap);
-        FN(forward)(&ps, &ws, X + (size_t)r0 * I, B);
+        FN(forward)(&ps, &ws, FN(rows_at)(&ws, X, r0, I), B);
         FN(fm_loss)(NULL, ws.loss, ws.correct, ws.logits, FN(targets_from)(targets, r0, K), NULL,
                     B, K, net->loss);
         double l, c;
@@ -329,6 +392,16 @@ int FN(fm_evaluate)(const fm_net *net, const fm_buffers *buf, const real *X,
     *loss_sum = ls;
     *correct_sum = cs;
     return FM_OK;
+}
+
+int FN(fm_evaluate)(const fm_net *net, const fm_buffers *buf, const real *X,
+                    fm_targets targets, int64_t n, double *loss_sum, double *correct_sum) {
+    return FN(evaluate)(net, buf, X, NULL, targets, n, loss_sum, correct_sum);
+}
+
+int FN(fm_evaluate_csr)(const fm_net *net, const fm_buffers *buf, const fm_csr *X,
+                        fm_targets targets, double *loss_sum, double *correct_sum) {
+    return FN(evaluate)(net, buf, NULL, X, targets, X->n_rows, loss_sum, correct_sum);
 }
 
 /* Xb (B, I) = rows idx[0..B) of X (n, I). Rows scattered over a large X come from
@@ -367,22 +440,26 @@ static void FN(copy)(void *dst, const real *src, size_t n, int nt) {
 }
 
 /* The first half of a training step on rows idx[0..B): gather, augment (and the adversarial
- * rows), forward and loss with the step's randomness; leaves the output delta in
+ * rows) -- or, with CSR input, point layer 0 at those rows --, forward and loss with the step's randomness; leaves the output delta in
  * ws->delta[0]. Returns the mean loss before weight penalties; *correct: mean accuracy. */
 static double FN(step_forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, real *grads,
                                const real *X, fm_targets targets, const int64_t *idx, int B,
                                const fm_augment *aug, double *correct) {
     const fm_net *net = ps->net;
     const int I = net->sizes[0], K = net->sizes[net->n_layers];
-    FN(gather)(ws->x0, X, idx, B, I, fm_usable_threads(net->n_threads));
-    if (aug->noise_std > 0 || aug->shift > 0 || aug->rotate > 0 || aug->scale > 0 ||
-        aug->shear > 0)
-        FN(fm_augment)(ws->x0, ws->xgrad, B, I, aug, ps->key, ps->counter, ps->row0);
-    if (aug->adv_eps > 0) {
-        const int na = (int)llround(aug->adv_ratio * B);
-        if (na > 0) FN(adversarial)(ps, ws, grads, targets, idx, na, aug->adv_eps);
+    if (ws->csr) { /* CSR rows are read in place, in this order (no augmentation) */
+        ws->csr_rows = idx;
+    } else {
+        FN(gather)(ws->x0, X, idx, B, I, fm_usable_threads(net->n_threads));
+        if (aug->noise_std > 0 || aug->shift > 0 || aug->rotate > 0 || aug->scale > 0 ||
+            aug->shear > 0)
+            FN(fm_augment)(ws->x0, ws->xgrad, B, I, aug, ps->key, ps->counter, ps->row0);
+        if (aug->adv_eps > 0) {
+            const int na = (int)llround(aug->adv_ratio * B);
+            if (na > 0) FN(adversarial)(ps, ws, grads, targets, idx, na, aug->adv_eps);
+        }
     }
-    FN(forward)(ps, ws, ws->x0, B);
+    FN(forward)(ps, ws, ws->csr ? NULL : ws->x0, B);
     FN(fm_loss)(ws->delta[0], ws->loss, ws->correct, ws->logits, targets, idx, B, K, net->loss);
     double l, c;
     FN(sum_samples)(ws, B, &l, &c);
@@ -439,17 +516,22 @@ static int FN(update)(const fm_net *net, const fm_buffers *buf, double lr, fm_op
     return FM_OK;
 }
 
-int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const real *X,
-                 fm_targets targets, int64_t n, const int64_t *order, int64_t start, int n_steps,
-                 const double *lr, fm_optimizer *opt, const fm_clip *clip, const fm_penalty *pen,
-                 const fm_augment *aug, fm_random *rng, const fm_snapshot *snap,
-                 double *step_loss, double *step_correct, int *steps_done) {
+static int FN(train)(const fm_net *net, const fm_buffers *buf, int batch_size, const real *X,
+                     const fm_csr *csr, fm_targets targets, int64_t n, const int64_t *order,
+                     int64_t start, int n_steps, const double *lr, fm_optimizer *opt,
+                     const fm_clip *clip, const fm_penalty *pen, const fm_augment *aug,
+                     fm_random *rng, const fm_snapshot *snap, double *step_loss,
+                     double *step_correct, int *steps_done) {
     *steps_done = 0;
     if (!net_ok(net) || batch_size < 1 || batch_size > buf->batch_cap || start < 0 ||
-        opt->kind < FM_OPT_SGD || opt->kind > FM_OPT_DELTA_BAR_DELTA)
+        opt->kind < FM_OPT_SGD || opt->kind > FM_OPT_DELTA_BAR_DELTA ||
+        !FN(input_ok)(net, csr) ||
+        (csr && (aug->noise_std > 0 || aug->shift > 0 || aug->rotate > 0 || aug->scale > 0 ||
+                 aug->shear > 0 || aug->adv_eps > 0)))
         return FM_ERR_BAD_ARGUMENT;
     FN(fm_ws) ws;
     FN(ws_carve)(&ws, net, buf->work, buf->batch_cap);
+    ws.csr = csr;
     real *params = (real *)buf->params, *grads = (real *)buf->grads;
     real *running = (real *)buf->running;
     const real *mask = (const real *)buf->prune_mask;
@@ -502,6 +584,25 @@ int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const
     }
     if (layout) FN(convert_layout)(&step_net, buf, opt, 0);
     return status;
+}
+
+int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const real *X,
+                 fm_targets targets, int64_t n, const int64_t *order, int64_t start, int n_steps,
+                 const double *lr, fm_optimizer *opt, const fm_clip *clip, const fm_penalty *pen,
+                 const fm_augment *aug, fm_random *rng, const fm_snapshot *snap,
+                 double *step_loss, double *step_correct, int *steps_done) {
+    return FN(train)(net, buf, batch_size, X, NULL, targets, n, order, start, n_steps, lr, opt,
+                     clip, pen, aug, rng, snap, step_loss, step_correct, steps_done);
+}
+
+int FN(fm_train_csr)(const fm_net *net, const fm_buffers *buf, int batch_size, const fm_csr *X,
+                     fm_targets targets, const int64_t *order, int64_t start, int n_steps,
+                     const double *lr, fm_optimizer *opt, const fm_clip *clip,
+                     const fm_penalty *pen, const fm_augment *aug, fm_random *rng,
+                     const fm_snapshot *snap, double *step_loss, double *step_correct,
+                     int *steps_done) {
+    return FN(train)(net, buf, batch_size, NULL, X, targets, X->n_rows, order, start, n_steps,
+                     lr, opt, clip, pen, aug, rng, snap, step_loss, step_correct, steps_done);
 }
 
 /* ---- Data-parallel training (fastmlp.distributed): fm_train's step in two halves, with

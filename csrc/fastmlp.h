@@ -96,6 +96,9 @@ typedef struct {
     int dropout_classic;          /* 0: inverted dropout, 1: classic */
     int bn[FM_MAX_LAYERS];        /* fm_batch_norm of hidden layer l */
     double bn_eps, bn_momentum;   /* torch.nn.BatchNorm1d: 1e-5, 0.1 */
+    int csr_input;                /* 1: the calls read X as CSR rows (the fm_*_csr entry
+                                     points, which need it): the workspace then has no dense
+                                     input regions; 0: dense X (all other entry points) */
 } fm_net;
 
 /* The thread count of fm_train's steps, adapted to the machine (adapt.c). On a busy
@@ -341,6 +344,40 @@ void fm_shuffle(uint64_t state[4], int64_t *order, int64_t n);
 FM_DECLARE(float, f32)
 FM_DECLARE(double, f64)
 #undef FM_DECLARE
+
+/* A sparse input X (n_rows, n_0) in CSR form: row i holds data[e] in column indices[e] for e
+ * in [indptr[i], indptr[i+1]), in any order, a repeated column adding up. The boundary
+ * checks it: indptr[0] = 0 and non-decreasing, indices in [0, n_0), data finite. */
+typedef struct {
+    const void *data;       /* (nnz) values of the net's dtype */
+    const int32_t *indices; /* (nnz) column indices */
+    const int64_t *indptr;  /* (n_rows + 1) */
+    int64_t n_rows;
+} fm_csr;
+
+/* fm_predict, fm_evaluate, fm_loss_grad and fm_train on a CSR input: layer 0 multiplies the
+ * sparse rows (sparse.c; a batch reads the rows `order` names in place, nothing is gathered
+ * or densified). The net must have csr_input = 1 (and the workspace be sized with it), no
+ * input dropout and, in fm_train, no input augmentation (noise, shifts, adversarial rows):
+ * FM_ERR_BAD_ARGUMENT otherwise. fm_loss_grad_csr computes no input gradient. */
+#define FM_DECLARE_CSR(T, SFX)                                                                  \
+    int fm_predict_csr_##SFX(const fm_net *net, const fm_buffers *buf, const fm_csr *X,       \
+                             int logits, T *out);                                               \
+    int fm_loss_grad_csr_##SFX(const fm_net *net, const fm_buffers *buf, const fm_csr *X,     \
+                               fm_targets targets, int training, const fm_penalty *pen,        \
+                               fm_random rng, double *loss);                                    \
+    int fm_evaluate_csr_##SFX(const fm_net *net, const fm_buffers *buf, const fm_csr *X,      \
+                              fm_targets targets, double *loss_sum, double *correct_sum);       \
+    int fm_train_csr_##SFX(const fm_net *net, const fm_buffers *buf, int batch_size,          \
+                           const fm_csr *X, fm_targets targets, const int64_t *order,          \
+                           int64_t start, int n_steps, const double *lr, fm_optimizer *opt,    \
+                           const fm_clip *clip, const fm_penalty *pen, const fm_augment *aug,  \
+                           fm_random *rng, const fm_snapshot *snap, double *step_loss,         \
+                           double *step_correct, int *steps_done);
+
+FM_DECLARE_CSR(float, f32)
+FM_DECLARE_CSR(double, f64)
+#undef FM_DECLARE_CSR
 
 /* Curvature products over a whole data set X (n, n_0) in blocks of buf->batch_cap rows
  * (curvature_impl.h): in inference mode, or with `training` in the mode of training step rng

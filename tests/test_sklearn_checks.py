@@ -4,8 +4,8 @@ with the lbfgs and sgd solvers, and with the Poisson loss.
 
 Some checks are expected to fail. For the Poisson instance: check_regressors_train
 and check_regressor_multioutput (see POISSON_FIT and POISSON_NEGATIVE). For float32
-instances only: check_sample_weight_equivalence_on_dense_data (and _on_sparse_data, as
-sparse input is made dense) demands that weighted fitting equal fitting on repeated
+instances only: check_sample_weight_equivalence_on_dense_data (and _on_sparse_data, whose
+sparse rows train to the same bits) demands that weighted fitting equal fitting on repeated
 rows to rtol=1e-7. A weighted float32 sum and the float32 sum of
 repeated rows round differently (about 1e-7), and 200 epochs of Adam amplify that
 beyond the tolerance. In float64 the two fits agree to about 1e-15, and the float64

@@ -27,6 +27,7 @@ cdef extern from "fastmlp.h" nogil:
         int dropout_classic
         int bn[FM_MAX_LAYERS]
         double bn_eps, bn_momentum
+        int csr_input
 
     ctypedef struct fm_adapt:
         int enabled
@@ -151,6 +152,39 @@ cdef extern from "fastmlp.h" nogil:
     int fm_apply_grad_f64(const fm_net *net, const fm_buffers *buf, const double *stats,
                           double lr, fm_optimizer *opt, const fm_clip *clip,
                           const fm_penalty *pen, int threads, double *loss)
+    ctypedef struct fm_csr:
+        const void *data
+        const int32_t *indices
+        const int64_t *indptr
+        int64_t n_rows
+
+    int fm_predict_csr_f32(const fm_net *net, const fm_buffers *buf, const fm_csr *X,
+                           int logits, float *out)
+    int fm_predict_csr_f64(const fm_net *net, const fm_buffers *buf, const fm_csr *X,
+                           int logits, double *out)
+    int fm_loss_grad_csr_f32(const fm_net *net, const fm_buffers *buf, const fm_csr *X,
+                             fm_targets targets, int training, const fm_penalty *pen,
+                             fm_random rng, double *loss)
+    int fm_loss_grad_csr_f64(const fm_net *net, const fm_buffers *buf, const fm_csr *X,
+                             fm_targets targets, int training, const fm_penalty *pen,
+                             fm_random rng, double *loss)
+    int fm_evaluate_csr_f32(const fm_net *net, const fm_buffers *buf, const fm_csr *X,
+                            fm_targets targets, double *loss_sum, double *correct_sum)
+    int fm_evaluate_csr_f64(const fm_net *net, const fm_buffers *buf, const fm_csr *X,
+                            fm_targets targets, double *loss_sum, double *correct_sum)
+    int fm_train_csr_f32(const fm_net *net, const fm_buffers *buf, int batch_size,
+                         const fm_csr *X, fm_targets targets, const int64_t *order,
+                         int64_t start, int n_steps, const double *lr, fm_optimizer *opt,
+                         const fm_clip *clip, const fm_penalty *pen, const fm_augment *aug,
+                         fm_random *rng, const fm_snapshot *snap, double *step_loss,
+                         double *step_correct, int *steps_done)
+    int fm_train_csr_f64(const fm_net *net, const fm_buffers *buf, int batch_size,
+                         const fm_csr *X, fm_targets targets, const int64_t *order,
+                         int64_t start, int n_steps, const double *lr, fm_optimizer *opt,
+                         const fm_clip *clip, const fm_penalty *pen, const fm_augment *aug,
+                         fm_random *rng, const fm_snapshot *snap, double *step_loss,
+                         double *step_correct, int *steps_done)
+
     void fm_optimizer_step_f32(fm_optimizer *opt, float *p, const float *g, size_t n, double lr,
                                int n_threads)
     void fm_optimizer_step_f64(fm_optimizer *opt, double *p, const double *g, size_t n,

@@ -9,6 +9,10 @@ contiguity) so that no call can reach C with a buffer that does not fit. The
 parameter layout is private: Python reads and writes it through the getters and
 setters below.
 
+X is a C-contiguous array or a checked `fastmlp.io.csr.CSRInput` (sparse rows that the
+first layer multiplies in place); a sparse call runs on a workspace sized without the
+dense input regions (fm_net.csr_input).
+
 Concurrency: `predict` and `evaluate` take a workspace of their own from a small pool for
 each call, so any number of them can run at once; `train` and `loss_grad` use the
 engine's training workspace and gradients, so the caller (fastmlp.model.base's model lock)
@@ -22,6 +26,7 @@ import threading
 import numpy as np
 
 from fastmlp._buffers import faulted
+from fastmlp.io.csr import CSRInput
 
 from fastmlp._cengine cimport *
 
@@ -135,6 +140,23 @@ cdef void *_ptr(object arr) except? NULL:
     return <void *>&v[0]
 
 
+cdef fm_csr _csr(object X, bint csr):
+    """The C view of X when `csr` (empty data and indices: NULL, never read), else of no
+    rows at all."""
+    cdef fm_csr c
+    c.data = NULL
+    c.indices = NULL
+    c.indptr = NULL
+    c.n_rows = 0
+    if not csr:
+        return c
+    c.data = _ptr(X.data)
+    c.indices = <const int32_t *>_ptr(X.indices)
+    c.indptr = <const int64_t *>_ptr(X.indptr)
+    c.n_rows = X.shape[0]
+    return c
+
+
 cdef fm_penalty _penalty(object pen) except *:
     cdef fm_penalty p
     p.l2, p.l1, p.l1_proximal, p.biases, p.act_l1, p.act_l2 = pen
@@ -195,7 +217,9 @@ cdef class Engine:
     cdef public object prune_mask
     cdef object _work           # the training workspace (train, loss_grad)
     cdef int _work_batch
-    cdef object _pool           # free predict/evaluate workspaces: (threads, batch, array)
+    cdef bint _work_csr         # _work is sized for CSR input
+    cdef object _pool           # free predict/evaluate workspaces: (threads, batch, array,
+                                # sized for CSR input)
     cdef object _pool_lock
     cdef object _panels         # ((parameter version, kernel set), float32 weights in panel
                                 # layout for predict), replaced whole, never written in place
@@ -240,6 +264,7 @@ cdef class Engine:
         self.net.dropout_classic = dropout_classic
         self.net.bn_eps = bn_eps
         self.net.bn_momentum = bn_momentum
+        self.net.csr_input = 0
         self.net.leaky_slope = leaky_slope
         self.net.loss = loss
         if not 0 <= label_smoothing <= 1:
@@ -389,14 +414,19 @@ cdef class Engine:
         self._adapt.test_extra[0] = one
         self._adapt.test_extra[1] = many
 
-    def reserve(self, int batch):
-        """Allocate the workspace for batches of up to `batch` rows (no-op if large enough)."""
+    def reserve(self, int batch, bint csr=False):
+        """Allocate the workspace for batches of up to `batch` rows of dense input, or of
+        CSR input with `csr` (no-op if large enough and of that kind)."""
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
-        if batch > self._work_batch:
-            nbytes = fm_workspace_bytes(&self.net, batch, self.dtype.itemsize)
+        cdef fm_net net = self.net
+        if batch > self._work_batch or csr != self._work_csr:
+            net.csr_input = csr
+            nbytes = fm_workspace_bytes(&net, batch, self.dtype.itemsize)
+            self._work = None  # before the new one: never both at once
             self._work = faulted(nbytes, np.uint8)
             self._work_batch = batch
+            self._work_csr = csr
 
     def release(self):
         """Free the workspaces (calls running now keep theirs until they return)."""
@@ -405,17 +435,19 @@ cdef class Engine:
         with self._pool_lock:
             self._pool = []
 
-    cdef object _take_workspace(self, int batch):
-        """(threads, batch, array): a workspace for batches of up to `batch` rows that no
-        other call uses, from the pool or new."""
+    cdef object _take_workspace(self, int batch, bint csr):
+        """(threads, batch, array, csr): a workspace for batches of up to `batch` rows
+        (of CSR input with `csr`) that no other call uses, from the pool or new."""
         cdef int threads = self.net.n_threads
         with self._pool_lock:
             for i, entry in enumerate(self._pool):
-                if entry[0] == threads and entry[1] >= batch:
+                if entry[0] == threads and entry[1] >= batch and entry[3] == csr:
                     del self._pool[i]
                     return entry
-        return (threads, batch, faulted(fm_workspace_bytes(&self.net, batch,
-                                                           self.dtype.itemsize), np.uint8))
+        cdef fm_net net = self.net
+        net.csr_input = csr
+        return (threads, batch, faulted(fm_workspace_bytes(&net, batch, self.dtype.itemsize),
+                                        np.uint8), csr)
 
     cdef fm_buffers _pooled_buffers(self, object work, int cap, fm_net *net) except *:
         """Buffers of a predict/evaluate call on the pooled workspace `work` (blocks of up
@@ -423,6 +455,7 @@ cdef class Engine:
         workspace's, or one while teams are measured slow (csrc/adapt.c)."""
         net[0] = self.net
         net.n_threads = work[0]
+        net.csr_input = work[3]
         if self._adapt.enabled and work[0] > 1:
             net.n_threads = fm_adapt_hint(net, cap)
         cdef fm_buffers b = self._buffers()
@@ -491,6 +524,26 @@ cdef class Engine:
         if not X.flags.c_contiguous:
             raise ValueError("X must be C-contiguous")
 
+    def _check_input(self, X):
+        """True for CSR input (a fastmlp.io.csr.CSRInput, whose structure fastmlp.io.csr checked;
+        here: dtypes, lengths, contiguity), False for dense X (checked by _check_X)."""
+        if not isinstance(X, CSRInput):
+            self._check_X(X)
+            return False
+        n = X.shape[0]
+        if (X.shape[1] != self.net.sizes[0] or X.data.dtype != self.dtype
+                or X.indices.dtype != np.int32 or X.indptr.dtype != np.int64
+                or X.indptr.shape != (n + 1,) or X.data.ndim != 1
+                or X.indices.shape != X.data.shape or X.indptr[0] != 0
+                or X.indptr[n] != X.data.shape[0] or not X.data.flags.c_contiguous
+                or not X.indices.flags.c_contiguous or not X.indptr.flags.c_contiguous):
+            raise ValueError(f"sparse X must be ({n}, {self.net.sizes[0]}) CSR of {self.dtype} "
+                             "values, int32 indices and int64 indptr (fastmlp.io.csr)")
+        if self.net.dropout[0] > 0:
+            raise ValueError("input dropout needs dense X: the engine multiplies sparse rows "
+                             "as they are (densify X, or train without input dropout)")
+        return True
+
     def _check_targets(self, labels, dense, n, weights=None):
         K = self.net.sizes[self.net.n_layers]
         if weights is not None and (weights.dtype != self.dtype or weights.shape != (n,)
@@ -508,30 +561,35 @@ cdef class Engine:
     def predict(self, X, int batch_cap=512, bint logits=False):
         """Outputs after the loss's output activation (before it with logits=True),
         (n, n_L), in inference mode."""
-        self._check_X(X)
+        cdef bint csr = self._check_input(X)
         cdef int64_t n = X.shape[0]
         out = np.empty((n, self.net.sizes[self.net.n_layers]), dtype=self.dtype)
         if n == 0:
             return out
         cdef int cap = <int>min(batch_cap, n)
-        work = self._take_workspace(cap)
+        work = self._take_workspace(cap, csr)
         cdef fm_net net
         cdef fm_buffers b = self._pooled_buffers(work, cap, &net)
         panels = self._predict_panels(n)
         b.panels = _ptr(panels)
         csr_layers = self._predict_csr()
-        cdef fm_pruned_csr csr[FM_MAX_LAYERS]
+        cdef fm_pruned_csr pruned[FM_MAX_LAYERS]
         if csr_layers is not None:
             for l, entry in enumerate(csr_layers):
-                csr[l].rowptr = NULL if entry is None else <const int32_t *>_ptr(entry[0])
-                csr[l].cols = NULL if entry is None else <const int32_t *>_ptr(entry[1])
-                csr[l].vals = NULL if entry is None else _ptr(entry[2])
-            b.pruned = csr
-        cdef void *x = _ptr(X)
+                pruned[l].rowptr = NULL if entry is None else <const int32_t *>_ptr(entry[0])
+                pruned[l].cols = NULL if entry is None else <const int32_t *>_ptr(entry[1])
+                pruned[l].vals = NULL if entry is None else _ptr(entry[2])
+            b.pruned = pruned
+        cdef void *x = NULL if csr else _ptr(X)
+        cdef fm_csr c = _csr(X, csr)
         cdef void *o = _ptr(out)
         cdef int status
         with nogil:
-            if self.is_f64:
+            if csr and self.is_f64:
+                status = fm_predict_csr_f64(&net, &b, &c, logits, <double *>o)
+            elif csr:
+                status = fm_predict_csr_f32(&net, &b, &c, logits, <float *>o)
+            elif self.is_f64:
                 status = fm_predict_f64(&net, &b, <double *>x, n, logits, <double *>o)
             else:
                 status = fm_predict_f32(&net, &b, <float *>x, n, logits, <float *>o)
@@ -542,26 +600,33 @@ cdef class Engine:
     def loss_grad(self, X, labels, dense, bint training=False, penalty=NO_PENALTY,
                   uint64_t key=0, int64_t counter=0, bint input_grad=False, weights=None):
         """Mean loss (weighted by `weights` (n,) when given) + penalties over the batch;
-        gradients into self.grads; dL/dX if asked."""
-        self._check_X(X)
+        gradients into self.grads; dL/dX if asked (dense X only: None for CSR input)."""
+        cdef bint csr = self._check_input(X)
         n = X.shape[0]
         if n < 1:
             raise ValueError("loss_grad needs at least one sample")
         self._check_targets(labels, dense, n, weights)
-        self.reserve(n)
-        dX = np.empty_like(X) if input_grad else None
+        self.reserve(n, csr)
+        dX = np.empty_like(X) if input_grad and not csr else None
         cdef fm_buffers b = self._buffers()
         cdef fm_penalty p = _penalty(penalty)
         cdef fm_random r
         r.key, r.counter = key, counter
         cdef fm_targets t = self._targets(labels, dense, weights)
-        cdef void *x = _ptr(X)
+        cdef void *x = NULL if csr else _ptr(X)
+        cdef fm_csr c = _csr(X, csr)
+        cdef fm_net net = self.net
+        net.csr_input = csr
         cdef void *dx = _ptr(dX)
         cdef int nn = n
         cdef double loss = 0
         cdef int status
         with nogil:
-            if self.is_f64:
+            if csr and self.is_f64:
+                status = fm_loss_grad_csr_f64(&net, &b, &c, t, training, &p, r, &loss)
+            elif csr:
+                status = fm_loss_grad_csr_f32(&net, &b, &c, t, training, &p, r, &loss)
+            elif self.is_f64:
                 status = fm_loss_grad_f64(&self.net, &b, <double *>x, t, nn, training, &p, r,
                                           &loss, <double *>dx)
             else:
@@ -572,21 +637,26 @@ cdef class Engine:
 
     def evaluate(self, X, labels, dense, int batch_cap=512):
         """(sum of per-sample losses, sum of per-sample accuracies) over X, inference mode."""
-        self._check_X(X)
+        cdef bint csr = self._check_input(X)
         cdef int64_t n = X.shape[0]
         self._check_targets(labels, dense, n)
         if n == 0:
             return 0.0, 0.0
         cdef int cap = <int>min(batch_cap, n)
-        work = self._take_workspace(cap)
+        work = self._take_workspace(cap, csr)
         cdef fm_net net
         cdef fm_buffers b = self._pooled_buffers(work, cap, &net)
         cdef fm_targets t = self._targets(labels, dense, None)
-        cdef void *x = _ptr(X)
+        cdef void *x = NULL if csr else _ptr(X)
+        cdef fm_csr c = _csr(X, csr)
         cdef double loss_sum = 0, correct_sum = 0
         cdef int status
         with nogil:
-            if self.is_f64:
+            if csr and self.is_f64:
+                status = fm_evaluate_csr_f64(&net, &b, &c, t, &loss_sum, &correct_sum)
+            elif csr:
+                status = fm_evaluate_csr_f32(&net, &b, &c, t, &loss_sum, &correct_sum)
+            elif self.is_f64:
                 status = fm_evaluate_f64(&net, &b, <double *>x, t, n, &loss_sum, &correct_sum)
             else:
                 status = fm_evaluate_f32(&net, &b, <float *>x, t, n, &loss_sum, &correct_sum)
@@ -605,8 +675,9 @@ cdef class Engine:
         like those, that receive the state at the start once the first step's loss is
         finite. `order` holds k >= 1 epochs of n = len(X) sample indices; the steps take
         batches from position `start` on, never across an epoch's end (see steps_end).
-        Returns (status, steps_done, step_loss, step_correct, step, counter)."""
-        self._check_X(X)
+        Returns (status, steps_done, step_loss, step_correct, step, counter). CSR input takes
+        no input augmentation (noise, shifts, adversarial rows)."""
+        cdef bint csr = self._check_input(X)
         n = X.shape[0]
         self._check_targets(labels, dense, n, weights)
         if (order.dtype != np.int64 or order.ndim != 1 or order.shape[0] == 0
@@ -616,7 +687,7 @@ cdef class Engine:
         if batch_size < 1 or n_steps < 0 or start < 0 or \
                 steps_end(start, n_steps, batch_size, n) > order.shape[0]:
             raise ValueError("steps run past the end of the data")
-        self.reserve(batch_size)  # again: a larger thread count releases the workspace
+        self.reserve(batch_size, csr)  # again: a larger thread count releases the workspace
         if lr.dtype != np.float64 or lr.shape != (n_steps,) or not lr.flags.c_contiguous:
             raise ValueError(f"lr must be contiguous float64 of shape ({n_steps},)")
         _check_slots(slots, self.params)
@@ -641,13 +712,18 @@ cdef class Engine:
         c.max_norm, c.max_value, c.error_if_nonfinite = clip
         cdef fm_penalty p = _penalty(penalty)
         cdef fm_augment a = _augment(augment)
+        if csr and (a.noise_std > 0 or a.shift > 0 or a.adv_eps > 0):
+            raise ValueError("input noise, shifts and adversarial training need dense X")
         cdef fm_random r
         r.key, r.counter = key, counter
         cdef fm_buffers b = self._buffers()
         b.scratch = self._layout_scratch(batch_size)
         b.adapt = &self._adapt
         cdef fm_targets t = self._targets(labels, dense, weights)
-        cdef void *x = _ptr(X)
+        cdef void *x = NULL if csr else _ptr(X)
+        cdef fm_csr cx = _csr(X, csr)
+        cdef fm_net net = self.net
+        net.csr_input = csr
         cdef const int64_t *o = <const int64_t *>_ptr(order)
         cdef const double *rates = <const double *>_ptr(lr)
         cdef double *sl = <double *>_ptr(step_loss)
@@ -655,7 +731,13 @@ cdef class Engine:
         cdef int64_t nn = n
         cdef int status, done = 0
         with nogil:
-            if self.is_f64:
+            if csr and self.is_f64:
+                status = fm_train_csr_f64(&net, &b, batch_size, &cx, t, o, start, n_steps, rates,
+                                          &opt, &c, &p, &a, &r, snap_ptr, sl, sc, &done)
+            elif csr:
+                status = fm_train_csr_f32(&net, &b, batch_size, &cx, t, o, start, n_steps, rates,
+                                          &opt, &c, &p, &a, &r, snap_ptr, sl, sc, &done)
+            elif self.is_f64:
                 status = fm_train_f64(&self.net, &b, batch_size, <double *>x, t, nn, o, start,
                                       n_steps, rates, &opt, &c, &p, &a, &r, snap_ptr, sl, sc,
                                       &done)

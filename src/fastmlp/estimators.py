@@ -22,7 +22,9 @@ outputs the data term's SGD steps are k times smaller and ``alpha`` weighs k tim
 ``fit`` converts and checks X once and runs many epochs per engine call
 (:class:`fastmlp.train.EpochRunner`); Python looks at the epoch losses after each call,
 which is early enough for scikit-learn's stopping rules (see ``_epochs_per_run``).
-Sparse X is made dense once per call.
+Sparse X (``scipy.sparse``; CSR as it is, other formats converted once) is never made
+dense: the engine's first layer multiplies the sparse rows (see :mod:`fastmlp.io.csr`);
+``input_dropout`` needs dense X.
 
 Extras beyond scikit-learn: ``dropout``, ``input_dropout``, ``batch_norm``, any fastmlp
 optimizer as ``solver`` (with ``optimizer_params``), ``class_weight`` (classifier),
@@ -71,7 +73,7 @@ from fastmlp.model import MLP
 from fastmlp.model.locking import fitting
 from fastmlp.train import EpochRunner
 from fastmlp.train.splitting import holdout_split
-from fastmlp.validation import check_dtype, check_features
+from fastmlp.validation import check_dtype, check_input
 
 _ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
                 "leaky_relu": "leaky_relu"}
@@ -81,7 +83,6 @@ _LEARNING_RATES = ("constant", "invscaling", "adaptive")
 _REGRESSION_LOSSES = ("squared_error", "poisson")
 ORDER_ENTRIES = 1 << 22  # sample indices (8 bytes each) one run of epochs may lay out
 _SPARSE_FORMATS = ("csr", "csc", "coo")  # scipy.sparse input taken as is; others become CSR
-MAX_DENSE_BYTES = 1 << 31  # the largest dense copy of sparse X made for the engine
 
 
 class _BaseMLP(BaseEstimator):
@@ -227,7 +228,6 @@ class _BaseMLP(BaseEstimator):
         X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32),
                              reset=first, y_numeric=not isinstance(self, ClassifierMixin),
                              accept_sparse=_SPARSE_FORMATS)
-        X = _dense(X)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         targets = self._encode_targets(y, first, incremental)
@@ -252,7 +252,7 @@ class _BaseMLP(BaseEstimator):
                     f"{fitted[0]}, {fitted[1]}, loss {fitted[2]}); hidden_layer_sizes="
                     f"{self.hidden_layer_sizes!r}, dtype={self.dtype!r} ask for another. Fit "
                     "afresh (warm_start=False).")
-        X = check_features(X, X.shape[1], params["dtype"])  # finite in the network's dtype
+        X = check_input(X, X.shape[1], params["dtype"])  # finite in the network's dtype
         if self.solver == "lbfgs":
             self._fit_lbfgs(X, targets, weights)
         else:
@@ -501,10 +501,12 @@ class _BaseMLP(BaseEstimator):
         model.set_flat_params(result.x)
 
     # -- prediction -------------------------------------------------------------------------
-    def _validated(self, X) -> np.ndarray:
+    def _validated(self, X):
+        """X checked against the fit (an array, or a scipy sparse matrix of the formats the
+        model takes as they are)."""
         check_is_fitted(self)
-        return _dense(validate_data(self, X, reset=False, dtype=(np.float64, np.float32),
-                                    accept_sparse=_SPARSE_FORMATS))
+        return validate_data(self, X, reset=False, dtype=(np.float64, np.float32),
+                             accept_sparse=_SPARSE_FORMATS)
 
     # -- model files ------------------------------------------------------------------------
     def save(self, path) -> None:
@@ -561,7 +563,7 @@ class _BaseMLP(BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True  # converted to dense once per call (see _dense)
+        tags.input_tags.sparse = True  # the engine multiplies sparse rows (fastmlp.io.csr)
         return tags
 
 
@@ -845,22 +847,6 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _dense(X):
-    """X (validated: finite, float32/float64) as a dense array: sparse input is converted
-    once per call, as the engine computes on dense rows. ValueError when the dense copy
-    would exceed MAX_DENSE_BYTES."""
-    if not sp.issparse(X):
-        return X
-    size = X.shape[0] * X.shape[1] * X.dtype.itemsize
-    if size > MAX_DENSE_BYTES:
-        raise ValueError(
-            f"sparse X of shape {X.shape} would take {size / 2**30:.1f} GiB as the dense array "
-            f"the engine trains on (limit {MAX_DENSE_BYTES / 2**30:.1f} GiB, "
-            "fastmlp.estimators.MAX_DENSE_BYTES): reduce the features (e.g. with "
-            "sklearn.decomposition.TruncatedSVD) or use fewer samples per call")
-    return X.toarray()
-
-
 def _arguments(values: dict, own: str) -> dict:
     """A subclass's ``locals()`` at the start of its ``__init__``: the arguments of
     ``_BaseMLP.__init__`` (all but ``self`` and the subclass's `own` parameter)."""

@@ -8,6 +8,7 @@ import numbers
 import numpy as np
 
 from fastmlp import _engine
+from fastmlp.io.csr import CSRInput, check_sparse, is_sparse
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 MAX_THREADS = 1024
@@ -30,8 +31,12 @@ def check_features(X: object, n_features: int, dtype: np.dtype, name: str = "X")
     """A finite (n, n_features) array of `dtype`, C-contiguous (copied only if needed).
 
     Accepts any layout (Fortran-ordered, strided, read-only) and bool, integer,
-    float32 or float64 values; rejects float16, complex, object and string data.
+    float32 or float64 values; rejects float16, complex, object and string data, and
+    sparse matrices (see :func:`check_input`).
     """
+    if is_sparse(X) or isinstance(X, CSRInput):
+        raise TypeError(f"{name} is sparse, and this method needs a dense array: pass "
+                        f"{name}.toarray()")
     try:
         arr = np.asarray(X)
     except (ValueError, TypeError) as exc:
@@ -58,6 +63,21 @@ def check_features(X: object, n_features: int, dtype: np.dtype, name: str = "X")
         src = " (after conversion to " + str(dtype) + ")" if arr.dtype != dtype else ""
         raise ValueError(f"{name} contains {bad}{src}")
     return out
+
+
+def check_input(X: object, n_features: int, dtype: np.dtype,
+                name: str = "X") -> np.ndarray | CSRInput:
+    """:func:`check_features` for dense X; for a scipy.sparse X, its checked CSR form
+    (:func:`fastmlp.io.csr.check_sparse`), which the engine multiplies as it is. A CSRInput
+    (checked before) is taken as it is, its values converted to `dtype` if need be."""
+    if is_sparse(X):
+        return check_sparse(X, n_features, dtype, name)
+    if isinstance(X, CSRInput):
+        if X.shape[1] != n_features:
+            raise ValueError(f"{name} has {X.shape[1]} features but the network expects "
+                             f"{n_features}")
+        return X.astype(dtype)
+    return check_features(X, n_features, dtype, name)
 
 
 def check_sample_weight(sample_weight: object, n: int, dtype: np.dtype) -> np.ndarray | None:

@@ -17,6 +17,7 @@ from fastmlp._engine import (  # noqa: F401  (status codes re-exported for the b
     STATUS_NONFINITE_LOSS,
     STATUS_OK,
 )
+from fastmlp.io.csr import CSRInput
 from fastmlp.model.activations import canonical_activation
 from fastmlp.model.batch_norm_statistics import population_statistics
 from fastmlp.model.init import (check_bias_init, check_initializer, initialize,
@@ -32,6 +33,7 @@ from fastmlp.validation import (
     check_dtype,
     check_features,
     check_float,
+    check_input,
     check_int,
     check_representable,
     check_sample_weight,
@@ -114,6 +116,17 @@ class BaseMLP:
         the activation); one setting for all hidden layers or one per hidden layer.
     bn_momentum, bn_eps : float
         Running-statistics momentum (0.1) and variance epsilon (1e-5), as in PyTorch.
+
+    Notes
+    -----
+    Sparse input: ``fit``, ``predict``, ``predict_logits``, ``predict_labels``,
+    ``evaluate``, ``score`` and ``gradients`` take a ``scipy.sparse`` X (any format; CSR is
+    used as it is, others are converted once, see :mod:`fastmlp.io.csr`). The engine
+    multiplies the sparse rows in the first layer, forward and for its weight gradient;
+    the matrix is never made dense. What needs dense input rows raises ValueError with
+    sparse X: ``input_dropout``, ``input_noise``, ``shift`` and adversarial training;
+    ``gradients`` returns no input gradient (``"input"`` is None). The curvature methods
+    (``hvp``, ``gnvp``, ``jvp``, ``hessian``) take dense X only.
     """
 
     def __init__(
@@ -480,14 +493,14 @@ class BaseMLP:
         ``binary_cross_entropy``, the predicted mean ``exp(logits)`` for ``poisson``, raw
         scores otherwise. Inference mode: no dropout,
         batch norm with running statistics."""
-        return self._backend_predict(self._check_X(X))
+        return self._backend_predict(self._check_input(X))
 
     @reads
     def predict_logits(self, X: object) -> np.ndarray:
         """Network output before the output activation (the last layer's affine output),
         shape ``(n, n_outputs)``: the logits of ``cross_entropy`` and
         ``binary_cross_entropy``; equal to :meth:`predict` for the other losses."""
-        return self._backend_predict(self._check_X(X), logits=True)
+        return self._backend_predict(self._check_input(X), logits=True)
 
     def predict_labels(self, X: object) -> np.ndarray:
         """Predicted classes: argmax for the softmax losses (``cross_entropy``,
@@ -501,7 +514,7 @@ class BaseMLP:
         """Mean data loss (no penalties) and accuracy over ``(X, y)`` in inference mode
         (accuracy None for ``poisson``, and for ``mse`` unless the targets are integer
         labels or class-coded; see :mod:`fastmlp.model.losses`)."""
-        X = self._check_X(X)
+        X = self._check_input(X)
         labels, dense = self._targets(y, X.shape[0])
         return self._evaluate_prepared(X, labels, dense)
 
@@ -529,16 +542,18 @@ class BaseMLP:
         ``sample_weight``) plus the penalties.
 
         Returns a dict: ``loss``, ``weights``, ``biases``, ``gamma``, ``beta`` (lists of
-        gradients; gamma/beta of batch-norm layers), ``input`` (dLoss/dX) and ``flat`` (the
-        gradient ordered as ``get_flat_params()``).
+        gradients; gamma/beta of batch-norm layers), ``input`` (dLoss/dX; None for sparse X,
+        where it would be a dense array of X's shape) and ``flat`` (the gradient ordered as
+        ``get_flat_params()``).
         """
-        X = self._check_X(X)
+        X = self._check_input(X)
         labels, dense = self._targets(y, X.shape[0])
         pen = penalty_config(**penalties)
         counter = self._counter if step is None else check_int(step, "step", 0, 2**63 - 1)
         weights = check_sample_weight(sample_weight, X.shape[0], self._dtype)
         loss, flat, dX = self._backend_loss_grad(X, labels, dense, bool(training), pen, counter,
                                                  weights)
+        dX = None if isinstance(X, CSRInput) else dX
         return {"loss": loss, **self._split(flat), "input": dX, "flat": flat}
 
     def loss_and_grad(self, X: object, y: object, *, return_input_grad: bool = False,
@@ -546,7 +561,8 @@ class BaseMLP:
         """Mean loss over the batch and its gradients.
 
         Returns ``(loss, dW, db)``, lists shaped like ``weights`` and ``biases``; with
-        ``return_input_grad=True`` also ``dX = dloss/dX`` of shape ``X.shape``. Other
+        ``return_input_grad=True`` also ``dX = dloss/dX`` of shape ``X.shape`` (None for
+        sparse X). Other
         keyword options are those of :meth:`gradients`.
         """
         g = self.gradients(X, y, **options)
@@ -610,8 +626,9 @@ class BaseMLP:
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training inputs (bool, int or float; any memory layout).
+        X : array-like or scipy.sparse matrix of shape (n_samples, n_features)
+            Training inputs (bool, int or float; any memory layout; sparse: see the class
+            notes).
         y : array-like
             Targets as the loss expects them: integer class labels ``(n,)`` for
             ``cross_entropy``/``multi_hinge`` (or probabilities ``(n, K)`` for
@@ -836,6 +853,15 @@ class BaseMLP:
     def _check_X(self, X: object, name: str = "X") -> np.ndarray:
         return check_features(X, self._sizes[0], self._dtype, name)
 
+    def _check_input(self, X: object, name: str = "X") -> np.ndarray | CSRInput:
+        """_check_X, or for a scipy.sparse X its checked CSR form; ValueError when the
+        model needs dense input rows (input dropout)."""
+        out = check_input(X, self._sizes[0], self._dtype, name)
+        if isinstance(out, CSRInput) and self._dropout[0] > 0:
+            raise ValueError(f"input_dropout needs dense {name}: the engine multiplies sparse "
+                             f"rows as they are. Pass {name}.toarray() or drop input_dropout")
+        return out
+
     def _targets(self, y: object, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
         return prepare_targets(self._loss, y, n, self._sizes[-1], self._dtype)
 
@@ -898,7 +924,9 @@ class BaseMLP:
     def _backend_evaluate(self, X, labels, dense) -> tuple[float, float]:
         raise NotImplementedError
 
-    def _backend_reserve(self, batch_size: int) -> None:
+    def _backend_reserve(self, batch_size: int, sparse: bool = False) -> None:
+        """Make room for training batches of up to `batch_size` rows of dense X (of sparse
+        X, a CSRInput, with `sparse`)."""
         raise NotImplementedError
 
     def _backend_train(self, X, labels, dense, order, start, n_steps, batch_size, rates,

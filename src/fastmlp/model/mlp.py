@@ -106,8 +106,8 @@ class MLP(BaseMLP):
     def _backend_evaluate(self, X, labels, dense):
         return self._engine.evaluate(X, labels, dense, _PREDICT_BLOCK)
 
-    def _backend_reserve(self, batch_size):
-        self._engine.reserve(batch_size)
+    def _backend_reserve(self, batch_size, sparse=False):
+        self._engine.reserve(batch_size, sparse)
 
     def _backend_train(self, X, labels, dense, order, start, n_steps, batch_size, rates,
                        optimizer, state, clip, penalty, augment, weights=None, snapshot=None):

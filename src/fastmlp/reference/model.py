@@ -8,6 +8,9 @@ optimizer state is interchangeable between the two implementations. A training s
 runs, in this order: gather, shifts, noise, FGSM, forward (dropout, batch statistics),
 loss + penalties, backward, pruning mask on the gradient, clipping, optimizer update,
 proximal L1, pruning mask on the weights, batch-norm running statistics.
+
+Sparse X (a checked :class:`fastmlp.io.csr.CSRInput`) is made dense at each backend call:
+the reference computes on dense arrays only.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastmlp.clip import clip_grad_norm_, clip_grad_value_
+from fastmlp.io.csr import CSRInput
 from fastmlp.model.base import STATUS_NONFINITE_GRAD, STATUS_NONFINITE_LOSS, STATUS_OK, BaseMLP
 from fastmlp.reference import curvature, optim
 from fastmlp.reference import functional as F
@@ -180,10 +184,11 @@ class MLP(BaseMLP):
 
     # -- backend interface ---------------------------------------------------------------------
     def _backend_predict(self, X, logits=False):
-        out, _ = self._forward(X, False, 0)
+        out, _ = self._forward(_dense(X), False, 0)
         return out if logits else F.output_activation(self._loss.name, out)
 
     def _backend_loss_grad(self, X, labels, dense, training, penalty, counter, weights=None):
+        X = _dense(X)
         per_sample, _, delta, cache = self._objective(X, labels, dense, training, counter, penalty,
                                                       weights=weights)
         grad, dX = self._backward(cache, delta, penalty)
@@ -191,19 +196,19 @@ class MLP(BaseMLP):
         return float(per_sample.mean()) + cache["activity"] / len(X) + value, grad, dX
 
     def _backend_evaluate(self, X, labels, dense):
-        logits, _ = self._forward(X, False, 0)
+        logits, _ = self._forward(_dense(X), False, 0)
         per_sample, correct, _ = F.loss_terms(self._loss.name, logits, labels, dense,
                                               smoothing=self._label_smoothing)
         return float(per_sample.sum()), float(correct.sum())
 
-    def _backend_reserve(self, batch_size):
+    def _backend_reserve(self, batch_size, sparse=False):
         pass
 
     def _backend_train(self, X, labels, dense, order, start, n_steps, batch_size, rates,
                        optimizer, state, clip, penalty, augment, weights=None, snapshot=None):
         # a diverging run overflows on its way to the non-finite loss the caller reports
         with np.errstate(over="ignore", invalid="ignore"):
-            return self._train(X, labels, dense, order, start, n_steps, batch_size, rates,
+            return self._train(_dense(X), labels, dense, order, start, n_steps, batch_size, rates,
                                optimizer, state, clip, penalty, augment, weights, snapshot)
 
     def _step_forward(self, X, labels, dense, idx, penalty, augment, weights):
@@ -308,3 +313,8 @@ class MLP(BaseMLP):
 
     def _backend_jvp(self, X, v, vx, training, counter):
         return curvature.jvp(self, X, v, vx, training=training, counter=counter)
+
+
+def _dense(X):
+    """X as a dense array (a CSRInput is made dense)."""
+    return X.toarray() if isinstance(X, CSRInput) else X

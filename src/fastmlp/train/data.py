@@ -7,17 +7,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastmlp.io.csr import CSRInput
 from fastmlp.train.regularization import stratified_split
 from fastmlp.validation import check_sample_weight
 
 
 @dataclass
 class TrainingData:
-    """What a trainer reads: `X` (n, features) in the model's dtype, the targets as the
+    """What a trainer reads: `X` (n, features) in the model's dtype (dense, or the checked
+    CSR rows of a sparse X), the targets as the
     engine takes them (`labels` for class-index losses, `dense` otherwise), optional
     per-sample `weights`, and `val` = (X, labels, dense) or None."""
 
-    X: np.ndarray
+    X: np.ndarray | CSRInput
     labels: np.ndarray | None
     dense: np.ndarray | None
     weights: np.ndarray | None
@@ -29,8 +31,9 @@ class TrainingData:
 
 
 def prepare(model, X: object, y: object, sample_weight: object = None) -> TrainingData:
-    """Check and convert `X`, `y` and `sample_weight` for `model` (no validation split)."""
-    X = model._check_X(X)
+    """Check and convert `X` (dense or sparse), `y` and `sample_weight` for `model` (no
+    validation split)."""
+    X = model._check_input(X)
     labels, dense = model._targets(y, X.shape[0])
     weights = check_sample_weight(sample_weight, X.shape[0], model.dtype)
     return TrainingData(X, labels, dense, weights, None)
@@ -40,14 +43,15 @@ def check_validation_data(model, validation_data: object) -> tuple:
     """`validation_data` = (X_val, y_val) checked for `model`: (X, labels, dense)."""
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
         raise TypeError("validation_data must be a pair (X_val, y_val)")
-    Xv = model._check_X(validation_data[0], "validation_data X")
+    Xv = model._check_input(validation_data[0], "validation_data X")
     return (Xv, *model._targets(validation_data[1], Xv.shape[0]))
 
 
 def hold_out(data: TrainingData, fraction: float, seed: int) -> None:
     """Move a stratified share `fraction` of `data` (seeded by `seed`) into ``data.val``."""
     train_idx, val_idx = stratified_split(data.labels, data.n, fraction, seed)
-    take = lambda a, i: None if a is None else np.ascontiguousarray(a[i])  # noqa: E731
+    take = lambda a, i: None if a is None else (  # noqa: E731
+        a[i] if isinstance(a, CSRInput) else np.ascontiguousarray(a[i]))
     data.val = (take(data.X, val_idx), take(data.labels, val_idx), take(data.dense, val_idx))
     data.X, data.labels, data.dense = (take(data.X, train_idx), take(data.labels, train_idx),
                                        take(data.dense, train_idx))

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from fastmlp.io.csr import CSRInput
 from fastmlp.model.base import STATUS_NONFINITE_LOSS, STATUS_OK
 from fastmlp.optim import Optimizer
 from fastmlp.train.first_order import chunk_seconds
@@ -31,8 +32,9 @@ class EpochRunner:
     Parameters
     ----------
     model : BaseMLP
-    X : ndarray (n, n_features)
-        C-contiguous, of the model's dtype and finite: the caller has checked it.
+    X : ndarray (n, n_features) or CSRInput
+        C-contiguous, of the model's dtype and finite (or sparse rows checked by
+        fastmlp.io.csr): the caller has checked it.
     y, sample_weight
         Targets and optional per-sample weights, as for ``model.fit``.
     optimizer : fastmlp.optim.Optimizer
@@ -43,7 +45,7 @@ class EpochRunner:
         The L2 penalty on the weights (as ``fit(l2=...)``).
     """
 
-    def __init__(self, model, X: np.ndarray, y: object, sample_weight: object,
+    def __init__(self, model, X: np.ndarray | CSRInput, y: object, sample_weight: object,
                  optimizer: Optimizer, batch_size: int, shuffle: bool, l2: float) -> None:
         n = X.shape[0]
         self.model, self.X, self.optimizer, self.shuffle = model, X, optimizer, shuffle
@@ -55,7 +57,7 @@ class EpochRunner:
         self.state = optimizer.state_for(0, (model._n_params,), model.dtype)
         self.penalty = penalty_config(l2=l2)
         self.augment = augment_config(X.shape[1])
-        model._backend_reserve(self.batch_size)
+        model._backend_reserve(self.batch_size, isinstance(X, CSRInput))
         self.guard = Guard(model, self.state)
         self.chunk, self.chunk_seconds = 1, chunk_seconds(self.guard.snapshot)
         self.epochs_done = 0

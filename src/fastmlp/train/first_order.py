@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from fastmlp.io.csr import CSRInput
 from fastmlp.model.base import STATUS_NONFINITE_LOSS, STATUS_OK
 from fastmlp.model.losses import reports_accuracy
 from fastmlp.optim import OPTIMIZERS, SGD, Optimizer
@@ -71,6 +72,10 @@ def fit(model, X: object, y: object, o: FitOptions) -> History:
     augment = augment_config(data.X.shape[1], o.input_noise, o.shift, o.image_shape,
                              o.adversarial_eps, o.adversarial_ratio, o.rotate, o.scale,
                              o.shear)
+    if isinstance(data.X, CSRInput) and augment != augment_config(data.X.shape[1]):
+        raise ValueError("input_noise, shift, rotate/scale/shear and adversarial training "
+                         "need dense X: the engine multiplies sparse rows as they are. Pass "
+                         "X.toarray()")
     try:
         mode = _SHUFFLE_MODES[o.shuffle]
     except (KeyError, TypeError):
@@ -103,7 +108,7 @@ def fit(model, X: object, y: object, o: FitOptions) -> History:
             f"batch_size={batch_size} a batch would hold 1. Choose another batch_size."
         )
     state = optimizer.state_for(0, (model._n_params,), model.dtype)
-    model._backend_reserve(batch_size)
+    model._backend_reserve(batch_size, isinstance(data.X, CSRInput))
     order = np.arange(n, dtype=np.int64)
     loop = Loop(model, epochs=epochs, val=data.val, callbacks=callbacks,
                 early_stopping=o.early_stopping, monitor=o.monitor, patience=patience,

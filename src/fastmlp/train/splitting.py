@@ -19,17 +19,23 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastmlp.io.csr import CSRInput
+
 _CHUNK_BYTES = 1 << 24  # rows hashed per pass: about 16 MB of float64 at a time
 
 
 def row_keys(arrays: list[np.ndarray], seed: int) -> np.ndarray:
     """A seeded 64-bit key per row of the 2-D/1-D arrays (same length): equal rows get
     equal keys; different rows collide with probability about 2**-64. Exact integer
-    arithmetic (wrapping), so the key does not depend on summation order or threads."""
+    arithmetic (wrapping), so the key does not depend on summation order or threads.
+    A CSRInput gets the keys of its dense rows (zeros add nothing to a key)."""
     n = arrays[0].shape[0]
     rng = np.random.default_rng(seed)
     keys = np.zeros(n, dtype=np.uint64)
     for a in arrays:
+        if isinstance(a, CSRInput):
+            keys = _sparse_row_keys(a, keys, rng)
+            continue
         a = np.ascontiguousarray(a, dtype=np.float64).reshape(n, -1)
         a = a + 0.0  # -0.0 -> 0.0: equal values, equal keys
         bits = a.view(np.uint64)
@@ -49,6 +55,18 @@ def row_keys(arrays: list[np.ndarray], seed: int) -> np.ndarray:
         keys *= np.uint64(0x94D049BB133111EB)
         keys ^= keys >> np.uint64(31)
     return keys
+
+
+def _sparse_row_keys(a: CSRInput, keys: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """row_keys' step for sparse rows (canonical: no repeated entries): the sums over each
+    row's stored values only, equal to those over its dense row."""
+    mult = rng.integers(1, 2**63, size=a.shape[1], dtype=np.uint64) * np.uint64(2) + \
+        np.uint64(1)
+    bits = (a.data.astype(np.float64) + 0.0).view(np.uint64)
+    with np.errstate(over="ignore"):
+        total = np.zeros(len(bits) + 1, dtype=np.uint64)
+        np.cumsum(bits * mult[a.indices], dtype=np.uint64, out=total[1:])
+        return keys * np.uint64(0x9E3779B97F4A7C15) + (total[a.indptr[1:]] - total[a.indptr[:-1]])
 
 
 def holdout_split(X: np.ndarray, targets: np.ndarray, weights: np.ndarray | None,
