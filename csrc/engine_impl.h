@@ -249,7 +249,7 @@ static FN(fm_pass) FN(inference)(const fm_net *net, const fm_buffers *buf) {
     return ps;
 }
 
-int FN(fm_predict)(const fm_net *net, const fm_buffers *buf, const real *X, int64_t n,
+int FN(fm_predict)(const fm_net *net, const fm_buffers *buf, const fm_input *X, int64_t n,
                    int logits, real *out) {
     if (!net_ok(net) || buf->batch_cap < 1) return FM_ERR_BAD_ARGUMENT;
     FN(fm_ws) ws;
@@ -259,9 +259,10 @@ int FN(fm_predict)(const fm_net *net, const fm_buffers *buf, const real *X, int6
     ps.panels = (const real *)buf->panels;
 #endif
     const int I = net->sizes[0], K = net->sizes[net->n_layers];
+    const int nt = fm_usable_threads(net->n_threads);
     for (int64_t r0 = 0; r0 < n; r0 += buf->batch_cap) {
         const int B = (int)(n - r0 < buf->batch_cap ? n - r0 : buf->batch_cap);
-        FN(forward)(&ps, &ws, X + (size_t)r0 * I, B);
+        FN(forward)(&ps, &ws, FN(fm_input_block)(ws.x0, X, r0, B, I, nt), B);
         real *o = out + (size_t)r0 * K;
         memcpy(o, ws.logits, (size_t)B * K * sizeof(real));
         if (!logits) FN(fm_output_activation)(o, B, K, net->loss);
@@ -290,17 +291,18 @@ int FN(fm_loss_grad)(const fm_net *net, const fm_buffers *buf, const real *X,
     return FM_OK;
 }
 
-int FN(fm_evaluate)(const fm_net *net, const fm_buffers *buf, const real *X,
+int FN(fm_evaluate)(const fm_net *net, const fm_buffers *buf, const fm_input *X,
                     fm_targets targets, int64_t n, double *loss_sum, double *correct_sum) {
     if (!net_ok(net) || buf->batch_cap < 1 || targets.weights) return FM_ERR_BAD_ARGUMENT;
     FN(fm_ws) ws;
     FN(ws_carve)(&ws, net, buf->work, buf->batch_cap);
     const FN(fm_pass) ps = FN(inference)(net, buf);
     const int L = net->n_layers, I = net->sizes[0], K = net->sizes[L];
+    const int nt = fm_usable_threads(net->n_threads);
     double ls = 0, cs = 0;
     for (int64_t r0 = 0; r0 < n; r0 += buf->batch_cap) {
         const int B = (int)(n - r0 < buf->batch_cap ? n - r0 : buf->batch_cap);
-        FN(forward)(&ps, &ws, X + (size_t)r0 * I, B);
+        FN(forward)(&ps, &ws, FN(fm_input_block)(ws.x0, X, r0, B, I, nt), B);
         FN(fm_loss)(NULL, ws.loss, ws.correct, ws.logits, FN(targets_from)(targets, r0, K), NULL,
                     B, K, net->loss);
         double l, c;
@@ -311,16 +313,6 @@ int FN(fm_evaluate)(const fm_net *net, const fm_buffers *buf, const real *X,
     *loss_sum = ls;
     *correct_sum = cs;
     return FM_OK;
-}
-
-/* Xb (B, I) = rows idx[0..B) of X (n, I). Rows scattered over a large X come from
- * memory, one latency-bound stream per row: the threads share them from fewer rows on
- * than an in-cache pass would need. */
-static void FN(gather)(real *Xb, const real *X, const int64_t *idx, int B, int I, int nt) {
-    const int par = nt > 1 && B > 1 && (size_t)B * I >= (size_t)FM_GATHER_MIN_WORK;
-#pragma omp parallel for schedule(static) num_threads(nt) if (par)
-    for (int i = 0; i < B; i++)
-        memcpy(Xb + (size_t)i * I, X + (size_t)idx[i] * I, (size_t)I * sizeof(real));
 }
 
 /* FGSM: rows [0, na) of ws->x0 move by eps * sign(dLoss/dx), the gradient taken
@@ -352,11 +344,11 @@ static void FN(copy)(void *dst, const real *src, size_t n, int nt) {
  * rows), forward and loss with the step's randomness; leaves the output delta in
  * ws->delta[0]. Returns the mean loss before weight penalties; *correct: mean accuracy. */
 static double FN(step_forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, real *grads,
-                               const real *X, fm_targets targets, const int64_t *idx, int B,
+                               const fm_input *X, fm_targets targets, const int64_t *idx, int B,
                                const fm_augment *aug, double *correct) {
     const fm_net *net = ps->net;
     const int I = net->sizes[0], K = net->sizes[net->n_layers];
-    FN(gather)(ws->x0, X, idx, B, I, fm_usable_threads(net->n_threads));
+    FN(fm_input_rows)(ws->x0, X, idx, 0, B, I, fm_usable_threads(net->n_threads));
     if (aug->noise_std > 0 || aug->shift > 0)
         FN(fm_augment)(ws->x0, ws->xgrad, B, I, aug, ps->key, ps->counter);
     if (aug->adv_eps > 0) {
@@ -401,7 +393,7 @@ static void FN(convert_layout)(const fm_net *net, const fm_buffers *buf, const f
 #endif
 }
 
-int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const real *X,
+int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const fm_input *X,
                  fm_targets targets, int64_t n, const int64_t *order, int64_t start, int n_steps,
                  const double *lr, fm_optimizer *opt, const fm_clip *clip, const fm_penalty *pen,
                  const fm_augment *aug, fm_random *rng, const fm_snapshot *snap,

@@ -147,6 +147,13 @@ cdef fm_augment _augment(object aug) except *:
     return a
 
 
+# Element types the engine reads input rows of (fm_input_type), converting as it copies
+INPUT_TYPES = {np.dtype(np.float32): FM_IN_F32, np.dtype(np.float64): FM_IN_F64,
+               np.dtype(np.float16): FM_IN_F16, np.dtype(np.uint8): FM_IN_U8,
+               np.dtype(np.int8): FM_IN_I8, np.dtype(np.uint16): FM_IN_U16,
+               np.dtype(np.int16): FM_IN_I16, np.dtype(np.int32): FM_IN_I32}
+
+
 NO_PENALTY = (0.0, 0.0, 0, 0, 0.0, 0.0)
 NO_AUGMENT = (0.0, 0, 0, 0, 0, 0.0, 0.0)
 
@@ -414,6 +421,45 @@ cdef class Engine:
         if not X.flags.c_contiguous:
             raise ValueError("X must be C-contiguous")
 
+    cdef fm_input _input(self, X) except *:
+        """The rows of X as the engine reads them (fm_input): X is a C-contiguous array of
+        the engine's dtype, or an object with the attributes of fastmlp.inputs.Features
+        (`data`, `rows`, `scale`, `shift`). Checks what the C side relies on: the element
+        type, the width, each row's elements contiguous, every selected row inside
+        `data`, and the transform's arrays. The caller keeps X alive for the call."""
+        cdef fm_input r
+        if isinstance(X, np.ndarray):
+            self._check_X(X)
+            data, rows, scale, shift = X, None, None, None
+        else:
+            data, rows, scale, shift = X.data, X.rows, X.scale, X.shift
+        cdef int I = self.net.sizes[0]
+        if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != I or \
+                data.dtype not in INPUT_TYPES:
+            raise ValueError(f"input data must be (n, {I}) of one of "
+                             f"{[str(t) for t in INPUT_TYPES]}")
+        if I > 1 and data.strides[1] != data.dtype.itemsize:
+            raise ValueError("each input row's elements must be contiguous")
+        if rows is not None:
+            if rows.dtype != np.int64 or rows.ndim != 1 or not rows.flags.c_contiguous:
+                raise ValueError("input rows must be a contiguous 1-D int64 array")
+            if rows.shape[0] and (rows.min() < 0 or rows.max() >= data.shape[0]):
+                raise ValueError(f"input rows must lie in [0, {data.shape[0]})")
+        if (scale is None) != (shift is None):
+            raise ValueError("the input transform needs both scale and shift")
+        for v in (scale, shift):
+            if v is not None and (v.dtype != self.dtype or v.shape != (I,)
+                                  or not v.flags.c_contiguous):
+                raise ValueError(f"input scale and shift must be contiguous {self.dtype} "
+                                 f"of shape ({I},)")
+        r.data = <const void *><size_t>data.__array_interface__["data"][0]
+        r.type = INPUT_TYPES[data.dtype]
+        r.row_stride = data.strides[0]
+        r.rows = <const int64_t *>_ptr(rows)
+        r.scale = _ptr(scale)
+        r.shift = _ptr(shift)
+        return r
+
     def _check_targets(self, labels, dense, n, weights=None):
         K = self.net.sizes[self.net.n_layers]
         if weights is not None and (weights.dtype != self.dtype or weights.shape != (n,)
@@ -430,8 +476,8 @@ cdef class Engine:
 
     def predict(self, X, int batch_cap=512, bint logits=False):
         """Outputs after the loss's output activation (before it with logits=True),
-        (n, n_L), in inference mode."""
-        self._check_X(X)
+        (n, n_L), in inference mode. X: as `_input` takes it."""
+        cdef fm_input xin = self._input(X)
         cdef int64_t n = X.shape[0]
         out = np.empty((n, self.net.sizes[self.net.n_layers]), dtype=self.dtype)
         if n == 0:
@@ -442,14 +488,13 @@ cdef class Engine:
         cdef fm_buffers b = self._pooled_buffers(work, cap, &net)
         panels = self._predict_panels(n)
         b.panels = _ptr(panels)
-        cdef void *x = _ptr(X)
         cdef void *o = _ptr(out)
         cdef int status
         with nogil:
             if self.is_f64:
-                status = fm_predict_f64(&net, &b, <double *>x, n, logits, <double *>o)
+                status = fm_predict_f64(&net, &b, &xin, n, logits, <double *>o)
             else:
-                status = fm_predict_f32(&net, &b, <float *>x, n, logits, <float *>o)
+                status = fm_predict_f32(&net, &b, &xin, n, logits, <float *>o)
         self._give_workspace(work)
         _check_status(status, "predict")
         return out
@@ -489,8 +534,9 @@ cdef class Engine:
         return loss, dX
 
     def evaluate(self, X, labels, dense, int batch_cap=512):
-        """(sum of per-sample losses, sum of per-sample accuracies) over X, inference mode."""
-        self._check_X(X)
+        """(sum of per-sample losses, sum of per-sample accuracies) over X (as `_input` takes
+        it), inference mode."""
+        cdef fm_input xin = self._input(X)
         cdef int64_t n = X.shape[0]
         self._check_targets(labels, dense, n)
         if n == 0:
@@ -503,14 +549,13 @@ cdef class Engine:
         t.labels = <const int32_t *>_ptr(labels)
         t.dense = _ptr(dense)
         t.weights = NULL
-        cdef void *x = _ptr(X)
         cdef double loss_sum = 0, correct_sum = 0
         cdef int status
         with nogil:
             if self.is_f64:
-                status = fm_evaluate_f64(&net, &b, <double *>x, t, n, &loss_sum, &correct_sum)
+                status = fm_evaluate_f64(&net, &b, &xin, t, n, &loss_sum, &correct_sum)
             else:
-                status = fm_evaluate_f32(&net, &b, <float *>x, t, n, &loss_sum, &correct_sum)
+                status = fm_evaluate_f32(&net, &b, &xin, t, n, &loss_sum, &correct_sum)
         self._give_workspace(work)
         _check_status(status, "evaluate")
         return loss_sum, correct_sum
@@ -526,8 +571,9 @@ cdef class Engine:
         like those, that receive the state at the start once the first step's loss is
         finite. `order` holds k >= 1 epochs of n = len(X) sample indices; the steps take
         batches from position `start` on, never across an epoch's end (see steps_end).
+        X: as `_input` takes it.
         Returns (status, steps_done, step_loss, step_correct, step, counter)."""
-        self._check_X(X)
+        cdef fm_input xin = self._input(X)
         n = X.shape[0]
         self._check_targets(labels, dense, n, weights)
         if (order.dtype != np.int64 or order.ndim != 1 or order.shape[0] == 0
@@ -571,7 +617,6 @@ cdef class Engine:
         t.labels = <const int32_t *>_ptr(labels)
         t.dense = _ptr(dense)
         t.weights = _ptr(weights)
-        cdef void *x = _ptr(X)
         cdef const int64_t *o = <const int64_t *>_ptr(order)
         cdef const double *rates = <const double *>_ptr(lr)
         cdef double *sl = <double *>_ptr(step_loss)
@@ -580,11 +625,11 @@ cdef class Engine:
         cdef int status, done = 0
         with nogil:
             if self.is_f64:
-                status = fm_train_f64(&self.net, &b, batch_size, <double *>x, t, nn, o, start,
+                status = fm_train_f64(&self.net, &b, batch_size, &xin, t, nn, o, start,
                                       n_steps, rates, &opt, &c, &p, &a, &r, snap_ptr, sl, sc,
                                       &done)
             else:
-                status = fm_train_f32(&self.net, &b, batch_size, <float *>x, t, nn, o, start,
+                status = fm_train_f32(&self.net, &b, batch_size, &xin, t, nn, o, start,
                                       n_steps, rates, &opt, &c, &p, &a, &r, snap_ptr, sl, sc,
                                       &done)
         self.version += 1

@@ -21,12 +21,12 @@ from fastmlp._locking import ModelLock, reads, writes
 from fastmlp.activations import canonical_activation
 from fastmlp.history import History
 from fastmlp.init import check_initializer, initialize
+from fastmlp.inputs import Features, check_input
 from fastmlp.losses import get_loss, labels_from_outputs, prepare_targets
 from fastmlp.pruning import magnitude_mask
 from fastmlp.regularization import BATCH_NORM_CODES, penalty_config
-from fastmlp.validation import (C_INT_MAX, SEED_MAX, check_dtype, check_features, check_float,
-                                check_int, check_representable, check_sample_weight,
-                                check_threads)
+from fastmlp.validation import (C_INT_MAX, SEED_MAX, check_dtype, check_float, check_int,
+                                check_representable, check_sample_weight, check_threads)
 
 
 # Backend methods that change the model run under its write lock, those that read it under
@@ -92,6 +92,16 @@ class BaseMLP:
         the activation); one setting for all hidden layers or one per hidden layer.
     bn_momentum, bn_eps : float
         Running-statistics momentum (0.1) and variance epsilon (1e-5), as in PyTorch.
+    input_scale, input_shift : float or array-like of shape (n_features,), optional
+        The input transform: the network sees ``x * input_scale + input_shift`` per
+        feature (None: scale 1, shift 0; one number for every feature, or one per
+        feature), computed in `dtype` from ``x.astype(dtype)``, rounding the product and
+        then the sum. ``fit``, ``predict``, ``evaluate`` and every other call that takes X
+        apply it, and the model file keeps it, so a model trained on uint8 images with
+        ``input_scale=1/255`` predicts from uint8 images. The engine applies it while it
+        gathers each batch, so uint8 (or memory-mapped) data are never converted into a
+        float copy of the whole array (see :mod:`fastmlp.inputs`); e.g. standardize with
+        ``input_scale=1/std, input_shift=-mean/std``.
     """
 
     def __init__(
@@ -113,6 +123,8 @@ class BaseMLP:
         batch_norm: bool | str | Sequence = False,
         bn_momentum: float = 0.1,
         bn_eps: float = 1e-5,
+        input_scale: float | Sequence[float] | None = None,
+        input_shift: float | Sequence[float] | None = None,
     ) -> None:
         self._lock = ModelLock()
         self._sizes = _check_layer_sizes(layer_sizes)
@@ -144,6 +156,18 @@ class BaseMLP:
                                        _bn_code, (bool, str, type(None)))
         self._bn_momentum = check_float(bn_momentum, "bn_momentum", low=0.0, high=1.0 + 1e-12)
         self._bn_eps = check_float(bn_eps, "bn_eps", positive=True)
+        self._input_scale = _check_transform(input_scale, "input_scale", self._sizes[0],
+                                             self._dtype)
+        self._input_shift = _check_transform(input_shift, "input_shift", self._sizes[0],
+                                             self._dtype)
+        self._transform = None  # (scale, shift) in the model's dtype, or None: identity
+        if input_scale is not None or input_shift is not None:
+            n = self._sizes[0]
+            self._transform = tuple(
+                np.ascontiguousarray(np.broadcast_to(
+                    np.asarray(default if v is None else v, dtype=np.float64), (n,)),
+                    dtype=self._dtype)
+                for v, default in ((self._input_scale, 1.0), (self._input_shift, 0.0)))
         self._counter = 0  # training steps taken: the counter of the step randomness
         self._prune_mask: np.ndarray | None = None
         self._backend_setup(None if threads is None else check_threads(threads))
@@ -213,6 +237,16 @@ class BaseMLP:
     def batch_norm(self) -> list[str | None]:
         """Batch-norm placement of each hidden layer: None, ``"before"`` or ``"after"``."""
         return [{0: None, 1: "before", 2: "after"}[c] for c in self._batch_norm]
+
+    @property
+    def input_scale(self) -> float | list[float] | None:
+        """The input transform's scale, as given to the constructor (None: 1)."""
+        return self._input_scale
+
+    @property
+    def input_shift(self) -> float | list[float] | None:
+        """The input transform's shift, as given to the constructor (None: 0)."""
+        return self._input_shift
 
     @property
     def training_step(self) -> int:
@@ -441,13 +475,15 @@ class BaseMLP:
         gradients; gamma/beta of batch-norm layers), ``input`` (dLoss/dX) and ``flat`` (the
         gradient ordered as ``get_flat_params()``).
         """
-        X = self._check_X(X)
+        X = self._check_X(X, dense=True)
         labels, dense = self._targets(y, X.shape[0])
         pen = penalty_config(**penalties)
         counter = self._counter if step is None else check_int(step, "step", 0, 2**63 - 1)
         weights = check_sample_weight(sample_weight, X.shape[0], self._dtype)
         loss, flat, dX = self._backend_loss_grad(X, labels, dense, bool(training), pen, counter,
                                                  weights)
+        if self._transform is not None:  # the chain rule through x * scale + shift
+            dX *= self._transform[0]
         return {"loss": loss, **self._split(flat), "input": dX, "flat": flat}
 
     def loss_and_grad(self, X: object, y: object, *, return_input_grad: bool = False,
@@ -646,6 +682,7 @@ class BaseMLP:
             "input_dropout": self._dropout[0], "dropout": self._dropout[1:],
             "dropout_mode": self._dropout_mode, "batch_norm": self.batch_norm,
             "bn_momentum": self._bn_momentum, "bn_eps": self._bn_eps,
+            "input_scale": self._input_scale, "input_shift": self._input_shift,
         }
 
     @reads
@@ -694,8 +731,12 @@ class BaseMLP:
         init_from_file(self, config, arrays, "pickled model", state.get("threads"))
 
     # -- helpers ------------------------------------------------------------------------------
-    def _check_X(self, X: object, name: str = "X") -> np.ndarray:
-        return check_features(X, self._sizes[0], self._dtype, name)
+    def _check_X(self, X: object, name: str = "X", dense: bool = False) -> Features | np.ndarray:
+        """`X` checked as the model's input (see :mod:`fastmlp.inputs`): the rows the
+        engine reads in place, or with `dense` one C-contiguous array of the model's
+        dtype, converted and transformed (for the calls that need one)."""
+        features = check_input(X, self._sizes[0], self._dtype, self._transform, name)
+        return features.dense() if dense else features
 
     def _targets(self, y: object, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
         return prepare_targets(self._loss, y, n, self._sizes[-1], self._dtype)
@@ -836,11 +877,13 @@ class BaseMLP:
         may be None (zero). With ``training=True`` the network is the one of training step
         `step` (dropout masks, batch statistics), as in :meth:`gradients`.
         """
-        X = self._check_X(X)
+        X = self._check_X(X, dense=True)
         v = np.zeros(self._n_params, self._dtype) if v_params is None else \
             _check_param(v_params, (self._n_params,), self._dtype, "v_params")
         vx = None if v_inputs is None else _check_param(v_inputs, X.shape, self._dtype,
                                                          "v_inputs")
+        if vx is not None and self._transform is not None:  # the tangent of x * scale + shift
+            vx *= self._transform[0]
         counter = self._counter if step is None else check_int(step, "step", 0)
         return self._backend_jvp(X, v, vx, bool(training), counter)
 
@@ -867,7 +910,7 @@ class BaseMLP:
 
     def _curvature_inputs(self, X, y, training, step, sample_weight, penalties) -> tuple:
         """(X, labels, dense, training, penalty, counter, weights), checked."""
-        X = self._check_X(X)
+        X = self._check_X(X, dense=True)
         labels, dense = self._targets(y, X.shape[0])
         counter = self._counter if step is None else check_int(step, "step", 0)
         weights = check_sample_weight(sample_weight, X.shape[0], self._dtype)
@@ -934,6 +977,18 @@ def _check_layer_sizes(layer_sizes: object) -> tuple[int, ...]:
             f"got {len(sizes)}"
         )
     return sizes
+
+
+def _check_transform(value: object, name: str, n: int, dtype: np.dtype) -> float | list | None:
+    """None, one finite number or n of them (a list), each fitting `dtype`."""
+    if value is None:
+        return None
+    if np.ndim(value) == 0:
+        return check_representable(check_float(value, name), name, dtype)
+    arr = _check_param(value, (n,), np.dtype(np.float64), name)
+    for v in arr:
+        check_representable(float(v), name, dtype)
+    return arr.tolist()
 
 
 def _check_param(a: object, shape: tuple, dtype: np.dtype, name: str) -> np.ndarray:

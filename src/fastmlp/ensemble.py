@@ -57,7 +57,7 @@ class Ensemble:
         its seed); otherwise on all of it, differing only by seed. Returns the Histories."""
         n_jobs = check_int(n_jobs, "n_jobs", 1)
         first = self.members[0]
-        Xc = first._check_X(X)
+        Xc = first._check_X(X, dense=True)
         first._targets(y, Xc.shape[0])  # validate once, with a clear message
         y_arr = np.asarray(y)
 

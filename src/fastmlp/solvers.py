@@ -46,7 +46,7 @@ class _Problem:
 
     def __init__(self, model, X, y, sample_weight, penalties, validation_data, verbose):
         self.model = model
-        self.X = model._check_X(X)
+        self.X = model._check_X(X, dense=True)
         self.y = np.asarray(y)
         self.sample_weight = sample_weight
         self.penalties = penalties

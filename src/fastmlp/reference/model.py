@@ -1,6 +1,9 @@
 """`fastmlp.reference.MLP`: the same model as `fastmlp.MLP`, computed by NumPy one
 batch at a time in Python. Same constructor, same seed => same initial weights, the
-same shuffles and the same dropout masks, noise and shifts as the engine.
+same shuffles and the same dropout masks, noise and shifts as the engine. Its inputs
+(:class:`fastmlp.inputs.Features`, or arrays of the model's dtype as the engine takes them)
+are converted and transformed by NumPy: all rows at once in predict and evaluate, each
+batch's rows in training.
 
 Parameters live in one flat vector laid out like the engine's,
 ``[W_0, b_0, (gamma_0, beta_0), W_1, b_1, ...]``, with per-layer views into it, so
@@ -175,7 +178,7 @@ class MLP(BaseMLP):
 
     # -- backend interface ---------------------------------------------------------------------
     def _backend_predict(self, X, logits=False):
-        out, _ = self._forward(X, False, 0)
+        out, _ = self._forward(_rows(X), False, 0)
         return out if logits else F.output_activation(self._loss.name, out)
 
     def _backend_loss_grad(self, X, labels, dense, training, penalty, counter, weights=None):
@@ -186,7 +189,7 @@ class MLP(BaseMLP):
         return float(per_sample.mean()) + cache["activity"] / len(X) + value, grad, dX
 
     def _backend_evaluate(self, X, labels, dense):
-        logits, _ = self._forward(X, False, 0)
+        logits, _ = self._forward(_rows(X), False, 0)
         per_sample, correct, _ = F.loss_terms(self._loss.name, logits, labels, dense)
         return float(per_sample.sum()), float(correct.sum())
 
@@ -206,7 +209,7 @@ class MLP(BaseMLP):
         accuracy, output delta, cache)."""
         noise, shift, h, w, c, adv_eps, adv_ratio = augment
         counter = self._counter
-        xb = X[idx]
+        xb = _rows(X, idx)
         if shift > 0:
             xb = F.shift_images(xb, stream_base(self._seed, counter, STREAM_SHIFT), shift,
                                 (h, w, c))
@@ -299,3 +302,11 @@ class MLP(BaseMLP):
 
     def _backend_jvp(self, X, v, vx, training, counter):
         return curvature.jvp(self, X, v, vx, training=training, counter=counter)
+
+
+def _rows(X, idx=None) -> np.ndarray:
+    """Rows `idx` (None: all) of the input X -- Features, or a checked array of the model's
+    dtype -- as the network sees them."""
+    if isinstance(X, np.ndarray):
+        return X if idx is None else X[idx]
+    return (X if idx is None else X.take(idx)).dense()
