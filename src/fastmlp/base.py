@@ -1,6 +1,6 @@
 """What the C-engine model and the NumPy reference share: constructor checks,
 initialization and the public model API. A subclass supplies the backend (the
-`_backend_*` methods) that computes; :mod:`fastmlp.training` holds the fit loop."""
+`_backend_*` methods) that computes; :mod:`fastmlp.train` holds the training loop."""
 
 from __future__ import annotations
 
@@ -664,12 +664,12 @@ class BaseMLP:
             parameters do. The model keeps the last weights and optimizer state that gave
             a finite loss.
         """
-        arguments = dict(locals())  # every argument goes to the loop unchanged
-        del arguments["self"]
-        from fastmlp.training import fit
+        options = dict(locals())  # every argument goes to the loop unchanged
+        del options["self"], options["X"], options["y"]
+        from fastmlp.train import FitOptions, fit
 
         with self._lock.fitting():  # one fit at a time; readers may run between its chunks
-            return fit(self, **arguments)
+            return fit(self, X, y, FitOptions(**options))
 
     # -- model files and pickling ---------------------------------------------------------------
     def config(self) -> dict:
@@ -810,7 +810,7 @@ class BaseMLP:
         more epochs of len(X) indices) from position `start`, a batch never crossing an
         epoch's end (batch losses weighted by the per-sample `weights` when given); update
         `state` and the counter; return (status, done, losses, accuracies). `snapshot` (flat parameters, running statistics, state
-        dict; see training._snapshot) receives, in place, the state at the start once the
+        dict; see fastmlp.train.state.snapshot) receives, in place, the state at the start once the
         first step's loss is finite (its "step" entry is left to the caller)."""
         raise NotImplementedError
 

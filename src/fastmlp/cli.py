@@ -36,7 +36,7 @@ from fastmlp.init import INITIALIZERS
 from fastmlp.losses import LOSSES
 from fastmlp.optim import OPTIMIZERS
 from fastmlp.regularization import stratified_split
-from fastmlp.training import _epoch_line
+from fastmlp.train.loop import epoch_line
 from fastmlp.untrusted import read_npy
 
 _OPTIMIZERS = {name.lower(): cls for name, cls in OPTIMIZERS.items()}
@@ -510,7 +510,7 @@ class _EpochReporter:
             history.val_accuracy[-1] = float(np.mean(_class_of(model, self.X_val)
                                                      == self.y_val))
         if not self.quiet:
-            print(_epoch_line(history.epoch[-1], self.epochs, history.loss[-1],
+            print(epoch_line(history.epoch[-1], self.epochs, history.loss[-1],
                               history.accuracy[-1], history.val_loss[-1],
                               history.val_accuracy[-1], history.time[-1], self.n_train),
                   flush=True)

@@ -20,7 +20,7 @@ sums the outputs' errors while its loss averages them; here both average, so wit
 outputs the data term's SGD steps are k times smaller and ``alpha`` weighs k times more.
 
 ``fit`` converts and checks X once and runs many epochs per engine call
-(:class:`fastmlp.training.EpochRunner`); Python looks at the epoch losses after each call,
+(:class:`fastmlp.train.EpochRunner`); Python looks at the epoch losses after each call,
 which is early enough for scikit-learn's stopping rules (see ``_epochs_per_run``).
 Sparse X is made dense once per call.
 
@@ -63,7 +63,7 @@ from fastmlp.errors import TrainingDivergedError
 from fastmlp.loading import build_model
 from fastmlp.model import MLP
 from fastmlp.splitting import holdout_split
-from fastmlp.training import EpochRunner
+from fastmlp.train import EpochRunner
 from fastmlp.validation import check_dtype, check_features
 
 _ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
