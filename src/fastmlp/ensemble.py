@@ -57,7 +57,7 @@ class Ensemble:
         its seed); otherwise on all of it, differing only by seed. Returns the Histories."""
         n_jobs = check_int(n_jobs, "n_jobs", 1)
         first = self.members[0]
-        Xc = first._check_X(X, dense=True)
+        Xc = first._check_X(X)
         first._targets(y, Xc.shape[0])  # validate once, with a clear message
         y_arr = np.asarray(y)
 
@@ -65,7 +65,7 @@ class Ensemble:
             Xi, yi = Xc, y_arr
             if bagging:
                 idx = np.random.default_rng(member.seed).integers(0, len(Xc), size=len(Xc))
-                Xi, yi = Xc[idx], y_arr[idx]
+                Xi, yi = Xc.take(idx), y_arr[idx]
             return member.fit(Xi, yi, **fit_options)
 
         if n_jobs == 1:

@@ -69,7 +69,11 @@ class Features:
 
     def dense(self) -> np.ndarray:
         """The rows as the network sees them: a C-contiguous array of the model's dtype,
-        converted and transformed (a copy; for the calls that need one array)."""
+        converted and transformed, for the calls that need one array (a copy, except of
+        all rows of such an array with no transform: then the data themselves)."""
+        if self.rows is None and self.scale is None and self.data.dtype == self.dtype and \
+                self.data.flags.c_contiguous:
+            return self.data
         data = self.data if self.rows is None else self.data[self.rows]
         return _convert(data, self.dtype, self.scale, self.shift)
 
@@ -80,7 +84,9 @@ def check_input(X: object, n_features: int, dtype: np.dtype,
     """`X` as :class:`Features` of a model with `n_features` inputs, `dtype` and input
     `transform` ((scale, shift) arrays of `dtype`, or None), checked: 2-D, the right
     width, at least one row, numbers, and finite as the network sees them (after
-    conversion and transform).
+    conversion and transform). Features checked for this model already (the same dtype
+    and transform arrays) come back as they are; other Features are checked again, rows
+    and all.
 
     Raises
     ------
@@ -90,6 +96,13 @@ def check_input(X: object, n_features: int, dtype: np.dtype,
         For the wrong shape, NaN or infinity, or a memory-mapped array the engine cannot
         read in place; the message names `name` and the problem.
     """
+    scale, shift = (None, None) if transform is None else transform
+    if isinstance(X, Features):
+        if X.dtype == dtype and X.scale is scale and X.shift is shift and \
+                X.shape[1] == n_features:
+            return X
+        checked = check_input(X.data, n_features, dtype, transform, name)
+        return checked if X.rows is None else checked.take(X.rows)
     mapped = isinstance(X, np.memmap)
     try:
         arr = np.asarray(X)
@@ -120,7 +133,6 @@ def check_input(X: object, n_features: int, dtype: np.dtype,
             )
         with np.errstate(over="ignore", invalid="ignore"):  # checked below
             arr = np.ascontiguousarray(arr, dtype=arr.dtype if readable else dtype)
-    scale, shift = (None, None) if transform is None else transform
     _check_finite(arr, dtype, scale, shift, name)
     return Features(arr, None, scale, shift, dtype)
 

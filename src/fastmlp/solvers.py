@@ -61,7 +61,7 @@ class _Problem:
     def __init__(self, model, X, y, sample_weight, options, validation_data, verbose,
                  iterations):
         self.model = model
-        self.X = model._check_X(X, dense=True)
+        self.X = model._check_X(X)
         self.y = np.asarray(y)
         self.sample_weight = sample_weight
         loop_options = {k: options.pop(k) for k in _LOOP_OPTIONS if k in options}
@@ -229,7 +229,7 @@ def _gauss_newton_solver(problem: _Problem, rows_for, cg_iterations: int, tol: f
 
     def solve(theta, g, damping):
         rows = rows_for()
-        X = problem.X if rows is None else problem.X[rows]
+        X = problem.X if rows is None else problem.X.take(rows)
         y = problem.y if rows is None else problem.y[rows]
         options = problem.options(rows)
 

@@ -7,17 +7,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastmlp.inputs import Features
 from fastmlp.regularization import stratified_split
 from fastmlp.validation import check_sample_weight
 
 
 @dataclass
 class TrainingData:
-    """What a trainer reads: `X` (n, features) in the model's dtype, the targets as the
-    engine takes them (`labels` for class-index losses, `dense` otherwise), optional
+    """What a trainer reads: the inputs `X` as the engine reads them (in place, converted
+    per batch; see :mod:`fastmlp.inputs`), the targets as the engine takes them (`labels` for class-index losses, `dense` otherwise), optional
     per-sample `weights`, and `val` = (X, labels, dense) or None."""
 
-    X: np.ndarray
+    X: Features
     labels: np.ndarray | None
     dense: np.ndarray | None
     weights: np.ndarray | None
@@ -45,11 +46,12 @@ def check_validation_data(model, validation_data: object) -> tuple:
 
 
 def hold_out(data: TrainingData, fraction: float, seed: int) -> None:
-    """Move a stratified share `fraction` of `data` (seeded by `seed`) into ``data.val``."""
+    """Move a stratified share `fraction` of `data` (seeded by `seed`) into ``data.val``.
+    The inputs stay where they are (a memory map stays on disk): both parts select rows."""
     train_idx, val_idx = stratified_split(data.labels, data.n, fraction, seed)
     take = lambda a, i: None if a is None else np.ascontiguousarray(a[i])  # noqa: E731
-    data.val = (take(data.X, val_idx), take(data.labels, val_idx), take(data.dense, val_idx))
-    data.X, data.labels, data.dense = (take(data.X, train_idx), take(data.labels, train_idx),
+    data.val = (data.X.take(val_idx), take(data.labels, val_idx), take(data.dense, val_idx))
+    data.X, data.labels, data.dense = (data.X.take(train_idx), take(data.labels, train_idx),
                                        take(data.dense, train_idx))
     data.weights = take(data.weights, train_idx)
     if data.weights is not None and not (data.weights > 0).any():
