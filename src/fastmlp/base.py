@@ -549,7 +549,11 @@ class BaseMLP:
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training inputs (bool, int or float; any memory layout).
+            Training inputs (bool, int or float; any memory layout). float32/float64/
+            float16, uint8/int8, uint16/int16 and int32 arrays and memory maps
+            (``np.load(path, mmap_mode="r")``) are read in place, each batch converted as
+            it is gathered: no float copy of X is made (see :mod:`fastmlp.inputs`). The
+            model's ``input_scale``/``input_shift`` apply.
         y : array-like
             Targets as the loss expects them: integer class labels ``(n,)`` for
             ``cross_entropy``/``multi_hinge`` (or probabilities ``(n, K)`` for
