@@ -157,10 +157,14 @@ def test_strided_reversed_and_read_only_rows_are_read_in_place(images):
 def test_other_layouts_and_types_are_copied_not_widened(images):
     X, y = images
     fortran = np.asfortranarray(X)
-    assert check_input(fortran, F, np.dtype(np.float32)).data.dtype == np.uint8  # 1 byte each
-    big_endian = X.astype(">u2")
-    assert check_input(big_endian, F, np.dtype(np.float32)).data.dtype == np.float32
-    for V in (fortran, big_endian, X.astype(np.int64), X.astype(bool)):
+    f32 = np.dtype(np.float32)
+    assert check_input(fortran, F, f32).data.dtype == np.uint8  # 1 byte each
+    assert check_input(X.astype(">u2"), F, f32).data.dtype == np.float32
+    assert check_input(np.asfortranarray(X, np.float64), F, f32).data.dtype == np.float32
+    with pytest.raises(ValueError, match=r"infinity \(after conversion to float32\)"):
+        check_input(np.full((3, F), 1e300, order="F"), F, f32)
+    for V in (fortran, X.astype(">u2"), X.astype(np.int64), X.astype(bool),
+              np.asfortranarray(X / 7)):
         a, b = pair()
         a.fit(V, y, epochs=1, batch_size=32)
         b.fit(network_view(np.array(V)), y, epochs=1, batch_size=32)

@@ -8,9 +8,10 @@ batch's rows to the model's dtype as it gathers them. So a uint8 image set costs
 bytes, not four times as many, and a memory-mapped file larger than memory trains with
 only the pages of the batches in flight resident. Other numeric data (bool, 64-bit
 integers, big-endian or non-native types) and arrays whose rows are not contiguous are
-copied first, into the same element type where the engine reads it (never into a float
-copy of an integer array); a memory-mapped array that would need that copy is refused,
-since the copy is what mapping it avoids.
+copied first, into the narrower of their own type (where the engine reads it) and the
+model's dtype: a uint8 array stays uint8, a float64 one for a float32 model becomes
+float32, with the bits the engine's conversion would give. A memory-mapped array that
+would need that copy is refused, since the copy is what mapping it avoids.
 
 The model's input transform (``input_scale``, ``input_shift``; see
 :class:`fastmlp.base.BaseMLP`) is applied in the same pass: the network sees
@@ -122,7 +123,7 @@ def check_input(X: object, n_features: int, dtype: np.dtype,
         raise ValueError(
             f"{name} has {arr.shape[1]} features but the network expects {n_features}"
         )
-    readable = arr.dtype in ENGINE_TYPES
+    source, readable = arr.dtype, arr.dtype in ENGINE_TYPES
     if not readable or (n_features > 1 and arr.strides[1] != arr.dtype.itemsize):
         if mapped:
             raise ValueError(
@@ -131,9 +132,10 @@ def check_input(X: object, n_features: int, dtype: np.dtype,
                 "with each row's elements contiguous) and will not copy into memory; map "
                 "the file with a supported dtype in C order"
             )
+        narrow = readable and arr.dtype.itemsize < dtype.itemsize
         with np.errstate(over="ignore", invalid="ignore"):  # checked below
-            arr = np.ascontiguousarray(arr, dtype=arr.dtype if readable else dtype)
-    _check_finite(arr, dtype, scale, shift, name)
+            arr = np.ascontiguousarray(arr, dtype=arr.dtype if narrow else dtype)
+    _check_finite(arr, dtype, scale, shift, name, source)
     return Features(arr, None, scale, shift, dtype)
 
 
@@ -150,8 +152,9 @@ def _convert(data: np.ndarray, dtype: np.dtype, scale: np.ndarray | None,
 
 
 def _check_finite(data: np.ndarray, dtype: np.dtype, scale: np.ndarray | None,
-                  shift: np.ndarray | None, name: str) -> None:
-    """ValueError unless every row of `data` is finite as the network sees it. Integers
+                  shift: np.ndarray | None, name: str, source: np.dtype) -> None:
+    """ValueError unless every row of `data` (given as `source` data) is finite as the
+    network sees it. Integers
     convert to finite values, and the transform is monotone in x, so an integer array is
     checked through its type's two extremes; float data take one pass, in blocks."""
     if data.dtype.kind in "iu":
@@ -175,7 +178,7 @@ def _check_finite(data: np.ndarray, dtype: np.dtype, scale: np.ndarray | None,
             return
     what = "NaN" if np.isnan(bad).any() else "infinity"
     how = []
-    if data.dtype != dtype:
+    if source != dtype:
         how.append(f"conversion to {dtype}")
     if scale is not None:
         how.append("the input transform")
