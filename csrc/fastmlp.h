@@ -290,8 +290,9 @@ uint64_t fm_rng_below(uint64_t state[4], uint64_t n);
 void fm_shuffle(uint64_t state[4], int64_t *order, int64_t n);
 
 #define FM_DECLARE(T, SFX)                                                                      \
-    /* out (n, n_L) = output activation of the net (inference mode) applied to X (n, n_0),     \
-       in blocks of buf->batch_cap rows; logits != 0 leaves out the output activation */       \
+    /* out (n, n_L) = output activation of the net (inference mode) applied to the n rows of  \
+       X (fm_input), in blocks of buf->batch_cap rows; logits != 0 leaves out the output      \
+       activation */                                                                           \
     int fm_predict_##SFX(const fm_net *net, const fm_buffers *buf, const fm_input *X,         \
                          int64_t n, int logits, T *out);                                        \
     /* Mean loss + penalties over X (n, n_0) and its gradients into buf->grads; input_grad    \
@@ -300,12 +301,13 @@ void fm_shuffle(uint64_t state[4], int64_t *order, int64_t n);
     int fm_loss_grad_##SFX(const fm_net *net, const fm_buffers *buf, const T *X,              \
                            fm_targets targets, int n, int training, const fm_penalty *pen,     \
                            fm_random rng, double *loss, T *input_grad);                        \
-    /* Sums of per-sample loss and accuracy over X (n, n_0) in inference mode (no penalties),  \
-       in blocks of batch_cap rows; accuracy is 0 for losses without one (mse). Unweighted:  \
-       targets.weights must be NULL. */             \
+    /* Sums of per-sample loss and accuracy over the n rows of X (fm_input) in inference mode  \
+       (no penalties), in blocks of batch_cap rows; accuracy is 0 for losses without one       \
+       (mse). Unweighted: targets.weights must be NULL. */                                     \
     int fm_evaluate_##SFX(const fm_net *net, const fm_buffers *buf, const fm_input *X,        \
                           fm_targets targets, int64_t n, double *loss_sum, double *correct_sum); \
-    /* Runs n_steps training steps. order holds one or more epochs of n sample indices each;  \
+    /* Runs n_steps training steps on the n rows of X (fm_input: the batch gather converts     \
+       them). order holds one or more epochs of n sample indices each;                          \
        a step takes the next batch_size of them from start on, fewer where an epoch ends (a   \
        batch never crosses a multiple of n); step s uses learning rate lr[s]. The caller      \
        checks that the steps stay within order.                                               \
