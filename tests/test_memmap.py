@@ -309,6 +309,9 @@ _RSS_CHILD = textwrap.dedent("""
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc (Linux)")
+@pytest.mark.skipif("libasan" in os.environ.get("LD_PRELOAD", ""),
+                    reason="AddressSanitizer's shadow memory and red zones are anonymous "
+                           "resident memory of their own (tools/sanitize.sh)")
 def test_a_memmap_larger_than_its_share_of_memory_trains_in_bounded_memory(tmp_path):
     """A 512 MiB uint8 file (684,784 MNIST-sized rows; a float32 copy would be 2 GiB),
     one epoch at batch 256 in a fresh process: its anonymous resident memory (the file's
