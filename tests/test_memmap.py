@@ -392,3 +392,9 @@ def test_open_idx_checks_the_header_against_the_file_size(images, tmp_path):
     write_idx(tmp_path / "empty.idx", np.zeros((0, 28, 28), np.uint8))
     empty = open_idx(tmp_path / "empty.idx", flatten=True)
     assert empty.shape == (0, 784) and not empty.flags.writeable
+    (tmp_path / "vast.idx").write_bytes(b"\0\0\x08\x04" + b"\0" * 4 + b"\xff\xff\xff\xff" * 3)
+    for flatten in (False, True):  # no array of 0 x (2**32 - 1)**3 elements can exist
+        with pytest.raises(ValueError, match="implausible dimensions 0x4294967295"):
+            open_idx(tmp_path / "vast.idx", flatten=flatten)
+    with pytest.raises(ValueError, match="vast.idx: implausible dimensions 0x4294967295"):
+        read_idx(tmp_path / "vast.idx")  # (NumPy's own error before, without the file)

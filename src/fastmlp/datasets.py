@@ -155,7 +155,8 @@ def _parse_idx(fh: BinaryIO, name: str) -> np.ndarray:
     dtype, dims = _parse_idx_header(fh, name)
     ndim = len(dims)
     n_elements = math.prod(dims)
-    if n_elements > _MAX_IDX_ELEMENTS:
+    # (the nonzero dims: an empty array of vast other dims cannot exist in NumPy either)
+    if math.prod(d for d in dims if d) > _MAX_IDX_ELEMENTS:
         raise ValueError(
             f"{name}: implausible dimensions {'x'.join(map(str, dims))} "
             f"({n_elements} elements, limit is {_MAX_IDX_ELEMENTS}); "
@@ -269,6 +270,10 @@ def open_idx(path: PathLike, *, flatten: bool = False) -> np.ndarray:
                 f"{size - offset} bytes follow it"
             )
         shape = (dims[0], math.prod(dims[1:])) if flatten and len(dims) > 1 else dims
+        # (a non-empty shape matches the file size; an empty one's other dims can be vast)
+        if math.prod(d for d in shape if d) * dtype.itemsize > np.iinfo(np.intp).max:
+            raise ValueError(f"{name}: implausible dimensions {'x'.join(map(str, dims))}; "
+                             "the file is probably corrupt")
         if nbytes == 0:
             empty = np.empty(shape, dtype)
             empty.flags.writeable = False
