@@ -23,7 +23,6 @@
 /* fm_train's panel layout (layout.c) in calls of at least this many steps: its two
  * conversions cost 1.5-2 steps of 784-512-256-10 at batch 32, and save 10-30% of each. */
 #define FM_LAYOUT_MIN_STEPS 32
-#define FM_GATHER_MIN_WORK 4096 /* gathered elements from which threads share the rows */
 
 static int has_bn(const fm_net *net, int l) { return l < net->n_layers - 1 && net->bn[l]; }
 

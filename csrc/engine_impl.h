@@ -292,14 +292,16 @@ static int FN(input_ok)(const fm_net *net, const fm_csr *csr) {
     return csr ? net->csr_input && net->dropout[0] == 0 : !net->csr_input;
 }
 
-/* The input rows [r0, r0 + B) of a call: of dense X (returned), or of ws->csr (NULL). */
-static const real *FN(rows_at)(FN(fm_ws) * ws, const real *X, int64_t r0, int I) {
+/* The input rows [r0, r0 + B) of a call: of dense X (returned: in place, or converted into
+ * ws->x0), or of ws->csr (NULL). */
+static const real *FN(rows_at)(FN(fm_ws) * ws, const fm_input *X, int64_t r0, int B, int I,
+                               int nt) {
     ws->csr_rows = NULL;
     ws->csr_r0 = r0;
-    return ws->csr ? NULL : X + (size_t)r0 * I;
+    return ws->csr ? NULL : FN(fm_input_block)(ws->x0, X, r0, B, I, nt);
 }
 
-static int FN(predict)(const fm_net *net, const fm_buffers *buf, const real *X,
+static int FN(predict)(const fm_net *net, const fm_buffers *buf, const fm_input *X,
                        const fm_csr *csr, int64_t n, int logits, real *out) {
     if (!net_ok(net) || buf->batch_cap < 1 || !FN(input_ok)(net, csr)) return FM_ERR_BAD_ARGUMENT;
     FN(fm_ws) ws;
@@ -311,9 +313,10 @@ static int FN(predict)(const fm_net *net, const fm_buffers *buf, const real *X,
 #endif
     ps.pruned = buf->pruned;
     const int I = net->sizes[0], K = net->sizes[net->n_layers];
+    const int nt = fm_usable_threads(net->n_threads);
     for (int64_t r0 = 0; r0 < n; r0 += buf->batch_cap) {
         const int B = (int)(n - r0 < buf->batch_cap ? n - r0 : buf->batch_cap);
-        FN(forward)(&ps, &ws, FN(rows_at)(&ws, X, r0, I), B);
+        FN(forward)(&ps, &ws, FN(rows_at)(&ws, X, r0, B, I, nt), B);
         real *o = out + (size_t)r0 * K;
         memcpy(o, ws.logits, (size_t)B * K * sizeof(real));
         if (!logits) FN(fm_output_activation)(o, B, K, net->loss);
@@ -321,7 +324,7 @@ static int FN(predict)(const fm_net *net, const fm_buffers *buf, const real *X,
     return FM_OK;
 }
 
-int FN(fm_predict)(const fm_net *net, const fm_buffers *buf, const real *X, int64_t n,
+int FN(fm_predict)(const fm_net *net, const fm_buffers *buf, const fm_input *X, int64_t n,
                    int logits, real *out) {
     return FN(predict)(net, buf, X, NULL, n, logits, out);
 }
@@ -344,7 +347,9 @@ static int FN(loss_grad)(const fm_net *net, const fm_buffers *buf, const real *X
                             .running = (const real *)buf->running, .training = training,
                             .key = rng.key, .counter = (uint64_t)rng.counter, .pen = pen};
     const int L = net->n_layers;
-    FN(forward)(&ps, &ws, FN(rows_at)(&ws, X, 0, net->sizes[0]), n);
+    ws.csr_rows = NULL;
+    ws.csr_r0 = 0;
+    FN(forward)(&ps, &ws, csr ? NULL : X, n);
     FN(fm_loss)(ws.delta[0], ws.loss, ws.correct, ws.logits, targets, NULL, n, net->sizes[L],
                 net->loss);
     double correct;
@@ -368,7 +373,7 @@ int FN(fm_loss_grad_csr)(const fm_net *net, const fm_buffers *buf, const fm_csr 
                          NULL);
 }
 
-static int FN(evaluate)(const fm_net *net, const fm_buffers *buf, const real *X,
+static int FN(evaluate)(const fm_net *net, const fm_buffers *buf, const fm_input *X,
                         const fm_csr *csr, fm_targets targets, int64_t n, double *loss_sum,
                         double *correct_sum) {
     if (!net_ok(net) || buf->batch_cap < 1 || targets.weights || !FN(input_ok)(net, csr))
@@ -378,10 +383,11 @@ static int FN(evaluate)(const fm_net *net, const fm_buffers *buf, const real *X,
     ws.csr = csr;
     const FN(fm_pass) ps = FN(inference)(net, buf);
     const int L = net->n_layers, I = net->sizes[0], K = net->sizes[L];
+    const int nt = fm_usable_threads(net->n_threads);
     double ls = 0, cs = 0;
     for (int64_t r0 = 0; r0 < n; r0 += buf->batch_cap) {
         const int B = (int)(n - r0 < buf->batch_cap ? n - r0 : buf->batch_cap);
-        FN(forward)(&ps, &ws, FN(rows_at)(&ws, X, r0, I), B);
+        FN(forward)(&ps, &ws, FN(rows_at)(&ws, X, r0, B, I, nt), B);
         FN(fm_loss)(NULL, ws.loss, ws.correct, ws.logits, FN(targets_from)(targets, r0, K), NULL,
                     B, K, net->loss);
         double l, c;
@@ -394,7 +400,7 @@ static int FN(evaluate)(const fm_net *net, const fm_buffers *buf, const real *X,
     return FM_OK;
 }
 
-int FN(fm_evaluate)(const fm_net *net, const fm_buffers *buf, const real *X,
+int FN(fm_evaluate)(const fm_net *net, const fm_buffers *buf, const fm_input *X,
                     fm_targets targets, int64_t n, double *loss_sum, double *correct_sum) {
     return FN(evaluate)(net, buf, X, NULL, targets, n, loss_sum, correct_sum);
 }
@@ -402,16 +408,6 @@ int FN(fm_evaluate)(const fm_net *net, const fm_buffers *buf, const real *X,
 int FN(fm_evaluate_csr)(const fm_net *net, const fm_buffers *buf, const fm_csr *X,
                         fm_targets targets, double *loss_sum, double *correct_sum) {
     return FN(evaluate)(net, buf, NULL, X, targets, X->n_rows, loss_sum, correct_sum);
-}
-
-/* Xb (B, I) = rows idx[0..B) of X (n, I). Rows scattered over a large X come from
- * memory, one latency-bound stream per row: the threads share them from fewer rows on
- * than an in-cache pass would need. */
-static void FN(gather)(real *Xb, const real *X, const int64_t *idx, int B, int I, int nt) {
-    const int par = nt > 1 && B > 1 && (size_t)B * I >= (size_t)FM_GATHER_MIN_WORK;
-#pragma omp parallel for schedule(static) num_threads(nt) if (par)
-    for (int i = 0; i < B; i++)
-        memcpy(Xb + (size_t)i * I, X + (size_t)idx[i] * I, (size_t)I * sizeof(real));
 }
 
 /* FGSM: rows [0, na) of ws->x0 move by eps * sign(dLoss/dx), the gradient taken
@@ -443,14 +439,14 @@ static void FN(copy)(void *dst, const real *src, size_t n, int nt) {
  * rows) -- or, with CSR input, point layer 0 at those rows --, forward and loss with the step's randomness; leaves the output delta in
  * ws->delta[0]. Returns the mean loss before weight penalties; *correct: mean accuracy. */
 static double FN(step_forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, real *grads,
-                               const real *X, fm_targets targets, const int64_t *idx, int B,
+                               const fm_input *X, fm_targets targets, const int64_t *idx, int B,
                                const fm_augment *aug, double *correct) {
     const fm_net *net = ps->net;
     const int I = net->sizes[0], K = net->sizes[net->n_layers];
     if (ws->csr) { /* CSR rows are read in place, in this order (no augmentation) */
         ws->csr_rows = idx;
     } else {
-        FN(gather)(ws->x0, X, idx, B, I, fm_usable_threads(net->n_threads));
+        FN(fm_input_rows)(ws->x0, X, idx, 0, B, I, fm_usable_threads(net->n_threads));
         if (aug->noise_std > 0 || aug->shift > 0 || aug->rotate > 0 || aug->scale > 0 ||
             aug->shear > 0)
             FN(fm_augment)(ws->x0, ws->xgrad, B, I, aug, ps->key, ps->counter, ps->row0);
@@ -516,7 +512,8 @@ static int FN(update)(const fm_net *net, const fm_buffers *buf, double lr, fm_op
     return FM_OK;
 }
 
-static int FN(train)(const fm_net *net, const fm_buffers *buf, int batch_size, const real *X,
+static int FN(train)(const fm_net *net, const fm_buffers *buf, int batch_size,
+                     const fm_input *X,
                      const fm_csr *csr, fm_targets targets, int64_t n, const int64_t *order,
                      int64_t start, int n_steps, const double *lr, fm_optimizer *opt,
                      const fm_clip *clip, const fm_penalty *pen, const fm_augment *aug,
@@ -586,7 +583,7 @@ static int FN(train)(const fm_net *net, const fm_buffers *buf, int batch_size, c
     return status;
 }
 
-int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const real *X,
+int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const fm_input *X,
                  fm_targets targets, int64_t n, const int64_t *order, int64_t start, int n_steps,
                  const double *lr, fm_optimizer *opt, const fm_clip *clip, const fm_penalty *pen,
                  const fm_augment *aug, fm_random *rng, const fm_snapshot *snap,
@@ -608,7 +605,7 @@ int FN(fm_train_csr)(const fm_net *net, const fm_buffers *buf, int batch_size, c
 /* ---- Data-parallel training (fastmlp.distributed): fm_train's step in two halves, with
  * the sum of the ranks' gradients between them. ---- */
 
-int FN(fm_block_grad)(real *out, const fm_net *net, const fm_buffers *buf, const real *X,
+int FN(fm_block_grad)(real *out, const fm_net *net, const fm_buffers *buf, const fm_input *X,
                       fm_targets targets, const int64_t *idx, int B, int block, int64_t row0,
                       double grad_scale, double stat_scale, const fm_augment *aug,
                       fm_random rng, double *loss, double *correct, int *threads) {

@@ -216,6 +216,34 @@ int fm_fork_serial(void);
 uint64_t fm_hash(uint64_t key, uint64_t counter, uint64_t stream, uint64_t index);
 double fm_uniform(uint64_t key, uint64_t counter, uint64_t stream, uint64_t index);
 
+/* The data a call reads its input rows from (input.c). Data-set row i is row rows[i] (row i
+ * when rows is NULL) of a matrix whose rows start row_stride bytes apart (any sign), each
+ * n_0 contiguous elements of fm_input_type `type`. The engine converts each row to the
+ * net's dtype as it copies it (as a C cast does: integers and float16 exactly, float64 to
+ * float32 rounded to nearest) and, when scale is not NULL, maps element j to
+ * x * scale[j] + shift[j] in the net's dtype, rounding the product and then the sum (no
+ * fused multiply-add): the bits of NumPy's x.astype(dtype) * scale + shift. A call of the
+ * net's own dtype with no rows, no transform and contiguous rows reads them in place. */
+typedef enum {
+    FM_IN_F32 = 0,
+    FM_IN_F64 = 1,
+    FM_IN_F16 = 2, /* IEEE half precision */
+    FM_IN_U8 = 3,
+    FM_IN_I8 = 4,
+    FM_IN_U16 = 5,
+    FM_IN_I16 = 6,
+    FM_IN_I32 = 7
+} fm_input_type;
+
+typedef struct {
+    const void *data;
+    int type;             /* fm_input_type */
+    int64_t row_stride;   /* bytes from one stored row to the next */
+    const int64_t *rows;  /* (n,) stored row of each data-set row, or NULL */
+    const void *scale;    /* (n_0,) of the net's dtype, or NULL: no transform ... */
+    const void *shift;    /* ... and (n_0,) with it */
+} fm_input;
+
 /* Training targets: exactly one of labels and dense is non-NULL.
  * labels (n,) int32 class indices; dense (n, n_L) target rows of the net's dtype.
  * label_smoothing (FM_CROSS_ENTROPY only, in [0, 1]): each target row t becomes
@@ -285,22 +313,24 @@ uint64_t fm_rng_below(uint64_t state[4], uint64_t n);
 void fm_shuffle(uint64_t state[4], int64_t *order, int64_t n);
 
 #define FM_DECLARE(T, SFX)                                                                      \
-    /* out (n, n_L) = output activation of the net (inference mode) applied to X (n, n_0),     \
-       in blocks of buf->batch_cap rows; logits != 0 leaves out the output activation */       \
-    int fm_predict_##SFX(const fm_net *net, const fm_buffers *buf, const T *X, int64_t n,     \
-                         int logits, T *out);                                                   \
+    /* out (n, n_L) = output activation of the net (inference mode) applied to the n rows of  \
+       X (fm_input), in blocks of buf->batch_cap rows; logits != 0 leaves out the output      \
+       activation */                                                                           \
+    int fm_predict_##SFX(const fm_net *net, const fm_buffers *buf, const fm_input *X,         \
+                         int64_t n, int logits, T *out);                                        \
     /* Mean loss + penalties over X (n, n_0) and its gradients into buf->grads; input_grad    \
        (n, n_0) = dLoss/dX when not NULL. training: dropout masks drawn from (rng, stream 0)   \
        and BN batch statistics (running statistics are not updated). n <= batch_cap. */       \
     int fm_loss_grad_##SFX(const fm_net *net, const fm_buffers *buf, const T *X,              \
                            fm_targets targets, int n, int training, const fm_penalty *pen,     \
                            fm_random rng, double *loss, T *input_grad);                        \
-    /* Sums of per-sample loss and accuracy over X (n, n_0) in inference mode (no penalties),  \
-       in blocks of batch_cap rows; accuracy is 0 for losses without one (mse). Unweighted:  \
-       targets.weights must be NULL. */             \
-    int fm_evaluate_##SFX(const fm_net *net, const fm_buffers *buf, const T *X,               \
+    /* Sums of per-sample loss and accuracy over the n rows of X (fm_input) in inference mode  \
+       (no penalties), in blocks of batch_cap rows; accuracy is 0 for losses without one       \
+       (mse). Unweighted: targets.weights must be NULL. */                                     \
+    int fm_evaluate_##SFX(const fm_net *net, const fm_buffers *buf, const fm_input *X,        \
                           fm_targets targets, int64_t n, double *loss_sum, double *correct_sum); \
-    /* Runs n_steps training steps. order holds one or more epochs of n sample indices each;  \
+    /* Runs n_steps training steps on the n rows of X (fm_input: the batch gather converts     \
+       them). order holds one or more epochs of n sample indices each;                          \
        a step takes the next batch_size of them from start on, fewer where an epoch ends (a   \
        batch never crosses a multiple of n); step s uses learning rate lr[s]. The caller      \
        checks that the steps stay within order.                                               \
@@ -308,7 +338,8 @@ void fm_shuffle(uint64_t state[4], int64_t *order, int64_t n);
        (n_steps,), the number of completed steps to *steps_done. Stops with                    \
        FM_ERR_NONFINITE_LOSS before updating on a non-finite loss. snap (or NULL) receives the \
        state at the start once the first step's loss is finite. */                             \
-    int fm_train_##SFX(const fm_net *net, const fm_buffers *buf, int batch_size, const T *X,  \
+    int fm_train_##SFX(const fm_net *net, const fm_buffers *buf, int batch_size,              \
+                       const fm_input *X,                                                       \
                        fm_targets targets, int64_t n, const int64_t *order, int64_t start,      \
                        int n_steps, const double *lr, fm_optimizer *opt, const fm_clip *clip,   \
                        const fm_penalty *pen, const fm_augment *aug, fm_random *rng,            \
@@ -326,7 +357,7 @@ void fm_shuffle(uint64_t state[4], int64_t *order, int64_t n);
        penalties (added to *loss), mask, clipping, optimizer with rate lr, L1 prox; then     \
        each BN layer's running (mean, var) <- (1-m) running + m stats. FM_ERR_NONFINITE_GRAD  \
        as fm_train. */                                                                         \
-    int fm_block_grad_##SFX(T *out, const fm_net *net, const fm_buffers *buf, const T *X,      \
+    int fm_block_grad_##SFX(T *out, const fm_net *net, const fm_buffers *buf, const fm_input *X, \
                             fm_targets targets, const int64_t *idx, int B, int block,           \
                             int64_t row0, double grad_scale, double stat_scale,                 \
                             const fm_augment *aug, fm_random rng, double *loss,                 \

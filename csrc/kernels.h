@@ -129,4 +129,19 @@ FM_KERNELS(float, f32)
 FM_KERNELS(double, f64)
 #undef FM_KERNELS
 
+/* The input rows of a call (input.c; fm_input in fastmlp.h). */
+#define FM_INPUT(T, SFX)                                                                        \
+    /* Xb (B, I) = data-set rows idx[0..B) of in (rows first .. first+B-1 when idx is NULL),   \
+       converted to T and transformed */                                                       \
+    void fm_input_rows_##SFX(T *Xb, const fm_input *in, const int64_t *idx, int64_t first,   \
+                             int B, int I, int nt);                                             \
+    /* Rows first .. first+B-1 as the net reads them (B, I): in place when they need no       \
+       conversion, transform or selection and lie contiguous, else converted into Xb */       \
+    const T *fm_input_block_##SFX(T *Xb, const fm_input *in, int64_t first, int B, int I,     \
+                                  int nt);
+
+FM_INPUT(float, f32)
+FM_INPUT(double, f64)
+#undef FM_INPUT
+
 #endif

@@ -23,7 +23,7 @@ fi
 
 tests=(tests/test_kernels.py tests/test_layout.py tests/test_engine_vs_reference.py
        tests/test_validation.py tests/test_sparse_input.py)
-for optional in tests/test_concurrency.py tests/test_loader_fuzz.py; do
+for optional in tests/test_concurrency.py tests/test_loader_fuzz.py tests/test_memmap.py; do
     [[ -e $optional ]] && tests+=("$optional")
 done
 

@@ -76,6 +76,24 @@ cdef extern from "fastmlp.h" nogil:
         const void *weights
         double label_smoothing
 
+    enum:
+        FM_IN_F32
+        FM_IN_F64
+        FM_IN_F16
+        FM_IN_U8
+        FM_IN_I8
+        FM_IN_U16
+        FM_IN_I16
+        FM_IN_I32
+
+    ctypedef struct fm_input:
+        const void *data
+        int type
+        int64_t row_stride
+        const int64_t *rows
+        const void *scale
+        const void *shift
+
     ctypedef struct fm_optimizer:
         int kind
         double momentum, dampening, weight_decay, eps
@@ -110,9 +128,9 @@ cdef extern from "fastmlp.h" nogil:
     void fm_shuffle(uint64_t state[4], int64_t *order, int64_t n)
     uint64_t fm_hash(uint64_t key, uint64_t counter, uint64_t stream, uint64_t index)
 
-    int fm_predict_f32(const fm_net *net, const fm_buffers *buf, const float *X, int64_t n,
+    int fm_predict_f32(const fm_net *net, const fm_buffers *buf, const fm_input *X, int64_t n,
                        int logits, float *out)
-    int fm_predict_f64(const fm_net *net, const fm_buffers *buf, const double *X, int64_t n,
+    int fm_predict_f64(const fm_net *net, const fm_buffers *buf, const fm_input *X, int64_t n,
                        int logits, double *out)
     int fm_loss_grad_f32(const fm_net *net, const fm_buffers *buf, const float *X,
                          fm_targets targets, int n, int training, const fm_penalty *pen,
@@ -120,29 +138,29 @@ cdef extern from "fastmlp.h" nogil:
     int fm_loss_grad_f64(const fm_net *net, const fm_buffers *buf, const double *X,
                          fm_targets targets, int n, int training, const fm_penalty *pen,
                          fm_random rng, double *loss, double *input_grad)
-    int fm_evaluate_f32(const fm_net *net, const fm_buffers *buf, const float *X,
+    int fm_evaluate_f32(const fm_net *net, const fm_buffers *buf, const fm_input *X,
                         fm_targets targets, int64_t n, double *loss_sum, double *correct_sum)
-    int fm_evaluate_f64(const fm_net *net, const fm_buffers *buf, const double *X,
+    int fm_evaluate_f64(const fm_net *net, const fm_buffers *buf, const fm_input *X,
                         fm_targets targets, int64_t n, double *loss_sum, double *correct_sum)
-    int fm_train_f32(const fm_net *net, const fm_buffers *buf, int batch_size, const float *X,
+    int fm_train_f32(const fm_net *net, const fm_buffers *buf, int batch_size, const fm_input *X,
                      fm_targets targets, int64_t n, const int64_t *order, int64_t start,
                      int n_steps, const double *lr, fm_optimizer *opt, const fm_clip *clip,
                      const fm_penalty *pen, const fm_augment *aug, fm_random *rng,
                      const fm_snapshot *snap, double *step_loss, double *step_correct,
                      int *steps_done)
-    int fm_train_f64(const fm_net *net, const fm_buffers *buf, int batch_size, const double *X,
+    int fm_train_f64(const fm_net *net, const fm_buffers *buf, int batch_size, const fm_input *X,
                      fm_targets targets, int64_t n, const int64_t *order, int64_t start,
                      int n_steps, const double *lr, fm_optimizer *opt, const fm_clip *clip,
                      const fm_penalty *pen, const fm_augment *aug, fm_random *rng,
                      const fm_snapshot *snap, double *step_loss, double *step_correct,
                      int *steps_done)
-    int fm_block_grad_f32(float *out, const fm_net *net, const fm_buffers *buf, const float *X,
+    int fm_block_grad_f32(float *out, const fm_net *net, const fm_buffers *buf, const fm_input *X,
                           fm_targets targets, const int64_t *idx, int B, int block,
                           int64_t row0, double grad_scale, double stat_scale,
                           const fm_augment *aug, fm_random rng, double *loss, double *correct,
                           int *threads)
     int fm_block_grad_f64(double *out, const fm_net *net, const fm_buffers *buf,
-                          const double *X, fm_targets targets, const int64_t *idx, int B,
+                          const fm_input *X, fm_targets targets, const int64_t *idx, int B,
                           int block, int64_t row0, double grad_scale, double stat_scale,
                           const fm_augment *aug, fm_random rng, double *loss, double *correct,
                           int *threads)

@@ -170,6 +170,13 @@ cdef fm_augment _augment(object aug) except *:
     return a
 
 
+# Element types the engine reads input rows of (fm_input_type), converting as it copies
+INPUT_TYPES = {np.dtype(np.float32): FM_IN_F32, np.dtype(np.float64): FM_IN_F64,
+               np.dtype(np.float16): FM_IN_F16, np.dtype(np.uint8): FM_IN_U8,
+               np.dtype(np.int8): FM_IN_I8, np.dtype(np.uint16): FM_IN_U16,
+               np.dtype(np.int16): FM_IN_I16, np.dtype(np.int32): FM_IN_I32}
+
+
 NO_PENALTY = (0.0, 0.0, 0, 0, 0.0, 0.0)
 # predict reads the weights of a layer with fewer non-zeros than this share as CSR
 SPARSE_DENSITY = 0.15
@@ -526,9 +533,8 @@ cdef class Engine:
 
     def _check_input(self, X):
         """True for CSR input (a fastmlp.io.csr.CSRInput, whose structure fastmlp.io.csr checked;
-        here: dtypes, lengths, contiguity), False for dense X (checked by _check_X)."""
+        here: dtypes, lengths, contiguity), False for dense X (which `_input` checks)."""
         if not isinstance(X, CSRInput):
-            self._check_X(X)
             return False
         n = X.shape[0]
         if (X.shape[1] != self.net.sizes[0] or X.data.dtype != self.dtype
@@ -543,6 +549,45 @@ cdef class Engine:
             raise ValueError("input dropout needs dense X: the engine multiplies sparse rows "
                              "as they are (densify X, or train without input dropout)")
         return True
+
+    cdef fm_input _input(self, X) except *:
+        """The rows of X as the engine reads them (fm_input): X is a C-contiguous array of
+        the engine's dtype, or an object with the attributes of fastmlp.io.inputs.Features
+        (`data`, `rows`, `scale`, `shift`). Checks what the C side relies on: the element
+        type, the width, each row's elements contiguous, every selected row inside
+        `data`, and the transform's arrays. The caller keeps X alive for the call."""
+        cdef fm_input r
+        if isinstance(X, np.ndarray):
+            self._check_X(X)
+            data, rows, scale, shift = X, None, None, None
+        else:
+            data, rows, scale, shift = X.data, X.rows, X.scale, X.shift
+        cdef int I = self.net.sizes[0]
+        if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != I or \
+                data.dtype not in INPUT_TYPES:
+            raise ValueError(f"input data must be (n, {I}) of one of "
+                             f"{[str(t) for t in INPUT_TYPES]}")
+        if I > 1 and data.strides[1] != data.dtype.itemsize:
+            raise ValueError("each input row's elements must be contiguous")
+        if rows is not None:
+            if rows.dtype != np.int64 or rows.ndim != 1 or not rows.flags.c_contiguous:
+                raise ValueError("input rows must be a contiguous 1-D int64 array")
+            if rows.shape[0] and (rows.min() < 0 or rows.max() >= data.shape[0]):
+                raise ValueError(f"input rows must lie in [0, {data.shape[0]})")
+        if (scale is None) != (shift is None):
+            raise ValueError("the input transform needs both scale and shift")
+        for v in (scale, shift):
+            if v is not None and (v.dtype != self.dtype or v.shape != (I,)
+                                  or not v.flags.c_contiguous):
+                raise ValueError(f"input scale and shift must be contiguous {self.dtype} "
+                                 f"of shape ({I},)")
+        r.data = <const void *><size_t>data.__array_interface__["data"][0]
+        r.type = INPUT_TYPES[data.dtype]
+        r.row_stride = data.strides[0]
+        r.rows = <const int64_t *>_ptr(rows)
+        r.scale = _ptr(scale)
+        r.shift = _ptr(shift)
+        return r
 
     def _check_targets(self, labels, dense, n, weights=None):
         K = self.net.sizes[self.net.n_layers]
@@ -560,8 +605,11 @@ cdef class Engine:
 
     def predict(self, X, int batch_cap=512, bint logits=False):
         """Outputs after the loss's output activation (before it with logits=True),
-        (n, n_L), in inference mode."""
+        (n, n_L), in inference mode. X: a CSRInput, or dense rows as `_input` takes them."""
         cdef bint csr = self._check_input(X)
+        cdef fm_input xin
+        if not csr:
+            xin = self._input(X)
         cdef int64_t n = X.shape[0]
         out = np.empty((n, self.net.sizes[self.net.n_layers]), dtype=self.dtype)
         if n == 0:
@@ -580,7 +628,6 @@ cdef class Engine:
                 pruned[l].cols = NULL if entry is None else <const int32_t *>_ptr(entry[1])
                 pruned[l].vals = NULL if entry is None else _ptr(entry[2])
             b.pruned = pruned
-        cdef void *x = NULL if csr else _ptr(X)
         cdef fm_csr c = _csr(X, csr)
         cdef void *o = _ptr(out)
         cdef int status
@@ -590,9 +637,9 @@ cdef class Engine:
             elif csr:
                 status = fm_predict_csr_f32(&net, &b, &c, logits, <float *>o)
             elif self.is_f64:
-                status = fm_predict_f64(&net, &b, <double *>x, n, logits, <double *>o)
+                status = fm_predict_f64(&net, &b, &xin, n, logits, <double *>o)
             else:
-                status = fm_predict_f32(&net, &b, <float *>x, n, logits, <float *>o)
+                status = fm_predict_f32(&net, &b, &xin, n, logits, <float *>o)
         self._give_workspace(work)
         _check_status(status, "predict")
         return out
@@ -636,8 +683,12 @@ cdef class Engine:
         return loss, dX
 
     def evaluate(self, X, labels, dense, int batch_cap=512):
-        """(sum of per-sample losses, sum of per-sample accuracies) over X, inference mode."""
+        """(sum of per-sample losses, sum of per-sample accuracies) over X (a CSRInput, or
+        dense rows as `_input` takes them), inference mode."""
         cdef bint csr = self._check_input(X)
+        cdef fm_input xin
+        if not csr:
+            xin = self._input(X)
         cdef int64_t n = X.shape[0]
         self._check_targets(labels, dense, n)
         if n == 0:
@@ -647,7 +698,6 @@ cdef class Engine:
         cdef fm_net net
         cdef fm_buffers b = self._pooled_buffers(work, cap, &net)
         cdef fm_targets t = self._targets(labels, dense, None)
-        cdef void *x = NULL if csr else _ptr(X)
         cdef fm_csr c = _csr(X, csr)
         cdef double loss_sum = 0, correct_sum = 0
         cdef int status
@@ -657,9 +707,9 @@ cdef class Engine:
             elif csr:
                 status = fm_evaluate_csr_f32(&net, &b, &c, t, &loss_sum, &correct_sum)
             elif self.is_f64:
-                status = fm_evaluate_f64(&net, &b, <double *>x, t, n, &loss_sum, &correct_sum)
+                status = fm_evaluate_f64(&net, &b, &xin, t, n, &loss_sum, &correct_sum)
             else:
-                status = fm_evaluate_f32(&net, &b, <float *>x, t, n, &loss_sum, &correct_sum)
+                status = fm_evaluate_f32(&net, &b, &xin, t, n, &loss_sum, &correct_sum)
         self._give_workspace(work)
         _check_status(status, "evaluate")
         return loss_sum, correct_sum
@@ -675,9 +725,13 @@ cdef class Engine:
         like those, that receive the state at the start once the first step's loss is
         finite. `order` holds k >= 1 epochs of n = len(X) sample indices; the steps take
         batches from position `start` on, never across an epoch's end (see steps_end).
+        X: a CSRInput, or dense rows as `_input` takes them.
         Returns (status, steps_done, step_loss, step_correct, step, counter). CSR input takes
-        no input augmentation (noise, shifts, adversarial rows)."""
+        no input augmentation (noise, shifts, affine maps, adversarial rows)."""
         cdef bint csr = self._check_input(X)
+        cdef fm_input xin
+        if not csr:
+            xin = self._input(X)
         n = X.shape[0]
         self._check_targets(labels, dense, n, weights)
         if (order.dtype != np.int64 or order.ndim != 1 or order.shape[0] == 0
@@ -720,7 +774,6 @@ cdef class Engine:
         b.scratch = self._layout_scratch(batch_size)
         b.adapt = &self._adapt
         cdef fm_targets t = self._targets(labels, dense, weights)
-        cdef void *x = NULL if csr else _ptr(X)
         cdef fm_csr cx = _csr(X, csr)
         cdef fm_net net = self.net
         net.csr_input = csr
@@ -738,11 +791,11 @@ cdef class Engine:
                 status = fm_train_csr_f32(&net, &b, batch_size, &cx, t, o, start, n_steps, rates,
                                           &opt, &c, &p, &a, &r, snap_ptr, sl, sc, &done)
             elif self.is_f64:
-                status = fm_train_f64(&self.net, &b, batch_size, <double *>x, t, nn, o, start,
+                status = fm_train_f64(&net, &b, batch_size, &xin, t, nn, o, start,
                                       n_steps, rates, &opt, &c, &p, &a, &r, snap_ptr, sl, sc,
                                       &done)
             else:
-                status = fm_train_f32(&self.net, &b, batch_size, <float *>x, t, nn, o, start,
+                status = fm_train_f32(&self.net, &b, batch_size, &xin, t, nn, o, start,
                                       n_steps, rates, &opt, &c, &p, &a, &r, snap_ptr, sl, sc,
                                       &done)
         self.version += 1
@@ -760,8 +813,8 @@ cdef class Engine:
         mean, unbiased variance of these rows). Returns grad_scale * (the rows' mean loss,
         mean accuracy), before penalties, and the thread count it ran on: `threads` or one,
         as train's steps of `block` rows would (adaptive_threads; the result is the same
-        either way)."""
-        self._check_X(X)
+        either way). X: dense rows as `_input` takes them."""
+        cdef fm_input xin = self._input(X)
         n = X.shape[0]
         self._check_targets(labels, dense, n, weights)
         if idx.dtype != np.int64 or idx.ndim != 1 or not idx.flags.c_contiguous or \
@@ -784,18 +837,17 @@ cdef class Engine:
         cdef fm_buffers b = self._buffers()
         b.adapt = &self._adapt
         cdef fm_targets t = self._targets(labels, dense, weights)
-        cdef void *x = _ptr(X)
         cdef void *o = _ptr(out)
         cdef const int64_t *ip = <const int64_t *>_ptr(idx)
         cdef double loss = 0, correct = 0
         cdef int status, threads = 1
         with nogil:
             if self.is_f64:
-                status = fm_block_grad_f64(<double *>o, &self.net, &b, <double *>x, t, ip, B,
+                status = fm_block_grad_f64(<double *>o, &self.net, &b, &xin, t, ip, B,
                                            block, row0, grad_scale, stat_scale, &a, r, &loss,
                                            &correct, &threads)
             else:
-                status = fm_block_grad_f32(<float *>o, &self.net, &b, <float *>x, t, ip, B,
+                status = fm_block_grad_f32(<float *>o, &self.net, &b, &xin, t, ip, B,
                                            block, row0, grad_scale, stat_scale, &a, r, &loss,
                                            &correct, &threads)
         _check_status(status, "block_grad")

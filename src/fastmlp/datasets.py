@@ -5,6 +5,8 @@ provides
 
 * :func:`read_idx` / :func:`write_idx` -- a strict reader and a writer for
   the IDX format used by MNIST and Fashion-MNIST (raw or gzip-compressed),
+* :func:`open_idx` -- an uncompressed IDX file as a read-only memory map, for data
+  larger than memory (``fit`` reads its uint8 rows in place),
 * :func:`load_fashion_mnist` -- Fashion-MNIST from a user directory,
   ``$FASTMLP_DATA``, the Debian ``dataset-fashion-mnist`` package or the
   small stratified subset embedded in the package,
@@ -36,6 +38,7 @@ __all__ = [
     "SYSTEM_DATA_DIR",
     "Dataset",
     "read_idx",
+    "open_idx",
     "write_idx",
     "load_fashion_mnist",
     "load_embedded_fashion_mnist",
@@ -112,8 +115,9 @@ def _idx_kind(ndim: int) -> str:
     return "label" if ndim == 1 else "image" if ndim == 3 else "array"
 
 
-def _parse_idx(fh: BinaryIO, name: str) -> np.ndarray:
-    """Parse an IDX stream; ``name`` is used in error messages."""
+def _parse_idx_header(fh: BinaryIO, name: str) -> tuple[np.dtype, tuple[int, ...]]:
+    """Read and check an IDX header: the (big-endian) dtype and the dimensions; the
+    stream is left at the first data byte. ``name`` is used in error messages."""
     magic = _read_exact(fh, 4)
     if len(magic) < 4:
         raise ValueError(
@@ -143,15 +147,21 @@ def _parse_idx(fh: BinaryIO, name: str) -> np.ndarray:
             f"{name}: truncated: header declares {ndim} dimensions "
             f"({4 * ndim} bytes) but only {len(raw_dims)} bytes follow"
         )
-    dims = struct.unpack(f">{ndim}I", raw_dims)
+    return _IDX_DTYPES[type_code], struct.unpack(f">{ndim}I", raw_dims)
+
+
+def _parse_idx(fh: BinaryIO, name: str) -> np.ndarray:
+    """Parse an IDX stream; ``name`` is used in error messages."""
+    dtype, dims = _parse_idx_header(fh, name)
+    ndim = len(dims)
     n_elements = math.prod(dims)
-    if n_elements > _MAX_IDX_ELEMENTS:
+    # (the nonzero dims: an empty array of vast other dims cannot exist in NumPy either)
+    if math.prod(d for d in dims if d) > _MAX_IDX_ELEMENTS:
         raise ValueError(
             f"{name}: implausible dimensions {'x'.join(map(str, dims))} "
             f"({n_elements} elements, limit is {_MAX_IDX_ELEMENTS}); "
             "the file is probably corrupt"
         )
-    dtype = _IDX_DTYPES[type_code]
     what = f"{_idx_kind(ndim)} data (dims {'x'.join(map(str, dims))}, {dtype.name})"
     buf = read_declared(fh, n_elements * dtype.itemsize, name, what)
     native = dtype.newbyteorder("=")
@@ -203,6 +213,72 @@ def read_idx(path: PathLike) -> np.ndarray:
             raise ValueError(
                 f"{name}: corrupt or truncated gzip stream ({type(exc).__name__}: {exc})"
             ) from exc
+
+
+def open_idx(path: PathLike, *, flatten: bool = False) -> np.ndarray:
+    """Map an uncompressed IDX file read-only, without reading its data into memory.
+
+    The header is checked as :func:`read_idx` checks it, and the data it declares must
+    fill the rest of the file exactly, before anything is mapped. Pages are read from
+    disk when they are first touched and can be dropped again under memory pressure, so
+    a data set larger than memory can be trained on: ``fit``, ``predict`` and
+    ``evaluate`` read uint8 and int8 rows in place and convert only each batch's rows
+    (see :mod:`fastmlp.io.inputs`). IDX stores multi-byte types big-endian; those maps are
+    for NumPy (fastmlp refuses to copy a memory map it cannot read in place).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An uncompressed IDX file (``gunzip`` a ``.gz`` file first).
+    flatten : bool, default False
+        Return the data as a 2-D ``(n, features)`` map (e.g. ``(60000, 784)`` for MNIST
+        images), as models take them; a 1-D (label) file stays 1-D.
+
+    Returns
+    -------
+    numpy.memmap
+        Read-only, with the header's shape (or the flattened one) and dtype (``uint8``,
+        ``int8``, or a big-endian ``>i2``, ``>i4``, ``>f4``, ``>f8``). A file that
+        declares no elements gives an empty read-only array (nothing can be mapped).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file is gzip-compressed, or not a valid IDX file (bad magic number,
+        unknown type code, unsupported number of dimensions), or its size is not the
+        header plus the data it declares (truncated, or trailing bytes). The message
+        names the file and the problem.
+    """
+    p = Path(os.fspath(path))
+    name = str(p)
+    with open(p, "rb") as fh:
+        if fh.read(2) == _GZIP_MAGIC:
+            raise ValueError(f"{name}: gzip-compressed; a memory map needs the raw file "
+                             "(decompress it with gunzip, or use read_idx)")
+        fh.seek(0)
+        dtype, dims = _parse_idx_header(fh, name)
+        offset = fh.tell()
+        size = os.fstat(fh.fileno()).st_size
+        nbytes = math.prod(dims) * dtype.itemsize
+        if size - offset != nbytes:
+            what = "truncated" if size - offset < nbytes else "has trailing bytes"
+            raise ValueError(
+                f"{name}: {what}: the header declares {_idx_kind(len(dims))} data of dims "
+                f"{'x'.join(map(str, dims))} ({dtype.name}, {nbytes} bytes) but "
+                f"{size - offset} bytes follow it"
+            )
+        shape = (dims[0], math.prod(dims[1:])) if flatten and len(dims) > 1 else dims
+        # (a non-empty shape matches the file size; an empty one's other dims can be vast)
+        if math.prod(d for d in shape if d) * dtype.itemsize > np.iinfo(np.intp).max:
+            raise ValueError(f"{name}: implausible dimensions {'x'.join(map(str, dims))}; "
+                             "the file is probably corrupt")
+        if nbytes == 0:
+            empty = np.empty(shape, dtype)
+            empty.flags.writeable = False
+            return empty
+        return np.memmap(fh, dtype=dtype, mode="r", offset=offset, shape=shape)
 
 
 def write_idx(path: PathLike, array: np.ndarray) -> None:

@@ -61,6 +61,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from fastmlp.io.csr import CSRInput
 from fastmlp.model.base import STATUS_OK, BaseMLP
 from fastmlp.optim import Optimizer
 from fastmlp.schedules import Constant, Schedule
@@ -403,6 +404,9 @@ class _Run:
                             f"{type(model).__name__}")
         o = fit_options(options)
         data = prepare(model, X, y, o.sample_weight)
+        if isinstance(data.X, CSRInput):
+            raise TypeError("distributed training takes dense X (an array or memory map); "
+                            "pass X.toarray() for a scipy.sparse matrix")
         epochs = check_int(o.epochs, "epochs", 1, C_INT_MAX)
         batch_size = check_int(o.batch_size, "batch_size", 1, C_INT_MAX)
         block_size = check_int(block_size, "block_size", 1, C_INT_MAX)
@@ -469,7 +473,7 @@ class _Run:
         self.digest = {
             "models": _hash(model._params_view(), model._running_view(),
                             model._backend_rng_state(), np.array([model._counter])),
-            "data": (data.X.shape, _hash(data.X[:64]),
+            "data": (data.X.shape, _hash(data.X.take(np.arange(min(64, data.n))).dense()),
                      None if data.labels is None else _hash(data.labels),
                      None if data.weights is None else _hash(data.weights)),
             "fit options": repr((epochs, batch_size, block_size, o.shuffle, optimizer, clip,

@@ -229,7 +229,7 @@ def _gauss_newton_solver(problem: _Problem, rows_for, cg_iterations: int, tol: f
 
     def solve(theta, g, damping):
         rows = rows_for()
-        X = problem.X if rows is None else problem.X[rows]
+        X = problem.X if rows is None else problem.X.take(rows)
         y = problem.y if rows is None else problem.y[rows]
         options = problem.options(rows)
 

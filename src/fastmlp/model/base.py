@@ -17,7 +17,8 @@ from fastmlp._engine import (  # noqa: F401  (status codes re-exported for the b
     STATUS_NONFINITE_LOSS,
     STATUS_OK,
 )
-from fastmlp.io.csr import CSRInput
+from fastmlp.io.csr import CSRInput, is_sparse
+from fastmlp.io.inputs import Features, check_input
 from fastmlp.model.activations import canonical_activation
 from fastmlp.model.batch_norm_statistics import population_statistics
 from fastmlp.model.init import (check_bias_init, check_initializer, initialize,
@@ -33,12 +34,12 @@ from fastmlp.validation import (
     check_dtype,
     check_features,
     check_float,
-    check_input,
     check_int,
     check_representable,
     check_sample_weight,
     check_threads,
 )
+from fastmlp.validation import check_input as check_sparse_or_dense
 
 # Backend methods that change the model run under its write lock, those that read it under
 # its read lock (BaseMLP.__init_subclass__ wraps a subclass's own definitions): fit's
@@ -116,6 +117,16 @@ class BaseMLP:
         the activation); one setting for all hidden layers or one per hidden layer.
     bn_momentum, bn_eps : float
         Running-statistics momentum (0.1) and variance epsilon (1e-5), as in PyTorch.
+    input_scale, input_shift : float or array-like of shape (n_features,), optional
+        The input transform: the network sees ``x * input_scale + input_shift`` per
+        feature (None: scale 1, shift 0; one number for every feature, or one per
+        feature), computed in `dtype` from ``x.astype(dtype)``, rounding the product and
+        then the sum. ``fit``, ``predict``, ``evaluate`` and every other call that takes X
+        apply it, and the model file keeps it, so a model trained on uint8 images with
+        ``input_scale=1/255`` predicts from uint8 images. The engine applies it while it
+        gathers each batch, so uint8 (or memory-mapped) data are never converted into a
+        float copy of the whole array (see :mod:`fastmlp.io.inputs`); e.g. standardize with
+        ``input_scale=1/std, input_shift=-mean/std``.
 
     Notes
     -----
@@ -124,7 +135,8 @@ class BaseMLP:
     used as it is, others are converted once, see :mod:`fastmlp.io.csr`). The engine
     multiplies the sparse rows in the first layer, forward and for its weight gradient;
     the matrix is never made dense. What needs dense input rows raises ValueError with
-    sparse X: ``input_dropout``, ``input_noise``, ``shift`` and adversarial training;
+    sparse X: ``input_dropout``, ``input_noise``, ``shift``, ``rotate``/``scale``/``shear``,
+    adversarial training and an input transform (``input_scale``/``input_shift``);
     ``gradients`` returns no input gradient (``"input"`` is None). The curvature methods
     (``hvp``, ``gnvp``, ``jvp``, ``hessian``) take dense X only.
     """
@@ -149,6 +161,8 @@ class BaseMLP:
         batch_norm: bool | str | Sequence = False,
         bn_momentum: float = 0.1,
         bn_eps: float = 1e-5,
+        input_scale: float | Sequence[float] | None = None,
+        input_shift: float | Sequence[float] | None = None,
     ) -> None:
         self._lock = ModelLock()
         self._sizes = _check_layer_sizes(layer_sizes)
@@ -193,6 +207,18 @@ class BaseMLP:
                                        _bn_code, (bool, str, type(None)))
         self._bn_momentum = check_float(bn_momentum, "bn_momentum", low=0.0, high=1.0 + 1e-12)
         self._bn_eps = check_float(bn_eps, "bn_eps", positive=True)
+        self._input_scale = _check_transform(input_scale, "input_scale", self._sizes[0],
+                                             self._dtype)
+        self._input_shift = _check_transform(input_shift, "input_shift", self._sizes[0],
+                                             self._dtype)
+        self._transform = None  # (scale, shift) in the model's dtype, or None: identity
+        if input_scale is not None or input_shift is not None:
+            n = self._sizes[0]
+            self._transform = tuple(
+                np.ascontiguousarray(np.broadcast_to(
+                    np.asarray(default if v is None else v, dtype=np.float64), (n,)),
+                    dtype=self._dtype)
+                for v, default in ((self._input_scale, 1.0), (self._input_shift, 0.0)))
         self._counter = 0  # training steps taken: the counter of the step randomness
         self._prune_mask: np.ndarray | None = None
         self._backend_setup(None if threads is None else check_threads(threads))
@@ -267,6 +293,16 @@ class BaseMLP:
     def batch_norm(self) -> list[str | None]:
         """Batch-norm placement of each hidden layer: None, ``"before"`` or ``"after"``."""
         return [{0: None, 1: "before", 2: "after"}[c] for c in self._batch_norm]
+
+    @property
+    def input_scale(self) -> float | list[float] | None:
+        """The input transform's scale, as given to the constructor (None: 1)."""
+        return self._input_scale
+
+    @property
+    def input_shift(self) -> float | list[float] | None:
+        """The input transform's shift, as given to the constructor (None: 0)."""
+        return self._input_shift
 
     @property
     def training_step(self) -> int:
@@ -547,13 +583,18 @@ class BaseMLP:
         ``get_flat_params()``).
         """
         X = self._check_input(X)
+        if isinstance(X, Features):  # the engine's gradient call reads one dense array
+            X = X.dense()
         labels, dense = self._targets(y, X.shape[0])
         pen = penalty_config(**penalties)
         counter = self._counter if step is None else check_int(step, "step", 0, 2**63 - 1)
         weights = check_sample_weight(sample_weight, X.shape[0], self._dtype)
         loss, flat, dX = self._backend_loss_grad(X, labels, dense, bool(training), pen, counter,
                                                  weights)
-        dX = None if isinstance(X, CSRInput) else dX
+        if isinstance(X, CSRInput):
+            dX = None
+        elif self._transform is not None:  # the chain rule through x * scale + shift
+            dX *= self._transform[0]
         return {"loss": loss, **self._split(flat), "input": dX, "flat": flat}
 
     def loss_and_grad(self, X: object, y: object, *, return_input_grad: bool = False,
@@ -627,8 +668,11 @@ class BaseMLP:
         Parameters
         ----------
         X : array-like or scipy.sparse matrix of shape (n_samples, n_features)
-            Training inputs (bool, int or float; any memory layout; sparse: see the class
-            notes).
+            Training inputs (bool, int or float; any memory layout). float32/float64/
+            float16, uint8/int8, uint16/int16 and int32 arrays and memory maps
+            (``np.load(path, mmap_mode="r")``) are read in place, each batch converted as
+            it is gathered: no float copy of X is made (see :mod:`fastmlp.io.inputs`). The
+            model's ``input_scale``/``input_shift`` apply. Sparse: see the class notes.
         y : array-like
             Targets as the loss expects them: integer class labels ``(n,)`` for
             ``cross_entropy``/``multi_hinge`` (or probabilities ``(n, K)`` for
@@ -802,6 +846,7 @@ class BaseMLP:
             "input_dropout": self._dropout[0], "dropout": self._dropout[1:],
             "dropout_mode": self._dropout_mode, "batch_norm": self.batch_norm,
             "bn_momentum": self._bn_momentum, "bn_eps": self._bn_eps,
+            "input_scale": self._input_scale, "input_shift": self._input_shift,
         }
 
     @reads
@@ -850,14 +895,25 @@ class BaseMLP:
         init_from_file(self, config, arrays, "pickled model", state.get("threads"))
 
     # -- helpers ------------------------------------------------------------------------------
-    def _check_X(self, X: object, name: str = "X") -> np.ndarray:
-        return check_features(X, self._sizes[0], self._dtype, name)
+    def _check_X(self, X: object, name: str = "X", dense: bool = False) -> Features | np.ndarray:
+        """`X` checked as the model's input (see :mod:`fastmlp.io.inputs`): the rows the
+        engine reads in place, or with `dense` one C-contiguous array of the model's
+        dtype, converted and transformed (for the calls that need one)."""
+        if is_sparse(X) or isinstance(X, CSRInput):  # where sparse X is not taken
+            check_features(X, self._sizes[0], self._dtype, name)  # raises, naming the way out
+        features = check_input(X, self._sizes[0], self._dtype, self._transform, name)
+        return features.dense() if dense else features
 
-    def _check_input(self, X: object, name: str = "X") -> np.ndarray | CSRInput:
+    def _check_input(self, X: object, name: str = "X") -> Features | CSRInput:
         """_check_X, or for a scipy.sparse X its checked CSR form; ValueError when the
-        model needs dense input rows (input dropout)."""
-        out = check_input(X, self._sizes[0], self._dtype, name)
-        if isinstance(out, CSRInput) and self._dropout[0] > 0:
+        model needs dense input rows (input dropout, an input transform)."""
+        if not (is_sparse(X) or isinstance(X, CSRInput)):
+            return self._check_X(X, name)
+        out = check_sparse_or_dense(X, self._sizes[0], self._dtype, name)
+        if self._transform is not None:
+            raise ValueError(f"input_scale/input_shift apply to dense {name} only (a shift "
+                             f"would fill the zeros). Pass {name}.toarray()")
+        if self._dropout[0] > 0:
             raise ValueError(f"input_dropout needs dense {name}: the engine multiplies sparse "
                              f"rows as they are. Pass {name}.toarray() or drop input_dropout")
         return out
@@ -1003,11 +1059,13 @@ class BaseMLP:
         may be None (zero). With ``training=True`` the network is the one of training step
         `step` (dropout masks, batch statistics), as in :meth:`gradients`.
         """
-        X = self._check_X(X)
+        X = self._check_X(X, dense=True)
         v = np.zeros(self._n_params, self._dtype) if v_params is None else \
             _check_param(v_params, (self._n_params,), self._dtype, "v_params")
         vx = None if v_inputs is None else _check_param(v_inputs, X.shape, self._dtype,
                                                          "v_inputs")
+        if vx is not None and self._transform is not None:  # the tangent of x * scale + shift
+            vx *= self._transform[0]
         counter = self._counter if step is None else check_int(step, "step", 0)
         return self._backend_jvp(X, v, vx, bool(training), counter)
 
@@ -1037,7 +1095,7 @@ class BaseMLP:
         if not self._loss.has_curvature:
             raise ValueError(f"Hessian and Gauss-Newton products are not implemented for "
                              f"{self._loss.name}")
-        X = self._check_X(X)
+        X = self._check_X(X, dense=True)
         labels, dense = self._targets(y, X.shape[0])
         counter = self._counter if step is None else check_int(step, "step", 0)
         weights = check_sample_weight(sample_weight, X.shape[0], self._dtype)
@@ -1104,6 +1162,18 @@ def _check_layer_sizes(layer_sizes: object) -> tuple[int, ...]:
             f"got {len(sizes)}"
         )
     return sizes
+
+
+def _check_transform(value: object, name: str, n: int, dtype: np.dtype) -> float | list | None:
+    """None, one finite number or n of them (a list), each fitting `dtype`."""
+    if value is None:
+        return None
+    if np.ndim(value) == 0:
+        return check_representable(check_float(value, name), name, dtype)
+    arr = _check_param(value, (n,), np.dtype(np.float64), name)
+    for v in arr:
+        check_representable(float(v), name, dtype)
+    return arr.tolist()
 
 
 def _check_param(a: object, shape: tuple, dtype: np.dtype, name: str) -> np.ndarray:

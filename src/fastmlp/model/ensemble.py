@@ -65,7 +65,7 @@ class Ensemble:
             Xi, yi = Xc, y_arr
             if bagging:
                 idx = np.random.default_rng(member.seed).integers(0, len(Xc), size=len(Xc))
-                Xi, yi = Xc[idx], y_arr[idx]
+                Xi, yi = Xc.take(idx), y_arr[idx]
             return member.fit(Xi, yi, **fit_options)
 
         if n_jobs == 1:

@@ -1,6 +1,9 @@
 """`fastmlp.reference.MLP`: the same model as `fastmlp.MLP`, computed by NumPy one
 batch at a time in Python. Same constructor, same seed => same initial weights, the
-same shuffles and the same dropout masks, noise and shifts as the engine.
+same shuffles and the same dropout masks, noise and shifts as the engine. Its inputs
+(:class:`fastmlp.io.inputs.Features`, or arrays of the model's dtype as the engine takes them)
+are converted and transformed by NumPy: all rows at once in predict and evaluate, each
+batch's rows in training.
 
 Parameters live in one flat vector laid out like the engine's,
 ``[W_0, b_0, (gamma_0, beta_0), W_1, b_1, ...]``, with per-layer views into it, so
@@ -184,11 +187,11 @@ class MLP(BaseMLP):
 
     # -- backend interface ---------------------------------------------------------------------
     def _backend_predict(self, X, logits=False):
-        out, _ = self._forward(_dense(X), False, 0)
+        out, _ = self._forward(_rows(X), False, 0)
         return out if logits else F.output_activation(self._loss.name, out)
 
     def _backend_loss_grad(self, X, labels, dense, training, penalty, counter, weights=None):
-        X = _dense(X)
+        X = _rows(X)
         per_sample, _, delta, cache = self._objective(X, labels, dense, training, counter, penalty,
                                                       weights=weights)
         grad, dX = self._backward(cache, delta, penalty)
@@ -196,7 +199,7 @@ class MLP(BaseMLP):
         return float(per_sample.mean()) + cache["activity"] / len(X) + value, grad, dX
 
     def _backend_evaluate(self, X, labels, dense):
-        logits, _ = self._forward(_dense(X), False, 0)
+        logits, _ = self._forward(_rows(X), False, 0)
         per_sample, correct, _ = F.loss_terms(self._loss.name, logits, labels, dense,
                                               smoothing=self._label_smoothing)
         return float(per_sample.sum()), float(correct.sum())
@@ -208,7 +211,7 @@ class MLP(BaseMLP):
                        optimizer, state, clip, penalty, augment, weights=None, snapshot=None):
         # a diverging run overflows on its way to the non-finite loss the caller reports
         with np.errstate(over="ignore", invalid="ignore"):
-            return self._train(_dense(X), labels, dense, order, start, n_steps, batch_size, rates,
+            return self._train(_rows(X), labels, dense, order, start, n_steps, batch_size, rates,
                                optimizer, state, clip, penalty, augment, weights, snapshot)
 
     def _step_forward(self, X, labels, dense, idx, penalty, augment, weights):
@@ -217,7 +220,7 @@ class MLP(BaseMLP):
         accuracy, output delta, cache)."""
         noise, shift, h, w, c, adv_eps, adv_ratio, rotate, scale, shear = augment
         counter = self._counter
-        xb = X[idx]
+        xb = _rows(X, idx)
         if rotate > 0 or scale > 0 or shear > 0:
             xb = F.affine_images(xb, stream_base(self._seed, counter, STREAM_AFFINE), rotate,
                                  scale, shear, (h, w, c))
@@ -315,6 +318,11 @@ class MLP(BaseMLP):
         return curvature.jvp(self, X, v, vx, training=training, counter=counter)
 
 
-def _dense(X):
-    """X as a dense array (a CSRInput is made dense)."""
-    return X.toarray() if isinstance(X, CSRInput) else X
+def _rows(X, idx=None) -> np.ndarray:
+    """Rows `idx` (None: all) of the input X -- Features, a checked CSRInput (made dense), or
+    a checked array of the model's dtype -- as the network sees them."""
+    if isinstance(X, CSRInput):
+        return (X if idx is None else X[idx]).toarray()
+    if isinstance(X, np.ndarray):
+        return X if idx is None else X[idx]
+    return (X if idx is None else X.take(idx)).dense()

@@ -8,18 +8,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastmlp.io.csr import CSRInput
+from fastmlp.io.inputs import Features
 from fastmlp.train.regularization import stratified_split
 from fastmlp.validation import check_sample_weight
 
 
 @dataclass
 class TrainingData:
-    """What a trainer reads: `X` (n, features) in the model's dtype (dense, or the checked
-    CSR rows of a sparse X), the targets as the
-    engine takes them (`labels` for class-index losses, `dense` otherwise), optional
-    per-sample `weights`, and `val` = (X, labels, dense) or None."""
+    """What a trainer reads: the inputs `X` as the engine reads them (dense rows read in
+    place and converted per batch, see :mod:`fastmlp.io.inputs`; or the checked CSR rows of
+    a sparse X), the targets as the engine takes them (`labels` for class-index losses,
+    `dense` otherwise), optional per-sample `weights`, and `val` = (X, labels, dense) or
+    None."""
 
-    X: np.ndarray | CSRInput
+    X: Features | CSRInput
     labels: np.ndarray | None
     dense: np.ndarray | None
     weights: np.ndarray | None
@@ -48,12 +50,13 @@ def check_validation_data(model, validation_data: object) -> tuple:
 
 
 def hold_out(data: TrainingData, fraction: float, seed: int) -> None:
-    """Move a stratified share `fraction` of `data` (seeded by `seed`) into ``data.val``."""
+    """Move a stratified share `fraction` of `data` (seeded by `seed`) into ``data.val``.
+    The inputs stay where they are (a memory map stays on disk): both parts select rows."""
     train_idx, val_idx = stratified_split(data.labels, data.n, fraction, seed)
-    take = lambda a, i: None if a is None else (  # noqa: E731
-        a[i] if isinstance(a, CSRInput) else np.ascontiguousarray(a[i]))
-    data.val = (take(data.X, val_idx), take(data.labels, val_idx), take(data.dense, val_idx))
-    data.X, data.labels, data.dense = (take(data.X, train_idx), take(data.labels, train_idx),
+    take = lambda a, i: None if a is None else np.ascontiguousarray(a[i])  # noqa: E731
+    rows = lambda i: data.X[i] if isinstance(data.X, CSRInput) else data.X.take(i)  # noqa: E731
+    data.val = (rows(val_idx), take(data.labels, val_idx), take(data.dense, val_idx))
+    data.X, data.labels, data.dense = (rows(train_idx), take(data.labels, train_idx),
                                        take(data.dense, train_idx))
     data.weights = take(data.weights, train_idx)
     if data.weights is not None and not (data.weights > 0).any():
