@@ -40,6 +40,7 @@ _BACKEND_READERS = ("_backend_flat", "_backend_running", "_backend_predict",
                     "_backend_evaluate", "_backend_rng_state")
 
 if TYPE_CHECKING:
+    from fastmlp.layer_outputs import LayerActivations
     from fastmlp.optim import Optimizer
     from fastmlp.schedules import Schedule
 
@@ -405,6 +406,26 @@ class BaseMLP:
         shape ``(n, n_outputs)``: the logits of ``cross_entropy`` and
         ``binary_cross_entropy``; equal to :meth:`predict` for the other losses."""
         return self._backend_predict(self._check_X(X), logits=True)
+
+    @reads
+    def activations(self, X: object) -> list[LayerActivations]:
+        """Each dense layer's outputs on X in inference mode (as :meth:`predict`: no
+        dropout, batch norm with running statistics), for looking inside the network.
+
+        Computed by a NumPy forward pass over the parameters (see
+        :mod:`fastmlp.layer_outputs`), equal to the engine's to float rounding; it holds
+        every layer's outputs for all of X at once, so pass a sample of a large data set.
+
+        Returns
+        -------
+        list of fastmlp.layer_outputs.LayerActivations
+            One per dense layer, input side first, each with ``activation`` (its name),
+            ``pre`` (the activation's argument), ``post`` (its value) and ``output`` (what
+            the next layer receives); the last entry's ``post`` is ``predict(X)``.
+        """
+        from fastmlp.layer_outputs import layer_outputs  # (it imports fastmlp.reference)
+
+        return layer_outputs(self, self._check_X(X))
 
     def predict_labels(self, X: object) -> np.ndarray:
         """Predicted classes: argmax for ``cross_entropy``/``multi_hinge``; 0/1 per output
