@@ -112,6 +112,15 @@ def test_plot_decision_boundary(tmp_path):
     ax.figure.savefig(tmp_path / "b.png")
     with pytest.raises(ValueError, match="shape"):
         plots.plot_decision_boundary(model, X[:, :1], y)
+    mse = fastmlp.MLP([2, 3, 1], loss="mse", seed=0)  # no class labels: classify decides
+    grids = []
+    plots.plot_decision_boundary(mse, X, y, resolution=10,
+                                 classify=lambda G: grids.append(G) or G[:, 0] > G[:, 1])
+    assert len(grids) == 1 and grids[0].shape == (100, 2)
+    assert (grids[0].min(axis=0) < X.min(axis=0)).all()
+    assert (grids[0].max(axis=0) > X.max(axis=0)).all()
+    with pytest.raises(ValueError, match="no class labels"):
+        plots.plot_decision_boundary(mse, X, y, resolution=10)
     wide = fastmlp.MLP([2, 3, 2], loss="hinge", seed=0)
     with pytest.raises(ValueError, match="one class per sample"):
         plots.plot_decision_boundary(wide, X, y, resolution=5)

@@ -10,7 +10,7 @@ notebook a returned Figure displays itself.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -206,6 +206,7 @@ def plot_activation_histograms(model, X: object, *, which: str = "post",
 
 
 def plot_decision_boundary(model, X: object, y: object, *, resolution: int = 200,
+                           classify: Callable[[np.ndarray], object] | None = None,
                            ax: Axes | None = None) -> Axes:
     """The classes `model` predicts over the plane of two-feature inputs X, with the
     samples on top (coloured by `y`).
@@ -220,6 +221,10 @@ def plot_decision_boundary(model, X: object, y: object, *, resolution: int = 200
         Colours of the samples.
     resolution : int, default 200
         Grid points per axis.
+    classify : callable, optional
+        Maps inputs ``(m, 2)`` to one class per row, in place of ``model.predict_labels``
+        (which a model without class labels, e.g. ``mse``, lacks): for instance
+        ``lambda X: model.predict(X)[:, 0] > 0.5``.
     ax : matplotlib.axes.Axes, optional
 
     Returns
@@ -235,7 +240,8 @@ def plot_decision_boundary(model, X: object, y: object, *, resolution: int = 200
     lo, hi = X.min(axis=0) - pad, X.max(axis=0) + pad
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], resolution),
                          np.linspace(lo[1], hi[1], resolution))
-    labels = model.predict_labels(np.column_stack([gx.ravel(), gy.ravel()]))
+    grid = np.column_stack([gx.ravel(), gy.ravel()])
+    labels = model.predict_labels(grid) if classify is None else classify(grid)
     labels = np.asarray(labels, dtype=np.float64)
     if labels.size != resolution * resolution:
         raise ValueError("plot_decision_boundary needs one class per sample: a model with "
