@@ -10,11 +10,12 @@ import time
 
 import numpy as np
 import pytest
+from conftest import make_problem
 
 import fastmlp
 import fastmlp.reference
-from fastmlp import checkpoint, optim, schedules
-from conftest import make_problem
+from fastmlp import optim, schedules
+from fastmlp.train import checkpoint
 
 
 def build(impl):

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import training
+from fastmlp.train import first_order
 from fastmlp.errors import ConcurrentFitError
 
 SIZES = [20, 128, 64, 5]
@@ -62,8 +62,8 @@ def per_step_states(X, y, monkeypatch) -> set[bytes]:
 
     m._backend_train = one_step
     with monkeypatch.context() as mp:
-        mp.setattr(training, "CHUNK_SECONDS", 0.0)
-        mp.setattr(training, "MAX_CHUNK_SECONDS", 0.0)
+        mp.setattr(first_order, "CHUNK_SECONDS", 0.0)
+        mp.setattr(first_order, "MAX_CHUNK_SECONDS", 0.0)
         m.fit(X, y, **FIT)
     assert len(states) == 2 * (N // 16) + 1
     return states

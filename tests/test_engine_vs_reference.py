@@ -8,14 +8,13 @@ import itertools
 
 import numpy as np
 import pytest
+from conftest import ACTIVATIONS, LOSSES, make_problem, relative_error
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastmlp
 import fastmlp.reference
-from conftest import ACTIVATIONS, LOSSES, make_problem, relative_error
-
-from fastmlp.losses import LOSSES as LOSS_TABLE
+from fastmlp.model.losses import LOSSES as LOSS_TABLE
 
 # relative tolerances: float64 kernels vs reference, float32 (matmul + reductions)
 TOL = {"float64": 1e-10, "float32": 1e-4}

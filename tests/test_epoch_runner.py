@@ -1,4 +1,4 @@
-"""The estimators' fast path, training.EpochRunner: many epochs per engine call on data
+"""The estimators' fast path, fastmlp.train.EpochRunner: many epochs per engine call on data
 checked once, equal bit for bit to ``MLP.fit`` one epoch at a time (what the estimators
 did before), whatever the chunking; and the engine's multi-epoch `order`."""
 
@@ -8,11 +8,10 @@ import pickle
 
 import numpy as np
 import pytest
-
 from sklearn.datasets import make_classification
 
-from fastmlp import MLP, MLPClassifier, MLPRegressor, _engine, optim, training
-from fastmlp.training import EpochRunner
+from fastmlp import MLP, MLPClassifier, MLPRegressor, _engine, optim
+from fastmlp.train import EpochRunner, first_order
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -50,9 +49,9 @@ def test_results_do_not_depend_on_the_chunking(monkeypatch):
     per call: the same bits."""
     X, y, w = problem(n=45)
     results = []
-    for seconds in (0.0, training.CHUNK_SECONDS):
-        monkeypatch.setattr(training, "CHUNK_SECONDS", seconds)
-        monkeypatch.setattr(training, "MAX_CHUNK_SECONDS", max(seconds, 1.0) * (seconds > 0))
+    for seconds in (0.0, first_order.CHUNK_SECONDS):
+        monkeypatch.setattr(first_order, "CHUNK_SECONDS", seconds)
+        monkeypatch.setattr(first_order, "MAX_CHUNK_SECONDS", max(seconds, 1.0) * (seconds > 0))
         model, opt = MLP([5, 9, 3], seed=1), optim.Adam(lr=0.01)
         runner = EpochRunner(model, X.astype(np.float32), y, w, opt, 10, True, l2=0.0)
         losses = list(runner.epochs([0.01] * 4))
@@ -114,7 +113,7 @@ def test_the_engine_checks_order_and_steps():
     X, y, _ = problem(n=20)
     model = MLP([5, 4, 3], seed=0)
     model._backend_reserve(8)
-    from fastmlp.regularization import augment_config, penalty_config
+    from fastmlp.train.regularization import augment_config, penalty_config
 
     opt = optim.SGD(lr=0.1)
     state = opt.state_for(0, (model._n_params,), model.dtype)

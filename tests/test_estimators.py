@@ -12,7 +12,6 @@ import warnings
 
 import numpy as np
 import pytest
-
 from sklearn import neural_network
 from sklearn.base import clone
 from sklearn.datasets import load_digits, make_classification, make_regression
@@ -24,7 +23,7 @@ from sklearn.preprocessing import StandardScaler
 
 import fastmlp
 from fastmlp import MLPClassifier, MLPRegressor
-from fastmlp.splitting import holdout_split
+from fastmlp.train.splitting import holdout_split
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

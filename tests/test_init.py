@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp.init import INITIALIZERS, initialize
+from fastmlp.model.init import INITIALIZERS, initialize
 
 FAN_IN, FAN_OUT = 400, 300
 

@@ -22,12 +22,13 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import make_problem
 
 import fastmlp
-from fastmlp import checkpoint, serialization
+from fastmlp import serialization
 from fastmlp.datasets import load_data, read_idx, write_idx
-from fastmlp.untrusted import read_npz
-from conftest import make_problem
+from fastmlp.io.untrusted import read_npz
+from fastmlp.train import checkpoint
 
 SLACK = 256 * 1024  # bytes a load may allocate whatever the file: parsing, messages
 

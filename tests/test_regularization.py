@@ -3,16 +3,15 @@ penalties, dropout, batch normalization, pruning, noise, shifts, FGSM, early sto
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
+from conftest import IMPLEMENTATIONS, make_problem, relative_error
+from fastmlp._engine import hash_u64
 
 import fastmlp
 import fastmlp.reference
 from fastmlp import optim
-from fastmlp._engine import hash_u64
 from fastmlp.reference.rng import hash_at, stream_base
-from conftest import IMPLEMENTATIONS, make_problem, relative_error
 
 EPS = 1e-6
 
@@ -281,7 +280,7 @@ def test_early_stopping_with_validation_fraction_and_accuracy():
 
 
 def test_stratified_split():
-    from fastmlp.regularization import stratified_split
+    from fastmlp.train.regularization import stratified_split
 
     labels = np.repeat([0, 1, 2], [50, 30, 20])
     train, val = stratified_split(labels, 100, 0.1, seed=0)

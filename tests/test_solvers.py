@@ -115,3 +115,49 @@ def test_levenberg_marquardt_needs_squared_errors():
     X, y = make_problem("cross_entropy", 10, 3, 2, seed=7)
     with pytest.raises(ValueError, match="mse"):
         solvers.levenberg_marquardt(fastmlp.MLP([3, 2], seed=0), X, y)
+
+
+def _classification(seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(120, 4))
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(np.int64)
+    return X[:80], y[:80], X[80:], y[80:]
+
+
+@pytest.mark.parametrize("name", ["damped_newton", "hessian_free", "lbfgs"])
+def test_a_callback_stops_a_solver_after_the_iteration_it_returns_true(name):
+    X, y, _, _ = _classification()
+    model = fastmlp.MLP([4, 6, 2], activation="tanh", dtype="float64", seed=0)
+    seen = []
+
+    def stop_at_three(m, history):
+        seen.append(len(history))
+        return len(history) == 3
+
+    history = getattr(solvers, name)(model, X, y, iterations=20, callbacks=[stop_at_three])
+    assert seen == [1, 2, 3] and len(history) == 3 and history.stopped_epoch == 3
+
+
+@pytest.mark.parametrize("name", ["damped_newton", "lbfgs"])
+def test_solver_early_stopping_keeps_the_best_validation_iterate(name):
+    X, y, Xv, yv = _classification()
+    yv = 1 - yv  # validation labels that get worse as training fits the training set
+    model = fastmlp.MLP([4, 6, 2], activation="tanh", dtype="float64", seed=0)
+    kept = {}
+
+    def remember(m, history):
+        kept[len(history)] = m.get_flat_params()
+
+    history = getattr(solvers, name)(model, X, y, iterations=30, validation_data=(Xv, yv),
+                                     early_stopping=True, patience=2, callbacks=[remember])
+    best = int(np.argmin(history.val_loss)) + 1
+    assert history.best_epoch == best and history.stopped_epoch == best + 2
+    np.testing.assert_array_equal(model.get_flat_params(), kept[best])
+    assert model.evaluate(Xv, yv)["loss"] == min(history.val_loss)
+
+
+def test_solver_early_stopping_needs_validation_data():
+    X, y, _, _ = _classification()
+    model = fastmlp.MLP([4, 6, 2], dtype="float64", seed=0)
+    with pytest.raises(ValueError, match="early_stopping needs validation_data"):
+        solvers.lbfgs(model, X, y, early_stopping=True)

@@ -247,8 +247,8 @@ def test_the_backend_snapshots_a_chunks_start_once_its_first_loss_is_finite(impl
     y = rng.integers(0, 3, size=96)
     model = impl([6, 12, 3], seed=0, dtype=dtype, dropout=0.2, batch_norm="before")
     from fastmlp import optim
-    from fastmlp.regularization import augment_config, penalty_config
-    from fastmlp.training import _snapshot
+    from fastmlp.train.regularization import augment_config, penalty_config
+    from fastmlp.train.state import snapshot as _snapshot
 
     opt = optim.Adam(lr=0.01)
     model.fit(X, y, epochs=1, batch_size=8, optimizer=opt)

@@ -10,14 +10,13 @@ every kernel is checked against.
 
 from __future__ import annotations
 
-from fastmlp import datasets, optim, reference, schedules, serialization
-from fastmlp import curvature, solvers
+from fastmlp import curvature, datasets, optim, reference, schedules, serialization, solvers
 from fastmlp._engine import default_threads, have_openmp
-from fastmlp.ensemble import Ensemble
 from fastmlp.errors import ConcurrentFitError, TrainingDivergedError
-from fastmlp.history import History
-from fastmlp.loading import build_model
+from fastmlp.io.loading import build_model
 from fastmlp.model import MLP
+from fastmlp.model.ensemble import Ensemble
+from fastmlp.train.history import History
 
 __version__ = "0.1.0"
 

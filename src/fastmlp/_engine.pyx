@@ -11,7 +11,7 @@ setters below.
 
 Concurrency: `predict` and `evaluate` take a workspace of their own from a small pool for
 each call, so any number of them can run at once; `train` and `loss_grad` use the
-engine's training workspace and gradients, so the caller (fastmlp.base's model lock)
+engine's training workspace and gradients, so the caller (fastmlp.model.base's model lock)
 runs them one at a time and never beside a call that changes the parameters. Every
 call reads the network description and its workspace once, before releasing the GIL.
 """

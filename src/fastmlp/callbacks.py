@@ -8,7 +8,7 @@ import io
 import os
 
 from fastmlp import serialization
-from fastmlp.history import History
+from fastmlp.train.history import History
 
 
 class CSVLogger:

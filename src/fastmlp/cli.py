@@ -27,17 +27,17 @@ import numpy as np
 
 import fastmlp
 import fastmlp.reference
-from fastmlp import checkpoint as checkpoint_io
 from fastmlp import datasets, metrics, serialization, tabular
-from fastmlp.activations import ACTIVATIONS
-from fastmlp.base import BaseMLP
 from fastmlp.errors import TrainingDivergedError
-from fastmlp.init import INITIALIZERS
-from fastmlp.losses import LOSSES
+from fastmlp.io.untrusted import read_npy
+from fastmlp.model.activations import ACTIVATIONS
+from fastmlp.model.base import BaseMLP
+from fastmlp.model.init import INITIALIZERS
+from fastmlp.model.losses import LOSSES
 from fastmlp.optim import OPTIMIZERS
-from fastmlp.regularization import stratified_split
-from fastmlp.training import _epoch_line
-from fastmlp.untrusted import read_npy
+from fastmlp.train import checkpoint as checkpoint_io
+from fastmlp.train.loop import epoch_line
+from fastmlp.train.regularization import stratified_split
 
 _OPTIMIZERS = {name.lower(): cls for name, cls in OPTIMIZERS.items()}
 DEFAULT_SGD_LR = 0.05
@@ -510,7 +510,7 @@ class _EpochReporter:
             history.val_accuracy[-1] = float(np.mean(_class_of(model, self.X_val)
                                                      == self.y_val))
         if not self.quiet:
-            print(_epoch_line(history.epoch[-1], self.epochs, history.loss[-1],
+            print(epoch_line(history.epoch[-1], self.epochs, history.loss[-1],
                               history.accuracy[-1], history.val_loss[-1],
                               history.val_accuracy[-1], history.time[-1], self.n_train),
                   flush=True)

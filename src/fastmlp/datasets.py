@@ -28,7 +28,7 @@ from typing import BinaryIO, Union
 import numpy as np
 
 from fastmlp import tabular
-from fastmlp.untrusted import read_declared, read_npy, read_npz
+from fastmlp.io.untrusted import read_declared, read_npy, read_npz
 
 __all__ = [
     "FASHION_MNIST_CLASSES",

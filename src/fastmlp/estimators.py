@@ -20,7 +20,7 @@ sums the outputs' errors while its loss averages them; here both average, so wit
 outputs the data term's SGD steps are k times smaller and ``alpha`` weighs k times more.
 
 ``fit`` converts and checks X once and runs many epochs per engine call
-(:class:`fastmlp.training.EpochRunner`); Python looks at the epoch losses after each call,
+(:class:`fastmlp.train.EpochRunner`); Python looks at the epoch losses after each call,
 which is early enough for scikit-learn's stopping rules (see ``_epochs_per_run``).
 Sparse X is made dense once per call.
 
@@ -39,18 +39,25 @@ import warnings
 import numpy as np
 
 try:
+    import scipy.sparse as sp
+    from scipy.special import expit
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.preprocessing import LabelBinarizer
-    import scipy.sparse as sp
-    from scipy.special import expit
     from sklearn.utils import check_random_state, compute_sample_weight
     from sklearn.utils.metaestimators import available_if
-    from sklearn.utils.multiclass import (_check_partial_fit_first_call, type_of_target,
-                                          unique_labels)
-    from sklearn.utils.validation import (_check_sample_weight, check_is_fitted,
-                                          column_or_1d, validate_data)
+    from sklearn.utils.multiclass import (
+        _check_partial_fit_first_call,
+        type_of_target,
+        unique_labels,
+    )
+    from sklearn.utils.validation import (
+        _check_sample_weight,
+        check_is_fitted,
+        column_or_1d,
+        validate_data,
+    )
 except ImportError as exc:  # pragma: no cover - exercised only without scikit-learn
     raise ImportError(
         "fastmlp.MLPClassifier and fastmlp.MLPRegressor need scikit-learn >= 1.6: "
@@ -58,12 +65,12 @@ except ImportError as exc:  # pragma: no cover - exercised only without scikit-l
     ) from exc
 
 from fastmlp import optim, serialization
-from fastmlp._locking import fitting
 from fastmlp.errors import TrainingDivergedError
-from fastmlp.loading import build_model
+from fastmlp.io.loading import build_model
 from fastmlp.model import MLP
-from fastmlp.splitting import holdout_split
-from fastmlp.training import EpochRunner
+from fastmlp.model.locking import fitting
+from fastmlp.train import EpochRunner
+from fastmlp.train.splitting import holdout_split
 from fastmlp.validation import check_dtype, check_features
 
 _ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
@@ -211,7 +218,7 @@ class _BaseMLP(BaseEstimator):
         return True
 
     def _fit(self, X, y, sample_weight, incremental):
-        with fitting(self):  # one fit or partial_fit at a time (fastmlp._locking)
+        with fitting(self):  # one fit or partial_fit at a time (fastmlp.model.locking)
             return self._fit_unguarded(X, y, sample_weight, incremental)
 
     def _fit_unguarded(self, X, y, sample_weight, incremental):
@@ -444,7 +451,7 @@ class _BaseMLP(BaseEstimator):
 
     def _validation_split(self, X, y, targets, weights):
         """Hold out `validation_fraction` of the sample weight by the content of the samples
-        (see :mod:`fastmlp.splitting`), stratified for single-output classification."""
+        (see :mod:`fastmlp.train.splitting`), stratified for single-output classification."""
         labels = None
         if isinstance(self, ClassifierMixin) and y.ndim == 1:
             labels = targets.ravel()

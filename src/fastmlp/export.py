@@ -22,10 +22,11 @@ from __future__ import annotations
 import json
 import os
 import struct
+
 import numpy as np
 
 from fastmlp import serialization
-from fastmlp.base import BaseMLP
+from fastmlp.model.base import BaseMLP
 
 _ONNX_ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh",
                      "leaky_relu": "LeakyRelu", "identity": None}

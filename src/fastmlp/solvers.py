@@ -25,6 +25,13 @@ Non-finite losses are handled as ``fit`` handles them: when a step leads to a Na
 infinite objective (or gradient), the model gets back the last parameters that gave a
 finite one and :class:`fastmlp.TrainingDivergedError` is raised, carrying the History so
 far. The damped solvers reject steps that increase the objective and raise their damping.
+
+Every solver runs under the training loop ``fit`` uses (:class:`fastmlp.train.Loop`), so
+besides the penalties it takes ``fit``'s loop keywords: ``callbacks`` (called as
+``callback(model, history)`` after every iteration; a truthy return stops),
+``early_stopping`` with ``monitor``, ``patience`` and ``min_delta`` (needs
+``validation_data``; the model ends with the best iterate, ``history.best_epoch``), and
+``verbose`` (one line per iteration).
 """
 
 from __future__ import annotations
@@ -34,25 +41,39 @@ import time
 import numpy as np
 
 from fastmlp.errors import TrainingDivergedError
-from fastmlp.history import History
+from fastmlp.train.data import check_validation_data
+from fastmlp.train.history import History
+from fastmlp.train.loop import Loop
 from fastmlp.validation import check_float, check_int
 
 __all__ = ["newton", "damped_newton", "bfgs", "lbfgs", "nonlinear_cg", "hessian_free",
            "levenberg_marquardt"]
 
 
-class _Problem:
-    """The model, its data and objective options; the History and divergence handling."""
+_LOOP_OPTIONS = ("callbacks", "early_stopping", "monitor", "patience", "min_delta")
 
-    def __init__(self, model, X, y, sample_weight, penalties, validation_data, verbose):
+
+class _Problem:
+    """The model, its data and objective options, and the training loop
+    (:class:`fastmlp.train.Loop`: History, validation, early stopping, callbacks) with the
+    divergence handling."""
+
+    def __init__(self, model, X, y, sample_weight, options, validation_data, verbose,
+                 iterations):
         self.model = model
         self.X = model._check_X(X)
         self.y = np.asarray(y)
         self.sample_weight = sample_weight
-        self.penalties = penalties
-        self.val = validation_data
-        self.verbose = bool(verbose)
-        self.history = History()
+        loop_options = {k: options.pop(k) for k in _LOOP_OPTIONS if k in options}
+        self.penalties = options
+        val = None if validation_data is None else check_validation_data(model,
+                                                                         validation_data)
+        if loop_options.get("early_stopping") and val is None:
+            raise ValueError("early_stopping needs validation_data")
+        self.iterations = check_int(iterations, "iterations", 1)
+        self.loop = Loop(model, epochs=self.iterations, val=val, verbose=bool(verbose),
+                         unit="iteration", **loop_options)
+        self.history = self.loop.history
         self.theta = model.get_flat_params()  # the last parameters with a finite objective
         self.t0 = time.perf_counter()
 
@@ -85,34 +106,31 @@ class _Problem:
             "weights that gave a finite objective. Try more damping, a penalty (l2=...), "
             "or rescaled inputs.", history=self.history, epoch=iteration, step=1)
 
-    def record(self, iteration: int, loss: float, grad: np.ndarray) -> None:
-        """One History entry for the accepted parameters (set on the model)."""
+    def record(self, iteration: int, loss: float, grad: np.ndarray) -> bool:
+        """One History entry for the accepted parameters (set on the model); True when the
+        loop says stop (early stopping or a callback)."""
         model = self.model
         acc = model.evaluate(self.X, self.y)["accuracy"] if model._loss.has_accuracy else None
-        vl = va = None
-        if self.val is not None:
-            metrics = model.evaluate(*self.val)
-            vl, va = metrics["loss"], metrics["accuracy"]
         seconds = time.perf_counter() - self.t0
         self.t0 = time.perf_counter()
         norms = [float(np.linalg.norm(grad[w0:b0])) for (w0, b0, *_) in model._layout]
-        self.history.append(epoch=iteration, loss=loss, accuracy=acc, val_loss=vl,
-                            val_accuracy=va, lr=None, time=seconds,
-                            samples_per_s=len(self.X) / max(seconds, 1e-9), grad_norm=norms)
-        if self.verbose:
-            print(f"iteration {iteration}: objective {loss:.6g}", flush=True)
+        return self.loop.end_epoch(iteration, loss=loss, accuracy=acc, lr=None,
+                                   seconds=seconds, samples=len(self.X), grad_norm=norms)
+
+    def finish(self) -> History:
+        """The History; with early stopping the model gets the best iterate back."""
+        return self.loop.finish()
 
 
-def _damped_loop(problem: _Problem, iterations: int, damping: float, solve, adjust) -> History:
+def _damped_loop(problem: _Problem, damping: float, solve, adjust) -> History:
     """The loop of the Newton-type solvers. ``solve(theta, g, damping) -> (d, q)``: the step
     and the change ``q = g.d + d.B d / 2`` its quadratic model predicts (B undamped; None:
     accept every step). ``adjust(damping, rho) -> damping`` from the reduction ratio
     ``rho = (f(theta + d) - f(theta)) / q``. Steps that do not lower the objective are
     rejected, unless the model is None."""
-    iterations = check_int(iterations, "iterations", 1)
     theta = problem.theta.astype(np.float64)
     f, g = problem.value_grad(theta, 0)
-    for it in range(1, iterations + 1):
+    for it in range(1, problem.iterations + 1):
         d, q = solve(theta, g, damping)
         f_new, g_new = problem.value_grad(theta + d, it)
         rho = (f_new - f) / q if q is not None and q < 0 else -np.inf
@@ -120,8 +138,9 @@ def _damped_loop(problem: _Problem, iterations: int, damping: float, solve, adju
         if q is None or f_new < f:
             theta, f, g = theta + d, f_new, g_new
         problem.accept(theta)
-        problem.record(it, f, g)
-    return problem.history
+        if problem.record(it, f, g):
+            break
+    return problem.finish()
 
 
 def newton(model, X: object, y: object, *, iterations: int = 10,
@@ -132,13 +151,14 @@ def newton(model, X: object, y: object, *, iterations: int = 10,
     least-squares solution. Pure Newton: no line search and no damping, so it heads for the
     nearest stationary point, saddle points included; on a quadratic objective (a linear net
     with ``mse``) one step lands on the minimizer."""
-    problem = _Problem(model, X, y, sample_weight, penalties, validation_data, verbose)
+    problem = _Problem(model, X, y, sample_weight, penalties, validation_data, verbose,
+                       iterations)
 
     def solve(theta, g, damping):
         H = model.hessian(problem.X, problem.y, **problem.options()).astype(np.float64)
         return np.linalg.lstsq(H, -g, rcond=None)[0], None
 
-    return _damped_loop(problem, iterations, 0.0, solve, lambda damping, rho: damping)
+    return _damped_loop(problem, 0.0, solve, lambda damping, rho: damping)
 
 
 def damped_newton(model, X: object, y: object, *, iterations: int = 20, alpha: float = 1.0,
@@ -152,7 +172,8 @@ def damped_newton(model, X: object, y: object, *, iterations: int = 20, alpha: f
     divided by 10; one that does not is rejected and alpha multiplied by 10. Without it
     every step is taken with the fixed alpha."""
     alpha = check_float(alpha, "alpha", low=0.0)
-    problem = _Problem(model, X, y, sample_weight, penalties, validation_data, verbose)
+    problem = _Problem(model, X, y, sample_weight, penalties, validation_data, verbose,
+                       iterations)
 
     def solve(theta, g, damping):
         H = model.hessian(problem.X, problem.y, **problem.options()).astype(np.float64)
@@ -162,7 +183,7 @@ def damped_newton(model, X: object, y: object, *, iterations: int = 20, alpha: f
     def levenberg(damping, rho):
         return damping if not adapt else damping / 10 if rho > 0 else damping * 10
 
-    return _damped_loop(problem, iterations, alpha, solve, levenberg)
+    return _damped_loop(problem, alpha, solve, levenberg)
 
 
 def _conjugate_gradient(matvec, b: np.ndarray, x0: np.ndarray, max_iter: int, tol: float,
@@ -243,7 +264,8 @@ def hessian_free(model, X: object, y: object, *, iterations: int = 20, damping: 
     ``rho < 1/4``; a step that does not lower the objective is rejected. Left out: CG
     backtracking and preconditioning (Martens' sections 4.6-4.7). `seed` picks the
     minibatches."""
-    problem = _Problem(model, X, y, sample_weight, penalties, validation_data, verbose)
+    problem = _Problem(model, X, y, sample_weight, penalties, validation_data, verbose,
+                       iterations)
     n = len(problem.X)
     if curvature_batch is None:
         size = min(n, max(256, n // 10))
@@ -262,7 +284,7 @@ def hessian_free(model, X: object, y: object, *, iterations: int = 20, damping: 
 
     solve = _gauss_newton_solver(problem, rows_for, check_int(cg_iterations, "cg_iterations", 1),
                                  0.0, True, 0.95)
-    return _damped_loop(problem, iterations, check_float(damping, "damping", positive=True),
+    return _damped_loop(problem, check_float(damping, "damping", positive=True),
                         solve, martens_rule)
 
 
@@ -282,7 +304,8 @@ def levenberg_marquardt(model, X: object, y: object, *, iterations: int = 20,
     if model.loss != "mse":
         raise ValueError(f"levenberg_marquardt needs a squared-error model (loss='mse'), not "
                          f"{model.loss!r}; use hessian_free for other losses")
-    problem = _Problem(model, X, y, sample_weight, penalties, validation_data, verbose)
+    problem = _Problem(model, X, y, sample_weight, penalties, validation_data, verbose,
+                       iterations)
     growth = {"nu": 2.0}
 
     def nielsen(mu, rho):
@@ -295,12 +318,16 @@ def levenberg_marquardt(model, X: object, y: object, *, iterations: int = 20,
     solve = _gauss_newton_solver(problem, lambda: None,
                                  check_int(cg_iterations, "cg_iterations", 1),
                                  check_float(cg_tol, "cg_tol", low=0.0), False, 0.0)
-    return _damped_loop(problem, iterations, check_float(damping, "damping", positive=True),
+    return _damped_loop(problem, check_float(damping, "damping", positive=True),
                         solve, nielsen)
 
 
 class _NonFinite(Exception):
     """The objective was not finite at a point SciPy asked for."""
+
+
+class _Stop(Exception):
+    """The loop stopped the run (early stopping or a callback)."""
 
 
 def _minimize(method: str, model, X, y, iterations, gtol, scipy_options, validation_data,
@@ -310,7 +337,8 @@ def _minimize(method: str, model, X, y, iterations, gtol, scipy_options, validat
         from scipy.optimize import minimize
     except ImportError:  # pragma: no cover - scipy is in the test extra
         raise ImportError(f"the {method} solver needs SciPy: pip install scipy") from None
-    problem = _Problem(model, X, y, sample_weight, penalties, validation_data, verbose)
+    problem = _Problem(model, X, y, sample_weight, penalties, validation_data, verbose,
+                       iterations)
     last = {}
     count = {"it": 0}
 
@@ -330,17 +358,20 @@ def _minimize(method: str, model, X, y, iterations, gtol, scipy_options, validat
         loss, grad = fun(xk) if not np.array_equal(last.get("x"), xk) else (last["loss"],
                                                                            last["grad"])
         problem.accept(xk)
-        problem.record(count["it"], loss, grad)
+        if problem.record(count["it"], loss, grad):
+            raise _Stop
 
-    options = {"maxiter": check_int(iterations, "iterations", 1),
+    options = {"maxiter": problem.iterations,
                "gtol": check_float(gtol, "gtol", low=0.0), **scipy_options}
     try:
         result = minimize(fun, problem.theta.astype(np.float64), jac=True, method=method,
                           callback=callback, options=options)
+        problem.accept(result.x)
     except _NonFinite as exc:
         raise problem.diverged(count["it"] + 1, str(exc)) from None
-    problem.accept(result.x)
-    return problem.history
+    except _Stop:
+        pass  # the model holds the iterate the loop stopped at
+    return problem.finish()
 
 
 def bfgs(model, X: object, y: object, *, iterations: int = 100, gtol: float = 1e-5,

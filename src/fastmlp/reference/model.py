@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastmlp.base import STATUS_NONFINITE_GRAD, STATUS_NONFINITE_LOSS, STATUS_OK, BaseMLP
 from fastmlp.clip import clip_grad_norm_, clip_grad_value_
-from fastmlp.reference import curvature
+from fastmlp.model.base import STATUS_NONFINITE_GRAD, STATUS_NONFINITE_LOSS, STATUS_OK, BaseMLP
+from fastmlp.reference import curvature, optim
 from fastmlp.reference import functional as F
-from fastmlp.reference import optim
 from fastmlp.reference.rng import (
-    STREAM_DROPOUT, STREAM_NOISE, STREAM_SHIFT, Xoshiro256, stream_base,
+    STREAM_DROPOUT,
+    STREAM_NOISE,
+    STREAM_SHIFT,
+    Xoshiro256,
+    stream_base,
 )
 
 

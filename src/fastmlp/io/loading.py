@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastmlp.base import BaseMLP, _check_layer_sizes
+from fastmlp.model.base import BaseMLP, _check_layer_sizes
 from fastmlp.validation import check_dtype
 
 

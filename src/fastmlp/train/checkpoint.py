@@ -17,11 +17,11 @@ import os
 import numpy as np
 
 from fastmlp import serialization
-from fastmlp.history import History
-from fastmlp.loading import check_model_arrays
+from fastmlp.io.loading import check_model_arrays
 from fastmlp.optim import OPTIMIZERS
+from fastmlp.train.history import History
 
-KIND = "fastmlp.checkpoint"
+KIND = "fastmlp.train.checkpoint"
 _CONFIG_KEYS = {"model_kind", "model_config", "epoch", "optimizer", "optimizer_hyper",
                 "optimizer_step", "history", "best", "schedule"}
 

@@ -5,17 +5,19 @@ from __future__ import annotations
 import numpy as np
 
 from fastmlp._engine import Engine, default_threads
-from fastmlp._locking import writes
-from fastmlp.validation import check_threads
-from fastmlp.activations import activation_code
-from fastmlp.base import BaseMLP
+from fastmlp.model.activations import activation_code
+from fastmlp.model.base import BaseMLP
+from fastmlp.model.locking import writes
 from fastmlp.reference import curvature as reference_curvature
+from fastmlp.validation import check_threads
 
 _PREDICT_BLOCK = 512  # rows per engine forward block in predict/evaluate
 
 
 class MLP(BaseMLP):
     __doc__ = BaseMLP.__doc__
+    # its public home: model files and pickles name the class "fastmlp.model.MLP"
+    __module__ = "fastmlp.model"
 
     @property
     def threads(self) -> int:

@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from fastmlp.base import BaseMLP
-from fastmlp.history import History
-from fastmlp.losses import labels_from_outputs
+from fastmlp.model.base import BaseMLP
+from fastmlp.model.losses import labels_from_outputs
+from fastmlp.train.history import History
 from fastmlp.validation import check_int
 
 

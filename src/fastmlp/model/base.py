@@ -1,6 +1,6 @@
 """What the C-engine model and the NumPy reference share: constructor checks,
 initialization and the public model API. A subclass supplies the backend (the
-`_backend_*` methods) that computes; :mod:`fastmlp.training` holds the fit loop."""
+`_backend_*` methods) that computes; :mod:`fastmlp.train` holds the training loop."""
 
 from __future__ import annotations
 
@@ -10,28 +10,35 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fastmlp import serialization
 from fastmlp._engine import (  # noqa: F401  (status codes re-exported for the backends)
     MAX_LAYERS,
     STATUS_NONFINITE_GRAD,
     STATUS_NONFINITE_LOSS,
     STATUS_OK,
 )
-from fastmlp import serialization
-from fastmlp._locking import ModelLock, reads, writes
-from fastmlp.activations import canonical_activation
-from fastmlp.history import History
-from fastmlp.init import check_initializer, initialize
-from fastmlp.losses import get_loss, labels_from_outputs, prepare_targets
+from fastmlp.model.activations import canonical_activation
+from fastmlp.model.init import check_initializer, initialize
+from fastmlp.model.locking import ModelLock, reads, writes
+from fastmlp.model.losses import get_loss, labels_from_outputs, prepare_targets
 from fastmlp.pruning import magnitude_mask
-from fastmlp.regularization import BATCH_NORM_CODES, penalty_config
-from fastmlp.validation import (C_INT_MAX, SEED_MAX, check_dtype, check_features, check_float,
-                                check_int, check_representable, check_sample_weight,
-                                check_threads)
-
+from fastmlp.train.history import History
+from fastmlp.train.regularization import BATCH_NORM_CODES, penalty_config
+from fastmlp.validation import (
+    C_INT_MAX,
+    SEED_MAX,
+    check_dtype,
+    check_features,
+    check_float,
+    check_int,
+    check_representable,
+    check_sample_weight,
+    check_threads,
+)
 
 # Backend methods that change the model run under its write lock, those that read it under
 # its read lock (BaseMLP.__init_subclass__ wraps a subclass's own definitions): fit's
-# chunks, rollbacks and reseeding exclude readers; see fastmlp._locking for the contract.
+# chunks, rollbacks and reseeding exclude readers; see fastmlp.model.locking for the contract.
 _BACKEND_WRITERS = ("_backend_set_flat", "_backend_set_running", "_backend_set_prune_mask",
                     "_backend_loss_grad", "_backend_reserve", "_backend_train",
                     "_backend_set_rng_state", "_backend_seed", "_backend_shuffle",
@@ -59,9 +66,9 @@ class BaseMLP:
     loss : str
         ``cross_entropy``, ``binary_cross_entropy``, ``mse``, ``hinge``, ``multi_hinge`` or
         ``poisson``;
-        it fixes the output activation (see :mod:`fastmlp.losses`).
+        it fixes the output activation (see :mod:`fastmlp.model.losses`).
     init : str
-        Weight initializer (see :mod:`fastmlp.init`), with parameters in `init_kwargs`.
+        Weight initializer (see :mod:`fastmlp.model.init`), with parameters in `init_kwargs`.
     init_kwargs : dict, optional
         Parameters of the initializer, e.g. ``{"std": 0.1}`` for ``normal``: finite
         numbers that fit `dtype`.
@@ -574,7 +581,7 @@ class BaseMLP:
             Penalize biases as well as weights.
         activity_l1, activity_l2 : float, default 0
             Penalties on the hidden activations (see
-            :func:`fastmlp.regularization.penalty_config`).
+            :func:`fastmlp.train.regularization.penalty_config`).
         input_noise : float, default 0
             Standard deviation of Gaussian noise added to each batch's inputs.
         shift : int, default 0
@@ -583,7 +590,7 @@ class BaseMLP:
             ``(height, width)`` or ``(height, width, channels)`` of the inputs, for `shift`.
         adversarial_eps, adversarial_ratio : float
             FGSM examples of step `adversarial_eps` replacing a share `adversarial_ratio`
-            of each batch (see :func:`fastmlp.regularization.augment_config`).
+            of each batch (see :func:`fastmlp.train.regularization.augment_config`).
         early_stopping : bool, default False
             Stop when `monitor` has not improved by more than `min_delta` for `patience`
             epochs. Whether it stops early or runs out of epochs, the model ends with the
@@ -649,12 +656,12 @@ class BaseMLP:
             parameters do. The model keeps the last weights and optimizer state that gave
             a finite loss.
         """
-        arguments = dict(locals())  # every argument goes to the loop unchanged
-        del arguments["self"]
-        from fastmlp.training import fit
+        options = dict(locals())  # every argument goes to the loop unchanged
+        del options["self"], options["X"], options["y"]
+        from fastmlp.train import FitOptions, fit
 
         with self._lock.fitting():  # one fit at a time; readers may run between its chunks
-            return fit(self, **arguments)
+            return fit(self, X, y, FitOptions(**options))
 
     # -- model files and pickling ---------------------------------------------------------------
     def config(self) -> dict:
@@ -709,7 +716,7 @@ class BaseMLP:
                 "threads": self._threads_arg}
 
     def __setstate__(self, state: dict) -> None:
-        from fastmlp.loading import init_from_file
+        from fastmlp.io.loading import init_from_file
 
         _, config, arrays = serialization.loads(state["fastmlp"], "pickled model")
         init_from_file(self, config, arrays, "pickled model", state.get("threads"))
@@ -790,7 +797,7 @@ class BaseMLP:
         more epochs of len(X) indices) from position `start`, a batch never crossing an
         epoch's end (batch losses weighted by the per-sample `weights` when given); update
         `state` and the counter; return (status, done, losses, accuracies). `snapshot` (flat parameters, running statistics, state
-        dict; see training._snapshot) receives, in place, the state at the start once the
+        dict; see fastmlp.train.state.snapshot) receives, in place, the state at the start once the
         first step's loss is finite (its "step" entry is left to the caller)."""
         raise NotImplementedError
 
