@@ -401,6 +401,40 @@ static void FN(convert_layout)(const fm_net *net, const fm_buffers *buf, const f
 #endif
 }
 
+/* out[l] = L2 norm of dense layer l's weight gradient in grads, for every layer. One thread
+ * and one summation order whatever the layout: each column's squares are summed over the
+ * rows in order (a column block's partial sums on the stack), then the columns in order,
+ * so the result does not depend on the thread count or on whether the layer's gradient is
+ * in panel layout (a weight at row k, column j then lies in panel j / nr at row k). */
+#define FM_NORM_COLUMNS 16
+static void FN(layer_grad_norms)(const FN(fm_pass) * ps, const real *grads, double *out) {
+    const fm_net *net = ps->net;
+    for (int l = 0; l < net->n_layers; l++) {
+        const int I = net->sizes[l], O = net->sizes[l + 1];
+        const int panels = FN(in_panels)(ps, l), nr = panels ? fm_panel_width() : O;
+        const real *g = grads + fm_weight_offset(net, l);
+        double total = 0;
+        for (int jb = 0; jb < O; jb += FM_NORM_COLUMNS) {
+            const int m = O - jb < FM_NORM_COLUMNS ? O - jb : FM_NORM_COLUMNS;
+            double acc[FM_NORM_COLUMNS] = {0};
+            for (int k = 0; k < I; k++)
+                for (int j = jb; j < jb + m;) { /* runs of columns within one panel */
+                    const int p = j / nr, off = j % nr;
+                    const int run = nr - off < jb + m - j ? nr - off : jb + m - j;
+                    const real *src = g + ((size_t)p * I + k) * nr + off;
+                    double *a = acc + (j - jb);
+                    if (run == FM_NORM_COLUMNS) /* the whole block (nr is 16 or 32): unrolled */
+                        for (int t = 0; t < FM_NORM_COLUMNS; t++) acc[t] += (double)src[t] * src[t];
+                    else
+                        for (int t = 0; t < run; t++) a[t] += (double)src[t] * src[t];
+                    j += run;
+                }
+            for (int r = 0; r < m; r++) total += acc[r];
+        }
+        out[l] = sqrt(total);
+    }
+}
+
 int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const real *X,
                  fm_targets targets, int64_t n, const int64_t *order, int64_t start, int n_steps,
                  const double *lr, fm_optimizer *opt, const fm_clip *clip, const fm_penalty *pen,
@@ -458,6 +492,7 @@ int FN(fm_train)(const fm_net *net, const fm_buffers *buf, int batch_size, const
             status = FM_ERR_NONFINITE_GRAD;
             break;
         }
+        if (buf->grad_norms) FN(layer_grad_norms)(&ps, grads, buf->grad_norms + (size_t)s * L);
         FN(fm_optimizer_step)(opt, params, grads, n_params, lr[s], nt);
         if (pen->l1_proximal && pen->l1 > 0) FN(fm_prox_l1)(params, net, lr[s] * pen->l1, pen->biases);
         if (mask) FN(fm_mul)(params, params, mask, n_params);

@@ -144,6 +144,10 @@ typedef struct {
                                in the tiles' panel layout while it runs (not with a pruning
                                mask), converting on entry and back before it returns. */
     fm_adapt *adapt;        /* fm_train only: the adaptive thread count, or NULL (n_threads) */
+    double *grad_norms;     /* fm_train only: (n_steps, n_layers) doubles that receive each
+                               step's L2 norm of every dense layer's weight gradient (after
+                               penalties, pruning mask and clipping: the one the update
+                               uses), or NULL (not computed) */
 } fm_buffers;
 
 /* Penalties added to the mean loss (and their gradients). */

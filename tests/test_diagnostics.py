@@ -1,4 +1,4 @@
-"""model.activations (fastmlp.layer_outputs) and fastmlp.diagnostics: against the
+"""model.activations (fastmlp.model.layer_outputs) and fastmlp.diagnostics: against the
 reference's own forward pass and predict, and on constructed nets whose answer is known."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 
 import fastmlp
 import fastmlp.reference
-from fastmlp import diagnostics
+from fastmlp import _engine, diagnostics
 from fastmlp.reference import functional as F
 
 from conftest import IMPLEMENTATIONS, LOSSES, make_problem
@@ -169,3 +169,66 @@ def test_recorder_as_epoch_and_step_callback():
     assert np.isnan(sat.as_array()).all() and sat.as_array().shape == (1, 1)
     with pytest.raises(TypeError, match="callable"):
         diagnostics.Recorder("dead_units")
+
+
+# -- per-step gradient norms: fit(record="step", record_grad_norms=True) ---------------------
+def _step_norm_fit(impl, **fit_options):
+    X, y = make_problem("cross_entropy", 96, 6, 4, seed=9)
+    model = impl([6, 32, 16, 4], activation="tanh", dtype="float64", seed=10)
+    model.prune(0.2)
+    return model.fit(X, y, epochs=2, batch_size=20, lr=0.1, record="step",
+                     record_grad_norms=True, **fit_options)
+
+
+def test_step_grad_norms_engine_equal_reference():
+    options = dict(l2=0.01, clip_grad_norm=0.5)  # penalty, mask and clipping all count
+    h = _step_norm_fit(fastmlp.MLP, **options)
+    ref = _step_norm_fit(fastmlp.reference.MLP, **options)
+    assert len(h.step_grad_norm) == h.steps == 10 and len(h.step_grad_norm[0]) == 3
+    np.testing.assert_allclose(h.step_grad_norm, ref.step_grad_norm, rtol=1e-10)
+    assert max(sum(v * v for v in row) for row in h.step_grad_norm) <= 0.25 * (1 + 1e-9)
+    # each epoch's last step is the epoch's grad_norm
+    np.testing.assert_allclose([h.step_grad_norm[4], h.step_grad_norm[9]], h.grad_norm,
+                               rtol=1e-12)
+
+
+def test_step_grad_norms_do_not_depend_on_threads_or_panel_layout(kernel):
+    """float32 at batch 5 in calls of >= 32 steps: the engine keeps the 64- and 96-wide
+    layers' gradients in panel layout (tests/test_layout.py) where the kernel has tiles."""
+    X, y = make_problem("cross_entropy", 300, 20, 7, seed=15)
+    runs = []
+    for threads, layout in ((1, True), (2, True), (2, False)):
+        model = fastmlp.MLP([20, 64, 96, 7], seed=16, threads=threads)
+        model._engine.panel_layout = layout
+        before = _engine.panel_layout_calls()
+        h = model.fit(X, y, epochs=2, batch_size=5, lr=0.05, record="step",
+                      record_grad_norms=True)
+        runs.append((h.step_grad_norm, _engine.panel_layout_calls() - before))
+    assert (runs[0][1] > 0) == (kernel != "generic") and runs[2][1] == 0
+    assert len(runs[0][0]) == 120 and runs[1][0] == runs[0][0] and runs[2][0] == runs[0][0]
+
+
+def test_recording_step_grad_norms_leaves_training_unchanged():
+    X, y = make_problem("cross_entropy", 64, 6, 4, seed=11)
+    runs = []
+    for record in (False, True):
+        model = fastmlp.MLP([6, 32, 4], seed=12)
+        h = model.fit(X, y, epochs=2, batch_size=16, lr=0.1, record="step",
+                      record_grad_norms=record)
+        runs.append((model.get_flat_params(), h))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    assert runs[0][1].step_grad_norm == [] and len(runs[1][1].step_grad_norm) == 8
+    with pytest.raises(ValueError, match="record='step'"):
+        fastmlp.MLP([6, 4], seed=0).fit(X, y, record_grad_norms=True)
+
+
+def test_epoch_grad_norm_survives_a_step_callback_that_takes_gradients():
+    X, y = make_problem("cross_entropy", 64, 6, 4, seed=13)
+    probe = diagnostics.Recorder(diagnostics.gradient_flow, X[:5] * 10, y[:5])
+    norms = []
+    for callbacks in ([], [probe]):
+        model = fastmlp.MLP([6, 8, 4], seed=14)
+        norms.append(model.fit(X, y, epochs=2, batch_size=16, lr=0.1,
+                               step_callbacks=callbacks, step_every=4).grad_norm)
+    assert probe.steps == [4, 8]  # it ran after each epoch's last step
+    assert norms[1] == norms[0]

@@ -70,6 +70,8 @@ def test_plot_steps_with_smoothing(trained):
     np.testing.assert_allclose(_lines(fig.axes[1])[0][1], history.step_lr)
     with pytest.raises(ValueError, match="smooth"):
         plots.plot_steps(history, smooth=0)
+    with pytest.raises(ValueError, match="record_grad_norms"):
+        plots.plot_steps(history, ["grad_norm"])
     with pytest.raises(ValueError, match="record='step'"):
         plots.plot_steps(fastmlp.History())
 
@@ -131,3 +133,18 @@ def test_missing_matplotlib_names_the_extra(monkeypatch, trained):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match=r"fastmlp\[plot\]"):
         plots.plot_history(history)
+
+
+def test_plot_steps_grad_norm_one_line_per_layer():
+    X, y = make_problem("cross_entropy", 40, 4, 3, seed=4)
+    model = fastmlp.MLP([4, 6, 5, 3], seed=2)
+    history = model.fit(X, y, epochs=2, batch_size=10, lr=0.1, record="step",
+                        record_grad_norms=True)
+    fig = plots.plot_steps(history, ["loss", "grad_norm"])
+    lines = _lines(fig.axes[1])
+    assert len(lines) == 3 and fig.axes[1].get_yscale() == "log"
+    for l, (x, norms) in enumerate(lines):
+        np.testing.assert_array_equal(x, np.arange(1, 9))
+        np.testing.assert_allclose(norms, [row[l] for row in history.step_grad_norm])
+    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == \
+        ["layer 1", "layer 2", "layer 3"]

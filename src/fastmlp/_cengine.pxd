@@ -48,6 +48,7 @@ cdef extern from "fastmlp.h" nogil:
         const void *panels
         void *scratch
         fm_adapt *adapt
+        double *grad_norms
 
     ctypedef struct fm_penalty:
         double l2, l1

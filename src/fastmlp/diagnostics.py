@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fastmlp.history import History
+from fastmlp.train.history import History
 from fastmlp.validation import check_float
 
 # The bounds of the saturating activations' outputs.

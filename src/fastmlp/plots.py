@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fastmlp.history import History
+from fastmlp.train.history import History
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 _EPOCH_SERIES = {"loss": "val_loss", "accuracy": "val_accuracy", "lr": None}
-_STEP_SERIES = {"loss": "step_loss", "lr": "step_lr"}
+_STEP_SERIES = {"loss": "step_loss", "lr": "step_lr", "grad_norm": "step_grad_norm"}
 _PANEL = (4.0, 3.0)  # inches per panel
 
 
@@ -86,14 +86,16 @@ def plot_history(history: History, metrics: Sequence[str] = ("loss", "accuracy",
 
 def plot_steps(history: History, metrics: Sequence[str] = ("loss", "lr"), *,
                smooth: int = 1, label: str | None = None, fig: Figure | None = None) -> Figure:
-    """Per-step curves of a ``fit(record="step")`` History: the loss of every step's batch
-    and the learning rate, one panel each.
+    """Per-step curves of a ``fit(record="step")`` History: the loss of every step's batch,
+    the learning rate and (recorded with ``record_grad_norms=True``) each layer's gradient
+    norm, one panel each.
 
     Parameters
     ----------
     history : fastmlp.History
         Recorded with ``record="step"``.
-    metrics : sequence of {"loss", "lr"}
+    metrics : sequence of {"loss", "lr", "grad_norm"}
+        ``grad_norm`` draws one line per dense layer, on a log scale.
     smooth : int, default 1
         Also draw the moving average over this many steps (1: none) over the raw curve.
     label, fig
@@ -115,20 +117,29 @@ def plot_steps(history: History, metrics: Sequence[str] = ("loss", "lr"), *,
         panels = fig.axes
         if len(panels) != len(metrics):
             raise ValueError(f"fig has {len(panels)} panels, these metrics need {len(metrics)}")
+    if "grad_norm" in metrics and len(history.step_grad_norm) != len(history.step_loss):
+        raise ValueError("the history holds no per-step gradient norms: train with "
+                         "fit(record='step', record_grad_norms=True)")
     for ax, m in zip(panels, metrics):
-        y = np.asarray(getattr(history, _STEP_SERIES[m]), dtype=np.float64)
-        steps = np.arange(1, len(y) + 1)
-        if smooth > 1 and len(y) >= smooth:
-            line, = ax.plot(steps, y, alpha=0.3, linewidth=0.8)
-            ax.plot(steps[smooth - 1 :], np.convolve(y, np.ones(smooth) / smooth, "valid"),
-                    color=line.get_color(), label=label)
+        series = np.asarray(getattr(history, _STEP_SERIES[m]), dtype=np.float64)
+        if m == "grad_norm":
+            names = [f"{label + ' ' if label else ''}layer {l + 1}"
+                     for l in range(series.shape[1])]
         else:
-            ax.plot(steps, y, label=label)
+            series, names = series[:, None], [label]
+        steps = np.arange(1, len(series) + 1)
+        for y, name in zip(series.T, names):
+            if smooth > 1 and len(y) >= smooth:
+                line, = ax.plot(steps, y, alpha=0.3, linewidth=0.8)
+                ax.plot(steps[smooth - 1 :], np.convolve(y, np.ones(smooth) / smooth, "valid"),
+                        color=line.get_color(), label=name)
+            else:
+                ax.plot(steps, y, label=name)
         ax.set_xlabel("step")
         ax.set_ylabel(m)
-        if m == "lr" or m == "loss" and np.all(y > 0):
+        if m != "loss" or np.all(series > 0):
             ax.set_yscale("log")
-        if label is not None:
+        if m == "grad_norm" or label is not None:
             ax.legend(fontsize="small")
     return fig
 
