@@ -493,11 +493,48 @@ static void FN(convert_layout)(const fm_net *net, const fm_buffers *buf, const f
 #endif
 }
 
+/* out[l] = L2 norm of dense layer l's weight gradient in grads, for every layer. One thread
+ * and one summation order whatever the layout: each column's squares are summed over the
+ * rows in order (a column block's partial sums on the stack), then the columns in order,
+ * so the result does not depend on the thread count or on whether the layer's gradient is
+ * in panel layout (a weight at row k, column j then lies in panel j / nr at row k). */
+#define FM_NORM_COLUMNS 16
+static void FN(layer_grad_norms)(const FN(fm_pass) * ps, const real *grads, double *out) {
+    const fm_net *net = ps->net;
+    for (int l = 0; l < net->n_layers; l++) {
+        const int I = net->sizes[l], O = net->sizes[l + 1];
+        const int panels = FN(in_panels)(ps, l), nr = panels ? fm_panel_width() : O;
+        const real *g = grads + fm_weight_offset(net, l);
+        double total = 0;
+        for (int jb = 0; jb < O; jb += FM_NORM_COLUMNS) {
+            const int m = O - jb < FM_NORM_COLUMNS ? O - jb : FM_NORM_COLUMNS;
+            double acc[FM_NORM_COLUMNS] = {0};
+            for (int k = 0; k < I; k++)
+                for (int j = jb; j < jb + m;) { /* runs of columns within one panel */
+                    const int p = j / nr, off = j % nr;
+                    const int run = nr - off < jb + m - j ? nr - off : jb + m - j;
+                    const real *src = g + ((size_t)p * I + k) * nr + off;
+                    double *a = acc + (j - jb);
+                    if (run == FM_NORM_COLUMNS) /* the whole block (nr is 16 or 32): unrolled */
+                        for (int t = 0; t < FM_NORM_COLUMNS; t++) acc[t] += (double)src[t] * src[t];
+                    else
+                        for (int t = 0; t < run; t++) a[t] += (double)src[t] * src[t];
+                    j += run;
+                }
+            for (int r = 0; r < m; r++) total += acc[r];
+        }
+        out[l] = sqrt(total);
+    }
+}
+
 /* The second half of a training step, from the gradient in buf->grads (row-major, or in the
  * layout params has): weight penalties (their value added to *loss), pruning mask,
- * clipping, the optimizer's update with rate lr, the L1 proximal step, the mask again. */
+ * clipping, the per-layer gradient norms into `norms` when not NULL (ps: the step's pass,
+ * for the layout), the optimizer's update with rate lr, the L1 proximal step, the mask
+ * again. */
 static int FN(update)(const fm_net *net, const fm_buffers *buf, double lr, fm_optimizer *opt,
-                      const fm_clip *clip, const fm_penalty *pen, int nt, double *loss) {
+                      const fm_clip *clip, const fm_penalty *pen, int nt, double *loss,
+                      const FN(fm_pass) * ps, double *norms) {
     real *params = (real *)buf->params, *grads = (real *)buf->grads;
     const real *mask = (const real *)buf->prune_mask;
     const size_t n_params = fm_param_count(net);
@@ -506,6 +543,7 @@ static int FN(update)(const fm_net *net, const fm_buffers *buf, double lr, fm_op
     if ((clip->max_norm > 0 || clip->max_value > 0) &&
         !isfinite(FN(fm_clip_grads)(grads, n_params, clip, nt)) && clip->error_if_nonfinite)
         return FM_ERR_NONFINITE_GRAD;
+    if (norms) FN(layer_grad_norms)(ps, grads, norms);
     FN(fm_optimizer_step)(opt, params, grads, n_params, lr, nt);
     if (pen->l1_proximal && pen->l1 > 0) FN(fm_prox_l1)(params, net, lr * pen->l1, pen->biases);
     if (mask) FN(fm_mul)(params, params, mask, n_params);
@@ -566,7 +604,8 @@ static int FN(train)(const fm_net *net, const fm_buffers *buf, int batch_size,
                     FN(copy_params)(net, snap->slot[i], opt->slot[i], layout, nt);
         }
         FN(backward)(&ps, grads, &ws, B, NULL);
-        status = FN(update)(net, buf, lr[s], opt, clip, pen, nt, &step_loss[s]);
+        status = FN(update)(net, buf, lr[s], opt, clip, pen, nt, &step_loss[s], &ps,
+                            buf->grad_norms ? buf->grad_norms + (size_t)s * L : NULL);
         if (status != FM_OK) break;
         for (int k = 0; k < L - 1; k++)
             if (net->bn[k] && B > 1)
@@ -646,7 +685,8 @@ int FN(fm_apply_grad)(const fm_net *net, const fm_buffers *buf, const real *stat
     if (!net_ok(net) || threads < 1 || opt->kind < FM_OPT_SGD ||
         opt->kind > FM_OPT_DELTA_BAR_DELTA)
         return FM_ERR_BAD_ARGUMENT;
-    const int status = FN(update)(net, buf, lr, opt, clip, pen, fm_usable_threads(threads), loss);
+    const int status =
+        FN(update)(net, buf, lr, opt, clip, pen, fm_usable_threads(threads), loss, NULL, NULL);
     if (status != FM_OK) return status;
     real *running = (real *)buf->running;
     const real m = (real)net->bn_momentum, keep = (real)(1 - net->bn_momentum);

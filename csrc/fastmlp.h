@@ -160,6 +160,10 @@ typedef struct {
     const fm_pruned_csr *pruned;      /* fm_predict only: n_layers entries, each layer's weights in CSR
                                (pruned.c; rowptr NULL: that layer stays dense), or NULL.
                                Results equal the dense path's up to rounding. */
+    double *grad_norms;     /* fm_train only: (n_steps, n_layers) doubles that receive each
+                               step's L2 norm of every dense layer's weight gradient (after
+                               penalties, pruning mask and clipping: the one the update
+                               uses), or NULL (not computed) */
 } fm_buffers;
 
 /* Penalties added to the mean loss (and their gradients). */

@@ -65,3 +65,21 @@ def test_bad_ensembles():
     ens = fastmlp.Ensemble([fastmlp.MLP([3, 2])])
     with pytest.raises(ValueError, match="vote must be"):
         ens.predict_labels(np.zeros((1, 3)), vote="median")
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_members_train_with_their_own_copy_of_the_optimizer_and_schedule(n_jobs):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    sizes, seeds = [4, 6, 2], (1, 2)
+    adam, schedule = fastmlp.optim.Adam(lr=0.01), fastmlp.schedules.StepLR(1, gamma=0.5)
+    ens = fastmlp.Ensemble([fastmlp.MLP(sizes, seed=s, threads=1) for s in seeds])
+    ens.fit(X, y, bagging=False, n_jobs=n_jobs, epochs=3, optimizer=adam,
+            lr_schedule=schedule)
+    for member, seed in zip(ens.members, seeds):
+        alone = fastmlp.MLP(sizes, seed=seed, threads=1)
+        alone.fit(X, y, epochs=3, optimizer=fastmlp.optim.Adam(lr=0.01),
+                  lr_schedule=fastmlp.schedules.StepLR(1, gamma=0.5))
+        np.testing.assert_array_equal(member.get_flat_params(), alone.get_flat_params())
+    assert adam.state == [] or all(not s for s in adam.state)  # the caller's is untouched

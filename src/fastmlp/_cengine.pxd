@@ -54,6 +54,7 @@ cdef extern from "fastmlp.h" nogil:
         void *scratch
         fm_adapt *adapt
         const fm_pruned_csr *pruned
+        double *grad_norms
 
     ctypedef struct fm_penalty:
         double l2, l1

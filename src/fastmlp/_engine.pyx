@@ -491,6 +491,7 @@ cdef class Engine:
         b.scratch = NULL
         b.adapt = NULL
         b.pruned = NULL
+        b.grad_norms = NULL
         return b
 
     # -- layout (the only way in or out of the private layout) -------------------------
@@ -716,16 +717,17 @@ cdef class Engine:
 
     def train(self, X, labels, dense, order, int64_t start, int n_steps, int batch_size, lr,
               int kind, dict hyper, int64_t step, slots, clip, penalty, augment, uint64_t key,
-              int64_t counter, weights=None, snapshot=None):
+              int64_t counter, weights=None, snapshot=None, grad_norms=None):
         """Run n_steps steps with learning rates lr (n_steps,), the update rule `kind` with
         `hyper` (fm_optimizer field names) and state `slots` (3 arrays shaped like params,
         or None), clip = (max_norm, max_value, error_if_nonfinite), penalty and augment
         tuples (see NO_PENALTY / NO_AUGMENT), the step randomness (key, counter) and optional
         per-sample weights (n,). snapshot: None, or (params, running, slots) arrays shaped
         like those, that receive the state at the start once the first step's loss is
-        finite. `order` holds k >= 1 epochs of n = len(X) sample indices; the steps take
-        batches from position `start` on, never across an epoch's end (see steps_end).
-        X: a CSRInput, or dense rows as `_input` takes them.
+        finite. grad_norms: None, or a float64 array (n_steps, n_layers) that receives each
+        step's per-layer weight-gradient norms. `order` holds k >= 1 epochs of n = len(X)
+        sample indices; the steps take batches from position `start` on, never across an
+        epoch's end (see steps_end). X: a CSRInput, or dense rows as `_input` takes them.
         Returns (status, steps_done, step_loss, step_correct, step, counter). CSR input takes
         no input augmentation (noise, shifts, affine maps, adversarial rows)."""
         cdef bint csr = self._check_input(X)
@@ -773,6 +775,13 @@ cdef class Engine:
         cdef fm_buffers b = self._buffers()
         b.scratch = self._layout_scratch(batch_size)
         b.adapt = &self._adapt
+        if grad_norms is not None:
+            if (not isinstance(grad_norms, np.ndarray) or grad_norms.dtype != np.float64
+                    or grad_norms.shape != (n_steps, self.net.n_layers)
+                    or not grad_norms.flags.c_contiguous or not grad_norms.flags.writeable):
+                raise ValueError(f"grad_norms must be a writeable contiguous float64 array "
+                                 f"of shape ({n_steps}, {self.net.n_layers})")
+            b.grad_norms = <double *>_ptr(grad_norms)
         cdef fm_targets t = self._targets(labels, dense, weights)
         cdef fm_csr cx = _csr(X, csr)
         cdef fm_net net = self.net

@@ -52,6 +52,7 @@ _BACKEND_READERS = ("_backend_flat", "_backend_running", "_backend_predict",
                     "_backend_evaluate", "_backend_rng_state")
 
 if TYPE_CHECKING:
+    from fastmlp.model.layer_outputs import LayerActivations
     from fastmlp.optim import Optimizer
     from fastmlp.schedules import Schedule
 
@@ -538,6 +539,26 @@ class BaseMLP:
         ``binary_cross_entropy``; equal to :meth:`predict` for the other losses."""
         return self._backend_predict(self._check_input(X), logits=True)
 
+    @reads
+    def activations(self, X: object) -> list[LayerActivations]:
+        """Each dense layer's outputs on X in inference mode (as :meth:`predict`: no
+        dropout, batch norm with running statistics), for looking inside the network.
+
+        Computed by a NumPy forward pass over the parameters (see
+        :mod:`fastmlp.model.layer_outputs`), equal to the engine's to float rounding; it holds
+        every layer's outputs for all of X at once, so pass a sample of a large data set.
+
+        Returns
+        -------
+        list of fastmlp.model.layer_outputs.LayerActivations
+            One per dense layer, input side first, each with ``activation`` (its name),
+            ``pre`` (the activation's argument), ``post`` (its value) and ``output`` (what
+            the next layer receives); the last entry's ``post`` is ``predict(X)``.
+        """
+        from fastmlp.model.layer_outputs import layer_outputs  # (it imports fastmlp.reference)
+
+        return layer_outputs(self, self._check_X(X, dense=True))
+
     def predict_labels(self, X: object) -> np.ndarray:
         """Predicted classes: argmax for the softmax losses (``cross_entropy``,
         ``kl_divergence``, ``symmetric_kl``, ``bhattacharyya``), ``multi_hinge`` and
@@ -654,6 +675,7 @@ class BaseMLP:
         step_callbacks: list | None = None,
         step_every: int = 100,
         record: str = "epoch",
+        record_grad_norms: bool = False,
         checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int = 1,
         resume_from: str | os.PathLike | None = None,
@@ -778,6 +800,12 @@ class BaseMLP:
             ``"step"`` also keeps every step's loss and learning rate in
             ``history.step_loss`` / ``history.step_lr`` (loss against iterations,
             minibatch noise).
+        record_grad_norms : bool, default False
+            With ``record="step"``: also keep every step's L2 norm of each dense layer's
+            weight gradient in ``history.step_grad_norm`` (one list per step; the gradient
+            the update used, after penalties, pruning and clipping), computed by the engine
+            inside the step (one pass over the weight gradients, single-threaded, in an
+            order that makes it independent of the thread count).
         checkpoint : path, optional
             Write a training checkpoint to this file every `checkpoint_every` epochs and
             after the last one (atomically: the file always holds a complete checkpoint).
@@ -987,13 +1015,16 @@ class BaseMLP:
 
     def _backend_train(self, X, labels, dense, order, start, n_steps, batch_size, rates,
                        optimizer, state, clip, penalty, augment, weights=None,
-                       snapshot=None) -> tuple:
+                       snapshot=None, grad_norms=None) -> tuple:
         """Run n_steps steps from step counter self._counter on batches of `order` (one or
         more epochs of len(X) indices) from position `start`, a batch never crossing an
         epoch's end (batch losses weighted by the per-sample `weights` when given); update
         `state` and the counter; return (status, done, losses, accuracies). `snapshot` (flat parameters, running statistics, state
         dict; see fastmlp.train.state.snapshot) receives, in place, the state at the start once the
-        first step's loss is finite (its "step" entry is left to the caller)."""
+        first step's loss is finite (its "step" entry is left to the caller). `grad_norms`
+        (None, or float64 (n_steps, n_layers)) receives each step's L2 norm of every dense
+        layer's weight gradient, the one the update used (after penalties, pruning mask
+        and clipping)."""
         raise NotImplementedError
 
     def _backend_last_grad(self) -> np.ndarray:

@@ -18,10 +18,12 @@ import numpy as np
 from fastmlp.reference import functional as F
 
 
-def population_statistics(model, X: np.ndarray, batch_size: int) -> list:
+def population_statistics(model, X, batch_size: int) -> list:
     """Per hidden layer: None, or ``(mean, unbiased variance)`` (float64, shape (n_l,))
     of its batch normalization's input over all rows of X (n, n_0), each layer measured
-    with the new statistics of the layers below it. X is checked, n >= 2."""
+    with the new statistics of the layers below it. X is checked (an array of the model's
+    dtype, or :class:`fastmlp.io.inputs.Features`, read `batch_size` rows at a time, so a
+    memory map is never converted whole), n >= 2."""
     flat, running = model._backend_flat(), model._backend_running().copy()
     dtype = model.dtype.type
     layers = model._split(flat)
@@ -31,7 +33,7 @@ def population_statistics(model, X: np.ndarray, batch_size: int) -> list:
         n = 0
         mean = m2 = None
         for r0 in range(0, len(X), batch_size):
-            x = _bn_input(model, layers, running, X[r0 : r0 + batch_size], target, dtype)
+            x = _bn_input(model, layers, running, _block(X, r0, batch_size), target, dtype)
             block = x.astype(np.float64)
             k, block_mean = len(block), block.mean(axis=0)
             block_m2 = ((block - block_mean) ** 2).sum(axis=0)
@@ -79,3 +81,10 @@ def _bn_input(model, layers, running, x, target, dtype):
         p = model._dropout[l + 1]
         x = a * dtype(1 - p) if classic and p > 0 else a
     raise AssertionError("unreachable: layer `target` has batch normalization")
+
+
+def _block(X, r0: int, size: int) -> np.ndarray:
+    """Rows [r0, r0 + size) of X as the network sees them."""
+    if isinstance(X, np.ndarray):
+        return X[r0 : r0 + size]
+    return X.take(np.arange(r0, min(r0 + size, len(X)), dtype=np.int64)).dense()

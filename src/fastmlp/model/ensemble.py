@@ -3,6 +3,8 @@ with different seeds, combined by averaged outputs or by majority vote."""
 
 from __future__ import annotations
 
+import copy
+
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -54,19 +56,28 @@ class Ensemble:
             **fit_options: object) -> list[History]:
         """Train every member (``fit_options`` go to each ``fit``). With `bagging`, member
         i trains on a bootstrap resample of (X, y) (n draws with replacement, seeded by
-        its seed); otherwise on all of it, differing only by seed. Returns the Histories."""
+        its seed); otherwise on all of it, differing only by seed. Returns the Histories.
+
+        An ``optimizer`` or ``lr_schedule`` given here is copied for each member (deep
+        copies, taken before any member trains): optimizers and schedules keep state
+        (moments, step counts, plateau counters), which members must not share; the objects
+        passed in are left as they were."""
         n_jobs = check_int(n_jobs, "n_jobs", 1)
         first = self.members[0]
         Xc = first._check_X(X)
         first._targets(y, Xc.shape[0])  # validate once, with a clear message
         y_arr = np.asarray(y)
 
+        stateful = {k: fit_options.pop(k) for k in ("optimizer", "lr_schedule")
+                    if fit_options.get(k) is not None}
+        own = {id(m): {k: copy.deepcopy(v) for k, v in stateful.items()} for m in self.members}
+
         def train(member: BaseMLP) -> History:
             Xi, yi = Xc, y_arr
             if bagging:
                 idx = np.random.default_rng(member.seed).integers(0, len(Xc), size=len(Xc))
                 Xi, yi = Xc.take(idx), y_arr[idx]
-            return member.fit(Xi, yi, **fit_options)
+            return member.fit(Xi, yi, **fit_options, **own[id(member)])
 
         if n_jobs == 1:
             return [train(m) for m in self.members]

@@ -110,13 +110,14 @@ class MLP(BaseMLP):
         self._engine.reserve(batch_size, sparse)
 
     def _backend_train(self, X, labels, dense, order, start, n_steps, batch_size, rates,
-                       optimizer, state, clip, penalty, augment, weights=None, snapshot=None):
+                       optimizer, state, clip, penalty, augment, weights=None, snapshot=None,
+                       grad_norms=None):
         snap = None if snapshot is None else \
             (snapshot[0], snapshot[1], optimizer._slot_arrays(snapshot[2]))
         status, done, losses, accs, state["step"], self._counter = self._engine.train(
             X, labels, dense, order, start, n_steps, batch_size, rates, optimizer.kind,
             optimizer._engine_hyper(), state["step"], optimizer._slot_arrays(state), clip,
-            penalty, augment, self._seed, self._counter, weights, snap,
+            penalty, augment, self._seed, self._counter, weights, snap, grad_norms,
         )
         return status, done, losses, accs
 

@@ -208,11 +208,13 @@ class MLP(BaseMLP):
         pass
 
     def _backend_train(self, X, labels, dense, order, start, n_steps, batch_size, rates,
-                       optimizer, state, clip, penalty, augment, weights=None, snapshot=None):
+                       optimizer, state, clip, penalty, augment, weights=None, snapshot=None,
+                       grad_norms=None):
         # a diverging run overflows on its way to the non-finite loss the caller reports
         with np.errstate(over="ignore", invalid="ignore"):
             return self._train(_rows(X), labels, dense, order, start, n_steps, batch_size, rates,
-                               optimizer, state, clip, penalty, augment, weights, snapshot)
+                               optimizer, state, clip, penalty, augment, weights, snapshot,
+                               grad_norms)
 
     def _step_forward(self, X, labels, dense, idx, penalty, augment, weights):
         """The first half of a training step on rows idx at the current counter: augment
@@ -242,7 +244,7 @@ class MLP(BaseMLP):
         return per_sample.mean() + cache["activity"] / len(idx), correct.mean(), delta, cache
 
     def _train(self, X, labels, dense, order, start, n_steps, batch_size, rates, optimizer,
-               state, clip, penalty, augment, weights, snapshot):
+               state, clip, penalty, augment, weights, snapshot, grad_norms):
         max_norm, max_value, error_if_nonfinite = clip
         step_loss = np.zeros(n_steps)
         step_correct = np.zeros(n_steps)
@@ -271,6 +273,9 @@ class MLP(BaseMLP):
                     return STATUS_NONFINITE_GRAD, s, step_loss, step_correct
             if max_value > 0:
                 clip_grad_value_([grad], max_value)
+            if grad_norms is not None:
+                grad_norms[s] = [np.linalg.norm(W.astype(np.float64))
+                                 for W, _, _, _ in self._views(grad)]
             optim.update(type(optimizer).__name__, optimizer._engine_hyper(), state, self._flat,
                          grad, rates[s])
             if penalty[2] and penalty[1] > 0:

@@ -88,6 +88,8 @@ def fit(model, X: object, y: object, o: FitOptions) -> History:
     step_every = check_int(o.step_every, "step_every", 1, C_INT_MAX)
     if o.record not in ("epoch", "step"):
         raise ValueError(f"record must be 'epoch' or 'step', got {o.record!r}")
+    if o.record_grad_norms and o.record != "step":
+        raise ValueError("record_grad_norms=True needs record='step' (it records every step)")
     patience = check_int(o.patience, "patience", 0)
     min_delta = check_float(o.min_delta, "min_delta", low=0.0)
     if o.validation_data is not None:
@@ -123,7 +125,8 @@ def fit(model, X: object, y: object, o: FitOptions) -> History:
         model._backend_shuffle(order)
     trainer = EngineEpochs(model, data, optimizer, state, schedule, order, batch_size,
                            mode == "epoch", clip, penalty, augment, step_callbacks,
-                           step_every, o.record, o.progress, epochs)
+                           step_every, o.record, bool(o.record_grad_norms), o.progress,
+                           epochs)
 
     def save(epoch):
         checkpoint_io.save(o.checkpoint, model=model, optimizer=optimizer, state=state,
@@ -184,12 +187,14 @@ class EngineEpochs:
     def __init__(self, model, data: TrainingData, optimizer: Optimizer, state: dict,
                  schedule: Schedule, order: np.ndarray, batch_size: int, reshuffle: bool,
                  clip: tuple, penalty: tuple, augment: tuple, step_callbacks: list,
-                 step_every: int, record: str, progress, epochs: int) -> None:
+                 step_every: int, record: str, record_grad_norms: bool, progress,
+                 epochs: int) -> None:
         self.model, self.data, self.optimizer, self.state = model, data, optimizer, state
         self.schedule, self.order, self.batch_size = schedule, order, batch_size
         self.reshuffle, self.clip, self.penalty, self.augment = reshuffle, clip, penalty, augment
         self.step_callbacks, self.step_every = step_callbacks, step_every
         self.record, self.progress, self.epochs = record, progress, epochs
+        self.record_grad_norms = record_grad_norms
         n = data.n
         self.steps = math.ceil(n / batch_size)
         self.batch_rows = np.full(self.steps, batch_size, dtype=np.float64)
@@ -203,6 +208,7 @@ class EngineEpochs:
         """Run epoch `epoch`; its figures for :meth:`Loop.end_epoch`, or None when a step
         callback stopped training inside it. Steps go into `history` (``steps`` and, with
         ``record="step"``, the per-step lists)."""
+        grad_norm = None
         model, data, n, steps = self.model, self.data, self.data.n, self.steps
         batch_size, order, rows = self.batch_size, self.order, self.batch_rows
         rng_before = model._backend_rng_state()  # a rewind to this epoch's start needs it
@@ -225,11 +231,12 @@ class EngineEpochs:
             if self.step_callbacks:  # a chunk ends where the step callbacks are due
                 k = min(k, self.step_every - history.steps % self.step_every)
             t_chunk = time.perf_counter()
+            norms = np.empty((k, model.n_layers)) if self.record_grad_norms else None
             status, done, sl, sc = self.guard.train(
                 rng_before if s == 0 else model._backend_rng_state(),
                 data.X, data.labels, data.dense, order, s * batch_size, k, batch_size,
                 rates[s : s + k], self.optimizer, self.state, self.clip, self.penalty,
-                self.augment, data.weights,
+                self.augment, data.weights, grad_norms=norms,
             )
             if status != STATUS_OK:
                 self.guard.rewind()
@@ -248,7 +255,11 @@ class EngineEpochs:
             if self.record == "step":
                 history.step_loss.extend(sl.tolist())
                 history.step_lr.extend(rates[s : s + k].tolist())
+            if norms is not None:
+                history.step_grad_norm.extend(norms.tolist())
             s += k
+            if s == steps:  # before a step callback's own gradients() can overwrite it
+                grad_norm = layer_norms(model, model._backend_last_grad())
             history.steps += k
             if self.step_callbacks and history.steps % self.step_every == 0 and \
                     any([bool(cb(model, history)) for cb in self.step_callbacks]):
@@ -268,7 +279,7 @@ class EngineEpochs:
             "accuracy": (float(np.sum(step_correct * mass) / total)
                          if reports_accuracy(model._loss, data.dense) else None),
             "lr": float(rates[-1]), "seconds": seconds, "samples": n,
-            "grad_norm": layer_norms(model, model._backend_last_grad()),
+            "grad_norm": grad_norm,
         }
 
 

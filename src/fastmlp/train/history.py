@@ -16,8 +16,10 @@ class History:
 
     With ``fit(record="step")`` it also keeps every training step's loss and learning rate
     (``step_loss``, ``step_lr``: the loss of that step's batch, penalties included, before
-    the update). ``steps`` counts the steps of this fit in any case. Step records are not
-    kept in checkpoints.
+    the update). With ``record_grad_norms=True`` as well, ``step_grad_norm`` holds every
+    step's L2 norm of each dense layer's weight gradient (the one the update used: after
+    penalties, pruning and clipping; computed in the engine). ``steps`` counts the steps of
+    this fit in any case. Step records are not kept in checkpoints.
     """
 
     epoch: list[int] = field(default_factory=list)
@@ -32,6 +34,7 @@ class History:
 
     step_loss: list[float] = field(default_factory=list)  # fit(record="step")
     step_lr: list[float] = field(default_factory=list)
+    step_grad_norm: list[list[float]] = field(default_factory=list)  # record_grad_norms
     steps: int = 0  # training steps taken by this fit
 
     best_epoch: int | None = None  # early stopping: the epoch whose weights the model holds

@@ -53,6 +53,7 @@ class FitOptions:
     step_callbacks: list | None
     step_every: int
     record: str
+    record_grad_norms: bool
     checkpoint: str | os.PathLike | None
     checkpoint_every: int
     resume_from: str | os.PathLike | None

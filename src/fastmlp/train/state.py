@@ -78,12 +78,14 @@ class Guard:
         self.filled = False
         self.position = (state["step"], model._counter, model._backend_rng_state())
 
-    def train(self, rng_state: np.ndarray, *args) -> tuple:
+    def train(self, rng_state: np.ndarray, *args, grad_norms: np.ndarray | None = None) -> tuple:
         """``model._backend_train(*args)`` guarded; `rng_state` is the shuffling
         generator's state that belongs to the call's starting point (a call at the start
-        of an epoch starts before that epoch's shuffle). Returns what the backend does."""
+        of an epoch starts before that epoch's shuffle); `grad_norms` goes to the backend.
+        Returns what the backend does."""
         start = (self.state["step"], self.model._counter, rng_state)
-        status, done, sl, sc = self.model._backend_train(*args, self.snapshot)
+        status, done, sl, sc = self.model._backend_train(*args, self.snapshot,
+                                                         grad_norms=grad_norms)
         if done > 0 or status != STATUS_NONFINITE_LOSS:  # the snapshot was refreshed
             self.snapshot[2]["step"] = start[0]
             self.filled = True

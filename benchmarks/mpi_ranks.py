@@ -14,8 +14,8 @@ on 784-512-256-10 (Adam, float32, synthetic MNIST-size inputs) at batch 128 in b
 included), in adding up the block tree, and the all-gather of one gradient-sized vector
 per rank alone (ranks in step, no training: the transfer's own cost).
 
-    python benchmarks/distributed.py                      # the RESULTS.md table
-    python benchmarks/distributed.py --samples 5000 --repeats 2
+    python benchmarks/mpi_ranks.py                      # the RESULTS.md table
+    python benchmarks/mpi_ranks.py --samples 5000 --repeats 2
 
 Needs ``pip install 'fastmlp[mpi]'``; mpiexec is taken from beside the interpreter.
 """
