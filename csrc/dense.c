@@ -1,8 +1,8 @@
 /* dense.c — the dense layer: fused forward (matmul + bias + activation) and the
  * backward kernels (weight/bias gradients, input gradient with the previous
  * layer's activation derivative fused), as drivers that spread register tiles over
- * threads. float32 tiles come from the selected ISA kernels (gemm.h); float64 and the
- * generic path use the portable C tiles below, compiled per ISA by target_clones.
+ * threads. The tiles come from the selected ISA kernels (gemm.h); the generic path uses
+ * the portable C tiles of dense_impl.h, compiled per ISA by target_clones.
  *
  * Parallel work is split so that each output element is computed by exactly one
  * thread in a fixed order: results do not depend on the thread count. */
@@ -21,7 +21,7 @@
  * K rows of the active kernel's nr columns, exactly as packed_product packs them. */
 int fm_panel_width(void) {
     const fm_kernel_set *k = fm_kernels_uncounted();
-    return k->tile ? k->nr : 0;
+    return k->f32.tile ? k->f32.nr : 0;
 }
 
 size_t fm_panels_offset(const fm_net *net, int l) {

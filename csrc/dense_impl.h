@@ -5,6 +5,10 @@
 #define FM_MR 4  /* rows of a tile */
 #define FM_NB 64 /* columns of a tile */
 #define FM_DOT 16 /* partial sums per dot product */
+enum { FM_EPI_NONE, FM_EPI_ACT, FM_EPI_ACT_GRAD };
+/* packed_product's operands kept in panel layout (layout.c) */
+enum { FM_ROW_MAJOR = 0, FM_C_PANELS = 1, FM_M_PANELS = 2 };
+#define FM_BLOCK_AHEAD 2 /* blocks of a transposed panel fetched ahead of their use */
 #endif
 
 /* C (rb, N) = init (N) + sum_k a(r, k) * Bm (K, N), with a(r, k) = A[r*sr + k*sk].
@@ -51,38 +55,30 @@ static void FN(tile_dots)(real *Y, const real *D, const real *W, int rb, int I, 
     }
 }
 
-/* The tile kernels of this dtype: the selected ISA set for float32 (returned too, for
- * its other kernels), the portable C tiles otherwise (returns NULL). */
-static const fm_kernel_set *FN(kernels)(int *mr, int *nr, fm_tile_fn *tile) {
-    *mr = FM_MR;
-    *nr = FM_NB;
-    *tile = NULL;
-#ifdef FM_REAL_IS_FLOAT
+/* The tile kernels of this dtype in the selected ISA set (tile NULL: the portable C
+ * tiles, FM_MR x FM_NB); returns the set, for its other kernels. */
+static const fm_kernel_set *FN(kernels)(int *mr, int *nr, FN(fm_tile_fn) *tile,
+                                        FN(fm_pack_t_fn) *pack_t) {
     const fm_kernel_set *k = fm_kernels();
-    if (k->tile) {
-        *mr = k->mr;
-        *nr = k->nr;
-        *tile = k->tile;
-    }
+    const FN(fm_tiles) *t = FN(fm_tiles_of)(k);
+    *mr = t->tile ? t->mr : FM_MR;
+    *nr = t->tile ? t->nr : FM_NB;
+    *tile = t->tile;
+    *pack_t = t->pack_t;
     return k;
-#else
-    return NULL;
-#endif
 }
 
 /* C tile through the selected kernel (or the portable one) */
-static void FN(run_tile)(fm_tile_fn tile, real *C, int ldc, const real *A, size_t sr, size_t sk,
-                         const real *Bm, int ldb, int rb, int K, int nb, const real *init) {
-#ifdef FM_REAL_IS_FLOAT
+static void FN(run_tile)(FN(fm_tile_fn) tile, real *C, int ldc, const real *A, size_t sr,
+                         size_t sk, const real *Bm, int ldb, int rb, int K, int nb,
+                         const real *init) {
     if (tile) {
         tile(C, ldc, A, sr, sk, Bm, ldb, rb, K, nb, init);
         return;
     }
-#endif
     FN(tile_gemm)(C, ldc, A, sr, sk, Bm, ldb, rb, K, nb, init);
 }
 
-#ifdef FM_REAL_IS_FLOAT
 /* buf (rows, nr) = columns [j0, j0 + nb) of M (rows, ld): a contiguous panel, free of the
  * cache-set conflicts that a large power-of-two row stride causes. */
 FM_ISA_CLONES
@@ -110,10 +106,6 @@ static int FN(thread_id)(void) {
 #endif
 }
 
-enum { FM_EPI_NONE, FM_EPI_ACT, FM_EPI_ACT_GRAD };
-/* packed_product's operands kept in panel layout (layout.c) */
-enum { FM_ROW_MAJOR = 0, FM_C_PANELS = 1, FM_M_PANELS = 2 };
-#define FM_BLOCK_AHEAD 2 /* blocks of a transposed panel fetched ahead of their use */
 
 /* C (R, N) = init + A (R, K) @ M (K, N) through register tiles, the right operand read
  * from per-thread packed panels of nr columns:
@@ -129,8 +121,8 @@ enum { FM_ROW_MAJOR = 0, FM_C_PANELS = 1, FM_M_PANELS = 2 };
  * `layout` flags operands kept as panels of nr columns (layout.c): FM_C_PANELS, C (R, N)
  * (ldc unused); FM_M_PANELS (transposed), the matrix Ms (N, K) whose row block it reads, so
  * that a panel of M is K / nr transposes of contiguous (nb, nr) blocks. */
-static void FN(packed_product)(fm_tile_fn tile, fm_pack_t_fn pack_t, int mr, int nr, real *C,
-                               int ldc, const real *A, size_t sr, size_t sk, const real *Ms,
+static void FN(packed_product)(FN(fm_tile_fn) tile, FN(fm_pack_t_fn) pack_t, int mr, int nr,
+                               real *C, int ldc, const real *A, size_t sr, size_t sk, const real *Ms,
                                int ldm, int transposed, int R, int K, int N, const real *init,
                                int epilogue, const real *Aact, int act, double slope, int nt,
                                int par, real *pack, const real *prepacked, real *colsum,
@@ -206,17 +198,15 @@ static void FN(packed_product)(fm_tile_fn tile, fm_pack_t_fn pack_t, int mr, int
         }
     }
 }
-#endif
 
 void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, int B, int I,
                           int O, int act, double slope, int nt, real *pack,
                           const real *wpanels) {
     int mr, nr;
-    fm_tile_fn tile;
-    const fm_kernel_set *ks = FN(kernels)(&mr, &nr, &tile);
-    (void)pack;
+    FN(fm_tile_fn) tile;
+    FN(fm_pack_t_fn) pack_t;
+    const fm_kernel_set *ks = FN(kernels)(&mr, &nr, &tile, &pack_t);
     (void)ks;
-    (void)wpanels;
     /* small batches are bound by streaming W: count them as at least 8 rows of work */
     const int par = nt > 1 && (double)(B < 8 ? 8 : B) * I * O >= FM_PARALLEL_MIN_MACS;
 #ifdef FM_REAL_IS_FLOAT
@@ -231,13 +221,13 @@ void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, 
         }
         return;
     }
+#endif
     if (tile && (wpanels || B >= FM_PACK_GROUP || (B > mr && (size_t)I * O >= FM_PACK_LARGE))) {
-        FN(packed_product)(tile, ks->pack_t, mr, nr, Y, O, X, (size_t)I, 1, W, O, 0, B, I, O, b,
+        FN(packed_product)(tile, pack_t, mr, nr, Y, O, X, (size_t)I, 1, W, O, 0, B, I, O, b,
                            FM_EPI_ACT, NULL, act, slope, nt, par, pack, wpanels, NULL,
                            FM_ROW_MAJOR);
         return;
     }
-#endif
     const int row_tiles = (B + mr - 1) / mr, panels = (O + nr - 1) / nr;
     const int tiles = row_tiles * panels;
     /* panel-major: a thread streams its weight panels once, over every row tile */
@@ -255,34 +245,30 @@ void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, 
 void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real *D, int B, int I,
                                   int O, int nt, real *pack, real *xt, int in_panels) {
     int mr, nr;
-    fm_tile_fn tile;
-    const fm_kernel_set *ks = FN(kernels)(&mr, &nr, &tile);
-    (void)pack;
-    (void)ks;
-    (void)xt;
+    FN(fm_tile_fn) tile;
+    FN(fm_pack_t_fn) pack_t;
+    FN(kernels)(&mr, &nr, &tile, &pack_t);
     const int par = nt > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
-#ifdef FM_REAL_IS_FLOAT
-    if (tile && I >= FM_PACK_GROUP && xt && ks->pack_t && B >= FM_XT_MIN_BATCH) {
+    if (tile && I >= FM_PACK_GROUP && xt && pack_t && B >= FM_XT_MIN_BATCH) {
         /* rows of dW are rows of X^T, made once: read as columns of X, their stride of I
            floats maps a tile's k steps onto a few cache sets when I is a power of two */
         const int blocks = (I + FM_PACK_NR - 1) / FM_PACK_NR;
 #pragma omp parallel for schedule(static) num_threads(nt) if (par)
         for (int blk = 0; blk < blocks; blk++) {
             const int i0 = blk * FM_PACK_NR, ib = I - i0 < FM_PACK_NR ? I - i0 : FM_PACK_NR;
-            ks->pack_t(xt + (size_t)i0 * B, B, X + i0, I, B, ib);
+            pack_t(xt + (size_t)i0 * B, B, X + i0, I, B, ib);
         }
-        FN(packed_product)(tile, ks->pack_t, mr, nr, dW, O, xt, (size_t)B, 1, D, O, 0, I, B, O,
+        FN(packed_product)(tile, pack_t, mr, nr, dW, O, xt, (size_t)B, 1, D, O, 0, I, B, O,
                            NULL, FM_EPI_NONE, NULL, 0, 0, nt, par, pack, NULL, db,
                            in_panels ? FM_C_PANELS : FM_ROW_MAJOR);
         return;
     }
     if (tile && I >= FM_PACK_GROUP) { /* rows of dW are columns of X: a(r, i) = X[i*I + r] */
-        FN(packed_product)(tile, ks->pack_t, mr, nr, dW, O, X, 1, (size_t)I, D, O, 0, I, B, O,
+        FN(packed_product)(tile, pack_t, mr, nr, dW, O, X, 1, (size_t)I, D, O, 0, I, B, O,
                            NULL, FM_EPI_NONE, NULL, 0, 0, nt, par, pack, NULL, db,
                            in_panels ? FM_C_PANELS : FM_ROW_MAJOR);
         return;
     }
-#endif
     for (int j = 0; j < O; j++) db[j] = 0;
     for (int i = 0; i < B; i++) {
         const real *d = D + (size_t)i * O;
@@ -306,19 +292,16 @@ void FN(fm_dense_backward_input)(real *dX, const real *D, const real *W, const r
                                  int I, int O, int act, double slope, int nt, real *pack,
                                  int in_panels) {
     int mr, nr;
-    fm_tile_fn tile;
-    const fm_kernel_set *ks = FN(kernels)(&mr, &nr, &tile);
-    (void)pack;
-    (void)ks;
-#ifdef FM_REAL_IS_FLOAT
+    FN(fm_tile_fn) tile;
+    FN(fm_pack_t_fn) pack_t;
+    FN(kernels)(&mr, &nr, &tile, &pack_t);
     if (tile) { /* dX = D W^T: panels of W^T are transposed row blocks of W */
         const int par = nt > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
-        FN(packed_product)(tile, ks->pack_t, mr, nr, dX, I, D, (size_t)O, 1, W, O, 1, B, O, I,
+        FN(packed_product)(tile, pack_t, mr, nr, dX, I, D, (size_t)O, 1, W, O, 1, B, O, I,
                            NULL, A ? FM_EPI_ACT_GRAD : FM_EPI_NONE, A, act, slope, nt, par, pack,
                            NULL, NULL, in_panels ? FM_M_PANELS : FM_ROW_MAJOR);
         return;
     }
-#endif
     const int blocks = (B + FM_MR - 1) / FM_MR;
     const int par = nt > 1 && blocks > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
 #pragma omp parallel for schedule(static) num_threads(nt) if (par)
