@@ -10,6 +10,8 @@
 #include <omp.h>
 #endif
 
+#include <string.h>
+
 #include "gemm.h"
 #include "isa.h"
 #include "kernels.h"
@@ -44,6 +46,6 @@ void fm_pack_weights(const fm_net *net, const float *params, float *panels) {
         const float *W = params + fm_weight_offset(net, l);
         float *dst = panels + fm_panels_offset(net, l);
         for (int j0 = 0; j0 < O; j0 += nr, dst += (size_t)I * nr)
-            pack_panel_f32(dst, nr, W, O, I, j0, O - j0 < nr ? O - j0 : nr);
+            pack_panel_f32(dst, nr, W, O, I, j0, O - j0 < nr ? O - j0 : nr, NULL);
     }
 }

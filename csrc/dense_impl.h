@@ -9,6 +9,9 @@ enum { FM_EPI_NONE, FM_EPI_ACT, FM_EPI_ACT_GRAD };
 /* packed_product's operands kept in panel layout (layout.c) */
 enum { FM_ROW_MAJOR = 0, FM_C_PANELS = 1, FM_M_PANELS = 2 };
 #define FM_BLOCK_AHEAD 2 /* blocks of a transposed panel fetched ahead of their use */
+/* Outputs from which packed_product fetches each tile's output rows ahead: smaller ones
+ * stay in L2 between steps (a small fit spent 2-3% of its time on those prefetches) */
+#define FM_FETCH_MIN_BYTES ((size_t)256 << 10)
 #endif
 
 /* C (rb, N) = init (N) + sum_k a(r, k) * Bm (K, N), with a(r, k) = A[r*sr + k*sk].
@@ -80,22 +83,40 @@ static void FN(run_tile)(FN(fm_tile_fn) tile, real *C, int ldc, const real *A, s
 }
 
 /* buf (rows, nr) = columns [j0, j0 + nb) of M (rows, ld): a contiguous panel, free of the
- * cache-set conflicts that a large power-of-two row stride causes. */
+ * cache-set conflicts that a large power-of-two row stride causes. With `sums`, also
+ * sums (nb) = the panel's column sums, rows in order (accumulated in registers: a second
+ * pass over the panel cost more than the copy). */
 FM_ISA_CLONES
-static void FN(pack_panel)(real *buf, int nr, const real *M, int ld, int rows, int j0, int nb) {
+static void FN(pack_panel)(real *buf, int nr, const real *M, int ld, int rows, int j0, int nb,
+                           real *sums) {
+    if (sums) { /* blocks of 8 columns, their sums in a vector register (gcc kept an
+                   array of them in memory) */
+        typedef real vec8 __attribute__((vector_size(8 * sizeof(real))));
+        for (int c0 = 0; c0 < nb; c0 += 8) {
+            const int w = nb - c0 < 8 ? nb - c0 : 8;
+            vec8 acc = {0};
+            for (int k = 0; k < rows; k++) {
+                const real *src = M + (size_t)k * ld + j0 + c0;
+                real *dst = buf + (size_t)k * nr + c0;
+                vec8 v = {0};
+                if (w == 8) { /* a constant size: one vector move each */
+                    memcpy(&v, src, sizeof v);
+                    memcpy(dst, &v, sizeof v);
+                } else {
+                    memcpy(&v, src, (size_t)w * sizeof(real));
+                    memcpy(dst, &v, (size_t)w * sizeof(real));
+                }
+                acc += v;
+            }
+            memcpy(sums + c0, &acc, (size_t)w * sizeof(real));
+        }
+        return;
+    }
     for (int k = 0; k < rows; k++) {
         const real *src = M + (size_t)k * ld + j0;
         real *dst = buf + (size_t)k * nr;
         for (int j = 0; j < nb; j++) dst[j] = src[j];
     }
-}
-
-/* s (nb) = sums over the K rows of a packed panel (nr columns), rows in order */
-FM_ISA_CLONES
-static void FN(column_sums)(real *s, const real *panel, int nr, int K, int nb) {
-    for (int j = 0; j < nb; j++) s[j] = 0;
-    for (int k = 0; k < K; k++)
-        for (int j = 0; j < nb; j++) s[j] += panel[(size_t)k * nr + j];
 }
 
 static int FN(thread_id)(void) {
@@ -122,13 +143,15 @@ static int FN(thread_id)(void) {
  * (ldc unused); FM_M_PANELS (transposed), the matrix Ms (N, K) whose row block it reads, so
  * that a panel of M is K / nr transposes of contiguous (nb, nr) blocks. */
 static void FN(packed_product)(FN(fm_tile_fn) tile, FN(fm_pack_t_fn) pack_t, int mr, int nr,
-                               real *C, int ldc, const real *A, size_t sr, size_t sk, const real *Ms,
-                               int ldm, int transposed, int R, int K, int N, const real *init,
-                               int epilogue, const real *Aact, int act, double slope, int nt,
-                               int par, real *pack, const real *prepacked, real *colsum,
-                               int layout) {
+                               real *C, int ldc, const real *A, size_t sr, size_t sk,
+                               const real *Ms, int ldm, int transposed, int R, int K, int N,
+                               const real *init, int epilogue, const real *Aact, int act,
+                               double slope, int nt, int par, real *pack,
+                               const real *prepacked, real *colsum, int layout) {
     const int panels = (N + nr - 1) / nr, groups = (R + FM_PACK_GROUP - 1) / FM_PACK_GROUP;
     const size_t stride = (size_t)FM_PACK_ROWS(K, R) * FM_PACK_NR;
+    const int fetch = (size_t)R * N * sizeof(real) >= FM_FETCH_MIN_BYTES;
+    if (act == FM_IDENTITY) epilogue = FM_EPI_NONE; /* nothing to apply */
 #pragma omp parallel num_threads(nt) if (par && panels * groups > 1)
     {
         real *buf = pack + (size_t)FN(thread_id)() * stride;
@@ -143,7 +166,8 @@ static void FN(packed_product)(FN(fm_tile_fn) tile, FN(fm_pack_t_fn) pack_t, int
                 packed = p;
             } else if (p != packed) {
                 if (!transposed) {
-                    FN(pack_panel)(buf, nr, Ms, ldm, K, j0, nb);
+                    FN(pack_panel)(buf, nr, Ms, ldm, K, j0, nb,
+                                   colsum && g == 0 ? colsum + j0 : NULL);
                 } else if (layout & FM_M_PANELS) { /* K is a multiple of nr */
                     const size_t bsize = (size_t)nb * nr; /* a block: nb rows of nr */
                     for (int P = 0; P < K / nr; P++) {
@@ -170,7 +194,6 @@ static void FN(packed_product)(FN(fm_tile_fn) tile, FN(fm_pack_t_fn) pack_t, int
                     }
                 }
                 packed = p;
-                if (colsum && g == 0) FN(column_sums)(colsum + j0, buf, nr, K, nb);
             }
             const int r_end = (g + 1) * FM_PACK_GROUP < R ? (g + 1) * FM_PACK_GROUP : R;
             for (int r0 = g * FM_PACK_GROUP; r0 < r_end; r0 += mr) {
@@ -178,8 +201,9 @@ static void FN(packed_product)(FN(fm_tile_fn) tile, FN(fm_pack_t_fn) pack_t, int
                 const int ldt = layout & FM_C_PANELS ? nr : ldc; /* C tile's row stride */
                 real *c = layout & FM_C_PANELS ? C + (size_t)p * R * nr + (size_t)r0 * nr
                                                : C + (size_t)r0 * ldc + j0;
-                for (int r = 0; r < rb; r++) { /* the tile's output (and the epilogue's
-                    activations) may be out of L2 in large batches: fetched while it runs */
+                for (int r = 0; r < rb && fetch; r++) { /* the tile's output (and the
+                    epilogue's activations) may be out of L2 in large batches: fetched while
+                    it runs */
                     for (int j = 0; j < nb; j += 64 / (int)sizeof(real)) {
                         __builtin_prefetch(c + (size_t)r * ldt + j, 1);
                         if (Aact) __builtin_prefetch(Aact + (size_t)(r0 + r) * ldc + j0 + j, 0);
