@@ -89,17 +89,18 @@ static void FN(run_tile)(FN(fm_tile_fn) tile, real *C, int ldc, const real *A, s
 FM_ISA_CLONES
 static void FN(pack_panel)(real *buf, int nr, const real *M, int ld, int rows, int j0, int nb,
                            real *sums) {
-    if (sums) { /* blocks of 8 columns, their sums in a vector register (gcc kept an
-                   array of them in memory) */
-        typedef real vec8 __attribute__((vector_size(8 * sizeof(real))));
-        for (int c0 = 0; c0 < nb; c0 += 8) {
-            const int w = nb - c0 < 8 ? nb - c0 : 8;
-            vec8 acc = {0};
+    if (sums) { /* blocks of one 32-byte vector of columns, their sums in a register
+                   (gcc kept an array of them in memory) */
+        typedef real vec __attribute__((vector_size(32)));
+        const int width = (int)(sizeof(vec) / sizeof(real));
+        for (int c0 = 0; c0 < nb; c0 += width) {
+            const int w = nb - c0 < width ? nb - c0 : width;
+            vec acc = {0};
             for (int k = 0; k < rows; k++) {
                 const real *src = M + (size_t)k * ld + j0 + c0;
                 real *dst = buf + (size_t)k * nr + c0;
-                vec8 v = {0};
-                if (w == 8) { /* a constant size: one vector move each */
+                vec v = {0};
+                if (w == width) { /* a constant size: one vector move each */
                     memcpy(&v, src, sizeof v);
                     memcpy(dst, &v, sizeof v);
                 } else {

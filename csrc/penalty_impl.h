@@ -38,7 +38,9 @@ static double FN(penalty_value)(const real *p, size_t lo, size_t hi, double l2, 
 static double FN(penalize_range)(real *g, const real *p, size_t lo, size_t hi,
                                  const fm_penalty *pen) {
     const real l2 = (real)pen->l2, l1 = pen->l1_proximal ? 0 : (real)pen->l1;
-    if (g)
+    if (g && l1 == 0)
+        for (size_t i = lo; i < hi; i++) g[i] += l2 * p[i];
+    else if (g)
         for (size_t i = lo; i < hi; i++) g[i] += l2 * p[i] + l1 * (real)((p[i] > 0) - (p[i] < 0));
     return FN(penalty_value)(p, lo, hi, pen->l2, pen->l1);
 }
