@@ -10,7 +10,10 @@ enum { FM_EPI_NONE, FM_EPI_ACT, FM_EPI_ACT_GRAD };
 enum { FM_ROW_MAJOR = 0, FM_C_PANELS = 1, FM_M_PANELS = 2 };
 #define FM_BLOCK_AHEAD 2 /* blocks of a transposed panel fetched ahead of their use */
 /* Outputs from which packed_product fetches each tile's output rows ahead: smaller ones
- * stay in L2 between steps (a small fit spent 2-3% of its time on those prefetches) */
+ * stay in L2 between steps (a small fit spent 2-3% of its time on those prefetches).
+ * Smaller outputs computed by one thread also take their activation in one pass after the
+ * product instead of one call per tile row (as many calls as multiply-adds per row when
+ * the product is short: the backward pass of a 10-unit output layer). */
 #define FM_FETCH_MIN_BYTES ((size_t)256 << 10)
 #endif
 
@@ -136,7 +139,8 @@ static int FN(thread_id)(void) {
  * with a(r, k) = A[r*sr + k*sk]. Work items are (panel, group of FM_PACK_GROUP rows of C);
  * a thread packs a panel once for its consecutive items. After each tile the epilogue
  * applies the activation (FM_EPI_ACT) or multiplies by act'(Aact) (FM_EPI_ACT_GRAD, Aact
- * laid out like C), while the tile is still in cache. With `prepacked` (not transposed) the
+ * laid out like C), while the tile is still in cache (a small contiguous C on one thread:
+ * after the product, in one pass). With `prepacked` (not transposed) the
  * panels are read from there, laid out as a thread would pack them, instead. With `colsum`
  * (not transposed) the thread that packs a panel for its first row group also sums its
  * columns: colsum (N) = the column sums of M (the bias gradient, M being the deltas).
@@ -152,8 +156,12 @@ static void FN(packed_product)(FN(fm_tile_fn) tile, FN(fm_pack_t_fn) pack_t, int
     const int panels = (N + nr - 1) / nr, groups = (R + FM_PACK_GROUP - 1) / FM_PACK_GROUP;
     const size_t stride = (size_t)FM_PACK_ROWS(K, R) * FM_PACK_NR;
     const int fetch = (size_t)R * N * sizeof(real) >= FM_FETCH_MIN_BYTES;
+    const int team = par && panels * groups > 1;
     if (act == FM_IDENTITY) epilogue = FM_EPI_NONE; /* nothing to apply */
-#pragma omp parallel num_threads(nt) if (par && panels * groups > 1)
+    const int after = epilogue != FM_EPI_NONE && !team && !fetch && ldc == N &&
+                      !(layout & FM_C_PANELS); /* the epilogue in one pass, after */
+    const int each = after ? FM_EPI_NONE : epilogue; /* the epilogue after each tile */
+#pragma omp parallel num_threads(nt) if (team)
     {
         real *buf = pack + (size_t)FN(thread_id)() * stride;
         const real *panel = buf;
@@ -211,9 +219,9 @@ static void FN(packed_product)(FN(fm_tile_fn) tile, FN(fm_pack_t_fn) pack_t, int
                     }
                 }
                 tile(c, ldt, A + r0 * sr, sr, sk, panel, nr, rb, K, nb, init ? init + j0 : NULL);
-                for (int r = 0; r < rb && epilogue != FM_EPI_NONE; r++) {
+                for (int r = 0; r < rb && each != FM_EPI_NONE; r++) {
                     real *row = c + (size_t)r * ldt;
-                    if (epilogue == FM_EPI_ACT)
+                    if (each == FM_EPI_ACT)
                         FN(fm_act_forward)(row, (size_t)nb, act, slope);
                     else
                         FN(fm_act_backward)(row, Aact + (size_t)(r0 + r) * ldc + j0, (size_t)nb,
@@ -222,6 +230,8 @@ static void FN(packed_product)(FN(fm_tile_fn) tile, FN(fm_pack_t_fn) pack_t, int
             }
         }
     }
+    if (after && epilogue == FM_EPI_ACT) FN(fm_act_forward)(C, (size_t)R * N, act, slope);
+    else if (after) FN(fm_act_backward)(C, Aact, (size_t)R * N, act, slope);
 }
 
 void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, int B, int I,
