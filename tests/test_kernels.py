@@ -225,3 +225,28 @@ def test_predict_weight_panels_follow_a_kernel_switch():
         _engine.set_kernel(before)
     for o in outs.values():
         assert relative_error([o], [outs["generic"]]) <= 1e-5
+
+
+@pytest.mark.parametrize("batch", [7, 70])
+def test_float64_paths_against_torch(kernel, batch):
+    """The float64 products of every path against PyTorch's autograd in float64: logits'
+    softmax, mean cross-entropy, weight, bias and input gradients of a ReLU MLP whose
+    widths and batch are off every tile grid (batch 70: packed panels and X^T)."""
+    torch = pytest.importorskip("torch")
+    sizes = [37, 70, 33, 10]
+    X, y = make_problem("cross_entropy", batch, sizes[0], sizes[-1], seed=batch)
+    model = fastmlp.MLP(sizes, activation="relu", dtype="float64", seed=3, bias_init=0.05)
+    loss, dW, db, dX = model.loss_and_grad(X, y, return_input_grad=True)
+    Ws = [torch.tensor(w, requires_grad=True) for w in model.weights]
+    bs = [torch.tensor(b, requires_grad=True) for b in model.biases]
+    x = torch.tensor(X, requires_grad=True)
+    h = x
+    for i, (w, b) in enumerate(zip(Ws, bs)):
+        h = h @ w + b
+        h = torch.relu(h) if i < len(Ws) - 1 else h
+    t_loss = torch.nn.functional.cross_entropy(h, torch.tensor(y))
+    t_loss.backward()
+    assert loss == pytest.approx(t_loss.item(), rel=1e-12)
+    np.testing.assert_allclose(model.predict(X), torch.softmax(h, 1).detach().numpy(),
+                               rtol=1e-10, atol=1e-14)
+    assert relative_error(dW + db + [dX], [t.grad.numpy() for t in Ws + bs + [x]]) <= 1e-10
