@@ -26,6 +26,8 @@ static __m256i tail_mask_f64(int n) { /* 64-bit lanes [0, n) set, n in [0, 4] */
  * masked or plain moves (full: mask unused); BCAST(p); FMA(a, b, c) = a * b + c; ZERO(). */
 #define TILE_BODY(T, V, L, LOAD, STORE, BCAST, FMA, ZERO, MASK)                                \
     const __m256i m0 = MASK(nb >= L ? L : nb), m1 = MASK(nb <= L ? 0 : nb >= 2 * L ? L : nb - L); \
+    (void)m0; /* unused by plain moves */                                                      \
+    (void)m1;                                                                                   \
     const T *a[MR];                                                                             \
     for (int r = 0; r < MR; r++) a[r] = A + (size_t)(r < rb ? r : rb - 1) * sr;                \
     const V i0 = init ? LOAD(init, m0) : ZERO(), i1 = init ? LOAD(init + L, m1) : ZERO();      \
