@@ -39,7 +39,8 @@ typedef void (*fm_pack_t_fn_f64)(double *buf, int nr, const double *M, int ldm, 
     typedef struct {                                                                          \
         int mr, nr;                  /* tile shape of `tile` */                               \
         fm_tile_fn_##SFX tile;       /* NULL: use the generic C tile */                       \
-        fm_pack_t_fn_##SFX pack_t;   /* NULL: the portable transposing copy */                \
+        fm_pack_t_fn_##SFX pack_t;   /* NULL: the portable transposing copy (float64: no \
+                                        set has one yet) */                                   \
     } fm_tiles_##SFX;
 FM_TILES(f32)
 FM_TILES(f64)
