@@ -1,14 +1,16 @@
 /* dense.c — the dense layer: fused forward (matmul + bias + activation) and the
  * backward kernels (weight/bias gradients, input gradient with the previous
  * layer's activation derivative fused), as drivers that spread register tiles over
- * threads. float32 tiles come from the selected ISA kernels (gemm.h); float64 and the
- * generic path use the portable C tiles below, compiled per ISA by target_clones.
+ * threads. The tiles come from the selected ISA kernels (gemm.h); the generic path uses
+ * the portable C tiles of dense_impl.h, compiled per ISA by target_clones.
  *
  * Parallel work is split so that each output element is computed by exactly one
  * thread in a fixed order: results do not depend on the thread count. */
 #ifdef FASTMLP_HAVE_OPENMP
 #include <omp.h>
 #endif
+
+#include <string.h>
 
 #include "gemm.h"
 #include "isa.h"
@@ -21,7 +23,7 @@
  * K rows of the active kernel's nr columns, exactly as packed_product packs them. */
 int fm_panel_width(void) {
     const fm_kernel_set *k = fm_kernels_uncounted();
-    return k->tile ? k->nr : 0;
+    return k->f32.tile ? k->f32.nr : 0;
 }
 
 size_t fm_panels_offset(const fm_net *net, int l) {
@@ -44,6 +46,6 @@ void fm_pack_weights(const fm_net *net, const float *params, float *panels) {
         const float *W = params + fm_weight_offset(net, l);
         float *dst = panels + fm_panels_offset(net, l);
         for (int j0 = 0; j0 < O; j0 += nr, dst += (size_t)I * nr)
-            pack_panel_f32(dst, nr, W, O, I, j0, O - j0 < nr ? O - j0 : nr);
+            pack_panel_f32(dst, nr, W, O, I, j0, O - j0 < nr ? O - j0 : nr, NULL);
     }
 }

@@ -5,6 +5,16 @@
 #define FM_MR 4  /* rows of a tile */
 #define FM_NB 64 /* columns of a tile */
 #define FM_DOT 16 /* partial sums per dot product */
+enum { FM_EPI_NONE, FM_EPI_ACT, FM_EPI_ACT_GRAD };
+/* packed_product's operands kept in panel layout (layout.c) */
+enum { FM_ROW_MAJOR = 0, FM_C_PANELS = 1, FM_M_PANELS = 2 };
+#define FM_BLOCK_AHEAD 2 /* blocks of a transposed panel fetched ahead of their use */
+/* Outputs from which packed_product fetches each tile's output rows ahead: smaller ones
+ * stay in L2 between steps (a small fit spent 2-3% of its time on those prefetches).
+ * Smaller outputs computed by one thread also take their activation in one pass after the
+ * product instead of one call per tile row (as many calls as multiply-adds per row when
+ * the product is short: the backward pass of a 10-unit output layer). */
+#define FM_FETCH_MIN_BYTES ((size_t)256 << 10)
 #endif
 
 /* C (rb, N) = init (N) + sum_k a(r, k) * Bm (K, N), with a(r, k) = A[r*sr + k*sk].
@@ -51,55 +61,66 @@ static void FN(tile_dots)(real *Y, const real *D, const real *W, int rb, int I, 
     }
 }
 
-/* The tile kernels of this dtype: the selected ISA set for float32 (returned too, for
- * its other kernels), the portable C tiles otherwise (returns NULL). */
-static const fm_kernel_set *FN(kernels)(int *mr, int *nr, fm_tile_fn *tile) {
-    *mr = FM_MR;
-    *nr = FM_NB;
-    *tile = NULL;
-#ifdef FM_REAL_IS_FLOAT
+/* The tile kernels of this dtype in the selected ISA set (tile NULL: the portable C
+ * tiles, FM_MR x FM_NB); returns the set, for its other kernels. */
+static const fm_kernel_set *FN(kernels)(int *mr, int *nr, FN(fm_tile_fn) *tile,
+                                        FN(fm_pack_t_fn) *pack_t) {
     const fm_kernel_set *k = fm_kernels();
-    if (k->tile) {
-        *mr = k->mr;
-        *nr = k->nr;
-        *tile = k->tile;
-    }
+    const FN(fm_tiles) *t = FN(fm_tiles_of)(k);
+    *mr = t->tile ? t->mr : FM_MR;
+    *nr = t->tile ? t->nr : FM_NB;
+    *tile = t->tile;
+    *pack_t = t->pack_t;
     return k;
-#else
-    return NULL;
-#endif
 }
 
 /* C tile through the selected kernel (or the portable one) */
-static void FN(run_tile)(fm_tile_fn tile, real *C, int ldc, const real *A, size_t sr, size_t sk,
-                         const real *Bm, int ldb, int rb, int K, int nb, const real *init) {
-#ifdef FM_REAL_IS_FLOAT
+static void FN(run_tile)(FN(fm_tile_fn) tile, real *C, int ldc, const real *A, size_t sr,
+                         size_t sk, const real *Bm, int ldb, int rb, int K, int nb,
+                         const real *init) {
     if (tile) {
         tile(C, ldc, A, sr, sk, Bm, ldb, rb, K, nb, init);
         return;
     }
-#endif
     FN(tile_gemm)(C, ldc, A, sr, sk, Bm, ldb, rb, K, nb, init);
 }
 
-#ifdef FM_REAL_IS_FLOAT
 /* buf (rows, nr) = columns [j0, j0 + nb) of M (rows, ld): a contiguous panel, free of the
- * cache-set conflicts that a large power-of-two row stride causes. */
+ * cache-set conflicts that a large power-of-two row stride causes. With `sums`, also
+ * sums (nb) = the panel's column sums, rows in order (accumulated in registers: a second
+ * pass over the panel cost more than the copy). */
 FM_ISA_CLONES
-static void FN(pack_panel)(real *buf, int nr, const real *M, int ld, int rows, int j0, int nb) {
+static void FN(pack_panel)(real *buf, int nr, const real *M, int ld, int rows, int j0, int nb,
+                           real *sums) {
+    if (sums) { /* blocks of one 32-byte vector of columns, their sums in a register
+                   (gcc kept an array of them in memory) */
+        typedef real vec __attribute__((vector_size(32)));
+        const int width = (int)(sizeof(vec) / sizeof(real));
+        for (int c0 = 0; c0 < nb; c0 += width) {
+            const int w = nb - c0 < width ? nb - c0 : width;
+            vec acc = {0};
+            for (int k = 0; k < rows; k++) {
+                const real *src = M + (size_t)k * ld + j0 + c0;
+                real *dst = buf + (size_t)k * nr + c0;
+                vec v = {0};
+                if (w == width) { /* a constant size: one vector move each */
+                    memcpy(&v, src, sizeof v);
+                    memcpy(dst, &v, sizeof v);
+                } else {
+                    memcpy(&v, src, (size_t)w * sizeof(real));
+                    memcpy(dst, &v, (size_t)w * sizeof(real));
+                }
+                acc += v;
+            }
+            memcpy(sums + c0, &acc, (size_t)w * sizeof(real));
+        }
+        return;
+    }
     for (int k = 0; k < rows; k++) {
         const real *src = M + (size_t)k * ld + j0;
         real *dst = buf + (size_t)k * nr;
         for (int j = 0; j < nb; j++) dst[j] = src[j];
     }
-}
-
-/* s (nb) = sums over the K rows of a packed panel (nr columns), rows in order */
-FM_ISA_CLONES
-static void FN(column_sums)(real *s, const real *panel, int nr, int K, int nb) {
-    for (int j = 0; j < nb; j++) s[j] = 0;
-    for (int k = 0; k < K; k++)
-        for (int j = 0; j < nb; j++) s[j] += panel[(size_t)k * nr + j];
 }
 
 static int FN(thread_id)(void) {
@@ -110,10 +131,6 @@ static int FN(thread_id)(void) {
 #endif
 }
 
-enum { FM_EPI_NONE, FM_EPI_ACT, FM_EPI_ACT_GRAD };
-/* packed_product's operands kept in panel layout (layout.c) */
-enum { FM_ROW_MAJOR = 0, FM_C_PANELS = 1, FM_M_PANELS = 2 };
-#define FM_BLOCK_AHEAD 2 /* blocks of a transposed panel fetched ahead of their use */
 
 /* C (R, N) = init + A (R, K) @ M (K, N) through register tiles, the right operand read
  * from per-thread packed panels of nr columns:
@@ -122,22 +139,29 @@ enum { FM_ROW_MAJOR = 0, FM_C_PANELS = 1, FM_M_PANELS = 2 };
  * with a(r, k) = A[r*sr + k*sk]. Work items are (panel, group of FM_PACK_GROUP rows of C);
  * a thread packs a panel once for its consecutive items. After each tile the epilogue
  * applies the activation (FM_EPI_ACT) or multiplies by act'(Aact) (FM_EPI_ACT_GRAD, Aact
- * laid out like C), while the tile is still in cache. With `prepacked` (not transposed) the
+ * laid out like C), while the tile is still in cache (a small contiguous C on one thread:
+ * after the product, in one pass). With `prepacked` (not transposed) the
  * panels are read from there, laid out as a thread would pack them, instead. With `colsum`
  * (not transposed) the thread that packs a panel for its first row group also sums its
  * columns: colsum (N) = the column sums of M (the bias gradient, M being the deltas).
  * `layout` flags operands kept as panels of nr columns (layout.c): FM_C_PANELS, C (R, N)
  * (ldc unused); FM_M_PANELS (transposed), the matrix Ms (N, K) whose row block it reads, so
  * that a panel of M is K / nr transposes of contiguous (nb, nr) blocks. */
-static void FN(packed_product)(fm_tile_fn tile, fm_pack_t_fn pack_t, int mr, int nr, real *C,
-                               int ldc, const real *A, size_t sr, size_t sk, const real *Ms,
-                               int ldm, int transposed, int R, int K, int N, const real *init,
-                               int epilogue, const real *Aact, int act, double slope, int nt,
-                               int par, real *pack, const real *prepacked, real *colsum,
-                               int layout) {
+static void FN(packed_product)(FN(fm_tile_fn) tile, FN(fm_pack_t_fn) pack_t, int mr, int nr,
+                               real *C, int ldc, const real *A, size_t sr, size_t sk,
+                               const real *Ms, int ldm, int transposed, int R, int K, int N,
+                               const real *init, int epilogue, const real *Aact, int act,
+                               double slope, int nt, int par, real *pack,
+                               const real *prepacked, real *colsum, int layout) {
     const int panels = (N + nr - 1) / nr, groups = (R + FM_PACK_GROUP - 1) / FM_PACK_GROUP;
     const size_t stride = (size_t)FM_PACK_ROWS(K, R) * FM_PACK_NR;
-#pragma omp parallel num_threads(nt) if (par && panels * groups > 1)
+    const int fetch = (size_t)R * N * sizeof(real) >= FM_FETCH_MIN_BYTES;
+    const int team = par && panels * groups > 1;
+    if (act == FM_IDENTITY) epilogue = FM_EPI_NONE; /* nothing to apply */
+    const int after = epilogue != FM_EPI_NONE && !team && !fetch && ldc == N &&
+                      !(layout & FM_C_PANELS); /* the epilogue in one pass, after */
+    const int each = after ? FM_EPI_NONE : epilogue; /* the epilogue after each tile */
+#pragma omp parallel num_threads(nt) if (team)
     {
         real *buf = pack + (size_t)FN(thread_id)() * stride;
         const real *panel = buf;
@@ -151,7 +175,8 @@ static void FN(packed_product)(fm_tile_fn tile, fm_pack_t_fn pack_t, int mr, int
                 packed = p;
             } else if (p != packed) {
                 if (!transposed) {
-                    FN(pack_panel)(buf, nr, Ms, ldm, K, j0, nb);
+                    FN(pack_panel)(buf, nr, Ms, ldm, K, j0, nb,
+                                   colsum && g == 0 ? colsum + j0 : NULL);
                 } else if (layout & FM_M_PANELS) { /* K is a multiple of nr */
                     const size_t bsize = (size_t)nb * nr; /* a block: nb rows of nr */
                     for (int P = 0; P < K / nr; P++) {
@@ -178,7 +203,6 @@ static void FN(packed_product)(fm_tile_fn tile, fm_pack_t_fn pack_t, int mr, int
                     }
                 }
                 packed = p;
-                if (colsum && g == 0) FN(column_sums)(colsum + j0, buf, nr, K, nb);
             }
             const int r_end = (g + 1) * FM_PACK_GROUP < R ? (g + 1) * FM_PACK_GROUP : R;
             for (int r0 = g * FM_PACK_GROUP; r0 < r_end; r0 += mr) {
@@ -186,17 +210,18 @@ static void FN(packed_product)(fm_tile_fn tile, fm_pack_t_fn pack_t, int mr, int
                 const int ldt = layout & FM_C_PANELS ? nr : ldc; /* C tile's row stride */
                 real *c = layout & FM_C_PANELS ? C + (size_t)p * R * nr + (size_t)r0 * nr
                                                : C + (size_t)r0 * ldc + j0;
-                for (int r = 0; r < rb; r++) { /* the tile's output (and the epilogue's
-                    activations) may be out of L2 in large batches: fetched while it runs */
+                for (int r = 0; r < rb && fetch; r++) { /* the tile's output (and the
+                    epilogue's activations) may be out of L2 in large batches: fetched while
+                    it runs */
                     for (int j = 0; j < nb; j += 64 / (int)sizeof(real)) {
                         __builtin_prefetch(c + (size_t)r * ldt + j, 1);
                         if (Aact) __builtin_prefetch(Aact + (size_t)(r0 + r) * ldc + j0 + j, 0);
                     }
                 }
                 tile(c, ldt, A + r0 * sr, sr, sk, panel, nr, rb, K, nb, init ? init + j0 : NULL);
-                for (int r = 0; r < rb && epilogue != FM_EPI_NONE; r++) {
+                for (int r = 0; r < rb && each != FM_EPI_NONE; r++) {
                     real *row = c + (size_t)r * ldt;
-                    if (epilogue == FM_EPI_ACT)
+                    if (each == FM_EPI_ACT)
                         FN(fm_act_forward)(row, (size_t)nb, act, slope);
                     else
                         FN(fm_act_backward)(row, Aact + (size_t)(r0 + r) * ldc + j0, (size_t)nb,
@@ -205,18 +230,18 @@ static void FN(packed_product)(fm_tile_fn tile, fm_pack_t_fn pack_t, int mr, int
             }
         }
     }
+    if (after && epilogue == FM_EPI_ACT) FN(fm_act_forward)(C, (size_t)R * N, act, slope);
+    else if (after) FN(fm_act_backward)(C, Aact, (size_t)R * N, act, slope);
 }
-#endif
 
 void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, int B, int I,
                           int O, int act, double slope, int nt, real *pack,
                           const real *wpanels) {
     int mr, nr;
-    fm_tile_fn tile;
-    const fm_kernel_set *ks = FN(kernels)(&mr, &nr, &tile);
-    (void)pack;
+    FN(fm_tile_fn) tile;
+    FN(fm_pack_t_fn) pack_t;
+    const fm_kernel_set *ks = FN(kernels)(&mr, &nr, &tile, &pack_t);
     (void)ks;
-    (void)wpanels;
     /* small batches are bound by streaming W: count them as at least 8 rows of work */
     const int par = nt > 1 && (double)(B < 8 ? 8 : B) * I * O >= FM_PARALLEL_MIN_MACS;
 #ifdef FM_REAL_IS_FLOAT
@@ -231,13 +256,13 @@ void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, 
         }
         return;
     }
+#endif
     if (tile && (wpanels || B >= FM_PACK_GROUP || (B > mr && (size_t)I * O >= FM_PACK_LARGE))) {
-        FN(packed_product)(tile, ks->pack_t, mr, nr, Y, O, X, (size_t)I, 1, W, O, 0, B, I, O, b,
+        FN(packed_product)(tile, pack_t, mr, nr, Y, O, X, (size_t)I, 1, W, O, 0, B, I, O, b,
                            FM_EPI_ACT, NULL, act, slope, nt, par, pack, wpanels, NULL,
                            FM_ROW_MAJOR);
         return;
     }
-#endif
     const int row_tiles = (B + mr - 1) / mr, panels = (O + nr - 1) / nr;
     const int tiles = row_tiles * panels;
     /* panel-major: a thread streams its weight panels once, over every row tile */
@@ -255,34 +280,32 @@ void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, 
 void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real *D, int B, int I,
                                   int O, int nt, real *pack, real *xt, int in_panels) {
     int mr, nr;
-    fm_tile_fn tile;
-    const fm_kernel_set *ks = FN(kernels)(&mr, &nr, &tile);
-    (void)pack;
-    (void)ks;
-    (void)xt;
+    FN(fm_tile_fn) tile;
+    FN(fm_pack_t_fn) pack_t;
+    FN(kernels)(&mr, &nr, &tile, &pack_t);
     const int par = nt > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
-#ifdef FM_REAL_IS_FLOAT
-    if (tile && I >= FM_PACK_GROUP && xt && ks->pack_t && B >= FM_XT_MIN_BATCH) {
+#ifdef FM_REAL_IS_FLOAT /* the workspace has an X^T buffer in float32 only (engine.c) */
+    if (tile && I >= FM_PACK_GROUP && xt && pack_t && B >= FM_XT_MIN_BATCH) {
         /* rows of dW are rows of X^T, made once: read as columns of X, their stride of I
            floats maps a tile's k steps onto a few cache sets when I is a power of two */
         const int blocks = (I + FM_PACK_NR - 1) / FM_PACK_NR;
 #pragma omp parallel for schedule(static) num_threads(nt) if (par)
         for (int blk = 0; blk < blocks; blk++) {
             const int i0 = blk * FM_PACK_NR, ib = I - i0 < FM_PACK_NR ? I - i0 : FM_PACK_NR;
-            ks->pack_t(xt + (size_t)i0 * B, B, X + i0, I, B, ib);
+            pack_t(xt + (size_t)i0 * B, B, X + i0, I, B, ib);
         }
-        FN(packed_product)(tile, ks->pack_t, mr, nr, dW, O, xt, (size_t)B, 1, D, O, 0, I, B, O,
-                           NULL, FM_EPI_NONE, NULL, 0, 0, nt, par, pack, NULL, db,
-                           in_panels ? FM_C_PANELS : FM_ROW_MAJOR);
-        return;
-    }
-    if (tile && I >= FM_PACK_GROUP) { /* rows of dW are columns of X: a(r, i) = X[i*I + r] */
-        FN(packed_product)(tile, ks->pack_t, mr, nr, dW, O, X, 1, (size_t)I, D, O, 0, I, B, O,
+        FN(packed_product)(tile, pack_t, mr, nr, dW, O, xt, (size_t)B, 1, D, O, 0, I, B, O,
                            NULL, FM_EPI_NONE, NULL, 0, 0, nt, par, pack, NULL, db,
                            in_panels ? FM_C_PANELS : FM_ROW_MAJOR);
         return;
     }
 #endif
+    if (tile && I >= FM_PACK_GROUP) { /* rows of dW are columns of X: a(r, i) = X[i*I + r] */
+        FN(packed_product)(tile, pack_t, mr, nr, dW, O, X, 1, (size_t)I, D, O, 0, I, B, O,
+                           NULL, FM_EPI_NONE, NULL, 0, 0, nt, par, pack, NULL, db,
+                           in_panels ? FM_C_PANELS : FM_ROW_MAJOR);
+        return;
+    }
     for (int j = 0; j < O; j++) db[j] = 0;
     for (int i = 0; i < B; i++) {
         const real *d = D + (size_t)i * O;
@@ -306,19 +329,16 @@ void FN(fm_dense_backward_input)(real *dX, const real *D, const real *W, const r
                                  int I, int O, int act, double slope, int nt, real *pack,
                                  int in_panels) {
     int mr, nr;
-    fm_tile_fn tile;
-    const fm_kernel_set *ks = FN(kernels)(&mr, &nr, &tile);
-    (void)pack;
-    (void)ks;
-#ifdef FM_REAL_IS_FLOAT
+    FN(fm_tile_fn) tile;
+    FN(fm_pack_t_fn) pack_t;
+    FN(kernels)(&mr, &nr, &tile, &pack_t);
     if (tile) { /* dX = D W^T: panels of W^T are transposed row blocks of W */
         const int par = nt > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
-        FN(packed_product)(tile, ks->pack_t, mr, nr, dX, I, D, (size_t)O, 1, W, O, 1, B, O, I,
+        FN(packed_product)(tile, pack_t, mr, nr, dX, I, D, (size_t)O, 1, W, O, 1, B, O, I,
                            NULL, A ? FM_EPI_ACT_GRAD : FM_EPI_NONE, A, act, slope, nt, par, pack,
                            NULL, NULL, in_panels ? FM_M_PANELS : FM_ROW_MAJOR);
         return;
     }
-#endif
     const int blocks = (B + FM_MR - 1) / FM_MR;
     const int par = nt > 1 && blocks > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
 #pragma omp parallel for schedule(static) num_threads(nt) if (par)

@@ -1,6 +1,7 @@
-/* dispatch.c — which float32 tile kernels run: chosen once from the CPU's features
- * (AVX-512F > AVX2+FMA > portable C), overridable by FASTMLP_KERNEL=generic|avx2|avx512
- * or fm_kernel_select (tests run every path the machine supports). */
+/* dispatch.c — which tile kernels run (float32 and float64): chosen once from the CPU's
+ * features (AVX-512F > AVX2+FMA > portable C), overridable by
+ * FASTMLP_KERNEL=generic|avx2|avx512 or fm_kernel_select (tests run every path the machine
+ * supports). The AVX-512 set has no float64 tiles of its own: it uses the AVX2 ones. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,12 +9,13 @@
 
 #ifdef FASTMLP_X86_KERNELS
 static const fm_kernel_set SETS[3] = {
-    {4, 64, NULL, 0, NULL, NULL},
-    {6, 16, fm_tile_avx2, 0, NULL, NULL},
-    {8, 32, fm_tile_avx512, 128, fm_gemv_avx512, fm_pack_t_avx512},
+    {{4, 64, NULL, NULL}, {4, 64, NULL, NULL}, 0, NULL},
+    {{6, 16, fm_tile_avx2, NULL}, {6, 8, fm_tile_avx2_f64, NULL}, 0, NULL},
+    {{8, 32, fm_tile_avx512, fm_pack_t_avx512}, {6, 8, fm_tile_avx2_f64, NULL}, 128,
+     fm_gemv_avx512},
 };
 #else
-static const fm_kernel_set SETS[1] = {{4, 64, NULL, 0, NULL, NULL}};
+static const fm_kernel_set SETS[1] = {{{4, 64, NULL, NULL}, {4, 64, NULL, NULL}, 0, NULL}};
 #endif
 
 static int active = -1;
@@ -24,7 +26,9 @@ int fm_kernel_available(int kernel) {
     __builtin_cpu_init();
     if (kernel == FM_KERNEL_AVX2)
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (kernel == FM_KERNEL_AVX512) return __builtin_cpu_supports("avx512f");
+    if (kernel == FM_KERNEL_AVX512) /* its float64 tiles are the AVX2 ones */
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
+               __builtin_cpu_supports("fma");
 #endif
     return 0;
 }

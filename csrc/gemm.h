@@ -1,5 +1,5 @@
-/* gemm.h — the float32 tile kernels behind the dense layer, one set per instruction
- * set, and the run-time choice between them.
+/* gemm.h — the tile kernels behind the dense layer (float32 and float64), one set per
+ * instruction set, and the run-time choice between them.
  *
  *   tile:  C (rb, nb) = init (nb) + sum_k a(r, k) * Bm[k*ldb + j], j < nb,
  *          a(r, k) = A[r*sr + k*sk]; rb <= mr, nb <= nr; init NULL means zero.
@@ -15,8 +15,12 @@
 
 typedef enum { FM_KERNEL_GENERIC = 0, FM_KERNEL_AVX2 = 1, FM_KERNEL_AVX512 = 2 } fm_kernel;
 
-typedef void (*fm_tile_fn)(float *C, int ldc, const float *A, size_t sr, size_t sk,
-                           const float *Bm, int ldb, int rb, int K, int nb, const float *init);
+typedef void (*fm_tile_fn_f32)(float *C, int ldc, const float *A, size_t sr, size_t sk,
+                               const float *Bm, int ldb, int rb, int K, int nb,
+                               const float *init);
+typedef void (*fm_tile_fn_f64)(double *C, int ldc, const double *A, size_t sr, size_t sk,
+                               const double *Bm, int ldb, int rb, int K, int nb,
+                               const double *init);
 
 /* gemv:  y (nb) = init (nb) + sum_k x[k] * W[k*ldw + j], j < nb <= gemv_nb: one row
  *        through many columns at once (batch 1). Every element is the same FMA chain, in
@@ -27,18 +31,34 @@ typedef void (*fm_gemv_fn)(float *y, const float *x, const float *W, int ldw, in
 /* pack_t: buf[k*nr + q] = M[q*ldm + k] for q < nb <= nr, k < K: a panel of M^T from nb
  *         rows of M (the input-gradient product reads W^T). Columns q >= nb are left as
  *         they were. */
-typedef void (*fm_pack_t_fn)(float *buf, int nr, const float *M, int ldm, int nb, int K);
+typedef void (*fm_pack_t_fn_f32)(float *buf, int nr, const float *M, int ldm, int nb, int K);
+typedef void (*fm_pack_t_fn_f64)(double *buf, int nr, const double *M, int ldm, int nb, int K);
+
+/* The tiles of one dtype. */
+#define FM_TILES(SFX)                                                                         \
+    typedef struct {                                                                          \
+        int mr, nr;                  /* tile shape of `tile` */                               \
+        fm_tile_fn_##SFX tile;       /* NULL: use the generic C tile */                       \
+        fm_pack_t_fn_##SFX pack_t;   /* NULL: the portable transposing copy (float64: no \
+                                        set has one yet) */                                   \
+    } fm_tiles_##SFX;
+FM_TILES(f32)
+FM_TILES(f64)
+#undef FM_TILES
 
 typedef struct {
-    int mr, nr;      /* tile shape of `tile` */
-    fm_tile_fn tile; /* NULL: use the generic C tile */
-    int gemv_nb;     /* columns per `gemv` call */
+    fm_tiles_f32 f32;
+    fm_tiles_f64 f64;
+    int gemv_nb;     /* columns per `gemv` call (float32) */
     fm_gemv_fn gemv; /* NULL: one-row products go through `tile` */
-    fm_pack_t_fn pack_t; /* NULL: the portable transposing copy */
 } fm_kernel_set;
 
+static inline const fm_tiles_f32 *fm_tiles_of_f32(const fm_kernel_set *k) { return &k->f32; }
+static inline const fm_tiles_f64 *fm_tiles_of_f64(const fm_kernel_set *k) { return &k->f64; }
+
 /* The kernel set in use: the best the CPU supports, or the one named by the environment
- * variable FASTMLP_KERNEL (generic, avx2, avx512) or by fm_kernel_select. */
+ * variable FASTMLP_KERNEL (generic, avx2, avx512) or by fm_kernel_select. The avx512 set
+ * runs float64 through the AVX2 tiles (no AVX-512 float64 tiles yet). */
 const fm_kernel_set *fm_kernels(void);
 /* The same set, without counting a call. */
 const fm_kernel_set *fm_kernels_uncounted(void);
@@ -46,7 +66,7 @@ int fm_kernel_active(void);
 int fm_kernel_available(int kernel);
 /* Returns 0 and switches, or -1 (unknown or unsupported here: nothing changes). */
 int fm_kernel_select(int kernel);
-/* Float32 dense-layer calls served by each kernel set so far (tests read it to see
+/* Dense-layer calls (either dtype) served by each kernel set so far (tests read it to see
  * which path ran). */
 unsigned long long fm_kernel_calls(int kernel);
 
@@ -55,6 +75,8 @@ void fm_tile_avx512(float *C, int ldc, const float *A, size_t sr, size_t sk, con
                     int ldb, int rb, int K, int nb, const float *init);
 void fm_tile_avx2(float *C, int ldc, const float *A, size_t sr, size_t sk, const float *Bm,
                   int ldb, int rb, int K, int nb, const float *init);
+void fm_tile_avx2_f64(double *C, int ldc, const double *A, size_t sr, size_t sk,
+                      const double *Bm, int ldb, int rb, int K, int nb, const double *init);
 void fm_gemv_avx512(float *y, const float *x, const float *W, int ldw, int K, int nb,
                     const float *init);
 void fm_pack_t_avx512(float *buf, int nr, const float *M, int ldm, int nb, int K);

@@ -1,42 +1,83 @@
-/* gemm_avx2.c — AVX2+FMA float32 tile kernel (compiled with -mavx2 -mfma; called only
- * when the CPU has both). 6x16 register tile: 12 ymm accumulators; masked tails. */
+/* gemm_avx2.c — AVX2+FMA tile kernels (compiled with -mavx2 -mfma; called only when the
+ * CPU has both). float32: 6x16 register tile, float64: 6x8 (4 doubles per register); both
+ * keep 12 ymm accumulators, with 2 panel loads and 6 broadcasts per k. A tile of full
+ * width loads and stores with plain vector moves; only a narrower one (a panel's tail)
+ * uses masked moves, which cost several times more on AMD cores (a tile of a short
+ * product, K ~ 10, spent most of its time in 12 masked stores). Both variants compute
+ * every element with the same FMA chain, so results do not depend on which one ran. */
 #include <immintrin.h>
 
 #include "gemm.h"
 
 #define MR 6
+#define INLINE static inline __attribute__((always_inline))
 
 static __m256i tail_mask(int n) { /* lanes [0, n) set, n in [0, 8] */
     const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), idx);
 }
 
-void fm_tile_avx2(float *C, int ldc, const float *A, size_t sr, size_t sk, const float *Bm,
-                  int ldb, int rb, int K, int nb, const float *init) {
-    const __m256i m0 = tail_mask(nb >= 8 ? 8 : nb), m1 = tail_mask(nb <= 8 ? 0 : nb >= 16 ? 8 : nb - 8);
-    const float *a[MR];
-    for (int r = 0; r < MR; r++) a[r] = A + (size_t)(r < rb ? r : rb - 1) * sr;
-    const __m256 i0 = init ? _mm256_maskload_ps(init, m0) : _mm256_setzero_ps();
-    const __m256 i1 = init ? _mm256_maskload_ps(init + 8, m1) : _mm256_setzero_ps();
-    __m256 c00 = i0, c01 = i1, c10 = i0, c11 = i1, c20 = i0, c21 = i1;
-    __m256 c30 = i0, c31 = i1, c40 = i0, c41 = i1, c50 = i0, c51 = i1;
-    for (int k = 0; k < K; k++) {
-        const float *b = Bm + (size_t)k * ldb;
-        const size_t o = (size_t)k * sk;
-        const __m256 b0 = _mm256_maskload_ps(b, m0);
-        const __m256 b1 = _mm256_maskload_ps(b + 8, m1);
-        __m256 x;
-#define ROW(r, c0, c1)                           \
-    x = _mm256_broadcast_ss(a[r] + o);           \
-    c0 = _mm256_fmadd_ps(x, b0, c0);             \
-    c1 = _mm256_fmadd_ps(x, b1, c1);
-        ROW(0, c00, c01) ROW(1, c10, c11) ROW(2, c20, c21)
-        ROW(3, c30, c31) ROW(4, c40, c41) ROW(5, c50, c51)
-#undef ROW
-    }
-    __m256 out[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
-    for (int r = 0; r < rb; r++) {
-        _mm256_maskstore_ps(C + (size_t)r * ldc, m0, out[r][0]);
-        _mm256_maskstore_ps(C + (size_t)r * ldc + 8, m1, out[r][1]);
-    }
+static __m256i tail_mask_f64(int n) { /* 64-bit lanes [0, n) set, n in [0, 4] */
+    const __m256i idx = _mm256_setr_epi64x(0, 1, 2, 3);
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), idx);
 }
+
+/* The tile body of one dtype. V: vector type; L: lanes per vector; LOAD(p, m), STORE(p, m, v):
+ * masked or plain moves (full: mask unused); BCAST(p); FMA(a, b, c) = a * b + c; ZERO(). */
+#define TILE_BODY(T, V, L, LOAD, STORE, BCAST, FMA, ZERO, MASK)                                \
+    const __m256i m0 = MASK(nb >= L ? L : nb), m1 = MASK(nb <= L ? 0 : nb >= 2 * L ? L : nb - L); \
+    (void)m0; /* unused by plain moves */                                                      \
+    (void)m1;                                                                                   \
+    const T *a[MR];                                                                             \
+    for (int r = 0; r < MR; r++) a[r] = A + (size_t)(r < rb ? r : rb - 1) * sr;                \
+    const V i0 = init ? LOAD(init, m0) : ZERO(), i1 = init ? LOAD(init + L, m1) : ZERO();      \
+    V c00 = i0, c01 = i1, c10 = i0, c11 = i1, c20 = i0, c21 = i1;                              \
+    V c30 = i0, c31 = i1, c40 = i0, c41 = i1, c50 = i0, c51 = i1;                              \
+    for (int k = 0; k < K; k++) {                                                               \
+        const T *b = Bm + (size_t)k * ldb;                                                      \
+        const size_t o = (size_t)k * sk;                                                        \
+        const V b0 = LOAD(b, m0), b1 = LOAD(b + L, m1);                                         \
+        V x;                                                                                    \
+        x = BCAST(a[0] + o); c00 = FMA(x, b0, c00); c01 = FMA(x, b1, c01);                      \
+        x = BCAST(a[1] + o); c10 = FMA(x, b0, c10); c11 = FMA(x, b1, c11);                      \
+        x = BCAST(a[2] + o); c20 = FMA(x, b0, c20); c21 = FMA(x, b1, c21);                      \
+        x = BCAST(a[3] + o); c30 = FMA(x, b0, c30); c31 = FMA(x, b1, c31);                      \
+        x = BCAST(a[4] + o); c40 = FMA(x, b0, c40); c41 = FMA(x, b1, c41);                      \
+        x = BCAST(a[5] + o); c50 = FMA(x, b0, c50); c51 = FMA(x, b1, c51);                      \
+    }                                                                                           \
+    const V out[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}}; \
+    for (int r = 0; r < rb; r++) {                                                              \
+        STORE(C + (size_t)r * ldc, m0, out[r][0]);                                              \
+        STORE(C + (size_t)r * ldc + L, m1, out[r][1]);                                          \
+    }
+
+#define LOAD_ps(p, m) _mm256_loadu_ps(p)
+#define STORE_ps(p, m, v) _mm256_storeu_ps(p, v)
+#define MLOAD_ps(p, m) _mm256_maskload_ps(p, m)
+#define MSTORE_ps(p, m, v) _mm256_maskstore_ps(p, m, v)
+#define LOAD_pd(p, m) _mm256_loadu_pd(p)
+#define STORE_pd(p, m, v) _mm256_storeu_pd(p, v)
+#define MLOAD_pd(p, m) _mm256_maskload_pd(p, m)
+#define MSTORE_pd(p, m, v) _mm256_maskstore_pd(p, m, v)
+#define NO_MASK(n) _mm256_setzero_si256()
+
+/* NAME: the tile of one dtype, a full-width variant and a masked one (tails) */
+#define TILE_KERNEL(NAME, T, V, L, PS, BCAST, MASK)                                           \
+    INLINE void NAME##_full(T *C, int ldc, const T *A, size_t sr, size_t sk, const T *Bm,     \
+                            int ldb, int rb, int K, int nb, const T *init) {                 \
+        TILE_BODY(T, V, L, LOAD_##PS, STORE_##PS, BCAST, _mm256_fmadd_##PS,                  \
+                  _mm256_setzero_##PS, NO_MASK)                                               \
+    }                                                                                         \
+    INLINE void NAME##_tail(T *C, int ldc, const T *A, size_t sr, size_t sk, const T *Bm,     \
+                            int ldb, int rb, int K, int nb, const T *init) {                 \
+        TILE_BODY(T, V, L, MLOAD_##PS, MSTORE_##PS, BCAST, _mm256_fmadd_##PS,                \
+                  _mm256_setzero_##PS, MASK)                                                  \
+    }                                                                                         \
+    void NAME(T *C, int ldc, const T *A, size_t sr, size_t sk, const T *Bm, int ldb, int rb,  \
+              int K, int nb, const T *init) {                                                 \
+        if (nb == 2 * L) NAME##_full(C, ldc, A, sr, sk, Bm, ldb, rb, K, nb, init);            \
+        else NAME##_tail(C, ldc, A, sr, sk, Bm, ldb, rb, K, nb, init);                        \
+    }
+
+TILE_KERNEL(fm_tile_avx2, float, __m256, 8, ps, _mm256_broadcast_ss, tail_mask)
+TILE_KERNEL(fm_tile_avx2_f64, double, __m256d, 4, pd, _mm256_broadcast_sd, tail_mask_f64)

@@ -3,6 +3,7 @@
  * unless the penalty asks for them. */
 #include <math.h>
 
+#include "isa.h"
 #include "kernels.h"
 
 #define FM_TEMPLATE "penalty_impl.h"

@@ -54,7 +54,7 @@ def relative_error(a, b) -> float:
 
 @pytest.fixture(params=_engine.available_kernels())
 def kernel(request):
-    """Each test using it runs on every float32 kernel path this machine supports."""
+    """Each test using it runs on every kernel path this machine supports."""
     before = _engine.kernel()
     _engine.set_kernel(request.param)
     yield request.param

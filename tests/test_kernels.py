@@ -1,6 +1,6 @@
-"""Every float32 kernel path this machine supports (AVX-512, AVX2, portable C) against
-the NumPy reference, over shapes that hit every tile tail; the forced-path switch; and
-thread-count independence on each path."""
+"""Every kernel path this machine supports (AVX-512, AVX2, portable C), in float32 and
+float64, against the NumPy reference, over shapes that hit every tile tail; the
+forced-path switch; and thread-count independence on each path."""
 
 from __future__ import annotations
 
@@ -37,11 +37,12 @@ def compare(sizes, batch, act="relu", loss="cross_entropy", strided=False, dtype
     assert relative_error([ge["flat"], ge["input"]], [gr["flat"], gr["input"]]) <= tol
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("size", SIZES)
-def test_widths_and_batches_at_every_tail(kernel, size):
-    compare([size, size, 3], 11)           # input and hidden width
-    compare([9, 13, size], 7, loss="mse")  # output width (narrow and wide input-grad paths)
-    compare([10, 21, 4], size)              # batch
+def test_widths_and_batches_at_every_tail(kernel, size, dtype):
+    compare([size, size, 3], 11, dtype=dtype)           # input and hidden width (K of dW)
+    compare([9, 13, size], 7, loss="mse", dtype=dtype)  # output width (narrow, wide dX)
+    compare([10, 21, 4], size, dtype=dtype)             # batch (rows; K of dW)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -52,19 +53,21 @@ def test_every_activation_strided_inputs(kernel, act, dtype):
 
 @settings(max_examples=25, deadline=None)
 @given(sizes=st.lists(st.integers(1, 70), min_size=2, max_size=4), batch=st.integers(1, 70),
-       which=st.sampled_from(KERNELS))
-def test_random_shapes_on_every_path(sizes, batch, which):
+       which=st.sampled_from(KERNELS), dtype=st.sampled_from(["float32", "float64"]),
+       strided=st.booleans())
+def test_random_shapes_on_every_path(sizes, batch, which, dtype, strided):
     before = _engine.kernel()
     _engine.set_kernel(which)
     try:
-        compare(sizes, batch, act="tanh", loss="mse")
+        compare(sizes, batch, act="tanh", loss="mse", strided=strided, dtype=dtype)
     finally:
         _engine.set_kernel(before)
 
 
-def test_the_switch_really_switches(kernel):
-    model = fastmlp.MLP([20, 30, 5], seed=0)
-    X = np.ones((16, 20), np.float32)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_switch_really_switches(kernel, dtype):
+    model = fastmlp.MLP([20, 30, 5], seed=0, dtype=dtype)
+    X = np.ones((16, 20), dtype)
     before = _engine.kernel_calls()
     model.predict(X)
     after = _engine.kernel_calls()
@@ -89,11 +92,12 @@ def test_paths_agree_with_each_other():
         assert relative_error([o], [outs[0]]) <= 1e-4
 
 
-def test_threads_bitwise_on_every_path(kernel):
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_threads_bitwise_on_every_path(kernel, dtype):
     X, y = make_problem("cross_entropy", 200, 96, 10, seed=4)
     results = []
     for threads in (1, 2, 3):
-        m = fastmlp.MLP([96, 160, 64, 10], seed=9, threads=threads, dropout=0.2)
+        m = fastmlp.MLP([96, 160, 64, 10], seed=9, threads=threads, dropout=0.2, dtype=dtype)
         m.fit(X, y, epochs=2, batch_size=50, optimizer=fastmlp.optim.Adam(lr=1e-3))
         results.append(m.get_flat_params())
     assert all(np.array_equal(results[0], r) for r in results[1:])
@@ -145,12 +149,29 @@ def test_a_rows_prediction_does_not_depend_on_its_batch(kernel, dtype):
     np.testing.assert_array_equal(m.predict(X[order]), full[order])
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("batch", [64, 75, 150])
-def test_weight_gradient_from_the_transposed_input(kernel, batch):
+def test_weight_gradient_from_the_transposed_input(kernel, batch, dtype):
     """From batch 64 the weight gradient reads X^T made once (16x16 register transposes on
-    AVX-512): widths and batches off the 16-grid check its tails."""
-    compare([100, 129, 70, 5], batch)
-    compare([64, 1000, 3], batch, loss="mse")
+    AVX-512, float32) and the forward pass copies weight panels: widths and batches off
+    the 16-grid check their tails."""
+    compare([100, 129, 70, 5], batch, dtype=dtype)
+    compare([64, 1000, 3], batch, loss="mse", dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("batch", [5, 70])
+def test_a_column_does_not_depend_on_the_tile_width(kernel, dtype, batch):
+    """A panel of full tile width and a narrower tail panel (masked moves on AVX2)
+    compute a column with the same chain: the first 28 outputs of a 32-wide layer equal
+    those of the same layer cut to 28 (a tail of 12 columns of a 16-wide float32 tile, 4
+    of an 8-wide float64 one), bitwise, unpacked (batch 5) and packed (batch 70)."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(batch, 45)).astype(dtype)
+    wide = fastmlp.MLP([45, 32], loss="mse", seed=2, dtype=dtype, bias_init=0.1)
+    cut = fastmlp.MLP([45, 28], loss="mse", seed=2, dtype=dtype)
+    cut.set_params([wide.weights[0][:, :28]], [wide.biases[0][:28]])
+    np.testing.assert_array_equal(cut.predict(X), wide.predict(X)[:, :28])
 
 
 def test_large_layers_at_small_batches(kernel):
@@ -204,3 +225,28 @@ def test_predict_weight_panels_follow_a_kernel_switch():
         _engine.set_kernel(before)
     for o in outs.values():
         assert relative_error([o], [outs["generic"]]) <= 1e-5
+
+
+@pytest.mark.parametrize("batch", [7, 70])
+def test_float64_paths_against_torch(kernel, batch):
+    """The float64 products of every path against PyTorch's autograd in float64: logits'
+    softmax, mean cross-entropy, weight, bias and input gradients of a ReLU MLP whose
+    widths and batch are off every tile grid (batch 70: packed panels and X^T)."""
+    torch = pytest.importorskip("torch")
+    sizes = [37, 70, 33, 10]
+    X, y = make_problem("cross_entropy", batch, sizes[0], sizes[-1], seed=batch)
+    model = fastmlp.MLP(sizes, activation="relu", dtype="float64", seed=3, bias_init=0.05)
+    loss, dW, db, dX = model.loss_and_grad(X, y, return_input_grad=True)
+    Ws = [torch.tensor(w, requires_grad=True) for w in model.weights]
+    bs = [torch.tensor(b, requires_grad=True) for b in model.biases]
+    x = torch.tensor(X, requires_grad=True)
+    h = x
+    for i, (w, b) in enumerate(zip(Ws, bs)):
+        h = h @ w + b
+        h = torch.relu(h) if i < len(Ws) - 1 else h
+    t_loss = torch.nn.functional.cross_entropy(h, torch.tensor(y))
+    t_loss.backward()
+    assert loss == pytest.approx(t_loss.item(), rel=1e-12)
+    np.testing.assert_allclose(model.predict(X), torch.softmax(h, 1).detach().numpy(),
+                               rtol=1e-10, atol=1e-14)
+    assert relative_error(dW + db + [dX], [t.grad.numpy() for t in Ws + bs + [x]]) <= 1e-10

@@ -75,6 +75,24 @@ def test_engine_gradients_match_reference(case, dtype, tol):
     assert relative_error([ge["flat"], ge["input"]], [gr["flat"], gr["input"]]) <= tol
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("width", range(1, 18))
+def test_penalty_value_over_every_block_length(width, dtype):
+    """The engine sums the penalty in 8 fixed lanes plus a tail: weight and bias blocks of
+    every length mod 8 give the exact value (in double, whatever the parameters' dtype)."""
+    X, y = make_problem("cross_entropy", 5, width, 3, seed=width)
+    model = fastmlp.MLP([width, width + 2, 3], dtype=dtype, seed=width, bias_init=0.3)
+    Ws, bs = model.get_params()
+    base = model.gradients(X, y)["loss"]
+    for options in ({"l2": 0.3}, {"l2": 0.3, "l1": 0.05}, {"l1": 0.05, "penalize_biases": True}):
+        arrays = Ws + (bs if options.get("penalize_biases") else [])
+        flat = np.concatenate([a.ravel() for a in arrays]).astype(np.float64)
+        l2, l1 = options.get("l2", 0), options.get("l1", 0)
+        expected = 0.5 * l2 * flat @ flat + l1 * np.abs(flat).sum()
+        got = model.gradients(X, y, **options)["loss"] - base
+        assert got == pytest.approx(expected, rel=1e-12)
+
+
 TRAINING = {
     "penalties": ({}, {"l2": 1e-3, "l1": 1e-3, "activity_l1": 1e-3}),
     "proximal_l1": ({}, {"l1": 1e-2, "l1_proximal": True, "penalize_biases": True}),

@@ -88,7 +88,8 @@ KERNELS = ("generic", "avx2", "avx512")
 
 
 def kernel():
-    """Name of the float32 kernel set in use: "generic", "avx2" or "avx512"."""
+    """Name of the kernel set in use (float32 and float64): "generic", "avx2" or "avx512"
+    (whose float64 tiles are the AVX2 ones)."""
     return KERNELS[fm_kernel_active()]
 
 
@@ -113,7 +114,7 @@ def panel_layout_calls():
 
 
 def kernel_calls():
-    """Float32 dense-layer calls served by each kernel set so far."""
+    """Dense-layer calls (either dtype) served by each kernel set so far."""
     return {name: fm_kernel_calls(i) for i, name in enumerate(KERNELS)}
 
 
