@@ -64,10 +64,10 @@ import numpy as np
 from fastmlp.io.csr import CSRInput
 from fastmlp.model.base import STATUS_OK, BaseMLP
 from fastmlp.optim import Optimizer
-from fastmlp.schedules import Constant, Schedule
+from fastmlp.schedules import Schedule
 from fastmlp.train import checkpoint as checkpoint_io
 from fastmlp.train.data import check_validation_data, hold_out, prepare
-from fastmlp.train.first_order import _optimizer, layer_norms
+from fastmlp.train.first_order import layer_norms, update_rule
 from fastmlp.train.history import History
 from fastmlp.train.loop import Loop, check_callables
 from fastmlp.train.options import NAMES, FitOptions
@@ -412,18 +412,7 @@ class _Run:
         block_size = check_int(block_size, "block_size", 1, C_INT_MAX)
         resume = None if o.resume_from is None else checkpoint_io.load(o.resume_from)
         self.checkpoint_every = check_int(o.checkpoint_every, "checkpoint_every", 1)
-        optimizer = _optimizer(o, resume)
-        if o.lr_schedule is not None and not isinstance(o.lr_schedule, Schedule):
-            raise TypeError(f"lr_schedule must be a fastmlp.schedules schedule, got "
-                            f"{o.lr_schedule!r}")
-        schedule = o.lr_schedule or Constant()
-        clip = (
-            0.0 if o.clip_grad_norm is None else check_float(o.clip_grad_norm,
-                                                             "clip_grad_norm", positive=True),
-            0.0 if o.clip_grad_value is None else check_float(o.clip_grad_value,
-                                                              "clip_grad_value", positive=True),
-            bool(o.clip_error_if_nonfinite),
-        )
+        optimizer, schedule, clip = update_rule(o, resume)
         penalty = penalty_config(o.l2, o.l1, o.l1_proximal, o.penalize_biases)
         augment = augment_config(data.X.shape[1], o.input_noise, o.shift, o.image_shape)
         if o.shuffle not in (True, False, "epoch", "once", "none"):

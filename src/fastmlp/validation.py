@@ -27,6 +27,21 @@ def check_dtype(dtype: object) -> np.dtype:
     return dt
 
 
+def check_shape(arr: np.ndarray, n_features: int, name: str = "X") -> None:
+    """ValueError unless `arr` is 2-D with at least one row and `n_features` columns."""
+    if arr.ndim != 2:
+        hint = " (use X.reshape(-1, 1) for one feature)" if arr.ndim == 1 else ""
+        raise ValueError(
+            f"{name} must be 2-D (n_samples, {n_features}); got shape {arr.shape}{hint}"
+        )
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 samples)")
+    if arr.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {arr.shape[1]} features but the network expects {n_features}"
+        )
+
+
 def check_features(X: object, n_features: int, dtype: np.dtype, name: str = "X") -> np.ndarray:
     """A finite (n, n_features) array of `dtype`, C-contiguous (copied only if needed).
 
@@ -45,17 +60,7 @@ def check_features(X: object, n_features: int, dtype: np.dtype, name: str = "X")
         raise TypeError(
             f"{name} must hold numbers (bool, integer, float32 or float64), got dtype {arr.dtype}"
         )
-    if arr.ndim != 2:
-        hint = " (use X.reshape(-1, 1) for one feature)" if arr.ndim == 1 else ""
-        raise ValueError(
-            f"{name} must be 2-D (n_samples, {n_features}); got shape {arr.shape}{hint}"
-        )
-    if arr.shape[0] == 0:
-        raise ValueError(f"{name} is empty (0 samples)")
-    if arr.shape[1] != n_features:
-        raise ValueError(
-            f"{name} has {arr.shape[1]} features but the network expects {n_features}"
-        )
+    check_shape(arr, n_features, name)
     with np.errstate(over="ignore", invalid="ignore"):  # checked just below
         out = np.ascontiguousarray(arr, dtype=dtype)
     if not all_finite(out):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastmlp import _engine
-from fastmlp.validation import all_finite
+from fastmlp.validation import all_finite, check_shape
 
 # The element types the engine converts as it copies rows (csrc/input.c)
 ENGINE_TYPES = tuple(_engine.INPUT_TYPES)
@@ -112,17 +112,7 @@ def check_input(X: object, n_features: int, dtype: np.dtype,
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold numbers (bool, integer or float), got dtype "
                         f"{arr.dtype}")
-    if arr.ndim != 2:
-        hint = " (use X.reshape(-1, 1) for one feature)" if arr.ndim == 1 else ""
-        raise ValueError(
-            f"{name} must be 2-D (n_samples, {n_features}); got shape {arr.shape}{hint}"
-        )
-    if arr.shape[0] == 0:
-        raise ValueError(f"{name} is empty (0 samples)")
-    if arr.shape[1] != n_features:
-        raise ValueError(
-            f"{name} has {arr.shape[1]} features but the network expects {n_features}"
-        )
+    check_shape(arr, n_features, name)
     source, readable = arr.dtype, arr.dtype in ENGINE_TYPES
     if not readable or (n_features > 1 and arr.strides[1] != arr.dtype.itemsize):
         if mapped:

@@ -55,18 +55,7 @@ def fit(model, X: object, y: object, o: FitOptions) -> History:
     batch_size = check_int(o.batch_size, "batch_size", 1, C_INT_MAX)
     resume = None if o.resume_from is None else checkpoint_io.load(o.resume_from)
     checkpoint_every = check_int(o.checkpoint_every, "checkpoint_every", 1)
-    optimizer = _optimizer(o, resume)
-    if o.lr_schedule is not None and not isinstance(o.lr_schedule, Schedule):
-        raise TypeError(f"lr_schedule must be a fastmlp.schedules schedule, got "
-                        f"{o.lr_schedule!r}")
-    schedule = o.lr_schedule or Constant()
-    clip = (
-        0.0 if o.clip_grad_norm is None else check_float(o.clip_grad_norm, "clip_grad_norm",
-                                                         positive=True),
-        0.0 if o.clip_grad_value is None else check_float(o.clip_grad_value, "clip_grad_value",
-                                                          positive=True),
-        bool(o.clip_error_if_nonfinite),
-    )
+    optimizer, schedule, clip = update_rule(o, resume)
     penalty = penalty_config(o.l2, o.l1, o.l1_proximal, o.penalize_biases, o.activity_l1,
                              o.activity_l2)
     augment = augment_config(data.X.shape[1], o.input_noise, o.shift, o.image_shape,
@@ -160,6 +149,24 @@ def fit(model, X: object, y: object, o: FitOptions) -> History:
         if stop:
             break
     return loop.finish()
+
+
+def update_rule(o: FitOptions, resume: tuple | None) -> tuple[Optimizer, Schedule, tuple]:
+    """The checked update of a fit: (optimizer, learning-rate schedule, clip tuple for the
+    engine: max norm, max value, error_if_nonfinite) from `o` and a resumed checkpoint's
+    (:func:`fastmlp.train.checkpoint.load`) optimizer."""
+    optimizer = _optimizer(o, resume)
+    if o.lr_schedule is not None and not isinstance(o.lr_schedule, Schedule):
+        raise TypeError(f"lr_schedule must be a fastmlp.schedules schedule, got "
+                        f"{o.lr_schedule!r}")
+    clip = (
+        0.0 if o.clip_grad_norm is None else check_float(o.clip_grad_norm, "clip_grad_norm",
+                                                         positive=True),
+        0.0 if o.clip_grad_value is None else check_float(o.clip_grad_value, "clip_grad_value",
+                                                          positive=True),
+        bool(o.clip_error_if_nonfinite),
+    )
+    return optimizer, o.lr_schedule or Constant(), clip
 
 
 def _optimizer(o: FitOptions, resume: tuple | None) -> Optimizer:
