@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import traceback
 
 import numpy as np
 
@@ -97,9 +98,19 @@ def main() -> None:
                     raise RuntimeError("injected failure")
                 return False
             callbacks.append(fail)
-        history = distributed.fit(model, X, y, block_size=case.get("block_size", 8),
-                                  callbacks=callbacks, checkpoint=case.get("checkpoint"),
-                                  **kwargs)
+        try:
+            history = distributed.fit(model, X, y, block_size=case.get("block_size", 8),
+                                      callbacks=callbacks, checkpoint=case.get("checkpoint"),
+                                      **kwargs)
+        except Exception:
+            # The fit makes every rank raise together. Each prints its own error, then
+            # waits for the others before exiting: mpiexec ends the whole job when the
+            # first rank exits with an error, and a rank still printing would lose its
+            # message (the tests count them).
+            traceback.print_exc()
+            sys.stderr.flush()
+            MPI.COMM_WORLD.Barrier()
+            sys.exit(1)
     if rank == 0:
         np.savez(sys.argv[2], params=model.get_flat_params(),
                  running=model._running_view().copy(), loss=np.array(history.loss),
