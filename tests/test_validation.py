@@ -364,3 +364,24 @@ def test_training_diverged_error_is_a_value_error():
     catches ours too."""
     err = TrainingDivergedError("x", history=None, epoch=1, step=1)
     assert isinstance(err, ValueError) and isinstance(err, FloatingPointError)
+
+
+@pytest.mark.parametrize("call", ["loss_grad", "predict", "evaluate"])
+def test_the_engine_boundary_refuses_x_it_cannot_read(call):
+    """Engine methods are called with checked arrays; one that is not (wrong dtype, not
+    C-contiguous) must raise before C reads it, never be read as if it were."""
+    from fastmlp import MLP
+
+    model = MLP([4, 3, 2], seed=0, dtype="float32")
+    engine = model._engine
+    labels = np.zeros(5, dtype=np.int32)
+    bad = [np.ones((5, 4), dtype=np.float64),                  # wrong dtype
+           np.asfortranarray(np.ones((5, 4), dtype=np.float32))]  # column-major
+    for X in bad:
+        with pytest.raises(ValueError):
+            if call == "loss_grad":
+                engine.loss_grad(X, labels, None)
+            elif call == "predict":
+                engine.predict(X)
+            else:
+                engine.evaluate(X, labels, None)

@@ -534,8 +534,9 @@ cdef class Engine:
             raise ValueError("X must be C-contiguous")
 
     def _check_input(self, X):
-        """True for CSR input (a fastmlp.io.csr.CSRInput, whose structure fastmlp.io.csr checked;
-        here: dtypes, lengths, contiguity), False for dense X (which `_input` checks)."""
+        """True for CSR input (a fastmlp.io.csr.CSRInput, whose structure fastmlp.io.csr
+        checked; here: dtypes, lengths, contiguity), False for dense X (which the caller
+        checks: `_input`, or `_check_X`)."""
         if not isinstance(X, CSRInput):
             return False
         n = X.shape[0]
@@ -651,6 +652,8 @@ cdef class Engine:
         """Mean loss (weighted by `weights` (n,) when given) + penalties over the batch;
         gradients into self.grads; dL/dX if asked (dense X only: None for CSR input)."""
         cdef bint csr = self._check_input(X)
+        if not csr:
+            self._check_X(X)
         n = X.shape[0]
         if n < 1:
             raise ValueError("loss_grad needs at least one sample")
