@@ -355,3 +355,13 @@ def test_sparse_input_rejects_wrong_width_and_empty():
         fastmlp.MLP([D + 1, 4, K]).predict(Xs)
     with pytest.raises(ValueError, match="empty"):
         fastmlp.MLP([D, 4, K]).predict(Xs[:0])
+
+
+def test_sparse_x_with_an_input_transform_is_refused():
+    X = sp.random(20, 6, density=0.3, format="csr", random_state=0, dtype=np.float32)
+    y = np.arange(20) % 2
+    model = fastmlp.MLP([6, 4, 2], seed=0, input_scale=0.5, input_shift=0.1)
+    for call in (lambda: model.fit(X, y, epochs=1), lambda: model.predict(X)):
+        with pytest.raises(ValueError, match="input_scale/input_shift apply to dense X"):
+            call()
+    np.testing.assert_array_equal(model.predict(X.toarray()).shape, (20, 2))  # dense works
