@@ -64,6 +64,8 @@ def _engine_threads() -> tuple[int, int]:
     return _engine.default_threads(), clf.model_.threads
 
 
+# distributed 2024.8 (the newest for Python 3.9) calls joblib's deprecated apply_async
+@pytest.mark.filterwarnings("ignore:`apply_async` is deprecated:DeprecationWarning")
 def test_grid_search_on_a_dask_cluster_equals_the_local_search(problem, local):
     joblib = pytest.importorskip("joblib")
     distributed = pytest.importorskip("distributed")
