@@ -35,18 +35,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-import warnings
 
 import numpy as np
 import scipy.sparse as sp
 
 from sklearn import neural_network
-from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 import fastmlp
-from sklearn_speed import cpu_model, load  # (benchmarks/ is the script's directory)
+from sklearn_speed import cpu_model, load, timed_fit  # (benchmarks/ is the script's directory)
 
 N_TRAIN, N_TEST, VOCAB, TOPICS = 20_000, 5_000, 50_000, 10
 TOKENS, TOPIC_WORDS, TOPIC_SHARE = 108, 1000, 0.05
@@ -86,16 +83,6 @@ def accuracy(est, X, y, dense: bool) -> float:
     return float(np.mean(pred == y))
 
 
-def timed(make, X, y) -> tuple[float, float, object]:
-    """(wall seconds, CPU seconds of this process, fitted estimator) of one fit."""
-    est = make()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        t, c = time.perf_counter(), time.process_time()
-        est.fit(X, y)
-        return time.perf_counter() - t, time.process_time() - c, est
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -126,7 +113,7 @@ def main() -> None:
     with threadpool_limits(limits=1):
         for _ in range(args.repeats):
             for name, (make, Xf, yf, factor) in contenders.items():
-                seconds, cpu_seconds, est = timed(make, Xf, yf)
+                seconds, cpu_seconds, est = timed_fit(make, Xf, yf)
                 times[name].append(seconds * factor)
                 cpu_times[name].append(cpu_seconds * factor)
                 scores[name] = accuracy(est, X_test, y_test, dense=isinstance(Xf, np.ndarray))
