@@ -80,3 +80,38 @@ def test_cli_trains_and_evaluates_symmetric_kl_with_smoothed_targets(tmp_path):
     assert refused.returncode == 1 and "needs --label-smoothing > 0" in refused.stderr
     refused = run("train", "--data", str(path), "--loss", "mse", "--label-smoothing", "0.1")
     assert refused.returncode == 1 and "not to mse" in refused.stderr
+
+
+def test_cli_evaluate_takes_the_smoothing_a_distribution_model_was_trained_with(tmp_path):
+    """`evaluate --label-smoothing S` scores a symmetric_kl model against the targets it was
+    trained on (one-hot mixed with S uniform): the loss equals the model's own evaluate on
+    those targets and differs from the default smoothing's; the accuracy does not change;
+    a model whose targets do not depend on it refuses the option."""
+    path = tmp_path / "table.csv"
+    X, y = class_table(path)
+    model_path = tmp_path / "m.fmlp"
+    trained = run("train", "--data", str(path), "--loss", "symmetric_kl", "--hidden", "8",
+                  "--epochs", "5", "--lr", "0.1", "--quiet", "--label-smoothing", "0.3",
+                  "--save", str(model_path))
+    assert trained.returncode == 0, trained.stderr
+
+    def loss_and_accuracy(*extra):
+        out = run("evaluate", str(model_path), "--data", str(path), *extra)
+        assert out.returncode == 0, out.stderr
+        line = out.stdout.split("loss:")[1].split()
+        return float(line[0]), float(line[2])
+
+    loss_03, acc_03 = loss_and_accuracy("--label-smoothing", "0.3")
+    loss_default, acc_default = loss_and_accuracy()
+    model = fastmlp.load(model_path)
+    classes = np.unique(y)
+    onehot = np.eye(len(classes))[np.searchsorted(classes, y)]
+    expected = model.evaluate(X.astype(model.dtype), 0.7 * onehot + 0.3 / len(classes))["loss"]
+    assert loss_03 == pytest.approx(expected, rel=1e-3, abs=1e-4)
+    assert loss_03 != pytest.approx(loss_default, rel=1e-3)
+    assert acc_03 == acc_default
+    plain = tmp_path / "ce.fmlp"
+    assert run("train", "--data", str(path), "--hidden", "4", "--epochs", "1", "--quiet",
+               "--save", str(plain)).returncode == 0
+    refused = run("evaluate", str(plain), "--data", str(path), "--label-smoothing", "0.1")
+    assert refused.returncode == 1 and "applies to the distribution losses" in refused.stderr

@@ -186,7 +186,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="cross_entropy's label smoothing (torch semantics), or the share "
                             "of the uniform distribution in the targets of the distribution "
                             f"losses (default 0; {SYMMETRIC_KL_SMOOTHING} for symmetric_kl, "
-                            "which needs targets > 0, and which `evaluate` uses for it)")
+                            "which needs targets > 0; give `evaluate` the same value)")
     train.add_argument("--init", default="he_normal", choices=list(INITIALIZERS),
                        help="weight initializer")
     train.add_argument("--epochs", type=_integer(1), default=10,
@@ -268,6 +268,11 @@ def _parser() -> argparse.ArgumentParser:
                                "train)")
     evaluate.add_argument("--plot", type=Path, default=None, metavar="PNG",
                           help="draw the confusion matrix to this image (needs matplotlib)")
+    evaluate.add_argument("--label-smoothing", type=_number(0, 1), default=None, metavar="S",
+                          help="the share of the uniform distribution in the targets of a "
+                               "distribution loss's model, as given to `train` (default: "
+                               f"train's, 0; {SYMMETRIC_KL_SMOOTHING} for symmetric_kl); "
+                               "the loss printed depends on it, the accuracy does not")
     evaluate.set_defaults(run=_evaluate)
 
     predict = sub.add_parser(
@@ -748,8 +753,13 @@ def _evaluate(args) -> int:
         if args.data is None:
             print(f"fastmlp: no --data given: evaluating on Fashion-MNIST ({source})",
                   file=sys.stderr)
-    scores = model.evaluate(X, _encode(model.loss, y, n_outputs,
-                                       _target_smoothing(model.loss, None)))
+    if args.label_smoothing is not None and model.loss not in _DISTRIBUTION_LOSSES:
+        raise ValueError(f"--label-smoothing applies to the distribution losses "
+                         f"({', '.join(_DISTRIBUTION_LOSSES)}); a {model.loss} model's "
+                         "targets do not depend on it (cross_entropy's is saved with the "
+                         "model)")
+    smoothing = _target_smoothing(model.loss, args.label_smoothing)
+    scores = model.evaluate(X, _encode(model.loss, y, n_outputs, smoothing))
     predicted = _class_of(model, X)
     accuracy = np.mean(predicted == y)
     print(f"data: {source}: {len(X)} samples")
