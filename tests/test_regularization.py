@@ -306,6 +306,27 @@ def test_stratified_split():
     assert len(np.intersect1d(train, val)) == 0 and len(train) + len(val) == 100
 
 
+@pytest.mark.parametrize("loss,targets", [("mse", "labels"), ("mse", "onehot"),
+                                          ("hinge", "onehot")])
+def test_validation_split_is_stratified_for_class_targets_of_dense_losses(loss, targets):
+    """mse/hinge trained on classes (integer labels, one-hot or ±1 rows) hold out the same
+    share of every class, as cross-entropy does; regression targets get a plain split."""
+    from fastmlp.train.data import class_of_rows, hold_out, prepare
+
+    y = np.repeat([0, 1, 2], [60, 25, 15])
+    X = np.random.default_rng(0).normal(size=(100, 3))
+    model = fastmlp.MLP([3, 3], loss=loss)
+    given = y if targets == "labels" else np.eye(3)[y] * (2 if loss == "hinge" else 1) - \
+        (1 if loss == "hinge" else 0)
+    data = prepare(model, X, given)
+    assert data.labels is None  # dense targets: the classes come from the rows
+    hold_out(data, 0.2, seed=0)
+    held = class_of_rows(data.val[2])
+    assert np.bincount(held, minlength=3).tolist() == [12, 5, 3]
+    assert class_of_rows(np.random.default_rng(1).normal(size=(10, 3))) is None
+    assert class_of_rows(np.array([[1.0, 1.0, 0.0], [0.0, 1.0, 0.0]])) is None
+
+
 # -- noise, shifts, adversarial ------------------------------------------------------------
 def test_shift_moves_images_by_whole_pixels():
     img = np.zeros((5, 5))

@@ -49,10 +49,27 @@ def check_validation_data(model, validation_data: object) -> tuple:
     return (Xv, *model._targets(validation_data[1], Xv.shape[0]))
 
 
+def class_of_rows(dense: np.ndarray | None) -> np.ndarray | None:
+    """The class of each row when the dense targets are one-of-K rows (two values in all,
+    e.g. one-hot 0/1 or hinge's -1/+1, and exactly one high value per row, at least two
+    columns): the column of the high value. None for other targets (regression)."""
+    if dense is None or dense.ndim != 2 or dense.shape[1] < 2 or dense.shape[0] == 0:
+        return None
+    low, high_value = dense.min(), dense.max()
+    high = dense == high_value
+    if low == high_value or not (high | (dense == low)).all() or \
+            not (high.sum(axis=1) == 1).all():
+        return None
+    return high.argmax(axis=1)
+
+
 def hold_out(data: TrainingData, fraction: float, seed: int) -> None:
-    """Move a stratified share `fraction` of `data` (seeded by `seed`) into ``data.val``.
-    The inputs stay where they are (a memory map stays on disk): both parts select rows."""
-    train_idx, val_idx = stratified_split(data.labels, data.n, fraction, seed)
+    """Move a stratified share `fraction` of `data` (seeded by `seed`) into ``data.val``:
+    per class for class labels and for one-of-K dense targets (e.g. `mse` or `hinge`
+    trained on classes), otherwise a plain random share. The inputs stay where they are
+    (a memory map stays on disk): both parts select rows."""
+    strata = data.labels if data.labels is not None else class_of_rows(data.dense)
+    train_idx, val_idx = stratified_split(strata, data.n, fraction, seed)
     take = lambda a, i: None if a is None else np.ascontiguousarray(a[i])  # noqa: E731
     rows = lambda i: data.X[i] if isinstance(data.X, CSRInput) else data.X.take(i)  # noqa: E731
     data.val = (rows(val_idx), take(data.labels, val_idx), take(data.dense, val_idx))
