@@ -161,3 +161,25 @@ def test_solver_early_stopping_needs_validation_data():
     model = fastmlp.MLP([4, 6, 2], dtype="float64", seed=0)
     with pytest.raises(ValueError, match="early_stopping needs validation_data"):
         solvers.lbfgs(model, X, y, early_stopping=True)
+
+
+@pytest.mark.parametrize("name", ["bfgs", "lbfgs", "nonlinear_cg"])
+def test_scipy_solvers_run_with_one_blas_thread_and_restore_the_limit(name):
+    """While SciPy's method runs, NumPy's BLAS is limited to one thread (its vector algebra
+    gains nothing from threads, and waits for busy cores); afterwards the limit is what it
+    was."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return [d["num_threads"] for d in threadpoolctl.threadpool_info()
+                if d["user_api"] == "blas"]
+
+    before = blas_threads()
+    assert before, "NumPy's BLAS is not visible to threadpoolctl"
+    X, y, _, _ = _classification()
+    model = fastmlp.MLP([4, 6, 2], activation="tanh", dtype="float64", seed=0)
+    seen = []
+    getattr(solvers, name)(model, X, y, iterations=3,
+                           callbacks=[lambda m, h: seen.append(blas_threads())])
+    assert seen and all(threads == [1] * len(before) for threads in seen)
+    assert blas_threads() == before
