@@ -272,6 +272,35 @@ def test_adaptive_threads_keep_the_team_when_one_thread_is_slow(data):
     assert stats["one"] > 0  # it did measure the alternative
 
 
+@needs_openmp
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_curvature_products_adapt_their_threads_with_identical_results(data, dtype):
+    """Hessian/Gauss-Newton/Jacobian products time their calls as train times its steps:
+    with teams slow they run on one thread (a busy machine made them 20x slower on two),
+    with one thread slow on the team, and the products are the same bits either way."""
+    X, y = data
+    X, y = X[:300], y[:300]
+    reference = new_model(dtype, threads=1)
+    v = np.random.default_rng(0).normal(size=reference.get_flat_params().size).astype(dtype)
+    expected = [reference.hvp(X, y, v), reference.gnvp(X, y, v), reference.jvp(X, v)]
+    for slow, faster in ((0.0, 1.0), "one"), ((1.0, 0.0), "many"):
+        fastmlp._engine.forget_thread_timings()  # (the first case's slow teams would stand)
+        m = new_model(dtype)
+        m._engine._simulate_load(*slow)
+        for _ in range(10):
+            got = [m.hvp(X, y, v), m.gnvp(X, y, v), m.jvp(X, v)]
+            for a, b in zip(got, expected):
+                np.testing.assert_array_equal(a, b)
+        stats = m._engine.curvature_thread_stats()
+        assert stats[faster] > 0.7 * (stats["one"] + stats["many"]), (slow, stats)
+        assert min(stats.values()) > 0  # it measured the other choice too
+    off = new_model(dtype)
+    off.adaptive_threads = False
+    off._engine._simulate_load(0.0, 1.0)
+    off.hvp(X, y, v)
+    assert off._engine.curvature_thread_stats() == {"one": 0, "many": 1}
+
+
 def test_adaptive_threads_off_uses_every_thread(data):
     X, y = data
     m = new_model()

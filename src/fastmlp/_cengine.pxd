@@ -238,6 +238,9 @@ cdef extern from "fastmlp.h" nogil:
 
 
 cdef extern from "kernels.h" nogil:
+    int fm_adapt_threads(fm_adapt *a, const fm_net *net, int batch)
+    void fm_adapt_record(fm_adapt *a, int threads, double seconds, int timed)
+    double fm_seconds()
     void fm_augment_f32(float *X, float *tmp, int B, int n, const fm_augment *aug, uint64_t key,
                         uint64_t counter, int64_t row0)
     void fm_augment_f64(double *X, double *tmp, int B, int n, const fm_augment *aug,

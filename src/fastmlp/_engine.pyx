@@ -240,7 +240,8 @@ cdef class Engine:
     cdef public double sparse_density  # predict: CSR for layers with fewer non-zero weights
     cdef object _csr            # (parameter version, density, per layer (rowptr, cols, vals)
                                 #  or None): predict's sparse weights
-    cdef object _curv_work      # (threads, batch, bytes): the curvature products' workspace
+    cdef fm_adapt _curv_adapt   # the adaptive thread count of curvature products (per call)
+    cdef object _curv_work      # (batch, bytes): the curvature products' workspace
 
     def __cinit__(self, *args, **kwargs):
         self._pool = []
@@ -302,6 +303,7 @@ cdef class Engine:
         self.sparse_density = SPARSE_DENSITY
         self._scratch = None
         self._adapt.enabled = 1
+        self._curv_adapt.enabled = 1
         self.panel_layout = True
         self.version = 0
         # Python writes go through set_params, which bumps `version` (predict's weight
@@ -397,15 +399,17 @@ cdef class Engine:
 
     @property
     def adaptive_threads(self):
-        """True: train runs each step with `threads` or with one thread, whichever its
-        measured steps show to be faster now (csrc/adapt.c), and predict/evaluate run on
-        one thread while the last measurement (of any model, in the last 2 s, on steps of
-        about their blocks' work) found teams slower; False: always `threads`."""
+        """True: train runs each step, and curvature_product/jvp each call, with `threads`
+        or with one thread, whichever its measured steps (calls) show to be faster now
+        (csrc/adapt.c), and predict/evaluate run on one thread while the last measurement
+        (of any model, in the last 2 s, on steps of about their blocks' work) found teams
+        slower; False: always `threads`."""
         return bool(self._adapt.enabled)
 
     @adaptive_threads.setter
     def adaptive_threads(self, bint value):
         self._adapt.enabled = value
+        self._curv_adapt.enabled = value
 
     def hinted_threads(self, int rows):
         """The threads predict/evaluate use for blocks of `rows` rows: 1 while the last
@@ -416,11 +420,17 @@ cdef class Engine:
         """{"one": steps train ran with one thread, "many": with `threads`}."""
         return {"one": self._adapt.steps[0], "many": self._adapt.steps[1]}
 
+    def curvature_thread_stats(self):
+        """{"one": curvature_product/jvp calls run with one thread, "many": with
+        `threads`}."""
+        return {"one": self._curv_adapt.steps[0], "many": self._curv_adapt.steps[1]}
+
     def _simulate_load(self, double one, double many):
         """Tests only: add `one` / `many` seconds to every measured one-thread /
-        multi-thread step, as if the machine made them that much slower."""
-        self._adapt.test_extra[0] = one
-        self._adapt.test_extra[1] = many
+        multi-thread training step and curvature call, as if the machine made them that
+        much slower."""
+        self._adapt.test_extra[0] = self._curv_adapt.test_extra[0] = one
+        self._adapt.test_extra[1] = self._curv_adapt.test_extra[1] = many
 
     def reserve(self, int batch, bint csr=False):
         """Allocate the workspace for batches of up to `batch` rows of dense input, or of
@@ -900,19 +910,24 @@ cdef class Engine:
     # -- curvature (csrc/curvature_impl.h) ----------------------------------------------
     cdef fm_buffers _curvature_buffers(self, int64_t n, int block, fm_net *net) except *:
         """Buffers with the curvature workspace for blocks of min(block, n) rows (kept for
-        the next call), and the thread count of this call in net."""
+        the next call), and in net the thread count of this call: `threads` or one,
+        whichever the calls' measured times show to be faster now (csrc/adapt.c; each call
+        is one timed step, see _record_curvature), as train's steps."""
         cdef int cap = <int>min(block, n)
-        net[0] = self.net  # on one thread while teams are measured slow (as predict)
-        net.n_threads = fm_adapt_hint(&self.net, cap) if self._adapt.enabled \
-            else self.net.n_threads
+        net[0] = self.net
+        net.n_threads = fm_adapt_threads(&self._curv_adapt, &self.net, cap)
         w = self._curv_work
-        if w is None or w[0] != net.n_threads or w[1] < cap:
-            w = self._curv_work = (net.n_threads, cap, faulted(
-                fm_curvature_workspace_bytes(net, cap, self.dtype.itemsize), np.uint8))
+        cdef int batch = cap if w is None else max(cap, <int>w[0])
+        cdef size_t needed = fm_curvature_workspace_bytes(net, batch, self.dtype.itemsize)
+        if w is None or w[1].nbytes < needed:  # one workspace serves either thread count
+            w = self._curv_work = (batch, faulted(needed, np.uint8))
         cdef fm_buffers b = self._buffers()
-        b.work = _ptr(w[2])
-        b.batch_cap = w[1]
+        b.work = _ptr(w[1])
+        b.batch_cap = w[0]
         return b
+
+    cdef void _record_curvature(self, const fm_net *net, double t0):
+        fm_adapt_record(&self._curv_adapt, net.n_threads, fm_seconds() - t0, 1)
 
     def _check_vector(self, v, shape, name):
         if v.dtype != self.dtype or v.shape != shape or not v.flags.c_contiguous:
@@ -943,6 +958,7 @@ cdef class Engine:
         cdef void *vp = _ptr(v)
         cdef void *o = _ptr(out)
         cdef int status
+        cdef double t0 = fm_seconds()
         with nogil:
             if self.is_f64 and gauss_newton:
                 status = fm_gnvp_f64(<double *>o, &net, &b, <double *>vp, <double *>x, t, n, &p,
@@ -956,6 +972,7 @@ cdef class Engine:
             else:
                 status = fm_hvp_f32(<float *>o, &net, &b, <float *>vp, <float *>x, t, n, &p,
                                     training, r)
+        self._record_curvature(&net, t0)
         _check_status(status, "a curvature product")
         return out
 
@@ -982,6 +999,7 @@ cdef class Engine:
         cdef void *vxp = _ptr(vx)
         cdef void *o = _ptr(out)
         cdef int status
+        cdef double t0 = fm_seconds()
         with nogil:
             if self.is_f64:
                 status = fm_jvp_f64(<double *>o, &net, &b, <double *>vp, <double *>vxp,
@@ -989,6 +1007,7 @@ cdef class Engine:
             else:
                 status = fm_jvp_f32(<float *>o, &net, &b, <float *>vp, <float *>vxp,
                                     <float *>x, n, training, r)
+        self._record_curvature(&net, t0)
         _check_status(status, "a jacobian-vector product")
         return out
 
