@@ -199,3 +199,26 @@ def test_scipy_blas_is_registered_once():
     _engine.available_kernels()  # registered by now
     _engine._register_blas(*found)  # a second registration changes nothing
     assert "blas" in _engine.available_kernels() and _engine.blas_threads_controlled()
+
+
+def test_concurrent_predicts_on_the_path(blas):
+    """Predicts from several Python threads at once (each its own engine threads, all
+    calling the BLAS): the same results as one at a time, and the BLAS's own thread count
+    given back once the last call returns."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    get, set_ = blas_thread_count()
+    before = get()
+    rng = np.random.default_rng(8)
+    m = fastmlp.MLP([64, 300, 10], seed=2, threads=2)
+    batches = [rng.normal(size=(400, 64)) for _ in range(8)]
+    expected = [m.predict(X) for X in batches]
+    try:
+        set_(2)
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            outs = list(pool.map(m.predict, batches * 3))
+        assert get() == 2
+    finally:
+        set_(before)
+    for out, want in zip(outs, expected * 3):
+        np.testing.assert_array_equal(out, want)
