@@ -74,6 +74,17 @@ def test_every_activation_strided_input(blas, act, dtype):
     check_against_reference([37, 140, 33, 10], 29, dtype, act=act, strided=True)
 
 
+@pytest.mark.parametrize("act", ["tanh", "leaky_relu"])
+def test_float64_gradients_against_central_differences(blas, act):
+    """The path's analytic float64 gradients (eps 1e-6 differences of its own losses)."""
+    from test_gradients import numeric_gradients
+
+    X, y = make_problem("cross_entropy", 7, 4, 3, seed=4)
+    m = fastmlp.MLP([4, 6, 3], activation=act, dtype="float64", seed=1, bias_init=0.1)
+    _, dW, db = m.loss_and_grad(X, y)
+    assert relative_error(dW + db, numeric_gradients(m, X, y)) <= 1e-6
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_training_steps_match_the_reference(blas, dtype):
     X, y = make_problem("cross_entropy", 150, 40, 6, seed=7)
