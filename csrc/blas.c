@@ -23,8 +23,8 @@
 /* Block of the output of one BLAS call: rows (batch rows, or input units of dW) x columns
  * (units of the layer). Columns of 128 give a 512-wide layer four blocks for the threads
  * to share (a 256-wide one two); measured on one thread (784-512-256-10, Zen 4, OpenBLAS
- * Haswell kernels) they cost 5-10% of CPU time against one call per product, blocks of
- * 256 columns 2-5% (benchmarks/RESULTS.md, issue 18's BLAS section). */
+ * Haswell kernels) they cost 6-10% of CPU time against one call per product, blocks of
+ * 256 columns 2-4% (benchmarks/RESULTS.md, issue 18's BLAS section). */
 #define FM_BLAS_ROWS 512
 #define FM_BLAS_COLS 128
 
