@@ -2,7 +2,8 @@
  * backward kernels (weight/bias gradients, input gradient with the previous
  * layer's activation derivative fused), as drivers that spread register tiles over
  * threads. The tiles come from the selected ISA kernels (gemm.h); the generic path uses
- * the portable C tiles of dense_impl.h, compiled per ISA by target_clones.
+ * the portable C tiles of dense_impl.h, compiled per ISA by target_clones; the BLAS set
+ * hands the three products to blas.c.
  *
  * Parallel work is split so that each output element is computed by exactly one
  * thread in a fixed order: results do not depend on the thread count. */
@@ -12,6 +13,7 @@
 
 #include <string.h>
 
+#include "blas.h"
 #include "gemm.h"
 #include "isa.h"
 #include "kernels.h"

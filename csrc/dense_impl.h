@@ -237,6 +237,10 @@ static void FN(packed_product)(FN(fm_tile_fn) tile, FN(fm_pack_t_fn) pack_t, int
 void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, int B, int I,
                           int O, int act, double slope, int nt, real *pack,
                           const real *wpanels) {
+    if (fm_kernel_active() == FM_KERNEL_BLAS && !wpanels) { /* the BLAS path: blas.c */
+        FN(fm_blas_forward)(Y, X, W, b, B, I, O, act, slope, nt);
+        return;
+    }
     int mr, nr;
     FN(fm_tile_fn) tile;
     FN(fm_pack_t_fn) pack_t;
@@ -279,6 +283,10 @@ void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, 
 
 void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real *D, int B, int I,
                                   int O, int nt, real *pack, real *xt, int in_panels) {
+    if (fm_kernel_active() == FM_KERNEL_BLAS && !in_panels) {
+        FN(fm_blas_backward_params)(dW, db, X, D, B, I, O, nt);
+        return;
+    }
     int mr, nr;
     FN(fm_tile_fn) tile;
     FN(fm_pack_t_fn) pack_t;
@@ -328,6 +336,10 @@ void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real 
 void FN(fm_dense_backward_input)(real *dX, const real *D, const real *W, const real *A, int B,
                                  int I, int O, int act, double slope, int nt, real *pack,
                                  int in_panels) {
+    if (fm_kernel_active() == FM_KERNEL_BLAS && !in_panels) {
+        FN(fm_blas_backward_input)(dX, D, W, A, B, I, O, act, slope, nt);
+        return;
+    }
     int mr, nr;
     FN(fm_tile_fn) tile;
     FN(fm_pack_t_fn) pack_t;

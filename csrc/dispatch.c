@@ -1,27 +1,35 @@
 /* dispatch.c — which tile kernels run (float32 and float64): chosen once from the CPU's
- * features (AVX-512F > AVX2+FMA > portable C), overridable by
- * FASTMLP_KERNEL=generic|avx2|avx512 or fm_kernel_select (tests run every path the machine
- * supports). The AVX-512 set has no float64 tiles of its own: it uses the AVX2 ones. */
+ * features (AVX-512F > AVX2+FMA > a registered BLAS (blas.c) > portable C), overridable by
+ * FASTMLP_KERNEL=generic|avx2|avx512|blas or fm_kernel_select (tests run every path the
+ * machine supports). The AVX-512 set has no float64 tiles of its own: it uses the AVX2 ones.
+ * The BLAS set has no tiles: the dense layer's products go to blas.c, the rest runs the
+ * portable C code. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas.h"
 #include "gemm.h"
 
+#define PORTABLE_SET {{4, 64, NULL, NULL}, {4, 64, NULL, NULL}, 0, NULL}
+
 #ifdef FASTMLP_X86_KERNELS
-static const fm_kernel_set SETS[3] = {
-    {{4, 64, NULL, NULL}, {4, 64, NULL, NULL}, 0, NULL},
+static const fm_kernel_set SETS[FM_KERNEL_COUNT] = {
+    PORTABLE_SET,
     {{6, 16, fm_tile_avx2, NULL}, {6, 8, fm_tile_avx2_f64, NULL}, 0, NULL},
     {{8, 32, fm_tile_avx512, fm_pack_t_avx512}, {6, 8, fm_tile_avx2_f64, NULL}, 128,
      fm_gemv_avx512},
+    PORTABLE_SET,
 };
-#else
-static const fm_kernel_set SETS[1] = {{{4, 64, NULL, NULL}, {4, 64, NULL, NULL}, 0, NULL}};
+#else /* the x86 sets are never available: portable placeholders */
+static const fm_kernel_set SETS[FM_KERNEL_COUNT] = {PORTABLE_SET, PORTABLE_SET, PORTABLE_SET,
+                                                    PORTABLE_SET};
 #endif
 
 static int active = -1;
 
 int fm_kernel_available(int kernel) {
     if (kernel == FM_KERNEL_GENERIC) return 1;
+    if (kernel == FM_KERNEL_BLAS) return fm_blas_ready();
 #ifdef FASTMLP_X86_KERNELS
     __builtin_cpu_init();
     if (kernel == FM_KERNEL_AVX2)
@@ -39,6 +47,7 @@ static int from_environment(void) {
     if (!strcmp(name, "generic")) return FM_KERNEL_GENERIC;
     if (!strcmp(name, "avx2")) return FM_KERNEL_AVX2;
     if (!strcmp(name, "avx512")) return FM_KERNEL_AVX512;
+    if (!strcmp(name, "blas")) return FM_KERNEL_BLAS;
     return -1;
 }
 
@@ -48,10 +57,11 @@ int fm_kernel_active(void) {
         if (wanted >= 0 && fm_kernel_available(wanted)) {
             active = wanted;
         } else {
+            static const int preferred[] = {FM_KERNEL_AVX512, FM_KERNEL_AVX2, FM_KERNEL_BLAS};
             active = FM_KERNEL_GENERIC;
-            for (int k = FM_KERNEL_AVX512; k > FM_KERNEL_GENERIC; k--)
-                if (fm_kernel_available(k)) {
-                    active = k;
+            for (int i = 0; i < 3; i++)
+                if (fm_kernel_available(preferred[i])) {
+                    active = preferred[i];
                     break;
                 }
         }
@@ -60,13 +70,13 @@ int fm_kernel_active(void) {
 }
 
 int fm_kernel_select(int kernel) {
-    if (kernel < FM_KERNEL_GENERIC || kernel > FM_KERNEL_AVX512 || !fm_kernel_available(kernel))
+    if (kernel < FM_KERNEL_GENERIC || kernel >= FM_KERNEL_COUNT || !fm_kernel_available(kernel))
         return -1;
     active = kernel;
     return 0;
 }
 
-static unsigned long long calls[3];
+static unsigned long long calls[FM_KERNEL_COUNT];
 
 const fm_kernel_set *fm_kernels(void) {
     const int k = fm_kernel_active();
@@ -77,5 +87,5 @@ const fm_kernel_set *fm_kernels(void) {
 const fm_kernel_set *fm_kernels_uncounted(void) { return &SETS[fm_kernel_active()]; }
 
 unsigned long long fm_kernel_calls(int kernel) {
-    return kernel >= 0 && kernel < 3 ? calls[kernel] : 0;
+    return kernel >= 0 && kernel < FM_KERNEL_COUNT ? calls[kernel] : 0;
 }

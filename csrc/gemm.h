@@ -13,7 +13,14 @@
 
 #include <stddef.h>
 
-typedef enum { FM_KERNEL_GENERIC = 0, FM_KERNEL_AVX2 = 1, FM_KERNEL_AVX512 = 2 } fm_kernel;
+/* FM_KERNEL_BLAS: no tiles; the dense layer's products through a registered BLAS (blas.h) */
+typedef enum {
+    FM_KERNEL_GENERIC = 0,
+    FM_KERNEL_AVX2 = 1,
+    FM_KERNEL_AVX512 = 2,
+    FM_KERNEL_BLAS = 3,
+    FM_KERNEL_COUNT = 4
+} fm_kernel;
 
 typedef void (*fm_tile_fn_f32)(float *C, int ldc, const float *A, size_t sr, size_t sk,
                                const float *Bm, int ldb, int rb, int K, int nb,
@@ -56,9 +63,10 @@ typedef struct {
 static inline const fm_tiles_f32 *fm_tiles_of_f32(const fm_kernel_set *k) { return &k->f32; }
 static inline const fm_tiles_f64 *fm_tiles_of_f64(const fm_kernel_set *k) { return &k->f64; }
 
-/* The kernel set in use: the best the CPU supports, or the one named by the environment
- * variable FASTMLP_KERNEL (generic, avx2, avx512) or by fm_kernel_select. The avx512 set
- * runs float64 through the AVX2 tiles (no AVX-512 float64 tiles yet). */
+/* The kernel set in use: the best the CPU supports (a registered BLAS where no hand tiles
+ * apply), or the one named by the environment variable FASTMLP_KERNEL (generic, avx2,
+ * avx512, blas) or by fm_kernel_select. The avx512 set runs float64 through the AVX2 tiles
+ * (no AVX-512 float64 tiles yet). */
 const fm_kernel_set *fm_kernels(void);
 /* The same set, without counting a call. */
 const fm_kernel_set *fm_kernels_uncounted(void);

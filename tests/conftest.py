@@ -52,13 +52,32 @@ def relative_error(a, b) -> float:
     return 0.0 if denom == 0 else float(np.linalg.norm(a - b) / denom)
 
 
+def kernel_has_tiles(name: str) -> bool:
+    """Whether kernel set `name` has register tiles, and so the panel layouts (the portable
+    C path and the BLAS path have none)."""
+    return name not in ("generic", "blas")
+
+
+def _use_kernel(name: str):
+    before = _engine.kernel()
+    _engine.set_kernel(name)
+    yield name
+    _engine.set_kernel(before)
+
+
 @pytest.fixture(params=_engine.available_kernels())
 def kernel(request):
     """Each test using it runs on every kernel path this machine supports."""
-    before = _engine.kernel()
-    _engine.set_kernel(request.param)
-    yield request.param
-    _engine.set_kernel(before)
+    yield from _use_kernel(request.param)
+
+
+@pytest.fixture(params=[k for k in _engine.available_kernels() if k != "blas"])
+def chain_kernel(request):
+    """Each test using it runs on every kernel path of this machine whose every output
+    element is one multiply-add chain in k order, whatever the shapes (all but "blas": the
+    BLAS blocks its sums by shape), for results that equal another computation's bitwise
+    (sparse rows against dense ones)."""
+    yield from _use_kernel(request.param)
 
 
 @pytest.fixture(params=list(IMPLEMENTATIONS))

@@ -81,3 +81,18 @@ def test_second_order_summary_columns():
     lbfgs = bench.summarize(case, {"adam": [adam] * 3, "lbfgs": [r, r, slow]})[1]
     assert lbfgs["t_target"] == 2.0 and lbfgs["it_target"] == 2  # median of 2, 2, inf
     assert lbfgs["at_adam"] == 1.0 and lbfgs["final"] == 2.0 and lbfgs["time"] == 3.0
+
+
+def test_blas_path_benchmark_prints_its_table(capsys):
+    """benchmarks/blas_path.py (issue 18) at a tiny size: a row per contender and batch."""
+    pytest.importorskip("scipy")
+    pytest.importorskip("threadpoolctl")
+    from fastmlp import _engine
+
+    before = _engine.kernel()
+    bench = _load("blas_path")
+    assert bench.main(["--samples", "300", "--repeats", "1", "--batch-sizes", "100"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("| 100 | blas |") == 1 and out.count("| 100 | numpy |") == 1
+    assert "load average before" in out and "load average after" in out
+    assert _engine.kernel() == before  # the benchmark gives the kernel choice back

@@ -11,7 +11,7 @@ import pytest
 import fastmlp
 from fastmlp import _engine, optim
 from fastmlp.schedules import MultiStepLR
-from conftest import make_problem
+from conftest import kernel_has_tiles, make_problem
 
 OPTIMIZERS = {
     "adam_amsgrad": lambda: optim.Adam(lr=1e-3, amsgrad=True, weight_decay=1e-3),
@@ -46,9 +46,9 @@ def fit_both(sizes, batch, make_opt, model_options=None, steps=40, **fit_options
 
 
 def tiles():
-    """Whether the active kernel set has register tiles (the portable C path has none,
-    and no panel layout)."""
-    return _engine.kernel() != "generic"
+    """Whether the active kernel set has register tiles (the portable C and BLAS paths
+    have none, and no panel layout)."""
+    return kernel_has_tiles(_engine.kernel())
 
 
 def assert_same(panels, rows):

@@ -248,10 +248,26 @@ cdef extern from "kernels.h" nogil:
 
 
 cdef extern from "gemm.h" nogil:
+    enum:
+        FM_KERNEL_AVX2
+        FM_KERNEL_AVX512
     int fm_kernel_active()
     int fm_kernel_available(int kernel)
     int fm_kernel_select(int kernel)
     unsigned long long fm_kernel_calls(int kernel)
+
+
+cdef extern from "blas.h" nogil:
+    ctypedef void (*fm_gemm_fn_f32)(char *, char *, int *, int *, int *, float *, float *,
+                                    int *, float *, int *, float *, float *, int *)
+    ctypedef void (*fm_gemm_fn_f64)(char *, char *, int *, int *, int *, double *, double *,
+                                    int *, double *, int *, double *, double *, int *)
+    ctypedef int (*fm_blas_get_threads_fn)()
+    ctypedef void (*fm_blas_set_threads_fn)(int)
+    int fm_blas_register(fm_gemm_fn_f32 sgemm, fm_gemm_fn_f64 dgemm,
+                         fm_blas_get_threads_fn get, fm_blas_set_threads_fn set)
+    int fm_blas_ready()
+    int fm_blas_threads_controlled()
 
 
 cdef extern from *:

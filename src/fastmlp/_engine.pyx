@@ -19,8 +19,10 @@ engine's training workspace and gradients, so the caller (fastmlp.model.base's m
 runs them one at a time and never beside a call that changes the parameters. Every
 call reads the network description and its workspace once, before releasing the GIL.
 """
+from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 from libc.stdint cimport int32_t, int64_t, uint64_t
 
+import os
 import threading
 
 import numpy as np
@@ -84,17 +86,47 @@ def default_threads():
     return fm_max_threads()
 
 
-KERNELS = ("generic", "avx2", "avx512")
+KERNELS = ("generic", "avx2", "avx512", "blas")
+_blas_looked_for = False
+
+
+def _find_blas():
+    """Hands SciPy's BLAS to the engine the first time it is asked for (fastmlp._blas);
+    True when the engine has a BLAS."""
+    global _blas_looked_for
+    if not _blas_looked_for:
+        _blas_looked_for = True
+        from fastmlp._blas import scipy_blas
+
+        found = scipy_blas()
+        if found is not None:
+            _register_blas(*found)
+    return bool(fm_blas_ready())
+
+
+cdef void *_capsule_pointer(object capsule) except NULL:
+    return PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule))
+
+
+def _register_blas(sgemm, dgemm, size_t get_threads, size_t set_threads):
+    """Registers a BLAS: sgemm and dgemm as scipy.linalg.cython_blas's capsules, the
+    addresses of its get/set-thread-count functions (0: none)."""
+    cdef fm_gemm_fn_f32 s = <fm_gemm_fn_f32>_capsule_pointer(sgemm)
+    cdef fm_gemm_fn_f64 d = <fm_gemm_fn_f64>_capsule_pointer(dgemm)
+    fm_blas_register(s, d, <fm_blas_get_threads_fn>get_threads,
+                     <fm_blas_set_threads_fn>set_threads)
 
 
 def kernel():
-    """Name of the kernel set in use (float32 and float64): "generic", "avx2" or "avx512"
-    (whose float64 tiles are the AVX2 ones)."""
+    """Name of the kernel set in use (float32 and float64): "generic", "avx2", "avx512"
+    (whose float64 tiles are the AVX2 ones) or "blas" (SciPy's BLAS for the dense layer's
+    products)."""
     return KERNELS[fm_kernel_active()]
 
 
 def available_kernels():
-    """Kernel sets this CPU and build can run."""
+    """Kernel sets this CPU and build can run ("blas" with SciPy installed)."""
+    _find_blas()
     return [name for i, name in enumerate(KERNELS) if fm_kernel_available(i)]
 
 
@@ -102,9 +134,20 @@ def set_kernel(name):
     """Force a kernel set (also: environment variable FASTMLP_KERNEL at import)."""
     if name not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {name!r}")
+    if name == "blas" and not _find_blas():
+        raise ValueError("kernel 'blas' is not available here (it needs SciPy's BLAS, "
+                         f"scipy.linalg.cython_blas); available: {available_kernels()}")
     if fm_kernel_select(KERNELS.index(name)) != 0:
         raise ValueError(f"kernel {name!r} is not available here; available: "
                          f"{available_kernels()}")
+
+
+def blas_threads_controlled():
+    """True when the "blas" kernel can hold the BLAS to one thread of its own during its
+    calls (OpenBLAS, as SciPy's wheels ship it): it then runs on the engine's threads with
+    results independent of their number. False (another BLAS, or none): it calls the BLAS
+    from one thread and lets the BLAS thread itself."""
+    return bool(fm_blas_threads_controlled())
 
 
 def panel_layout_calls():
@@ -118,7 +161,12 @@ def kernel_calls():
     return {name: fm_kernel_calls(i) for i, name in enumerate(KERNELS)}
 
 
-fm_kernel_active()  # choose once, at import, before any thread can race for it
+# Choose once, at import, before any thread can race for it; SciPy's BLAS is looked for
+# (an import of scipy.linalg) only where it is asked for or no hand kernel applies.
+if os.environ.get("FASTMLP_KERNEL") == "blas" or not (
+        fm_kernel_available(FM_KERNEL_AVX2) or fm_kernel_available(FM_KERNEL_AVX512)):
+    _find_blas()
+fm_kernel_active()
 
 
 def hash_u64(key, counter, stream, index):
