@@ -271,6 +271,8 @@ def test_what_heads_do_not_support_raises_clearly():
         export.to_torch(m)
     with pytest.raises(ValueError, match="prior"):
         model(fastmlp.MLP, heads, bias_init="prior")
+    with pytest.raises(ValueError, match="ensembles of models with multitask heads"):
+        fastmlp.Ensemble([m, model(fastmlp.MLP, heads)])
     pytest.importorskip("mpi4py")
     from fastmlp import distributed
 
@@ -306,6 +308,16 @@ def test_save_load_and_pickle_round_trip(tmp_path, impl):
         assert back.config() == m.config()
         for name, out in m.predict(X).items():
             assert np.array_equal(back.predict(X)[name], out)
+
+
+def test_checkpoint_resume_equals_the_uninterrupted_run(tmp_path):
+    heads = [Head("label", 3, "cross_entropy"), Head("size", 1, "mse", 0.5)]
+    X, y = problem(heads, n=60)
+    full, part, resumed = (model(fastmlp.MLP, heads) for _ in range(3))
+    full.fit(X, y, epochs=4, batch_size=8, lr=0.05)
+    part.fit(X, y, epochs=2, batch_size=8, lr=0.05, checkpoint=tmp_path / "run.ckpt")
+    resumed.fit(X, y, epochs=4, batch_size=8, lr=0.05, resume_from=tmp_path / "run.ckpt")
+    assert np.array_equal(resumed.get_flat_params(), full.get_flat_params())
 
 
 @pytest.mark.parametrize("bad", [

@@ -750,7 +750,9 @@ class BaseMLP:
             Targets as the loss expects them: integer class labels ``(n,)`` for
             ``cross_entropy``/``multi_hinge`` (or probabilities ``(n, K)`` for
             ``cross_entropy``), ``(n, K)`` targets for ``mse``, ``binary_cross_entropy``
-            (in [0, 1]) and ``hinge`` (±1).
+            (in [0, 1]) and ``hinge`` (±1). With heads: a dict head name -> that head's
+            targets, or a tuple in head order (see :mod:`fastmlp.model.heads`); the
+            History's losses are then the weighted totals and its accuracies None.
         epochs : int, default 10
             Passes over the data (1 to 2**31 - 1); with `resume_from`, the total including
             the epochs already done.
