@@ -12,7 +12,7 @@ from conftest import DISTRIBUTION_LOSSES, LOSSES, make_targets, relative_error
 
 import fastmlp
 import fastmlp.reference
-from fastmlp import Head, optim, serialization
+from fastmlp import Head, optim, serialization, solvers
 
 TOL = {"float64": 1e-10, "float32": 1e-4}
 HEAD_LOSSES = LOSSES + DISTRIBUTION_LOSSES
@@ -278,6 +278,17 @@ def test_what_heads_do_not_support_raises_clearly():
 
     with pytest.raises(ValueError, match="distributed training does not support multitask"):
         distributed.fit(m, X, y, epochs=1)
+
+
+def test_gradient_solvers_train_and_curvature_solvers_refuse():
+    heads = [Head("label", 3, "cross_entropy"), Head("size", 1, "mse", 0.5)]
+    X, y = problem(heads, n=40)
+    m = model(fastmlp.MLP, heads)
+    h = solvers.lbfgs(m, X, y, iterations=10)
+    assert h.loss[-1] < h.loss[0]
+    assert h.loss[-1] == pytest.approx(m.evaluate(X, y)["loss"], rel=1e-10)
+    with pytest.raises(ValueError, match="not implemented for heads"):
+        solvers.hessian_free(m, X, y, iterations=2)
 
 
 def test_sparse_input_and_layer_activations():
