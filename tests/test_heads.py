@@ -353,6 +353,27 @@ def test_model_file_with_bad_heads_is_refused(tmp_path, bad):
 
 
 # -- bad input ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("change,match", [
+    (lambda t: t[:1], "have 4 outputs in all; the network has 6"),
+    (lambda t: t[::-1], "cover the outputs in order"),
+    (lambda t: _set(t, "loss", 9), "unknown head loss code"),
+    (lambda t: _set(t, "weight", np.nan), "finite and >= 0"),
+    (lambda t: _set(t, "label_smoothing", 2.0), r"label_smoothing must lie in \[0, 1\]"),
+])
+def test_engine_checks_its_heads_table(change, match):
+    from fastmlp import _engine
+    from fastmlp.model.heads import head_table
+
+    table = head_table(two_heads("cross_entropy"))
+    with pytest.raises(ValueError, match=match):
+        _engine.Engine([5, 7, 6], [2], 0.01, 2, "float64", 1, heads=change(table.copy()))
+
+
+def _set(table, field, value):
+    table[field][0] = value
+    return table
+
+
 @pytest.mark.parametrize("heads,error,match", [
     ([Head("a", 2), "b"], TypeError, "Head"),
     (5, TypeError, "sequence"),
