@@ -261,7 +261,22 @@ typedef struct {
     const void *dense;
     const void *weights;
     double label_smoothing;
+    const struct fm_head *heads; /* multitask heads (heads.c), or NULL: one loss, net->loss */
+    int n_heads;
 } fm_targets;
+
+/* One head of a multitask net (heads.c): the output columns [offset, offset + width) with
+ * their own loss and weight in the objective, sum_h weight_h * mean loss_h. With heads,
+ * fm_targets.dense (n, n_L) holds each head's targets in its own columns: the class index
+ * (as a value of the net's dtype) in column `offset` for a labels head, the target values
+ * otherwise; fm_targets.labels is NULL. The heads cover the n_L columns in order. */
+typedef struct fm_head {
+    int offset, width;      /* output columns */
+    int loss;               /* fm_loss of this head */
+    int labels;             /* 1: class-index targets (cross_entropy, multi_hinge) */
+    double weight;          /* >= 0; 0: the head has no influence (its delta is 0) */
+    double label_smoothing; /* cross_entropy heads, in [0, 1] */
+} fm_head;
 
 /* An update rule, its hyper-parameters and its state. The state is
  * FM_OPT_MAX_SLOTS caller-owned arrays ("slots") shaped like the parameters, in the

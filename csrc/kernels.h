@@ -86,6 +86,10 @@ static inline double fm_unit(uint64_t h) { return (double)(h >> 11) * 0x1.0p-53;
        delta is NULL. */                                                                        \
     void fm_loss_##SFX(T *delta, double *sample_loss, double *sample_correct, const T *Z,      \
                        fm_targets targets, const int64_t *idx, int B, int K, int loss);        \
+    /* fm_loss of a net with targets.heads: each head's loss on its column block, weighted   \
+       and summed per sample; sample_correct is 0 (heads report accuracy per head) */          \
+    void fm_loss_heads_##SFX(T *delta, double *sample_loss, double *sample_correct,            \
+                             const T *Z, fm_targets targets, const int64_t *idx, int B, int K); \
     /* Y (B, K) <- the loss's output activation of logits Y, in place */                       \
     void fm_output_activation_##SFX(T *Y, int B, int K, int loss);                             \
     /* mask (B, n) = dropout multipliers drawn from `base`: 0 with probability p, else      \

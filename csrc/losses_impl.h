@@ -1,4 +1,5 @@
 /* Template: included by losses.c through instantiate.h. */
+#include "shares_impl.h"
 
 static int FN(argmax)(const real *z, int K) {
     int best = 0;
@@ -97,16 +98,16 @@ static double FN(bhattacharyya)(real *d, double scale, const real *z, const real
 
 void FN(fm_loss)(real *delta, double *sample_loss, double *sample_correct, const real *Z,
                  fm_targets targets, const int64_t *idx, int B, int K, int loss) {
+    if (targets.heads) { /* multitask heads: heads.c */
+        FN(fm_loss_heads)(delta, sample_loss, sample_correct, Z, targets, idx, B, K);
+        return;
+    }
     const real *dense = (const real *)targets.dense;
     const real *weights = (const real *)targets.weights;
-    double weight_sum = 0;
-    if (weights)
-        for (int i = 0; i < B; i++) weight_sum += weights[idx ? idx[i] : i];
+    const double weight_sum = FN(batch_weight_sum)(weights, idx, B);
     for (int i = 0; i < B; i++) {
         const int64_t row = idx ? idx[i] : i;
-        /* this sample's share of the batch: 1 unweighted, w_i * B / sum(w) weighted */
-        const double share =
-            !weights ? 1.0 : weight_sum > 0 ? (double)weights[row] * B / weight_sum : 0.0;
+        const double share = FN(sample_share)(weights, weight_sum, row, B);
         const double per_sample = share / B; /* d(batch loss)/d(sample loss) */
         const double per_element = share / ((double)B * K);
         const real *z = Z + (size_t)i * K;

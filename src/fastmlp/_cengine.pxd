@@ -71,11 +71,17 @@ cdef extern from "fastmlp.h" nogil:
         uint64_t key
         int64_t counter
 
+    ctypedef struct fm_head:
+        int offset, width, loss, labels
+        double weight, label_smoothing
+
     ctypedef struct fm_targets:
         const int32_t *labels
         const void *dense
         const void *weights
         double label_smoothing
+        const fm_head *heads
+        int n_heads
 
     enum:
         FM_IN_F32

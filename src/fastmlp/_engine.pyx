@@ -38,6 +38,11 @@ STATUS_NONFINITE_GRAD = FM_ERR_NONFINITE_GRAD
 MAX_LAYERS = FM_MAX_LAYERS
 _U64 = 0xFFFFFFFFFFFFFFFF
 _POOL_SIZE = 4  # free predict/evaluate workspaces an engine keeps
+# fm_head (csrc/fastmlp.h) as a NumPy record: a multitask net's segment table
+HEAD_DTYPE = np.dtype([("offset", np.int32), ("width", np.int32), ("loss", np.int32),
+                       ("labels", np.int32), ("weight", np.float64),
+                       ("label_smoothing", np.float64)], align=True)
+_N_LOSSES = 9  # fm_loss codes 0..8
 
 
 def have_openmp():
@@ -260,6 +265,31 @@ def augment(X, augment, uint64_t key, int64_t counter, int64_t row0=0):
     return out
 
 
+def _check_heads(heads, int K):
+    """`heads` as a contiguous HEAD_DTYPE array, checked: blocks that cover the K outputs in
+    order, known loss codes, weights >= 0 and label smoothing in [0, 1]."""
+    table = np.ascontiguousarray(heads, dtype=HEAD_DTYPE)
+    if sizeof(fm_head) != HEAD_DTYPE.itemsize:
+        raise RuntimeError("HEAD_DTYPE does not match the engine's fm_head")
+    if table.ndim != 1 or len(table) < 1:
+        raise ValueError("heads must be a 1-D table of at least one head")
+    end = 0
+    for h in table:
+        if h["offset"] != end or h["width"] < 1:
+            raise ValueError("the heads' column blocks must cover the outputs in order")
+        end += int(h["width"])
+        if not 0 <= h["loss"] < _N_LOSSES or h["labels"] not in (0, 1):
+            raise ValueError(f"unknown head loss code {h['loss']}")
+        if not (np.isfinite(h["weight"]) and h["weight"] >= 0):
+            raise ValueError("head weights must be finite and >= 0")
+        if not 0 <= h["label_smoothing"] <= 1:
+            raise ValueError("a head's label_smoothing must lie in [0, 1]")
+    if end != K:
+        raise ValueError(f"the heads have {end} outputs in all; the network has {K}")
+    table.flags.writeable = False
+    return table
+
+
 cdef class Engine:
     """Buffers of one network and the C calls on them."""
 
@@ -285,6 +315,7 @@ cdef class Engine:
     cdef public bint panel_layout
     cdef readonly long long version  # bumped by every change of the parameters
     cdef readonly double label_smoothing  # cross-entropy's (fm_targets)
+    cdef readonly object heads  # HEAD_DTYPE (n_heads,): the multitask heads, or None
     cdef public double sparse_density  # predict: CSR for layers with fewer non-zero weights
     cdef object _csr            # (parameter version, density, per layer (rowptr, cols, vals)
                                 #  or None): predict's sparse weights
@@ -297,7 +328,7 @@ cdef class Engine:
 
     def __init__(self, sizes, acts, double leaky_slope, int loss, dtype, int threads,
                  dropout=None, bint dropout_classic=False, bn=None, double bn_eps=1e-5,
-                 double bn_momentum=0.1, double label_smoothing=0.0):
+                 double bn_momentum=0.1, double label_smoothing=0.0, heads=None):
         cdef int L = len(sizes) - 1
         if L < 1 or L > FM_MAX_LAYERS:
             raise ValueError(f"a network needs 1 to {FM_MAX_LAYERS} layers, got {L}")
@@ -327,6 +358,7 @@ cdef class Engine:
         if not 0 <= label_smoothing <= 1:
             raise ValueError("label_smoothing must lie in [0, 1]")
         self.label_smoothing = label_smoothing
+        self.heads = None if heads is None else _check_heads(heads, sizes[L])
         self.threads = threads
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
@@ -420,6 +452,8 @@ cdef class Engine:
         t.dense = _ptr(dense)
         t.weights = _ptr(weights)
         t.label_smoothing = self.label_smoothing
+        t.heads = <const fm_head *>_ptr(self.heads)
+        t.n_heads = 0 if self.heads is None else len(self.heads)
         return t
 
     cdef void *_layout_scratch(self, int batch_size):
@@ -657,6 +691,8 @@ cdef class Engine:
             raise ValueError(f"weights must be contiguous {self.dtype} of shape ({n},)")
         if (labels is None) == (dense is None):
             raise ValueError("exactly one of labels and dense targets is required")
+        if self.heads is not None and labels is not None:
+            raise ValueError("a multitask net reads its targets packed per head (dense)")
         if labels is not None and (labels.dtype != np.int32 or labels.shape != (n,)
                                    or not labels.flags.c_contiguous):
             raise ValueError(f"labels must be contiguous int32 of shape ({n},)")
@@ -667,6 +703,9 @@ cdef class Engine:
     def predict(self, X, int batch_cap=512, bint logits=False):
         """Outputs after the loss's output activation (before it with logits=True),
         (n, n_L), in inference mode. X: a CSRInput, or dense rows as `_input` takes them."""
+        if self.heads is not None and not logits:
+            raise ValueError("a multitask net's output activations are per head: predict "
+                             "logits and apply them per column block")
         cdef bint csr = self._check_input(X)
         cdef fm_input xin
         if not csr:

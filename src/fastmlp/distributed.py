@@ -402,6 +402,9 @@ class _Run:
         if not hasattr(model, "_engine"):
             raise TypeError("distributed training needs a fastmlp.MLP, got "
                             f"{type(model).__name__}")
+        if model.heads:
+            raise ValueError("distributed training does not support multitask heads; train "
+                             "the model with model.fit")
         o = fit_options(options)
         data = prepare(model, X, y, o.sample_weight)
         if isinstance(data.X, CSRInput):

@@ -38,6 +38,9 @@ _OUTPUT_ACTIVATIONS = {"softmax": "Softmax", "sigmoid": "Sigmoid", "exp": "Exp"}
 def _check_model(model: object) -> BaseMLP:
     if not isinstance(model, BaseMLP):
         raise TypeError(f"expected a fastmlp model, got {type(model).__name__}")
+    if model.heads:
+        raise ValueError("exporting a model with multitask heads is not supported (ONNX, "
+                         "torch, safetensors); save it with model.save(path)")
     return model
 
 

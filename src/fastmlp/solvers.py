@@ -70,7 +70,7 @@ class _Problem:
                  iterations):
         self.model = model
         self.X = model._check_X(X)
-        self.y = np.asarray(y)
+        self.y = y if model.heads else np.asarray(y)  # (heads: a dict or tuple per head)
         self.sample_weight = sample_weight
         loop_options = {k: options.pop(k) for k in _LOOP_OPTIONS if k in options}
         self.penalties = options

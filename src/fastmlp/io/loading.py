@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastmlp.model.base import BaseMLP, _check_layer_sizes
+from fastmlp.model.heads import output_size
 from fastmlp.validation import check_dtype
 
 
@@ -24,7 +25,10 @@ def check_model_arrays(config: object, arrays: dict, source: str) -> None:
     if not isinstance(config, dict):
         raise ValueError(f"{source}: invalid model configuration: {config!r}")
     try:
-        sizes = _check_layer_sizes(config.get("layer_sizes"))
+        sizes = config.get("layer_sizes")
+        if config.get("heads") is not None and isinstance(sizes, list):  # + the heads' outputs
+            sizes = [*sizes, output_size(config["heads"])]
+        sizes = _check_layer_sizes(sizes)
         dtype = check_dtype(config.get("dtype", "float32"))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{source}: invalid model configuration: {exc}") from exc

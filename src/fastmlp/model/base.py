@@ -21,6 +21,8 @@ from fastmlp.io.csr import CSRInput, is_sparse
 from fastmlp.io.inputs import Features, check_input
 from fastmlp.model.activations import canonical_activation
 from fastmlp.model.batch_norm_statistics import population_statistics
+from fastmlp.model.heads import (HEADS_LOSS, Head, check_heads, head_metrics, heads_config,
+                                 pack_targets, split_outputs)
 from fastmlp.model.init import (check_bias_init, check_initializer, initialize,
                                 output_bias_prior)
 from fastmlp.model.locking import ModelLock, reads, writes
@@ -68,10 +70,11 @@ class BaseMLP:
     activation : str or sequence of str
         Hidden-layer activation (``identity``, ``sigmoid``/``logistic``, ``tanh``, ``relu``,
         ``leaky_relu``), one name for all hidden layers or one per hidden layer.
-    loss : str
-        ``cross_entropy``, ``binary_cross_entropy``, ``mse``, ``hinge``, ``multi_hinge``,
-        ``poisson``, ``kl_divergence``, ``symmetric_kl`` or ``bhattacharyya``;
-        it fixes the output activation (see :mod:`fastmlp.model.losses`).
+    loss : str, optional
+        ``cross_entropy`` (the default), ``binary_cross_entropy``, ``mse``, ``hinge``,
+        ``multi_hinge``, ``poisson``, ``kl_divergence``, ``symmetric_kl`` or
+        ``bhattacharyya``; it fixes the output activation (see
+        :mod:`fastmlp.model.losses`). Not with `heads`.
     label_smoothing : float
         For ``cross_entropy`` only, in [0, 1]: each target row t (one-hot for a label)
         becomes ``(1 - label_smoothing) t + label_smoothing / K``, exactly as
@@ -118,6 +121,16 @@ class BaseMLP:
         the activation); one setting for all hidden layers or one per hidden layer.
     bn_momentum, bn_eps : float
         Running-statistics momentum (0.1) and variance epsilon (1e-5), as in PyTorch.
+    heads : sequence of fastmlp.Head or dict name -> Head, optional
+        Multitask heads on a shared trunk (see :mod:`fastmlp.model.heads`): `layer_sizes`
+        then ends at the trunk's last hidden layer, and the output layer is the heads'
+        blocks side by side, each with its own loss (no `loss`, `label_smoothing` per
+        head) and weight in the objective. Targets are a dict head name -> targets or a
+        tuple in head order; ``predict``, ``predict_logits`` and ``predict_labels``
+        return a dict name -> array, ``evaluate`` adds each head's loss and accuracy
+        under ``"heads"``, ``score`` returns each head's accuracy. Not available with
+        heads: ``bias_init="prior"`` and the curvature methods (``hvp``, ``gnvp``,
+        ``hessian``).
     input_scale, input_shift : float or array-like of shape (n_features,), optional
         The input transform: the network sees ``x * input_scale + input_shift`` per
         feature (None: scale 1, shift 0; one number for every feature, or one per
@@ -146,7 +159,7 @@ class BaseMLP:
         self,
         layer_sizes: Sequence[int],
         activation: str | Sequence[str] = "relu",
-        loss: str = "cross_entropy",
+        loss: str | None = None,
         init: str = "he_normal",
         *,
         label_smoothing: float = 0.0,
@@ -164,14 +177,21 @@ class BaseMLP:
         bn_eps: float = 1e-5,
         input_scale: float | Sequence[float] | None = None,
         input_shift: float | Sequence[float] | None = None,
+        heads: Sequence[Head] | dict[str, Head] | None = None,
     ) -> None:
         self._lock = ModelLock()
+        self._heads = None if heads is None else check_heads(heads)
+        if self._heads is not None:
+            if loss is not None:
+                raise ValueError("a model with heads takes no loss: each head has its own")
+            if isinstance(layer_sizes, Sequence) and not isinstance(layer_sizes, (str, bytes)):
+                layer_sizes = [*layer_sizes, sum(h.size for h in self._heads)]  # + the heads
         self._sizes = _check_layer_sizes(layer_sizes)
         self._threads_arg = threads
         n_hidden = len(self._sizes) - 2
         self._activations = _per_hidden(activation, n_hidden, "activations",
                                         canonical_activation, str)
-        self._loss = get_loss(loss)
+        self._loss = HEADS_LOSS if self._heads else get_loss(loss or "cross_entropy")
         self._label_smoothing = check_float(label_smoothing, "label_smoothing", low=0.0,
                                             high=1.0 + 1e-12)
         if self._label_smoothing > 0 and self._loss.name != "cross_entropy":
@@ -263,6 +283,11 @@ class BaseMLP:
     @property
     def loss(self) -> str:
         return self._loss.name
+
+    @property
+    def heads(self) -> tuple[Head, ...] | None:
+        """The multitask heads, in output order (None: one loss)."""
+        return self._heads
 
     @property
     def label_smoothing(self) -> float:
@@ -529,15 +554,21 @@ class BaseMLP:
         class probabilities for ``cross_entropy``, per-output probabilities for
         ``binary_cross_entropy``, the predicted mean ``exp(logits)`` for ``poisson``, raw
         scores otherwise. Inference mode: no dropout,
-        batch norm with running statistics."""
+        batch norm with running statistics. With heads: a dict head name -> its outputs
+        after its loss's output activation."""
+        if self._heads:
+            return split_outputs(self._heads, self._backend_predict(self._check_input(X), True),
+                                 True)
         return self._backend_predict(self._check_input(X))
 
     @reads
     def predict_logits(self, X: object) -> np.ndarray:
         """Network output before the output activation (the last layer's affine output),
         shape ``(n, n_outputs)``: the logits of ``cross_entropy`` and
-        ``binary_cross_entropy``; equal to :meth:`predict` for the other losses."""
-        return self._backend_predict(self._check_input(X), logits=True)
+        ``binary_cross_entropy``; equal to :meth:`predict` for the other losses. With
+        heads: a dict head name -> its block of the logits."""
+        logits = self._backend_predict(self._check_input(X), logits=True)
+        return split_outputs(self._heads, logits, False) if self._heads else logits
 
     @reads
     def activations(self, X: object) -> list[LayerActivations]:
@@ -563,21 +594,41 @@ class BaseMLP:
         """Predicted classes: argmax for the softmax losses (``cross_entropy``,
         ``kl_divergence``, ``symmetric_kl``, ``bhattacharyya``), ``multi_hinge`` and
         ``mse`` with several outputs; 0/1 per output for ``binary_cross_entropy``; -1/+1
-        per output for ``hinge`` and single-output ``mse``."""
+        per output for ``hinge`` and single-output ``mse``. With heads: a dict head name
+        -> its predicted classes, for the heads that have them."""
+        if self._heads:
+            return {h.name: labels_from_outputs(get_loss(h.loss), out)
+                    for h, out in zip(self._heads, self.predict(X).values())
+                    if h.loss != "poisson"}
         return labels_from_outputs(self._loss, self.predict(X))
 
     @reads
     def evaluate(self, X: object, y: object) -> dict[str, float | None]:
         """Mean data loss (no penalties) and accuracy over ``(X, y)`` in inference mode
         (accuracy None for ``poisson``, and for ``mse`` unless the targets are integer
-        labels or class-coded; see :mod:`fastmlp.model.losses`)."""
+        labels or class-coded; see :mod:`fastmlp.model.losses`). With heads: ``loss``
+        is the weighted sum of the heads' losses (the objective), ``accuracy`` None, and
+        ``heads`` a dict head name -> ``{"loss", "accuracy"}`` of that head alone
+        (unweighted)."""
         X = self._check_input(X)
         labels, dense = self._targets(y, X.shape[0])
-        return self._evaluate_prepared(X, labels, dense)
+        result = self._evaluate_prepared(X, labels, dense)
+        if self._heads:
+            logits = self._backend_predict(X, True)
+            result["heads"] = head_metrics(self._heads, logits, dense)
+        return result
 
-    def score(self, X: object, y: object) -> float:
+    def score(self, X: object, y: object) -> float | dict[str, float]:
         """Accuracy on ``(X, y)``; a ValueError where there is none (``poisson``, ``mse``
-        with targets that are not class-coded)."""
+        with targets that are not class-coded). With heads: a dict head name -> accuracy
+        of the heads that have one on these targets (ValueError when none has)."""
+        if self._heads:
+            per_head = self.evaluate(X, y)["heads"]
+            scores = {k: v["accuracy"] for k, v in per_head.items() if v["accuracy"] is not None}
+            if not scores:
+                raise ValueError("no head has an accuracy on these targets; use "
+                                 "evaluate(X, y)['heads']")
+            return scores
         if not self._loss.has_accuracy:
             raise ValueError(f"{self._loss.name} has no accuracy; use evaluate(X, y)['loss']")
         accuracy = self.evaluate(X, y)["accuracy"]
@@ -699,7 +750,9 @@ class BaseMLP:
             Targets as the loss expects them: integer class labels ``(n,)`` for
             ``cross_entropy``/``multi_hinge`` (or probabilities ``(n, K)`` for
             ``cross_entropy``), ``(n, K)`` targets for ``mse``, ``binary_cross_entropy``
-            (in [0, 1]) and ``hinge`` (±1).
+            (in [0, 1]) and ``hinge`` (±1). With heads: a dict head name -> that head's
+            targets, or a tuple in head order (see :mod:`fastmlp.model.heads`); the
+            History's losses are then the weighted totals and its accuracies None.
         epochs : int, default 10
             Passes over the data (1 to 2**31 - 1); with `resume_from`, the total including
             the epochs already done.
@@ -865,6 +918,12 @@ class BaseMLP:
     # -- model files and pickling ---------------------------------------------------------------
     def config(self) -> dict:
         """The constructor arguments that define this model (JSON-able)."""
+        if self._heads:  # the trunk's sizes; the heads give the outputs and their losses
+            return {**self._config(), "layer_sizes": list(self._sizes[:-1]), "loss": None,
+                    "heads": heads_config(self._heads)}
+        return self._config()
+
+    def _config(self) -> dict:
         return {
             "layer_sizes": list(self._sizes), "activation": list(self._activations),
             "loss": self._loss.name, "label_smoothing": self._label_smoothing,
@@ -947,6 +1006,8 @@ class BaseMLP:
         return out
 
     def _targets(self, y: object, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        if self._heads:
+            return None, pack_targets(self._heads, y, n, self._dtype)
         return prepare_targets(self._loss, y, n, self._sizes[-1], self._dtype)
 
     def _evaluate_prepared(self, X, labels, dense) -> dict[str, float | None]:

@@ -32,6 +32,8 @@ class Ensemble:
         for m in members:
             if not isinstance(m, BaseMLP):
                 raise TypeError(f"ensemble members must be fastmlp models, got {type(m).__name__}")
+            if m.heads:
+                raise ValueError("ensembles of models with multitask heads are not supported")
         if len({id(m) for m in members}) < len(members):
             raise ValueError("ensemble members must be distinct models (a model listed twice "
                              "would be trained twice, in place); use copy.deepcopy")

@@ -30,7 +30,8 @@ class LayerActivations:
         The argument of the activation function: ``x @ W + b``, batch-normalized first for a
         ``batch_norm="before"`` layer. For the output layer, the logits.
     post : numpy.ndarray
-        The activation function's output ``f(pre)``. For the output layer, ``predict(X)``.
+        The activation function's output ``f(pre)``. For the output layer, ``predict(X)``
+        (with multitask heads: the logits, ``predict``'s blocks before their activations).
     output : numpy.ndarray
         What the next layer receives: `post`, batch-normalized for a ``batch_norm="after"``
         layer and scaled by ``1 - p`` under classic dropout (the same array as `post` when
@@ -64,7 +65,7 @@ def layer_outputs(model, X: np.ndarray) -> list[LayerActivations]:
             x = x * f(1 - p)
         out.append(LayerActivations(name, pre, post, x))
     logits = x @ weights[-1] + biases[-1]
-    post = F.output_activation(model.loss, logits)
+    post = logits.copy() if model.heads else F.output_activation(model.loss, logits)
     out.append(LayerActivations(model.output_activation, logits, post, post))
     return out
 

@@ -7,6 +7,7 @@ import numpy as np
 from fastmlp._engine import Engine, default_threads
 from fastmlp.model.activations import activation_code
 from fastmlp.model.base import BaseMLP
+from fastmlp.model.heads import head_table
 from fastmlp.model.locking import writes
 from fastmlp.validation import check_float, check_threads
 
@@ -78,6 +79,7 @@ class MLP(BaseMLP):
             bn_eps=self._bn_eps,
             bn_momentum=self._bn_momentum,
             label_smoothing=self._label_smoothing,
+            heads=None if self._heads is None else head_table(self._heads),
         )
 
     def _backend_layout(self):

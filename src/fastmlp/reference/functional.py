@@ -175,13 +175,38 @@ def loss_terms(loss: str, Z: np.ndarray, labels, dense, weights=None, smoothing:
         delta[rows, labels] = -active.sum(axis=1) / (n * K)
     else:
         raise ValueError(loss)
-    correct = correct.astype(np.float64)
+    return _weighted(per_sample, correct.astype(np.float64), delta, weights, Z.dtype)
+
+
+def _weighted(per_sample, correct, delta, weights, dtype):
+    """loss_terms' result scaled by each sample's share w_i * n / sum(w) (see there)."""
     if weights is not None:
         w = np.asarray(weights, dtype=np.float64)
         total = w.sum()
-        share = w * n / total if total > 0 else np.zeros(n)
+        share = w * len(w) / total if total > 0 else np.zeros(len(w))
         per_sample, correct, delta = per_sample * share, correct * share, delta * share[:, None]
-    return per_sample, correct, delta.astype(Z.dtype)
+    return per_sample, correct, delta.astype(dtype)
+
+
+def head_loss_terms(heads, Z: np.ndarray, dense: np.ndarray, weights=None):
+    """loss_terms of a multitask net (fastmlp.model.heads): `heads` holds one
+    (offset, width, loss, labels, weight, label_smoothing) per head; each head's loss is
+    loss_terms' on its column block of Z against its targets in the packed `dense` (a class
+    index in the block's first column when `labels`), and the sample's loss is
+    sum_h weight_h * loss_h, its delta weight_h * the head's delta per block. A head of
+    weight 0 is skipped (delta 0). Accuracy is 0 (heads report it per head)."""
+    n, K = Z.shape
+    per_sample, delta = np.zeros(n), np.zeros((n, K))
+    for a, width, loss, labels, weight, smoothing in heads:
+        if weight == 0:
+            continue
+        block = slice(a, a + width)
+        y = dense[:, a].astype(np.int64) if labels else None
+        ps, _, d = loss_terms(loss, Z[:, block].astype(np.float64), y,
+                              None if labels else dense[:, block], smoothing=smoothing)
+        per_sample += weight * ps
+        delta[:, block] = weight * d
+    return _weighted(per_sample, np.zeros(n), delta, weights, Z.dtype)
 
 
 # -- regularizers ------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import numpy as np
 from fastmlp.clip import clip_grad_norm_, clip_grad_value_
 from fastmlp.io.csr import CSRInput
 from fastmlp.model.base import STATUS_NONFINITE_GRAD, STATUS_NONFINITE_LOSS, STATUS_OK, BaseMLP
+from fastmlp.model.heads import LABEL_LOSSES, head_blocks
 from fastmlp.reference import curvature, optim
 from fastmlp.reference import functional as F
 from fastmlp.reference.rng import (
@@ -180,10 +181,18 @@ class MLP(BaseMLP):
         def rows(a):
             return None if a is None else (a if idx is None else a[idx])
 
-        per_sample, correct, delta = F.loss_terms(self._loss.name, logits, rows(labels),
-                                                  rows(dense), rows(weights),
-                                                  self._label_smoothing)
+        per_sample, correct, delta = self._loss_terms(logits, rows(labels), rows(dense),
+                                                      rows(weights))
         return per_sample, correct, delta, cache
+
+    def _loss_terms(self, logits, labels, dense, weights=None):
+        """F.loss_terms of the model's loss, or F.head_loss_terms of its heads."""
+        if self._heads:
+            table = [(a, h.size, h.loss, h.loss in LABEL_LOSSES, h.weight, h.label_smoothing)
+                     for h, a, _ in head_blocks(self._heads)]
+            return F.head_loss_terms(table, logits, dense, weights)
+        return F.loss_terms(self._loss.name, logits, labels, dense, weights,
+                            self._label_smoothing)
 
     # -- backend interface ---------------------------------------------------------------------
     def _backend_predict(self, X, logits=False):
@@ -200,8 +209,7 @@ class MLP(BaseMLP):
 
     def _backend_evaluate(self, X, labels, dense):
         logits, _ = self._forward(_rows(X), False, 0)
-        per_sample, correct, _ = F.loss_terms(self._loss.name, logits, labels, dense,
-                                              smoothing=self._label_smoothing)
+        per_sample, correct, _ = self._loss_terms(logits, labels, dense)
         return float(per_sample.sum()), float(correct.sum())
 
     def _backend_reserve(self, batch_size, sparse=False):
