@@ -69,8 +69,10 @@ def _engine_threads() -> tuple[int, int]:
 def test_grid_search_on_a_dask_cluster_equals_the_local_search(problem, local):
     joblib = pytest.importorskip("joblib")
     distributed = pytest.importorskip("distributed")
+    # dashboard on a free port: None means 8787, and when another process holds that,
+    # distributed's warning about it is an error here (filterwarnings = error)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
+                                  dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as client:
         assert set(client.run(_engine_threads).values()) == {(1, 1)}
         with joblib.parallel_backend("dask"), distributed.get_task_stream(client) as stream:
