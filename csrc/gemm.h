@@ -3,6 +3,10 @@
  *
  *   tile:  C (rb, nb) = init (nb) + sum_k a(r, k) * Bm[k*ldb + j], j < nb,
  *          a(r, k) = A[r*sr + k*sk]; rb <= mr, nb <= nr; init NULL means zero.
+ *          init == C: each row r starts from C's own row r instead, and the chain of
+ *          multiply-adds goes on from there (a later k-block of a product split over k:
+ *          the same operations in the same order as one call over all k, so the result is
+ *          bitwise the same whatever the blocks; dense_impl.h's packed_product).
  *          (forward: A = X, Bm = a weight panel; weight gradient: A = X read transposed,
  *          Bm = a panel of the deltas; input gradient: A = D, Bm = a panel of W^T)
  *
