@@ -150,8 +150,8 @@ static int FN(k_block)(int K, int nr) {
  * packs a panel once for its consecutive items, and runs an item's tiles one k-block of kc
  * panel rows at a time (mc, kc from the caches: cpuinfo.c). Each tile continues its own
  * FMA chains from block to block, so results do not depend on mc, kc or the threads.
- * After each tile's last k-block the epilogue applies the activation (FM_EPI_ACT) or multiplies by act'(Aact) (FM_EPI_ACT_GRAD, Aact
- * laid out like C), while the tile is still in cache (a small contiguous C on one thread:
+ * After each tile's last k-block the epilogue applies the activation (FM_EPI_ACT) or
+ * multiplies by act'(Aact) (FM_EPI_ACT_GRAD, Aact laid out like C), while the tile is still in cache (a small contiguous C on one thread:
  * after the product, in one pass). With `prepacked` (not transposed) the
  * panels are read from there, laid out as a thread would pack them, instead. With `colsum`
  * (not transposed) the thread that packs a panel for its first row group also sums its

@@ -34,7 +34,8 @@ def sysfs_sizes(level: int) -> set:
     for index in glob.glob(str(SYSFS / "cpu[0-9]*" / "cache" / "index[0-9]*")):
         d = Path(index)
         try:
-            if int((d / "level").read_text()) != level or (d / "type").read_text().strip() == "Instruction":
+            kind = (d / "type").read_text().strip()
+            if int((d / "level").read_text()) != level or kind == "Instruction":
                 continue
             m = re.fullmatch(r"(\d+)([KM]?)", (d / "size").read_text().strip())
         except (OSError, ValueError):
@@ -68,7 +69,7 @@ def test_cache_sizes_match_the_operating_system():
                     not Path("/proc/cpuinfo").is_file(), reason="x86 Linux only")
 def test_family_and_model_match_proc_cpuinfo():
     text = Path("/proc/cpuinfo").read_text()
-    fields = dict(re.findall(r"^(vendor_id|cpu family|model)\s*:\s*(\S+)$", text, re.M))
+    fields = dict(re.findall(r"^(vendor_id|cpu family|model)\s*:\s*(\S+)$", text, re.MULTILINE))
     info = fastmlp.kernel_info()
     assert info["vendor"] == fields["vendor_id"]
     assert info["family"] == int(fields["cpu family"])
