@@ -84,6 +84,7 @@ void fm_tile_avx2_f64(double *C, int ldc, const double *A, size_t sr, size_t sk,
 void fm_gemv_avx512(float *y, const float *x, const float *W, int ldw, int K, int nb,
                     const float *init);
 void fm_pack_t_avx512(float *buf, int nr, const float *M, int ldm, int nb, int K);
+void fm_pack_t_avx2(float *buf, int nr, const float *M, int ldm, int nb, int K);
 #endif
 
 #endif
