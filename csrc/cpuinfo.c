@@ -21,7 +21,9 @@
 
 static fm_cpu_info info;
 static pthread_once_t info_once = PTHREAD_ONCE_INIT;
-static int forced_kc = 0, forced_mc = 0;
+static int forced_kc = 0, forced_mc = 0; /* read and written with relaxed atomics: a test
+                                              may force them while another thread trains */
+#define LOAD_FORCED(v) __atomic_load_n(&(v), __ATOMIC_RELAXED)
 
 #ifdef FM_HAVE_CPUID
 /* Bytes of the cache that cpuid leaf `leaf`, subleaf `sub` describes; its level and type
@@ -140,14 +142,16 @@ const fm_cpu_info *fm_cpu_info_get(void) {
 }
 
 int fm_block_k(int nr, size_t elem_size) {
-    if (forced_kc > 0) return forced_kc;
+    const int forced = LOAD_FORCED(forced_kc);
+    if (forced > 0) return forced;
     const long fit = fm_cpu_info_get()->l1d / 2 / ((long)nr * (long)elem_size);
     const long kc = fit / 8 * 8;
     return kc < 64 ? 64 : kc > 4096 ? 4096 : (int)kc;
 }
 
 int fm_block_rows(int mr, int kc, size_t elem_size) {
-    if (forced_mc > 0) return forced_mc;
+    const int forced = LOAD_FORCED(forced_mc);
+    if (forced > 0) return forced;
     long rows = fm_cpu_info_get()->l2 / 2 / ((long)kc * (long)elem_size);
     if (rows > FM_PACK_GROUP) rows = FM_PACK_GROUP;
     rows = rows / mr * mr;
@@ -155,8 +159,8 @@ int fm_block_rows(int mr, int kc, size_t elem_size) {
 }
 
 void fm_blocking_force(int kc, int mc) {
-    forced_kc = kc;
-    forced_mc = mc;
+    __atomic_store_n(&forced_kc, kc, __ATOMIC_RELAXED);
+    __atomic_store_n(&forced_mc, mc, __ATOMIC_RELAXED);
 }
 
-int fm_blocking_forced(void) { return forced_kc > 0; }
+int fm_blocking_forced(void) { return LOAD_FORCED(forced_kc) > 0; }
