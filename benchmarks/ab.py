@@ -6,6 +6,12 @@ into its own directory, then compare them::
     git worktree add /tmp/old <commit> && pip install --no-build-isolation --no-deps -t /tmp/old-site /tmp/old
     pip install --no-build-isolation --no-deps -t /tmp/new-site .
     python benchmarks/ab.py /tmp/old-site /tmp/new-site --batch-size 32 --rounds 3
+    python benchmarks/ab.py /tmp/old-site /tmp/new-site --batch-size 32 128 512 --threads 1 --cpu-time
+
+With ``--cpu-time`` a child reports the CPU seconds of its process instead of wall time: with
+one thread, the time its core worked on the fit, which other processes sharing the machine
+change much less than the wall clock; ``benchmarks/peak.py --cpu-time`` is its peak.
+Several batch sizes are timed in the same rounds, interleaved.
 
 Each child puts its directory first on ``sys.path``, fits a fresh model once on 2,048 samples
 (warm-up), then times one epoch on ``--samples`` synthetic samples (Adam, lr 1e-3): of the
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -27,7 +34,8 @@ import sys
 CHILD = r"""
 import json, sys, time
 site, sizes = sys.argv[1], json.loads(sys.argv[2])
-batch, samples, threads, fresh = map(int, sys.argv[3:7])
+batch, samples, threads, fresh, cpu = map(int, sys.argv[3:8])
+clock = time.process_time if cpu else time.perf_counter
 sys.path.insert(0, site)
 import numpy as np
 import fastmlp
@@ -41,9 +49,9 @@ model, opt = fastmlp.MLP(sizes, seed=0, threads=threads), optim.Adam(lr=1e-3)
 model.fit(X[:2048], y[:2048], epochs=1, batch_size=batch, optimizer=opt)
 if fresh:
     model, opt = fastmlp.MLP(sizes, seed=0, threads=threads), optim.Adam(lr=1e-3)
-t = time.perf_counter()
+t = clock()
 model.fit(X, y, epochs=1, batch_size=batch, optimizer=opt)
-print(time.perf_counter() - t)
+print(clock() - t)
 """
 
 
@@ -52,30 +60,41 @@ def main(argv=None) -> int:
     ap.add_argument("old", help="directory holding the first build (pip install -t)")
     ap.add_argument("new", help="directory holding the second build")
     ap.add_argument("--sizes", type=int, nargs="+", default=[784, 512, 256, 10])
-    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, nargs="+", default=[128])
     ap.add_argument("--samples", type=int, default=60000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time by the process's CPU seconds (one thread on a shared machine)")
     ap.add_argument("--fresh", action="store_true",
                     help="time a new model and optimizer (made before the timer starts)")
     args = ap.parse_args(argv)
-    times = {args.old: [], args.new: []}
+    times = {(b, s): [] for b in args.batch_size for s in (args.old, args.new)}
+    loads = []
     for _ in range(args.rounds):
-        for site in (args.old, args.new):
-            out = subprocess.run(
-                [sys.executable, "-c", CHILD, site, json.dumps(args.sizes), str(args.batch_size),
-                 str(args.samples), str(args.threads), str(int(args.fresh))],
-                capture_output=True, text=True)
-            if out.returncode != 0:
-                sys.exit(out.stderr.strip() or f"the child for {site} failed")
-            times[site].append(float(out.stdout))
-    old, new = (statistics.median(times[s]) for s in (args.old, args.new))
+        for batch in args.batch_size:
+            for site in (args.old, args.new):
+                out = subprocess.run(
+                    [sys.executable, "-c", CHILD, site, json.dumps(args.sizes), str(batch),
+                     str(args.samples), str(args.threads), str(int(args.fresh)),
+                     str(int(args.cpu_time))],
+                    capture_output=True, text=True)
+                if out.returncode != 0:
+                    sys.exit(out.stderr.strip() or f"the child for {site} failed")
+                times[batch, site].append(float(out.stdout))
+                loads.append(os.getloadavg()[0])
     net = "-".join(map(str, args.sizes))
     fresh = ", fresh model" if args.fresh else ""
-    print(f"{net}, batch {args.batch_size}, {args.samples} samples, {args.threads} threads{fresh}: "
-          f"old {old:.3f} s, new {new:.3f} s, old/new {old / new:.2f}x")
-    for site in times:
-        print(f"  {site}: " + ", ".join(f"{t:.3f}" for t in times[site]))
+    clock = "CPU" if args.cpu_time else "wall"
+    print(f"load average (1 min) while timing: {min(loads):.1f} to {max(loads):.1f}")
+    for batch in args.batch_size:
+        old, new = (statistics.median(times[batch, s]) for s in (args.old, args.new))
+        print(f"{net}, batch {batch}, {args.samples} samples, {args.threads} threads{fresh}, "
+              f"{clock} seconds: old {old:.3f} s, new {new:.3f} s (medians), "
+              f"old/new {old / new:.2f}x")
+        for site in (args.old, args.new):
+            t = times[batch, site]
+            print(f"  {site}: min {min(t):.3f}, runs " + ", ".join(f"{x:.3f}" for x in t))
     return 0
 
 

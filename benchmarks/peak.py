@@ -1,6 +1,7 @@
 """Measure this machine's float32 FMA peak (1 thread and all threads) with peak.c.
 
     python benchmarks/peak.py            # prints the peak in GFLOP/s
+    python benchmarks/peak.py --cpu-time # timed by each thread's CPU time (a shared machine)
 
 ``measure_peak()`` compiles peak.c with the system C compiler (cc, with OpenMP) into a
 temporary directory and returns ``{"isa": ..., "threads": {1: gflops, n: gflops}}``;
@@ -19,7 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def measure_peak(threads: int | None = None) -> dict:
+def measure_peak(threads: int | None = None, cpu_time: bool = False) -> dict:
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not cc:
         raise RuntimeError("no C compiler found (set CC)")
@@ -30,6 +31,8 @@ def measure_peak(threads: int | None = None) -> dict:
         env = dict(os.environ)
         if threads:
             env["OMP_NUM_THREADS"] = str(threads)
+        if cpu_time:  # the rate of a core while it runs: meaningful on a shared machine
+            env["PEAK_CPU_TIME"] = "1"
         out = subprocess.run([str(exe)], check=True, capture_output=True, text=True,
                              env=env).stdout.split("\n")
     result = {"isa": out[0].split()[1], "threads": {}}
@@ -41,7 +44,9 @@ def measure_peak(threads: int | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    peak = measure_peak(int(sys.argv[1]) if len(sys.argv) > 1 else None)
-    print(f"float32 FMA peak ({peak['isa']}):")
+    args = [a for a in sys.argv[1:] if a != "--cpu-time"]
+    cpu = "--cpu-time" in sys.argv[1:]
+    peak = measure_peak(int(args[0]) if args else None, cpu_time=cpu)
+    print(f"float32 FMA peak ({peak['isa']}{', timed by CPU time' if cpu else ''}):")
     for t, g in peak["threads"].items():
         print(f"  {t} thread(s): {g:.1f} GFLOP/s")

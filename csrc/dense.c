@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "blas.h"
+#include "cpuinfo.h"
 #include "gemm.h"
 #include "isa.h"
 #include "kernels.h"
@@ -26,6 +27,15 @@
 int fm_panel_width(void) {
     const fm_kernel_set *k = fm_kernels_uncounted();
     return k->f32.tile ? k->f32.nr : 0;
+}
+
+void fm_blocking_info(int f64, int *mr, int *nr, int *kc, int *mc) {
+    const fm_kernel_set *k = fm_kernels_uncounted();
+    const size_t size = f64 ? sizeof(double) : sizeof(float);
+    *mr = f64 ? k->f64.mr : k->f32.mr;
+    *nr = f64 ? k->f64.nr : k->f32.nr;
+    *kc = fm_block_k(*nr, size);
+    *mc = fm_block_rows(*mr, *kc, size);
 }
 
 size_t fm_panels_offset(const fm_net *net, int l) {

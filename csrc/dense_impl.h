@@ -132,14 +132,26 @@ static int FN(thread_id)(void) {
 }
 
 
+/* The k-block of a product over K through panels of nr columns: K itself when the panel
+ * fits the derived block (cpuinfo.c), else K split into equal blocks no deeper than it
+ * (784 on a 32 KiB L1d, nr 16: 4 blocks of 196). A forced block is used as it is. */
+static int FN(k_block)(int K, int nr) {
+    const int kc = fm_block_k(nr, sizeof(real));
+    if (K <= kc || fm_blocking_forced()) return kc < K ? kc : K;
+    const int blocks = (K + kc - 1) / kc;
+    return (K + blocks - 1) / blocks;
+}
+
 /* C (R, N) = init + A (R, K) @ M (K, N) through register tiles, the right operand read
  * from per-thread packed panels of nr columns:
  *   transposed = 0: M[k][j] = Ms[k*ldm + j]  (a panel is a column block of Ms)
  *   transposed = 1: M[k][j] = Ms[j*ldm + k]  (a panel is a row block of Ms, transposed)
- * with a(r, k) = A[r*sr + k*sk]. Work items are (panel, group of FM_PACK_GROUP rows of C);
- * a thread packs a panel once for its consecutive items. After each tile the epilogue
- * applies the activation (FM_EPI_ACT) or multiplies by act'(Aact) (FM_EPI_ACT_GRAD, Aact
- * laid out like C), while the tile is still in cache (a small contiguous C on one thread:
+ * with a(r, k) = A[r*sr + k*sk]. Work items are (panel, group of mc rows of C); a thread
+ * packs a panel once for its consecutive items, and runs an item's tiles one k-block of kc
+ * panel rows at a time (mc, kc from the caches: cpuinfo.c). Each tile continues its own
+ * FMA chains from block to block, so results do not depend on mc, kc or the threads.
+ * After each tile's last k-block the epilogue applies the activation (FM_EPI_ACT) or
+ * multiplies by act'(Aact) (FM_EPI_ACT_GRAD, Aact laid out like C), while the tile is still in cache (a small contiguous C on one thread:
  * after the product, in one pass). With `prepacked` (not transposed) the
  * panels are read from there, laid out as a thread would pack them, instead. With `colsum`
  * (not transposed) the thread that packs a panel for its first row group also sums its
@@ -153,7 +165,8 @@ static void FN(packed_product)(FN(fm_tile_fn) tile, FN(fm_pack_t_fn) pack_t, int
                                const real *init, int epilogue, const real *Aact, int act,
                                double slope, int nt, int par, real *pack,
                                const real *prepacked, real *colsum, int layout) {
-    const int panels = (N + nr - 1) / nr, groups = (R + FM_PACK_GROUP - 1) / FM_PACK_GROUP;
+    const int kc = FN(k_block)(K, nr), mc = fm_block_rows(mr, kc, sizeof(real));
+    const int panels = (N + nr - 1) / nr, groups = (R + mc - 1) / mc;
     const size_t stride = (size_t)FM_PACK_ROWS(K, R) * FM_PACK_NR;
     const int fetch = (size_t)R * N * sizeof(real) >= FM_FETCH_MIN_BYTES;
     const int team = par && panels * groups > 1;
@@ -204,28 +217,35 @@ static void FN(packed_product)(FN(fm_tile_fn) tile, FN(fm_pack_t_fn) pack_t, int
                 }
                 packed = p;
             }
-            const int r_end = (g + 1) * FM_PACK_GROUP < R ? (g + 1) * FM_PACK_GROUP : R;
-            for (int r0 = g * FM_PACK_GROUP; r0 < r_end; r0 += mr) {
-                const int rb = r_end - r0 < mr ? r_end - r0 : mr;
-                const int ldt = layout & FM_C_PANELS ? nr : ldc; /* C tile's row stride */
-                real *c = layout & FM_C_PANELS ? C + (size_t)p * R * nr + (size_t)r0 * nr
-                                               : C + (size_t)r0 * ldc + j0;
-                for (int r = 0; r < rb && fetch; r++) { /* the tile's output (and the
-                    epilogue's activations) may be out of L2 in large batches: fetched while
-                    it runs */
-                    for (int j = 0; j < nb; j += 64 / (int)sizeof(real)) {
-                        __builtin_prefetch(c + (size_t)r * ldt + j, 1);
-                        if (Aact) __builtin_prefetch(Aact + (size_t)(r0 + r) * ldc + j0 + j, 0);
+            const int r_end = (g + 1) * mc < R ? (g + 1) * mc : R;
+            for (int k0 = 0; k0 < K; k0 += kc) { /* the group's tiles over one k-block of
+                the panel (kc x nr, in L1), each continuing from its output (gemm.h) */
+                const int kb = K - k0 < kc ? K - k0 : kc;
+                for (int r0 = g * mc; r0 < r_end; r0 += mr) {
+                    const int rb = r_end - r0 < mr ? r_end - r0 : mr;
+                    const int ldt = layout & FM_C_PANELS ? nr : ldc; /* C tile's row stride */
+                    real *c = layout & FM_C_PANELS ? C + (size_t)p * R * nr + (size_t)r0 * nr
+                                                   : C + (size_t)r0 * ldc + j0;
+                    for (int r = 0; r < rb && fetch && k0 == 0; r++) { /* the tile's output
+                        (and the epilogue's activations) may be out of L2 in large batches:
+                        fetched while it runs */
+                        for (int j = 0; j < nb; j += 64 / (int)sizeof(real)) {
+                            __builtin_prefetch(c + (size_t)r * ldt + j, 1);
+                            if (Aact)
+                                __builtin_prefetch(Aact + (size_t)(r0 + r) * ldc + j0 + j, 0);
+                        }
                     }
-                }
-                tile(c, ldt, A + r0 * sr, sr, sk, panel, nr, rb, K, nb, init ? init + j0 : NULL);
-                for (int r = 0; r < rb && each != FM_EPI_NONE; r++) {
-                    real *row = c + (size_t)r * ldt;
-                    if (each == FM_EPI_ACT)
-                        FN(fm_act_forward)(row, (size_t)nb, act, slope);
-                    else
-                        FN(fm_act_backward)(row, Aact + (size_t)(r0 + r) * ldc + j0, (size_t)nb,
-                                            act, slope);
+                    tile(c, ldt, A + r0 * sr + (size_t)k0 * sk, sr, sk, panel + (size_t)k0 * nr,
+                         nr, rb, kb, nb, k0 > 0 ? c : init ? init + j0 : NULL);
+                    if (k0 + kb < K) continue; /* the epilogue after the last k-block */
+                    for (int r = 0; r < rb && each != FM_EPI_NONE; r++) {
+                        real *row = c + (size_t)r * ldt;
+                        if (each == FM_EPI_ACT)
+                            FN(fm_act_forward)(row, (size_t)nb, act, slope);
+                        else
+                            FN(fm_act_backward)(row, Aact + (size_t)(r0 + r) * ldc + j0,
+                                                (size_t)nb, act, slope);
+                    }
                 }
             }
         }

@@ -3,6 +3,10 @@
  *
  *   tile:  C (rb, nb) = init (nb) + sum_k a(r, k) * Bm[k*ldb + j], j < nb,
  *          a(r, k) = A[r*sr + k*sk]; rb <= mr, nb <= nr; init NULL means zero.
+ *          init == C: each row r starts from C's own row r instead, and the chain of
+ *          multiply-adds goes on from there (a later k-block of a product split over k:
+ *          the same operations in the same order as one call over all k, so the result is
+ *          bitwise the same whatever the blocks; dense_impl.h's packed_product).
  *          (forward: A = X, Bm = a weight panel; weight gradient: A = X read transposed,
  *          Bm = a panel of the deltas; input gradient: A = D, Bm = a panel of W^T)
  *
@@ -88,6 +92,7 @@ void fm_tile_avx2_f64(double *C, int ldc, const double *A, size_t sr, size_t sk,
 void fm_gemv_avx512(float *y, const float *x, const float *W, int ldw, int K, int nb,
                     const float *init);
 void fm_pack_t_avx512(float *buf, int nr, const float *M, int ldm, int nb, int K);
+void fm_pack_t_avx2(float *buf, int nr, const float *M, int ldm, int nb, int K);
 #endif
 
 #endif

@@ -4,7 +4,8 @@
  * width loads and stores with plain vector moves; only a narrower one (a panel's tail)
  * uses masked moves, which cost several times more on AMD cores (a tile of a short
  * product, K ~ 10, spent most of its time in 12 masked stores). Both variants compute
- * every element with the same FMA chain, so results do not depend on which one ran. */
+ * every element with the same FMA chain, so results do not depend on which one ran.
+ * init == C continues a product over a later k-block (gemm.h): the chain goes on from C. */
 #include <immintrin.h>
 
 #include "gemm.h"
@@ -28,11 +29,19 @@ static __m256i tail_mask_f64(int n) { /* 64-bit lanes [0, n) set, n in [0, 4] */
     const __m256i m0 = MASK(nb >= L ? L : nb), m1 = MASK(nb <= L ? 0 : nb >= 2 * L ? L : nb - L); \
     (void)m0; /* unused by plain moves */                                                      \
     (void)m1;                                                                                   \
-    const T *a[MR];                                                                             \
-    for (int r = 0; r < MR; r++) a[r] = A + (size_t)(r < rb ? r : rb - 1) * sr;                \
-    const V i0 = init ? LOAD(init, m0) : ZERO(), i1 = init ? LOAD(init + L, m1) : ZERO();      \
-    V c00 = i0, c01 = i1, c10 = i0, c11 = i1, c20 = i0, c21 = i1;                              \
-    V c30 = i0, c31 = i1, c40 = i0, c41 = i1, c50 = i0, c51 = i1;                              \
+    const T *a[MR], *s[MR]; /* s: where each row's start values come from */                \
+    const int acc = init == C; /* a later k-block: every row starts from its C row */          \
+    for (int r = 0; r < MR; r++) {                                                              \
+        a[r] = A + (size_t)(r < rb ? r : rb - 1) * sr;                                          \
+        s[r] = acc ? C + (size_t)(r < rb ? r : rb - 1) * ldc : init;                            \
+    }                                                                                           \
+    const int any = init != NULL;                                                               \
+    V c00 = any ? LOAD(s[0], m0) : ZERO(), c01 = any ? LOAD(s[0] + L, m1) : ZERO();            \
+    V c10 = any ? LOAD(s[1], m0) : ZERO(), c11 = any ? LOAD(s[1] + L, m1) : ZERO();            \
+    V c20 = any ? LOAD(s[2], m0) : ZERO(), c21 = any ? LOAD(s[2] + L, m1) : ZERO();            \
+    V c30 = any ? LOAD(s[3], m0) : ZERO(), c31 = any ? LOAD(s[3] + L, m1) : ZERO();            \
+    V c40 = any ? LOAD(s[4], m0) : ZERO(), c41 = any ? LOAD(s[4] + L, m1) : ZERO();            \
+    V c50 = any ? LOAD(s[5], m0) : ZERO(), c51 = any ? LOAD(s[5] + L, m1) : ZERO();            \
     for (int k = 0; k < K; k++) {                                                               \
         const T *b = Bm + (size_t)k * ldb;                                                      \
         const size_t o = (size_t)k * sk;                                                        \

@@ -15,7 +15,8 @@ void fm_tile_avx512(float *C, int ldc, const float *A, size_t sr, size_t sk, con
     const __mmask16 m1 = nb <= 16 ? 0 : nb >= 32 ? 0xFFFF : (__mmask16)((1u << (nb - 16)) - 1);
     if (rb == 1) { /* one row (inference at batch 1): a vector-matrix product. One FMA
                       chain per element, in the order of the full tile below, so that a row's
-                      result never depends on the rows it is batched with. */
+                      result never depends on the rows it is batched with. init == C: a
+                      later k-block (gemm.h), C is its own start. */
         __m512 c0 = init ? _mm512_maskz_loadu_ps(m0, init) : _mm512_setzero_ps();
         __m512 c1 = init ? _mm512_maskz_loadu_ps(m1, init + 16) : _mm512_setzero_ps();
         for (int k = 0; k < K; k++) {
@@ -28,12 +29,20 @@ void fm_tile_avx512(float *C, int ldc, const float *A, size_t sr, size_t sk, con
         _mm512_mask_storeu_ps(C + 16, m1, c1);
         return;
     }
-    const float *a[MR];
-    for (int r = 0; r < MR; r++) a[r] = A + (size_t)(r < rb ? r : rb - 1) * sr;
-    __m512 i0 = init ? _mm512_maskz_loadu_ps(m0, init) : _mm512_setzero_ps();
-    __m512 i1 = init ? _mm512_maskz_loadu_ps(m1, init + 16) : _mm512_setzero_ps();
-    __m512 c00 = i0, c01 = i1, c10 = i0, c11 = i1, c20 = i0, c21 = i1, c30 = i0, c31 = i1;
-    __m512 c40 = i0, c41 = i1, c50 = i0, c51 = i1, c60 = i0, c61 = i1, c70 = i0, c71 = i1;
+    const float *a[MR], *s[MR]; /* s: where each row's start values come from */
+    const int acc = init == C;  /* a later k-block (gemm.h): every row starts from its C row */
+    for (int r = 0; r < MR; r++) {
+        a[r] = A + (size_t)(r < rb ? r : rb - 1) * sr;
+        s[r] = acc ? C + (size_t)(r < rb ? r : rb - 1) * ldc : init;
+    }
+#define START(r, m, off) (init ? _mm512_maskz_loadu_ps(m, s[r] + (off)) : _mm512_setzero_ps())
+    __m512 c00 = START(0, m0, 0), c01 = START(0, m1, 16), c10 = START(1, m0, 0);
+    __m512 c11 = START(1, m1, 16), c20 = START(2, m0, 0), c21 = START(2, m1, 16);
+    __m512 c30 = START(3, m0, 0), c31 = START(3, m1, 16), c40 = START(4, m0, 0);
+    __m512 c41 = START(4, m1, 16), c50 = START(5, m0, 0), c51 = START(5, m1, 16);
+    __m512 c60 = START(6, m0, 0), c61 = START(6, m1, 16), c70 = START(7, m0, 0);
+    __m512 c71 = START(7, m1, 16);
+#undef START
     for (int k = 0; k < K; k++) {
         const float *b = Bm + (size_t)k * ldb;
         const size_t o = (size_t)k * sk;

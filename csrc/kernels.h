@@ -16,7 +16,8 @@
 /* Per-thread panel copies: rows x FM_PACK_NR elements, rows = max(inputs, batch). */
 #define FM_PACK_NR 32
 #define FM_PACK_ROWS(I, B) ((I) > (B) ? (I) : (B))
-/* Row tiles that share one packed panel in the forward pass (and input rows in dW). */
+/* Batches from which the forward pass packs weight panels (and widths from which dW does),
+ * and the most rows that share one packed panel (the row group mc: cpuinfo.c). */
 #define FM_PACK_GROUP 64
 /* Layers of this many weights copy their forward panels at batches below FM_PACK_GROUP too. */
 #define FM_PACK_LARGE ((size_t)1 << 20)
@@ -25,6 +26,9 @@
 
 /* Columns of a float32 weight panel for the active kernel set (0: it has no tiles). */
 int fm_panel_width(void);
+/* The register tile (mr x nr) of the active kernel set for float32 (f64 = 0) or float64,
+ * and the largest k-block kc and the row group mc its products use (cpuinfo.c). */
+void fm_blocking_info(int f64, int *mr, int *nr, int *kc, int *mc);
 /* Offset of dense layer l's weight panels in fm_pack_weights' layout (float32). */
 size_t fm_panels_offset(const fm_net *net, int l);
 

@@ -11,7 +11,7 @@ every kernel is checked against.
 from __future__ import annotations
 
 from fastmlp import curvature, datasets, optim, reference, schedules, serialization, solvers
-from fastmlp._engine import default_threads, have_openmp
+from fastmlp._engine import default_threads, have_openmp, kernel_info
 from fastmlp.errors import ConcurrentFitError, TrainingDivergedError
 from fastmlp.io.loading import build_model
 from fastmlp.model import MLP
@@ -71,5 +71,6 @@ __all__ = [
     "solvers",
     "default_threads",
     "have_openmp",
+    "kernel_info",
     "__version__",
 ]

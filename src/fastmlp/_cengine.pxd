@@ -247,10 +247,23 @@ cdef extern from "kernels.h" nogil:
     int fm_adapt_threads(fm_adapt *a, const fm_net *net, int batch)
     void fm_adapt_record(fm_adapt *a, int threads, double seconds, int timed)
     double fm_seconds()
+    void fm_blocking_info(int f64, int *mr, int *nr, int *kc, int *mc)
     void fm_augment_f32(float *X, float *tmp, int B, int n, const fm_augment *aug, uint64_t key,
                         uint64_t counter, int64_t row0)
     void fm_augment_f64(double *X, double *tmp, int B, int n, const fm_augment *aug,
                         uint64_t key, uint64_t counter, int64_t row0)
+
+
+cdef extern from "cpuinfo.h" nogil:
+    ctypedef struct fm_cpu_info:
+        char vendor[13]
+        int family, model
+        long l1d, l2, l3
+        int cache_source
+    const fm_cpu_info *fm_cpu_info_get()
+    int fm_block_k(int nr, size_t elem_size)
+    int fm_block_rows(int mr, int kc, size_t elem_size)
+    void fm_blocking_force(int kc, int mc)
 
 
 cdef extern from "gemm.h" nogil:

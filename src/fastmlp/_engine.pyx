@@ -155,6 +155,57 @@ def blas_threads_controlled():
     return bool(fm_blas_threads_controlled())
 
 
+_CACHE_SOURCES = ("default", "cpuid", "sysfs")
+_BLOCK_MAX = 1 << 20
+
+
+def kernel_info() -> dict:
+    """What the engine knows of this CPU and how it blocks its matrix products.
+
+    Returns
+    -------
+    dict
+        ``kernel`` (the kernel set in use, as :func:`kernel`); ``vendor`` (cpuid's vendor
+        string, "" when unknown), ``family`` and ``model`` (display family and model, e.g.
+        25 and 17 for a Zen 4 EPYC; -1 when unknown); ``l1d`` and ``l2`` (bytes of one
+        core's L1 data and L2 caches) and ``l3`` (bytes of L3, 0 when unknown);
+        ``cache_source`` ("cpuid", "sysfs" or "default": where the sizes came from); and
+        per dtype (``"float32"``, ``"float64"``) the register tile ``mr`` x ``nr``, the
+        largest k-block ``kc`` (a packed panel's ``kc`` x ``nr`` slice fills half of L1d)
+        and the rows ``mc`` that share one packed panel (a multiple of ``mr``, at most 64,
+        ``mc`` x ``kc`` within half of L2). Results never depend on ``kc`` or ``mc``.
+    """
+    cdef const fm_cpu_info *ci = fm_cpu_info_get()
+    cdef int mr, nr, kc, mc
+    info = {"kernel": kernel(), "vendor": ci.vendor.decode("ascii", "replace"),
+            "family": ci.family, "model": ci.model, "l1d": ci.l1d, "l2": ci.l2, "l3": ci.l3,
+            "cache_source": _CACHE_SOURCES[ci.cache_source]}
+    for name, f64 in (("float32", 0), ("float64", 1)):
+        fm_blocking_info(f64, &mr, &nr, &kc, &mc)
+        info[name] = {"mr": mr, "nr": nr, "kc": kc, "mc": mc}
+    return info
+
+
+def _block_size(value, str name):
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
+    if not 1 <= value <= _BLOCK_MAX:
+        raise ValueError(f"{name} must be in [1, {_BLOCK_MAX}] or None, got {value}")
+    return int(value)
+
+
+def set_blocking(kc=None, mc=None):
+    """Force the k-block ``kc`` and the row group ``mc`` of the register-tile products
+    (tests; None: derived from the caches again, see :func:`kernel_info`). A forced ``kc``
+    splits every product deeper than it into blocks of exactly ``kc``. Results are
+    bitwise the same for any values."""
+    k = _block_size(kc, "kc")
+    m = _block_size(mc, "mc")
+    fm_blocking_force(k, m)
+
+
 def panel_layout_calls():
     """Arrays the engine has converted into its training panel layout so far (tests read
     it to see that a fit trained in that layout)."""

@@ -1,0 +1,45 @@
+/* cpuinfo.h — what the engine knows of the CPU it runs on (cpuinfo.c): vendor, family and
+ * model, and the data-cache sizes, read with cpuid (Linux sysfs as a fallback); and the
+ * matrix-product blocking derived from them (dense_impl.h reads it). */
+#ifndef FASTMLP_CPUINFO_H
+#define FASTMLP_CPUINFO_H
+
+#include <stddef.h>
+
+typedef struct {
+    char vendor[13];          /* cpuid's vendor string ("AuthenticAMD"), "" when unknown */
+    int family, model;        /* display family and model (Zen 4 EPYC: 25, 17); -1 unknown */
+    long l1d, l2, l3;         /* data-cache bytes: L1d and L2 of one core, L3 as a whole;
+                                 0 when unknown */
+    int cache_source;         /* where the sizes came from: FM_CACHE_* */
+} fm_cpu_info;
+
+enum { FM_CACHE_DEFAULT = 0, FM_CACHE_CPUID = 1, FM_CACHE_SYSFS = 2 };
+
+/* Sizes assumed when neither cpuid nor sysfs tells (typical of x86 cores since 2015). */
+#define FM_DEFAULT_L1D (32L << 10)
+#define FM_DEFAULT_L2 (256L << 10)
+
+/* The CPU, read once (the first call; later calls return the same record). */
+const fm_cpu_info *fm_cpu_info_get(void);
+
+/* K-block of the register-tile products: the depth kc of the slice of a packed panel
+ * (kc x nr elements of elem_size bytes) that one pass over a group of row tiles reads,
+ * chosen so that the slice fills half of L1d (the other half holds the rows of the left
+ * operand and the tile's output); a multiple of 8, at least 64. A forced value
+ * (fm_blocking_force) wins. Products with K <= kc are not split. */
+int fm_block_k(int nr, size_t elem_size);
+/* Rows of the left operand that share one packed panel (a work item of packed_product):
+ * at most FM_PACK_GROUP (kernels.h) and at most what fits half of L2 in rows of kc
+ * elements, rounded down to a multiple of the tile's mr rows (no partial tile inside a
+ * group: 64 rows of 6-row tiles ended each group with a 4-row tile), at least mr. A forced
+ * value wins. */
+int fm_block_rows(int mr, int kc, size_t elem_size);
+/* Force kc and mc (tests; 0: derive again). Values are not range-checked here: the
+ * Python boundary does that. Results never depend on them (every tile accumulates its
+ * k-blocks in order into its output). */
+void fm_blocking_force(int kc, int mc);
+/* 1 when kc is forced (the products then use exactly kc, not equal blocks). */
+int fm_blocking_forced(void);
+
+#endif
