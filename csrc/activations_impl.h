@@ -1,28 +1,22 @@
 /* Template: included by activations.c through instantiate.h. */
 
-#undef EXP
 #undef TANH
+#undef SIGMOID
 #ifdef FM_REAL_IS_FLOAT
-#define EXP expf
 #define TANH tanhf
+#define SIGMOID sigmoid_f32
 #else
-#define EXP exp
 #define TANH tanh
+#define SIGMOID sigmoid_f64
 #endif
 
-/* Logistic function without overflow for large |z|. */
-static inline real FN(sigmoid)(real z) {
-    if (z >= 0) return (real)1 / ((real)1 + EXP(-z));
-    real e = EXP(z);
-    return e / ((real)1 + e);
-}
-
 /* x (n) <- act(x) */
+FM_ISA_CLONES
 void FN(fm_act_forward)(real *x, size_t n, int act, double slope) {
     const real s = (real)slope;
     switch (act) {
     case FM_SIGMOID:
-        for (size_t i = 0; i < n; i++) x[i] = FN(sigmoid)(x[i]);
+        fm_vmath()->SIGMOID(x, x, n);
         break;
     case FM_TANH:
         for (size_t i = 0; i < n; i++) x[i] = TANH(x[i]);
@@ -40,6 +34,7 @@ void FN(fm_act_forward)(real *x, size_t n, int act, double slope) {
 
 /* d (n) <- d * act'(z), where a (n) = act(z).
  * relu: a > 0 exactly when z > 0; leaky_relu with slope >= 0 likewise. */
+FM_ISA_CLONES
 void FN(fm_act_backward)(real *d, const real *a, size_t n, int act, double slope) {
     const real s = (real)slope;
     switch (act) {

@@ -3,8 +3,10 @@
  * keep 12 ymm accumulators, with 2 panel loads and 6 broadcasts per k. A tile of full
  * width loads and stores with plain vector moves; only a narrower one (a panel's tail)
  * uses masked moves, which cost several times more on AMD cores (a tile of a short
- * product, K ~ 10, spent most of its time in 12 masked stores). Both variants compute
- * every element with the same FMA chain, so results do not depend on which one ran.
+ * product, K ~ 10, spent most of its time in 12 masked stores). A panel's last columns
+ * that fit one vector (nb <= 8 floats, 4 doubles: a 100-wide layer's last 4, a 10-wide
+ * one's last 2 doubles) run a one-vector tile: half the multiply-adds. Every variant
+ * computes each element with the same FMA chain, so results do not depend on which ran.
  * init == C continues a product over a later k-block (gemm.h): the chain goes on from C. */
 #include <immintrin.h>
 
@@ -60,6 +62,35 @@ static __m256i tail_mask_f64(int n) { /* 64-bit lanes [0, n) set, n in [0, 4] */
         STORE(C + (size_t)r * ldc + L, m1, out[r][1]);                                          \
     }
 
+/* The tile of a panel's last nb <= L columns: one vector per row, half the multiply-adds
+ * of the two-vector tile (whose second vector would be all padding), and the same FMA
+ * chain for every element. LOAD, STORE: masked or plain (nb == L) moves. */
+#define HALF_BODY(T, V, L, LOAD, STORE, BCAST, FMA, ZERO, MASK)                               \
+    const __m256i m0 = MASK(nb);                                                                \
+    (void)m0;                                                                                   \
+    const T *a[MR], *s[MR]; /* s: where each row's start values come from (as TILE_BODY) */ \
+    const int acc = init == C;                                                                  \
+    for (int r = 0; r < MR; r++) {                                                              \
+        a[r] = A + (size_t)(r < rb ? r : rb - 1) * sr;                                          \
+        s[r] = acc ? C + (size_t)(r < rb ? r : rb - 1) * ldc : init;                            \
+    }                                                                                           \
+    const int any = init != NULL;                                                               \
+    V c0 = any ? LOAD(s[0], m0) : ZERO(), c1 = any ? LOAD(s[1], m0) : ZERO();                  \
+    V c2 = any ? LOAD(s[2], m0) : ZERO(), c3 = any ? LOAD(s[3], m0) : ZERO();                  \
+    V c4 = any ? LOAD(s[4], m0) : ZERO(), c5 = any ? LOAD(s[5], m0) : ZERO();                  \
+    for (int k = 0; k < K; k++) {                                                               \
+        const V b0 = LOAD(Bm + (size_t)k * ldb, m0);                                            \
+        const size_t o = (size_t)k * sk;                                                        \
+        c0 = FMA(BCAST(a[0] + o), b0, c0);                                                      \
+        c1 = FMA(BCAST(a[1] + o), b0, c1);                                                      \
+        c2 = FMA(BCAST(a[2] + o), b0, c2);                                                      \
+        c3 = FMA(BCAST(a[3] + o), b0, c3);                                                      \
+        c4 = FMA(BCAST(a[4] + o), b0, c4);                                                      \
+        c5 = FMA(BCAST(a[5] + o), b0, c5);                                                      \
+    }                                                                                           \
+    const V out[MR] = {c0, c1, c2, c3, c4, c5};                                                 \
+    for (int r = 0; r < rb; r++) STORE(C + (size_t)r * ldc, m0, out[r]);
+
 #define LOAD_ps(p, m) _mm256_loadu_ps(p)
 #define STORE_ps(p, m, v) _mm256_storeu_ps(p, v)
 #define MLOAD_ps(p, m) _mm256_maskload_ps(p, m)
@@ -82,9 +113,21 @@ static __m256i tail_mask_f64(int n) { /* 64-bit lanes [0, n) set, n in [0, 4] */
         TILE_BODY(T, V, L, MLOAD_##PS, MSTORE_##PS, BCAST, _mm256_fmadd_##PS,                \
                   _mm256_setzero_##PS, MASK)                                                  \
     }                                                                                         \
+    INLINE void NAME##_one(T *C, int ldc, const T *A, size_t sr, size_t sk, const T *Bm,      \
+                           int ldb, int rb, int K, int nb, const T *init) {                  \
+        HALF_BODY(T, V, L, LOAD_##PS, STORE_##PS, BCAST, _mm256_fmadd_##PS,                  \
+                  _mm256_setzero_##PS, NO_MASK)                                               \
+    }                                                                                         \
+    INLINE void NAME##_part(T *C, int ldc, const T *A, size_t sr, size_t sk, const T *Bm,     \
+                            int ldb, int rb, int K, int nb, const T *init) {                 \
+        HALF_BODY(T, V, L, MLOAD_##PS, MSTORE_##PS, BCAST, _mm256_fmadd_##PS,                \
+                  _mm256_setzero_##PS, MASK)                                                  \
+    }                                                                                         \
     void NAME(T *C, int ldc, const T *A, size_t sr, size_t sk, const T *Bm, int ldb, int rb,  \
               int K, int nb, const T *init) {                                                 \
         if (nb == 2 * L) NAME##_full(C, ldc, A, sr, sk, Bm, ldb, rb, K, nb, init);            \
+        else if (nb == L) NAME##_one(C, ldc, A, sr, sk, Bm, ldb, rb, K, nb, init);            \
+        else if (nb < L) NAME##_part(C, ldc, A, sr, sk, Bm, ldb, rb, K, nb, init);            \
         else NAME##_tail(C, ldc, A, sr, sk, Bm, ldb, rb, K, nb, init);                        \
     }
 

@@ -16,11 +16,13 @@
  * Cross-entropy takes torch's label_smoothing (fm_targets). Accuracy: the largest logit
  * against the label or the target row's largest entry (mse: also the sign of a single
  * output), or per output for binary_cross_entropy and hinge.
- * Internals are computed in double; log-softmax uses log-sum-exp (finite for |z| ~ 1e4).
+ * Internals are computed in double; log-softmax uses log-sum-exp (finite for |z| ~ 1e4); the
+ * softmax's exponentials are vector exps (vmath.h).
  * Subgradients at kinks (hinge, multi_hinge margin exactly 0) are 0. */
 #include <math.h>
 
 #include "kernels.h"
+#include "vmath.h"
 
 static inline double softplus(double z) { return fmax(z, 0.0) + log1p(exp(-fabs(z))); }
 static inline double xlogx(double t) { return t > 0 ? t * log(t) : 0.0; }

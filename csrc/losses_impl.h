@@ -8,11 +8,23 @@ static int FN(argmax)(const real *z, int K) {
     return best;
 }
 
+/* e[0..kb) = exp(z[k0 + k] - m) for the block of up to FM_CE_KEEP logits from k0 (one
+ * vector exp, vmath.h); returns kb */
+static int FN(exp_shifted)(double *e, const real *z, int k0, int K, double m) {
+    const int kb = K - k0 < FM_CE_KEEP ? K - k0 : FM_CE_KEEP;
+    for (int k = 0; k < kb; k++) e[k] = (double)z[k0 + k] - m;
+    fm_vmath()->exp_f64(e, e, (size_t)kb);
+    return kb;
+}
+
 /* log(sum_k exp(z_k)) of z (K), computed from the largest logit */
 static double FN(log_sum_exp)(const real *z, int K) {
     const double m = z[FN(argmax)(z, K)];
-    double s = 0;
-    for (int k = 0; k < K; k++) s += exp((double)z[k] - m);
+    double e[FM_CE_KEEP], s = 0;
+    for (int k0 = 0; k0 < K; k0 += FM_CE_KEEP) {
+        const int kb = FN(exp_shifted)(e, z, k0, K, m);
+        for (int k = 0; k < kb; k++) s += e[k];
+    }
     return m + log(s);
 }
 
@@ -26,10 +38,9 @@ static double FN(cross_entropy)(real *d, double scale, const real *z, const real
     double e[FM_CE_KEEP];
     const int keep = d && K <= FM_CE_KEEP;
     double s = 0;
-    for (int k = 0; k < K; k++) {
-        const double ek = exp((double)z[k] - m);
-        if (keep) e[k] = ek;
-        s += ek;
+    for (int k0 = 0; k0 < K; k0 += FM_CE_KEEP) { /* keep: one block, K <= FM_CE_KEEP */
+        const int kb = FN(exp_shifted)(e, z, k0, K, m);
+        for (int k = 0; k < kb; k++) s += e[k];
     }
     const double lse = m + log(s), uniform = eps / K;
     double loss, tsum = 1;
@@ -47,12 +58,14 @@ static double FN(cross_entropy)(real *d, double scale, const real *z, const real
             for (int k = 0; k < K; k++) zsum += z[k];
         loss = lse - (1 - eps) * (double)z[y] - uniform * zsum;
     }
-    if (d)
-        for (int k = 0; k < K; k++) {
+    for (int k0 = 0; d && k0 < K; k0 += FM_CE_KEEP) {
+        const int kb = keep ? K : FN(exp_shifted)(e, z, k0, K, lse);
+        for (int k = k0; k < k0 + kb; k++) {
             const double target = (1 - eps) * (t ? (double)t[k] : (double)(k == y)) + uniform;
-            const double pk = keep ? e[k] / s : exp((double)z[k] - lse);
+            const double pk = keep ? e[k] / s : e[k - k0];
             d[k] = (real)((pk * tsum - target) * scale);
         }
+    }
     return loss;
 }
 
@@ -199,11 +212,12 @@ void FN(fm_output_activation)(real *Y, int B, int K, int loss) {
     if (softmax_output(loss)) {
         for (int i = 0; i < B; i++) {
             real *y = Y + (size_t)i * K;
-            const double m = y[FN(argmax)(y, K)];
-            double s = 0;
-            for (int k = 0; k < K; k++) s += exp((double)y[k] - m);
-            const double lse = m + log(s);
-            for (int k = 0; k < K; k++) y[k] = (real)exp((double)y[k] - lse);
+            const double lse = FN(log_sum_exp)(y, K);
+            double e[FM_CE_KEEP];
+            for (int k0 = 0; k0 < K; k0 += FM_CE_KEEP) {
+                const int kb = FN(exp_shifted)(e, y, k0, K, lse);
+                for (int k = 0; k < kb; k++) y[k0 + k] = (real)e[k];
+            }
         }
     } else if (loss == FM_BINARY_CROSS_ENTROPY) {
         for (size_t i = 0; i < (size_t)B * K; i++) Y[i] = (real)sigmoid(Y[i]);

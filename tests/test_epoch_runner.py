@@ -129,3 +129,23 @@ def test_the_engine_checks_order_and_steps():
     order = np.tile(np.arange(20, dtype=np.int64), 2)
     status, done, *_ = model._backend_train(*args, order, 16, 4, 8, np.full(4, 0.1), *rest)
     assert (status, done) == (0, 4)  # 16-20 | 20-28, 28-36, 36-40
+
+
+def test_shuffles_in_one_call_equal_one_at_a_time(impl):
+    """_backend_shuffles (one locked call per run of epochs) shuffles each epoch's block
+    as that many _backend_shuffle calls do, and returns the generator's state before each
+    and after the last."""
+    one, many = impl([3, 2], seed=5), impl([3, 2], seed=5)
+    n, E = 10, 4
+    order = np.tile(np.arange(n, dtype=np.int64), E)
+    states = many._backend_shuffles(order, n)
+    expected, want_states = np.tile(np.arange(n, dtype=np.int64), E), []
+    for e in range(E):
+        want_states.append(one._backend_rng_state())
+        one._backend_shuffle(expected[e * n : (e + 1) * n])
+    want_states.append(one._backend_rng_state())
+    assert np.array_equal(order, expected)
+    assert len(states) == E + 1
+    assert all(np.array_equal(a, b) for a, b in zip(states, want_states))
+    assert not np.array_equal(order[:n], order[n : 2 * n])  # each block drew its own
+    assert np.array_equal(many._backend_rng_state(), one._backend_rng_state())

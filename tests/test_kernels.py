@@ -188,6 +188,37 @@ def test_a_column_does_not_depend_on_the_tile_width(kernel, dtype, batch):
     assert_same_rows(kernel, cut.predict(X), wide.predict(X)[:, :28])
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("cut", [2, 4, 10, 20, 24, 26])
+def test_panel_tails_of_one_vector(chain_kernel, dtype, cut):
+    """A panel's last columns that fit one vector (float32: up to 8, float64: up to 4; a
+    100-wide layer's last 4, a 10-wide one's last 2 doubles) run a one-vector tile on AVX2:
+    its columns equal those of the full tile bitwise (a 32-wide layer cut to `cut`), in
+    the forward pass unpacked and packed (batches 5, 70) and in the gradients (the weight
+    gradient's columns, the input gradient's rows), which match the reference."""
+    rng = np.random.default_rng(cut)
+    wide = fastmlp.MLP([45, 32], loss="mse", seed=2, dtype=dtype, bias_init=0.1)
+    narrow = fastmlp.MLP([45, cut], loss="mse", seed=2, dtype=dtype)
+    narrow.set_params([wide.weights[0][:, :cut]], [wide.biases[0][:cut]])
+    for batch in (5, 70):
+        X = rng.normal(size=(batch, 45)).astype(dtype)
+        np.testing.assert_array_equal(narrow.predict(X), wide.predict(X)[:, :cut])
+    compare([9, 13, cut], 70, loss="mse", dtype=dtype)  # forward, dW of width cut
+    compare([cut, cut, 3], 70, dtype=dtype)             # dX of width cut (K = 3, then cut)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_threads_bitwise_with_one_vector_tails(kernel, dtype):
+    """digits' shape (64 -> 100 -> 10): every product has a one-vector tail panel."""
+    X, y = make_problem("cross_entropy", 400, 64, 10, seed=6)
+    results = []
+    for threads in (1, 2):
+        m = fastmlp.MLP([64, 100, 10], seed=3, threads=threads, dtype=dtype)
+        m.fit(X, y, epochs=2, batch_size=200, optimizer=fastmlp.optim.Adam(lr=1e-3))
+        results.append(m.get_flat_params())
+    assert np.array_equal(results[0], results[1])
+
+
 def test_large_layers_at_small_batches(kernel):
     """A layer of >= 2^20 weights copies its panels from batch mr + 1 on, not from 64:
     gradients still match the reference, and the rows of small and large batches agree."""

@@ -289,6 +289,15 @@ cdef extern from "blas.h" nogil:
     int fm_blas_threads_controlled()
 
 
+cdef extern from "vmath.h" nogil:
+    ctypedef struct fm_vmath_set:
+        void (*exp_f32)(float *y, const float *x, size_t n) noexcept nogil
+        void (*exp_f64)(double *y, const double *x, size_t n) noexcept nogil
+        void (*sigmoid_f32)(float *y, const float *x, size_t n) noexcept nogil
+        void (*sigmoid_f64)(double *y, const double *x, size_t n) noexcept nogil
+    const fm_vmath_set *fm_vmath()
+
+
 cdef extern from *:
     """
     #ifdef FASTMLP_HAVE_OPENMP

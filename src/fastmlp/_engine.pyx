@@ -217,6 +217,34 @@ def kernel_calls():
     return {name: fm_kernel_calls(i) for i, name in enumerate(KERNELS)}
 
 
+def vector_math(str name, x):
+    """``name(x)`` elementwise ("exp" or "sigmoid") by the active kernel path's vector math
+    (csrc/vmath.h, what the softmax and the logistic activation use), for tests: `x` a
+    float32 or float64 NumPy array; returns a new C-contiguous array of its dtype and shape."""
+    if name not in ("exp", "sigmoid"):
+        raise ValueError(f"name must be 'exp' or 'sigmoid', got {name!r}")
+    if not isinstance(x, np.ndarray) or x.dtype not in (np.float32, np.float64):
+        raise TypeError("x must be a float32 or float64 NumPy array")
+    y = np.array(x, order="C")
+    cdef size_t n = y.size
+    cdef void *p = _ptr(y)
+    cdef const fm_vmath_set *vm = fm_vmath()
+    cdef bint single = y.dtype == np.float32
+    cdef bint use_exp = name == "exp"
+    if n == 0:
+        return y
+    with nogil:
+        if single and use_exp:
+            vm.exp_f32(<float *>p, <const float *>p, n)
+        elif single:
+            vm.sigmoid_f32(<float *>p, <const float *>p, n)
+        elif use_exp:
+            vm.exp_f64(<double *>p, <const double *>p, n)
+        else:
+            vm.sigmoid_f64(<double *>p, <const double *>p, n)
+    return y
+
+
 # Choose once, at import, before any thread can race for it; SciPy's BLAS is looked for
 # (an import of scipy.linalg) only where it is asked for or no hand kernel applies.
 if os.environ.get("FASTMLP_KERNEL") == "blas" or not (

@@ -49,7 +49,7 @@ from fastmlp.validation import check_input as check_sparse_or_dense
 _BACKEND_WRITERS = ("_backend_set_flat", "_backend_set_running", "_backend_set_prune_mask",
                     "_backend_loss_grad", "_backend_reserve", "_backend_train",
                     "_backend_set_rng_state", "_backend_seed", "_backend_shuffle",
-                    "_backend_curvature", "_backend_jvp")  # (these two share a workspace)
+                    "_backend_shuffles", "_backend_curvature", "_backend_jvp")  # (these two share a workspace)
 _BACKEND_READERS = ("_backend_flat", "_backend_running", "_backend_predict",
                     "_backend_evaluate", "_backend_rng_state")
 
@@ -1104,6 +1104,17 @@ class BaseMLP:
 
     def _backend_shuffle(self, order: np.ndarray) -> None:
         raise NotImplementedError
+
+    def _backend_shuffles(self, order: np.ndarray, n: int) -> list[np.ndarray]:
+        """Shuffle the consecutive blocks of n entries of `order` in place, one after
+        another, as as many _backend_shuffle calls would; returns the generator's state
+        before each shuffle and after the last (a backend may do it in one locked call)."""
+        states = []
+        for e in range(len(order) // n):
+            states.append(self._backend_rng_state())
+            self._backend_shuffle(order[e * n : (e + 1) * n])
+        states.append(self._backend_rng_state())
+        return states
 
     # -- curvature (second-order information) ------------------------------------------------
     @writes

@@ -138,6 +138,14 @@ class MLP(BaseMLP):
     def _backend_shuffle(self, order):
         self._engine.shuffle(order)
 
+    def _backend_shuffles(self, order, n):
+        engine, states = self._engine, []
+        for e in range(len(order) // n):
+            states.append(engine.rng_state.copy())
+            engine.shuffle(order[e * n : (e + 1) * n])
+        states.append(engine.rng_state.copy())
+        return states
+
     def _curvature_mode(self, training, counter):
         """(training, key, counter) of the engine's curvature products: training mode only
         where it differs from inference (batch norm or dropout)."""

@@ -54,6 +54,7 @@ class EpochRunner:
         self.batch_size = min(check_int(batch_size, "batch_size", 1), n)
         self.starts = np.arange(0, n, self.batch_size)  # of the batches in an epoch
         self.batch_rows = np.diff(np.append(self.starts, n)).astype(np.float64)
+        self.rows = float(n)  # the sum of batch_rows
         self.state = optimizer.state_for(0, (model._n_params,), model.dtype)
         self.penalty = penalty_config(l2=l2)
         self.augment = augment_config(X.shape[1])
@@ -67,14 +68,10 @@ class EpochRunner:
         (penalty included; weighted by sample weight) as soon as its last step is done."""
         model, n, S, B = self.model, self.X.shape[0], len(self.starts), self.batch_size
         E = len(rates)
-        order = np.empty(E * n, dtype=np.int64)
-        shuffling = []  # the generator's state before each epoch's shuffle, and after
-        for e in range(E):
-            shuffling.append(model._backend_rng_state())
-            order[e * n : (e + 1) * n] = np.arange(n)
-            if self.shuffle:
-                model._backend_shuffle(order[e * n : (e + 1) * n])
-        shuffling.append(model._backend_rng_state())
+        order = np.tile(np.arange(n, dtype=np.int64), E)
+        # the generator's state before each epoch's shuffle, and after (all one without)
+        shuffling = model._backend_shuffles(order, n) if self.shuffle else \
+            [model._backend_rng_state()] * (E + 1)
         step_rates = np.repeat(np.asarray(rates, dtype=np.float64), S)
         step_loss = np.empty(E * S)
         s = yielded = 0
@@ -105,9 +102,15 @@ class EpochRunner:
             self.chunk = max(1, min(16 * k, int(k * self.chunk_seconds / elapsed)))
             while yielded < s // S:
                 e = yielded
-                mass = self.batch_rows if self.weights is None else np.add.reduceat(
-                    self.weights[order[e * n : (e + 1) * n]].astype(np.float64), self.starts)
-                loss = float(np.sum(step_loss[e * S : (e + 1) * S] * mass) / float(mass.sum()))
+                # as fit's epoch loss, bit for bit (elementwise: no BLAS call, see there)
+                if self.weights is None:
+                    mass, total = self.batch_rows, self.rows
+                else:
+                    mass = np.add.reduceat(
+                        self.weights[order[e * n : (e + 1) * n]].astype(np.float64),
+                        self.starts)
+                    total = float(mass.sum())
+                loss = float(np.sum(step_loss[e * S : (e + 1) * S] * mass) / total)
                 yielded += 1
                 self.epochs_done += 1
                 yield loss
