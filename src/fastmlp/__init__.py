@@ -16,6 +16,7 @@ from fastmlp.errors import ConcurrentFitError, TrainingDivergedError
 from fastmlp.io.loading import build_model
 from fastmlp.model import MLP
 from fastmlp.model.ensemble import Ensemble
+from fastmlp.model.ties import Tie
 from fastmlp.train.history import History
 
 __version__ = "0.1.0"
@@ -58,6 +59,7 @@ __all__ = [
     "MLPClassifier",
     "MLPRegressor",
     "Ensemble",
+    "Tie",
     "load",
     "History",
     "TrainingDivergedError",

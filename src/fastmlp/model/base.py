@@ -25,6 +25,7 @@ from fastmlp.model.init import (check_bias_init, check_initializer, initialize,
                                 output_bias_prior)
 from fastmlp.model.locking import ModelLock, reads, writes
 from fastmlp.model.losses import get_loss, labels_from_outputs, prepare_targets, reports_accuracy
+from fastmlp.model.ties import Tie, as_config, check_tied_weights, check_ties, materialize
 from fastmlp.pruning import magnitude_mask
 from fastmlp.train.history import History
 from fastmlp.train.regularization import BATCH_NORM_CODES, penalty_config
@@ -128,6 +129,18 @@ class BaseMLP:
         gathers each batch, so uint8 (or memory-mapped) data are never converted into a
         float copy of the whole array (see :mod:`fastmlp.io.inputs`); e.g. standardize with
         ``input_scale=1/std, input_shift=-mean/std``.
+    ties : dict or sequence of Tie, optional
+        Tied weights (parameter sharing): ``{layer: source}`` or ``{layer: (source,
+        "transpose")}``, or a list of :class:`fastmlp.Tie`, makes dense layer ``layer``
+        use layer ``source``'s weight matrix (transposed), e.g. ``ties={1: (0,
+        "transpose")}`` for an autoencoder ``[784, 128, 784]`` whose decoder is the
+        encoder's transpose. Shapes must match; a source owns its weights (no chains); a
+        source may be shared by several layers. Biases stay separate. As in PyTorch when a
+        module reuses a ``Parameter``: one parameter, whose gradient is the sum of its
+        uses' (transposed back), penalized, clipped and updated once (one optimizer
+        state). ``weights[layer]`` reads the shared matrix; :meth:`set_params` sets it
+        through the source (see :mod:`fastmlp.model.ties`). Not with pruning, the
+        curvature products or ``fold_input_scaling`` of a tied first layer.
 
     Notes
     -----
@@ -164,9 +177,11 @@ class BaseMLP:
         bn_eps: float = 1e-5,
         input_scale: float | Sequence[float] | None = None,
         input_shift: float | Sequence[float] | None = None,
+        ties: dict | Sequence[Tie] | None = None,
     ) -> None:
         self._lock = ModelLock()
         self._sizes = _check_layer_sizes(layer_sizes)
+        self._ties = check_ties(ties, self._sizes)
         self._threads_arg = threads
         n_hidden = len(self._sizes) - 2
         self._activations = _per_hidden(activation, n_hidden, "activations",
@@ -306,6 +321,11 @@ class BaseMLP:
         return self._input_shift
 
     @property
+    def ties(self) -> tuple[Tie, ...]:
+        """The tied weights, one :class:`fastmlp.Tie` per tied layer (empty: none)."""
+        return self._ties
+
+    @property
     def training_step(self) -> int:
         """Training steps taken so far (the counter of the dropout/noise randomness)."""
         return self._counter
@@ -338,7 +358,9 @@ class BaseMLP:
         """Copy weights and biases in, after checking count, shapes, dtypes and finiteness.
 
         Values are cast to the model's dtype; float16, complex and non-numeric arrays are
-        rejected. Pruned weights stay zero.
+        rejected. Pruned weights stay zero. A tied layer's weights follow its source's: its
+        entry must be the new source's matrix (transposed where tied so) or left as it
+        was, else ValueError.
         """
         L = self.n_layers
         if len(weights) != L or len(biases) != L:
@@ -352,9 +374,11 @@ class BaseMLP:
             shape_w, shape_b = (self._sizes[l], self._sizes[l + 1]), (self._sizes[l + 1],)
             checked.append((_check_param(W, shape_w, self._dtype, f"weights[{l}]"),
                             _check_param(b, shape_b, self._dtype, f"biases[{l}]")))
+        old = flat.copy()
         for (w0, b0, n_in, n_out, _, _), (W, b) in zip(self._layout, checked):
             flat[w0 : w0 + n_in * n_out] = W.reshape(-1)
             flat[b0 : b0 + n_out] = b
+        check_tied_weights(self._ties, self._layout, flat, old)
         self._set_flat_masked(flat)
 
     @writes
@@ -363,6 +387,9 @@ class BaseMLP:
         model trained on scaled inputs takes raw inputs: ``W0 <- W0 / scale[:, None]`` and
         ``b0 <- b0 - (mean / scale) @ W0``. Equal outputs up to rounding (before a first
         batch-norm layer the same holds, since it sees the same pre-activations)."""
+        if any(0 in (t.layer, t.source) for t in self._ties):
+            raise ValueError("fold_input_scaling changes the first layer's weights, which are "
+                             "tied to another layer's")
         n = self._sizes[0]
         mean = _check_param(mean, (n,), np.dtype(np.float64), "mean")
         scale = _check_param(scale, (n,), np.dtype(np.float64), "scale")
@@ -383,7 +410,8 @@ class BaseMLP:
 
     @writes
     def set_flat_params(self, flat: object) -> None:
-        """Set every learnable parameter from a vector ordered as ``get_flat_params()``."""
+        """Set every learnable parameter from a vector ordered as ``get_flat_params()``.
+        A tied layer's entries are ignored: its weights follow its source's."""
         arr = _check_param(flat, (self._n_params,), self._dtype, "flat parameters")
         self._set_flat_masked(arr)
 
@@ -490,7 +518,9 @@ class BaseMLP:
         layer); ``scope="global"``: one threshold over all layers' weights together
         (`amount` one value), so layers with many small weights lose more of them.
         Pruning is cumulative: already-pruned weights count toward the amount. Biases are
-        never pruned. Returns the sparsity of each layer."""
+        never pruned. Returns the sparsity of each layer. ValueError for a model with tied
+        weights."""
+        self._refuse_ties("pruning")
         flat = self._backend_flat()
         mask = np.ones_like(flat) if self._prune_mask is None else self._prune_mask.copy()
         slices = [slice(w0, w0 + n_in * n_out) for (w0, _, n_in, n_out, _, _) in self._layout]
@@ -601,7 +631,8 @@ class BaseMLP:
         Returns a dict: ``loss``, ``weights``, ``biases``, ``gamma``, ``beta`` (lists of
         gradients; gamma/beta of batch-norm layers), ``input`` (dLoss/dX; None for sparse X,
         where it would be a dense array of X's shape) and ``flat`` (the gradient ordered as
-        ``get_flat_params()``).
+        ``get_flat_params()``). With tied weights the shared matrix's gradient (the sum of
+        its uses') is its source's entry, and a tied layer's weight gradient is zeros.
         """
         X = self._check_input(X)
         if isinstance(X, Features):  # the engine's gradient call reads one dense array
@@ -875,6 +906,7 @@ class BaseMLP:
             "dropout_mode": self._dropout_mode, "batch_norm": self.batch_norm,
             "bn_momentum": self._bn_momentum, "bn_eps": self._bn_eps,
             "input_scale": self._input_scale, "input_shift": self._input_shift,
+            "ties": as_config(self._ties),
         }
 
     @reads
@@ -897,6 +929,8 @@ class BaseMLP:
         if mask is not None:
             if mask.shape != (self._n_params,) or not np.isin(mask, (0, 1)).all():
                 raise ValueError(f"{source}: invalid pruning mask")
+            if self._ties:
+                raise ValueError(f"{source}: a pruning mask for a model with tied weights")
             self._prune_mask = mask.astype(self._dtype)
             self._backend_set_prune_mask(self._prune_mask)
         self._backend_set_flat(arrays["params"].astype(self._dtype))
@@ -946,6 +980,10 @@ class BaseMLP:
                              f"rows as they are. Pass {name}.toarray() or drop input_dropout")
         return out
 
+    def _refuse_ties(self, what: str) -> None:
+        if self._ties:
+            raise ValueError(f"{what}: not implemented for models with tied weights")
+
     def _targets(self, y: object, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
         return prepare_targets(self._loss, y, n, self._sizes[-1], self._dtype)
 
@@ -982,7 +1020,9 @@ class BaseMLP:
 
     @writes
     def _backend_set_flat(self, flat: np.ndarray) -> None:
+        """Set the parameters from `flat`; tied layers' weights follow their sources."""
         np.copyto(self._params_view(), flat)
+        materialize(self._ties, self._layout, self._params_view())
 
     @reads
     def _backend_running(self, out: np.ndarray | None = None) -> np.ndarray:
@@ -1090,6 +1130,7 @@ class BaseMLP:
         may be None (zero). With ``training=True`` the network is the one of training step
         `step` (dropout masks, batch statistics), as in :meth:`gradients`.
         """
+        self._refuse_ties("Jacobian-vector products")
         X = self._check_X(X, dense=True)
         v = np.zeros(self._n_params, self._dtype) if v_params is None else \
             _check_param(v_params, (self._n_params,), self._dtype, "v_params")
@@ -1123,6 +1164,7 @@ class BaseMLP:
 
     def _curvature_inputs(self, X, y, training, step, sample_weight, penalties) -> tuple:
         """(X, labels, dense, training, penalty, counter, weights), checked."""
+        self._refuse_ties("Hessian and Gauss-Newton products")
         if not self._loss.has_curvature:
             raise ValueError(f"Hessian and Gauss-Newton products are not implemented for "
                              f"{self._loss.name}")

@@ -78,6 +78,7 @@ class MLP(BaseMLP):
             bn_eps=self._bn_eps,
             bn_momentum=self._bn_momentum,
             label_smoothing=self._label_smoothing,
+            ties=[(t.layer, t.source, t.transpose) for t in self._ties],
         )
 
     def _backend_layout(self):
