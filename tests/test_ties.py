@@ -313,17 +313,45 @@ def test_a_model_file_with_ties_and_a_pruning_mask_is_refused(tmp_path):
 
 
 def test_what_ties_do_not_support_is_refused_clearly():
-    X, y = problem(AUTOENCODER)
     ae = make(fastmlp.MLP, AUTOENCODER)
     with pytest.raises(ValueError, match="pruning: not implemented for models with tied"):
         ae.prune(0.5)
-    v = np.ones(ae.get_flat_params().size)
-    with pytest.raises(ValueError, match="Hessian and Gauss-Newton products: not"):
-        ae.hvp(X, y, v)
-    with pytest.raises(ValueError, match="Jacobian-vector products: not"):
-        ae.jvp(X, v)
     with pytest.raises(ValueError, match="first layer's weights, which are tied"):
         ae.fold_input_scaling(np.zeros(6), np.ones(6))
+
+
+# -- curvature in the shared parameters ------------------------------------------------------------
+@pytest.mark.parametrize("cls", BACKENDS)
+@pytest.mark.parametrize("case", [AUTOENCODER, REPEATED], ids=["autoencoder", "repeated"])
+def test_hvp_and_jvp_are_derivatives_in_the_shared_parameters(cls, case):
+    X, y = problem(case)
+    model = make(cls, case)
+    flat = model.get_flat_params()
+    v = np.random.default_rng(1).normal(size=flat.size)
+    eps, l2 = 1e-5, 0.1
+    sides = []
+    for sign in (1, -1):
+        model.set_flat_params(flat + sign * eps * v)  # tied entries of v ignored
+        sides.append((model.gradients(X, y, l2=l2)["flat"], model.predict_logits(X)))
+    model.set_flat_params(flat)
+    hv = model.hvp(X, y, v, l2=l2)
+    numeric = (sides[0][0] - sides[1][0]) / (2 * eps)
+    assert np.linalg.norm(hv - numeric) <= 1e-6 * np.linalg.norm(numeric)
+    jv = model.jvp(X, v)
+    numeric = (sides[0][1] - sides[1][1]) / (2 * eps)
+    assert np.linalg.norm(jv - numeric) <= 1e-6 * np.linalg.norm(numeric)
+    for t in model.ties:
+        w0, b0 = model._layout[t.layer][:2]
+        assert not hv[w0:b0].any()
+
+
+def test_engine_curvature_matches_the_reference_with_ties():
+    X, y = problem(REPEATED)
+    eng, ref = make(fastmlp.MLP, REPEATED), make(fastmlp.reference.MLP, REPEATED)
+    v = np.random.default_rng(2).normal(size=eng.get_flat_params().size)
+    assert_close(eng.gnvp(X, y, v, l2=0.1), ref.gnvp(X, y, v, l2=0.1), "float64")
+    H = eng.hessian(X, y, l2=0.1)
+    np.testing.assert_allclose(H @ v, eng.hvp(X, y, v, l2=0.1), rtol=1e-9, atol=1e-12)
 
 
 def test_torch_export_materializes_the_shared_weights():
@@ -347,3 +375,13 @@ def test_distributed_one_block_per_batch_is_the_plain_fit():
     distributed.fit(b, X, y, block_size=16, comm=SelfComm(), optimizer=Adam(lr=0.01), **kw)
     np.testing.assert_array_equal(b.get_flat_params(), a.get_flat_params())
     np.testing.assert_array_equal(b.weights[3], b.weights[1])
+
+
+def test_the_hessian_operator_acts_in_the_shared_parameters():
+    pytest.importorskip("scipy")
+    from fastmlp.curvature import hessian_operator
+    X, y = problem(AUTOENCODER)
+    model = make(fastmlp.MLP, AUTOENCODER)
+    v = np.random.default_rng(3).normal(size=model.get_flat_params().size)
+    np.testing.assert_allclose(hessian_operator(model, X, y, l2=0.1) @ v,
+                               model.hvp(X, y, v, l2=0.1), rtol=1e-12, atol=1e-15)

@@ -25,7 +25,8 @@ from fastmlp.model.init import (check_bias_init, check_initializer, initialize,
                                 output_bias_prior)
 from fastmlp.model.locking import ModelLock, reads, writes
 from fastmlp.model.losses import get_loss, labels_from_outputs, prepare_targets, reports_accuracy
-from fastmlp.model.ties import Tie, as_config, check_tied_weights, check_ties, materialize
+from fastmlp.model.ties import (Tie, as_config, check_tied_weights, check_ties, fold,
+                                materialize)
 from fastmlp.pruning import magnitude_mask
 from fastmlp.train.history import History
 from fastmlp.train.regularization import BATCH_NORM_CODES, penalty_config
@@ -139,8 +140,8 @@ class BaseMLP:
         module reuses a ``Parameter``: one parameter, whose gradient is the sum of its
         uses' (transposed back), penalized, clipped and updated once (one optimizer
         state). ``weights[layer]`` reads the shared matrix; :meth:`set_params` sets it
-        through the source (see :mod:`fastmlp.model.ties`). Not with pruning, the
-        curvature products or ``fold_input_scaling`` of a tied first layer.
+        through the source (see :mod:`fastmlp.model.ties`). Not with pruning or
+        ``fold_input_scaling`` of a tied first layer.
 
     Notes
     -----
@@ -1098,6 +1099,8 @@ class BaseMLP:
         same `training`, `step`, `sample_weight` and penalties (``l2``, ``l1``, ...); L1
         penalties contribute nothing (their second derivative is 0 where it exists), the
         hinge losses only through the network (they are piecewise linear in the logits).
+        With tied weights it is the Hessian in the shared parameters: a tied layer's
+        entries of `v` are ignored and those of the result are zero.
 
         Returns
         -------
@@ -1127,10 +1130,10 @@ class BaseMLP:
         ``J_theta v_params + J_x v_inputs``, shape ``(n, n_outputs)``.
 
         `v_params` is ordered as :meth:`get_flat_params`, `v_inputs` shaped like X; either
-        may be None (zero). With ``training=True`` the network is the one of training step
+        may be None (zero). A tied layer's entries of `v_params` are ignored (its weights
+        move with its source's). With ``training=True`` the network is the one of training step
         `step` (dropout masks, batch statistics), as in :meth:`gradients`.
         """
-        self._refuse_ties("Jacobian-vector products")
         X = self._check_X(X, dense=True)
         v = np.zeros(self._n_params, self._dtype) if v_params is None else \
             _check_param(v_params, (self._n_params,), self._dtype, "v_params")
@@ -1139,7 +1142,7 @@ class BaseMLP:
         if vx is not None and self._transform is not None:  # the tangent of x * scale + shift
             vx *= self._transform[0]
         counter = self._counter if step is None else check_int(step, "step", 0)
-        return self._backend_jvp(X, v, vx, bool(training), counter)
+        return self._backend_jvp(X, self._tied_vector(v), vx, bool(training), counter)
 
     @writes
     def hessian(self, X: object, y: object, *, gauss_newton: bool = False,
@@ -1158,13 +1161,13 @@ class BaseMLP:
         e = np.zeros(self._n_params, self._dtype)
         for j in range(self._n_params):
             e[j] = 1
-            cols[:, j] = self._backend_curvature(X, labels, dense, e, gauss_newton, *rest)
+            cols[:, j] = self._shared_product(
+                lambda u: self._backend_curvature(X, labels, dense, u, gauss_newton, *rest), e)
             e[j] = 0
         return (cols + cols.T) / cols.dtype.type(2)
 
     def _curvature_inputs(self, X, y, training, step, sample_weight, penalties) -> tuple:
         """(X, labels, dense, training, penalty, counter, weights), checked."""
-        self._refuse_ties("Hessian and Gauss-Newton products")
         if not self._loss.has_curvature:
             raise ValueError(f"Hessian and Gauss-Newton products are not implemented for "
                              f"{self._loss.name}")
@@ -1178,7 +1181,24 @@ class BaseMLP:
         X, labels, dense, *rest = self._curvature_inputs(X, y, training, step, sample_weight,
                                                          penalties)
         v = _check_param(v, (self._n_params,), self._dtype, "v")
-        return self._backend_curvature(X, labels, dense, v, gauss_newton, *rest)
+        return self._shared_product(
+            lambda u: self._backend_curvature(X, labels, dense, u, gauss_newton, *rest), v)
+
+    def _tied_vector(self, v: np.ndarray) -> np.ndarray:
+        """A direction v in the shared parameters as one of every layer's weights (P v): each
+        tied layer's entries become its source's (a copy; v itself without ties)."""
+        if not self._ties:
+            return v
+        v = v.copy()
+        materialize(self._ties, self._layout, v)
+        return v
+
+    def _shared_product(self, product: Callable, v: np.ndarray) -> np.ndarray:
+        """``P^T product(P v)``: a curvature product of the per-layer parameters, taken in
+        the shared ones (tied layers' entries of v ignored, of the result zero)."""
+        out = product(self._tied_vector(v))
+        fold(self._ties, self._layout, out)
+        return out
 
     def _backend_curvature(self, X, labels, dense, v, gauss_newton, training, penalty,
                            counter, weights) -> np.ndarray:
