@@ -385,3 +385,18 @@ def test_the_hessian_operator_acts_in_the_shared_parameters():
     v = np.random.default_rng(3).normal(size=model.get_flat_params().size)
     np.testing.assert_allclose(hessian_operator(model, X, y, l2=0.1) @ v,
                                model.hvp(X, y, v, l2=0.1), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "hessian_free", "newton"])
+def test_the_solvers_train_in_the_shared_parameters(solver):
+    pytest.importorskip("scipy")
+    from fastmlp import solvers
+    X, y = problem(AUTOENCODER, n=30)
+    model = make(fastmlp.MLP, AUTOENCODER)
+    before = model.gradients(X, y, l2=1e-3)
+    getattr(solvers, solver)(model, X, y, iterations=5, l2=1e-3)
+    after = model.gradients(X, y, l2=1e-3)
+    assert after["loss"] < before["loss"] - 1e-3
+    np.testing.assert_array_equal(model.weights[1], model.weights[0].T)
+    # the shared matrix moved as one parameter: its gradient (the sum of both uses') shrank
+    assert np.linalg.norm(after["weights"][0]) < np.linalg.norm(before["weights"][0])
