@@ -167,7 +167,8 @@ typedef struct {
     double *grad_norms;     /* fm_train only: (n_steps, n_layers) doubles that receive each
                                step's L2 norm of every dense layer's weight gradient (after
                                penalties, pruning mask and clipping: the one the update
-                               uses), or NULL (not computed) */
+                               uses; 0 for a tied layer, whose gradient is in its
+                               source's), or NULL (not computed) */
 } fm_buffers;
 
 /* Penalties added to the mean loss (and their gradients). */

@@ -400,3 +400,22 @@ def test_the_solvers_train_in_the_shared_parameters(solver):
     np.testing.assert_array_equal(model.weights[1], model.weights[0].T)
     # the shared matrix moved as one parameter: its gradient (the sum of both uses') shrank
     assert np.linalg.norm(after["weights"][0]) < np.linalg.norm(before["weights"][0])
+
+
+def test_safetensors_keep_the_ties_and_refuse_a_tied_layer_that_disagrees(tmp_path,
+                                                                          monkeypatch):
+    from fastmlp.export import load_safetensors, save_safetensors
+    X, _ = problem(AUTOENCODER)
+    model = make(fastmlp.MLP, AUTOENCODER, "float32")
+    path = tmp_path / "ae.safetensors"
+    save_safetensors(model, path)
+    back = load_safetensors(path)
+    assert back.ties == model.ties
+    np.testing.assert_array_equal(back.predict(X), model.predict(X))
+    # a crafted file: tied in its configuration, other weights in the tied layer
+    untied = fastmlp.MLP([6, 3, 6], activation="sigmoid", loss="mse", seed=1)
+    config = dict(untied.config(), ties=[[1, 0, True]])
+    monkeypatch.setattr(untied, "config", lambda: config)
+    save_safetensors(untied, path)
+    with pytest.raises(ValueError, match="tied to layer 0's"):
+        load_safetensors(path)
