@@ -9,6 +9,8 @@
 
 #include "kernels.h"
 
+#define FM_TIE_TILE 32 /* rows and columns of a transposed tile */
+
 int fm_ties_ok(const fm_net *net) {
     for (int l = 0; l < net->n_layers; l++) {
         const int t = net->tie[l];

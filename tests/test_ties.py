@@ -19,6 +19,8 @@ AUTOENCODER = dict(layer_sizes=[6, 3, 6], activation="sigmoid", loss="mse",
 # one square matrix W in three layers: layers 1, 2 and 3 of [3, 5, 5, 5, 5, 2]
 REPEATED = dict(layer_sizes=[3, 5, 5, 5, 5, 2], activation="tanh", loss="cross_entropy",
                 ties=[Tie(2, 1), Tie(3, 1)])
+# widths past the engine's 32 x 32 transpose tiles, with tails
+WIDE = dict(layer_sizes=[37, 70, 37], activation="relu", loss="mse", ties={1: (0, "transpose")})
 BACKENDS = [fastmlp.MLP, fastmlp.reference.MLP]
 
 
@@ -144,7 +146,8 @@ def test_l2_penalizes_the_shared_matrix_once(cls):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("case", [AUTOENCODER, REPEATED], ids=["autoencoder", "repeated"])
+@pytest.mark.parametrize("case", [AUTOENCODER, REPEATED, WIDE],
+                         ids=["autoencoder", "repeated", "wide"])
 def test_engine_matches_the_reference_in_loss_gradients_and_training(dtype, case):
     X, y = problem(case, n=20)
     eng, ref = make(fastmlp.MLP, case, dtype), make(fastmlp.reference.MLP, case, dtype)
