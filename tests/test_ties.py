@@ -14,13 +14,14 @@ from fastmlp import Tie, distributed, serialization
 from fastmlp.optim import SGD, Adam
 
 TOL = {"float64": 1e-10, "float32": 1e-4}
-AUTOENCODER = dict(layer_sizes=[6, 3, 6], activation="sigmoid", loss="mse",
-                   ties={1: (0, "transpose")})
+AUTOENCODER = {"layer_sizes": [6, 3, 6], "activation": "sigmoid", "loss": "mse",
+               "ties": {1: (0, "transpose")}}
 # one square matrix W in three layers: layers 1, 2 and 3 of [3, 5, 5, 5, 5, 2]
-REPEATED = dict(layer_sizes=[3, 5, 5, 5, 5, 2], activation="tanh", loss="cross_entropy",
-                ties=[Tie(2, 1), Tie(3, 1)])
+REPEATED = {"layer_sizes": [3, 5, 5, 5, 5, 2], "activation": "tanh", "loss": "cross_entropy",
+            "ties": [Tie(2, 1), Tie(3, 1)]}
 # widths past the engine's 32 x 32 transpose tiles, with tails
-WIDE = dict(layer_sizes=[37, 70, 37], activation="relu", loss="mse", ties={1: (0, "transpose")})
+WIDE = {"layer_sizes": [37, 70, 37], "activation": "relu", "loss": "mse",
+        "ties": {1: (0, "transpose")}}
 BACKENDS = [fastmlp.MLP, fastmlp.reference.MLP]
 
 
@@ -122,7 +123,7 @@ def central_differences(model, X, y, eps=1e-6, **penalties):
 def test_gradient_of_the_shared_parameters_matches_central_differences(cls, case):
     X, y = problem(case)
     model = make(cls, case)
-    penalties = dict(l2=0.03, l1=0.01, penalize_biases=True)
+    penalties = {"l2": 0.03, "l1": 0.01, "penalize_biases": True}
     g = model.gradients(X, y, **penalties)
     numeric = central_differences(model, X, y, **penalties)
     err = np.linalg.norm(g["flat"] - numeric) / np.linalg.norm(numeric)
@@ -181,8 +182,8 @@ def test_grad_norms_put_the_shared_gradient_at_the_source():
 
 
 def test_results_do_not_depend_on_the_thread_count():
-    case = dict(layer_sizes=[96, 160, 96], activation="relu", loss="mse",
-                ties={1: (0, "transpose")})
+    case = {"layer_sizes": [96, 160, 96], "activation": "relu", "loss": "mse",
+            "ties": {1: (0, "transpose")}}
     X, y = problem(case, n=128, seed=4)
     out = []
     for threads in (1, 2):
@@ -212,8 +213,8 @@ def torch_forward(torch, case, ties, Ws, bs, X):
 
 
 @pytest.mark.parametrize("case", [
-    dict(layer_sizes=[20, 8, 20], activation="sigmoid", loss="mse",
-         ties={1: (0, "transpose")}),
+    {"layer_sizes": [20, 8, 20], "activation": "sigmoid", "loss": "mse",
+     "ties": {1: (0, "transpose")}},
     REPEATED], ids=["autoencoder", "repeated"])
 def test_pytorch_reusing_one_parameter_agrees(case):
     torch = pytest.importorskip("torch")
@@ -373,7 +374,7 @@ def test_distributed_one_block_per_batch_is_the_plain_fit():
     from test_distributed import SelfComm
     X, y = problem(REPEATED, n=48)
     a, b = make(fastmlp.MLP, REPEATED), make(fastmlp.MLP, REPEATED)
-    kw = dict(epochs=2, batch_size=16, l2=1e-3)
+    kw = {"epochs": 2, "batch_size": 16, "l2": 1e-3}
     a.fit(X, y, optimizer=Adam(lr=0.01), **kw)
     distributed.fit(b, X, y, block_size=16, comm=SelfComm(), optimizer=Adam(lr=0.01), **kw)
     np.testing.assert_array_equal(b.get_flat_params(), a.get_flat_params())
