@@ -152,7 +152,7 @@ static int net_ok(const fm_net *net) {
         if (net->sizes[l] < 1) return 0;
     for (int l = 0; l < net->n_layers; l++)
         if (!(net->dropout[l] >= 0 && net->dropout[l] < 1)) return 0;
-    return 1;
+    return fm_ties_ok(net);
 }
 
 #define FM_TEMPLATE "engine_impl.h"

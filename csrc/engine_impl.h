@@ -355,6 +355,7 @@ static int FN(loss_grad)(const fm_net *net, const fm_buffers *buf, const real *X
     double correct;
     FN(sum_samples)(&ws, n, loss, &correct);
     FN(backward)(&ps, grads, &ws, n, input_grad);
+    FN(fm_tie_fold)(net, grads);
     *loss = *loss / n + ws.activity / n + FN(fm_penalty)(grads, ps.params, net, pen);
     return FM_OK;
 }
@@ -528,16 +529,18 @@ static void FN(layer_grad_norms)(const FN(fm_pass) * ps, const real *grads, doub
 }
 
 /* The second half of a training step, from the gradient in buf->grads (row-major, or in the
- * layout params has): weight penalties (their value added to *loss), pruning mask,
+ * layout params has): tied layers' gradients into their sources' (ties.c; row-major only),
+ * weight penalties (their value added to *loss), pruning mask,
  * clipping, the per-layer gradient norms into `norms` when not NULL (ps: the step's pass,
  * for the layout), the optimizer's update with rate lr, the L1 proximal step, the mask
- * again. */
+ * again, the tied layers' copies of their sources. */
 static int FN(update)(const fm_net *net, const fm_buffers *buf, double lr, fm_optimizer *opt,
                       const fm_clip *clip, const fm_penalty *pen, int nt, double *loss,
                       const FN(fm_pass) * ps, double *norms) {
     real *params = (real *)buf->params, *grads = (real *)buf->grads;
     const real *mask = (const real *)buf->prune_mask;
     const size_t n_params = fm_param_count(net);
+    FN(fm_tie_fold)(net, grads);
     *loss += FN(fm_penalty)(grads, params, net, pen);
     if (mask) FN(fm_mul)(grads, grads, mask, n_params);
     if ((clip->max_norm > 0 || clip->max_value > 0) &&
@@ -547,6 +550,7 @@ static int FN(update)(const fm_net *net, const fm_buffers *buf, double lr, fm_op
     FN(fm_optimizer_step)(opt, params, grads, n_params, lr, nt);
     if (pen->l1_proximal && pen->l1 > 0) FN(fm_prox_l1)(params, net, lr * pen->l1, pen->biases);
     if (mask) FN(fm_mul)(params, params, mask, n_params);
+    FN(fm_tie_refresh)(net, params);
     return FM_OK;
 }
 
@@ -571,9 +575,10 @@ static int FN(train)(const fm_net *net, const fm_buffers *buf, int batch_size,
     real *running = (real *)buf->running;
     const real *mask = (const real *)buf->prune_mask;
     const int L = net->n_layers;
-    /* panel layout where it pays (engine.c); a pruning mask is row-major, so it keeps
-       the weights row-major */
-    const int layout = buf->scratch && !mask && n_steps >= FM_LAYOUT_MIN_STEPS &&
+    /* panel layout where it pays (engine.c); a pruning mask is row-major, and so are
+       the tied-weight transfers (ties.c), so they keep the weights row-major */
+    const int layout = buf->scratch && !mask && !fm_has_ties(net) &&
+                       n_steps >= FM_LAYOUT_MIN_STEPS &&
                        sizeof(real) == sizeof(float) &&
                        fm_layout_scratch_count(net, batch_size) > 0;
     /* with the thread count of each step (adapt.c); the conversions take the first's */

@@ -99,6 +99,10 @@ typedef struct {
     int csr_input;                /* 1: the calls read X as CSR rows (the fm_*_csr entry
                                      points, which need it): the workspace then has no dense
                                      input regions; 0: dense X (all other entry points) */
+    /* Tied weights (ties.c): tie[l] = 0: dense layer l owns its weights; s + 1: it uses
+       layer s's (transposed when tie_transpose[l]); s owns its weights, shapes match. */
+    int tie[FM_MAX_LAYERS];
+    int tie_transpose[FM_MAX_LAYERS];
 } fm_net;
 
 /* The thread count of fm_train's steps, adapted to the machine (adapt.c). On a busy
@@ -163,7 +167,8 @@ typedef struct {
     double *grad_norms;     /* fm_train only: (n_steps, n_layers) doubles that receive each
                                step's L2 norm of every dense layer's weight gradient (after
                                penalties, pruning mask and clipping: the one the update
-                               uses), or NULL (not computed) */
+                               uses; 0 for a tied layer, whose gradient is in its
+                               source's), or NULL (not computed) */
 } fm_buffers;
 
 /* Penalties added to the mean loss (and their gradients). */
@@ -452,6 +457,16 @@ size_t fm_curvature_workspace_bytes(const fm_net *net, int batch, size_t real_si
 FM_DECLARE_CURVATURE(float, f32)
 FM_DECLARE_CURVATURE(double, f64)
 #undef FM_DECLARE_CURVATURE
+
+/* Tied weights (ties.c). params keeps a copy of the shared matrix in each tied layer's
+ * weights, which every pass reads as its own; the engine's updates keep the copies current.
+ * fm_ties_ok: 1 when net->tie names valid ties (in range, not to itself, to a layer that
+ * owns its weights, shapes matching), else 0 (every entry point then returns
+ * FM_ERR_BAD_ARGUMENT). fm_tie_refresh: each tied layer's weights in params (row-major)
+ * <- its source's (transposed). */
+int fm_ties_ok(const fm_net *net);
+void fm_tie_refresh_f32(const fm_net *net, float *params);
+void fm_tie_refresh_f64(const fm_net *net, double *params);
 
 #ifdef __cplusplus
 }

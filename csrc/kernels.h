@@ -131,11 +131,17 @@ static inline double fm_unit(uint64_t h) { return (double)(h >> 11) * 0x1.0p-53;
     /* Soft-threshold the penalized parameters: w <- sign(w) max(|w| - t, 0) */                \
     void fm_prox_l1_##SFX(T *params, const fm_net *net, double t, int biases);                 \
     /* sum of squares of g (n) in double, summed over fixed blocks: thread-count independent */ \
-    double fm_sum_squares_##SFX(const T *g, size_t n, int nt);
+    double fm_sum_squares_##SFX(const T *g, size_t n, int nt);                                 \
+    /* Tied weights (ties.c): add each tied layer's weight gradient in grads (row-major),     \
+       transposed back when the tie is, to its source's, in layer order, and zero it */        \
+    void fm_tie_fold_##SFX(const fm_net *net, T *grads);
 
 FM_KERNELS(float, f32)
 FM_KERNELS(double, f64)
 #undef FM_KERNELS
+
+/* 1 when a layer of the net uses tied weights (ties.c) */
+int fm_has_ties(const fm_net *net);
 
 /* The input rows of a call (input.c; fm_input in fastmlp.h). */
 #define FM_INPUT(T, SFX)                                                                        \

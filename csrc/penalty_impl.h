@@ -51,7 +51,8 @@ double FN(fm_penalty)(real *grads, const real *params, const fm_net *net,
     double total = 0;
     for (int l = 0; l < net->n_layers; l++) {
         const size_t w = fm_weight_offset(net, l), b = fm_bias_offset(net, l);
-        total += FN(penalize_range)(grads, params, w, b, pen);
+        if (!net->tie[l]) /* a tied layer's weights are its source's, penalized there */
+            total += FN(penalize_range)(grads, params, w, b, pen);
         if (pen->biases) {
             const size_t end = l + 1 < net->n_layers ? fm_weight_offset(net, l + 1)
                                                      : fm_param_count(net);

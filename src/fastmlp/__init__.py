@@ -17,6 +17,7 @@ from fastmlp.io.loading import build_model
 from fastmlp.model import MLP
 from fastmlp.model.ensemble import Ensemble
 from fastmlp.model.heads import Head
+from fastmlp.model.ties import Tie
 from fastmlp.train.history import History
 
 __version__ = "0.1.0"
@@ -60,6 +61,7 @@ __all__ = [
     "MLPRegressor",
     "Ensemble",
     "Head",
+    "Tie",
     "load",
     "History",
     "TrainingDivergedError",

@@ -28,6 +28,8 @@ cdef extern from "fastmlp.h" nogil:
         int bn[FM_MAX_LAYERS]
         double bn_eps, bn_momentum
         int csr_input
+        int tie[FM_MAX_LAYERS]
+        int tie_transpose[FM_MAX_LAYERS]
 
     ctypedef struct fm_adapt:
         int enabled
@@ -223,6 +225,10 @@ cdef extern from "fastmlp.h" nogil:
     int fm_all_finite_f64(const double *x, size_t n, int n_threads)
 
     size_t fm_curvature_workspace_bytes(const fm_net *net, int batch, size_t real_size)
+
+    int fm_ties_ok(const fm_net *net)
+    void fm_tie_refresh_f32(const fm_net *net, float *params)
+    void fm_tie_refresh_f64(const fm_net *net, double *params)
     int fm_hvp_f32(float *Hv, const fm_net *net, const fm_buffers *buf, const float *v,
                    const float *X, fm_targets targets, int64_t n, const fm_penalty *pen,
                    int training, fm_random rng)

@@ -407,7 +407,7 @@ cdef class Engine:
 
     def __init__(self, sizes, acts, double leaky_slope, int loss, dtype, int threads,
                  dropout=None, bint dropout_classic=False, bn=None, double bn_eps=1e-5,
-                 double bn_momentum=0.1, double label_smoothing=0.0, heads=None):
+                 double bn_momentum=0.1, double label_smoothing=0.0, heads=None, ties=()):
         cdef int L = len(sizes) - 1
         if L < 1 or L > FM_MAX_LAYERS:
             raise ValueError(f"a network needs 1 to {FM_MAX_LAYERS} layers, got {L}")
@@ -434,6 +434,13 @@ cdef class Engine:
         self.net.csr_input = 0
         self.net.leaky_slope = leaky_slope
         self.net.loss = loss
+        for layer, source, transpose in ties:  # (layer, source, transpose): ties.c
+            if not (0 <= layer < L and 0 <= source < L):
+                raise ValueError(f"tie ({layer}, {source}) names a layer outside 0..{L - 1}")
+            self.net.tie[layer] = source + 1
+            self.net.tie_transpose[layer] = bool(transpose)
+        if not fm_ties_ok(&self.net):
+            raise ValueError(f"invalid weight ties {list(ties)} for layer sizes {list(sizes)}")
         if not 0 <= label_smoothing <= 1:
             raise ValueError("label_smoothing must lie in [0, 1]")
         self.label_smoothing = label_smoothing
@@ -471,10 +478,16 @@ cdef class Engine:
         self.seed(0)
 
     def set_params(self, flat):
-        """Copy `flat` (fm_param_count values, cast to the dtype) into the parameters."""
+        """Copy `flat` (fm_param_count values, cast to the dtype) into the parameters; each
+        tied layer's weights are then its source's (the values `flat` has there are
+        ignored)."""
         self.params.flags.writeable = True
         try:
             np.copyto(self.params, flat, casting="same_kind")
+            if self.is_f64:  # tied layers' weights follow their sources
+                fm_tie_refresh_f64(&self.net, <double *>_ptr(self.params))
+            else:
+                fm_tie_refresh_f32(&self.net, <float *>_ptr(self.params))
         finally:
             self.params.flags.writeable = False
         self.version += 1

@@ -40,7 +40,8 @@ def hessian_operator(model, X: object, y: object, *, gauss_newton: bool = False,
     :meth:`~fastmlp.MLP.hvp`. Inputs and options are checked once, here.
 
     `restrict`: a slice of the flat parameters (see :func:`layer_slices`): the operator is
-    then that diagonal block, ``H[restrict, restrict]``.
+    then that diagonal block, ``H[restrict, restrict]``. With tied weights it acts on the
+    shared parameters: a tied layer's rows and columns are zero (zero eigenvalues).
     """
     linalg = _linalg()
     training = options.pop("training", False)
@@ -56,7 +57,9 @@ def hessian_operator(model, X: object, y: object, *, gauss_newton: bool = False,
         full = np.zeros(P, model.dtype)
         full[part] = np.ravel(v)
         with model._lock.write():
-            out = model._backend_curvature(X, labels, dense, full, gauss_newton, *rest)
+            out = model._shared_product(  # tied weights: in the shared parameters
+                lambda u: model._backend_curvature(X, labels, dense, u, gauss_newton, *rest),
+                full)
         return out[part].astype(np.float64)
 
     return linalg.LinearOperator((size, size), matvec=matvec, rmatvec=matvec,

@@ -27,6 +27,8 @@ from fastmlp.model.init import (check_bias_init, check_initializer, initialize,
                                 output_bias_prior)
 from fastmlp.model.locking import ModelLock, reads, writes
 from fastmlp.model.losses import get_loss, labels_from_outputs, prepare_targets, reports_accuracy
+from fastmlp.model.ties import (Tie, as_config, check_tied_weights, check_ties, fold,
+                                materialize)
 from fastmlp.pruning import magnitude_mask
 from fastmlp.train.history import History
 from fastmlp.train.regularization import BATCH_NORM_CODES, penalty_config
@@ -141,6 +143,18 @@ class BaseMLP:
         gathers each batch, so uint8 (or memory-mapped) data are never converted into a
         float copy of the whole array (see :mod:`fastmlp.io.inputs`); e.g. standardize with
         ``input_scale=1/std, input_shift=-mean/std``.
+    ties : dict or sequence of Tie, optional
+        Tied weights (parameter sharing): ``{layer: source}`` or ``{layer: (source,
+        "transpose")}``, or a list of :class:`fastmlp.Tie`, makes dense layer ``layer``
+        use layer ``source``'s weight matrix (transposed), e.g. ``ties={1: (0,
+        "transpose")}`` for an autoencoder ``[784, 128, 784]`` whose decoder is the
+        encoder's transpose. Shapes must match; a source owns its weights (no chains); a
+        source may be shared by several layers. Biases stay separate. As in PyTorch when a
+        module reuses a ``Parameter``: one parameter, whose gradient is the sum of its
+        uses' (transposed back), penalized, clipped and updated once (one optimizer
+        state). ``weights[layer]`` reads the shared matrix; :meth:`set_params` sets it
+        through the source (see :mod:`fastmlp.model.ties`). Not with pruning or
+        ``fold_input_scaling`` of a tied first layer.
 
     Notes
     -----
@@ -178,6 +192,7 @@ class BaseMLP:
         input_scale: float | Sequence[float] | None = None,
         input_shift: float | Sequence[float] | None = None,
         heads: Sequence[Head] | dict[str, Head] | None = None,
+        ties: dict | Sequence[Tie] | None = None,
     ) -> None:
         self._lock = ModelLock()
         self._heads = None if heads is None else check_heads(heads)
@@ -187,6 +202,7 @@ class BaseMLP:
             if isinstance(layer_sizes, Sequence) and not isinstance(layer_sizes, (str, bytes)):
                 layer_sizes = [*layer_sizes, sum(h.size for h in self._heads)]  # + the heads
         self._sizes = _check_layer_sizes(layer_sizes)
+        self._ties = check_ties(ties, self._sizes)
         self._threads_arg = threads
         n_hidden = len(self._sizes) - 2
         self._activations = _per_hidden(activation, n_hidden, "activations",
@@ -331,6 +347,11 @@ class BaseMLP:
         return self._input_shift
 
     @property
+    def ties(self) -> tuple[Tie, ...]:
+        """The tied weights, one :class:`fastmlp.Tie` per tied layer (empty: none)."""
+        return self._ties
+
+    @property
     def training_step(self) -> int:
         """Training steps taken so far (the counter of the dropout/noise randomness)."""
         return self._counter
@@ -363,7 +384,9 @@ class BaseMLP:
         """Copy weights and biases in, after checking count, shapes, dtypes and finiteness.
 
         Values are cast to the model's dtype; float16, complex and non-numeric arrays are
-        rejected. Pruned weights stay zero.
+        rejected. Pruned weights stay zero. A tied layer's weights follow its source's: its
+        entry must be the new source's matrix (transposed where tied so) or left as it
+        was, else ValueError.
         """
         L = self.n_layers
         if len(weights) != L or len(biases) != L:
@@ -377,9 +400,11 @@ class BaseMLP:
             shape_w, shape_b = (self._sizes[l], self._sizes[l + 1]), (self._sizes[l + 1],)
             checked.append((_check_param(W, shape_w, self._dtype, f"weights[{l}]"),
                             _check_param(b, shape_b, self._dtype, f"biases[{l}]")))
+        old = flat.copy()
         for (w0, b0, n_in, n_out, _, _), (W, b) in zip(self._layout, checked):
             flat[w0 : w0 + n_in * n_out] = W.reshape(-1)
             flat[b0 : b0 + n_out] = b
+        check_tied_weights(self._ties, self._layout, flat, old)
         self._set_flat_masked(flat)
 
     @writes
@@ -388,6 +413,9 @@ class BaseMLP:
         model trained on scaled inputs takes raw inputs: ``W0 <- W0 / scale[:, None]`` and
         ``b0 <- b0 - (mean / scale) @ W0``. Equal outputs up to rounding (before a first
         batch-norm layer the same holds, since it sees the same pre-activations)."""
+        if any(0 in (t.layer, t.source) for t in self._ties):
+            raise ValueError("fold_input_scaling changes the first layer's weights, which are "
+                             "tied to another layer's")
         n = self._sizes[0]
         mean = _check_param(mean, (n,), np.dtype(np.float64), "mean")
         scale = _check_param(scale, (n,), np.dtype(np.float64), "scale")
@@ -408,7 +436,8 @@ class BaseMLP:
 
     @writes
     def set_flat_params(self, flat: object) -> None:
-        """Set every learnable parameter from a vector ordered as ``get_flat_params()``."""
+        """Set every learnable parameter from a vector ordered as ``get_flat_params()``.
+        A tied layer's entries are ignored: its weights follow its source's."""
         arr = _check_param(flat, (self._n_params,), self._dtype, "flat parameters")
         self._set_flat_masked(arr)
 
@@ -515,7 +544,9 @@ class BaseMLP:
         layer); ``scope="global"``: one threshold over all layers' weights together
         (`amount` one value), so layers with many small weights lose more of them.
         Pruning is cumulative: already-pruned weights count toward the amount. Biases are
-        never pruned. Returns the sparsity of each layer."""
+        never pruned. Returns the sparsity of each layer. ValueError for a model with tied
+        weights."""
+        self._refuse_ties("pruning")
         flat = self._backend_flat()
         mask = np.ones_like(flat) if self._prune_mask is None else self._prune_mask.copy()
         slices = [slice(w0, w0 + n_in * n_out) for (w0, _, n_in, n_out, _, _) in self._layout]
@@ -652,7 +683,8 @@ class BaseMLP:
         Returns a dict: ``loss``, ``weights``, ``biases``, ``gamma``, ``beta`` (lists of
         gradients; gamma/beta of batch-norm layers), ``input`` (dLoss/dX; None for sparse X,
         where it would be a dense array of X's shape) and ``flat`` (the gradient ordered as
-        ``get_flat_params()``).
+        ``get_flat_params()``). With tied weights the shared matrix's gradient (the sum of
+        its uses') is its source's entry, and a tied layer's weight gradient is zeros.
         """
         X = self._check_input(X)
         if isinstance(X, Features):  # the engine's gradient call reads one dense array
@@ -934,6 +966,7 @@ class BaseMLP:
             "dropout_mode": self._dropout_mode, "batch_norm": self.batch_norm,
             "bn_momentum": self._bn_momentum, "bn_eps": self._bn_eps,
             "input_scale": self._input_scale, "input_shift": self._input_shift,
+            "ties": as_config(self._ties),
         }
 
     @reads
@@ -956,6 +989,8 @@ class BaseMLP:
         if mask is not None:
             if mask.shape != (self._n_params,) or not np.isin(mask, (0, 1)).all():
                 raise ValueError(f"{source}: invalid pruning mask")
+            if self._ties:
+                raise ValueError(f"{source}: a pruning mask for a model with tied weights")
             self._prune_mask = mask.astype(self._dtype)
             self._backend_set_prune_mask(self._prune_mask)
         self._backend_set_flat(arrays["params"].astype(self._dtype))
@@ -1005,6 +1040,10 @@ class BaseMLP:
                              f"rows as they are. Pass {name}.toarray() or drop input_dropout")
         return out
 
+    def _refuse_ties(self, what: str) -> None:
+        if self._ties:
+            raise ValueError(f"{what}: not implemented for models with tied weights")
+
     def _targets(self, y: object, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
         if self._heads:
             return None, pack_targets(self._heads, y, n, self._dtype)
@@ -1043,7 +1082,9 @@ class BaseMLP:
 
     @writes
     def _backend_set_flat(self, flat: np.ndarray) -> None:
+        """Set the parameters from `flat`; tied layers' weights follow their sources."""
         np.copyto(self._params_view(), flat)
+        materialize(self._ties, self._layout, self._params_view())
 
     @reads
     def _backend_running(self, out: np.ndarray | None = None) -> np.ndarray:
@@ -1130,6 +1171,8 @@ class BaseMLP:
         same `training`, `step`, `sample_weight` and penalties (``l2``, ``l1``, ...); L1
         penalties contribute nothing (their second derivative is 0 where it exists), the
         hinge losses only through the network (they are piecewise linear in the logits).
+        With tied weights it is the Hessian in the shared parameters: a tied layer's
+        entries of `v` are ignored and those of the result are zero.
 
         Returns
         -------
@@ -1159,7 +1202,8 @@ class BaseMLP:
         ``J_theta v_params + J_x v_inputs``, shape ``(n, n_outputs)``.
 
         `v_params` is ordered as :meth:`get_flat_params`, `v_inputs` shaped like X; either
-        may be None (zero). With ``training=True`` the network is the one of training step
+        may be None (zero). A tied layer's entries of `v_params` are ignored (its weights
+        move with its source's). With ``training=True`` the network is the one of training step
         `step` (dropout masks, batch statistics), as in :meth:`gradients`.
         """
         X = self._check_X(X, dense=True)
@@ -1170,7 +1214,7 @@ class BaseMLP:
         if vx is not None and self._transform is not None:  # the tangent of x * scale + shift
             vx *= self._transform[0]
         counter = self._counter if step is None else check_int(step, "step", 0)
-        return self._backend_jvp(X, v, vx, bool(training), counter)
+        return self._backend_jvp(X, self._tied_vector(v), vx, bool(training), counter)
 
     @writes
     def hessian(self, X: object, y: object, *, gauss_newton: bool = False,
@@ -1189,7 +1233,8 @@ class BaseMLP:
         e = np.zeros(self._n_params, self._dtype)
         for j in range(self._n_params):
             e[j] = 1
-            cols[:, j] = self._backend_curvature(X, labels, dense, e, gauss_newton, *rest)
+            cols[:, j] = self._shared_product(
+                lambda u: self._backend_curvature(X, labels, dense, u, gauss_newton, *rest), e)
             e[j] = 0
         return (cols + cols.T) / cols.dtype.type(2)
 
@@ -1208,7 +1253,24 @@ class BaseMLP:
         X, labels, dense, *rest = self._curvature_inputs(X, y, training, step, sample_weight,
                                                          penalties)
         v = _check_param(v, (self._n_params,), self._dtype, "v")
-        return self._backend_curvature(X, labels, dense, v, gauss_newton, *rest)
+        return self._shared_product(
+            lambda u: self._backend_curvature(X, labels, dense, u, gauss_newton, *rest), v)
+
+    def _tied_vector(self, v: np.ndarray) -> np.ndarray:
+        """A direction v in the shared parameters as one of every layer's weights (P v): each
+        tied layer's entries become its source's (a copy; v itself without ties)."""
+        if not self._ties:
+            return v
+        v = v.copy()
+        materialize(self._ties, self._layout, v)
+        return v
+
+    def _shared_product(self, product: Callable, v: np.ndarray) -> np.ndarray:
+        """``P^T product(P v)``: a curvature product of the per-layer parameters, taken in
+        the shared ones (tied layers' entries of v ignored, of the result zero)."""
+        out = product(self._tied_vector(v))
+        fold(self._ties, self._layout, out)
+        return out
 
     def _backend_curvature(self, X, labels, dense, v, gauss_newton, training, penalty,
                            counter, weights) -> np.ndarray:

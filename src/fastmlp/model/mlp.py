@@ -80,6 +80,7 @@ class MLP(BaseMLP):
             bn_momentum=self._bn_momentum,
             label_smoothing=self._label_smoothing,
             heads=None if self._heads is None else head_table(self._heads),
+            ties=[(t.layer, t.source, t.transpose) for t in self._ties],
         )
 
     def _backend_layout(self):

@@ -234,7 +234,8 @@ def loss_hessian_product(loss: str, Z: np.ndarray, U: np.ndarray, labels, dense,
 def _penalty_product(out, v, net, pen):
     """Adds the weight penalties' Hessian times v: l2 v on the penalized parameters."""
     if pen[0] > 0:
-        F.penalty(v, out, net.layout, (pen[0], 0.0, 0, pen[3], 0.0, 0.0))
+        F.penalty(v, out, net.layout, (pen[0], 0.0, 0, pen[3], 0.0, 0.0),
+                  {t.layer for t in net.model.ties})
     return out
 
 

@@ -316,13 +316,14 @@ def gaussian_noise(shape: tuple, base: int, std: float) -> np.ndarray:
     return (std * z).reshape(shape)
 
 
-def penalty(flat, grad, layout, pen):
-    """Weight penalty value of the flat parameters; adds its (sub)gradient to grad."""
+def penalty(flat, grad, layout, pen, tied=()):
+    """Weight penalty value of the flat parameters; adds its (sub)gradient to grad. The
+    weights of the layers in `tied` (another layer's, penalized there) are left out."""
     l2, l1, proximal, biases, _, _ = pen
     total = 0.0
     for l, (w0, b0, n_in, n_out, _, _) in enumerate(layout):
         end = layout[l + 1][0] if l + 1 < len(layout) else len(flat)
-        for lo, hi in [(w0, b0)] + ([(b0, end)] if biases else []):
+        for lo, hi in ([] if l in tied else [(w0, b0)]) + ([(b0, end)] if biases else []):
             p = flat[lo:hi]
             total += 0.5 * l2 * float(np.sum(p.astype(np.float64) ** 2)) + \
                 l1 * float(np.sum(np.abs(p.astype(np.float64))))

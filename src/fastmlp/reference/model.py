@@ -9,8 +9,10 @@ Parameters live in one flat vector laid out like the engine's,
 ``[W_0, b_0, (gamma_0, beta_0), W_1, b_1, ...]``, with per-layer views into it, so
 optimizer state is interchangeable between the two implementations. A training step
 runs, in this order: gather, shifts, noise, FGSM, forward (dropout, batch statistics),
-loss + penalties, backward, pruning mask on the gradient, clipping, optimizer update,
-proximal L1, pruning mask on the weights, batch-norm running statistics.
+loss + penalties, backward, tied layers' weight gradients into their sources'
+(:mod:`fastmlp.model.ties`), pruning mask on the gradient, clipping, optimizer update,
+proximal L1, pruning mask on the weights, tied layers' copies of their sources, batch-norm
+running statistics.
 
 Sparse X (a checked :class:`fastmlp.io.csr.CSRInput`) is made dense at each backend call:
 the reference computes on dense arrays only.
@@ -24,6 +26,7 @@ from fastmlp.clip import clip_grad_norm_, clip_grad_value_
 from fastmlp.io.csr import CSRInput
 from fastmlp.model.base import STATUS_NONFINITE_GRAD, STATUS_NONFINITE_LOSS, STATUS_OK, BaseMLP
 from fastmlp.model.heads import LABEL_LOSSES, head_blocks
+from fastmlp.model.ties import fold, materialize
 from fastmlp.reference import curvature, optim
 from fastmlp.reference import functional as F
 from fastmlp.reference.rng import (
@@ -204,7 +207,8 @@ class MLP(BaseMLP):
         per_sample, _, delta, cache = self._objective(X, labels, dense, training, counter, penalty,
                                                       weights=weights)
         grad, dX = self._backward(cache, delta, penalty)
-        value = F.penalty(self._flat, grad, self._ref_layout, penalty)
+        fold(self._ties, self._ref_layout, grad)
+        value = F.penalty(self._flat, grad, self._ref_layout, penalty, self._tied_layers())
         return float(per_sample.mean()) + cache["activity"] / len(X) + value, grad, dX
 
     def _backend_evaluate(self, X, labels, dense):
@@ -271,7 +275,9 @@ class MLP(BaseMLP):
                     if isinstance(v, np.ndarray):
                         np.copyto(snapshot[2][k], v)
             grad, _ = self._backward(cache, delta, penalty)
-            step_loss[s] += F.penalty(self._flat, grad, self._ref_layout, penalty)
+            fold(self._ties, self._ref_layout, grad)
+            step_loss[s] += F.penalty(self._flat, grad, self._ref_layout, penalty,
+                                      self._tied_layers())
             self._grad = grad
             if self._mask is not None:
                 grad *= self._mask
@@ -290,9 +296,14 @@ class MLP(BaseMLP):
                 F.prox_l1(self._flat, self._ref_layout, rates[s] * penalty[1], penalty[3])
             if self._mask is not None:
                 self._flat *= self._mask
+            materialize(self._ties, self._ref_layout, self._flat)
             self._update_running(cache, len(idx))
             self._counter += 1
         return STATUS_OK, n_steps, step_loss, step_correct
+
+    def _tied_layers(self):
+        """The layers whose weights are another's (penalized there)."""
+        return {t.layer for t in self._ties}
 
     def _update_running(self, cache, B):
         if B < 2:
