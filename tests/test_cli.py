@@ -370,3 +370,58 @@ def test_unwritable_outputs_fail_before_training(tmp_path):
     parquet = run("predict", "model.fmlp", "x.npy", "--output", str(tmp_path / "y.parquet"))
     assert parquet.returncode == 1 and "unsupported format '.parquet'" in parquet.stderr
     assert not (tmp_path / "y.parquet").exists()
+
+
+def test_rotate_shift_and_per_step_cosine_train_as_the_python_api_does(tmp_path, capsys):
+    """--rotate/--shift/--schedule-interval batch/--label-smoothing give the model that
+    MLP.fit with rotate, shift, image_shape and a per-step CosineAnnealing gives, bit for
+    bit; each option changes the result."""
+    from fastmlp import cli, optim, schedules
+
+    subset = fastmlp.datasets.load_embedded_fashion_mnist(normalize=False, flatten=False)
+    for name, array in (("train-images-idx3-ubyte", subset.X_train[:600]),
+                        ("train-labels-idx1-ubyte", subset.y_train[:600]),
+                        ("t10k-images-idx3-ubyte", subset.X_test[:100]),
+                        ("t10k-labels-idx1-ubyte", subset.y_test[:100])):
+        fastmlp.datasets.write_idx(tmp_path / name, array.astype(np.uint8))
+    data = fastmlp.datasets.load_fashion_mnist(tmp_path)
+
+    def cli_weights(*extra):
+        path = tmp_path / "m.fmlp"
+        status = cli.main(["train", "--data", str(tmp_path), "--hidden", "16", "--epochs", "2",
+                           "--batch-size", "64", "--optimizer", "adam", "--schedule", "cosine",
+                           "--validation-fraction", "0", "--threads", "1", "--quiet",
+                           "--label-smoothing", "0.1", "--save", str(path), *extra])
+        assert status == 0, capsys.readouterr().err
+        return fastmlp.load(path).weights
+
+    model = fastmlp.MLP([784, 16, 10], label_smoothing=0.1, seed=0, threads=1)
+    model.fit(data.X_train, data.y_train, epochs=2, batch_size=64, optimizer=optim.Adam(),
+              lr_schedule=schedules.CosineAnnealing(2 * 10, interval="batch"),
+              rotate=10.0, shift=2, image_shape=(28, 28))
+    recipe = cli_weights("--rotate", "10", "--shift", "2", "--schedule-interval", "batch")
+    for ours, theirs in zip(recipe, model.weights):
+        np.testing.assert_array_equal(ours, theirs)
+    for changed in (cli_weights("--rotate", "10", "--shift", "2"),  # per epoch
+                    cli_weights("--shift", "2", "--schedule-interval", "batch"),
+                    cli_weights("--rotate", "10", "--schedule-interval", "batch"),
+                    cli_weights("--rotate", "10", "--shift", "2", "--schedule-interval", "batch",
+                                "--image-shape", "14", "56")):
+        assert not np.array_equal(changed[0], recipe[0])
+
+
+def test_augmentation_options_are_checked(tmp_path):
+    for extra, message in ((["--rotate", "181"], "argument --rotate: must lie in [0, 180]"),
+                           (["--shift", "-1"], "argument --shift: must be >= 0"),
+                           (["--image-shape", "28"], "argument --image-shape: expected 2")):
+        bad = run("train", *extra)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+    alone = run("train", "--image-shape", "28", "28", "--epochs", "1")
+    assert alone.returncode == 1 and "--image-shape applies to --rotate" in alone.stderr
+    X, y = blobs(n=100)
+    table = tmp_path / "t.csv"
+    write_table(table, X, y)
+    for extra, message in ((["--shift", "1"], "not a square image"),
+                           (["--rotate", "5", "--image-shape", "2", "2"], "has 4 pixels, the data 6")):
+        bad = run("train", "--data", str(table), "--epochs", "1", *extra)
+        assert bad.returncode == 1 and message in bad.stderr, bad.stderr

@@ -207,7 +207,19 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-norm", choices=["none", "before", "after"], default="none",
                        help="batch normalization of hidden layers")
     train.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
-                       help="learning rate per epoch: constant, or cosine annealing to 0")
+                       help="learning rate: constant, or cosine annealing to 0")
+    train.add_argument("--schedule-interval", choices=["epoch", "batch"], default="epoch",
+                       help="when the schedule moves: after every epoch, or after every "
+                            "step (batch)")
+    train.add_argument("--rotate", type=_number(0, 180, high_open=False), default=0.0,
+                       metavar="DEG", help="augmentation: rotate each training image by a "
+                                           "random angle of up to DEG degrees either way")
+    train.add_argument("--shift", type=_integer(0), default=0, metavar="PX",
+                       help="augmentation: shift each training image by up to PX pixels "
+                            "either way (after the rotation)")
+    train.add_argument("--image-shape", type=_integer(1), nargs=2, default=None,
+                       metavar=("H", "W"), help="image height and width for --rotate and "
+                       "--shift (default: square images, e.g. 28 28 for 784 features)")
     scaling = train.add_mutually_exclusive_group()
     scaling.add_argument("--standardize", action="store_true",
                          help="train on inputs scaled to (x - mean) / (std + 0.1) per "
@@ -321,6 +333,8 @@ def _train(args) -> int:
     if args.early_stopping and args.validation_fraction == 0:
         raise ValueError("--early-stopping needs a validation split: --validation-fraction "
                          "must be > 0")
+    if args.image_shape is not None and not (args.rotate or args.shift):
+        raise ValueError("--image-shape applies to --rotate and --shift only")
     if args.label_column is not None and (args.data is None or not args.data.is_file()):
         raise ValueError("--label-column applies to a .csv/.npy --data file")
     smoothing = _target_smoothing(args.loss, args.label_smoothing)
@@ -368,7 +382,11 @@ def _train(args) -> int:
         X_val = None if X_val is None else _scaled(X_val, scaling)
     fit_options = {"l2": args.l2}
     if args.schedule == "cosine":
-        fit_options["lr_schedule"] = fastmlp.schedules.CosineAnnealing(args.epochs)
+        steps = args.epochs * (-(-len(X_train) // args.batch_size)
+                               if args.schedule_interval == "batch" else 1)
+        fit_options["lr_schedule"] = fastmlp.schedules.CosineAnnealing(
+            steps, interval=args.schedule_interval)
+    fit_options.update(_augmentation(args, X_train.shape[1]))
     if args.checkpoint is not None:
         fit_options.update(checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every)
     if args.resume is not None:
@@ -532,6 +550,21 @@ def _input_scaling(args, X: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     if args.scale is not None:
         return np.zeros(X.shape[1]), np.full(X.shape[1], args.scale)
     return None
+
+
+def _augmentation(args, n_features: int) -> dict:
+    """The fit options of --rotate and --shift (with the images' shape)."""
+    if not (args.rotate or args.shift):
+        return {}
+    side = math.isqrt(n_features)
+    height, width = args.image_shape or (side, side)
+    if args.image_shape is None and side * side != n_features:
+        raise ValueError(f"--rotate/--shift need --image-shape H W: the {n_features} "
+                         f"features are not a square image")
+    if height * width != n_features:
+        raise ValueError(f"--image-shape {height} {width} has {height * width} pixels, the "
+                         f"data {n_features} features")
+    return {"rotate": args.rotate, "shift": args.shift, "image_shape": (height, width)}
 
 
 def _scaled(X: np.ndarray, scaling: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
