@@ -22,7 +22,8 @@ if [[ -z $asan ]]; then
 fi
 
 tests=(tests/test_kernels.py tests/test_layout.py tests/test_engine_vs_reference.py
-       tests/test_validation.py tests/test_sparse_input.py)
+       tests/test_validation.py tests/test_sparse_input.py tests/test_heads.py
+       tests/test_ties.py tests/test_blas_path.py tests/test_blocking.py tests/test_vmath.py)
 for optional in tests/test_concurrency.py tests/test_loader_fuzz.py tests/test_memmap.py; do
     [[ -e $optional ]] && tests+=("$optional")
 done
