@@ -418,6 +418,8 @@ def test_augmentation_options_are_checked(tmp_path):
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
     alone = run("train", "--image-shape", "28", "28", "--epochs", "1")
     assert alone.returncode == 1 and "--image-shape applies to --rotate" in alone.stderr
+    constant = run("train", "--schedule-interval", "batch", "--epochs", "1")
+    assert constant.returncode == 1 and "--schedule-interval applies" in constant.stderr
     X, y = blobs(n=100)
     table = tmp_path / "t.csv"
     write_table(table, X, y)

@@ -110,6 +110,22 @@ def test_one_block_then_apply_is_bitwise_one_engine_training_step(opt):
     assert 0 < loss and 0 <= acc <= 1
 
 
+def test_one_block_per_batch_is_bitwise_the_plain_fit_with_image_augmentation():
+    """Rotations, scaling, shear and shifts of image rows reach the blocks (a distributed
+    fit once ignored the affine maps silently)."""
+    rng = np.random.default_rng(4)
+    X, y = rng.standard_normal((48, 36)), rng.integers(0, 3, 48)
+    kw = dict(epochs=3, batch_size=16, rotate=20.0, scale=0.1, shear=5.0, shift=1,
+              image_shape=(6, 6))
+    a, b, c = (fastmlp.MLP([36, 8, 3], seed=2, dtype=np.float64) for _ in range(3))
+    a.fit(X, y, optimizer=Adam(lr=0.05), **kw)
+    distributed.fit(b, X, y, block_size=16, comm=SelfComm(), optimizer=Adam(lr=0.05), **kw)
+    np.testing.assert_array_equal(b.get_flat_params(), a.get_flat_params())
+    kw.update(rotate=0.0, scale=0.0, shear=0.0)
+    distributed.fit(c, X, y, block_size=16, comm=SelfComm(), optimizer=Adam(lr=0.05), **kw)
+    assert np.abs(c.get_flat_params() - a.get_flat_params()).max() > 1e-6
+
+
 def test_blocks_draw_the_dropout_masks_and_noise_of_their_batch_rows():
     """Halves of a batch, each with its rows' draws (row0), sum to the whole batch's
     gradient; drawing both halves from row 0 would not."""

@@ -335,6 +335,9 @@ def _train(args) -> int:
                          "must be > 0")
     if args.image_shape is not None and not (args.rotate or args.shift):
         raise ValueError("--image-shape applies to --rotate and --shift only")
+    if args.schedule_interval == "batch" and args.schedule == "constant":
+        raise ValueError("--schedule-interval applies to a schedule that changes the rate "
+                         "(--schedule cosine); the constant rate has none")
     if args.label_column is not None and (args.data is None or not args.data.is_file()):
         raise ValueError("--label-column applies to a .csv/.npy --data file")
     smoothing = _target_smoothing(args.loss, args.label_smoothing)

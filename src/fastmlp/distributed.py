@@ -417,7 +417,8 @@ class _Run:
         self.checkpoint_every = check_int(o.checkpoint_every, "checkpoint_every", 1)
         optimizer, schedule, clip = update_rule(o, resume)
         penalty = penalty_config(o.l2, o.l1, o.l1_proximal, o.penalize_biases)
-        augment = augment_config(data.X.shape[1], o.input_noise, o.shift, o.image_shape)
+        augment = augment_config(data.X.shape[1], o.input_noise, o.shift, o.image_shape,
+                                 rotate=o.rotate, scale=o.scale, shear=o.shear)
         if o.shuffle not in (True, False, "epoch", "once", "none"):
             raise ValueError(f"shuffle must be True/'epoch', 'once' or False/'none'; got "
                              f"{o.shuffle!r}")
