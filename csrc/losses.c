@@ -39,6 +39,7 @@ static inline int softmax_output(int loss) {
 }
 
 #define FM_CE_KEEP 64 /* classes whose exponentials cross_entropy keeps on the stack */
+#define FM_CE_BLOCK 1024 /* exponentials fm_loss computes per vector call (>= FM_CE_KEEP) */
 
 #define FM_TEMPLATE "losses_impl.h"
 #include "instantiate.h"

@@ -28,19 +28,35 @@ static double FN(log_sum_exp)(const real *z, int K) {
     return m + log(s);
 }
 
+/* pre (rows, K) = exp(z - max of its row) for `rows` rows of Z (rows * K <= FM_CE_BLOCK):
+ * a block of the batch's softmax exponentials in one vector call (a row of ~10 logits
+ * alone is too short to fill the vector exp's pipeline). Each element is the value
+ * exp_shifted gives it (vmath.h: an element's result depends on its value only). */
+static void FN(exp_rows)(double *pre, const real *Z, int rows, int K) {
+    for (int i = 0; i < rows; i++) {
+        const real *z = Z + (size_t)i * K;
+        const double m = z[FN(argmax)(z, K)];
+        for (int k = 0; k < K; k++) pre[(size_t)i * K + k] = (double)z[k] - m;
+    }
+    fm_vmath()->exp_f64(pre, pre, (size_t)rows * K);
+}
+
 /* Cross-entropy of softmax(z) for one sample; t NULL means the label y. The target row
  * is mixed with the uniform distribution by eps (label smoothing). Up to FM_CE_KEEP
- * classes keep exp(z_k - max) for the delta: one exp per logit, not two. */
+ * classes keep exp(z_k - max) for the delta: one exp per logit, not two. `pre`: those
+ * exponentials already computed (exp_rows; K <= FM_CE_KEEP), or NULL. */
 static double FN(cross_entropy)(real *d, double scale, const real *z, const real *t, int y, int K,
-                                double eps) {
+                                double eps, const double *pre) {
     const int am = FN(argmax)(z, K);
     const double m = z[am];
-    double e[FM_CE_KEEP];
+    double own[FM_CE_KEEP];
+    const double *e = pre ? pre : own;
     const int keep = d && K <= FM_CE_KEEP;
     double s = 0;
-    for (int k0 = 0; k0 < K; k0 += FM_CE_KEEP) { /* keep: one block, K <= FM_CE_KEEP */
-        const int kb = FN(exp_shifted)(e, z, k0, K, m);
-        for (int k = 0; k < kb; k++) s += e[k];
+    for (int k = 0; pre && k < K; k++) s += pre[k];
+    for (int k0 = 0; !pre && k0 < K; k0 += FM_CE_KEEP) { /* keep: one block */
+        const int kb = FN(exp_shifted)(own, z, k0, K, m);
+        for (int k = 0; k < kb; k++) s += own[k];
     }
     const double lse = m + log(s), uniform = eps / K;
     double loss, tsum = 1;
@@ -59,10 +75,10 @@ static double FN(cross_entropy)(real *d, double scale, const real *z, const real
         loss = lse - (1 - eps) * (double)z[y] - uniform * zsum;
     }
     for (int k0 = 0; d && k0 < K; k0 += FM_CE_KEEP) {
-        const int kb = keep ? K : FN(exp_shifted)(e, z, k0, K, lse);
+        const int kb = keep ? K : FN(exp_shifted)(own, z, k0, K, lse);
         for (int k = k0; k < k0 + kb; k++) {
             const double target = (1 - eps) * (t ? (double)t[k] : (double)(k == y)) + uniform;
-            const double pk = keep ? e[k] / s : e[k - k0];
+            const double pk = keep ? e[k] / s : own[k - k0];
             d[k] = (real)((pk * tsum - target) * scale);
         }
     }
@@ -74,7 +90,7 @@ static double FN(cross_entropy)(real *d, double scale, const real *z, const real
  * delta_j, f = log q - log t. */
 static double FN(symmetric_kl)(real *d, double scale, const real *z, const real *t, int K) {
     const double lse = FN(log_sum_exp)(z, K);
-    double loss = FN(cross_entropy)(d, scale, z, t, -1, K, 0), qf = 0;
+    double loss = FN(cross_entropy)(d, scale, z, t, -1, K, 0, NULL), qf = 0;
     for (int k = 0; k < K; k++) {
         const double logq = (double)z[k] - lse, tk = t[k];
         loss += xlogx(tk) + exp(logq) * (logq - log(tk));
@@ -118,7 +134,14 @@ void FN(fm_loss)(real *delta, double *sample_loss, double *sample_correct, const
     const real *dense = (const real *)targets.dense;
     const real *weights = (const real *)targets.weights;
     const double weight_sum = FN(batch_weight_sum)(weights, idx, B);
+    /* the softmax losses' exponentials, FM_CE_BLOCK at a time (exp_rows) */
+    const int batched = (loss == FM_CROSS_ENTROPY || loss == FM_KL_DIV) && K <= FM_CE_KEEP;
+    const int block_rows = FM_CE_BLOCK / K;
+    double pre[FM_CE_BLOCK];
     for (int i = 0; i < B; i++) {
+        if (batched && i % block_rows == 0)
+            FN(exp_rows)(pre, Z + (size_t)i * K, B - i < block_rows ? B - i : block_rows, K);
+        const double *ez = batched ? pre + (size_t)(i % block_rows) * K : NULL;
         const int64_t row = idx ? idx[i] : i;
         const double share = FN(sample_share)(weights, weight_sum, row, B);
         const double per_sample = share / B; /* d(batch loss)/d(sample loss) */
@@ -130,11 +153,11 @@ void FN(fm_loss)(real *delta, double *sample_loss, double *sample_correct, const
         double l = 0, c = 0;
         switch (loss) {
         case FM_CROSS_ENTROPY:
-            l = FN(cross_entropy)(d, per_sample, z, t, y, K, targets.label_smoothing);
+            l = FN(cross_entropy)(d, per_sample, z, t, y, K, targets.label_smoothing, ez);
             c = FN(argmax)(z, K) == (t ? FN(argmax)(t, K) : y);
             break;
         case FM_KL_DIV:
-            l = FN(cross_entropy)(d, per_sample, z, t, -1, K, 0);
+            l = FN(cross_entropy)(d, per_sample, z, t, -1, K, 0, ez);
             for (int k = 0; k < K; k++) l += xlogx(t[k]);
             c = FN(argmax)(z, K) == FN(argmax)(t, K);
             break;
