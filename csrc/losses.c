@@ -21,6 +21,7 @@
  * Subgradients at kinks (hinge, multi_hinge margin exactly 0) are 0. */
 #include <math.h>
 
+#include "isa.h"
 #include "kernels.h"
 #include "vmath.h"
 
