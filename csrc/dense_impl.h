@@ -85,35 +85,56 @@ static void FN(run_tile)(FN(fm_tile_fn) tile, real *C, int ldc, const real *A, s
     FN(tile_gemm)(C, ldc, A, sr, sk, Bm, ldb, rb, K, nb, init);
 }
 
+typedef real FN(vec) __attribute__((vector_size(32))); /* one 32-byte vector */
+#define FM_VEC_LANES ((int)(sizeof(FN(vec)) / sizeof(real)))
+
+/* buf (rows, nr) = columns [c0, c0 + n * FM_VEC_LANES) of M (rows, ld), n (1 or 2) vectors
+ * a row, and sums (that many) = their column sums, rows in order: each vector's sum one
+ * chain of additions in a register (two vectors: two independent chains, so the adds'
+ * latency overlaps; gcc kept an array of sums in memory) */
+static inline __attribute__((always_inline)) void FN(pack_sum_vectors)(
+    real *buf, int nr, const real *M, int ld, int rows, int c0, int n, real *sums) {
+    FN(vec) acc[2] = {{0}, {0}};
+    for (int k = 0; k < rows; k++) {
+        const real *src = M + (size_t)k * ld + c0;
+        real *dst = buf + (size_t)k * nr;
+        for (int v = 0; v < n; v++) { /* a constant size: one vector move each */
+            FN(vec) x;
+            memcpy(&x, src + v * FM_VEC_LANES, sizeof x);
+            memcpy(dst + v * FM_VEC_LANES, &x, sizeof x);
+            acc[v] += x;
+        }
+    }
+    memcpy(sums, acc, (size_t)n * sizeof(FN(vec)));
+}
+
 /* buf (rows, nr) = columns [j0, j0 + nb) of M (rows, ld): a contiguous panel, free of the
  * cache-set conflicts that a large power-of-two row stride causes. With `sums`, also
  * sums (nb) = the panel's column sums, rows in order (accumulated in registers: a second
- * pass over the panel cost more than the copy). */
+ * pass over the panel cost more than the copy): pairs of vectors of columns, then one,
+ * then the last columns that fill no vector one by one (the same additions in the same
+ * order as in a vector's lane; as vectors of variable width they were copied byte by
+ * byte). */
 FM_ISA_CLONES
 static void FN(pack_panel)(real *buf, int nr, const real *M, int ld, int rows, int j0, int nb,
                            real *sums) {
-    if (sums) { /* blocks of one 32-byte vector of columns, their sums in a register
-                   (gcc kept an array of them in memory) */
-        typedef real vec __attribute__((vector_size(32)));
-        const int width = (int)(sizeof(vec) / sizeof(real));
-        for (int c0 = 0; c0 < nb; c0 += width) {
-            const int w = nb - c0 < width ? nb - c0 : width;
-            vec acc = {0};
-            for (int k = 0; k < rows; k++) {
-                const real *src = M + (size_t)k * ld + j0 + c0;
-                real *dst = buf + (size_t)k * nr + c0;
-                vec v = {0};
-                if (w == width) { /* a constant size: one vector move each */
-                    memcpy(&v, src, sizeof v);
-                    memcpy(dst, &v, sizeof v);
-                } else {
-                    memcpy(&v, src, (size_t)w * sizeof(real));
-                    memcpy(dst, &v, (size_t)w * sizeof(real));
-                }
-                acc += v;
+    if (sums) {
+        int c0 = 0;
+        for (; c0 + 2 * FM_VEC_LANES <= nb; c0 += 2 * FM_VEC_LANES)
+            FN(pack_sum_vectors)(buf + c0, nr, M, ld, rows, j0 + c0, 2, sums + c0);
+        for (; c0 + FM_VEC_LANES <= nb; c0 += FM_VEC_LANES)
+            FN(pack_sum_vectors)(buf + c0, nr, M, ld, rows, j0 + c0, 1, sums + c0);
+        const int w = nb - c0; /* < FM_VEC_LANES */
+        real acc[FM_VEC_LANES] = {0};
+        for (int k = 0; k < rows && w > 0; k++) {
+            const real *src = M + (size_t)k * ld + j0 + c0;
+            real *dst = buf + (size_t)k * nr + c0;
+            for (int j = 0; j < w; j++) {
+                dst[j] = src[j];
+                acc[j] += src[j];
             }
-            memcpy(sums + c0, &acc, (size_t)w * sizeof(real));
         }
+        for (int j = 0; j < w; j++) sums[c0 + j] = acc[j];
         return;
     }
     for (int k = 0; k < rows; k++) {

@@ -21,6 +21,7 @@
  * Subgradients at kinks (hinge, multi_hinge margin exactly 0) are 0. */
 #include <math.h>
 
+#include "isa.h"
 #include "kernels.h"
 #include "vmath.h"
 
@@ -39,6 +40,7 @@ static inline int softmax_output(int loss) {
 }
 
 #define FM_CE_KEEP 64 /* classes whose exponentials cross_entropy keeps on the stack */
+#define FM_CE_BLOCK 1024 /* exponentials fm_loss computes per vector call (>= FM_CE_KEEP) */
 
 #define FM_TEMPLATE "losses_impl.h"
 #include "instantiate.h"

@@ -28,19 +28,52 @@ static double FN(log_sum_exp)(const real *z, int K) {
     return m + log(s);
 }
 
+/* pre (rows, K) = exp(z - max of its row) for `rows` rows of Z (rows * K <= FM_CE_BLOCK),
+ * top (rows) = each row's argmax: a block of the batch's softmax exponentials in one
+ * vector call (a row of ~10 logits alone is too short to fill the vector exp's pipeline).
+ * Each element is the value exp_shifted gives it (vmath.h: an element's result depends on
+ * its value only). */
+static void FN(exp_rows)(double *pre, int *top, const real *Z, int rows, int K) {
+    for (int i = 0; i < rows; i++) {
+        const real *z = Z + (size_t)i * K;
+        top[i] = FN(argmax)(z, K);
+        const double m = z[top[i]];
+        for (int k = 0; k < K; k++) pre[(size_t)i * K + k] = (double)z[k] - m;
+    }
+    fm_vmath()->exp_f64(pre, pre, (size_t)rows * K);
+}
+
+/* d (K) = (e / s * tsum - target) * scale, target_k = (1 - eps) t_k + eps / K (t NULL: the
+ * one-hot row of y): the softmax delta from the kept exponentials e (K), in loops the
+ * compiler vectorizes (one division at a time was most of the loss's time) */
+FM_ISA_CLONES
+static void FN(softmax_delta)(real *d, const double *e, double s, double tsum, const real *t,
+                              int y, int K, double eps, double scale) {
+    const double uniform = eps / K;
+    if (t)
+        for (int k = 0; k < K; k++)
+            d[k] = (real)((e[k] / s * tsum - ((1 - eps) * (double)t[k] + uniform)) * scale);
+    else
+        for (int k = 0; k < K; k++)
+            d[k] = (real)((e[k] / s * tsum - ((1 - eps) * (double)(k == y) + uniform)) * scale);
+}
+
 /* Cross-entropy of softmax(z) for one sample; t NULL means the label y. The target row
  * is mixed with the uniform distribution by eps (label smoothing). Up to FM_CE_KEEP
- * classes keep exp(z_k - max) for the delta: one exp per logit, not two. */
+ * classes keep exp(z_k - max) for the delta: one exp per logit, not two. `pre`: those
+ * exponentials already computed (exp_rows; K <= FM_CE_KEEP) and `top` z's argmax, or
+ * NULL and -1. */
 static double FN(cross_entropy)(real *d, double scale, const real *z, const real *t, int y, int K,
-                                double eps) {
-    const int am = FN(argmax)(z, K);
-    const double m = z[am];
-    double e[FM_CE_KEEP];
+                                double eps, const double *pre, int top) {
+    const double m = z[top >= 0 ? top : FN(argmax)(z, K)];
+    double own[FM_CE_KEEP];
+    const double *e = pre ? pre : own;
     const int keep = d && K <= FM_CE_KEEP;
     double s = 0;
-    for (int k0 = 0; k0 < K; k0 += FM_CE_KEEP) { /* keep: one block, K <= FM_CE_KEEP */
-        const int kb = FN(exp_shifted)(e, z, k0, K, m);
-        for (int k = 0; k < kb; k++) s += e[k];
+    for (int k = 0; pre && k < K; k++) s += pre[k];
+    for (int k0 = 0; !pre && k0 < K; k0 += FM_CE_KEEP) { /* keep: one block */
+        const int kb = FN(exp_shifted)(own, z, k0, K, m);
+        for (int k = 0; k < kb; k++) s += own[k];
     }
     const double lse = m + log(s), uniform = eps / K;
     double loss, tsum = 1;
@@ -58,12 +91,15 @@ static double FN(cross_entropy)(real *d, double scale, const real *z, const real
             for (int k = 0; k < K; k++) zsum += z[k];
         loss = lse - (1 - eps) * (double)z[y] - uniform * zsum;
     }
+    if (keep) {
+        FN(softmax_delta)(d, e, s, tsum, t, y, K, eps, scale);
+        return loss;
+    }
     for (int k0 = 0; d && k0 < K; k0 += FM_CE_KEEP) {
-        const int kb = keep ? K : FN(exp_shifted)(e, z, k0, K, lse);
+        const int kb = FN(exp_shifted)(own, z, k0, K, lse);
         for (int k = k0; k < k0 + kb; k++) {
             const double target = (1 - eps) * (t ? (double)t[k] : (double)(k == y)) + uniform;
-            const double pk = keep ? e[k] / s : e[k - k0];
-            d[k] = (real)((pk * tsum - target) * scale);
+            d[k] = (real)((own[k - k0] * tsum - target) * scale);
         }
     }
     return loss;
@@ -74,7 +110,7 @@ static double FN(cross_entropy)(real *d, double scale, const real *z, const real
  * delta_j, f = log q - log t. */
 static double FN(symmetric_kl)(real *d, double scale, const real *z, const real *t, int K) {
     const double lse = FN(log_sum_exp)(z, K);
-    double loss = FN(cross_entropy)(d, scale, z, t, -1, K, 0), qf = 0;
+    double loss = FN(cross_entropy)(d, scale, z, t, -1, K, 0, NULL, -1), qf = 0;
     for (int k = 0; k < K; k++) {
         const double logq = (double)z[k] - lse, tk = t[k];
         loss += xlogx(tk) + exp(logq) * (logq - log(tk));
@@ -118,7 +154,17 @@ void FN(fm_loss)(real *delta, double *sample_loss, double *sample_correct, const
     const real *dense = (const real *)targets.dense;
     const real *weights = (const real *)targets.weights;
     const double weight_sum = FN(batch_weight_sum)(weights, idx, B);
+    /* the softmax losses' exponentials, FM_CE_BLOCK at a time (exp_rows) */
+    const int batched = (loss == FM_CROSS_ENTROPY || loss == FM_KL_DIV) && K <= FM_CE_KEEP;
+    const int block_rows = FM_CE_BLOCK / K;
+    double pre[FM_CE_BLOCK];
+    int tops[FM_CE_BLOCK];
     for (int i = 0; i < B; i++) {
+        if (batched && i % block_rows == 0)
+            FN(exp_rows)(pre, tops, Z + (size_t)i * K, B - i < block_rows ? B - i : block_rows,
+                         K);
+        const double *ez = batched ? pre + (size_t)(i % block_rows) * K : NULL;
+        const int top = batched ? tops[i % block_rows] : -1; /* argmax of the row's logits */
         const int64_t row = idx ? idx[i] : i;
         const double share = FN(sample_share)(weights, weight_sum, row, B);
         const double per_sample = share / B; /* d(batch loss)/d(sample loss) */
@@ -130,11 +176,11 @@ void FN(fm_loss)(real *delta, double *sample_loss, double *sample_correct, const
         double l = 0, c = 0;
         switch (loss) {
         case FM_CROSS_ENTROPY:
-            l = FN(cross_entropy)(d, per_sample, z, t, y, K, targets.label_smoothing);
-            c = FN(argmax)(z, K) == (t ? FN(argmax)(t, K) : y);
+            l = FN(cross_entropy)(d, per_sample, z, t, y, K, targets.label_smoothing, ez, top);
+            c = (top >= 0 ? top : FN(argmax)(z, K)) == (t ? FN(argmax)(t, K) : y);
             break;
         case FM_KL_DIV:
-            l = FN(cross_entropy)(d, per_sample, z, t, -1, K, 0);
+            l = FN(cross_entropy)(d, per_sample, z, t, -1, K, 0, ez, top);
             for (int k = 0; k < K; k++) l += xlogx(t[k]);
             c = FN(argmax)(z, K) == FN(argmax)(t, K);
             break;

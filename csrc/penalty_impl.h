@@ -34,7 +34,9 @@ static double FN(penalty_value)(const real *p, size_t lo, size_t hi, double l2, 
     return 0.5 * l2 * s + l1 * a;
 }
 
-/* Penalty over p[lo, hi): value, and gradient into g (if not NULL). */
+/* Penalty over p[lo, hi): value, and gradient into g (if not NULL); compiled per ISA
+ * (the gradient loop ran in baseline SSE2; no contraction, so the same bits). */
+FM_ISA_CLONES
 static double FN(penalize_range)(real *g, const real *p, size_t lo, size_t hi,
                                  const fm_penalty *pen) {
     const real l2 = (real)pen->l2, l1 = pen->l1_proximal ? 0 : (real)pen->l1;

@@ -46,6 +46,35 @@ def test_cross_entropy_delta_with_many_classes(impl, K, soft):
     np.testing.assert_allclose(db[0], ((p - t) / 5).sum(axis=0), rtol=1e-11, atol=1e-16)
 
 
+@pytest.mark.parametrize("K, B", [(3, 700), (10, 250), (64, 40), (65, 9)])
+@pytest.mark.parametrize("soft", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cross_entropy_over_blocks_of_rows(impl, kernel, K, B, soft, dtype):
+    """The engine takes a batch's softmax exponentials 1024 at a time (up to 64 classes):
+    batches over several such blocks, with a short last one, give every row its own
+    delta (dW = Z^T delta mixes the rows) and the mean loss, on every kernel path."""
+    rng = np.random.default_rng(K * B)
+    Z = rng.normal(scale=3, size=(B, K)).astype(dtype)
+    model = impl([K, K], loss="cross_entropy", dtype=dtype, seed=0)
+    model.set_params([np.eye(K, dtype=dtype)], [np.zeros(K, dtype=dtype)])
+    z = Z.astype(np.float64)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    if soft:
+        t = rng.dirichlet(np.ones(K), size=B)
+        target = t.astype(dtype)
+        t = target.astype(np.float64)
+    else:
+        target = rng.integers(0, K, size=B)
+        t = np.eye(K)[target]
+    loss, dW, db = model.loss_and_grad(Z, target)
+    log_p = np.log(p)
+    rtol = 1e-10 if dtype == "float64" else 1e-4
+    assert loss == pytest.approx(-(t * log_p).sum(axis=1).mean(), rel=rtol)
+    np.testing.assert_allclose(dW[0], z.T @ ((p - t) / B), rtol=rtol, atol=rtol / B)
+    np.testing.assert_allclose(db[0], ((p - t) / B).sum(axis=0), rtol=rtol, atol=rtol / B)
+
+
 def test_multi_margin_matches_pytorch_doc_example(impl):
     # torch.nn.MultiMarginLoss docs: x = [[0.1, 0.2, 0.4, 0.8]], y = [3] -> 0.3250
     model, Z = single_layer(impl, "multi_hinge", [[0.1, 0.2, 0.4, 0.8]], 4)
