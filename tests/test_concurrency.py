@@ -301,6 +301,22 @@ def test_curvature_products_adapt_their_threads_with_identical_results(data, dty
     assert off._engine.curvature_thread_stats() == {"one": 0, "many": 1}
 
 
+def test_curvature_workspace_from_more_threads_serves_a_larger_block():
+    """A workspace sized on 8 threads for 100 rows is large enough, in bytes, for 110 rows
+    on one thread; the product must then run with blocks of 110 rows (training mode: one
+    block of all rows), not with the 100 the workspace was first made for."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(110, 784)), rng.integers(0, 10, 110)
+    model = fastmlp.MLP([784, 512, 10], dropout=0.1, dtype="float64", seed=0, threads=8)
+    model.adaptive_threads = False
+    v = rng.normal(size=model.get_flat_params().size)
+    model.hvp(X[:100], y[:100], v, training=True)  # the workspace: 8 threads, 100 rows
+    model._engine.threads = 1
+    got = model.hvp(X, y, v, training=True)
+    fresh = fastmlp.MLP([784, 512, 10], dropout=0.1, dtype="float64", seed=0, threads=1)
+    np.testing.assert_array_equal(got, fresh.hvp(X, y, v, training=True))
+
+
 def test_adaptive_threads_off_uses_every_thread(data):
     X, y = data
     m = new_model()

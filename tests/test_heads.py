@@ -359,6 +359,9 @@ def test_model_file_with_bad_heads_is_refused(tmp_path, bad):
     (lambda t: _set(t, "loss", 9), "unknown head loss code"),
     (lambda t: _set(t, "weight", np.nan), "finite and >= 0"),
     (lambda t: _set(t, "label_smoothing", 2.0), r"label_smoothing must lie in \[0, 1\]"),
+    (lambda t: _set(t, "labels", 0) if t["loss"][0] == 4 else _set(_set(t, "loss", 4), "labels",
+                                                                    0), "must have them"),
+    (lambda t: _set(_set(t, "loss", 5), "labels", 1), "class labels go with"),
 ])
 def test_engine_checks_its_heads_table(change, match):
     from fastmlp import _engine
@@ -372,6 +375,17 @@ def test_engine_checks_its_heads_table(change, match):
 def _set(table, field, value):
     table[field][0] = value
     return table
+
+
+def test_engine_curvature_products_refuse_heads():
+    """The loss Hessian has one loss per output layer: the engine refuses heads itself
+    (not only the model), rather than treat packed class indices as probabilities."""
+    heads = two_heads("cross_entropy")
+    m = model(fastmlp.MLP, heads)
+    X, y = problem(heads)
+    packed = m._targets(y, len(X))[1]
+    with pytest.raises(ValueError, match="do not support multitask heads"):
+        m._engine.curvature_product(X, None, packed, m.get_flat_params(), False)
 
 
 @pytest.mark.parametrize("heads,error,match", [

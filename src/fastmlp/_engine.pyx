@@ -43,6 +43,7 @@ HEAD_DTYPE = np.dtype([("offset", np.int32), ("width", np.int32), ("loss", np.in
                        ("labels", np.int32), ("weight", np.float64),
                        ("label_smoothing", np.float64)], align=True)
 _N_LOSSES = 9  # fm_loss codes 0..8
+_LABEL_LOSSES = (0, 4)  # fm_loss codes of class-index targets: cross-entropy, multi-hinge
 
 
 def have_openmp():
@@ -359,6 +360,10 @@ def _check_heads(heads, int K):
         end += int(h["width"])
         if not 0 <= h["loss"] < _N_LOSSES or h["labels"] not in (0, 1):
             raise ValueError(f"unknown head loss code {h['loss']}")
+        if h["labels"] and h["loss"] not in _LABEL_LOSSES or h["loss"] == 4 and not h["labels"]:
+            raise ValueError(f"head loss code {h['loss']} with labels={h['labels']}: class "
+                             "labels go with cross-entropy (0) or multi-hinge (4), which "
+                             "must have them")
         if not (np.isfinite(h["weight"]) and h["weight"] >= 0):
             raise ValueError("head weights must be finite and >= 0")
         if not 0 <= h["label_smoothing"] <= 1:
@@ -1098,11 +1103,14 @@ cdef class Engine:
         w = self._curv_work
         cdef int batch = cap if w is None else max(cap, <int>w[0])
         cdef size_t needed = fm_curvature_workspace_bytes(net, batch, self.dtype.itemsize)
-        if w is None or w[1].nbytes < needed:  # one workspace serves either thread count
-            w = self._curv_work = (batch, faulted(needed, np.uint8))
+        if w is None or w[1].nbytes < needed:
+            w = (batch, faulted(needed, np.uint8))
+        else:  # one workspace serves either thread count (it holds `batch` rows at this one)
+            w = (batch, w[1])
+        self._curv_work = w
         cdef fm_buffers b = self._buffers()
         b.work = _ptr(w[1])
-        b.batch_cap = w[0]
+        b.batch_cap = batch
         return b
 
     cdef void _record_curvature(self, const fm_net *net, double t0):
@@ -1123,6 +1131,8 @@ cdef class Engine:
         cdef int64_t n = X.shape[0]
         if n < 1 or block < 1:
             raise ValueError("curvature products need at least one sample and block >= 1")
+        if self.heads is not None:  # (the loss Hessian has one loss per output layer)
+            raise ValueError("curvature products do not support multitask heads")
         self._check_targets(labels, dense, n, weights)
         self._check_vector(v, self.params.shape, "v")
         out = np.empty_like(self.params)
