@@ -43,7 +43,8 @@ HEAD_DTYPE = np.dtype([("offset", np.int32), ("width", np.int32), ("loss", np.in
                        ("labels", np.int32), ("weight", np.float64),
                        ("label_smoothing", np.float64)], align=True)
 _N_LOSSES = 9  # fm_loss codes 0..8
-_LABEL_LOSSES = (0, 4)  # fm_loss codes of class-index targets: cross-entropy, multi-hinge
+_MULTI_HINGE = 4  # fm_loss code of the multi-class hinge, which takes class labels only
+_LABEL_LOSSES = (0, _MULTI_HINGE)  # fm_loss codes of class-index targets (0: cross-entropy)
 
 
 def have_openmp():
@@ -360,7 +361,8 @@ def _check_heads(heads, int K):
         end += int(h["width"])
         if not 0 <= h["loss"] < _N_LOSSES or h["labels"] not in (0, 1):
             raise ValueError(f"unknown head loss code {h['loss']}")
-        if h["labels"] and h["loss"] not in _LABEL_LOSSES or h["loss"] == 4 and not h["labels"]:
+        if h["labels"] and h["loss"] not in _LABEL_LOSSES or \
+                h["loss"] == _MULTI_HINGE and not h["labels"]:
             raise ValueError(f"head loss code {h['loss']} with labels={h['labels']}: class "
                              "labels go with cross-entropy (0) or multi-hinge (4), which "
                              "must have them")
