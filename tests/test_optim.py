@@ -240,8 +240,12 @@ def test_fit_continues_with_the_same_optimizer():
     twice.fit(X, y, epochs=2, batch_size=8, shuffle=False, optimizer=opt)
     for p, q in zip(once.weights, twice.weights):
         assert np.array_equal(p, q)
-    with pytest.raises(ValueError, match="use a new optimizer for a different model"):
+    with pytest.raises(ValueError, match="state of another model"):
         fastmlp.MLP([4, 3, 2]).fit(X, y, optimizer=opt)
+    restored = optim.Adam()
+    restored.load_state_dict(opt.state_dict())
+    with pytest.raises(ValueError, match="use a new optimizer for a different model"):
+        fastmlp.MLP([4, 3, 2]).fit(X, y, optimizer=restored)  # unbound, but the wrong shape
 
 
 # -- convergence ------------------------------------------------------------------------------

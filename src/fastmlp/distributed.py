@@ -446,7 +446,7 @@ class _Run:
                     patience=check_int(o.patience, "patience", 0),
                     min_delta=check_float(o.min_delta, "min_delta", low=0.0),
                     verbose=bool(o.verbose) and ranks.rank == 0)
-        state = optimizer.state_for(0, (model._n_params,), model.dtype)
+        state = optimizer.model_state(model)
         order = np.arange(n, dtype=np.int64)
         self.first_epoch = 1
         if resume is not None:

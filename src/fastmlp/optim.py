@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
+import weakref
 from collections.abc import Sequence
 
 import numpy as np
@@ -48,6 +50,8 @@ __all__ = [
     "Optimizer", "SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Rprop",
     "DeltaBarDelta", "clip_grad_norm_", "clip_grad_value_",
 ]
+
+_BINDING = threading.Lock()  # Optimizer.model_state's check and binding, as one step
 
 
 class Optimizer:
@@ -64,6 +68,7 @@ class Optimizer:
         self.lr = _number("lr", lr, low=0.0, low_open=True)
         self.state: list[dict] = []
         self.threads = 1  # standalone steps; fit uses the model's threads
+        self._owner: weakref.ref | None = None  # the model whose training holds the state
 
     # -- what the engine needs -----------------------------------------------------------
     def hyper(self) -> dict:
@@ -107,6 +112,35 @@ class Optimizer:
                     )
         return state
 
+    def model_state(self, model: object) -> dict:
+        """The state of `model`'s parameters as one flat vector (what ``fit`` updates).
+
+        The first ``fit`` binds the optimizer's state to its model, and later fits of that
+        model continue from it. Another model cannot take that state over (its update would
+        silently start from the first model's moments and step count): it raises
+        ValueError; call :meth:`reset`, or use a new optimizer, to train another model.
+        A state restored by :meth:`load_state_dict` is bound to the next model that uses it.
+        """
+        with _BINDING:  # two threads' fits cannot both take an unbound state
+            owner = None if self._owner is None else self._owner()
+            if self.state and self._owner is not None and owner is not model:
+                raise ValueError(
+                    f"this {type(self).__name__} holds the training state of another model; "
+                    "an optimizer's state belongs to the model it trained. Use a new "
+                    "optimizer, or call optimizer.reset() to start this model's state afresh")
+            state = self.state_for(0, (model._n_params,), model.dtype)
+            self._owner = weakref.ref(model)
+            return state
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_owner"] = None  # a weak reference cannot be pickled; unbound after loading
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state.setdefault("_owner", None)
+        self.__dict__.update(state)
+
     # -- standalone use -----------------------------------------------------------------
     def step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> None:
         """Update each array of `params` in place from the matching array of `grads`.
@@ -145,8 +179,9 @@ class Optimizer:
         return [None if a is None else a.reshape(-1) for a in self._slot_arrays(state)]
 
     def reset(self) -> None:
-        """Forget all state (the next step starts afresh)."""
+        """Forget all state (the next step starts afresh), and the model it belonged to."""
         self.state = []
+        self._owner = None
 
     def state_dict(self) -> dict:
         """A deep copy of the hyper-parameters and the full state."""

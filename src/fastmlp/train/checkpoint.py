@@ -140,7 +140,7 @@ def restore(path, config: dict, arrays: dict, *, model, optimizer, n: int, sched
     else:
         optimizer.load_state_dict(rebuilt.state_dict())
     schedule.__dict__.update(config["schedule"])
-    return optimizer, optimizer.state[0], config["epoch"], order.astype(np.int64), \
+    return optimizer, optimizer.model_state(model), config["epoch"], order.astype(np.int64), \
         history, best
 
 

@@ -1,0 +1,101 @@
+"""An optimizer's state belongs to the model it trained (fastmlp.optim.Optimizer.model_state)."""
+
+from __future__ import annotations
+
+import gc
+import pickle
+import threading
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp.optim import SGD, Adam
+
+
+def _data(seed=0, n=64):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 5)).astype(np.float32)
+    return X, (X[:, 0] > 0).astype(np.int64)
+
+
+def _model(seed=1):
+    return fastmlp.MLP([5, 8, 2], seed=seed, threads=1)
+
+
+def test_another_model_cannot_take_the_state_over():
+    X, y = _data()
+    opt = Adam(1e-2)
+    _model(1).fit(X, y, epochs=1, batch_size=16, optimizer=opt)
+    other = _model(2)
+    before = other.get_flat_params()
+    with pytest.raises(ValueError, match="another model"):
+        other.fit(X, y, epochs=1, batch_size=16, optimizer=opt)
+    for a, b in zip(before, other.get_flat_params()):
+        np.testing.assert_array_equal(a, b)  # nothing trained
+
+
+def test_reset_frees_the_optimizer_for_another_model():
+    X, y = _data()
+    opt = SGD(0.1, momentum=0.9)
+    _model(1).fit(X, y, epochs=1, batch_size=16, optimizer=opt)
+    opt.reset()
+    fresh = _model(2)
+    fresh.fit(X, y, epochs=1, batch_size=16, optimizer=opt, shuffle=False)
+    ref = _model(2)
+    ref.fit(X, y, epochs=1, batch_size=16, optimizer=SGD(0.1, momentum=0.9), shuffle=False)
+    np.testing.assert_array_equal(ref.get_flat_params(), fresh.get_flat_params())
+
+
+def test_a_dead_owner_still_holds_its_state():
+    X, y = _data()
+    opt = Adam(1e-2)
+    m = _model(1)
+    m.fit(X, y, epochs=1, batch_size=16, optimizer=opt)
+    del m
+    gc.collect()
+    with pytest.raises(ValueError, match="another model"):
+        _model(2).fit(X, y, epochs=1, batch_size=16, optimizer=opt)
+
+
+def test_loaded_state_and_pickles_bind_to_the_next_model():
+    X, y = _data()
+    opt = Adam(1e-2)
+    m = _model(1)
+    m.fit(X, y, epochs=1, batch_size=16, optimizer=opt)
+    restored = Adam()
+    restored.load_state_dict(opt.state_dict())
+    m2 = pickle.loads(pickle.dumps(m))
+    m2.fit(X, y, epochs=1, batch_size=16, optimizer=restored, shuffle=False)
+    m.fit(X, y, epochs=1, batch_size=16, optimizer=opt, shuffle=False)
+    # the restored state continued like the original
+    np.testing.assert_array_equal(m.get_flat_params(), m2.get_flat_params())
+    clone = pickle.loads(pickle.dumps(opt))
+    assert clone.state[0]["step"] == opt.state[0]["step"]
+    with pytest.raises(ValueError, match="another model"):
+        _model(3).fit(X, y, epochs=1, batch_size=16, optimizer=opt)
+    _model(3).fit(X, y, epochs=1, batch_size=16, optimizer=clone)  # unbound after unpickling
+
+
+def test_two_threads_two_models_one_optimizer():
+    X, y = _data(n=256)
+    opt = Adam(1e-2)
+    models = [_model(1), _model(2)]
+    errors, done = [], []
+    barrier = threading.Barrier(2)
+
+    def run(m):
+        barrier.wait()
+        try:
+            m.fit(X, y, epochs=2, batch_size=16, optimizer=opt)
+            done.append(m)
+        except ValueError as e:
+            errors.append(str(e))
+
+    threads = [threading.Thread(target=run, args=(m,)) for m in models]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(done) == 1 and len(errors) == 1 and "another model" in errors[0]
+    assert opt.state[0]["step"] == 2 * 256 // 16
