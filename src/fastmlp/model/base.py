@@ -956,6 +956,8 @@ class BaseMLP:
         return self._config()
 
     def _config(self) -> dict:
+        ties = {"ties": as_config(self._ties)} if self._ties else {}  # absent without ties,
+        # so that versions older than tied weights still read an untied model's file
         return {
             "layer_sizes": list(self._sizes), "activation": list(self._activations),
             "loss": self._loss.name, "label_smoothing": self._label_smoothing,
@@ -966,7 +968,7 @@ class BaseMLP:
             "dropout_mode": self._dropout_mode, "batch_norm": self.batch_norm,
             "bn_momentum": self._bn_momentum, "bn_eps": self._bn_eps,
             "input_scale": self._input_scale, "input_shift": self._input_shift,
-            "ties": as_config(self._ties),
+            **ties,
         }
 
     @reads
