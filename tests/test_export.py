@@ -40,6 +40,33 @@ def test_inference_layers_compute_the_logits(bn, mode):
     np.testing.assert_allclose(x, m.predict_logits(X), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("bn", BN)
+def test_exports_carry_the_model_input_transform(tmp_path, bn):
+    """A model's input_scale/input_shift (applied by predict to raw inputs) is folded into
+    the exported first layer: inference_layers, ONNX and PyTorch give predict's logits on
+    raw inputs. (The export ignored it: off by ~5 on this model.)"""
+    rng = np.random.default_rng(4)
+    m = fastmlp.MLP([6, 9, 4], seed=1, dtype="float64", batch_norm=bn,
+                    input_scale=rng.random(6) + 0.5, input_shift=-2.0)
+    m.fit(rng.normal(size=(64, 6)) * 3 + 5, rng.integers(0, 4, 64), epochs=2,
+          batch_size=16)
+    X = rng.normal(size=(20, 6)) * 3 + 5
+    x = X
+    for W, b, act in export.inference_layers(m):
+        x = fastmlp.reference.functional.activation(act, x @ W + b, m.leaky_slope)
+    np.testing.assert_allclose(x, m.predict_logits(X), rtol=1e-12, atol=1e-12)
+    ort = pytest.importorskip("onnxruntime", reason="the [onnx] extra is not installed")
+    pytest.importorskip("onnx", reason="the [onnx] extra is not installed")
+    export.to_onnx(m, tmp_path / "m.onnx", logits=True)
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, {"X": X})[0], m.predict_logits(X), rtol=1e-12,
+                               atol=1e-12)
+    torch = pytest.importorskip("torch")
+    with torch.no_grad():
+        out = export.to_torch(m)(torch.from_numpy(X)).numpy()
+    np.testing.assert_allclose(out, m.predict_logits(X), rtol=1e-12, atol=1e-12)
+
+
 # -- ONNX ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("activation,loss,bn", list(itertools.product(ACTIVATIONS, LOSSES, BN)))
 def test_onnx_matches_predict(tmp_path, activation, loss, bn):

@@ -47,8 +47,9 @@ def _check_model(model: object) -> BaseMLP:
 def inference_layers(model: BaseMLP) -> list[tuple[np.ndarray, np.ndarray, str]]:
     """The model in inference form: ``[(W, b, activation), ...]`` in float64, one per dense
     layer (the last one's activation ``"identity"``: its output is the logits), with batch
-    normalization (running statistics) and classic dropout's ``(1 - p)`` scaling folded
-    into the weights and biases. ``act(x @ W + b)`` layer after layer equals
+    normalization (running statistics), classic dropout's ``(1 - p)`` scaling and the
+    model's input transform (``input_scale``, ``input_shift``) folded into the weights and
+    biases. ``act(x @ W + b)`` layer after layer equals
     ``predict_logits`` up to rounding."""
     model = _check_model(model)
     weights, biases = model.get_params()
@@ -60,8 +61,11 @@ def inference_layers(model: BaseMLP) -> list[tuple[np.ndarray, np.ndarray, str]]
     states = model.batch_norm_state()
     acts = list(model.activation) + ["identity"]
     out = []
-    # pending input transform x -> x * scale + shift, applied to layer l's input
+    # pending input transform x -> x * scale + shift, applied to layer l's input: first the
+    # model's own (input_scale, input_shift)
     scale, shift = np.ones(Ws[0].shape[0]), np.zeros(Ws[0].shape[0])
+    if model._transform is not None:
+        scale, shift = (v.astype(np.float64) for v in model._transform)
     for l, (W, b) in enumerate(zip(Ws, bs)):
         if classic and drops[l] > 0:
             scale, shift = scale * (1 - drops[l]), shift * (1 - drops[l])
@@ -135,7 +139,8 @@ def to_torch(model: BaseMLP):
     """A ``torch.nn.Sequential`` (in eval mode, the model's dtype) that computes
     ``predict_logits``: ``Linear`` layers, ``BatchNorm1d`` with the running statistics,
     ``Dropout`` for inverted dropout, the hidden activations. Classic dropout, which
-    PyTorch does not have, is folded into the next ``Linear`` as its inference scaling."""
+    PyTorch does not have, is folded into the next ``Linear`` as its inference scaling, and
+    the model's input transform (``input_scale``, ``input_shift``) into the first one."""
     model = _check_model(model)
     import torch
 
@@ -148,6 +153,11 @@ def to_torch(model: BaseMLP):
     acts = {"relu": lambda: torch.nn.ReLU(), "sigmoid": lambda: torch.nn.Sigmoid(),
             "tanh": lambda: torch.nn.Tanh(), "identity": lambda: torch.nn.Identity(),
             "leaky_relu": lambda: torch.nn.LeakyReLU(model.leaky_slope)}
+    if model._transform is not None:  # the input transform, folded into the first Linear
+        scale, shift = (v.astype(np.float64) for v in model._transform)
+        W0 = weights[0].astype(np.float64)
+        biases[0] = (biases[0] + shift @ W0).astype(model.dtype)
+        weights[0] = (scale[:, None] * W0).astype(model.dtype)
     for l, (W, b) in enumerate(zip(weights, biases)):
         p = model.dropout[l]
         if p > 0 and classic:
