@@ -447,10 +447,15 @@ static double FN(step_forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, real *gra
     if (ws->csr) { /* CSR rows are read in place, in this order (no augmentation) */
         ws->csr_rows = idx;
     } else {
-        FN(fm_input_rows)(ws->x0, X, idx, 0, B, I, fm_usable_threads(net->n_threads));
-        if (aug->noise_std > 0 || aug->shift > 0 || aug->rotate > 0 || aug->scale > 0 ||
-            aug->shear > 0)
-            FN(fm_augment)(ws->x0, ws->xgrad, B, I, aug, ps->key, ps->counter, ps->row0);
+        /* images move as raw pixels: a per-feature input transform (standardized pixels)
+           comes after the moves, or pixels would take other pixels' scaling */
+        const int moves = aug->shift > 0 || aug->rotate > 0 || aug->scale > 0 || aug->shear > 0;
+        fm_input raw = *X;
+        if (moves) raw.scale = raw.shift = NULL;
+        FN(fm_input_rows)(ws->x0, &raw, idx, 0, B, I, fm_usable_threads(net->n_threads));
+        if (moves || aug->noise_std > 0)
+            FN(fm_augment)(ws->x0, ws->xgrad, B, I, aug, moves && X->scale ? X : NULL, ps->key,
+                           ps->counter, ps->row0);
         if (aug->adv_eps > 0) {
             const int na = (int)llround(aug->adv_ratio * B);
             if (na > 0) FN(adversarial)(ps, ws, grads, targets, idx, na, aug->adv_eps);

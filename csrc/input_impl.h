@@ -6,6 +6,12 @@
 #define FM_IN_NATIVE FM_IN_F64
 #endif
 
+/* dst (I) = dst * scale + shift, elementwise: the input transform (in->scale not NULL) */
+static void FN(transform_row)(real *restrict dst, const fm_input *in, int I) {
+    const real *scale = (const real *)in->scale, *shift = (const real *)in->shift;
+    for (int j = 0; j < I; j++) dst[j] = dst[j] * scale[j] + shift[j];
+}
+
 /* dst (I) = stored row `row` of the input, converted to real and transformed */
 static void FN(convert_row)(real *restrict dst, const fm_input *in, int64_t row, int I) {
     const char *src = (const char *)in->data + row * in->row_stride;
@@ -40,10 +46,13 @@ static void FN(convert_row)(real *restrict dst, const fm_input *in, int64_t row,
     default: break; /* the boundary admits only the types above */
     }
 #undef CONVERT
-    if (in->scale) {
-        const real *scale = (const real *)in->scale, *shift = (const real *)in->shift;
-        for (int j = 0; j < I; j++) dst[j] = dst[j] * scale[j] + shift[j];
-    }
+    if (in->scale) FN(transform_row)(dst, in, I);
+}
+
+/* Xb (B, I) <- the input transform of `in` applied to rows already converted (as
+ * convert_row applies it: the same operations, so the same bits); nothing without one */
+void FN(fm_input_transform)(real *Xb, const fm_input *in, int B, int I) {
+    for (int i = 0; in->scale && i < B; i++) FN(transform_row)(Xb + (size_t)i * I, in, I);
 }
 
 /* Xb (B, I) = data-set rows idx[0..B) of the input (rows first .. first+B-1 when idx is

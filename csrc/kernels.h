@@ -119,10 +119,12 @@ static inline double fm_unit(uint64_t h) { return (double)(h >> 11) * 0x1.0p-53;
     void fm_bn_update_running_##SFX(T *running, const T *mean, const T *var, int B, int n,    \
                                     double momentum);                                           \
     /* X (B, n): random affine maps (rotation, scale, shear), then random shifts of (h, w, c)  \
-       images, zero fill; then += noise_std * N(0, 1); tmp (n) scratch; X's rows are rows     \
-       row0.. of the step's batch (their draws) */                                            \
-    void fm_augment_##SFX(T *X, T *tmp, int B, int n, const fm_augment *aug, uint64_t key,    \
-                          uint64_t counter, int64_t row0);                                      \
+       images, zero fill; then the input transform of `transform` (NULL or no scale: none:   \
+       the images moved as raw pixels); then += noise_std * N(0, 1); tmp (n) scratch; X's    \
+       rows are rows row0.. of the step's batch (their draws) */                              \
+    void fm_augment_##SFX(T *X, T *tmp, int B, int n, const fm_augment *aug,                  \
+                          const fm_input *transform, uint64_t key, uint64_t counter,          \
+                          int64_t row0);                                                        \
     /* Weight penalty of params: returns l2/2 sum w^2 + l1 sum |w| over the weights (and the  \
        biases and BN parameters when pen->biases); adds its (sub)gradient to grads unless     \
        grads is NULL (the L1 part only when not proximal). */                                  \
@@ -152,7 +154,9 @@ int fm_has_ties(const fm_net *net);
     /* Rows first .. first+B-1 as the net reads them (B, I): in place when they need no       \
        conversion, transform or selection and lie contiguous, else converted into Xb */       \
     const T *fm_input_block_##SFX(T *Xb, const fm_input *in, int64_t first, int B, int I,     \
-                                  int nt);
+                                  int nt);                                                \
+    /* Xb (B, I) <- the input transform of in (x * scale + shift), on converted rows */        \
+    void fm_input_transform_##SFX(T *Xb, const fm_input *in, int B, int I);
 
 FM_INPUT(float, f32)
 FM_INPUT(double, f64)

@@ -104,8 +104,8 @@ static void FN(affine_image)(real *x, real *tmp, int H, int W, int C, const doub
         }
 }
 
-void FN(fm_augment)(real *X, real *tmp, int B, int n, const fm_augment *aug, uint64_t key,
-                    uint64_t counter, int64_t row0) {
+void FN(fm_augment)(real *X, real *tmp, int B, int n, const fm_augment *aug,
+                    const fm_input *transform, uint64_t key, uint64_t counter, int64_t row0) {
     if (aug->rotate > 0 || aug->scale > 0 || aug->shear > 0) {
         const uint64_t base =  /* three draws a row, from the row's place in the batch */
             fm_stream_skip(fm_stream_base(key, counter, FM_STREAM_AFFINE), 3 * (uint64_t)row0);
@@ -135,6 +135,7 @@ void FN(fm_augment)(real *X, real *tmp, int B, int n, const fm_augment *aug, uin
                 }
         }
     }
+    if (transform) FN(fm_input_transform)(X, transform, B, n);
     if (aug->noise_std > 0) {
         const uint64_t base = fm_stream_skip(fm_stream_base(key, counter, FM_STREAM_NOISE),
                                              2 * (uint64_t)row0 * (uint64_t)n);

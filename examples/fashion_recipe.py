@@ -81,7 +81,10 @@ def main(argv: list[str] | None = None) -> dict:
     X_fit, y_fit = X[fit_rows], y[fit_rows]
 
     mean, scale = X_fit.mean(axis=0), X_fit.std(axis=0) + 0.1
+    # standardized pixels as the model's input transform: augmentation moves raw pixels,
+    # then the engine standardizes them, and the model takes raw pixels
     model = fastmlp.MLP([X.shape[1], *args.hidden, 10], dropout=args.dropout,
+                        input_scale=1 / scale, input_shift=-mean / scale,
                         input_dropout=args.input_dropout,
                         label_smoothing=args.label_smoothing, seed=args.seed,
                         threads=args.threads)
@@ -91,15 +94,13 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     cpu, wall = time.process_time(), time.perf_counter()
     history = model.fit(
-        (X_fit - mean) / scale, y_fit, epochs=args.epochs, batch_size=args.batch_size,
+        X_fit, y_fit, epochs=args.epochs, batch_size=args.batch_size,
         optimizer=Opt(lr=args.lr, weight_decay=args.weight_decay),
         lr_schedule=schedules.CosineAnnealing(steps, interval="batch"),
-        validation_data=None if validation is None else
-        ((validation[0] - mean) / scale, validation[1]),
+        validation_data=validation,
         rotate=args.rotate, shift=args.shift, scale=args.scale, shear=args.shear,
         image_shape=(28, 28), verbose=True)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    model.fold_input_scaling(mean, scale)  # the model now takes raw pixels
     result = {
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "data": data.source, "train_samples": len(y_fit),

@@ -408,6 +408,19 @@ def test_rotate_shift_and_per_step_cosine_train_as_the_python_api_does(tmp_path,
                     cli_weights("--rotate", "10", "--shift", "2", "--schedule-interval", "batch",
                                 "--image-shape", "14", "56")):
         assert not np.array_equal(changed[0], recipe[0])
+    # --standardize is the model's input transform: the images move as raw pixels, then
+    # are standardized (it standardized X first, so pixels took other pixels' scaling)
+    X = data.X_train.astype(np.float64)
+    mean, scale = X.mean(axis=0), X.std(axis=0) + cli.STANDARDIZE_EPS
+    model = fastmlp.MLP([784, 16, 10], label_smoothing=0.1, seed=0, threads=1,
+                        input_scale=1 / scale, input_shift=-mean / scale)
+    model.fit(data.X_train, data.y_train, epochs=2, batch_size=64, optimizer=optim.Adam(),
+              lr_schedule=schedules.CosineAnnealing(2 * 10, interval="batch"),
+              rotate=10.0, shift=2, image_shape=(28, 28))
+    standardized = cli_weights("--rotate", "10", "--shift", "2", "--schedule-interval",
+                               "batch", "--standardize")
+    for ours, theirs in zip(standardized, model.weights):
+        np.testing.assert_array_equal(ours, theirs)
 
 
 def test_augmentation_options_are_checked(tmp_path):

@@ -366,6 +366,56 @@ def test_engine_affine_maps_equal_the_reference(dtype, params, shape):
     assert not np.allclose(out, X)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_images_move_as_raw_pixels_before_the_input_transform(dtype):
+    """With a model's per-feature input transform (standardized pixels), the engine moves
+    the raw images (zero fill is a black pixel) and then transforms them: the batch is the
+    transform of the moved raw batch, bit for bit, with the noise added after both. (It
+    moved the transformed pixels, so a pixel took another pixel's scaling.)"""
+    from fastmlp import _engine
+    from fastmlp.train.regularization import augment_config
+
+    shape = (6, 5, 1)
+    rng = np.random.default_rng(3)
+    X = rng.integers(0, 256, (8, 30)).astype(dtype)
+    scale = (1.0 / (rng.random(30) + 0.5)).astype(dtype)
+    shift = rng.standard_normal(30).astype(dtype)
+    moves = augment_config(30, shift=1, image_shape=shape, rotate=20.0)
+    raw = _engine.augment(X, moves, 11, 4)
+    want = raw * scale + shift
+    got = _engine.augment(X, moves, 11, 4, scale=scale, shift=shift)
+    np.testing.assert_array_equal(got, want)
+    assert not np.allclose(got, _engine.augment(X * scale + shift, moves, 11, 4))
+    noisy = augment_config(30, shift=1, image_shape=shape, rotate=20.0, input_noise=0.5)
+    noise = _engine.augment(np.zeros_like(X), augment_config(30, input_noise=0.5), 11, 4)
+    np.testing.assert_array_equal(
+        _engine.augment(X, noisy, 11, 4, scale=scale, shift=shift), want + noise)
+    with pytest.raises(ValueError, match="needs both scale and shift"):
+        _engine.augment(X, moves, 11, 4, scale=scale)
+    with pytest.raises(ValueError, match="scale and shift must be contiguous"):
+        _engine.augment(X, moves, 11, 4, scale=scale[:5], shift=shift[:5])
+
+
+def test_training_with_an_input_transform_and_moves_equals_the_reference():
+    """fit with input_scale/input_shift and rotations/shifts/noise: the engine and the NumPy
+    reference (which moves raw rows, then transforms) train the same model."""
+    rng = np.random.default_rng(5)
+    X = rng.integers(0, 256, (40, 36)).astype(np.uint8)
+    y = rng.integers(0, 3, 40)
+    kwargs = dict(seed=2, dtype="float64", input_scale=1 / (np.arange(36) + 20.0),
+                  input_shift=-np.linspace(0.5, 1.5, 36))
+    fit = dict(epochs=2, batch_size=8, lr=0.05, rotate=15.0, shift=1, image_shape=(6, 6),
+               input_noise=0.1)
+    models = [impl([36, 12, 3], **kwargs) for impl in (fastmlp.MLP, fastmlp.reference.MLP)]
+    for m in models:
+        m.fit(X, y, **fit)
+    a, b = (m.get_flat_params() for m in models)
+    assert relative_error(a, b) < 1e-12
+    plain = fastmlp.MLP([36, 12, 3], **kwargs)
+    plain.fit(X, y, epochs=2, batch_size=8, lr=0.05, input_noise=0.1)
+    assert not np.allclose(plain.get_flat_params(), a)
+
+
 def test_affine_maps_are_exact_on_known_transforms():
     """A 90-degree turn moves pixels exactly; scale and shear keep the centre pixel."""
     F = fastmlp.reference.functional

@@ -254,10 +254,10 @@ cdef extern from "kernels.h" nogil:
     void fm_adapt_record(fm_adapt *a, int threads, double seconds, int timed)
     double fm_seconds()
     void fm_blocking_info(int f64, int *mr, int *nr, int *kc, int *mc)
-    void fm_augment_f32(float *X, float *tmp, int B, int n, const fm_augment *aug, uint64_t key,
-                        uint64_t counter, int64_t row0)
+    void fm_augment_f32(float *X, float *tmp, int B, int n, const fm_augment *aug,
+                        const fm_input *transform, uint64_t key, uint64_t counter, int64_t row0)
     void fm_augment_f64(double *X, double *tmp, int B, int n, const fm_augment *aug,
-                        uint64_t key, uint64_t counter, int64_t row0)
+                        const fm_input *transform, uint64_t key, uint64_t counter, int64_t row0)
 
 
 cdef extern from "cpuinfo.h" nogil:

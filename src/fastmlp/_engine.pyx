@@ -318,14 +318,30 @@ SPARSE_DENSITY = 0.15
 NO_AUGMENT = (0.0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
-def augment(X, augment, uint64_t key, int64_t counter, int64_t row0=0):
+def augment(X, augment, uint64_t key, int64_t counter, int64_t row0=0, scale=None,
+            shift=None):
     """A copy of the batch X (B, n) (float32 or float64, C-contiguous) transformed as
     training step `counter` of a model seeded with `key` transforms it, X's rows being rows
     `row0`.. of that step's batch (random affine maps,
     shifts, noise; an `augment` tuple of fastmlp.train.regularization.augment_config; FGSM
-    excluded): what the engine trains on, for tests and for looking at the augmentation."""
+    excluded): what the engine trains on, for tests and for looking at the augmentation.
+    With `scale` and `shift` ((n,) of X's dtype: a model's input transform) X holds raw
+    rows, which move as they are before the transform (x * scale + shift), as in training."""
     if X.dtype not in (np.float32, np.float64) or X.ndim != 2 or not X.flags.c_contiguous:
         raise ValueError("X must be a C-contiguous 2-D float32 or float64 array")
+    cdef fm_input tr
+    cdef const fm_input *transform = NULL
+    if (scale is None) != (shift is None):
+        raise ValueError("the input transform needs both scale and shift")
+    if scale is not None:
+        for v in (scale, shift):
+            if not isinstance(v, np.ndarray) or v.dtype != X.dtype or \
+                    v.shape != (X.shape[1],) or not v.flags.c_contiguous:
+                raise ValueError(f"scale and shift must be contiguous {X.dtype} of shape "
+                                 f"({X.shape[1]},)")
+        tr.data, tr.rows = NULL, NULL
+        tr.scale, tr.shift = _ptr(scale), _ptr(shift)
+        transform = &tr
     cdef fm_augment a = _augment(augment)
     if (a.shift > 0 or a.rotate > 0 or a.scale > 0 or a.shear > 0) and \
             a.height * a.width * a.channels != X.shape[1]:
@@ -340,9 +356,11 @@ def augment(X, augment, uint64_t key, int64_t counter, int64_t row0=0):
     cdef bint f64 = X.dtype == np.float64
     with nogil:
         if f64:
-            fm_augment_f64(<double *>o, <double *>t, B, n, &a, key, <uint64_t>counter, row0)
+            fm_augment_f64(<double *>o, <double *>t, B, n, &a, transform, key,
+                           <uint64_t>counter, row0)
         else:
-            fm_augment_f32(<float *>o, <float *>t, B, n, &a, key, <uint64_t>counter, row0)
+            fm_augment_f32(<float *>o, <float *>t, B, n, &a, transform, key,
+                           <uint64_t>counter, row0)
     return out
 
 

@@ -250,7 +250,7 @@ def _parser() -> argparse.ArgumentParser:
                        "and of the fixed summation order")
     train.add_argument("--save", type=Path, default=None, metavar="PATH",
                        help="write the trained model to PATH (fastmlp model file; the "
-                            "scaling options are folded into it, so it takes raw inputs)")
+                            "scaling options are its input transform, so it takes raw inputs)")
     train.add_argument("--checkpoint", type=Path, default=None, metavar="PATH",
                        help="keep a training checkpoint in PATH (written atomically after "
                             "every --checkpoint-every epochs, and on Ctrl-C)")
@@ -364,7 +364,11 @@ def _train(args) -> int:
         _check_resume_data(args, resumed, len(X_train))
 
     sizes = [X_train.shape[1], *args.hidden, n_classes]
+    # --standardize/--scale: the model's own input transform, so that it takes raw inputs
+    # and that --rotate/--shift move raw pixels before the transform (engine: step_forward)
+    scaling = _input_scaling(args, X_train)
     model = fastmlp.MLP(sizes, activation=args.activation, loss=args.loss, init=args.init,
+                        **_input_transform(scaling),
                         label_smoothing=smoothing if args.loss == "cross_entropy" else 0.0,
                         dtype=args.dtype, seed=args.seed, threads=args.threads,
                         dropout=args.dropout, input_dropout=args.input_dropout,
@@ -379,10 +383,6 @@ def _train(args) -> int:
               + (f", resuming {args.resume}" if resumed is not None else "")
               + (f"; data-parallel over {comm.Get_size()} MPI rank(s), blocks of "
                  f"{args.block_size} rows" if comm is not None else ""))
-    scaling = _input_scaling(args, X_train)
-    if scaling is not None:
-        X_train = _scaled(X_train, scaling)
-        X_val = None if X_val is None else _scaled(X_val, scaling)
     fit_options = {"l2": args.l2}
     if args.schedule == "cosine":
         steps = args.epochs * (-(-len(X_train) // args.batch_size)
@@ -417,8 +417,6 @@ def _train(args) -> int:
             print(f"interrupted: {args.checkpoint} holds the completed epochs; continue with "
                   f"--resume {args.checkpoint}", file=sys.stderr)
         raise
-    if scaling is not None:  # the model now takes raw inputs, as the test split is
-        model.fold_input_scaling(*scaling)
     accuracy = float(np.mean(_class_of(model, X_test) == y_test))
     best = f"; weights of epoch {history.best_epoch}" if history.best_epoch else ""
     if comm is not None and comm.Get_rank() > 0:
@@ -555,6 +553,14 @@ def _input_scaling(args, X: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return None
 
 
+def _input_transform(scaling: tuple[np.ndarray, np.ndarray] | None) -> dict:
+    """The model options that apply (x - mean) / scale of `scaling` (x * 1/scale - mean/scale)."""
+    if scaling is None:
+        return {}
+    mean, scale = scaling
+    return {"input_scale": 1 / scale, "input_shift": -mean / scale}
+
+
 def _augmentation(args, n_features: int) -> dict:
     """The fit options of --rotate and --shift (with the images' shape)."""
     if not (args.rotate or args.shift):
@@ -569,10 +575,6 @@ def _augmentation(args, n_features: int) -> dict:
                          f"data {n_features} features")
     return {"rotate": args.rotate, "shift": args.shift, "image_shape": (height, width)}
 
-
-def _scaled(X: np.ndarray, scaling: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    mean, scale = scaling
-    return ((X - mean) / scale).astype(X.dtype)
 
 
 def _target_smoothing(loss: str, value: float | None) -> float:

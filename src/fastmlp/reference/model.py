@@ -24,6 +24,7 @@ import numpy as np
 
 from fastmlp.clip import clip_grad_norm_, clip_grad_value_
 from fastmlp.io.csr import CSRInput
+from fastmlp.io.inputs import Features
 from fastmlp.model.base import STATUS_NONFINITE_GRAD, STATUS_NONFINITE_LOSS, STATUS_OK, BaseMLP
 from fastmlp.model.heads import LABEL_LOSSES, head_blocks
 from fastmlp.model.ties import fold, materialize
@@ -223,15 +224,23 @@ class MLP(BaseMLP):
                        optimizer, state, clip, penalty, augment, weights=None, snapshot=None,
                        grad_norms=None):
         # a diverging run overflows on its way to the non-finite loss the caller reports
+        noise, shift, h, w, c, adv_eps, adv_ratio, rotate, scale, shear = augment
+        transform = None  # images move as raw pixels, before a per-feature input transform
+        if (shift > 0 or rotate > 0 or scale > 0 or shear > 0) and \
+                isinstance(X, Features) and X.scale is not None:
+            transform = (X.scale, X.shift)
+            X = Features(X.data, X.rows, None, None, X.dtype)
         with np.errstate(over="ignore", invalid="ignore"):
             return self._train(_rows(X), labels, dense, order, start, n_steps, batch_size, rates,
-                               optimizer, state, clip, penalty, augment, weights, snapshot,
-                               grad_norms)
+                               optimizer, state, clip, penalty, (augment, transform), weights,
+                               snapshot, grad_norms)
 
     def _step_forward(self, X, labels, dense, idx, penalty, augment, weights):
         """The first half of a training step on rows idx at the current counter: augment
-        (and the adversarial rows), forward, loss. Returns (loss before weight penalties,
-        accuracy, output delta, cache)."""
+        (and the adversarial rows), forward, loss. `augment`: (augment_config tuple, input
+        transform (scale, shift) applied after the images' moves, or None). Returns (loss
+        before weight penalties, accuracy, output delta, cache)."""
+        augment, transform = augment
         noise, shift, h, w, c, adv_eps, adv_ratio, rotate, scale, shear = augment
         counter = self._counter
         xb = _rows(X, idx)
@@ -241,6 +250,8 @@ class MLP(BaseMLP):
         if shift > 0:
             xb = F.shift_images(xb, stream_base(self._seed, counter, STREAM_SHIFT), shift,
                                 (h, w, c))
+        if transform is not None:
+            xb = xb * transform[0] + transform[1]  # rounded as the engine's (inputs.py)
         if noise > 0:
             xb = xb + F.gaussian_noise(xb.shape, stream_base(self._seed, counter,
                                                              STREAM_NOISE), noise).astype(xb.dtype)
