@@ -125,3 +125,23 @@ def test_a_killed_run_leaves_a_resumable_checkpoint(tmp_path):
     done = config["epoch"]
     h = m.fit(X, y, epochs=done + 1, batch_size=8, resume_from=path)
     assert len(h) == done + 1
+
+
+def test_checkpoints_of_the_version_that_always_wrote_ties_resume(tmp_path):
+    """The previous version wrote "ties": [] into every model configuration; a model file
+    now leaves the key out without ties, and its checkpoints still resume."""
+    from fastmlp import serialization
+
+    X, y = make_problem("cross_entropy", 64, 8, 3, seed=1)
+    straight = build(fastmlp.MLP)
+    straight.fit(X, y, epochs=4, batch_size=10, optimizer=optim.Adam(lr=0.01))
+    first = build(fastmlp.MLP)
+    first.fit(X, y, epochs=2, batch_size=10, optimizer=optim.Adam(lr=0.01),
+              checkpoint=tmp_path / "ckpt")
+    kind, config, arrays = serialization.loads(serialization.read_file(tmp_path / "ckpt"))
+    assert "ties" not in config["model_config"]
+    config["model_config"]["ties"] = []
+    serialization.write_atomic(tmp_path / "old", serialization.dumps(kind, config, arrays))
+    resumed = build(fastmlp.MLP)
+    resumed.fit(X, y, epochs=4, batch_size=10, resume_from=tmp_path / "old")
+    np.testing.assert_array_equal(straight.get_flat_params(), resumed.get_flat_params())

@@ -257,6 +257,9 @@ def test_fit_with_validation_early_stopping_and_callbacks():
     Xv, yv = problem(heads, n=20, seed=9)
     h = m.fit(X, y, epochs=1, validation_data=(Xv, yv))
     assert h.val_loss[-1] == pytest.approx(m.evaluate(Xv, yv)["loss"], rel=1e-12)
+    with pytest.raises(ValueError, match="one per head: monitor 'val_loss'"):
+        m.fit(X, y, epochs=1, validation_data=(Xv, yv), early_stopping=True,
+              monitor="val_accuracy")
 
 
 def test_what_heads_do_not_support_raises_clearly():
@@ -445,3 +448,16 @@ def test_bad_targets_raise(impl, change, error, match):
         with pytest.raises(error, match=match):
             call()
     assert np.array_equal(m.get_flat_params(), before)
+
+
+def test_engine_keeps_its_own_copy_of_the_checked_heads_table():
+    """The Engine checks a heads table once, so it keeps a copy of its own: the caller's
+    array, made writeable again and changed after the check, made fm_loss_heads read and
+    write past the logits (a segfault in evaluate)."""
+    from fastmlp._engine import HEAD_DTYPE, Engine
+
+    t = np.array([(0, 3, 0, 1, 1.0, 0.0), (3, 2, 2, 0, 1.0, 0.0)], dtype=HEAD_DTYPE)
+    e = Engine([4, 5], [], 0.01, 2, np.float64, 1, heads=t)
+    assert not np.shares_memory(e.heads, t) and not e.heads.flags.writeable
+    t["width"] = 1000
+    assert e.heads["width"].tolist() == [3, 2]

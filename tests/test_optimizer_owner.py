@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import gc
 import pickle
 import threading
@@ -99,3 +100,17 @@ def test_two_threads_two_models_one_optimizer():
         t.join()
     assert len(done) == 1 and len(errors) == 1 and "another model" in errors[0]
     assert opt.state[0]["step"] == 2 * 256 // 16
+
+
+def test_a_copy_has_state_of_its_own_and_the_same_model():
+    X, y = _data()
+    opt = Adam(1e-2)
+    m = _model(1)
+    m.fit(X, y, epochs=1, batch_size=16, optimizer=opt)
+    twin = copy.copy(opt)
+    assert all(not np.shares_memory(a, b) for a, b in
+               zip(twin.state[0].values(), opt.state[0].values()) if isinstance(a, np.ndarray))
+    with pytest.raises(ValueError, match="another model"):
+        _model(2).fit(X, y, epochs=1, batch_size=16, optimizer=twin)
+    m.fit(X, y, epochs=1, batch_size=16, optimizer=twin)
+    assert twin.state[0]["step"] == 8 and opt.state[0]["step"] == 4

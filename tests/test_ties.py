@@ -5,6 +5,8 @@ independence, the model file, and the errors for ties that cannot work."""
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -427,6 +429,18 @@ def test_safetensors_keep_the_ties_and_refuse_a_tied_layer_that_disagrees(tmp_pa
     save_safetensors(untied, path)
     with pytest.raises(ValueError, match="tied to layer 0's"):
         load_safetensors(path)
+    # the same crafted content as a model file and as a pickle: refused too (it was loaded
+    # with the tied layer silently replaced by its source's weights)
+    fmlp = tmp_path / "ae.fmlp"
+    serialization.write_atomic(fmlp, serialization.dumps(untied._kind(), config,
+                                                         untied._state_arrays()))
+    with pytest.raises(ValueError, match="layer 1's weights differ from those of the layer "
+                                         "they are tied to layer 0's"):
+        fastmlp.load(fmlp)
+    with pytest.raises(ValueError, match="differ from those"):
+        pickle.loads(pickle.dumps(untied))
+    model.save(fmlp)  # a real tied model's file loads
+    np.testing.assert_array_equal(fastmlp.load(fmlp).predict(X), model.predict(X))
 
 
 def test_ties_and_heads_together_match_the_reference():

@@ -95,19 +95,22 @@ def default_threads():
 
 KERNELS = ("generic", "avx2", "avx512", "blas")
 _blas_looked_for = False
+_blas_lock = threading.Lock()
 
 
 def _find_blas():
     """Hands SciPy's BLAS to the engine the first time it is asked for (fastmlp._blas);
-    True when the engine has a BLAS."""
+    True when the engine has a BLAS. Threads asking at once wait for the first one's
+    answer (one that saw the flag set before the BLAS was registered reported none)."""
     global _blas_looked_for
-    if not _blas_looked_for:
-        _blas_looked_for = True
-        from fastmlp._blas import scipy_blas
+    with _blas_lock:
+        if not _blas_looked_for:
+            from fastmlp._blas import scipy_blas
 
-        found = scipy_blas()
-        if found is not None:
-            _register_blas(*found)
+            found = scipy_blas()
+            if found is not None:
+                _register_blas(*found)
+            _blas_looked_for = True
     return bool(fm_blas_ready())
 
 
@@ -365,9 +368,10 @@ def augment(X, augment, uint64_t key, int64_t counter, int64_t row0=0, scale=Non
 
 
 def _check_heads(heads, int K):
-    """`heads` as a contiguous HEAD_DTYPE array, checked: blocks that cover the K outputs in
-    order, known loss codes, weights >= 0 and label smoothing in [0, 1]."""
-    table = np.ascontiguousarray(heads, dtype=HEAD_DTYPE)
+    """`heads` as a contiguous HEAD_DTYPE array of the engine's own (a copy: the caller
+    cannot change it after the checks), checked: blocks that cover the K outputs in order,
+    known loss codes, weights >= 0 and label smoothing in [0, 1]."""
+    table = np.array(heads, dtype=HEAD_DTYPE, order="C", copy=True)
     if sizeof(fm_head) != HEAD_DTYPE.itemsize:
         raise RuntimeError("HEAD_DTYPE does not match the engine's fm_head")
     if table.ndim != 1 or len(table) < 1:

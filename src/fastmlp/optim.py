@@ -132,6 +132,15 @@ class Optimizer:
             self._owner = weakref.ref(model)
             return state
 
+    def __copy__(self) -> Optimizer:
+        """A copy with state arrays of its own (a shallow copy would share them), bound to
+        the same model."""
+        new = type(self).__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.state = [{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()}
+                     for s in self.state]
+        return new
+
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_owner"] = None  # a weak reference cannot be pickled; unbound after loading

@@ -995,7 +995,12 @@ class BaseMLP:
                 raise ValueError(f"{source}: a pruning mask for a model with tied weights")
             self._prune_mask = mask.astype(self._dtype)
             self._backend_set_prune_mask(self._prune_mask)
-        self._backend_set_flat(arrays["params"].astype(self._dtype))
+        params = arrays["params"].astype(self._dtype)
+        try:  # (safetensors files are checked the same way)
+            check_tied_weights(self._ties, self._layout, params, None)
+        except ValueError as e:
+            raise ValueError(f"{source}: {e}") from None
+        self._backend_set_flat(params)
         self._backend_set_running(arrays["running"].astype(self._dtype))
         self._counter = int(arrays.get("counter", np.zeros(1, np.int64))[0])
 

@@ -154,16 +154,21 @@ def fold(ties: Sequence[Tie], layout: Sequence[tuple], grad: np.ndarray) -> None
 
 
 def check_tied_weights(ties: Sequence[Tie], layout: Sequence[tuple], new: np.ndarray,
-                       old: np.ndarray) -> None:
+                       old: np.ndarray | None) -> None:
     """ValueError unless each tied layer's weights in the flat vector `new` are those its
-    (new) source implies, or unchanged from `old`: a tied layer is set through its source."""
+    (new) source implies, or unchanged from `old`: a tied layer is set through its source.
+    With `old` None (a model file's parameters) only the source's weights are accepted."""
     for t in ties:
         W = _weights(new, layout, t.layer)
-        if not (np.array_equal(W, shared(new, layout, t))
-                or np.array_equal(W, _weights(old, layout, t.layer))):
-            raise ValueError(f"layer {t.layer}'s weights are tied to layer {t.source}'s"
-                             f"{' (transposed)' if t.transpose else ''}: set layer "
-                             f"{t.source}'s weights instead")
+        if np.array_equal(W, shared(new, layout, t)) or \
+                old is not None and np.array_equal(W, _weights(old, layout, t.layer)):
+            continue
+        tied = f"tied to layer {t.source}'s{' (transposed)' if t.transpose else ''}"
+        if old is None:
+            raise ValueError(f"layer {t.layer}'s weights differ from those of the layer they "
+                             f"are {tied}")
+        raise ValueError(f"layer {t.layer}'s weights are {tied}: set layer {t.source}'s "
+                         "weights instead")
 
 
 def as_config(ties: Sequence[Tie]) -> list[list]:

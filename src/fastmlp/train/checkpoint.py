@@ -102,7 +102,10 @@ def restore(path, config: dict, arrays: dict, *, model, optimizer, n: int, sched
     one when None) and `schedule`, after checking that it fits all of them and `n`
     training samples (nothing changes when it does not); returns (optimizer, optimizer
     state, epoch, order, history, best)."""
-    if config["model_kind"] != model._kind() or config["model_config"] != model.config():
+    written = dict(config["model_config"])
+    if written.get("ties") == []:  # (checkpoints of versions that always wrote the key)
+        del written["ties"]
+    if config["model_kind"] != model._kind() or written != model.config():
         layers = config["model_config"].get("layer_sizes")
         raise ValueError(f"{path}: the checkpoint was written by a different model "
                          f"({config['model_kind']} {layers})")

@@ -137,6 +137,9 @@ def check_monitor(model, monitor: str, val: tuple | None = None) -> None:
     validation data `val` = (X, labels, dense), when given)."""
     if monitor not in MONITORS:
         raise ValueError(f"monitor must be one of {MONITORS}, got {monitor!r}")
+    if monitor == "val_accuracy" and model.heads:
+        raise ValueError("monitor='val_accuracy' needs one accuracy, and a model with heads "
+                         "has one per head: monitor 'val_loss' (their weighted total)")
     if monitor == "val_accuracy" and not model._loss.has_accuracy:
         raise ValueError("monitor='val_accuracy' needs a loss with an accuracy "
                          "(not poisson)")
