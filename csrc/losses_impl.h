@@ -55,17 +55,21 @@ static void FN(exp_rows)(double *pre, int *top, double *sum, double *lse, const 
 
 /* d (K) = (e / s * tsum - target) * scale, target_k = (1 - eps) t_k + eps / K (t NULL: the
  * one-hot row of y): the softmax delta from the kept exponentials e (K), in loops the
- * compiler vectorizes (one division at a time was most of the loss's time) */
+ * compiler vectorizes (one division at a time was most of the loss's time). A label's row
+ * is every class's entry with the target (1 - eps) 0 + eps / K = eps / K (0 <= eps <= 1:
+ * the same double), then class y's with (1 - eps) 1 + eps / K: a comparison with y inside
+ * the loop kept gcc from vectorizing it. */
 FM_ISA_CLONES
 static void FN(softmax_delta)(real *d, const double *e, double s, double tsum, const real *t,
                               int y, int K, double eps, double scale) {
     const double uniform = eps / K;
-    if (t)
+    if (t) {
         for (int k = 0; k < K; k++)
             d[k] = (real)((e[k] / s * tsum - ((1 - eps) * (double)t[k] + uniform)) * scale);
-    else
-        for (int k = 0; k < K; k++)
-            d[k] = (real)((e[k] / s * tsum - ((1 - eps) * (double)(k == y) + uniform)) * scale);
+        return;
+    }
+    for (int k = 0; k < K; k++) d[k] = (real)((e[k] / s * tsum - uniform) * scale);
+    if (y >= 0 && y < K) d[y] = (real)((e[y] / s * tsum - ((1 - eps) + uniform)) * scale);
 }
 
 /* Cross-entropy of softmax(z) for one sample; t NULL means the label y. The target row
