@@ -35,7 +35,9 @@ static double FN(log_sum_exp)(const real *z, int K) {
  * sums and the logs in loops of their own, where the rows' dependent chains (ten additions,
  * a log) overlap instead of following one another. Each element is the value exp_shifted
  * gives it (vmath.h: an element's result depends on its value only), each sum and log the
- * value cross_entropy computes from them. */
+ * value cross_entropy computes from them. Compiled per ISA (no contraction: losses.c), so
+ * the conversions and subtractions run in vectors of 4 doubles. */
+FM_ISA_CLONES
 static void FN(exp_rows)(double *pre, int *top, double *sum, double *lse, const real *Z, int rows,
                          int K) {
     for (int i = 0; i < rows; i++) {
