@@ -30,13 +30,14 @@ static double FN(log_sum_exp)(const real *z, int K) {
 
 /* pre (rows, K) = exp(z - max of its row) for `rows` rows of Z (rows * K <= FM_CE_BLOCK),
  * top (rows) = each row's argmax, sum (rows) = the sum of each row's exponentials (in
- * order), lse (rows) = each row's log-sum-exp, max + log(sum): a block of the batch's softmax exponentials in one vector
- * call (a row of ~10 logits alone is too short to fill the vector exp's pipeline), then the
- * sums and the logs in loops of their own, where the rows' dependent chains (ten additions,
- * a log) overlap instead of following one another. Each element is the value exp_shifted
- * gives it (vmath.h: an element's result depends on its value only), each sum and log the
- * value cross_entropy computes from them. Compiled per ISA (no contraction: losses.c), so
- * the conversions and subtractions run in vectors of 4 doubles. */
+ * order), lse (rows) = each row's log-sum-exp, max + log(sum): a block of the batch's
+ * softmax exponentials in one vector call (a row of ~10 logits alone is too short to fill
+ * the vector exp's pipeline), then the sums and the logs in loops of their own, where the
+ * rows' dependent chains (ten additions, a log) overlap instead of following one another.
+ * Each element is the value exp_shifted gives it (vmath.h: an element's result depends on
+ * its value only), each sum and log the value cross_entropy computes from them. Compiled
+ * per ISA (no contraction: losses.c), so the conversions and subtractions run in vectors
+ * of 4 doubles. */
 FM_ISA_CLONES
 static void FN(exp_rows)(double *pre, int *top, double *sum, double *lse, const real *Z, int rows,
                          int K) {
