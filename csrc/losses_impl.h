@@ -29,11 +29,18 @@ static double FN(log_sum_exp)(const real *z, int K) {
 }
 
 /* pre (rows, K) = exp(z - max of its row) for `rows` rows of Z (rows * K <= FM_CE_BLOCK),
- * top (rows) = each row's argmax: a block of the batch's softmax exponentials in one
- * vector call (a row of ~10 logits alone is too short to fill the vector exp's pipeline).
+ * top (rows) = each row's argmax, sum (rows) = the sum of each row's exponentials (in
+ * order), lse (rows) = each row's log-sum-exp, max + log(sum): a block of the batch's
+ * softmax exponentials in one vector call (a row of ~10 logits alone is too short to fill
+ * the vector exp's pipeline), then the sums and the logs in loops of their own, where the
+ * rows' dependent chains (ten additions, a log) overlap instead of following one another.
  * Each element is the value exp_shifted gives it (vmath.h: an element's result depends on
- * its value only). */
-static void FN(exp_rows)(double *pre, int *top, const real *Z, int rows, int K) {
+ * its value only), each sum and log the value cross_entropy computes from them. Compiled
+ * per ISA (no contraction: losses.c), so the conversions and subtractions run in vectors
+ * of 4 doubles. */
+FM_ISA_CLONES
+static void FN(exp_rows)(double *pre, int *top, double *sum, double *lse, const real *Z, int rows,
+                         int K) {
     for (int i = 0; i < rows; i++) {
         const real *z = Z + (size_t)i * K;
         top[i] = FN(argmax)(z, K);
@@ -41,41 +48,54 @@ static void FN(exp_rows)(double *pre, int *top, const real *Z, int rows, int K) 
         for (int k = 0; k < K; k++) pre[(size_t)i * K + k] = (double)z[k] - m;
     }
     fm_vmath()->exp_f64(pre, pre, (size_t)rows * K);
+    for (int i = 0; i < rows; i++) {
+        double s = 0;
+        for (int k = 0; k < K; k++) s += pre[(size_t)i * K + k];
+        sum[i] = s;
+    }
+    for (int i = 0; i < rows; i++) lse[i] = (double)Z[(size_t)i * K + top[i]] + log(sum[i]);
 }
 
 /* d (K) = (e / s * tsum - target) * scale, target_k = (1 - eps) t_k + eps / K (t NULL: the
  * one-hot row of y): the softmax delta from the kept exponentials e (K), in loops the
- * compiler vectorizes (one division at a time was most of the loss's time) */
+ * compiler vectorizes (one division at a time was most of the loss's time). A label's row
+ * is every class's entry with the target (1 - eps) 0 + eps / K = eps / K (0 <= eps <= 1:
+ * the same double), then class y's with (1 - eps) 1 + eps / K: a comparison with y inside
+ * the loop kept gcc from vectorizing it. */
 FM_ISA_CLONES
 static void FN(softmax_delta)(real *d, const double *e, double s, double tsum, const real *t,
                               int y, int K, double eps, double scale) {
     const double uniform = eps / K;
-    if (t)
+    if (t) {
         for (int k = 0; k < K; k++)
             d[k] = (real)((e[k] / s * tsum - ((1 - eps) * (double)t[k] + uniform)) * scale);
-    else
-        for (int k = 0; k < K; k++)
-            d[k] = (real)((e[k] / s * tsum - ((1 - eps) * (double)(k == y) + uniform)) * scale);
+        return;
+    }
+    for (int k = 0; k < K; k++) d[k] = (real)((e[k] / s * tsum - uniform) * scale);
+    if (y >= 0 && y < K) d[y] = (real)((e[y] / s * tsum - ((1 - eps) + uniform)) * scale);
 }
 
 /* Cross-entropy of softmax(z) for one sample; t NULL means the label y. The target row
  * is mixed with the uniform distribution by eps (label smoothing). Up to FM_CE_KEEP
  * classes keep exp(z_k - max) for the delta: one exp per logit, not two. `pre`: those
- * exponentials already computed (exp_rows; K <= FM_CE_KEEP) and `top` z's argmax, or
- * NULL and -1. */
+ * exponentials already computed (exp_rows; K <= FM_CE_KEEP), with their sum pre_sum and
+ * z's log-sum-exp pre_lse, or NULL. */
 static double FN(cross_entropy)(real *d, double scale, const real *z, const real *t, int y, int K,
-                                double eps, const double *pre, int top) {
-    const double m = z[top >= 0 ? top : FN(argmax)(z, K)];
+                                double eps, const double *pre, double pre_sum, double pre_lse) {
     double own[FM_CE_KEEP];
     const double *e = pre ? pre : own;
     const int keep = d && K <= FM_CE_KEEP;
-    double s = 0;
-    for (int k = 0; pre && k < K; k++) s += pre[k];
-    for (int k0 = 0; !pre && k0 < K; k0 += FM_CE_KEEP) { /* keep: one block */
-        const int kb = FN(exp_shifted)(own, z, k0, K, m);
-        for (int k = 0; k < kb; k++) s += own[k];
+    double s = pre_sum, lse = pre_lse;
+    if (!pre) {
+        const double m = z[FN(argmax)(z, K)];
+        s = 0;
+        for (int k0 = 0; k0 < K; k0 += FM_CE_KEEP) { /* keep: one block */
+            const int kb = FN(exp_shifted)(own, z, k0, K, m);
+            for (int k = 0; k < kb; k++) s += own[k];
+        }
+        lse = m + log(s);
     }
-    const double lse = m + log(s), uniform = eps / K;
+    const double uniform = eps / K;
     double loss, tsum = 1;
     if (t) {
         loss = 0;
@@ -110,7 +130,7 @@ static double FN(cross_entropy)(real *d, double scale, const real *z, const real
  * delta_j, f = log q - log t. */
 static double FN(symmetric_kl)(real *d, double scale, const real *z, const real *t, int K) {
     const double lse = FN(log_sum_exp)(z, K);
-    double loss = FN(cross_entropy)(d, scale, z, t, -1, K, 0, NULL, -1), qf = 0;
+    double loss = FN(cross_entropy)(d, scale, z, t, -1, K, 0, NULL, 0, 0), qf = 0;
     for (int k = 0; k < K; k++) {
         const double logq = (double)z[k] - lse, tk = t[k];
         loss += xlogx(tk) + exp(logq) * (logq - log(tk));
@@ -157,13 +177,15 @@ void FN(fm_loss)(real *delta, double *sample_loss, double *sample_correct, const
     /* the softmax losses' exponentials, FM_CE_BLOCK at a time (exp_rows) */
     const int batched = (loss == FM_CROSS_ENTROPY || loss == FM_KL_DIV) && K <= FM_CE_KEEP;
     const int block_rows = FM_CE_BLOCK / K;
-    double pre[FM_CE_BLOCK];
+    double pre[FM_CE_BLOCK], sums[FM_CE_BLOCK], lses[FM_CE_BLOCK];
     int tops[FM_CE_BLOCK];
     for (int i = 0; i < B; i++) {
         if (batched && i % block_rows == 0)
-            FN(exp_rows)(pre, tops, Z + (size_t)i * K, B - i < block_rows ? B - i : block_rows,
-                         K);
+            FN(exp_rows)(pre, tops, sums, lses, Z + (size_t)i * K,
+                         B - i < block_rows ? B - i : block_rows, K);
         const double *ez = batched ? pre + (size_t)(i % block_rows) * K : NULL;
+        const double ez_sum = batched ? sums[i % block_rows] : 0;
+        const double ez_lse = batched ? lses[i % block_rows] : 0;
         const int top = batched ? tops[i % block_rows] : -1; /* argmax of the row's logits */
         const int64_t row = idx ? idx[i] : i;
         const double share = FN(sample_share)(weights, weight_sum, row, B);
@@ -176,11 +198,12 @@ void FN(fm_loss)(real *delta, double *sample_loss, double *sample_correct, const
         double l = 0, c = 0;
         switch (loss) {
         case FM_CROSS_ENTROPY:
-            l = FN(cross_entropy)(d, per_sample, z, t, y, K, targets.label_smoothing, ez, top);
+            l = FN(cross_entropy)(d, per_sample, z, t, y, K, targets.label_smoothing, ez,
+                                  ez_sum, ez_lse);
             c = (top >= 0 ? top : FN(argmax)(z, K)) == (t ? FN(argmax)(t, K) : y);
             break;
         case FM_KL_DIV:
-            l = FN(cross_entropy)(d, per_sample, z, t, -1, K, 0, ez, top);
+            l = FN(cross_entropy)(d, per_sample, z, t, -1, K, 0, ez, ez_sum, ez_lse);
             for (int k = 0; k < K; k++) l += xlogx(t[k]);
             c = FN(argmax)(z, K) == FN(argmax)(t, K);
             break;

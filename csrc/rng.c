@@ -16,7 +16,9 @@ void fm_rng_seed(uint64_t state[4], uint64_t seed) {
     for (int i = 0; i < 4; i++) state[i] = splitmix64(&seed);
 }
 
-uint64_t fm_rng_next(uint64_t s[4]) {
+/* The generator's step, inlined into the shuffle (the exported functions below are not
+ * inlined into each other in a shared library: -fPIC lets them be interposed). */
+static inline uint64_t rng_next(uint64_t s[4]) {
     const uint64_t result = rotl(s[1] * 5, 7) * 9;
     const uint64_t t = s[1] << 17;
     s[2] ^= s[0];
@@ -28,13 +30,17 @@ uint64_t fm_rng_next(uint64_t s[4]) {
     return result;
 }
 
-uint64_t fm_rng_below(uint64_t state[4], uint64_t n) {
-    return (uint64_t)(((unsigned __int128)fm_rng_next(state) * n) >> 64);
+static inline uint64_t rng_below(uint64_t state[4], uint64_t n) {
+    return (uint64_t)(((unsigned __int128)rng_next(state) * n) >> 64);
 }
+
+uint64_t fm_rng_next(uint64_t s[4]) { return rng_next(s); }
+
+uint64_t fm_rng_below(uint64_t state[4], uint64_t n) { return rng_below(state, n); }
 
 void fm_shuffle(uint64_t state[4], int64_t *order, int64_t n) {
     for (int64_t i = n - 1; i > 0; i--) {
-        const int64_t j = (int64_t)fm_rng_below(state, (uint64_t)i + 1);
+        const int64_t j = (int64_t)rng_below(state, (uint64_t)i + 1);
         const int64_t tmp = order[i];
         order[i] = order[j];
         order[j] = tmp;

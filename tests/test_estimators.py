@@ -67,6 +67,38 @@ def test_swapping_the_import_gives_the_same_kind_of_regressor(regression):
     assert r2["fastmlp"] > r2["sklearn.neural_network"] - 0.05
 
 
+@pytest.mark.parametrize("labels", [
+    np.array([3, 0, 2, 1, 2, 0, 3, 3]),
+    np.array([-5, 7, 100, -5, 7, 2, 2, 100]),
+    np.array([2.0, -1.0, 0.0, 2.0, -1.0, 0.0, 9.0, 9.0]),
+    np.array(["pear", "apple", "fig", "apple", "kiwi", "pear", "fig", "kiwi"]),
+    np.array(["b", "c", "a", "c", "b", "a"], dtype=object),
+    np.array([9, 4, 4, 9, 9, 4]),  # two of partial_fit's three classes
+])
+def test_class_labels_become_their_index_in_classes(labels):
+    """Several classes: each label's target is its index in ``classes_``, what scikit-learn's
+    LabelBinarizer's one-hot row points at (the estimator finds it without the one-hot
+    matrix), in a fresh fit and in partial_fit with classes that y holds only some of."""
+    from sklearn.preprocessing import LabelBinarizer
+    X = np.random.default_rng(0).normal(size=(len(labels), 3))
+    if len(np.unique(labels)) > 2:
+        clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=1, random_state=0).fit(X, labels)
+        want = LabelBinarizer().fit(labels).transform(labels).argmax(axis=1)
+        got = clf._encode_targets(labels, True, False)
+        assert got.dtype == np.int32 and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(clf.classes_[got], labels)
+    extra = np.array(["zz"], dtype=object) if labels.dtype.kind in "OU" else np.array([1000])
+    classes = np.concatenate([np.unique(labels).astype(object), extra.astype(object)])
+    classes = np.asarray(classes.tolist())
+    part = MLPClassifier(hidden_layer_sizes=(4,), random_state=0)
+    part.partial_fit(X, labels, classes=classes)
+    want = LabelBinarizer().fit(classes).transform(labels).argmax(axis=1)
+    got = part._encode_targets(labels, False, True)
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, want)
+
+
 def test_fitted_attributes_follow_scikit_learn():
     X, y = make_classification(n_samples=120, n_features=5, n_informative=3, n_classes=3,
                                random_state=0)

@@ -49,13 +49,16 @@ def test_cross_entropy_delta_with_many_classes(impl, K, soft):
 @pytest.mark.parametrize("K, B", [(3, 700), (10, 250), (64, 40), (65, 9)])
 @pytest.mark.parametrize("soft", [False, True])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_cross_entropy_over_blocks_of_rows(impl, kernel, K, B, soft, dtype):
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_cross_entropy_over_blocks_of_rows(impl, kernel, K, B, soft, dtype, smoothing):
     """The engine takes a batch's softmax exponentials 1024 at a time (up to 64 classes):
     batches over several such blocks, with a short last one, give every row its own
-    delta (dW = Z^T delta mixes the rows) and the mean loss, on every kernel path."""
+    delta (dW = Z^T delta mixes the rows) and the mean loss, on every kernel path, with
+    and without label smoothing (a label's delta row is every class's entry, then the
+    label's)."""
     rng = np.random.default_rng(K * B)
     Z = rng.normal(scale=3, size=(B, K)).astype(dtype)
-    model = impl([K, K], loss="cross_entropy", dtype=dtype, seed=0)
+    model = impl([K, K], loss="cross_entropy", dtype=dtype, seed=0, label_smoothing=smoothing)
     model.set_params([np.eye(K, dtype=dtype)], [np.zeros(K, dtype=dtype)])
     z = Z.astype(np.float64)
     p = np.exp(z - z.max(axis=1, keepdims=True))
@@ -67,6 +70,7 @@ def test_cross_entropy_over_blocks_of_rows(impl, kernel, K, B, soft, dtype):
     else:
         target = rng.integers(0, K, size=B)
         t = np.eye(K)[target]
+    t = (1 - smoothing) * t + smoothing / K
     loss, dW, db = model.loss_and_grad(Z, target)
     log_p = np.log(p)
     rtol = 1e-10 if dtype == "float64" else 1e-4

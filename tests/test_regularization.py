@@ -93,6 +93,37 @@ def test_penalty_value_over_every_block_length(width, dtype):
         assert got == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("width", range(1, 18))
+def test_penalty_gradient_and_value_over_every_block_length(width, dtype, kernel):
+    """The penalty's gradient and value come from one pass over each weight and bias block
+    (8 lanes plus a tail): for blocks of every length mod 8, the gradient is the plain
+    gradient plus l2 w + l1 sign(w) (the L1 term only as a subgradient, not with the
+    proximal step), in the parameters' dtype, and the value is exact in double."""
+    X, y = make_problem("cross_entropy", 5, width, 3, seed=width)
+    model = fastmlp.MLP([width, width + 2, 3], dtype=dtype, seed=width, bias_init=0.3)
+    Ws, bs = model.get_params()
+    Ws[0][0, 0] = 0.0  # sign(0) = 0
+    model.set_params(Ws, bs)
+    plain = model.gradients(X, y)
+    real = np.dtype(dtype).type
+    for options in ({"l2": 0.3}, {"l2": 0.3, "l1": 0.05}, {"l1": 0.05, "penalize_biases": True},
+                    {"l2": 0.3, "l1": 0.05, "l1_proximal": True, "penalize_biases": True}):
+        got = model.gradients(X, y, **options)
+        l2, l1 = real(options.get("l2", 0)), real(options.get("l1", 0))
+        gl1 = real(0) if options.get("l1_proximal") else l1
+        biases = options.get("penalize_biases", False)
+        for key, params in (("weights", Ws), ("biases", bs)):
+            for g0, g, p in zip(plain[key], got[key], params):
+                p = p.astype(dtype)
+                want = g0 + (l2 * p + gl1 * np.sign(p)) if key == "weights" or biases else g0
+                np.testing.assert_array_equal(g, want.astype(dtype))
+        flat = np.concatenate([a.ravel() for a in Ws + (bs if biases else [])]).astype(np.float64)
+        expected = (0.5 * options.get("l2", 0) * flat @ flat
+                    + options.get("l1", 0) * np.abs(flat).sum())  # in double
+        assert got["loss"] - plain["loss"] == pytest.approx(expected, rel=1e-12)
+
+
 TRAINING = {
     "penalties": ({}, {"l2": 1e-3, "l1": 1e-3, "activity_l1": 1e-3}),
     "proximal_l1": ({}, {"l1": 1e-2, "l1_proximal": True, "penalize_biases": True}),
