@@ -34,7 +34,6 @@ import statistics
 import time
 import warnings
 
-import numpy as np
 
 from sklearn import datasets, neural_network
 from sklearn.exceptions import ConvergenceWarning

@@ -330,7 +330,6 @@ def test_epoch_lines_report_class_accuracy_for_one_hot_losses():
     """hinge/binary_cross_entropy train on one-hot/±1 targets, where the engine's accuracy
     counts correct outputs (0.9 for a network that always answers 'no'), not classes."""
     from fastmlp.cli import _class_of, _encode, _EpochReporter
-    from fastmlp.train.history import History
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 5)).astype(np.float32)
