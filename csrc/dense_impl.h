@@ -385,6 +385,30 @@ static int FN(narrow_pays)(int I, int O, int mr, int nr) {
     return across < (I + mr - 1) / mr * FN(row_vectors)(O, nr);
 }
 
+/* Panel p of narrow_backward_params: rows [p*nr, p*nr + nb) of dW (I, O) = columns of
+ * dW^T (O, I) = D^T @ X, from X's rows in place or copied into the thread's panel (copy),
+ * k-blocks of kc (each tile continues from its output) */
+static void FN(narrow_panel)(FN(fm_tile_fn) tile, int mr, int nr, real *dW, const real *X,
+                             const real *D, int B, int I, int O, real *pack, int kc, int copy,
+                             int p) {
+    const int j0 = p * nr, nb = I - j0 < nr ? I - j0 : nr;
+    real t[FM_NARROW_MAX * FM_PACK_NR]; /* dW^T's (O, nb) block, rows nr apart */
+    real *buf = pack + (size_t)FN(thread_id)() * B * FM_PACK_NR;
+    if (copy) FN(pack_panel)(buf, nr, X, I, B, j0, nb, NULL);
+    const real *panel = copy ? buf : X + j0;
+    const int ldp = copy ? nr : I;
+    for (int k0 = 0; k0 < B; k0 += kc) {
+        const int kb = B - k0 < kc ? B - k0 : kc;
+        for (int r0 = 0; r0 < O; r0 += mr) {
+            real *c = t + (size_t)r0 * nr;
+            tile(c, nr, D + (size_t)k0 * O + r0, 1, (size_t)O, panel + (size_t)k0 * ldp, ldp,
+                 O - r0 < mr ? O - r0 : mr, kb, nb, k0 > 0 ? c : NULL);
+        }
+    }
+    for (int q = 0; q < nb; q++)
+        for (int r = 0; r < O; r++) dW[(size_t)(j0 + q) * O + r] = t[(size_t)r * nr + q];
+}
+
 /* dW (I, O) = X (B, I)^T @ D (B, O), db (O) = the column sums of D, for a narrow layer
  * (narrow_pays), computed transposed: dW^T (O, I) = D^T @ X through tiles of mr of the O
  * rows (a(r, k) = D[k*O + r]) over panels of nr of the I columns, read from X's rows (in
@@ -392,32 +416,21 @@ static int FN(narrow_pays)(int I, int O, int mr, int nr) {
  * and would map the panel onto a few cache sets), each panel's (O, nb) result written into
  * dW transposed. Every element is the same chain of multiply-adds over k as in the usual
  * order (and the same column sums), so the result is bitwise the same. Threads split the
- * panels (disjoint rows of dW). */
+ * panels (disjoint rows of dW); one thread opens no OpenMP region. */
 static void FN(narrow_backward_params)(FN(fm_tile_fn) tile, int mr, int nr, real *dW, real *db,
                                        const real *X, const real *D, int B, int I, int O,
                                        int nt, int par, real *pack) {
     FN(column_sums)(db, D, B, O);
     const int kc = FN(k_block)(B, nr), panels = (I + nr - 1) / nr;
     const int copy = (size_t)I * sizeof(real) % 256 == 0;
-#pragma omp parallel for schedule(static) num_threads(nt) if (par && panels > 1)
-    for (int p = 0; p < panels; p++) {
-        const int j0 = p * nr, nb = I - j0 < nr ? I - j0 : nr;
-        real t[FM_NARROW_MAX * FM_PACK_NR]; /* dW^T's (O, nb) block, rows nr apart */
-        real *buf = pack + (size_t)FN(thread_id)() * B * FM_PACK_NR;
-        if (copy) FN(pack_panel)(buf, nr, X, I, B, j0, nb, NULL);
-        const real *panel = copy ? buf : X + j0;
-        const int ldp = copy ? nr : I;
-        for (int k0 = 0; k0 < B; k0 += kc) { /* each tile continues from its output */
-            const int kb = B - k0 < kc ? B - k0 : kc;
-            for (int r0 = 0; r0 < O; r0 += mr) {
-                real *c = t + (size_t)r0 * nr;
-                tile(c, nr, D + (size_t)k0 * O + r0, 1, (size_t)O, panel + (size_t)k0 * ldp,
-                     ldp, O - r0 < mr ? O - r0 : mr, kb, nb, k0 > 0 ? c : NULL);
-            }
-        }
-        for (int q = 0; q < nb; q++)
-            for (int r = 0; r < O; r++) dW[(size_t)(j0 + q) * O + r] = t[(size_t)r * nr + q];
+    if (par && panels > 1) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+        for (int p = 0; p < panels; p++)
+            FN(narrow_panel)(tile, mr, nr, dW, X, D, B, I, O, pack, kc, copy, p);
+        return;
     }
+    for (int p = 0; p < panels; p++)
+        FN(narrow_panel)(tile, mr, nr, dW, X, D, B, I, O, pack, kc, copy, p);
 }
 
 void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real *D, int B, int I,
