@@ -154,6 +154,16 @@ static int FN(thread_id)(void) {
 #endif
 }
 
+/* Whether the caller runs inside an active OpenMP parallel region (an orphaned `omp for`
+ * would split its loop over that region's team) */
+static int FN(in_parallel)(void) {
+#ifdef FASTMLP_HAVE_OPENMP
+    return omp_in_parallel();
+#else
+    return 0;
+#endif
+}
+
 
 /* The k-block of a product over K through panels of nr columns: K itself when the panel
  * fits the derived block (cpuinfo.c), else K split into equal blocks no deeper than it
@@ -176,7 +186,8 @@ typedef struct { /* one packed_product call: its operands and blocking */
 } FN(product);
 
 /* packed_product's work items, split over the threads of the enclosing parallel region,
- * or all run by the caller outside one (a one-thread product opens no OpenMP region) */
+ * or all run by the caller outside any active one (a one-thread product opens no OpenMP
+ * region: a GOMP call and an outlined function per product) */
 static void FN(product_items)(const FN(product) *job) {
     FN(fm_tile_fn) tile = job->tile;
     FN(fm_pack_t_fn) pack_t = job->pack_t;
@@ -301,8 +312,8 @@ static void FN(packed_product)(FN(fm_tile_fn) tile, FN(fm_pack_t_fn) pack_t, int
         .stride = (size_t)FM_PACK_ROWS(K, R) * FM_PACK_NR, .C = C, .pack = pack,
         .colsum = colsum, .A = A, .Ms = Ms, .init = init, .Aact = Aact,
         .prepacked = prepacked, .slope = slope};
-    if (team) {
-#pragma omp parallel num_threads(nt)
+    if (team || FN(in_parallel)()) { /* inside another region: a team of its own */
+#pragma omp parallel num_threads(team ? nt : 1)
         FN(product_items)(&job);
     } else {
         FN(product_items)(&job);
