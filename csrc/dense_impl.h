@@ -15,6 +15,8 @@ enum { FM_ROW_MAJOR = 0, FM_C_PANELS = 1, FM_M_PANELS = 2 };
  * product instead of one call per tile row (as many calls as multiply-adds per row when
  * the product is short: the backward pass of a 10-unit output layer). */
 #define FM_FETCH_MIN_BYTES ((size_t)256 << 10)
+/* The widest weight gradient computed transposed (narrow_backward_params) */
+#define FM_NARROW_MAX 16
 #endif
 
 /* C (rb, N) = init (N) + sum_k a(r, k) * Bm (K, N), with a(r, k) = A[r*sr + k*sk].
@@ -152,6 +154,16 @@ static int FN(thread_id)(void) {
 #endif
 }
 
+/* Whether the caller runs inside an active OpenMP parallel region (an orphaned `omp for`
+ * would split its loop over that region's team) */
+static int FN(in_parallel)(void) {
+#ifdef FASTMLP_HAVE_OPENMP
+    return omp_in_parallel();
+#else
+    return 0;
+#endif
+}
+
 
 /* The k-block of a product over K through panels of nr columns: K itself when the panel
  * fits the derived block (cpuinfo.c), else K split into equal blocks no deeper than it
@@ -161,6 +173,105 @@ static int FN(k_block)(int K, int nr) {
     if (K <= kc || fm_blocking_forced()) return kc < K ? kc : K;
     const int blocks = (K + kc - 1) / kc;
     return (K + blocks - 1) / blocks;
+}
+
+typedef struct { /* one packed_product call: its operands and blocking */
+    FN(fm_tile_fn) tile;
+    FN(fm_pack_t_fn) pack_t;
+    int mr, nr, ldc, ldm, transposed, R, K, N, each, act, layout, kc, mc, fetch;
+    size_t sr, sk, stride;
+    real *C, *pack, *colsum;
+    const real *A, *Ms, *init, *Aact, *prepacked;
+    double slope;
+} FN(product);
+
+/* packed_product's work items, split over the threads of the enclosing parallel region,
+ * or all run by the caller outside any active one (a one-thread product opens no OpenMP
+ * region: a GOMP call and an outlined function per product) */
+static void FN(product_items)(const FN(product) *job) {
+    FN(fm_tile_fn) tile = job->tile;
+    FN(fm_pack_t_fn) pack_t = job->pack_t;
+    const int mr = job->mr, nr = job->nr, ldc = job->ldc, ldm = job->ldm;
+    const int R = job->R, K = job->K, N = job->N, kc = job->kc, mc = job->mc;
+    const int fetch = job->fetch, layout = job->layout, each = job->each;
+    const int panels = (N + nr - 1) / nr, groups = (R + mc - 1) / mc;
+    const size_t sr = job->sr, sk = job->sk;
+    real *C = job->C, *colsum = job->colsum;
+    const real *A = job->A, *Ms = job->Ms, *init = job->init, *Aact = job->Aact;
+    const real *prepacked = job->prepacked;
+    real *buf = job->pack + (size_t)FN(thread_id)() * job->stride;
+    const real *panel = buf;
+    int packed = -1;
+#pragma omp for schedule(static) nowait
+    for (int item = 0; item < panels * groups; item++) {
+        const int p = item / groups, g = item % groups;
+        const int j0 = p * nr, nb = N - j0 < nr ? N - j0 : nr;
+        if (p != packed && prepacked) { /* panels made once, outside (predict) */
+            panel = prepacked + (size_t)p * K * nr;
+            packed = p;
+        } else if (p != packed) {
+            if (!job->transposed) {
+                FN(pack_panel)(buf, nr, Ms, ldm, K, j0, nb,
+                               colsum && g == 0 ? colsum + j0 : NULL);
+            } else if (layout & FM_M_PANELS) { /* K is a multiple of nr */
+                const size_t bsize = (size_t)nb * nr; /* a block: nb rows of nr */
+                for (int P = 0; P < K / nr; P++) {
+                    const real *blk = Ms + (size_t)P * N * nr + (size_t)j0 * nr;
+                    real *dst = buf + (size_t)P * nr * nr;
+                    if (P + FM_BLOCK_AHEAD < K / nr) /* blocks lie N * nr apart: one
+                        stream each, too short for the hardware to fetch ahead */
+                        for (size_t e = 0; e < bsize; e += 64 / sizeof(real))
+                            __builtin_prefetch(blk + (size_t)FM_BLOCK_AHEAD * N * nr + e, 0);
+                    if (pack_t) {
+                        pack_t(dst, nr, blk, nr, nb, nr);
+                    } else {
+                        for (int q = 0; q < nb; q++)
+                            for (int k = 0; k < nr; k++)
+                                dst[(size_t)k * nr + q] = blk[(size_t)q * nr + k];
+                    }
+                }
+            } else if (pack_t) {
+                pack_t(buf, nr, Ms + (size_t)j0 * ldm, ldm, nb, K);
+            } else {
+                for (int q = 0; q < nb; q++) { /* column q of the panel: row j0+q of Ms */
+                    const real *m = Ms + (size_t)(j0 + q) * ldm;
+                    for (int k = 0; k < K; k++) buf[(size_t)k * nr + q] = m[k];
+                }
+            }
+            packed = p;
+        }
+        const int r_end = (g + 1) * mc < R ? (g + 1) * mc : R;
+        for (int k0 = 0; k0 < K; k0 += kc) { /* the group's tiles over one k-block of
+            the panel (kc x nr, in L1), each continuing from its output (gemm.h) */
+            const int kb = K - k0 < kc ? K - k0 : kc;
+            for (int r0 = g * mc; r0 < r_end; r0 += mr) {
+                const int rb = r_end - r0 < mr ? r_end - r0 : mr;
+                const int ldt = layout & FM_C_PANELS ? nr : ldc; /* C tile's row stride */
+                real *c = layout & FM_C_PANELS ? C + (size_t)p * R * nr + (size_t)r0 * nr
+                                               : C + (size_t)r0 * ldc + j0;
+                for (int r = 0; r < rb && fetch && k0 == 0; r++) { /* the tile's output
+                    (and the epilogue's activations) may be out of L2 in large batches:
+                    fetched while it runs */
+                    for (int j = 0; j < nb; j += 64 / (int)sizeof(real)) {
+                        __builtin_prefetch(c + (size_t)r * ldt + j, 1);
+                        if (Aact)
+                            __builtin_prefetch(Aact + (size_t)(r0 + r) * ldc + j0 + j, 0);
+                    }
+                }
+                tile(c, ldt, A + r0 * sr + (size_t)k0 * sk, sr, sk, panel + (size_t)k0 * nr,
+                     nr, rb, kb, nb, k0 > 0 ? c : init ? init + j0 : NULL);
+                if (k0 + kb < K) continue; /* the epilogue after the last k-block */
+                for (int r = 0; r < rb && each != FM_EPI_NONE; r++) {
+                    real *row = c + (size_t)r * ldt;
+                    if (each == FM_EPI_ACT)
+                        FN(fm_act_forward)(row, (size_t)nb, job->act, job->slope);
+                    else
+                        FN(fm_act_backward)(row, Aact + (size_t)(r0 + r) * ldc + j0,
+                                            (size_t)nb, job->act, job->slope);
+                }
+            }
+        }
+    }
 }
 
 /* C (R, N) = init + A (R, K) @ M (K, N) through register tiles, the right operand read
@@ -188,88 +299,24 @@ static void FN(packed_product)(FN(fm_tile_fn) tile, FN(fm_pack_t_fn) pack_t, int
                                const real *prepacked, real *colsum, int layout) {
     const int kc = FN(k_block)(K, nr), mc = fm_block_rows(mr, kc, sizeof(real));
     const int panels = (N + nr - 1) / nr, groups = (R + mc - 1) / mc;
-    const size_t stride = (size_t)FM_PACK_ROWS(K, R) * FM_PACK_NR;
     const int fetch = (size_t)R * N * sizeof(real) >= FM_FETCH_MIN_BYTES;
     const int team = par && panels * groups > 1;
     if (act == FM_IDENTITY) epilogue = FM_EPI_NONE; /* nothing to apply */
     const int after = epilogue != FM_EPI_NONE && !team && !fetch && ldc == N &&
                       !(layout & FM_C_PANELS); /* the epilogue in one pass, after */
-    const int each = after ? FM_EPI_NONE : epilogue; /* the epilogue after each tile */
-#pragma omp parallel num_threads(nt) if (team)
-    {
-        real *buf = pack + (size_t)FN(thread_id)() * stride;
-        const real *panel = buf;
-        int packed = -1;
-#pragma omp for schedule(static)
-        for (int item = 0; item < panels * groups; item++) {
-            const int p = item / groups, g = item % groups;
-            const int j0 = p * nr, nb = N - j0 < nr ? N - j0 : nr;
-            if (p != packed && prepacked) { /* panels made once, outside (predict) */
-                panel = prepacked + (size_t)p * K * nr;
-                packed = p;
-            } else if (p != packed) {
-                if (!transposed) {
-                    FN(pack_panel)(buf, nr, Ms, ldm, K, j0, nb,
-                                   colsum && g == 0 ? colsum + j0 : NULL);
-                } else if (layout & FM_M_PANELS) { /* K is a multiple of nr */
-                    const size_t bsize = (size_t)nb * nr; /* a block: nb rows of nr */
-                    for (int P = 0; P < K / nr; P++) {
-                        const real *blk = Ms + (size_t)P * N * nr + (size_t)j0 * nr;
-                        real *dst = buf + (size_t)P * nr * nr;
-                        if (P + FM_BLOCK_AHEAD < K / nr) /* blocks lie N * nr apart: one
-                            stream each, too short for the hardware to fetch ahead */
-                            for (size_t e = 0; e < bsize; e += 64 / sizeof(real))
-                                __builtin_prefetch(blk + (size_t)FM_BLOCK_AHEAD * N * nr + e, 0);
-                        if (pack_t) {
-                            pack_t(dst, nr, blk, nr, nb, nr);
-                        } else {
-                            for (int q = 0; q < nb; q++)
-                                for (int k = 0; k < nr; k++)
-                                    dst[(size_t)k * nr + q] = blk[(size_t)q * nr + k];
-                        }
-                    }
-                } else if (pack_t) {
-                    pack_t(buf, nr, Ms + (size_t)j0 * ldm, ldm, nb, K);
-                } else {
-                    for (int q = 0; q < nb; q++) { /* column q of the panel: row j0+q of Ms */
-                        const real *m = Ms + (size_t)(j0 + q) * ldm;
-                        for (int k = 0; k < K; k++) buf[(size_t)k * nr + q] = m[k];
-                    }
-                }
-                packed = p;
-            }
-            const int r_end = (g + 1) * mc < R ? (g + 1) * mc : R;
-            for (int k0 = 0; k0 < K; k0 += kc) { /* the group's tiles over one k-block of
-                the panel (kc x nr, in L1), each continuing from its output (gemm.h) */
-                const int kb = K - k0 < kc ? K - k0 : kc;
-                for (int r0 = g * mc; r0 < r_end; r0 += mr) {
-                    const int rb = r_end - r0 < mr ? r_end - r0 : mr;
-                    const int ldt = layout & FM_C_PANELS ? nr : ldc; /* C tile's row stride */
-                    real *c = layout & FM_C_PANELS ? C + (size_t)p * R * nr + (size_t)r0 * nr
-                                                   : C + (size_t)r0 * ldc + j0;
-                    for (int r = 0; r < rb && fetch && k0 == 0; r++) { /* the tile's output
-                        (and the epilogue's activations) may be out of L2 in large batches:
-                        fetched while it runs */
-                        for (int j = 0; j < nb; j += 64 / (int)sizeof(real)) {
-                            __builtin_prefetch(c + (size_t)r * ldt + j, 1);
-                            if (Aact)
-                                __builtin_prefetch(Aact + (size_t)(r0 + r) * ldc + j0 + j, 0);
-                        }
-                    }
-                    tile(c, ldt, A + r0 * sr + (size_t)k0 * sk, sr, sk, panel + (size_t)k0 * nr,
-                         nr, rb, kb, nb, k0 > 0 ? c : init ? init + j0 : NULL);
-                    if (k0 + kb < K) continue; /* the epilogue after the last k-block */
-                    for (int r = 0; r < rb && each != FM_EPI_NONE; r++) {
-                        real *row = c + (size_t)r * ldt;
-                        if (each == FM_EPI_ACT)
-                            FN(fm_act_forward)(row, (size_t)nb, act, slope);
-                        else
-                            FN(fm_act_backward)(row, Aact + (size_t)(r0 + r) * ldc + j0,
-                                                (size_t)nb, act, slope);
-                    }
-                }
-            }
-        }
+    const FN(product) job = {
+        .tile = tile, .pack_t = pack_t, .mr = mr, .nr = nr, .ldc = ldc, .ldm = ldm,
+        .transposed = transposed, .R = R, .K = K, .N = N,
+        .each = after ? FM_EPI_NONE : epilogue, /* the epilogue after each tile */
+        .act = act, .layout = layout, .kc = kc, .mc = mc, .fetch = fetch, .sr = sr, .sk = sk,
+        .stride = (size_t)FM_PACK_ROWS(K, R) * FM_PACK_NR, .C = C, .pack = pack,
+        .colsum = colsum, .A = A, .Ms = Ms, .init = init, .Aact = Aact,
+        .prepacked = prepacked, .slope = slope};
+    if (team || FN(in_parallel)()) { /* inside another region: a team of its own */
+#pragma omp parallel num_threads(team ? nt : 1)
+        FN(product_items)(&job);
+    } else {
+        FN(product_items)(&job);
     }
     if (after && epilogue == FM_EPI_ACT) FN(fm_act_forward)(C, (size_t)R * N, act, slope);
     else if (after) FN(fm_act_backward)(C, Aact, (size_t)R * N, act, slope);
@@ -322,6 +369,81 @@ void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, 
     }
 }
 
+/* db (O) = the column sums of D (B, O), rows in order (the additions pack_panel's sums
+ * make, so the bias gradient is bitwise the same on every path) */
+static void FN(column_sums)(real *db, const real *D, int B, int O) {
+    for (int j = 0; j < O; j++) db[j] = 0;
+    for (int i = 0; i < B; i++) {
+        const real *d = D + (size_t)i * O;
+        for (int j = 0; j < O; j++) db[j] += d[j];
+    }
+}
+
+/* Vectors per k that a row of register tiles (two vectors of nr / 2 wide) spends on n
+ * columns: two a panel, one a tail of up to nr / 2 columns (gemm_avx2.c), else two */
+static int FN(row_vectors)(int n, int nr) {
+    const int tail = n % nr;
+    return n / nr * 2 + (tail == 0 ? 0 : tail <= nr / 2 ? 1 : 2);
+}
+
+/* Whether the weight gradient of a narrow layer (O <= FM_NARROW_MAX outputs) takes fewer
+ * vector multiply-adds computed transposed, O rows of tiles across I columns, than in
+ * the usual order, I rows across O columns (10 outputs of 100 inputs, float32: 26 row
+ * vectors of tiles against 34, and no lanes of the 16-wide tile left empty) */
+static int FN(narrow_pays)(int I, int O, int mr, int nr) {
+    if (O > FM_NARROW_MAX) return 0;
+    const int across = (O + mr - 1) / mr * FN(row_vectors)(I, nr);
+    return across < (I + mr - 1) / mr * FN(row_vectors)(O, nr);
+}
+
+/* Panel p of narrow_backward_params: rows [p*nr, p*nr + nb) of dW (I, O) = columns of
+ * dW^T (O, I) = D^T @ X, from X's rows in place or copied into the thread's panel (copy),
+ * k-blocks of kc (each tile continues from its output) */
+static void FN(narrow_panel)(FN(fm_tile_fn) tile, int mr, int nr, real *dW, const real *X,
+                             const real *D, int B, int I, int O, real *pack, int kc, int copy,
+                             int p) {
+    const int j0 = p * nr, nb = I - j0 < nr ? I - j0 : nr;
+    real t[FM_NARROW_MAX * FM_PACK_NR]; /* dW^T's (O, nb) block, rows nr apart */
+    real *buf = pack + (size_t)FN(thread_id)() * B * FM_PACK_NR;
+    if (copy) FN(pack_panel)(buf, nr, X, I, B, j0, nb, NULL);
+    const real *panel = copy ? buf : X + j0;
+    const int ldp = copy ? nr : I;
+    for (int k0 = 0; k0 < B; k0 += kc) {
+        const int kb = B - k0 < kc ? B - k0 : kc;
+        for (int r0 = 0; r0 < O; r0 += mr) {
+            real *c = t + (size_t)r0 * nr;
+            tile(c, nr, D + (size_t)k0 * O + r0, 1, (size_t)O, panel + (size_t)k0 * ldp, ldp,
+                 O - r0 < mr ? O - r0 : mr, kb, nb, k0 > 0 ? c : NULL);
+        }
+    }
+    for (int q = 0; q < nb; q++)
+        for (int r = 0; r < O; r++) dW[(size_t)(j0 + q) * O + r] = t[(size_t)r * nr + q];
+}
+
+/* dW (I, O) = X (B, I)^T @ D (B, O), db (O) = the column sums of D, for a narrow layer
+ * (narrow_pays), computed transposed: dW^T (O, I) = D^T @ X through tiles of mr of the O
+ * rows (a(r, k) = D[k*O + r]) over panels of nr of the I columns, read from X's rows (in
+ * place, or copied into the thread's panel when X's row stride is a multiple of 256 bytes
+ * and would map the panel onto a few cache sets), each panel's (O, nb) result written into
+ * dW transposed. Every element is the same chain of multiply-adds over k as in the usual
+ * order (and the same column sums), so the result is bitwise the same. Threads split the
+ * panels (disjoint rows of dW); one thread opens no OpenMP region. */
+static void FN(narrow_backward_params)(FN(fm_tile_fn) tile, int mr, int nr, real *dW, real *db,
+                                       const real *X, const real *D, int B, int I, int O,
+                                       int nt, int par, real *pack) {
+    FN(column_sums)(db, D, B, O);
+    const int kc = FN(k_block)(B, nr), panels = (I + nr - 1) / nr;
+    const int copy = (size_t)I * sizeof(real) % 256 == 0;
+    if (par && panels > 1) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+        for (int p = 0; p < panels; p++)
+            FN(narrow_panel)(tile, mr, nr, dW, X, D, B, I, O, pack, kc, copy, p);
+        return;
+    }
+    for (int p = 0; p < panels; p++)
+        FN(narrow_panel)(tile, mr, nr, dW, X, D, B, I, O, pack, kc, copy, p);
+}
+
 void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real *D, int B, int I,
                                   int O, int nt, real *pack, real *xt, int in_panels) {
     if (fm_kernel_active() == FM_KERNEL_BLAS && !in_panels) {
@@ -333,6 +455,10 @@ void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real 
     FN(fm_pack_t_fn) pack_t;
     FN(kernels)(&mr, &nr, &tile, &pack_t);
     const int par = nt > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
+    if (tile && !in_panels && FN(narrow_pays)(I, O, mr, nr)) {
+        FN(narrow_backward_params)(tile, mr, nr, dW, db, X, D, B, I, O, nt, par, pack);
+        return;
+    }
 #ifdef FM_REAL_IS_FLOAT /* the workspace has an X^T buffer in float32 only (engine.c) */
     if (tile && I >= FM_PACK_GROUP && xt && pack_t && B >= FM_XT_MIN_BATCH) {
         /* rows of dW are rows of X^T, made once: read as columns of X, their stride of I
@@ -355,11 +481,7 @@ void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real 
                            in_panels ? FM_C_PANELS : FM_ROW_MAJOR);
         return;
     }
-    for (int j = 0; j < O; j++) db[j] = 0;
-    for (int i = 0; i < B; i++) {
-        const real *d = D + (size_t)i * O;
-        for (int j = 0; j < O; j++) db[j] += d[j];
-    }
+    FN(column_sums)(db, D, B, O);
     const int row_tiles = (I + mr - 1) / mr, panels = (O + nr - 1) / nr;
     const int tiles = row_tiles * panels;
 #pragma omp parallel for schedule(static) num_threads(nt) if (par && tiles > 1)

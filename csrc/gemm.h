@@ -8,7 +8,8 @@
  *          the same operations in the same order as one call over all k, so the result is
  *          bitwise the same whatever the blocks; dense_impl.h's packed_product).
  *          (forward: A = X, Bm = a weight panel; weight gradient: A = X read transposed,
- *          Bm = a panel of the deltas; input gradient: A = D, Bm = a panel of W^T)
+ *          Bm = a panel of the deltas, or for a narrow layer A = D read transposed, Bm =
+ *          X's rows; input gradient: A = D, Bm = a panel of W^T)
  *
  * Each output element is computed by one call in a fixed order, so results do not
  * depend on how the driver spreads tiles over threads. */

@@ -207,16 +207,20 @@ def test_panel_tails_of_one_vector(chain_kernel, dtype, cut):
     compare([cut, cut, 3], 70, dtype=dtype)             # dX of width cut (K = 3, then cut)
 
 
+def trained_on(threads, sizes, X, y, dtype, epochs, batch):
+    """The parameters after training a seeded model with Adam on `threads` threads."""
+    m = fastmlp.MLP(sizes, seed=3, threads=threads, dtype=dtype)
+    m.fit(X, y, epochs=epochs, batch_size=batch, optimizer=fastmlp.optim.Adam(lr=1e-3))
+    return m.get_flat_params()
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_threads_bitwise_with_one_vector_tails(kernel, dtype):
     """digits' shape (64 -> 100 -> 10): every product has a one-vector tail panel."""
     X, y = make_problem("cross_entropy", 400, 64, 10, seed=6)
-    results = []
-    for threads in (1, 2):
-        m = fastmlp.MLP([64, 100, 10], seed=3, threads=threads, dtype=dtype)
-        m.fit(X, y, epochs=2, batch_size=200, optimizer=fastmlp.optim.Adam(lr=1e-3))
-        results.append(m.get_flat_params())
-    assert np.array_equal(results[0], results[1])
+    one, two = (trained_on(threads, [64, 100, 10], X, y, dtype, epochs=2, batch=200)
+                for threads in (1, 2))
+    assert np.array_equal(one, two)
 
 
 def test_large_layers_at_small_batches(kernel):
@@ -295,3 +299,52 @@ def test_float64_paths_against_torch(kernel, batch):
     np.testing.assert_allclose(model.predict(X), torch.softmax(h, 1).detach().numpy(),
                                rtol=1e-10, atol=1e-14)
     assert relative_error(dW + db + [dX], [t.grad.numpy() for t in Ws + bs + [x]]) <= 1e-10
+
+
+def widened(n_out: int) -> int:
+    """A width n_out * 2^m above 16 (the widest weight gradient computed transposed)."""
+    wide = n_out
+    while wide <= 16:
+        wide *= 2
+    return wide
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n_in", [16, 24, 36, 44, 64, 100, 129])
+@pytest.mark.parametrize("n_out", [1, 4, 5, 10, 12])
+def test_narrow_weight_gradient_is_the_wide_ones_columns(chain_kernel, dtype, n_in, n_out):
+    """A layer of few outputs and many inputs (digits' 100 -> 10) computes its weight
+    gradient transposed on the register tiles (dW^T = D^T X: tiles across the inputs, no
+    empty lanes). Every element is still the same multiply-add chain over the batch: the
+    gradient of an n_out-wide layer is, bitwise, the first columns of that of a layer
+    2^m times wider (mse scales its deltas by 1 / outputs, exactly here), whose gradient
+    takes the usual order. Inputs hit every panel tail (none, one vector, masked), the
+    copied panel (rows 256 bytes apart: 64 floats, 32 or 64 doubles), and batches the
+    small path, the packed one and two k-blocks (300)."""
+    wide = widened(n_out)
+    rng = np.random.default_rng(n_in * 100 + n_out)
+    m_wide = fastmlp.MLP([n_in, wide], loss="mse", seed=2, dtype=dtype, bias_init=0.1)
+    m_narrow = fastmlp.MLP([n_in, n_out], loss="mse", seed=2, dtype=dtype)
+    m_narrow.set_params([m_wide.weights[0][:, :n_out]], [m_wide.biases[0][:n_out]])
+    for batch in (7, 70, 300):
+        X = rng.normal(size=(batch, n_in)).astype(dtype)
+        t = rng.normal(size=(batch, wide)).astype(dtype)
+        g_wide, g_narrow = m_wide.gradients(X, t), m_narrow.gradients(X, t[:, :n_out])
+        factor = wide // n_out
+        np.testing.assert_array_equal(g_narrow["weights"][0],
+                                      g_wide["weights"][0][:, :n_out] * factor)
+        np.testing.assert_array_equal(g_narrow["biases"][0],
+                                      g_wide["biases"][0][:n_out] * factor)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_narrow_weight_gradient_on_threads_and_against_the_reference(kernel, dtype):
+    """The transposed weight gradient of a wide-input 10-unit layer (1000 -> 10: panels
+    split over two threads, 100 rows: enough multiply-adds for both) matches the NumPy
+    reference, and training gives the same bits on one thread and on two."""
+    compare([30, 1000, 10], 100, dtype=dtype)
+    compare([30, 256, 7], 90, loss="mse", dtype=dtype)  # copied panels (1 KiB rows)
+    X, y = make_problem("cross_entropy", 200, 30, 10, seed=8)
+    one, two = (trained_on(threads, [30, 1000, 10], X, y, dtype, epochs=1, batch=100)
+                for threads in (1, 2))
+    assert np.array_equal(one, two)
