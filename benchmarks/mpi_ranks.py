@@ -128,13 +128,15 @@ def main() -> None:
           f"blocks of {args.block_size}; {args.repeats} runs each, interleaved")
     print(f"{'':14} {'samples/s best':>14} {'median':>8}  {'ms/step: collectives':>20} "
           f"{'tree':>6}  {'all-gather alone':>16}")
+
+    def med(runs, key):
+        return statistics.median([x.get(key, float("nan")) for x in runs])
+
     for name, runs in results.items():
         sps = [x["samples_per_s"] for x in runs]
-
-        def med(key):
-            return statistics.median([x.get(key, float("nan")) for x in runs])
         print(f"{name:14} {max(sps):>14,.0f} {statistics.median(sps):>8,.0f}  "
-              f"{med('collective_ms'):>20.3f} {med('tree_ms'):>6.3f}  {med('gather_ms'):>16.3f}")
+              f"{med(runs, 'collective_ms'):>20.3f} {med(runs, 'tree_ms'):>6.3f}  "
+              f"{med(runs, 'gather_ms'):>16.3f}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ machine's streaming bandwidth measured here with NumPy (c = a + b on 256 MB arra
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 
@@ -72,12 +73,12 @@ def main():
             t1 = None
             for threads in args.threads:
                 opt.threads = threads
-                t = median_time(lambda: opt.step([p], [g]), args.repeats)
+                t = median_time(functools.partial(opt.step, [p], [g]), args.repeats)
                 t1 = t if t1 is None else t1
                 cols.append(f"{traffic / t / 1e9:.1f}")
             state = opt._new_state(p.shape, p.dtype)
             hyper = opt._engine_hyper()
-            tr = median_time(lambda: ref_optim.update(name, hyper, state, p, g, opt.lr),
+            tr = median_time(functools.partial(ref_optim.update, name, hyper, state, p, g, opt.lr),
                              max(3, args.repeats // 2))
             label = name + ("(" + ", ".join(f"{k}={v}" for k, v in kw.items() if k != "lr") + ")"
                             if len(kw) > 1 or "lr" not in kw else "")

@@ -26,10 +26,10 @@ gives, per peer and batch size, the median seconds per epoch, GFLOP/s and % of p
 median (counting 6 * n_weights * n_samples FLOPs per epoch: 192.6 GFLOP for 60,000
 samples), the best (shortest) run and its % of peak -- what the code does when nothing
 disturbs the machine --, the ratio of medians peer_time / fastmlp_time (above 1: fastmlp
-is faster) and the individual runs; the footer
-gives the share of the machine that other processes and the hypervisor (steal) took while
-timing -- on a shared 2-core VM, anything above a few percent makes the numbers noisy. NumPy's BLAS (reference, sklearn) is
-limited to N threads with threadpoolctl when it is installed.
+is faster) and the individual runs; the footer gives the share of the machine that other
+processes and the hypervisor (steal) took while timing -- on a shared 2-core VM, anything
+above a few percent makes the numbers noisy. NumPy's BLAS (reference, sklearn) is limited
+to N threads with threadpoolctl when it is installed.
 
 Run from the repository root::
 

@@ -52,8 +52,8 @@ def main():
         seconds = time.perf_counter() - t
         losses = h.loss[19::20] if full else h.loss
         acc = model.score(data.X_test, data.y_test)
-        print(f"| {opt!r}{' (full batch)' if full else ''} | " + " | ".join(f"{v:.4f}" for v in losses)
-              + f" | {acc:.4f} | {seconds:.1f}s |")
+        print(f"| {opt!r}{' (full batch)' if full else ''} | "
+              + " | ".join(f"{v:.4f}" for v in losses) + f" | {acc:.4f} | {seconds:.1f}s |")
     print("\nRprop runs 20 full-batch steps per reported epoch (it is a full-batch method).")
 
 

@@ -47,7 +47,8 @@ def main(argv=None) -> None:
     print("|---|---|---|---|")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        for name, cls in [("sklearn.neural_network", SklearnMLP), ("fastmlp", fastmlp.MLPClassifier)]:
+        for name, cls in [("sklearn.neural_network", SklearnMLP),
+                          ("fastmlp", fastmlp.MLPClassifier)]:
             acc, seconds, cv = typical_sklearn_code(cls, X_train, y_train, d.X_test, d.y_test,
                                                     args.max_iter)
             print(f"| `from {name} import MLPClassifier` | {acc:.4f} | {seconds:.1f} s "

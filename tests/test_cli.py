@@ -436,6 +436,7 @@ def test_augmentation_options_are_checked(tmp_path):
     table = tmp_path / "t.csv"
     write_table(table, X, y)
     for extra, message in ((["--shift", "1"], "not a square image"),
-                           (["--rotate", "5", "--image-shape", "2", "2"], "has 4 pixels, the data 6")):
+                           (["--rotate", "5", "--image-shape", "2", "2"],
+                            "has 4 pixels, the data 6")):
         bad = run("train", "--data", str(table), "--epochs", "1", *extra)
         assert bad.returncode == 1 and message in bad.stderr, bad.stderr

@@ -76,7 +76,7 @@ def test_tree_sum_from_any_ranks_pieces_is_bitwise_the_one_rank_sum(m):
             lo, hi = distributed.owned_blocks(r, ranks, m)
             for a, size in distributed.tree_pieces(lo, hi, m):
                 pieces[(a, size)] = distributed.tree_sum(from_leaves, m, a, size)
-        total = distributed.tree_sum(lambda a, s: pieces.get((a, s)), m)
+        total = distributed.tree_sum(lambda a, s, pieces=pieces: pieces.get((a, s)), m)
         np.testing.assert_array_equal(total, one)
 
 

@@ -120,7 +120,7 @@ def test_fitted_attributes_follow_scikit_learn():
     reg = MLPRegressor(max_iter=3, random_state=0).fit(X, X[:, :2])
     assert reg.out_activation_ == "identity" and reg.predict(X).shape == (120, 2)
     with pytest.raises(AttributeError):
-        MLPClassifier().coefs_
+        _ = MLPClassifier().coefs_
 
 
 def test_reported_loss_is_scikit_learns_objective():

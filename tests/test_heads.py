@@ -225,8 +225,8 @@ def test_one_and_two_threads_give_bitwise_equal_training():
 
 # -- API ----------------------------------------------------------------------------------------
 def test_predict_outputs_per_head_and_targets_as_tuple():
-    heads = {"label": Head("label", 4, "cross_entropy"), "on": Head("on", 2, "binary_cross_entropy"),
-             "count": Head("count", 1, "poisson")}
+    heads = {"label": Head("label", 4, "cross_entropy"),
+             "on": Head("on", 2, "binary_cross_entropy"), "count": Head("count", 1, "poisson")}
     X, y = problem(list(heads.values()), n=25)
     m = model(fastmlp.MLP, heads, dtype="float32")
     assert m.heads == tuple(heads.values()) and m.layer_sizes == (5, 7, 7) and m.loss == "heads"

@@ -94,7 +94,8 @@ def test_binary_cross_entropy_with_logits_by_hand(impl):
     expected = np.mean(-(t * np.log(s) + (1 - t) * np.log(1 - s)))
     assert model.evaluate(Z, t)["loss"] == pytest.approx(expected, rel=1e-12)
     np.testing.assert_allclose(model.predict(Z), s, rtol=1e-14)
-    assert model.evaluate(Z, t)["accuracy"] == pytest.approx(0.5)  # 0.5>0 ok, -2<0 ok, 3>0 wrong, 0 -> 0 wrong
+    # 0.5>0 ok, -2<0 ok, 3>0 wrong, 0 -> 0 wrong
+    assert model.evaluate(Z, t)["accuracy"] == pytest.approx(0.5)
 
 
 def test_mse_and_hinge_by_hand(impl):

@@ -180,7 +180,7 @@ def test_a_memmap_that_cannot_be_read_in_place_is_refused(images, tmp_path):
     wide = np.memmap(tmp_path / "wide.bin", dtype=np.uint8, mode="w+", shape=(N, 2 * F))
     model = fastmlp.MLP([F, 8, K], seed=0)
     for M in (fortran, wrong_type, wide[:, ::2]):
-        for call in (lambda: model.fit(M, y, epochs=1), lambda: model.predict(M)):
+        for call in (lambda M=M: model.fit(M, y, epochs=1), lambda M=M: model.predict(M)):
             with pytest.raises(ValueError, match="memory-mapped .* cannot read in place"):
                 call()
 

@@ -383,7 +383,7 @@ def test_history_records_rates_speed_gradient_norms_and_callbacks_stop():
     for impl in (fastmlp.MLP, fastmlp.reference.MLP):
         seen = []
 
-        def stop_after_two(model, history):
+        def stop_after_two(model, history, seen=seen):
             seen.append((model, len(history)))
             return len(history) == 2
 

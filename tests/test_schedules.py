@@ -35,7 +35,8 @@ def test_inverse_scaling_and_robbins_monro():
 def test_cosine_with_and_without_warmup():
     c = schedules.CosineAnnealing(T_max=10, eta_min=0.1)
     r = c.rates(1.0, T)
-    assert r[0] == pytest.approx(1.0) and r[10] == pytest.approx(0.1) and r[11] == pytest.approx(0.1)
+    assert r[0] == pytest.approx(1.0)
+    assert r[10] == pytest.approx(0.1) and r[11] == pytest.approx(0.1)
     assert r[5] == pytest.approx(0.1 + 0.9 * (1 + math.cos(math.pi / 2)) / 2)
     w = schedules.CosineAnnealing(T_max=10, warmup=3).rates(1.0, T)
     assert w[:3] == pytest.approx([0.25, 0.5, 0.75])  # linear warm-up

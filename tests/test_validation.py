@@ -278,7 +278,8 @@ def test_the_backend_snapshots_a_chunks_start_once_its_first_loss_is_finite(impl
         a[...] = 7
     status, done, *_ = model._backend_train(*args, None, snap)
     assert done == 0 and status != 0
-    assert all((a == 7).all() for a in (snap[0], snap[1], snap[2]["exp_avg"], snap[2]["exp_avg_sq"]))
+    assert all((a == 7).all()
+               for a in (snap[0], snap[1], snap[2]["exp_avg"], snap[2]["exp_avg_sq"]))
 
 
 def test_a_nan_the_loss_does_not_show_still_stops_training(impl):

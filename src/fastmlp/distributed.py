@@ -479,14 +479,15 @@ class _Run:
         for epoch in range(self.first_epoch, self.epochs + 1):
             figures = self.trainer.epoch(epoch, loop.history)
             stops = ranks.agree(
-                lambda: loop.end_epoch(epoch, **figures, hooks=(self.schedule.epoch_end,)),
+                lambda epoch=epoch, figures=figures: loop.end_epoch(
+                    epoch, **figures, hooks=(self.schedule.epoch_end,)),
                 f"the end of epoch {epoch} (validation, callbacks)")
             stop = any(stops)
             if stop:
                 loop.history.stopped_epoch = epoch
             if self.checkpoint is not None and (epoch % self.checkpoint_every == 0
                                                 or epoch == self.epochs or stop):
-                ranks.agree(lambda: self._save(epoch), f"writing {self.checkpoint}")
+                ranks.agree(lambda epoch=epoch: self._save(epoch), f"writing {self.checkpoint}")
             if stop:
                 break
         return loop.finish()

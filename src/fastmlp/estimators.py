@@ -41,7 +41,6 @@ import warnings
 import numpy as np
 
 try:
-    import scipy.sparse as sp
     from scipy.special import expit
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
     from sklearn.exceptions import ConvergenceWarning

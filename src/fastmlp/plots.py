@@ -49,7 +49,8 @@ def plot_history(history: History, metrics: Sequence[str] = ("loss", "accuracy",
     ----------
     history : fastmlp.History
     metrics : sequence of {"loss", "accuracy", "lr"}
-        The panels. A metric with no values (accuracy of a ``poisson`` model, or of ``mse`` on non-class targets) is skipped.
+        The panels. A metric with no values (accuracy of a ``poisson`` model, or of ``mse``
+        on non-class targets) is skipped.
     label : str, optional
         Legend name of these curves; pass the Figure back in `fig` to overlay the history
         of another run on the same panels.

@@ -51,7 +51,8 @@ from fastmlp.validation import check_input as check_sparse_or_dense
 _BACKEND_WRITERS = ("_backend_set_flat", "_backend_set_running", "_backend_set_prune_mask",
                     "_backend_loss_grad", "_backend_reserve", "_backend_train",
                     "_backend_set_rng_state", "_backend_seed", "_backend_shuffle",
-                    "_backend_shuffles", "_backend_curvature", "_backend_jvp")  # (these two share a workspace)
+                    "_backend_shuffles",
+                    "_backend_curvature", "_backend_jvp")  # (these two share a workspace)
 _BACKEND_READERS = ("_backend_flat", "_backend_running", "_backend_predict",
                     "_backend_evaluate", "_backend_rng_state")
 
@@ -790,7 +791,8 @@ class BaseMLP:
             the epochs already done.
         batch_size : int, default 32
             Samples per step (1 to 2**31 - 1): 1 is pure stochastic gradient descent,
-            ``len(X)`` (or more) full-batch gradient descent. The last batch of an epoch may be smaller.
+            ``len(X)`` (or more) full-batch gradient descent. The last batch of an epoch may
+            be smaller.
         lr : float, optional
             Learning rate of plain SGD (default 0.01) when no `optimizer` is given; with an
             optimizer, set the rate on the optimizer instead.
@@ -1128,9 +1130,10 @@ class BaseMLP:
         """Run n_steps steps from step counter self._counter on batches of `order` (one or
         more epochs of len(X) indices) from position `start`, a batch never crossing an
         epoch's end (batch losses weighted by the per-sample `weights` when given); update
-        `state` and the counter; return (status, done, losses, accuracies). `snapshot` (flat parameters, running statistics, state
-        dict; see fastmlp.train.state.snapshot) receives, in place, the state at the start once the
-        first step's loss is finite (its "step" entry is left to the caller). `grad_norms`
+        `state` and the counter; return (status, done, losses, accuracies). `snapshot` (flat
+        parameters, running statistics, state dict; see fastmlp.train.state.snapshot)
+        receives, in place, the state at the start once the first step's loss is finite (its
+        "step" entry is left to the caller). `grad_norms`
         (None, or float64 (n_steps, n_layers)) receives each step's L2 norm of every dense
         layer's weight gradient, the one the update used (after penalties, pruning mask
         and clipping)."""

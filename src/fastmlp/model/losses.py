@@ -127,7 +127,8 @@ def prepare_targets(
             return None, dense
         return labels, None
     if not loss.accepts_dense:
-        raise ValueError(f"{loss.name} needs integer class labels of shape (n,); got shape {y.shape}")
+        raise ValueError(f"{loss.name} needs integer class labels of shape (n,); "
+                         f"got shape {y.shape}")
     if y.ndim == 1:
         if n_outputs != 1:
             hint = " or integer labels of shape (n,)" if loss.accepts_labels else ""

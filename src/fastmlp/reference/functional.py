@@ -321,14 +321,15 @@ def penalty(flat, grad, layout, pen, tied=()):
     weights of the layers in `tied` (another layer's, penalized there) are left out."""
     l2, l1, proximal, biases, _, _ = pen
     total = 0.0
-    for l, (w0, b0, n_in, n_out, _, _) in enumerate(layout):
+    for l, (w0, b0, _n_in, _n_out, _, _) in enumerate(layout):
         end = layout[l + 1][0] if l + 1 < len(layout) else len(flat)
         for lo, hi in ([] if l in tied else [(w0, b0)]) + ([(b0, end)] if biases else []):
             p = flat[lo:hi]
             total += 0.5 * l2 * float(np.sum(p.astype(np.float64) ** 2)) + \
                 l1 * float(np.sum(np.abs(p.astype(np.float64))))
             if grad is not None:
-                grad[lo:hi] += p.dtype.type(l2) * p + p.dtype.type(0 if proximal else l1) * np.sign(p)
+                grad[lo:hi] += (p.dtype.type(l2) * p
+                                + p.dtype.type(0 if proximal else l1) * np.sign(p))
     return total
 
 

@@ -26,8 +26,8 @@ class EpochRunner:
     runs about ``CHUNK_SECONDS`` of steps, across epoch ends. This is what ``model.fit``
     does one epoch at a time (``epochs=1``, ``lr_schedule`` unset), bit for bit, without
     its per-call checks and set-up. A diverging step rewinds model, optimizer state, step
-    counter and shuffling to the start of the engine call (see :class:`~fastmlp.train.state.Guard`) and raises
-    TrainingDivergedError.
+    counter and shuffling to the start of the engine call (see
+    :class:`~fastmlp.train.state.Guard`) and raises TrainingDivergedError.
 
     Parameters
     ----------

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 class History:
     """Per-epoch metrics. ``lr`` is the rate of the epoch's last step; ``grad_norm`` holds
     the L2 norm of each dense layer's weight gradient at the epoch's last step (a first
-    look at vanishing or exploding gradients). ``accuracy`` entries are None for losses without one (mse);
-    ``val_*`` entries are None when no validation data was given.
+    look at vanishing or exploding gradients). ``accuracy`` entries are None for losses
+    without one (mse); ``val_*`` entries are None when no validation data was given.
 
     ``history["loss"]`` and ``history.loss`` are the same list.
 

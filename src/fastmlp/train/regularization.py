@@ -79,7 +79,8 @@ def augment_config(
         if image_shape is None:
             raise ValueError(f"{images[0]} needs image_shape=(height, width[, channels])")
         if not isinstance(image_shape, (tuple, list)) or len(image_shape) not in (2, 3):
-            raise ValueError(f"image_shape must be (height, width[, channels]), got {image_shape!r}")
+            raise ValueError(
+                f"image_shape must be (height, width[, channels]), got {image_shape!r}")
         h, w = (check_int(v, "image_shape", 1) for v in image_shape[:2])
         c = check_int(image_shape[2], "image_shape", 1) if len(image_shape) == 3 else 1
         if h * w * c != n_features:
