@@ -96,3 +96,32 @@ def test_blas_path_benchmark_prints_its_table(capsys):
     assert out.count("| 100 | blas |") == 1 and out.count("| 100 | numpy |") == 1
     assert "load average before" in out and "load average after" in out
     assert _engine.kernel() == before  # the benchmark gives the kernel choice back
+
+
+def test_targets18_quick_measures_every_target(capsys):
+    """benchmarks/targets18.py (issue 18's every target in one run) at tiny sizes: the peaks
+    of both dtypes, a row per workload and contender with a verdict on each goal, the load
+    before and after every workload, and the kernel choice given back."""
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("the peak measurement needs a C compiler")
+    from fastmlp import _engine
+
+    before = _engine.kernel()
+    bench = _load("targets18")
+    assert bench.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| (")]
+    for target, threads in (("a", 1), ("a", 2), ("c", 1), ("c", 2), ("d", 1), ("d", 2)):
+        mine = [r for r in rows if r.startswith(f"| ({target}) |") and f"| {threads} |" in r]
+        assert mine and all(": met |" in r or ": NOT met |" in r for r in mine)
+    for r in rows:  # GFLOP/s and % of peak are figures (none for (e), a ratio instead)
+        cols = [c.strip() for c in r.strip("|").split("|")]
+        if cols[0] != "(e)":
+            assert float(cols[6]) > 0 and all(float(p) > 0 for p in cols[7].split(" / "))
+    b = [r for r in rows if r.startswith("| (b) |") and "| fastmlp |" in r]
+    assert len(b) == 1 and "| float64 |" in b[0]
+    if importlib.util.find_spec("torch") is not None:
+        assert "x PyTorch (>= 2x: " in b[0]
+    assert out.count("load average before") >= 5 and out.count(", after ") >= 5
+    assert "float64 1 thread(s)" in out and "float32 2 thread(s)" in out
+    assert _engine.kernel() == before
