@@ -287,6 +287,13 @@ def main(argv=None) -> int:
     print(f"fastmlp {fastmlp.__version__}; CPU {info['vendor']} family {info['family']} model "
           f"{info['model']}, {os.cpu_count()} logical cores, kernel set {info['kernel']}; "
           f"L1d {info['l1d'] >> 10} KiB, L2 {info['l2'] >> 10} KiB")
+    if not args.no_torch:
+        try:
+            import torch
+
+            print(f"PyTorch {torch.__version__} (one thread for (b))")
+        except ImportError:
+            print("PyTorch not installed: (b) without its ratio")
     print(f"load average before the peaks: {load()}", flush=True)
     first = peaks(args.quick)
     cells = []
