@@ -16,9 +16,10 @@
 #ifdef FASTMLP_X86_KERNELS
 static const fm_kernel_set SETS[FM_KERNEL_COUNT] = {
     PORTABLE_SET,
-    {{6, 16, fm_tile_avx2, fm_pack_t_avx2}, {6, 8, fm_tile_avx2_f64, fm_pack_t_avx2_f64}, 0, NULL},
-    {{8, 32, fm_tile_avx512, fm_pack_t_avx512}, {6, 8, fm_tile_avx2_f64, fm_pack_t_avx2_f64}, 128,
-     fm_gemv_avx512},
+    {{6, 16, fm_tile_avx2, fm_pack_t_avx2}, {6, 8, fm_tile_avx2_f64, fm_pack_t_avx2_f64}, 0,
+     NULL},
+    {{8, 32, fm_tile_avx512, fm_pack_t_avx512}, {6, 8, fm_tile_avx2_f64, fm_pack_t_avx2_f64},
+     128, fm_gemv_avx512},
     PORTABLE_SET,
 };
 #else /* the x86 sets are never available: portable placeholders */
