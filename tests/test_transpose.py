@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import kernel_has_tiles, make_problem, relative_error
 
 import fastmlp
 import fastmlp.reference
 from fastmlp import _engine
-from conftest import kernel_has_tiles, make_problem, relative_error
 
 # every tail of 4x4 (float64), 8x8 (float32 AVX2) and 16x16 (float32 AVX-512) blocks
 # (75: a batch, as the weight gradient's X^T has it, with a panel of nr = nb = 75 columns)
