@@ -159,3 +159,11 @@ def test_targets18_verdicts_from_known_times():
     busy["float32", 2] = 170.0  # 1.7x one thread's: the second core was partly taken
     assert "not judged" in bench.verdicts(cells, busy)[2][4]
     assert bench.verdicts(cells, busy)[1][4] == ">= 80%: met"
+
+
+def test_peak_takes_float32_or_float64_only():
+    """peak.py measures either dtype's FMA peak (targets18.py's quick test runs both); any
+    other dtype is refused before anything is compiled."""
+    peak = _load("peak")
+    with pytest.raises(ValueError, match="float32' or 'float64"):
+        peak.measure_peak(1, dtype="float16")
