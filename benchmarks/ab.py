@@ -14,10 +14,13 @@ change much less than the wall clock; ``benchmarks/peak.py --cpu-time`` is its p
 Several batch sizes are timed in the same rounds, interleaved.
 
 Each child puts its directory first on ``sys.path``, fits a fresh model once on 2,048 samples
-(warm-up), then times one epoch on ``--samples`` synthetic samples (Adam, lr 1e-3): of the
+(warm-up), then times one epoch on ``--samples`` synthetic samples (Adam, lr 1e-3; float32,
+or ``--dtype float64``): of the
 same model and optimizer, or with ``--fresh`` of a new model and optimizer made before the
 timer starts, as ``benchmarks/peers.py`` times them (its first step then pays for the
-optimizer state and the divergence snapshot). Run it
+optimizer state and the divergence snapshot). The script also says whether the two builds'
+models end bitwise equal (a change that only moves data, such as a copy, must keep them
+so). Run it
 with an interpreter that has no editable install of fastmlp: an editable install's import
 hook would win over ``sys.path``, and the child refuses to run then.
 """
@@ -32,9 +35,10 @@ import subprocess
 import sys
 
 CHILD = r"""
-import json, sys, time
+import hashlib, json, sys, time
 site, sizes = sys.argv[1], json.loads(sys.argv[2])
 batch, samples, threads, fresh, cpu = map(int, sys.argv[3:8])
+dtype = sys.argv[8]
 clock = time.process_time if cpu else time.perf_counter
 sys.path.insert(0, site)
 import numpy as np
@@ -43,15 +47,15 @@ from fastmlp import optim
 if not fastmlp.__file__.startswith(site):
     sys.exit(f"fastmlp was imported from {fastmlp.__file__}, not from {site}")
 rng = np.random.default_rng(0)
-X = rng.standard_normal((samples, sizes[0]), dtype=np.float32)
+X = rng.standard_normal((samples, sizes[0]), dtype=np.float32).astype(dtype)
 y = rng.integers(0, sizes[-1], size=samples)
-model, opt = fastmlp.MLP(sizes, seed=0, threads=threads), optim.Adam(lr=1e-3)
+model, opt = fastmlp.MLP(sizes, seed=0, threads=threads, dtype=dtype), optim.Adam(lr=1e-3)
 model.fit(X[:2048], y[:2048], epochs=1, batch_size=batch, optimizer=opt)
 if fresh:
-    model, opt = fastmlp.MLP(sizes, seed=0, threads=threads), optim.Adam(lr=1e-3)
+    model, opt = fastmlp.MLP(sizes, seed=0, threads=threads, dtype=dtype), optim.Adam(lr=1e-3)
 t = clock()
 model.fit(X, y, epochs=1, batch_size=batch, optimizer=opt)
-print(clock() - t)
+print(clock() - t, hashlib.sha256(model.get_flat_params().tobytes()).hexdigest())
 """
 
 
@@ -66,10 +70,12 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--cpu-time", action="store_true",
                     help="time by the process's CPU seconds (one thread on a shared machine)")
+    ap.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     ap.add_argument("--fresh", action="store_true",
                     help="time a new model and optimizer (made before the timer starts)")
     args = ap.parse_args(argv)
     times = {(b, s): [] for b in args.batch_size for s in (args.old, args.new)}
+    digests = {(b, s): set() for b in args.batch_size for s in (args.old, args.new)}
     loads = []
     for _ in range(args.rounds):
         for batch in args.batch_size:
@@ -77,11 +83,13 @@ def main(argv=None) -> int:
                 out = subprocess.run(
                     [sys.executable, "-c", CHILD, site, json.dumps(args.sizes), str(batch),
                      str(args.samples), str(args.threads), str(int(args.fresh)),
-                     str(int(args.cpu_time))],
+                     str(int(args.cpu_time)), args.dtype],
                     capture_output=True, text=True)
                 if out.returncode != 0:
                     sys.exit(out.stderr.strip() or f"the child for {site} failed")
-                times[batch, site].append(float(out.stdout))
+                seconds, digest = out.stdout.split()
+                times[batch, site].append(float(seconds))
+                digests[batch, site].add(digest)
                 loads.append(os.getloadavg()[0])
     net = "-".join(map(str, args.sizes))
     fresh = ", fresh model" if args.fresh else ""
@@ -89,9 +97,11 @@ def main(argv=None) -> int:
     print(f"load average (1 min) while timing: {min(loads):.1f} to {max(loads):.1f}")
     for batch in args.batch_size:
         old, new = (statistics.median(times[batch, s]) for s in (args.old, args.new))
-        print(f"{net}, batch {batch}, {args.samples} samples, {args.threads} threads{fresh}, "
-              f"{clock} seconds: old {old:.3f} s, new {new:.3f} s (medians), "
-              f"old/new {old / new:.2f}x")
+        same = digests[batch, args.old] == digests[batch, args.new]
+        print(f"{net}, {args.dtype}, batch {batch}, {args.samples} samples, {args.threads} "
+              f"threads{fresh}, {clock} seconds: old {old:.3f} s, new {new:.3f} s (medians), "
+              f"old/new {old / new:.2f}x; trained models bitwise equal: "
+              f"{'yes' if same else 'no'}")
         for site in (args.old, args.new):
             t = times[batch, site]
             print(f"  {site}: min {min(t):.3f}, runs " + ", ".join(f"{x:.3f}" for x in t))

@@ -1,12 +1,14 @@
-/* peak.c — the machine's float32 FMA peak: every thread runs independent chains of
- * fused multiply-adds on the widest vectors the CPU has (AVX-512, else AVX2+FMA), long
- * enough to hide FMA latency. Prints "threads GFLOP/s" lines for 1 thread and for all.
- * Built and run by benchmarks/peak.py; the chains are chosen at run time, so the build
- * needs no -march flag. With PEAK_CPU_TIME in the environment it times by CPU time. */
+/* peak.c — the machine's float32 (or float64) FMA peak: every thread runs independent
+ * chains of fused multiply-adds on the widest vectors the CPU has (AVX-512, else
+ * AVX2+FMA), long enough to hide FMA latency. Prints "threads GFLOP/s" lines for 1 thread
+ * and for all. Built and run by benchmarks/peak.py; the chains are chosen at run time, so
+ * the build needs no -march flag. With PEAK_CPU_TIME in the environment it times by CPU
+ * time; with PEAK_FLOAT64, it runs float64 chains (half the lanes). */
 #include <immintrin.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 /* Independent FMA chains: enough to cover the FMA latency on two pipes (4 cycles x 2 = 8),
@@ -16,33 +18,31 @@
 #define CHAINS 16
 #define CHAINS256 12
 
-__attribute__((target("avx512f,fma"))) static float chains512(long iters) {
-    __m512 a[CHAINS];
-    for (int k = 0; k < CHAINS; k++) a[k] = _mm512_set1_ps(1.0f + k * 1e-3f);
-    const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-6f);
-    for (long i = 0; i < iters; i++) {
-#pragma GCC unroll 16
-        for (int k = 0; k < CHAINS; k++) a[k] = _mm512_fmadd_ps(a[k], m, c);
+/* NAME(iters): N independent chains of FMAs on vectors V of T (SET1 broadcasts, FMA and
+ * ADD as the intrinsics), compiled for TARGET; returns a sum of the chains (a sink) */
+#define CHAINS_FN(NAME, TARGET, V, T, N, SET1, FMA, ADD)                                     \
+    __attribute__((target(TARGET))) static double NAME(long iters) {                        \
+        V a[N];                                                                              \
+        for (int k = 0; k < N; k++) a[k] = SET1((T)(1.0 + k * 1e-3));                       \
+        const V m = SET1((T)0.999999), c = SET1((T)1e-6);                                    \
+        for (long i = 0; i < iters; i++) {                                                   \
+            _Pragma("GCC unroll 16") for (int k = 0; k < N; k++) a[k] = FMA(a[k], m, c);     \
+        }                                                                                    \
+        V s = a[0];                                                                          \
+        for (int k = 1; k < N; k++) s = ADD(s, a[k]);                                        \
+        T out[sizeof(V) / sizeof(T)];                                                        \
+        memcpy(out, &s, sizeof s);                                                           \
+        return (double)out[0] + (double)out[sizeof(V) / sizeof(T) - 1];                      \
     }
-    __m512 s = a[0];
-    for (int k = 1; k < CHAINS; k++) s = _mm512_add_ps(s, a[k]);
-    return _mm512_reduce_add_ps(s);
-}
 
-__attribute__((target("avx2,fma"))) static float chains256(long iters) {
-    __m256 a[CHAINS256];
-    for (int k = 0; k < CHAINS256; k++) a[k] = _mm256_set1_ps(1.0f + k * 1e-3f);
-    const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-6f);
-    for (long i = 0; i < iters; i++) {
-#pragma GCC unroll 16
-        for (int k = 0; k < CHAINS256; k++) a[k] = _mm256_fmadd_ps(a[k], m, c);
-    }
-    float out[8];
-    __m256 s = a[0];
-    for (int k = 1; k < CHAINS256; k++) s = _mm256_add_ps(s, a[k]);
-    _mm256_storeu_ps(out, s);
-    return out[0] + out[7];
-}
+CHAINS_FN(chains512, "avx512f,fma", __m512, float, CHAINS, _mm512_set1_ps, _mm512_fmadd_ps,
+          _mm512_add_ps)
+CHAINS_FN(chains256, "avx2,fma", __m256, float, CHAINS256, _mm256_set1_ps, _mm256_fmadd_ps,
+          _mm256_add_ps)
+CHAINS_FN(chains512d, "avx512f,fma", __m512d, double, CHAINS, _mm512_set1_pd, _mm512_fmadd_pd,
+          _mm512_add_pd)
+CHAINS_FN(chains256d, "avx2,fma", __m256d, double, CHAINS256, _mm256_set1_pd, _mm256_fmadd_pd,
+          _mm256_add_pd)
 
 /* CPU seconds of the whole process (all its threads) */
 static double process_seconds(void) {
@@ -61,17 +61,19 @@ int main(void) {
         printf("no AVX2/FMA: not measured\n");
         return 1;
     }
-    const int lanes = wide ? 16 : 8;
+    const int f64 = getenv("PEAK_FLOAT64") != NULL;
+    const int lanes = (wide ? 16 : 8) / (f64 ? 2 : 1);
     const long iters = 20000000;
     printf("isa %s\n", wide ? "avx512" : "avx2");
     const int counts[2] = {1, omp_get_max_threads()};
     for (int c = 0; c < (counts[1] > 1 ? 2 : 1); c++) {
         double best = 1e30;
-        volatile float sink = 0;
+        volatile double sink = 0;
         for (int rep = 0; rep < 5; rep++) {
             const double t = cpu_time ? process_seconds() : omp_get_wtime();
 #pragma omp parallel num_threads(counts[c]) reduction(+ : sink)
-            sink += wide ? chains512(iters) : chains256(iters);
+            sink += wide ? (f64 ? chains512d(iters) : chains512(iters))
+                         : (f64 ? chains256d(iters) : chains256(iters));
             const double dt = cpu_time ? (process_seconds() - t) / counts[c]
                                        : omp_get_wtime() - t;
             if (dt < best) best = dt;

@@ -459,10 +459,9 @@ void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real 
         FN(narrow_backward_params)(tile, mr, nr, dW, db, X, D, B, I, O, nt, par, pack);
         return;
     }
-#ifdef FM_REAL_IS_FLOAT /* the workspace has an X^T buffer in float32 only (engine.c) */
     if (tile && I >= FM_PACK_GROUP && xt && pack_t && B >= FM_XT_MIN_BATCH) {
         /* rows of dW are rows of X^T, made once: read as columns of X, their stride of I
-           floats maps a tile's k steps onto a few cache sets when I is a power of two */
+           elements maps a tile's k steps onto a few cache sets when I is a power of two */
         const int blocks = (I + FM_PACK_NR - 1) / FM_PACK_NR;
 #pragma omp parallel for schedule(static) num_threads(nt) if (par)
         for (int blk = 0; blk < blocks; blk++) {
@@ -474,7 +473,6 @@ void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real 
                            in_panels ? FM_C_PANELS : FM_ROW_MAJOR);
         return;
     }
-#endif
     if (tile && I >= FM_PACK_GROUP) { /* rows of dW are columns of X: a(r, i) = X[i*I + r] */
         FN(packed_product)(tile, pack_t, mr, nr, dW, O, X, 1, (size_t)I, D, O, 0, I, B, O,
                            NULL, FM_EPI_NONE, NULL, 0, 0, nt, par, pack, NULL, db,

@@ -51,8 +51,7 @@ typedef void (*fm_pack_t_fn_f64)(double *buf, int nr, const double *M, int ldm, 
     typedef struct {                                                                          \
         int mr, nr;                  /* tile shape of `tile` */                               \
         fm_tile_fn_##SFX tile;       /* NULL: use the generic C tile */                       \
-        fm_pack_t_fn_##SFX pack_t;   /* NULL: the portable transposing copy (float64: no \
-                                        set has one yet) */                                   \
+        fm_pack_t_fn_##SFX pack_t;   /* NULL: the portable transposing copy */                \
     } fm_tiles_##SFX;
 FM_TILES(f32)
 FM_TILES(f64)
@@ -94,6 +93,7 @@ void fm_gemv_avx512(float *y, const float *x, const float *W, int ldw, int K, in
                     const float *init);
 void fm_pack_t_avx512(float *buf, int nr, const float *M, int ldm, int nb, int K);
 void fm_pack_t_avx2(float *buf, int nr, const float *M, int ldm, int nb, int K);
+void fm_pack_t_avx2_f64(double *buf, int nr, const double *M, int ldm, int nb, int K);
 #endif
 
 #endif

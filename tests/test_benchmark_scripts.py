@@ -96,3 +96,74 @@ def test_blas_path_benchmark_prints_its_table(capsys):
     assert out.count("| 100 | blas |") == 1 and out.count("| 100 | numpy |") == 1
     assert "load average before" in out and "load average after" in out
     assert _engine.kernel() == before  # the benchmark gives the kernel choice back
+
+
+def test_targets18_quick_measures_every_target(capsys):
+    """benchmarks/targets18.py (issue 18's every target in one run) at tiny sizes: the peaks
+    of both dtypes, a row per workload and contender with a verdict on each goal, the load
+    before and after every workload, and the kernel choice given back."""
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("the peak measurement needs a C compiler")
+    from fastmlp import _engine
+
+    before = _engine.kernel()
+    bench = _load("targets18")
+    assert bench.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| (")]
+    for target, threads in (("a", 1), ("a", 2), ("c", 1), ("c", 2), ("d", 1), ("d", 2)):
+        mine = [r for r in rows if r.startswith(f"| ({target}) |") and f"| {threads} |" in r]
+        assert mine and all(": met |" in r or ": NOT met |" in r or ": not judged (" in r
+                            for r in mine)
+    for r in rows:  # GFLOP/s and % of peak are figures (none for (e), a ratio instead)
+        cols = [c.strip() for c in r.strip("|").split("|")]
+        if cols[0] != "(e)":
+            assert float(cols[6]) > 0 and all(float(p) > 0 for p in cols[7].split(" / "))
+    b = [r for r in rows if r.startswith("| (b) |") and "| fastmlp |" in r]
+    assert len(b) == 1 and "| float64 |" in b[0]
+    if importlib.util.find_spec("torch") is not None:
+        assert "x PyTorch (>= 2x: " in b[0]
+    assert out.count("load average before") >= 5 and out.count(", after ") >= 5
+    assert "float64 1 thread(s)" in out and "float32 2 thread(s)" in out
+    assert _engine.kernel() == before
+
+
+def test_targets18_verdicts_from_known_times():
+    """The table's judgement from hand-made runs: % of peak by the median, the ratio to
+    PyTorch, NumPy's loop for (e), and two-thread goals left unjudged when the two-thread
+    peak shows a busy second core."""
+    bench = _load("targets18")
+
+    def cell(target, threads, contender, times, goal=None, dtype="float32", what="w"):
+        c = bench.Cell(target, what, dtype, threads, contender, 80e9, goal)
+        c.times = times
+        return c
+
+    cells = [cell("a", 1, "fastmlp", [1.0, 1.1, 2.0], 80.0),    # median 1.1 s: 72.7 GFLOP/s
+             cell("a", 1, "fastmlp", [0.9, 1.0, 1.05], 80.0, what="v"),   # 80 GFLOP/s
+             cell("a", 2, "fastmlp", [0.5, 0.5, 0.5], 75.0),    # 160 GFLOP/s
+             cell("b", 1, "fastmlp", [2.0, 2.0, 2.0], 70.0, "float64"),  # 40 GFLOP/s
+             cell("b", 1, "pytorch", [4.5, 4.0, 5.0], None, "float64"),
+             cell("e", 1, "blas (forced)", [1.0, 1.2, 1.4]),
+             cell("e", 1, "numpy loop", [1.0, 1.0, 1.0])]
+    peak = {("float32", 1): 100.0, ("float32", 2): 200.0, ("float64", 1): 50.0,
+            ("float64", 2): 100.0}
+    rows = bench.verdicts(cells, peak)
+    assert rows[0][1] == pytest.approx(80 / 1.1) and rows[0][3] == pytest.approx(800 / 11)
+    assert rows[0][2] == pytest.approx(80.0) and rows[0][4].endswith(": NOT met")
+    assert rows[1][4] == ">= 80%: met"
+    assert rows[2][3] == pytest.approx(80.0) and rows[2][4] == ">= 75%: met"
+    assert rows[3][4] == ">= 70%: met; 2.25x PyTorch (>= 2x: met)"
+    assert rows[5][4] == "1.20x NumPy's loop: met" and rows[5][1] is None
+    busy = dict(peak)
+    busy["float32", 2] = 170.0  # 1.7x one thread's: the second core was partly taken
+    assert "not judged" in bench.verdicts(cells, busy)[2][4]
+    assert bench.verdicts(cells, busy)[1][4] == ">= 80%: met"
+
+
+def test_peak_takes_float32_or_float64_only():
+    """peak.py measures either dtype's FMA peak (targets18.py's quick test runs both); any
+    other dtype is refused before anything is compiled."""
+    peak = _load("peak")
+    with pytest.raises(ValueError, match="float32' or 'float64"):
+        peak.measure_peak(1, dtype="float16")

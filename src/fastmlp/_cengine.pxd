@@ -280,6 +280,15 @@ cdef extern from "gemm.h" nogil:
     int fm_kernel_available(int kernel)
     int fm_kernel_select(int kernel)
     unsigned long long fm_kernel_calls(int kernel)
+    ctypedef struct fm_tiles_f32:
+        void (*pack_t)(float *buf, int nr, const float *M, int ldm, int nb, int K) noexcept nogil
+    ctypedef struct fm_tiles_f64:
+        void (*pack_t)(double *buf, int nr, const double *M, int ldm, int nb,
+                       int K) noexcept nogil
+    ctypedef struct fm_kernel_set:
+        fm_tiles_f32 f32
+        fm_tiles_f64 f64
+    const fm_kernel_set *fm_kernels_uncounted()
 
 
 cdef extern from "blas.h" nogil:

@@ -222,6 +222,46 @@ def kernel_calls():
     return {name: fm_kernel_calls(i) for i, name in enumerate(KERNELS)}
 
 
+def transposing_copy(m, int nr):
+    """``m.T`` into a panel of ``nr`` columns by the active kernel set's transposing copy
+    (csrc/gemm.h's ``pack_t``: csrc/transpose_avx2.c), for tests.
+
+    `m` (nb, K) is a float32 or float64 NumPy array whose rows are contiguous, at any row
+    stride (a column slice of a wider array reads as the weight gradient reads a layer's
+    input); ``nb <= nr``. Returns buf (K, nr) of m's dtype with ``buf[:, :nb] == m.T``;
+    the copy must leave the columns from nb on as they were: NaN. ValueError when the
+    active set has no transposing copy of that dtype (the generic and blas sets use a
+    portable loop inside the products instead)."""
+    if not isinstance(m, np.ndarray) or m.dtype not in (np.float32, np.float64):
+        raise TypeError("m must be a float32 or float64 NumPy array")
+    if m.ndim != 2:
+        raise ValueError(f"m must be 2-D, got {m.ndim} dimensions")
+    cdef Py_ssize_t nb = m.shape[0], K = m.shape[1], size = m.itemsize
+    if nr < 1 or nb > nr:
+        raise ValueError(f"nr must be at least 1 and at least m's {nb} rows, got {nr}")
+    if K > 1 and m.strides[1] != size:
+        raise ValueError("m's rows must be contiguous")
+    if nb > 1 and (m.strides[0] < K * size or m.strides[0] % size):
+        raise ValueError("m's row stride must be a whole number of elements, at least K")
+    cdef int ldm = m.strides[0] // size if nb > 1 else K
+    cdef const fm_kernel_set *ks = fm_kernels_uncounted()
+    cdef bint single = m.dtype == np.float32
+    if (single and ks.f32.pack_t == NULL) or (not single and ks.f64.pack_t == NULL):
+        raise ValueError(f"kernel set {kernel()!r} has no transposing copy for {m.dtype}")
+    buf = np.full((K, nr), np.nan, dtype=m.dtype)
+    if nb == 0 or K == 0:
+        return buf
+    cdef size_t src = m.__array_interface__["data"][0]
+    cdef void *dst = _ptr(buf)
+    cdef int inb = nb, iK = K
+    with nogil:
+        if single:
+            ks.f32.pack_t(<float *>dst, nr, <const float *>src, ldm, inb, iK)
+        else:
+            ks.f64.pack_t(<double *>dst, nr, <const double *>src, ldm, inb, iK)
+    return buf
+
+
 def vector_math(str name, x):
     """``name(x)`` elementwise ("exp" or "sigmoid") by the active kernel path's vector math
     (csrc/vmath.h, what the softmax and the logistic activation use), for tests: `x` a
