@@ -3,10 +3,12 @@
 On a shared, noisy machine only ratios measured side by side mean much. Install each build
 into its own directory, then compare them::
 
-    git worktree add /tmp/old <commit> && pip install --no-build-isolation --no-deps -t /tmp/old-site /tmp/old
+    git worktree add /tmp/old <commit>
+    pip install --no-build-isolation --no-deps -t /tmp/old-site /tmp/old
     pip install --no-build-isolation --no-deps -t /tmp/new-site .
     python benchmarks/ab.py /tmp/old-site /tmp/new-site --batch-size 32 --rounds 3
-    python benchmarks/ab.py /tmp/old-site /tmp/new-site --batch-size 32 128 512 --threads 1 --cpu-time
+    python benchmarks/ab.py /tmp/old-site /tmp/new-site --batch-size 32 128 512 --threads 1 \
+        --cpu-time
 
 With ``--cpu-time`` a child reports the CPU seconds of its process instead of wall time: with
 one thread, the time its core worked on the fit, which other processes sharing the machine

@@ -46,11 +46,11 @@ HERE = Path(__file__).resolve().parent
 nan = float("nan")
 sys.path.insert(0, str(HERE))
 
-from peak import measure_peak
-from sweep import flops_per_sample
+from peak import measure_peak  # noqa: E402  (beside this script, on the path above)
+from sweep import flops_per_sample  # noqa: E402
 
-import fastmlp
-from fastmlp import _engine
+import fastmlp  # noqa: E402
+from fastmlp import _engine  # noqa: E402
 
 MNIST = (784, 512, 256, 10)
 WIDE = (784, 2048, 2048, 2048, 10)
