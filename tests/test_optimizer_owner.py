@@ -114,3 +114,16 @@ def test_a_copy_has_state_of_its_own_and_the_same_model():
         _model(2).fit(X, y, epochs=1, batch_size=16, optimizer=twin)
     m.fit(X, y, epochs=1, batch_size=16, optimizer=twin)
     assert twin.state[0]["step"] == 8 and opt.state[0]["step"] == 4
+
+
+def test_a_rule_without_state_serves_any_model():
+    """Plain SGD keeps no moments: one instance trains several models, each as a fresh
+    one would (the step count starts afresh for each)."""
+    X, y = _data()
+    opt = SGD(0.1)
+    _model(1).fit(X, y, epochs=1, batch_size=16, optimizer=opt)
+    shared, fresh = _model(2), _model(2)
+    shared.fit(X, y, epochs=1, batch_size=16, optimizer=opt, shuffle=False)
+    fresh.fit(X, y, epochs=1, batch_size=16, optimizer=SGD(0.1), shuffle=False)
+    np.testing.assert_array_equal(shared.get_flat_params(), fresh.get_flat_params())
+    assert opt.state[0]["step"] == 4

@@ -118,11 +118,15 @@ class Optimizer:
         The first ``fit`` binds the optimizer's state to its model, and later fits of that
         model continue from it. Another model cannot take that state over (its update would
         silently start from the first model's moments and step count): it raises
-        ValueError; call :meth:`reset`, or use a new optimizer, to train another model.
+        ValueError; call :meth:`reset`, or use a new optimizer, to train another model. A
+        rule that keeps no state (SGD without momentum) serves any model: it starts afresh.
         A state restored by :meth:`load_state_dict` is bound to the next model that uses it.
         """
         with _BINDING:  # two threads' fits cannot both take an unbound state
             owner = None if self._owner is None else self._owner()
+            if self.state and self._owner is not None and owner is not model and \
+                    not self._used_slots():  # a rule with no state (plain SGD): nothing
+                self.state = []              # to carry over; another model starts afresh
             if self.state and self._owner is not None and owner is not model:
                 raise ValueError(
                     f"this {type(self).__name__} holds the training state of another model; "
