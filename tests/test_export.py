@@ -40,14 +40,16 @@ def test_inference_layers_compute_the_logits(bn, mode):
     np.testing.assert_allclose(x, m.predict_logits(X), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("bn", BN)
-def test_exports_carry_the_model_input_transform(tmp_path, bn):
+@pytest.mark.parametrize("bn,mode", list(itertools.product(BN, ["inverted", "classic"])))
+def test_exports_carry_the_model_input_transform(tmp_path, bn, mode):
     """A model's input_scale/input_shift (applied by predict to raw inputs) is folded into
     the exported first layer: inference_layers, ONNX and PyTorch give predict's logits on
-    raw inputs. (The export ignored it: off by ~5 on this model.)"""
+    raw inputs, with classic input dropout's (1 - p) on the shift too. (The export ignored
+    the transform: off by ~5 on this model.)"""
     rng = np.random.default_rng(4)
     m = fastmlp.MLP([6, 9, 4], seed=1, dtype="float64", batch_norm=bn,
-                    input_scale=rng.random(6) + 0.5, input_shift=-2.0)
+                    input_scale=rng.random(6) + 0.5, input_shift=-2.0, input_dropout=0.3,
+                    dropout_mode=mode)
     m.fit(rng.normal(size=(64, 6)) * 3 + 5, rng.integers(0, 4, 64), epochs=2,
           batch_size=16)
     X = rng.normal(size=(20, 6)) * 3 + 5

@@ -127,3 +127,20 @@ def test_a_rule_without_state_serves_any_model():
     fresh.fit(X, y, epochs=1, batch_size=16, optimizer=SGD(0.1), shuffle=False)
     np.testing.assert_array_equal(shared.get_flat_params(), fresh.get_flat_params())
     assert opt.state[0]["step"] == 4
+
+
+def test_resuming_a_checkpoint_replaces_a_bound_state(tmp_path):
+    """resume_from replaces the optimizer's whole state with the checkpoint's, so an
+    optimizer bound to another model serves the resumed one (it was refused before the
+    restore could run), and it is then bound to the resumed model."""
+    X, y = _data()
+    opt = Adam(1e-2)
+    first = _model(1)
+    first.fit(X, y, epochs=2, batch_size=16, optimizer=opt, checkpoint=tmp_path / "ck")
+    straight = _model(1)
+    straight.fit(X, y, epochs=4, batch_size=16, optimizer=Adam(1e-2))
+    resumed = _model(1)
+    resumed.fit(X, y, epochs=4, batch_size=16, optimizer=opt, resume_from=tmp_path / "ck")
+    np.testing.assert_array_equal(straight.get_flat_params(), resumed.get_flat_params())
+    with pytest.raises(ValueError, match="another model"):
+        first.fit(X, y, epochs=1, batch_size=16, optimizer=opt)

@@ -446,7 +446,7 @@ class _Run:
                     patience=check_int(o.patience, "patience", 0),
                     min_delta=check_float(o.min_delta, "min_delta", low=0.0),
                     verbose=bool(o.verbose) and ranks.rank == 0)
-        state = optimizer.model_state(model)
+        state = None if resume is not None else optimizer.model_state(model)  # (restore's)
         order = np.arange(n, dtype=np.int64)
         self.first_epoch = 1
         if resume is not None:

@@ -156,7 +156,8 @@ def to_torch(model: BaseMLP):
     if model._transform is not None:  # the input transform, folded into the first Linear
         scale, shift = (v.astype(np.float64) for v in model._transform)
         W0 = weights[0].astype(np.float64)
-        biases[0] = (biases[0] + shift @ W0).astype(model.dtype)
+        keep = 1 - model.dropout[0] if classic else 1.0  # classic dropout scales the shift
+        biases[0] = (biases[0] + keep * (shift @ W0)).astype(model.dtype)  # too (the loop: W)
         weights[0] = (scale[:, None] * W0).astype(model.dtype)
     for l, (W, b) in enumerate(zip(weights, biases)):
         p = model.dropout[l]

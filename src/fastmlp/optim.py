@@ -129,7 +129,8 @@ class Optimizer:
                 self.state = []              # to carry over; another model starts afresh
             if self.state and self._owner is not None and owner is not model:
                 raise ValueError(
-                    f"this {type(self).__name__} holds the training state of another model; "
+                    f"this {type(self).__name__} holds the training state of another model "
+                    "(one it trained, perhaps deleted since); "
                     "an optimizer's state belongs to the model it trained. Use a new "
                     "optimizer, or call optimizer.reset() to start this model's state afresh")
             state = self.state_for(0, (model._n_params,), model.dtype)

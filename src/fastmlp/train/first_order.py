@@ -98,7 +98,7 @@ def fit(model, X: object, y: object, o: FitOptions) -> History:
             f"batch normalization needs at least 2 samples per batch; with {n} samples and "
             f"batch_size={batch_size} a batch would hold 1. Choose another batch_size."
         )
-    state = optimizer.model_state(model)
+    state = None if resume is not None else optimizer.model_state(model)  # (restore's)
     model._backend_reserve(batch_size, isinstance(data.X, CSRInput))
     order = np.arange(n, dtype=np.int64)
     loop = Loop(model, epochs=epochs, val=data.val, callbacks=callbacks,
