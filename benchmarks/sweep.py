@@ -54,6 +54,18 @@ def fastmlp_runner(threads: int):
     return run
 
 
+def torch_mlp(torch, sizes, dtype=None):
+    """PyTorch's twin of the benchmarks' network: Linear layers with ReLU between them,
+    Adam (lr 1e-3) and cross-entropy; (model, optimizer, loss function)."""
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(torch.nn.Linear(a, b, dtype=dtype))
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*layers)
+    return model, torch.optim.Adam(model.parameters(), lr=1e-3), torch.nn.CrossEntropyLoss()
+
+
 def torch_runner(threads: int):
     try:
         import torch
@@ -63,14 +75,7 @@ def torch_runner(threads: int):
 
     def run(sizes, X, y, batch):
         torch.manual_seed(SEED)
-        layers = []
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layers.append(torch.nn.Linear(a, b))
-            if i < len(sizes) - 2:
-                layers.append(torch.nn.ReLU())
-        model = torch.nn.Sequential(*layers)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        loss_fn = torch.nn.CrossEntropyLoss()
+        model, opt, loss_fn = torch_mlp(torch, sizes)
         Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
         perm = torch.randperm(len(X), generator=torch.Generator().manual_seed(SEED))
         t0 = time.perf_counter()

@@ -47,7 +47,7 @@ nan = float("nan")
 sys.path.insert(0, str(HERE))
 
 from peak import measure_peak  # noqa: E402  (beside this script, on the path above)
-from sweep import flops_per_sample  # noqa: E402
+from sweep import flops_per_sample, torch_mlp  # noqa: E402
 
 import fastmlp  # noqa: E402
 from fastmlp import _engine  # noqa: E402
@@ -107,15 +107,7 @@ def torch_trainer(sizes, batch, dtype, X, y):
         return None
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    tdtype = getattr(torch, dtype)
-    layers = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(torch.nn.Linear(a, b, dtype=tdtype))
-        if i < len(sizes) - 2:
-            layers.append(torch.nn.ReLU())
-    model = torch.nn.Sequential(*layers)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = torch.nn.CrossEntropyLoss()
+    model, opt, loss_fn = torch_mlp(torch, sizes, getattr(torch, dtype))
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     gen = torch.Generator().manual_seed(0)
 
