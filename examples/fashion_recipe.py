@@ -6,7 +6,7 @@
 
 784-1024-1024-10 ReLU, dropout 0.4 (input dropout 0.1), label smoothing 0.1, Adam(1e-3)
 under cosine annealing per step, batch 128, 40 epochs, on standardized pixels (the
-statistics are folded into the model, which then takes raw pixels). Random rotations,
+statistics are the model's input transform, so it takes raw pixels). Random rotations,
 shifts, scaling and shear are options, off by default: the MLP has no built-in
 translation or rotation invariance, and with rotations up to 10 degrees and 2 px shifts
 it underfit (validation accuracy 0.890 after 40 epochs; benchmarks/fashion_recipe_runs.md).
