@@ -24,8 +24,11 @@
 
 /* Weight panels for repeated predicts: layer after layer, panel after panel, each panel
  * K rows of the active kernel's nr columns, exactly as packed_product packs them. */
-int fm_panel_width(void) {
+int fm_panel_width(void) { return fm_panel_width_of(sizeof(float)); }
+
+int fm_panel_width_of(size_t elem) {
     const fm_kernel_set *k = fm_kernels_uncounted();
+    if (elem == sizeof(double)) return k->f64.tile ? k->f64.nr : 0;
     return k->f32.tile ? k->f32.nr : 0;
 }
 

@@ -40,7 +40,7 @@ static uint64_t FN(draw_base)(const FN(fm_pass) * ps, uint64_t stream, int per_r
 
 /* 1 when dense layer l's weights (and gradient) are in panel layout in params (grads) */
 static int FN(in_panels)(const FN(fm_pass) * ps, int l) {
-    return ps->layout && fm_layer_in_panels(ps->net, l);
+    return ps->layout && fm_layer_in_panels(ps->net, l, sizeof(real));
 }
 
 /* Dense layer l's weight panels, if the pass has them. */
@@ -91,7 +91,7 @@ static void FN(layer_forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, int l, rea
     if (l == 0 && ws->csr)
         FN(fm_csr_forward)(Y, ws->csr, ws->csr_rows, ws->csr_r0,
                            ps->params + fm_weight_offset(net, 0), b, B, I, O, act, slope, nt,
-                           FN(in_panels)(ps, 0) ? fm_panel_width() : 0);
+                           FN(in_panels)(ps, 0) ? fm_panel_width_of(sizeof(real)) : 0);
     else if (ps->pruned && ps->pruned[l].rowptr)
         FN(fm_pruned_forward)(Y, in, &ps->pruned[l], b, B, I, O, act, slope, nt, ws->delta[0],
                            ws->delta[1]);
@@ -235,7 +235,7 @@ static void FN(backward)(const FN(fm_pass) * ps, real *grads, FN(fm_ws) * ws, in
             FN(fm_csr_backward_params)(grads + fm_weight_offset(net, 0),
                                        grads + fm_bias_offset(net, 0), ws->csr, ws->csr_rows,
                                        ws->csr_r0, ws->delta[cur], B, I, O, nt,
-                                       panels ? fm_panel_width() : 0);
+                                       panels ? fm_panel_width_of(sizeof(real)) : 0);
         else
             FN(fm_dense_backward_params)(grads + fm_weight_offset(net, l),
                                          grads + fm_bias_offset(net, l), in, ws->delta[cur], B,
@@ -472,31 +472,22 @@ static double FN(step_forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, real *gra
 /* dst = src, parameter-shaped; src with the fm_layer_in_panels layers in panel layout
  * when `layout` (dst row-major). */
 static void FN(copy_params)(const fm_net *net, void *dst, const real *src, int layout, int nt) {
-#ifdef FM_REAL_IS_FLOAT
     if (layout) {
-        fm_copy_from_panels(net, dst, src, nt);
+        fm_copy_from_panels(net, dst, src, sizeof(real), nt);
         return;
     }
-#endif
     FN(copy)(dst, src, fm_param_count(net), nt);
 }
 
 /* The parameters, their gradients and the optimizer's state into panel layout or back. */
 static void FN(convert_layout)(const fm_net *net, const fm_buffers *buf, const fm_optimizer *opt,
                                int to_panels) {
-#ifdef FM_REAL_IS_FLOAT
-    float *scratch = (float *)buf->scratch;
-    fm_convert_layout(net, (float *)buf->params, scratch, to_panels, net->n_threads);
-    fm_convert_layout(net, (float *)buf->grads, scratch, to_panels, net->n_threads);
+    const size_t e = sizeof(real);
+    fm_convert_layout(net, buf->params, buf->scratch, e, to_panels, net->n_threads);
+    fm_convert_layout(net, buf->grads, buf->scratch, e, to_panels, net->n_threads);
     for (int i = 0; i < FM_OPT_MAX_SLOTS; i++)
-        if (opt->slot[i]) fm_convert_layout(net, (float *)opt->slot[i], scratch, to_panels,
-                                            net->n_threads);
-#else
-    (void)net;
-    (void)buf;
-    (void)opt;
-    (void)to_panels;
-#endif
+        if (opt->slot[i])
+            fm_convert_layout(net, opt->slot[i], buf->scratch, e, to_panels, net->n_threads);
 }
 
 /* out[l] = L2 norm of dense layer l's weight gradient in grads, for every layer. One thread
@@ -509,7 +500,7 @@ static void FN(layer_grad_norms)(const FN(fm_pass) * ps, const real *grads, doub
     const fm_net *net = ps->net;
     for (int l = 0; l < net->n_layers; l++) {
         const int I = net->sizes[l], O = net->sizes[l + 1];
-        const int panels = FN(in_panels)(ps, l), nr = panels ? fm_panel_width() : O;
+        const int panels = FN(in_panels)(ps, l), nr = panels ? fm_panel_width_of(sizeof(real)) : O;
         const real *g = grads + fm_weight_offset(net, l);
         double total = 0;
         for (int jb = 0; jb < O; jb += FM_NORM_COLUMNS) {
@@ -583,9 +574,9 @@ static int FN(train)(const fm_net *net, const fm_buffers *buf, int batch_size,
     /* panel layout where it pays (engine.c); a pruning mask is row-major, and so are
        the tied-weight transfers (ties.c), so they keep the weights row-major */
     const int layout = buf->scratch && !mask && !fm_has_ties(net) &&
-                       n_steps >= FM_LAYOUT_MIN_STEPS &&
-                       sizeof(real) == sizeof(float) &&
-                       fm_layout_scratch_count(net, batch_size) > 0;
+                       (n_steps >= FM_LAYOUT_MIN_STEPS ||
+                        (int64_t)n_steps * batch_size >= FM_LAYOUT_MIN_ROWS) &&
+                       fm_layout_scratch_count(net, batch_size, sizeof(real)) > 0;
     /* with the thread count of each step (adapt.c); the conversions take the first's */
     fm_net step_net = *net;
     step_net.n_threads = fm_adapt_threads(buf->adapt, net, batch_size);

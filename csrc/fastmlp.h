@@ -156,7 +156,7 @@ typedef struct {
     int batch_cap;          /* the batch the workspace was sized for */
     const void *panels;     /* float32 fm_predict only: the weights as fm_pack_weights laid
                                them out for the active kernel, or NULL (packed per call) */
-    void *scratch;          /* float32 fm_train only: fm_layout_scratch_count floats, or NULL.
+    void *scratch;          /* fm_train only: fm_layout_scratch_count elements, or NULL.
                                With it fm_train keeps weights, gradients and optimizer state
                                in the tiles' panel layout while it runs (not with a pruning
                                mask), converting on entry and back before it returns. */
@@ -206,9 +206,9 @@ typedef struct {
  * kernel set has no tiles), filled by fm_pack_weights from params. Valid until the
  * parameters or the active kernel set change. */
 size_t fm_packed_weights_count(const fm_net *net);
-/* Floats of fm_buffers.scratch for fm_train's panel layout at batches of batch_size (0: it
- * is not used there, or no layer can use it). */
-size_t fm_layout_scratch_count(const fm_net *net, int batch_size);
+/* Elements (of `elem` bytes: 4 float32, 8 float64) of fm_buffers.scratch for fm_train's
+ * panel layout at batches of batch_size (0: it is not used there, or no layer can use it). */
+size_t fm_layout_scratch_count(const fm_net *net, int batch_size, size_t elem);
 /* Arrays converted into that layout so far (tests read it to see that training used it). */
 unsigned long long fm_panel_layout_calls(void);
 void fm_pack_weights(const fm_net *net, const float *params, float *panels);

@@ -26,21 +26,26 @@
 
 /* Columns of a float32 weight panel for the active kernel set (0: it has no tiles). */
 int fm_panel_width(void);
+/* Columns of a weight panel of elements of `elem` bytes (4: float32, 8: float64) for the
+ * active kernel set (0: it has no tiles for that dtype). */
+int fm_panel_width_of(size_t elem);
 /* The register tile (mr x nr) of the active kernel set for float32 (f64 = 0) or float64,
  * and the largest k-block kc and the row group mc its products use (cpuinfo.c). */
 void fm_blocking_info(int f64, int *mr, int *nr, int *kc, int *mc);
 /* Offset of dense layer l's weight panels in fm_pack_weights' layout (float32). */
 size_t fm_panels_offset(const fm_net *net, int l);
 
-/* Panel layout during training (layout.c). Layer l trains in it when its width is a
- * multiple of fm_panel_width() (never without register tiles): W (I, O) stored as O / nr
- * panels of (I, nr), one after another. */
-int fm_layer_in_panels(const fm_net *net, int l);
+/* Panel layout during training (layout.c), for elements of `elem` bytes. Layer l trains in
+ * it when its width is a multiple of fm_panel_width_of(elem) (never without register
+ * tiles): W (I, O) stored as O / nr panels of (I, nr), one after another. */
+int fm_layer_in_panels(const fm_net *net, int l, size_t elem);
 /* Those layers' weight blocks of the parameter-shaped array a, in place: row-major to
- * panels (to_panels != 0) or back; scratch: fm_layout_scratch_count floats (fastmlp.h). */
-void fm_convert_layout(const fm_net *net, float *a, float *scratch, int to_panels, int n_threads);
+ * panels (to_panels != 0) or back; scratch: fm_layout_scratch_count elements (fastmlp.h). */
+void fm_convert_layout(const fm_net *net, void *a, void *scratch, size_t elem, int to_panels,
+                       int n_threads);
 /* dst = src, parameter-shaped, src with those layers in panels and dst row-major. */
-void fm_copy_from_panels(const fm_net *net, float *dst, const float *src, int n_threads);
+void fm_copy_from_panels(const fm_net *net, void *dst, const void *src, size_t elem,
+                         int n_threads);
 
 /* The thread count to use for `requested` (1 in a process forked after this one ran
  * OpenMP teams; see threads.c). */

@@ -1,12 +1,14 @@
 """Training in the engine's panel layout (csrc/layout.c): float32 fits at batches below
-64 keep weights, gradients and optimizer state in the register tiles' layout while the
-engine runs, and convert back before Python sees them. Every result must be bitwise the
-one of the row-major path (Engine.panel_layout = False), on every kernel path."""
+64, and float64 fits at every batch, keep weights, gradients and optimizer state in the
+register tiles' layout while the engine runs, and convert back before Python sees them.
+Every result must be bitwise the one of the row-major path (Engine.panel_layout = False),
+on every kernel path."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import fastmlp
 from fastmlp import _engine, optim
@@ -33,7 +35,7 @@ def fit_both(sizes, batch, make_opt, model_options=None, steps=40, **fit_options
     """The same fit with and without the panel layout: (model, optimizer, layout calls)
     for each. Two epochs of `steps` steps: the second runs in calls of >= 32 steps."""
     X, y = make_problem("cross_entropy", batch * steps, sizes[0], sizes[-1], seed=batch)
-    X = X.astype(np.float32)
+    X = X.astype((model_options or {}).get("dtype", np.float32))
     out = []
     for use in (True, False):
         m = fastmlp.MLP(sizes, seed=3, bias_init=0.05, **(model_options or {}))
@@ -65,15 +67,26 @@ def assert_same(panels, rows):
 
 @pytest.mark.parametrize("sizes", [[40, 64, 96, 7], [100, 32, 64, 5], [30, 64, 64]])
 @pytest.mark.parametrize("batch", [1, 5, 32])
-def test_panel_layout_trains_bitwise_like_row_major(kernel, sizes, batch):
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_panel_layout_trains_bitwise_like_row_major(kernel, sizes, batch, dtype):
     """Layers of one and several panels, inputs narrower than a row group (< 64), an
     output layer in panels, batch 1 (which takes the one-row product otherwise)."""
-    assert_same(*fit_both(sizes, batch, OPTIMIZERS["adam_amsgrad"]))
+    assert_same(*fit_both(sizes, batch, OPTIMIZERS["adam_amsgrad"], {"dtype": dtype}))
+
+
+@pytest.mark.parametrize("sizes", [[100, 64, 96, 7], [70, 72, 40, 5]])
+@pytest.mark.parametrize("batch", [64, 130])
+def test_float64_trains_in_panel_layout_at_large_batches(kernel, sizes, batch):
+    """float64 keeps the layout at every batch: row groups of the products, k-blocks and
+    layers whose width is a multiple of 8 doubles but not of 16 (72, 40), on every kernel
+    path."""
+    assert_same(*fit_both(sizes, batch, OPTIMIZERS["adam_amsgrad"], {"dtype": "float64"}))
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
-def test_every_optimizer_state_follows_the_layout(name):
-    assert_same(*fit_both([30, 64, 96, 4], 8, OPTIMIZERS[name]))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_optimizer_state_follows_the_layout(name, dtype):
+    assert_same(*fit_both([30, 64, 96, 4], 8, OPTIMIZERS[name], {"dtype": dtype}))
 
 
 @pytest.mark.parametrize("options", [
@@ -139,8 +152,35 @@ def test_divergence_restores_the_same_weights_from_panel_layout():
     np.testing.assert_array_equal(*finals)
 
 
-def test_float64_and_large_batches_stay_row_major():
+def test_float32_at_large_batches_stays_row_major():
     before = _engine.panel_layout_calls()
-    fit_both([30, 64, 32, 4], 8, OPTIMIZERS["adam_amsgrad"], {"dtype": "float64"})
     fit_both([30, 64, 32, 4], 64, OPTIMIZERS["adam_amsgrad"])
     assert _engine.panel_layout_calls() == before
+
+
+def test_a_short_call_of_large_batches_takes_the_layout():
+    """A call of fewer than 32 steps takes the layout when its steps hold 1,024 rows or more
+    (the conversions' cost against the steps'): 10 steps of 128 rows run as calls of 1 and
+    9 steps (1,152 rows); 10 steps of 8 rows do not."""
+    X, y = make_problem("cross_entropy", 1280, 30, 4, seed=4)
+    for batch, used in ((128, True), (8, False)):
+        m = fastmlp.MLP([30, 64, 32, 4], seed=3, dtype="float64")
+        before = _engine.panel_layout_calls()
+        m.fit(X[:10 * batch], y[:10 * batch], epochs=1, batch_size=batch, lr=0.01)
+        assert (_engine.panel_layout_calls() > before) == (used and tiles())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sparse_input_trains_bitwise_in_panel_layout(dtype):
+    """CSR input: the first layer's sparse products address its weights in panels."""
+    X, y = make_problem("cross_entropy", 8 * 40, 40, 5, seed=5)
+    X = np.where(np.abs(X) > 1.0, X, 0.0).astype(dtype)  # about a third non-zero
+    out = []
+    for use in (True, False):
+        m = fastmlp.MLP([40, 64, 32, 5], seed=3, dtype=dtype)
+        m._engine.panel_layout = use
+        opt = OPTIMIZERS["adam_amsgrad"]()
+        before = _engine.panel_layout_calls()
+        m.fit(sp.csr_matrix(X), y, epochs=2, batch_size=8, optimizer=opt)
+        out.append((m, opt, _engine.panel_layout_calls() - before))
+    assert_same(*out)

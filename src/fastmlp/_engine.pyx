@@ -458,7 +458,7 @@ cdef class Engine:
     cdef object _panels         # ((parameter version, kernel set), float32 weights in panel
                                 # layout for predict), replaced whole, never written in place
     cdef fm_adapt _adapt        # the adaptive thread count of train's steps (csrc/adapt.c)
-    cdef object _scratch        # float32 scratch that lets train use the panel layout
+    cdef object _scratch        # scratch (the dtype's) that lets train use the panel layout
     # False: train keeps every array row-major (tests compare the two layouts)
     cdef public bint panel_layout
     cdef readonly long long version  # bumped by every change of the parameters
@@ -619,13 +619,15 @@ cdef class Engine:
 
     cdef void *_layout_scratch(self, int batch_size):
         """Scratch for train's panel layout (kept), or NULL where it has no use."""
-        if self.is_f64 or not self.panel_layout:
+        if not self.panel_layout:
             return NULL
-        count = fm_layout_scratch_count(&self.net, batch_size)  # and on the kernel set
+        dtype = np.float64 if self.is_f64 else np.float32
+        # elements of the dtype; 0 at batches or on kernel sets where it is not used
+        count = fm_layout_scratch_count(&self.net, batch_size, np.dtype(dtype).itemsize)
         if count == 0:
             return NULL
         if self._scratch is None or self._scratch.shape[0] < count:
-            self._scratch = faulted((count,), np.float32)
+            self._scratch = faulted((count,), dtype)
         return _ptr(self._scratch)
 
     @property
