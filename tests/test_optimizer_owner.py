@@ -144,3 +144,37 @@ def test_resuming_a_checkpoint_replaces_a_bound_state(tmp_path):
     np.testing.assert_array_equal(straight.get_flat_params(), resumed.get_flat_params())
     with pytest.raises(ValueError, match="another model"):
         first.fit(X, y, epochs=1, batch_size=16, optimizer=opt)
+
+
+def test_a_fit_that_fails_to_reserve_its_workspace_binds_nothing(monkeypatch):
+    """The optimizer is bound once the fit has its workspace: a fit that fails before (here
+    the reservation raises MemoryError) leaves it free for another model."""
+    X, y = _data()
+    opt = Adam(1e-2)
+    first = _model(1)
+    first.fit(X, y, epochs=1, batch_size=16, optimizer=Adam(1e-2))  # a workspace exists
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("no room for the workspace")
+
+    monkeypatch.setattr(first, "_backend_reserve", no_memory)
+    with pytest.raises(MemoryError):
+        first.fit(X, y, epochs=1, batch_size=16, optimizer=opt)
+    assert opt.state == []  # nothing taken
+    second = _model(2)
+    second.fit(X, y, epochs=1, batch_size=16, optimizer=opt)  # free for another model
+    with pytest.raises(ValueError, match="another model"):
+        first.fit(X, y, epochs=1, batch_size=16, optimizer=opt)
+
+
+def test_a_refused_optimizer_leaves_the_model_as_it_was():
+    """The refusal comes before the fit changes the model (bias_init='prior' sets the
+    output biases from the labels at the start of a fit)."""
+    X, y = _data()
+    opt = Adam(1e-2)
+    _model(1).fit(X, y, epochs=1, batch_size=16, optimizer=opt)
+    other = fastmlp.MLP([5, 8, 2], seed=2, threads=1, bias_init="prior")
+    before = other.get_flat_params().copy()
+    with pytest.raises(ValueError, match="another model"):
+        other.fit(X, y, epochs=1, batch_size=16, optimizer=opt)
+    np.testing.assert_array_equal(other.get_flat_params(), before)

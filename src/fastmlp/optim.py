@@ -112,6 +112,21 @@ class Optimizer:
                     )
         return state
 
+    def check_model(self, model: object) -> None:
+        """Raise the ValueError :meth:`model_state` would raise for `model`, binding
+        nothing (``fit`` checks before it changes anything, and binds once it trains)."""
+        with _BINDING:
+            owner = None if self._owner is None else self._owner()
+            if self.state and self._owner is not None and owner is not model and \
+                    self._used_slots():
+                raise ValueError(self._taken_message())
+
+    def _taken_message(self) -> str:
+        return (f"this {type(self).__name__} holds the training state of another model "
+                "(one it trained, perhaps deleted since); "
+                "an optimizer's state belongs to the model it trained. Use a new "
+                "optimizer, or call optimizer.reset() to start this model's state afresh")
+
     def model_state(self, model: object) -> dict:
         """The state of `model`'s parameters as one flat vector (what ``fit`` updates).
 
@@ -128,11 +143,7 @@ class Optimizer:
                     not self._used_slots():  # a rule with no state (plain SGD): nothing
                 self.state = []              # to carry over; another model starts afresh
             if self.state and self._owner is not None and owner is not model:
-                raise ValueError(
-                    f"this {type(self).__name__} holds the training state of another model "
-                    "(one it trained, perhaps deleted since); "
-                    "an optimizer's state belongs to the model it trained. Use a new "
-                    "optimizer, or call optimizer.reset() to start this model's state afresh")
+                raise ValueError(self._taken_message())
             state = self.state_for(0, (model._n_params,), model.dtype)
             self._owner = weakref.ref(model)
             return state

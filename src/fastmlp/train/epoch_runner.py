@@ -55,10 +55,10 @@ class EpochRunner:
         self.starts = np.arange(0, n, self.batch_size)  # of the batches in an epoch
         self.batch_rows = np.diff(np.append(self.starts, n)).astype(np.float64)
         self.rows = float(n)  # the sum of batch_rows
-        self.state = optimizer.model_state(model)
         self.penalty = penalty_config(l2=l2)
         self.augment = augment_config(X.shape[1])
         model._backend_reserve(self.batch_size, isinstance(X, CSRInput))
+        self.state = optimizer.model_state(model)  # bound once the workspace is there
         self.guard = Guard(model, self.state)
         self.chunk, self.chunk_seconds = 1, chunk_seconds(self.guard.snapshot)
         self.epochs_done = 0

@@ -90,6 +90,7 @@ def fit(model, X: object, y: object, o: FitOptions) -> History:
         hold_out(data, 0.1 if o.validation_fraction is None else o.validation_fraction,
                  model.seed)
     if resume is None:
+        optimizer.check_model(model)  # refused before the bias prior changes the model
         model._apply_bias_prior(data.labels, data.dense, data.weights)
     n = data.n
     batch_size = min(batch_size, n)
@@ -98,8 +99,10 @@ def fit(model, X: object, y: object, o: FitOptions) -> History:
             f"batch normalization needs at least 2 samples per batch; with {n} samples and "
             f"batch_size={batch_size} a batch would hold 1. Choose another batch_size."
         )
-    state = None if resume is not None else optimizer.model_state(model)  # (restore's)
     model._backend_reserve(batch_size, isinstance(data.X, CSRInput))
+    # bound once the workspace is there (a fit that fails to reserve it leaves the
+    # optimizer free); a resumed fit takes the checkpoint's state (restore binds it)
+    state = None if resume is not None else optimizer.model_state(model)
     order = np.arange(n, dtype=np.int64)
     loop = Loop(model, epochs=epochs, val=data.val, callbacks=callbacks,
                 early_stopping=o.early_stopping, monitor=o.monitor, patience=patience,
