@@ -41,26 +41,30 @@ void fm_blocking_info(int f64, int *mr, int *nr, int *kc, int *mc) {
     *mc = fm_block_rows(*mr, *kc, size);
 }
 
-size_t fm_panels_offset(const fm_net *net, int l) {
-    const size_t nr = (size_t)fm_panel_width();
+size_t fm_panels_offset(const fm_net *net, int l, size_t elem) {
+    const size_t nr = (size_t)fm_panel_width_of(elem);
     size_t off = 0;
     for (int k = 0; k < l; k++)
         off += (size_t)net->sizes[k] * ((net->sizes[k + 1] + nr - 1) / nr) * nr;
     return off;
 }
 
-size_t fm_packed_weights_count(const fm_net *net) {
-    return fm_panel_width() ? fm_panels_offset(net, net->n_layers) : 0;
+size_t fm_packed_weights_count(const fm_net *net, size_t elem) {
+    return fm_panel_width_of(elem) ? fm_panels_offset(net, net->n_layers, elem) : 0;
 }
 
-void fm_pack_weights(const fm_net *net, const float *params, float *panels) {
-    const int nr = fm_panel_width();
-    if (!nr) return;
-    for (int l = 0; l < net->n_layers; l++) {
-        const int I = net->sizes[l], O = net->sizes[l + 1];
-        const float *W = params + fm_weight_offset(net, l);
-        float *dst = panels + fm_panels_offset(net, l);
-        for (int j0 = 0; j0 < O; j0 += nr, dst += (size_t)I * nr)
-            pack_panel_f32(dst, nr, W, O, I, j0, O - j0 < nr ? O - j0 : nr, NULL);
+/* fm_pack_weights_f32 / _f64: each layer's panels as packed_product packs them */
+#define PACK_WEIGHTS(SFX, T)                                                                  \
+    void fm_pack_weights_##SFX(const fm_net *net, const T *params, T *panels) {               \
+        const int nr = fm_panel_width_of(sizeof(T));                                           \
+        if (!nr) return;                                                                       \
+        for (int l = 0; l < net->n_layers; l++) {                                              \
+            const int I = net->sizes[l], O = net->sizes[l + 1];                                \
+            const T *W = params + fm_weight_offset(net, l);                                    \
+            T *dst = panels + fm_panels_offset(net, l, sizeof(T));                             \
+            for (int j0 = 0; j0 < O; j0 += nr, dst += (size_t)I * nr)                          \
+                pack_panel_##SFX(dst, nr, W, O, I, j0, O - j0 < nr ? O - j0 : nr, NULL);       \
+        }                                                                                      \
     }
-}
+PACK_WEIGHTS(f32, float)
+PACK_WEIGHTS(f64, double)

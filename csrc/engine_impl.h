@@ -24,7 +24,7 @@ typedef struct {
     int training;
     uint64_t key, counter;   /* training randomness of this step */
     const fm_penalty *pen;   /* NULL: no penalties (evaluation) */
-    const real *panels;      /* weights in panel layout (fm_pack_weights), or NULL */
+    const real *panels;      /* weights in panel layout (fm_pack_weights_*), or NULL */
     int layout;              /* 1: params holds the weights of the layers fm_layer_in_panels
                                 names in panel layout (layout.c; training) */
     const fm_pruned_csr *pruned; /* predict: the layers' weights in CSR (fm_buffers.pruned),
@@ -46,7 +46,7 @@ static int FN(in_panels)(const FN(fm_pass) * ps, int l) {
 /* Dense layer l's weight panels, if the pass has them. */
 static const real *FN(layer_panels)(const FN(fm_pass) * ps, int l) {
     if (FN(in_panels)(ps, l)) return ps->params + fm_weight_offset(ps->net, l);
-    return ps->panels ? ps->panels + fm_panels_offset(ps->net, l) : NULL;
+    return ps->panels ? ps->panels + fm_panels_offset(ps->net, l, sizeof(real)) : NULL;
 }
 
 static void FN(ws_carve)(FN(fm_ws) * ws, const fm_net *net, void *work, int batch) {
@@ -308,9 +308,7 @@ static int FN(predict)(const fm_net *net, const fm_buffers *buf, const fm_input 
     FN(ws_carve)(&ws, net, buf->work, buf->batch_cap);
     ws.csr = csr;
     FN(fm_pass) ps = FN(inference)(net, buf);
-#ifdef FM_REAL_IS_FLOAT
     ps.panels = (const real *)buf->panels;
-#endif
     ps.pruned = buf->pruned;
     const int I = net->sizes[0], K = net->sizes[net->n_layers];
     const int nt = fm_usable_threads(net->n_threads);

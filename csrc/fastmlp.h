@@ -154,7 +154,7 @@ typedef struct {
     const void *prune_mask; /* like params: 1 keeps, 0 prunes (NULL: no pruning) */
     void *work;             /* fm_workspace_bytes(net, batch_cap) bytes */
     int batch_cap;          /* the batch the workspace was sized for */
-    const void *panels;     /* float32 fm_predict only: the weights as fm_pack_weights laid
+    const void *panels;     /* fm_predict only: the weights as fm_pack_weights_* laid
                                them out for the active kernel, or NULL (packed per call) */
     void *scratch;          /* fm_train only: fm_layout_scratch_count elements, or NULL.
                                With it fm_train keeps weights, gradients and optimizer state
@@ -201,17 +201,19 @@ typedef struct {
     int64_t counter; /* training steps taken; each step increments it */
 } fm_random;
 
-/* Float32 weights in the register-tile kernels' panel layout, so that repeated predicts
- * do not copy panels on every call: fm_packed_weights_count floats (0 when the active
- * kernel set has no tiles), filled by fm_pack_weights from params. Valid until the
- * parameters or the active kernel set change. */
-size_t fm_packed_weights_count(const fm_net *net);
+/* Weights in the register-tile kernels' panel layout, so that repeated predicts do not
+ * copy panels on every call: fm_packed_weights_count elements of `elem` bytes (4 float32,
+ * 8 float64; 0 when the active kernel set has no tiles for that dtype), filled by
+ * fm_pack_weights_f32/_f64 from params. Valid until the parameters or the active kernel
+ * set change. */
+size_t fm_packed_weights_count(const fm_net *net, size_t elem);
 /* Elements (of `elem` bytes: 4 float32, 8 float64) of fm_buffers.scratch for fm_train's
  * panel layout at batches of batch_size (0: it is not used there, or no layer can use it). */
 size_t fm_layout_scratch_count(const fm_net *net, int batch_size, size_t elem);
 /* Arrays converted into that layout so far (tests read it to see that training used it). */
 unsigned long long fm_panel_layout_calls(void);
-void fm_pack_weights(const fm_net *net, const float *params, float *panels);
+void fm_pack_weights_f32(const fm_net *net, const float *params, float *panels);
+void fm_pack_weights_f64(const fm_net *net, const double *params, double *panels);
 
 /* 1 when every element of x (n) is finite (no NaN, no infinity); n_threads as elsewhere. */
 int fm_all_finite_f32(const float *x, size_t n, int n_threads);

@@ -32,8 +32,9 @@ int fm_panel_width_of(size_t elem);
 /* The register tile (mr x nr) of the active kernel set for float32 (f64 = 0) or float64,
  * and the largest k-block kc and the row group mc its products use (cpuinfo.c). */
 void fm_blocking_info(int f64, int *mr, int *nr, int *kc, int *mc);
-/* Offset of dense layer l's weight panels in fm_pack_weights' layout (float32). */
-size_t fm_panels_offset(const fm_net *net, int l);
+/* Offset (in elements of `elem` bytes) of dense layer l's weight panels in
+ * fm_pack_weights_f32/_f64's layout. */
+size_t fm_panels_offset(const fm_net *net, int l, size_t elem);
 
 /* Panel layout during training (layout.c), for elements of `elem` bytes. Layer l trains in
  * it when its width is a multiple of fm_panel_width_of(elem) (never without register
@@ -74,7 +75,7 @@ static inline double fm_unit(uint64_t h) { return (double)(h >> 11) * 0x1.0p-53;
     void fm_act_backward_##SFX(T *d, const T *a, size_t n, int act, double slope);             \
     /* Y (B, O) = act(X (B, I) @ W (I, O) + b (O)); pack: nt * FM_PACK_ROWS(I, B) * FM_PACK_NR \
        scratch elements (per-thread copies of weight panels); panels: W already in panel     \
-       layout (fm_pack_weights; W is then not read), or NULL */                                \
+       layout (fm_pack_weights_*; W is then not read), or NULL */                                \
     void fm_dense_forward_##SFX(T *Y, const T *X, const T *W, const T *b, int B, int I, int O, \
                                 int act, double slope, int nt, T *pack, const T *panels);      \
     /* Y (B, O) = act(X (B, I) @ W + b (O)), W (I, O) given as CSR of W^T (pruned.c); xt     \

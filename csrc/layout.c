@@ -3,7 +3,7 @@
  * fm_train keeps the weights of each dense layer whose width O is a multiple of the active
  * kernel set's panel width nr for the dtype (16 floats or 8 doubles for the AVX2 tiles) in
  * the layout its register tiles read: W (I, O) as O / nr panels of (I, nr), one after
- * another (fm_pack_weights' layout for such a layer). The layer's weight gradient and
+ * another (fm_pack_weights_*' layout for such a layer). The layer's weight gradient and
  * optimizer state follow it. The forward pass then reads the weights without copying them
  * each step, and the elementwise passes (update, penalties, clipping) work on any layout as
  * they are. fm_train converts on entry and back before it returns: outside it every array

@@ -235,17 +235,18 @@ def test_large_layers_at_small_batches(kernel):
         assert_same_rows(kernel, m.predict(X[start:stop]), full[start:stop])
 
 
-def test_predict_weight_panels_follow_every_parameter_change(kernel):
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_predict_weight_panels_follow_every_parameter_change(kernel, dtype):
     """predict keeps the weights in panel layout between calls; every way the parameters
     change (training, set_params, pruning, loading) must show in the next predict."""
     X, y = make_problem("cross_entropy", 200, 70, 10, seed=8)
 
     def fresh_copy(m):
-        twin = fastmlp.MLP([70, 97, 10], seed=99)
+        twin = fastmlp.MLP([70, 97, 10], seed=99, dtype=dtype)
         twin.set_flat_params(m.get_flat_params())
         return twin.predict(X)
 
-    m = fastmlp.MLP([70, 97, 10], seed=1)
+    m = fastmlp.MLP([70, 97, 10], seed=1, dtype=dtype)
     first = m.predict(X)
     m.fit(X, y, epochs=1, batch_size=50, lr=0.1)
     trained = m.predict(X)
@@ -259,9 +260,10 @@ def test_predict_weight_panels_follow_every_parameter_change(kernel):
         m._engine.params[0] = 1.0  # writes must go through set_params
 
 
-def test_predict_weight_panels_follow_a_kernel_switch():
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_predict_weight_panels_follow_a_kernel_switch(dtype):
     X, _ = make_problem("cross_entropy", 200, 70, 10, seed=8)
-    m = fastmlp.MLP([70, 97, 10], seed=1)
+    m = fastmlp.MLP([70, 97, 10], seed=1, dtype=dtype)
     before = _engine.kernel()
     try:
         outs = {}

@@ -217,10 +217,11 @@ cdef extern from "fastmlp.h" nogil:
     void fm_optimizer_step_f64(fm_optimizer *opt, double *p, const double *g, size_t n,
                                double lr, int n_threads)
     int fm_fork_serial()
-    size_t fm_packed_weights_count(const fm_net *net)
+    size_t fm_packed_weights_count(const fm_net *net, size_t elem)
     size_t fm_layout_scratch_count(const fm_net *net, int batch_size, size_t elem)
     unsigned long long fm_panel_layout_calls()
-    void fm_pack_weights(const fm_net *net, const float *params, float *panels)
+    void fm_pack_weights_f32(const fm_net *net, const float *params, float *panels)
+    void fm_pack_weights_f64(const fm_net *net, const double *params, double *panels)
     int fm_all_finite_f32(const float *x, size_t n, int n_threads)
     int fm_all_finite_f64(const double *x, size_t n, int n_threads)
 

@@ -455,7 +455,7 @@ cdef class Engine:
     cdef object _pool           # free predict/evaluate workspaces: (threads, batch, array,
                                 # sized for CSR input)
     cdef object _pool_lock
-    cdef object _panels         # ((parameter version, kernel set), float32 weights in panel
+    cdef object _panels         # ((parameter version, kernel set), weights (the dtype) in panel
                                 # layout for predict), replaced whole, never written in place
     cdef fm_adapt _adapt        # the adaptive thread count of train's steps (csrc/adapt.c)
     cdef object _scratch        # scratch (the dtype's) that lets train use the panel layout
@@ -565,17 +565,22 @@ cdef class Engine:
         """The weights in panel layout for the active kernel (made when the parameters or
         the kernel changed), or None where predict would not use them. The caller keeps
         the array it gets for the length of its call: a later change makes a new one."""
-        if self.is_f64 or n < 64:
+        if n < 64:
             return None
         key = (self.version, fm_kernel_active())
         cached = self._panels
         if cached is not None and cached[0] == key:
             return cached[1]
-        count = fm_packed_weights_count(&self.net)
+        count = fm_packed_weights_count(&self.net, self.dtype.itemsize)
         if count == 0:
             return None
-        panels = np.empty(count, dtype=np.float32)
-        fm_pack_weights(&self.net, <const float *>_ptr(self.params), <float *>_ptr(panels))
+        panels = np.empty(count, dtype=self.dtype)
+        if self.is_f64:
+            fm_pack_weights_f64(&self.net, <const double *>_ptr(self.params),
+                                <double *>_ptr(panels))
+        else:
+            fm_pack_weights_f32(&self.net, <const float *>_ptr(self.params),
+                                <float *>_ptr(panels))
         self._panels = (key, panels)
         return panels
 
