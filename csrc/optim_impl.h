@@ -12,9 +12,36 @@
     _Pragma("omp parallel for schedule(static) num_threads(nt) if (nt > 1 && n >= FM_PARALLEL_MIN_WORK)") \
     for (size_t i = 0; i < n; i++)
 
+/* RMSprop's loop with its three options as constants (always inlined into one call per
+ * combination): with them read inside the loop, gcc left it scalar (3.2 ns a parameter on
+ * a Zen 3 core, 8x Adam's). The same operations in the same order as before. */
+static inline __attribute__((always_inline)) void FN(rmsprop_range)(
+    real *p, const real *g, real *s0, real *s1, real *s2, size_t n, real lr, real wd, real eps,
+    real alpha, real one_alpha, real mu, const int centered, const int inside,
+    const int momentum) {
+    for (size_t i = 0; i < n; i++) {
+        const real gi = g[i] + wd * p[i];
+        s0[i] = s0[i] * alpha + one_alpha * gi * gi;
+        real avg;
+        if (centered) {
+            s2[i] += one_alpha * (gi - s2[i]);
+            const real var = s0[i] - s2[i] * s2[i];
+            avg = inside ? SQRT(var + eps) : SQRT(var) + eps;
+        } else {
+            avg = inside ? SQRT(s0[i] + eps) : SQRT(s0[i]) + eps;
+        }
+        if (momentum) {
+            s1[i] = s1[i] * mu + gi / avg;
+            p[i] -= lr * s1[i];
+        } else {
+            p[i] -= lr * (gi / avg);
+        }
+    }
+}
+
 /* The update of elements [0, n) of p, g and the state slots (NULL when unused), for
  * update number t. Serial and compiled per ISA; fm_optimizer_step spreads chunks of it
- * over threads. */
+ * over threads. Every loop vectorizes (the sign tests below are selects, not branches). */
 FM_ISA_CLONES
 static void FN(update_range)(const fm_optimizer *o, int64_t t, double lr_, real *p,
                              const real *g, real *s0, real *s1, real *s2, size_t n) {
@@ -59,25 +86,19 @@ static void FN(update_range)(const fm_optimizer *o, int64_t t, double lr_, real 
     case FM_OPT_RMSPROP: {
         const real alpha = (real)o->alpha, one_alpha = (real)(1 - o->alpha);
         const real mu = (real)o->momentum;
-        const int centered = o->centered, momentum = o->momentum > 0;
-        for (size_t i = 0; i < n; i++) {
-            const real gi = g[i] + wd * p[i];
-            s0[i] = s0[i] * alpha + one_alpha * gi * gi;
-            real avg;
-            if (centered) {
-                s2[i] += one_alpha * (gi - s2[i]);
-                const real var = s0[i] - s2[i] * s2[i];
-                avg = inside ? SQRT(var + eps) : SQRT(var) + eps;
-            } else {
-                avg = inside ? SQRT(s0[i] + eps) : SQRT(s0[i]) + eps;
-            }
-            if (momentum) {
-                s1[i] = s1[i] * mu + gi / avg;
-                p[i] -= lr * s1[i];
-            } else {
-                p[i] -= lr * (gi / avg);
-            }
+        const int centered = o->centered != 0, momentum = o->momentum > 0, in = inside != 0;
+#define RMS(C, I, M) FN(rmsprop_range)(p, g, s0, s1, s2, n, lr, wd, eps, alpha, one_alpha, mu, C, I, M)
+        switch (centered * 4 + in * 2 + momentum) {
+        case 0: RMS(0, 0, 0); break;
+        case 1: RMS(0, 0, 1); break;
+        case 2: RMS(0, 1, 0); break;
+        case 3: RMS(0, 1, 1); break;
+        case 4: RMS(1, 0, 0); break;
+        case 5: RMS(1, 0, 1); break;
+        case 6: RMS(1, 1, 0); break;
+        default: RMS(1, 1, 1); break;
         }
+#undef RMS
         break;
     }
     case FM_OPT_ADAM:
@@ -111,8 +132,9 @@ static void FN(update_range)(const fm_optimizer *o, int64_t t, double lr_, real 
             real step = s1[i] * (prod > 0 ? up : prod < 0 ? down : (real)1);
             step = step < lo ? lo : step > hi ? hi : step;
             s1[i] = step;
-            if (prod < 0) gi = 0;
-            p[i] -= (real)((gi > 0) - (gi < 0)) * step;
+            gi = prod < 0 ? (real)0 : gi;
+            const real sign = gi > 0 ? (real)1 : gi < 0 ? (real)-1 : (real)0;
+            p[i] -= sign * step;
             s0[i] = gi;
         }
         break;
@@ -123,8 +145,7 @@ static void FN(update_range)(const fm_optimizer *o, int64_t t, double lr_, real 
         for (size_t i = 0; i < n; i++) {
             const real gi = g[i] + wd * p[i];
             const real agree = s1[i] * gi;
-            if (agree > 0) s0[i] += kappa;
-            else if (agree < 0) s0[i] *= shrink;
+            s0[i] = agree > 0 ? s0[i] + kappa : agree < 0 ? s0[i] * shrink : s0[i];
             p[i] -= s0[i] * gi;
             s1[i] = one_theta * gi + theta * s1[i];
         }
