@@ -256,6 +256,35 @@ def test_resuming_a_checkpoint_continues_bitwise(tmp_path):
     assert history.epoch == [1, 2, 3, 4]
 
 
+def test_one_rank_fit_applies_the_bias_prior_as_the_plain_fit():
+    """bias_init='prior' sets the output biases from the labels before the first step, in
+    a distributed fit as in fit (every rank holds the whole training set)."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(64, 5)), (rng.random(64) < 0.2).astype(np.int64)
+    a, b = (fastmlp.MLP([5, 8, 2], seed=1, dtype=np.float64, bias_init="prior")
+            for _ in range(2))
+    a.fit(X, y, epochs=1, batch_size=16, optimizer=Adam(lr=1e-2))
+    distributed.fit(b, X, y, block_size=16, comm=SelfComm(), epochs=1, batch_size=16,
+                    optimizer=Adam(lr=1e-2))
+    np.testing.assert_array_equal(b.get_flat_params(), a.get_flat_params())
+
+
+def test_distributed_fit_binds_the_optimizer_after_reserving(monkeypatch):
+    X, y = problem()
+    opt = Adam(lr=1e-2)
+    m = fastmlp.MLP([6, 8, 3], seed=1)
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("no room for the workspace")
+
+    monkeypatch.setattr(m, "_backend_reserve", no_memory)
+    with pytest.raises(MemoryError):
+        distributed.fit(m, X, y, block_size=5, batch_size=10, comm=SelfComm(), optimizer=opt)
+    assert opt.state == []
+    distributed.fit(fastmlp.MLP([6, 8, 3], seed=2), X, y, block_size=5, batch_size=10,
+                    comm=SelfComm(), optimizer=opt)
+
+
 def test_distributed_fit_rejects_what_blocks_cannot_do():
     X, y = problem(10)
     model = fastmlp.MLP([6, 4, 3], seed=0, batch_norm=True)

@@ -178,3 +178,33 @@ def test_a_refused_optimizer_leaves_the_model_as_it_was():
     with pytest.raises(ValueError, match="another model"):
         other.fit(X, y, epochs=1, batch_size=16, optimizer=opt)
     np.testing.assert_array_equal(other.get_flat_params(), before)
+
+
+def test_a_state_shaped_for_another_model_is_refused_before_the_bias_prior():
+    """A loaded state (unbound) of another model's shape is refused before the fit changes
+    the model."""
+    X, y = _data()
+    opt = Adam(1e-2)
+    _model(1).fit(X, y, epochs=1, batch_size=16, optimizer=opt)
+    loaded = Adam(1e-2)
+    loaded.load_state_dict(opt.state_dict())
+    other = fastmlp.MLP([5, 9, 2], seed=2, threads=1, bias_init="prior")
+    before = other.get_flat_params().copy()
+    with pytest.raises(ValueError, match="state of parameter 0"):
+        other.fit(X, y, epochs=1, batch_size=16, optimizer=loaded)
+    np.testing.assert_array_equal(other.get_flat_params(), before)
+
+
+@pytest.mark.parametrize("bad", [{"validation_every": 0}, {"batch_size": 63}])
+def test_a_refused_fit_binds_nothing_and_changes_nothing(bad):
+    """Arguments checked late in fit (the loop's, batch norm's batch rule) refuse the fit
+    before the bias prior or the binding: the optimizer stays free for another model."""
+    X, y = _data()
+    opt = Adam(1e-2)
+    m = fastmlp.MLP([5, 8, 2], seed=2, threads=1, bias_init="prior", batch_norm=True)
+    before = m.get_flat_params().copy()
+    with pytest.raises(ValueError):
+        m.fit(X, y, epochs=1, optimizer=opt, **{"batch_size": 16, **bad})
+    np.testing.assert_array_equal(m.get_flat_params(), before)
+    assert opt.state == []
+    _model(3).fit(X, y, epochs=1, batch_size=16, optimizer=opt)  # free for another model

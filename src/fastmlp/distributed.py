@@ -446,7 +446,14 @@ class _Run:
                     patience=check_int(o.patience, "patience", 0),
                     min_delta=check_float(o.min_delta, "min_delta", low=0.0),
                     verbose=bool(o.verbose) and ranks.rank == 0)
-        state = None if resume is not None else optimizer.model_state(model)  # (restore's)
+        # as fit: every refusal before the bias prior changes the model, and the optimizer
+        # bound once the workspace is there (a resumed fit: restore binds the checkpoint's
+        # state). Every rank holds the whole training set: the same prior on every rank.
+        if resume is None:
+            optimizer.check_model(model)
+            model._apply_bias_prior(data.labels, data.dense, data.weights)
+        model._backend_reserve(block_size)
+        state = None if resume is not None else optimizer.model_state(model)
         order = np.arange(n, dtype=np.int64)
         self.first_epoch = 1
         if resume is not None:
@@ -456,7 +463,6 @@ class _Run:
             self.first_epoch = done + 1
         elif o.shuffle == "once":
             model._backend_shuffle(order)
-        model._backend_reserve(block_size)
         self.model, self.ranks, self.loop, self.epochs = model, ranks, loop, epochs
         self.optimizer, self.state, self.schedule, self.order = optimizer, state, schedule, order
         self.checkpoint = o.checkpoint

@@ -102,24 +102,30 @@ class Optimizer:
         if not state:
             state.update(self._new_state(shape, dtype))
         else:
-            for name in self._used_slots():
-                arr = state[name]
-                if arr.shape != tuple(shape) or arr.dtype != dtype:
-                    raise ValueError(
-                        f"{type(self).__name__} state of parameter {position} is "
-                        f"{arr.shape} {arr.dtype} but the parameter is {tuple(shape)} {dtype}; "
-                        "use a new optimizer for a different model"
-                    )
+            self._check_shapes(state, position, shape, dtype)
         return state
 
+    def _check_shapes(self, state: dict, position: int, shape: tuple, dtype: np.dtype) -> None:
+        for name in self._used_slots():
+            arr = state[name]
+            if arr.shape != tuple(shape) or arr.dtype != dtype:
+                raise ValueError(
+                    f"{type(self).__name__} state of parameter {position} is "
+                    f"{arr.shape} {arr.dtype} but the parameter is {tuple(shape)} {dtype}; "
+                    "use a new optimizer for a different model"
+                )
+
     def check_model(self, model: object) -> None:
-        """Raise the ValueError :meth:`model_state` would raise for `model`, binding
-        nothing (``fit`` checks before it changes anything, and binds once it trains)."""
+        """Raise the ValueError :meth:`model_state` would raise for `model` (its state
+        bound to another model, or shaped for another), binding nothing: ``fit`` checks
+        before it changes anything, and binds once it trains."""
         with _BINDING:
             owner = None if self._owner is None else self._owner()
-            if self.state and self._owner is not None and owner is not model and \
-                    self._used_slots():
+            other = self._owner is not None and owner is not model
+            if self.state and other and self._used_slots():
                 raise ValueError(self._taken_message())
+            if self.state and self.state[0] and not (other and not self._used_slots()):
+                self._check_shapes(self.state[0], 0, (model._n_params,), model.dtype)
 
     def _taken_message(self) -> str:
         return (f"this {type(self).__name__} holds the training state of another model "

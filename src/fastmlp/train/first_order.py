@@ -89,9 +89,6 @@ def fit(model, X: object, y: object, o: FitOptions) -> History:
             o.validation_fraction is not None and o.validation_fraction != 0:
         hold_out(data, 0.1 if o.validation_fraction is None else o.validation_fraction,
                  model.seed)
-    if resume is None:
-        optimizer.check_model(model)  # refused before the bias prior changes the model
-        model._apply_bias_prior(data.labels, data.dense, data.weights)
     n = data.n
     batch_size = min(batch_size, n)
     if any(model._batch_norm) and (batch_size == 1 or n % batch_size == 1):
@@ -99,15 +96,20 @@ def fit(model, X: object, y: object, o: FitOptions) -> History:
             f"batch normalization needs at least 2 samples per batch; with {n} samples and "
             f"batch_size={batch_size} a batch would hold 1. Choose another batch_size."
         )
-    model._backend_reserve(batch_size, isinstance(data.X, CSRInput))
-    # bound once the workspace is there (a fit that fails to reserve it leaves the
-    # optimizer free); a resumed fit takes the checkpoint's state (restore binds it)
-    state = None if resume is not None else optimizer.model_state(model)
-    order = np.arange(n, dtype=np.int64)
     loop = Loop(model, epochs=epochs, val=data.val, callbacks=callbacks,
                 early_stopping=o.early_stopping, monitor=o.monitor, patience=patience,
                 min_delta=min_delta, verbose=o.verbose, validation_every=o.validation_every,
                 tol=o.tol, n_iter_no_change=o.n_iter_no_change, restore_best=o.restore_best)
+    # every refusal comes before the fit changes the model (the bias prior) or binds the
+    # optimizer, which happens once the workspace is there (a fit that fails to reserve it
+    # leaves the optimizer free); a resumed fit takes the checkpoint's state (restore
+    # binds it)
+    if resume is None:
+        optimizer.check_model(model)
+        model._apply_bias_prior(data.labels, data.dense, data.weights)
+    model._backend_reserve(batch_size, isinstance(data.X, CSRInput))
+    state = None if resume is not None else optimizer.model_state(model)
+    order = np.arange(n, dtype=np.int64)
     first_epoch = 1
     if resume is not None:
         optimizer, state, done_epochs, order, loop.history, loop.best = checkpoint_io.restore(
