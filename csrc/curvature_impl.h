@@ -442,7 +442,7 @@ static int FN(curvature_product)(real *out, const fm_net *net, const fm_buffers 
     if (pen->l2 > 0) { /* + l2 v on the penalized parameters */
         fm_penalty l2_only = *pen;
         l2_only.l1 = 0;
-        FN(fm_penalty)(out, v, net, &l2_only);
+        FN(fm_penalty)(out, v, net, &l2_only, 0);
     }
     return FM_OK;
 }

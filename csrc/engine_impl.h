@@ -354,7 +354,7 @@ static int FN(loss_grad)(const fm_net *net, const fm_buffers *buf, const real *X
     FN(sum_samples)(&ws, n, loss, &correct);
     FN(backward)(&ps, grads, &ws, n, input_grad);
     FN(fm_tie_fold)(net, grads);
-    *loss = *loss / n + ws.activity / n + FN(fm_penalty)(grads, ps.params, net, pen);
+    *loss = *loss / n + ws.activity / n + FN(fm_penalty)(grads, ps.params, net, pen, 0);
     return FM_OK;
 }
 
@@ -510,7 +510,7 @@ static void FN(layer_grad_norms)(const FN(fm_pass) * ps, const real *grads, doub
                     const int run = nr - off < jb + m - j ? nr - off : jb + m - j;
                     const real *src = g + ((size_t)p * I + k) * nr + off;
                     double *a = acc + (j - jb);
-                    if (run == FM_NORM_COLUMNS) /* the whole block (nr is 16 or 32): unrolled */
+                    if (run == FM_NORM_COLUMNS) /* the whole block (nr >= 16): unrolled */
                         for (int t = 0; t < FM_NORM_COLUMNS; t++) acc[t] += (double)src[t] * src[t];
                     else
                         for (int t = 0; t < run; t++) a[t] += (double)src[t] * src[t];
@@ -535,10 +535,11 @@ static int FN(update)(const fm_net *net, const fm_buffers *buf, double lr, fm_op
     const real *mask = (const real *)buf->prune_mask;
     const size_t n_params = fm_param_count(net);
     FN(fm_tie_fold)(net, grads);
-    *loss += FN(fm_penalty)(grads, params, net, pen);
+    const int layout = ps && ps->layout;
+    *loss += FN(fm_penalty)(grads, params, net, pen, layout);
     if (mask) FN(fm_mul)(grads, grads, mask, n_params);
     if ((clip->max_norm > 0 || clip->max_value > 0) &&
-        !isfinite(FN(fm_clip_grads)(grads, n_params, clip, nt)) && clip->error_if_nonfinite)
+        !isfinite(FN(fm_clip_grads)(net, grads, layout, clip, nt)) && clip->error_if_nonfinite)
         return FM_ERR_NONFINITE_GRAD;
     if (norms) FN(layer_grad_norms)(ps, grads, norms);
     FN(fm_optimizer_step)(opt, params, grads, n_params, lr, nt);

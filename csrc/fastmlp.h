@@ -394,9 +394,12 @@ void fm_shuffle(uint64_t state[4], int64_t *order, int64_t n);
     /* One update of p (n) from g (n) with rate lr; increments opt->step first. */             \
     void fm_optimizer_step_##SFX(fm_optimizer *opt, T *p, const T *g, size_t n, double lr,     \
                                  int n_threads);                                                \
-    /* Clip g (n) in place as `clip` says; returns the global norm before clipping (NaN/inf    \
-       when the gradient is not finite; then g is left unchanged if error_if_nonfinite). */     \
-    double fm_clip_grads_##SFX(T *g, size_t n, const fm_clip *clip, int n_threads);
+    /* Clip the parameter-shaped g in place as `clip` says (layout: the layers of            \
+       fm_layer_in_panels have their weights in panel layout); returns the global norm before  \
+       clipping, summed in one order for either layout (NaN/inf when the gradient is not     \
+       finite; then g is left unchanged if error_if_nonfinite). */                            \
+    double fm_clip_grads_##SFX(const fm_net *net, T *g, int layout, const fm_clip *clip,       \
+                               int n_threads);
 
 FM_DECLARE(float, f32)
 FM_DECLARE(double, f64)

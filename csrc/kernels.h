@@ -132,10 +132,11 @@ static inline double fm_unit(uint64_t h) { return (double)(h >> 11) * 0x1.0p-53;
                           const fm_input *transform, uint64_t key, uint64_t counter,          \
                           int64_t row0);                                                        \
     /* Weight penalty of params: returns l2/2 sum w^2 + l1 sum |w| over the weights (and the  \
-       biases and BN parameters when pen->biases); adds its (sub)gradient to grads unless     \
-       grads is NULL (the L1 part only when not proximal). */                                  \
+       biases and BN parameters when pen->biases), summed in one order whether the layers of   \
+       fm_layer_in_panels have their weights in panel layout (layout != 0) or not; adds its    \
+       (sub)gradient to grads unless grads is NULL (the L1 part only when not proximal). */    \
     double fm_penalty_##SFX(T *grads, const T *params, const fm_net *net,                      \
-                            const fm_penalty *pen);                                             \
+                            const fm_penalty *pen, int layout);                                 \
     /* Soft-threshold the penalized parameters: w <- sign(w) max(|w| - t, 0) */                \
     void fm_prox_l1_##SFX(T *params, const fm_net *net, double t, int biases);                 \
     /* sum of squares of g (n) in double, summed over fixed blocks: thread-count independent */ \

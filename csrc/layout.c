@@ -5,9 +5,11 @@
  * the layout its register tiles read: W (I, O) as O / nr panels of (I, nr), one after
  * another (fm_pack_weights_*' layout for such a layer). The layer's weight gradient and
  * optimizer state follow it. The forward pass then reads the weights without copying them
- * each step, and the elementwise passes (update, penalties, clipping) work on any layout as
- * they are. fm_train converts on entry and back before it returns: outside it every array
- * is in the row-major layout of fastmlp.h. */
+ * each step, and the elementwise passes (update, penalty gradients, clipping) work on any
+ * layout as they are; the sums over the weights (the penalty's value, the clipping norm)
+ * take such a layer panel by panel in either layout (penalty_impl.h, optim_impl.h), so
+ * whether a call takes the layout changes no bit. fm_train converts on entry and back
+ * before it returns: outside it every array is in the row-major layout of fastmlp.h. */
 #include <string.h>
 
 #include "kernels.h"

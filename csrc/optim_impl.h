@@ -188,11 +188,57 @@ double FN(fm_sum_squares)(const real *g, size_t n, int nt) {
     return s;
 }
 
-double FN(fm_clip_grads)(real *g, size_t n, const fm_clip *clip, int n_threads) {
+/* Sum of squares of panel p of a weight block W (I, O) (nr columns from p * nr), in panel
+ * layout or row-major: lane t takes the panel's elements i = t (mod 8) in its row order
+ * (element i at row i / nr, column p * nr + i % nr); the lanes added pairwise. */
+static double FN(panel_squares)(const real *W, int I, int O, int nr, int p, int in_panels) {
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int k = 0; k < I; k++) {
+        const real *row = in_panels ? W + ((size_t)p * I + k) * nr : W + (size_t)k * O + (size_t)p * nr;
+        for (int j = 0; j < nr; j += 8)
+            for (int t = 0; t < 8; t++) acc[t] += (double)row[j + t] * row[j + t];
+    }
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+/* Sum of squares of a parameter-shaped g, in one order whether the fm_layer_in_panels
+ * layers' weights are in panel layout (layout != 0) or row-major: per layer, such a weight
+ * block panel by panel (panel_squares; nr is a multiple of 8), others in fixed blocks
+ * (fm_sum_squares), then the layer's other parameters; the parts added in order. So the
+ * clipping norm does not depend on whether a training call took the layout (which depends
+ * on its length), nor on the thread count. */
+static double FN(grad_sum_squares)(const fm_net *net, const real *g, int layout, int nt) {
+    const int nr = fm_panel_width_of(sizeof(real)), L = net->n_layers;
+    double total = 0;
+    for (int l = 0; l < L; l++) {
+        const int I = net->sizes[l], O = net->sizes[l + 1];
+        const size_t w = fm_weight_offset(net, l), b = fm_bias_offset(net, l);
+        const size_t end = l + 1 < L ? fm_weight_offset(net, l + 1) : fm_param_count(net);
+        if (fm_layer_in_panels(net, l, sizeof(real))) {
+            const int P = O / nr;
+            double part[FM_NORM_BLOCKS];
+            for (int p0 = 0; p0 < P; p0 += FM_NORM_BLOCKS) {
+                const int pg = P - p0 < FM_NORM_BLOCKS ? P - p0 : FM_NORM_BLOCKS;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && (size_t)I * O >= FM_PARALLEL_MIN_WORK)
+                for (int q = 0; q < pg; q++)
+                    part[q] = FN(panel_squares)(g + w, I, O, nr, p0 + q, layout);
+                for (int q = 0; q < pg; q++) total += part[q];
+            }
+        } else {
+            total += FN(fm_sum_squares)(g + w, b - w, nt);
+        }
+        total += FN(fm_sum_squares)(g + b, end - b, nt);
+    }
+    return total;
+}
+
+double FN(fm_clip_grads)(const fm_net *net, real *g, int layout, const fm_clip *clip,
+                         int n_threads) {
     const int nt = fm_usable_threads(n_threads);
+    const size_t n = fm_param_count(net);
     double norm = 0;
     if (clip->max_norm > 0) {
-        norm = sqrt(FN(fm_sum_squares)(g, n, nt));
+        norm = sqrt(FN(grad_sum_squares)(net, g, layout, nt));
         if (!isfinite(norm) && clip->error_if_nonfinite) return norm;
         const double coef = clip->max_norm / (norm + 1e-6);
         if (coef < 1) {

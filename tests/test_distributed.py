@@ -256,6 +256,20 @@ def test_resuming_a_checkpoint_continues_bitwise(tmp_path):
     assert history.epoch == [1, 2, 3, 4]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_block_per_batch_is_bitwise_the_plain_fit_with_clipping_and_penalties(dtype):
+    """The clipping norm and the penalty's value are summed in one order whether the plain
+    fit's engine calls take the panel layout (which the distributed steps never do)."""
+    rng = np.random.default_rng(5)
+    X, y = rng.standard_normal((40 * 48, 30)), rng.integers(0, 4, 40 * 48)
+    kw = dict(epochs=2, batch_size=40, clip_grad_norm=0.05, l2=1e-3, record="step")
+    a, b = (fastmlp.MLP([30, 64, 32, 4], seed=3, dtype=dtype) for _ in range(2))
+    ha = a.fit(X, y, optimizer=Adam(lr=1e-3), **kw)
+    hb = distributed.fit(b, X, y, block_size=40, comm=SelfComm(), optimizer=Adam(lr=1e-3), **kw)
+    np.testing.assert_array_equal(b.get_flat_params(), a.get_flat_params())
+    np.testing.assert_array_equal(hb.step_loss, ha.step_loss)
+
+
 def test_one_rank_fit_applies_the_bias_prior_as_the_plain_fit():
     """bias_init='prior' sets the output biases from the labels before the first step, in
     a distributed fit as in fit (every rank holds the whole training set)."""
