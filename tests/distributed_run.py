@@ -7,7 +7,10 @@ batch_norm, input_noise, weights (bool), threads, fail_rank with fail_epoch (tha
 raises in a callback after that epoch) or fail_step (in its gradient of that step),
 exit_rank with fail_epoch (that rank ends its process there), seed_rank (that rank's
 model has another seed), cli_fail_rank (see cli()),
-checkpoint (path), early_stopping (bool), plain (bool: model.fit instead, one process).
+checkpoint (path), early_stopping (bool), plain (bool: model.fit instead, one process),
+bias_prior (bool: bias_init='prior', but 0.0 on rank zero_bias_rank), report_refusal
+(bool: a rank whose fit raises saves its parameters, and whether model and optimizer are
+as they were, to OUT.rank<r>.npz).
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ def model_for(case: dict, rank: int = 0):
     seed = 8 if rank == case.get("seed_rank") else 7
     return fastmlp.MLP([12, 16, 8, 3], seed=seed, threads=case.get("threads", 1),
                        dropout=case.get("dropout", 0.0),
-                       batch_norm=case.get("batch_norm", False))
+                       batch_norm=case.get("batch_norm", False),
+                       bias_init="prior" if case.get("bias_prior") and
+                       rank != case.get("zero_bias_rank") else 0.0)
 
 
 def cli(case: dict) -> None:
@@ -109,6 +114,13 @@ def main() -> None:
             # message (the tests count them).
             traceback.print_exc()
             sys.stderr.flush()
+            if case.get("report_refusal"):  # what the refused fit left: model, optimizer
+                np.savez(f"{sys.argv[2]}.rank{rank}.npz", params=model.get_flat_params(),
+                         untouched=np.array([optimizer._owner is None and
+                                             not optimizer.state and
+                                             np.array_equal(model.get_flat_params(),
+                                                            model_for(case, rank)
+                                                            .get_flat_params())]))
             MPI.COMM_WORLD.Barrier()
             sys.exit(1)
     if rank == 0:

@@ -437,6 +437,24 @@ def test_mpi_ranks_with_different_models_all_refuse_to_train(tmp_path):
 
 
 @needs_mpi
+@pytest.mark.parametrize("differ", [dict(seed_rank=2), dict(zero_bias_rank=1)],
+                         ids=["seed", "bias_init"])
+def test_mpi_ranks_that_differ_leave_their_models_and_optimizers_as_they_were(tmp_path,
+                                                                             differ):
+    """(the ranks compare before the bias prior changes the model and before the optimizer
+    is bound; bias_init='prior' and 0.0 give equal weights until the prior is applied,
+    and their configurations tell them apart)"""
+    out = tmp_path / "x.npz"
+    proc = mpirun(3, dict(differ, bias_prior=True, optimizer="adam", report_refusal=True),
+                  out)
+    assert proc.returncode != 0
+    assert proc.stderr.count("ValueError: the ranks' models differ") == 3
+    for rank in range(3):
+        with np.load(f"{out}.rank{rank}.npz") as f:
+            assert bool(f["untouched"][0]), f"rank {rank}'s model or optimizer changed"
+
+
+@needs_mpi
 def test_mpi_a_rank_that_dies_ends_the_job(tmp_path):
     proc = mpirun(2, dict(epochs=6, exit_rank=1, fail_epoch=2), tmp_path / "x.npz",
                   timeout=60)

@@ -373,6 +373,8 @@ def fit(model, X: object, y: object, *, comm=None, block_size: int = DEFAULT_BLO
             if any(d[key] != digests[0][key] for d in digests):
                 raise ValueError(f"the ranks' {key} differ; give every rank the same model "
                                  "(same arguments and seed), data and fit options")
+        ranks.agree(run.reserve, "reserving the workspace")
+        ranks.agree(run.start, "preparing the fit")
         return run.train()
 
 
@@ -446,38 +448,70 @@ class _Run:
                     patience=check_int(o.patience, "patience", 0),
                     min_delta=check_float(o.min_delta, "min_delta", low=0.0),
                     verbose=bool(o.verbose) and ranks.rank == 0)
-        # as fit: every refusal before the bias prior changes the model, and the optimizer
-        # bound once the workspace is there (a resumed fit: restore binds the checkpoint's
-        # state). Every rank holds the whole training set: the same prior on every rank.
         if resume is None:
             optimizer.check_model(model)
+        self.model, self.ranks, self.loop, self.epochs = model, ranks, loop, epochs
+        self.optimizer, self.schedule, self.checkpoint = optimizer, schedule, o.checkpoint
+        self._setup = (data, block_size, batch_size, augment, clip, penalty, o, resume)
+        # What every rank must agree on, taken before anything changes the model, so that
+        # ranks that differ refuse to train and leave their models and optimizers as they
+        # were: the model as given, its configuration included (each rank then applies the
+        # same bias prior to the same targets) or, when resuming, its configuration and
+        # the checkpoint that replaces its state; the data; the options and the
+        # optimizer's step count.
+        if resume is None:
+            models = (repr(model.config()),
+                      _hash(model._params_view(), model._running_view(),
+                            model._backend_rng_state(), np.array([model._counter])))
+            step = int(optimizer.state[0].get("step", 0)) if optimizer.state and \
+                optimizer.state[0] else 0
+            owner = None if optimizer._owner is None else optimizer._owner()
+            if optimizer._owner is not None and owner is not model and \
+                    not optimizer._used_slots():
+                step = 0  # (model_state starts a rule with no state afresh for this model)
+        else:
+            config, arrays = resume
+            models = (repr(model.config()), repr(sorted(config.items())),
+                      _hash(*(arrays[k] for k in sorted(arrays))))
+            step = config["optimizer_step"]
+        self.digest = {
+            "models": models,
+            "data": (data.X.shape, _hash(data.X.take(np.arange(min(64, data.n))).dense()),
+                     None if data.labels is None else _hash(data.labels),
+                     None if data.dense is None else _hash(data.dense),
+                     None if data.weights is None else _hash(data.weights)),
+            "fit options": repr((epochs, batch_size, block_size, o.shuffle, optimizer, clip,
+                                 penalty, augment, step)),
+        }
+
+    def reserve(self) -> None:
+        """The fit's workspace (its own agreement, before anything changes the model: a rank
+        that cannot reserve it leaves every rank's model and optimizer as they were)."""
+        self.model._backend_reserve(self._setup[1])
+
+    def start(self) -> None:
+        """Prepare the model and optimizer for the epochs, once the ranks agree and hold
+        their workspace: as fit, the bias prior, then the optimizer bound (a resumed fit:
+        restore binds the checkpoint's state, after its checks). Every rank holds the whole
+        training set: the same prior on every rank."""
+        data, block_size, batch_size, augment, clip, penalty, o, resume = self._setup
+        model, optimizer, schedule, n = self.model, self.optimizer, self.schedule, data.n
+        if resume is None:
             model._apply_bias_prior(data.labels, data.dense, data.weights)
-        model._backend_reserve(block_size)
         state = None if resume is not None else optimizer.model_state(model)
         order = np.arange(n, dtype=np.int64)
         self.first_epoch = 1
         if resume is not None:
-            optimizer, state, done, order, loop.history, loop.best = checkpoint_io.restore(
-                o.resume_from, *resume, model=model, optimizer=optimizer, n=n,
-                schedule=schedule)
+            optimizer, state, done, order, self.loop.history, self.loop.best = \
+                checkpoint_io.restore(o.resume_from, *resume, model=model,
+                                      optimizer=optimizer, n=n, schedule=schedule)
             self.first_epoch = done + 1
         elif o.shuffle == "once":
             model._backend_shuffle(order)
-        self.model, self.ranks, self.loop, self.epochs = model, ranks, loop, epochs
-        self.optimizer, self.state, self.schedule, self.order = optimizer, state, schedule, order
-        self.checkpoint = o.checkpoint
+        self.optimizer, self.state, self.order = optimizer, state, order
         self.trainer = DistributedEpochs(
-            _Step(model, ranks, data, block_size, augment), optimizer, state, schedule, order,
-            batch_size, o.shuffle in (True, "epoch"), clip, penalty, o.record == "step")
-        self.digest = {
-            "models": _hash(model._params_view(), model._running_view(),
-                            model._backend_rng_state(), np.array([model._counter])),
-            "data": (data.X.shape, _hash(data.X.take(np.arange(min(64, data.n))).dense()),
-                     None if data.labels is None else _hash(data.labels),
-                     None if data.weights is None else _hash(data.weights)),
-            "fit options": repr((epochs, batch_size, block_size, o.shuffle, optimizer, clip,
-                                 penalty, augment, self.first_epoch, int(state["step"]))),
-        }
+            _Step(model, self.ranks, data, block_size, augment), optimizer, state, schedule,
+            order, batch_size, o.shuffle in (True, "epoch"), clip, penalty, o.record == "step")
 
     def train(self) -> History:
         """Run the epochs; the History."""
