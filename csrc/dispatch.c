@@ -82,12 +82,15 @@ static unsigned long long calls[FM_KERNEL_COUNT];
 
 const fm_kernel_set *fm_kernels(void) {
     const int k = fm_kernel_active();
-    calls[k]++; /* called by the drivers outside their parallel regions */
+    /* called by the drivers outside their parallel regions; fits of several models may
+       run at once */
+    __atomic_fetch_add(&calls[k], 1, __ATOMIC_RELAXED);
     return &SETS[k];
 }
 
 const fm_kernel_set *fm_kernels_uncounted(void) { return &SETS[fm_kernel_active()]; }
 
 unsigned long long fm_kernel_calls(int kernel) {
-    return kernel >= 0 && kernel < FM_KERNEL_COUNT ? calls[kernel] : 0;
+    return kernel >= 0 && kernel < FM_KERNEL_COUNT ? __atomic_load_n(&calls[kernel], __ATOMIC_RELAXED)
+                                                   : 0;
 }

@@ -510,7 +510,7 @@ static void FN(layer_grad_norms)(const FN(fm_pass) * ps, const real *grads, doub
                     const int run = nr - off < jb + m - j ? nr - off : jb + m - j;
                     const real *src = g + ((size_t)p * I + k) * nr + off;
                     double *a = acc + (j - jb);
-                    if (run == FM_NORM_COLUMNS) /* the whole block (nr >= 16): unrolled */
+                    if (run == FM_NORM_COLUMNS) /* a whole block (float32 panels, nr 16 or 32) */
                         for (int t = 0; t < FM_NORM_COLUMNS; t++) acc[t] += (double)src[t] * src[t];
                     else
                         for (int t = 0; t < run; t++) a[t] += (double)src[t] * src[t];

@@ -90,7 +90,8 @@ void fm_convert_layout(const fm_net *net, void *a, void *scratch, size_t elem, i
         copy_blocks(scratch, w, (size_t)I * O * elem, nt);
         relayout(w, scratch, I, O, nr, elem, to_panels, nt);
     }
-    if (to_panels) layout_calls++;
+    if (to_panels) /* (fits of several models may run at once) */
+        __atomic_fetch_add(&layout_calls, 1, __ATOMIC_RELAXED);
 }
 
 void fm_copy_from_panels(const fm_net *net, void *dst, const void *src, size_t elem,
@@ -109,4 +110,6 @@ void fm_copy_from_panels(const fm_net *net, void *dst, const void *src, size_t e
     }
 }
 
-unsigned long long fm_panel_layout_calls(void) { return layout_calls; }
+unsigned long long fm_panel_layout_calls(void) {
+    return __atomic_load_n(&layout_calls, __ATOMIC_RELAXED);
+}

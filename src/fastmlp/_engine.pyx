@@ -141,7 +141,11 @@ def available_kernels():
 
 
 def set_kernel(name):
-    """Force a kernel set (also: environment variable FASTMLP_KERNEL at import)."""
+    """Force a kernel set (also: environment variable FASTMLP_KERNEL at import).
+
+    Process-wide, for tests and benchmarks: call it while no fit, predict or other engine
+    call runs in any thread (the kernel sets' panel widths differ, and a call that saw
+    the switch half-way would read its weights in the wrong layout)."""
     if name not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {name!r}")
     if name == "blas" and not _find_blas():
