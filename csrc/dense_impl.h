@@ -332,23 +332,20 @@ void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, 
     int mr, nr;
     FN(fm_tile_fn) tile;
     FN(fm_pack_t_fn) pack_t;
-    const fm_kernel_set *ks = FN(kernels)(&mr, &nr, &tile, &pack_t);
-    (void)ks;
+    const FN(fm_tiles) *ts = FN(fm_tiles_of)(FN(kernels)(&mr, &nr, &tile, &pack_t));
     /* small batches are bound by streaming W: count them as at least 8 rows of work */
     const int par = nt > 1 && (double)(B < 8 ? 8 : B) * I * O >= FM_PARALLEL_MIN_MACS;
-#ifdef FM_REAL_IS_FLOAT
-    if (B == 1 && tile && ks->gemv && !wpanels) { /* one row: column blocks of the
+    if (B == 1 && tile && ts->gemv && !wpanels) { /* one row: column blocks of the
                                                       vector-matrix product */
-        const int gnb = ks->gemv_nb, blocks = (O + gnb - 1) / gnb;
+        const int gnb = ts->gemv_nb, blocks = (O + gnb - 1) / gnb;
 #pragma omp parallel for schedule(static) num_threads(nt) if (par && blocks > 1)
         for (int blk = 0; blk < blocks; blk++) {
             const int j0 = blk * gnb, nb = O - j0 < gnb ? O - j0 : gnb;
-            ks->gemv(Y + j0, X, W + j0, O, I, nb, b + j0);
+            ts->gemv(Y + j0, X, W + j0, O, I, nb, b + j0);
             FN(fm_act_forward)(Y + j0, (size_t)nb, act, slope);
         }
         return;
     }
-#endif
     if (tile && (wpanels || B >= FM_PACK_GROUP || (B > mr && (size_t)I * O >= FM_PACK_LARGE))) {
         FN(packed_product)(tile, pack_t, mr, nr, Y, O, X, (size_t)I, 1, W, O, 0, B, I, O, b,
                            FM_EPI_ACT, NULL, act, slope, nt, par, pack, wpanels, NULL,

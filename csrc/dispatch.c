@@ -2,7 +2,7 @@
  * features (AVX-512F > AVX2+FMA > a registered BLAS (blas.c) > portable C), overridable by
  * FASTMLP_KERNEL=generic|avx2|avx512|blas or fm_kernel_select (tests run every path the
  * machine supports). The AVX-512 set has no float64 tiles of its own: it uses the AVX2 ones
- * (and the AVX2 float64 transposing copy).
+ * (and the AVX2 float64 transposing copy and gemv).
  * The BLAS set has no tiles: the dense layer's products go to blas.c, the rest runs the
  * portable C code. */
 #include <stdlib.h>
@@ -11,15 +11,14 @@
 #include "blas.h"
 #include "gemm.h"
 
-#define PORTABLE_SET {{4, 64, NULL, NULL}, {4, 64, NULL, NULL}, 0, NULL}
+#define PORTABLE_SET {{4, 64, NULL, NULL, 0, NULL}, {4, 64, NULL, NULL, 0, NULL}}
+#define AVX2_F64 {6, 8, fm_tile_avx2_f64, fm_pack_t_avx2_f64, 32, fm_gemv_avx2_f64}
 
 #ifdef FASTMLP_X86_KERNELS
 static const fm_kernel_set SETS[FM_KERNEL_COUNT] = {
     PORTABLE_SET,
-    {{6, 16, fm_tile_avx2, fm_pack_t_avx2}, {6, 8, fm_tile_avx2_f64, fm_pack_t_avx2_f64}, 0,
-     NULL},
-    {{8, 32, fm_tile_avx512, fm_pack_t_avx512}, {6, 8, fm_tile_avx2_f64, fm_pack_t_avx2_f64},
-     128, fm_gemv_avx512},
+    {{6, 16, fm_tile_avx2, fm_pack_t_avx2, 64, fm_gemv_avx2}, AVX2_F64},
+    {{8, 32, fm_tile_avx512, fm_pack_t_avx512, 128, fm_gemv_avx512}, AVX2_F64},
     PORTABLE_SET,
 };
 #else /* the x86 sets are never available: portable placeholders */

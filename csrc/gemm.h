@@ -35,10 +35,13 @@ typedef void (*fm_tile_fn_f64)(double *C, int ldc, const double *A, size_t sr, s
                                const double *init);
 
 /* gemv:  y (nb) = init (nb) + sum_k x[k] * W[k*ldw + j], j < nb <= gemv_nb: one row
- *        through many columns at once (batch 1). Every element is the same FMA chain, in
- *        the same order, as in `tile`, so a row's result does not depend on the path. */
-typedef void (*fm_gemv_fn)(float *y, const float *x, const float *W, int ldw, int K, int nb,
-                           const float *init);
+ *        through many columns at once (batch 1; init may be NULL: from 0). Every element
+ *        is the same FMA chain, in the same order, as in `tile`, so a row's result does not
+ *        depend on the path. */
+typedef void (*fm_gemv_fn_f32)(float *y, const float *x, const float *W, int ldw, int K,
+                               int nb, const float *init);
+typedef void (*fm_gemv_fn_f64)(double *y, const double *x, const double *W, int ldw, int K,
+                               int nb, const double *init);
 
 /* pack_t: buf[k*nr + q] = M[q*ldm + k] for q < nb <= nr, k < K: a panel of M^T from nb
  *         rows of M (the input-gradient product reads W^T). Columns q >= nb are left as
@@ -52,6 +55,8 @@ typedef void (*fm_pack_t_fn_f64)(double *buf, int nr, const double *M, int ldm, 
         int mr, nr;                  /* tile shape of `tile` */                               \
         fm_tile_fn_##SFX tile;       /* NULL: use the generic C tile */                       \
         fm_pack_t_fn_##SFX pack_t;   /* NULL: the portable transposing copy */                \
+        int gemv_nb;                 /* columns per `gemv` call */                            \
+        fm_gemv_fn_##SFX gemv;       /* NULL: one-row products go through `tile` */          \
     } fm_tiles_##SFX;
 FM_TILES(f32)
 FM_TILES(f64)
@@ -60,8 +65,6 @@ FM_TILES(f64)
 typedef struct {
     fm_tiles_f32 f32;
     fm_tiles_f64 f64;
-    int gemv_nb;     /* columns per `gemv` call (float32) */
-    fm_gemv_fn gemv; /* NULL: one-row products go through `tile` */
 } fm_kernel_set;
 
 static inline const fm_tiles_f32 *fm_tiles_of_f32(const fm_kernel_set *k) { return &k->f32; }
@@ -91,6 +94,10 @@ void fm_tile_avx2_f64(double *C, int ldc, const double *A, size_t sr, size_t sk,
                       const double *Bm, int ldb, int rb, int K, int nb, const double *init);
 void fm_gemv_avx512(float *y, const float *x, const float *W, int ldw, int K, int nb,
                     const float *init);
+void fm_gemv_avx2(float *y, const float *x, const float *W, int ldw, int K, int nb,
+                  const float *init);
+void fm_gemv_avx2_f64(double *y, const double *x, const double *W, int ldw, int K, int nb,
+                      const double *init);
 void fm_pack_t_avx512(float *buf, int nr, const float *M, int ldm, int nb, int K);
 void fm_pack_t_avx2(float *buf, int nr, const float *M, int ldm, int nb, int K);
 void fm_pack_t_avx2_f64(double *buf, int nr, const double *M, int ldm, int nb, int K);

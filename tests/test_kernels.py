@@ -163,6 +163,25 @@ def test_a_rows_prediction_does_not_depend_on_its_batch(kernel, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_lone_row_through_every_gemv_width(kernel, dtype):
+    """Batch 1 runs the vector-matrix product (gemv: up to 8 vectors of columns per call,
+    the last one masked or full, several calls for a wide layer): every width from 1 to
+    70 and a few multi-call ones, against the reference and bitwise against the same row
+    in a batch (which runs the tiles)."""
+    rng = np.random.default_rng(11)
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    for width in list(range(1, 71)) + [96, 129, 257, 300]:
+        eng, ref = (impl([23, width, 5], seed=width, dtype=dtype, bias_init=0.1)
+                    for impl in (fastmlp.MLP, fastmlp.reference.MLP))
+        X = rng.normal(size=(9, 23))
+        batch = eng.predict(X)
+        for i in (0, 4, 8):
+            row = eng.predict(X[i:i + 1])
+            assert_same_rows(kernel, row, batch[i:i + 1])
+            assert relative_error([row], [ref.predict(X[i:i + 1])]) <= tol
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("batch", [64, 75, 150])
 def test_weight_gradient_from_the_transposed_input(kernel, batch, dtype):
     """From batch 64 the weight gradient reads X^T made once (16x16 register transposes on
