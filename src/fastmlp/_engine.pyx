@@ -19,6 +19,8 @@ engine's training workspace and gradients, so the caller (fastmlp.model.base's m
 runs them one at a time and never beside a call that changes the parameters. Every
 call reads the network description and its workspace once, before releasing the GIL.
 """
+from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_STRIDES, PyBuffer_Release,
+                             PyObject_GetBuffer)
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 from libc.stdint cimport int32_t, int64_t, uint64_t
 
@@ -313,13 +315,28 @@ def _check_status(int status, str what):
 
 
 cdef void *_ptr(object arr) except? NULL:
-    """Address of a C-contiguous array's data (NULL for None or empty)."""
-    if arr is None or arr.size == 0:
+    """Address of a C-contiguous array's data (NULL for None or empty). Through the buffer
+    protocol: a typed memoryview of a reshaped view cost ~3 us a call, several per call of
+    a one-row predict."""
+    if arr is None:
         return NULL
-    if not arr.flags.c_contiguous:
-        raise ValueError("internal error: non-contiguous buffer")
-    cdef const unsigned char[::1] v = arr.reshape(-1).view(np.uint8)
-    return <void *>&v[0]
+    cdef Py_buffer view
+    try:
+        PyObject_GetBuffer(arr, &view, PyBUF_C_CONTIGUOUS)
+    except (BufferError, ValueError):
+        raise ValueError("internal error: non-contiguous buffer") from None
+    cdef void *p = view.buf if view.len > 0 else NULL
+    PyBuffer_Release(&view)  # (the caller keeps arr alive: its data stays where it is)
+    return p
+
+
+cdef const void *_first(object arr) except? NULL:
+    """Address of a (possibly strided) array's first element."""
+    cdef Py_buffer view
+    PyObject_GetBuffer(arr, &view, PyBUF_STRIDES)
+    cdef const void *p = view.buf
+    PyBuffer_Release(&view)
+    return p
 
 
 cdef fm_csr _csr(object X, bint csr):
@@ -848,7 +865,7 @@ cdef class Engine:
                                   or not v.flags.c_contiguous):
                 raise ValueError(f"input scale and shift must be contiguous {self.dtype} "
                                  f"of shape ({I},)")
-        r.data = <const void *><size_t>data.__array_interface__["data"][0]
+        r.data = _first(data)
         r.type = INPUT_TYPES[data.dtype]
         r.row_stride = data.strides[0]
         r.rows = <const int64_t *>_ptr(rows)
