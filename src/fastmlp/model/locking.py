@@ -53,14 +53,20 @@ class ModelLock:
     @contextmanager
     def read(self) -> Iterator[None]:
         """Shared access (nested reads and reads inside a write are free)."""
-        me = threading.get_ident()
-        if self._writer == me or self._read_depth() > 0:
-            self._local.depth = self._read_depth() + 1
-            try:
-                yield
-            finally:
-                self._local.depth -= 1
-            return
+        outermost = self.enter_read()
+        try:
+            yield
+        finally:
+            self.exit_read(outermost)
+
+    def enter_read(self) -> bool:
+        """Start a read section (:meth:`read` without a generator: ``reads`` wraps every
+        predict in one); True when it is this thread's outermost. End it with
+        :meth:`exit_read`."""
+        depth = self._read_depth()
+        if depth > 0 or self._writer == threading.get_ident():
+            self._local.depth = depth + 1
+            return False
         with self._cond:
             self._waiting_readers += 1
             while self._writer is not None or (self._waiting_writers and not self._read_turn):
@@ -70,14 +76,19 @@ class ModelLock:
                 self._read_turn = False
             self._readers += 1
         self._local.depth = 1
-        try:
-            yield
-        finally:
-            self._local.depth = 0
-            with self._cond:
-                self._readers -= 1
-                if self._readers == 0:
-                    self._cond.notify_all()
+        return True
+
+    def exit_read(self, outermost: bool) -> None:
+        """End the read section :meth:`enter_read` started."""
+        if not outermost:
+            self._local.depth -= 1
+            return
+        self._local.depth = 0
+        with self._cond:
+            self._readers -= 1
+            # only writers wait for the readers to leave (they count themselves waiting)
+            if self._readers == 0 and self._waiting_writers:
+                self._cond.notify_all()
 
     @contextmanager
     def write(self) -> Iterator[None]:
@@ -145,8 +156,12 @@ def reads(method: F) -> F:
     """Run the method under the model's read lock."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        with self._lock.read():
+        lock = self._lock
+        outermost = lock.enter_read()
+        try:
             return method(self, *args, **kwargs)
+        finally:
+            lock.exit_read(outermost)
     return wrapper  # type: ignore[return-value]
 
 
