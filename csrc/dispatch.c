@@ -12,12 +12,12 @@
 #include "gemm.h"
 
 #define PORTABLE_SET {{4, 64, NULL, NULL, 0, NULL}, {4, 64, NULL, NULL, 0, NULL}}
-#define AVX2_F64 {6, 8, fm_tile_avx2_f64, fm_pack_t_avx2_f64, 32, fm_gemv_avx2_f64}
+#define AVX2_F64 {6, 8, fm_tile_avx2_f64, fm_pack_t_avx2_f64, 512, fm_gemv_avx2_f64}
 
 #ifdef FASTMLP_X86_KERNELS
 static const fm_kernel_set SETS[FM_KERNEL_COUNT] = {
     PORTABLE_SET,
-    {{6, 16, fm_tile_avx2, fm_pack_t_avx2, 64, fm_gemv_avx2}, AVX2_F64},
+    {{6, 16, fm_tile_avx2, fm_pack_t_avx2, 1024, fm_gemv_avx2}, AVX2_F64},
     {{8, 32, fm_tile_avx512, fm_pack_t_avx512, 128, fm_gemv_avx512}, AVX2_F64},
     PORTABLE_SET,
 };

@@ -144,59 +144,49 @@ static __m256i tail_mask_f64(int n) { /* 64-bit lanes [0, n) set, n in [0, 4] */
 TILE_KERNEL(fm_tile_avx2, float, __m256, 8, ps, _mm256_broadcast_ss, tail_mask)
 TILE_KERNEL(fm_tile_avx2_f64, double, __m256d, 4, pd, _mm256_broadcast_sd, tail_mask_f64)
 
-/* gemv (batch 1): one row through NV vectors of columns at once, the last masked when
- * MASKED (ml: its lanes). NV independent accumulators keep the loads of W streaming, where
- * a 6-row tile holding one live row did six rows' multiply-adds for it. Each element is
- * the tiles' FMA chain (init, then k in order), so a row's result does not depend on the
- * path. */
-#define GEMV_BODY(T, V, L, PS, BCAST)                                                          \
-    V c[8];                                                                                     \
-    for (int v = 0; v < NV; v++) {                                                              \
-        const int mk = MASKED && v == NV - 1;                                                   \
-        c[v] = !init ? _mm256_setzero_##PS()                                                    \
-               : mk  ? MLOAD_##PS(init + L * v, ml)                                             \
-                     : LOAD_##PS(init + L * v, ml);                                             \
-    }                                                                                           \
-    for (int k = 0; k < K; k++) {                                                               \
-        const T *w = W + (size_t)k * ldw;                                                       \
-        const V xk = BCAST(x + k);                                                              \
-        for (int v = 0; v < NV; v++) {                                                          \
-            const int mk = MASKED && v == NV - 1;                                               \
-            c[v] = _mm256_fmadd_##PS(xk, mk ? MLOAD_##PS(w + L * v, ml) : LOAD_##PS(w + L * v, ml), \
-                                     c[v]);                                                     \
-        }                                                                                       \
-    }                                                                                           \
-    for (int v = 0; v < NV; v++) {                                                              \
-        if (MASKED && v == NV - 1) MSTORE_##PS(y + L * v, ml, c[v]);                            \
-        else STORE_##PS(y + L * v, ml, c[v]);                                                   \
-    }
-
+/* gemv (batch 1): y = init + x W over nb columns, in y itself: W is read as it lies, GK
+ * rows at a time across all nb columns (contiguous runs the prefetchers follow; y stays in
+ * L1), each vector of y loaded once per GK rows and given their GK multiply-adds in row
+ * order. Each element is then the tiles' FMA chain (init, then k in order), so a row's
+ * result does not depend on the path. The last nb % L columns use masked moves. */
+#define GK 8
 #define GEMV_KERNEL(NAME, T, V, L, PS, BCAST, MASK)                                            \
-    INLINE void NAME##_n(T *y, const T *x, const T *W, int ldw, int K, const T *init,         \
-                         const int NV, const int MASKED, __m256i ml) {                        \
-        GEMV_BODY(T, V, L, PS, BCAST)                                                          \
-    }                                                                                           \
     void NAME(T *y, const T *x, const T *W, int ldw, int K, int nb, const T *init) {          \
-        const int nv = (nb + L - 1) / L, masked = nb % L != 0;                                  \
-        const __m256i ml = MASK(nb - L * (nv - 1));                                             \
-        switch (2 * nv + masked) { /* constant NV and MASKED: c[] stays in registers */      \
-        case 2: NAME##_n(y, x, W, ldw, K, init, 1, 0, ml); break;                              \
-        case 3: NAME##_n(y, x, W, ldw, K, init, 1, 1, ml); break;                              \
-        case 4: NAME##_n(y, x, W, ldw, K, init, 2, 0, ml); break;                              \
-        case 5: NAME##_n(y, x, W, ldw, K, init, 2, 1, ml); break;                              \
-        case 6: NAME##_n(y, x, W, ldw, K, init, 3, 0, ml); break;                              \
-        case 7: NAME##_n(y, x, W, ldw, K, init, 3, 1, ml); break;                              \
-        case 8: NAME##_n(y, x, W, ldw, K, init, 4, 0, ml); break;                              \
-        case 9: NAME##_n(y, x, W, ldw, K, init, 4, 1, ml); break;                              \
-        case 10: NAME##_n(y, x, W, ldw, K, init, 5, 0, ml); break;                             \
-        case 11: NAME##_n(y, x, W, ldw, K, init, 5, 1, ml); break;                             \
-        case 12: NAME##_n(y, x, W, ldw, K, init, 6, 0, ml); break;                             \
-        case 13: NAME##_n(y, x, W, ldw, K, init, 6, 1, ml); break;                             \
-        case 14: NAME##_n(y, x, W, ldw, K, init, 7, 0, ml); break;                             \
-        case 15: NAME##_n(y, x, W, ldw, K, init, 7, 1, ml); break;                             \
-        case 16: NAME##_n(y, x, W, ldw, K, init, 8, 0, ml); break;                             \
-        case 17: NAME##_n(y, x, W, ldw, K, init, 8, 1, ml); break;                             \
-        default: break; /* nb in [1, 8 L] (gemm.h) */                                          \
+        const int nv = nb / L, rem = nb % L;                                                    \
+        const __m256i ml = MASK(rem);                                                           \
+        for (int v = 0; v < nv; v++)                                                            \
+            STORE_##PS(y + L * v, ml, init ? LOAD_##PS(init + L * v, ml) : _mm256_setzero_##PS()); \
+        if (rem)                                                                                \
+            MSTORE_##PS(y + L * nv, ml, init ? MLOAD_##PS(init + L * nv, ml)                   \
+                                             : _mm256_setzero_##PS());                          \
+        int k = 0;                                                                              \
+        for (; k + GK <= K; k += GK) {                                                          \
+            const T *w = W + (size_t)k * ldw;                                                   \
+            V xs[GK];                                                                           \
+            for (int i = 0; i < GK; i++) xs[i] = BCAST(x + k + i);                              \
+            for (int v = 0; v < nv; v++) {                                                      \
+                V c = LOAD_##PS(y + L * v, ml);                                                 \
+                for (int i = 0; i < GK; i++)                                                    \
+                    c = _mm256_fmadd_##PS(xs[i], LOAD_##PS(w + (size_t)i * ldw + L * v, ml), c); \
+                STORE_##PS(y + L * v, ml, c);                                                   \
+            }                                                                                   \
+            if (rem) {                                                                          \
+                V c = MLOAD_##PS(y + L * nv, ml);                                               \
+                for (int i = 0; i < GK; i++)                                                    \
+                    c = _mm256_fmadd_##PS(xs[i], MLOAD_##PS(w + (size_t)i * ldw + L * nv, ml), c); \
+                MSTORE_##PS(y + L * nv, ml, c);                                                 \
+            }                                                                                   \
+        }                                                                                       \
+        for (; k < K; k++) { /* the last K % GK rows, one at a time */                         \
+            const T *w = W + (size_t)k * ldw;                                                   \
+            const V xk = BCAST(x + k);                                                          \
+            for (int v = 0; v < nv; v++)                                                        \
+                STORE_##PS(y + L * v, ml,                                                       \
+                           _mm256_fmadd_##PS(xk, LOAD_##PS(w + L * v, ml), LOAD_##PS(y + L * v, ml))); \
+            if (rem)                                                                            \
+                MSTORE_##PS(y + L * nv, ml,                                                     \
+                            _mm256_fmadd_##PS(xk, MLOAD_##PS(w + L * nv, ml),                  \
+                                              MLOAD_##PS(y + L * nv, ml)));                     \
         }                                                                                       \
     }
 

@@ -164,21 +164,28 @@ def test_a_rows_prediction_does_not_depend_on_its_batch(kernel, dtype):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_a_lone_row_through_every_gemv_width(kernel, dtype):
-    """Batch 1 runs the vector-matrix product (gemv: up to 8 vectors of columns per call,
-    the last one masked or full, several calls for a wide layer): every width from 1 to
-    70 and a few multi-call ones, against the reference and bitwise against the same row
-    in a batch (which runs the tiles)."""
+    """Batch 1 runs the vector-matrix product (gemv: rows of W in groups of 8 and one at a
+    time for the rest, the last vector of columns masked or full; a wide layer in several
+    calls, one per thread at least): every width from 1 to 70 and wider ones, inputs
+    of 1 to 23 (group tails), against the reference and bitwise against the same row in a
+    batch (which runs the tiles) and on two threads."""
     rng = np.random.default_rng(11)
     tol = 1e-5 if dtype == "float32" else 1e-12
-    for width in list(range(1, 71)) + [96, 129, 257, 300]:
-        eng, ref = (impl([23, width, 5], seed=width, dtype=dtype, bias_init=0.1)
+    cases = [(23, w) for w in range(1, 71)] + [(k, 33) for k in range(1, 23)] + \
+        [(23, 96), (23, 129), (23, 257), (600, 1100), (600, 2100)]
+    for inputs, width in cases:
+        eng, ref = (impl([inputs, width, 5], seed=width, dtype=dtype, bias_init=0.1)
                     for impl in (fastmlp.MLP, fastmlp.reference.MLP))
-        X = rng.normal(size=(9, 23))
+        X = rng.normal(size=(9, inputs))
         batch = eng.predict(X)
         for i in (0, 4, 8):
             row = eng.predict(X[i:i + 1])
             assert_same_rows(kernel, row, batch[i:i + 1])
             assert relative_error([row], [ref.predict(X[i:i + 1])]) <= tol
+        if width > 1000:  # large enough for two threads' blocks
+            one = eng.predict(X[:1])
+            eng.threads = 2
+            np.testing.assert_array_equal(eng.predict(X[:1]), one)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
