@@ -337,7 +337,7 @@ void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, 
     const int par = nt > 1 && (double)(B < 8 ? 8 : B) * I * O >= FM_PARALLEL_MIN_MACS;
     if (B == 1 && tile && ts->gemv && !wpanels) { /* one row: column blocks of the
                                                       vector-matrix product */
-        int gnb = ts->gemv_nb; /* (threads: at least one block each, 16-column multiples) */
+        int gnb = ts->gemv_nb; /* (threads: blocks of about O / nt columns, 16-multiples) */
         if (par && (O + nt - 1) / nt < gnb) gnb = ((O + nt - 1) / nt + 15) / 16 * 16;
         const int blocks = (O + gnb - 1) / gnb;
 #pragma omp parallel for schedule(static) num_threads(nt) if (par && blocks > 1)

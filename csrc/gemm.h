@@ -37,7 +37,7 @@ typedef void (*fm_tile_fn_f64)(double *C, int ldc, const double *A, size_t sr, s
 /* gemv:  y (nb) = init (nb) + sum_k x[k] * W[k*ldw + j], j < nb <= gemv_nb: one row
  *        through many columns at once (batch 1; init may be NULL: from 0). Every element
  *        is the same FMA chain, in the same order, as in `tile`, so a row's result does not
- *        depend on the path. */
+ *        depend on the path. y may overlap none of x, W and init (it is the accumulator). */
 typedef void (*fm_gemv_fn_f32)(float *y, const float *x, const float *W, int ldw, int K,
                                int nb, const float *init);
 typedef void (*fm_gemv_fn_f64)(double *y, const double *x, const double *W, int ldw, int K,

@@ -163,3 +163,75 @@ def test_the_read_context_manager_is_the_same_lock():
     assert writer_in.wait(WAIT)
     writer.join(WAIT)
     assert m._lock._readers == 0
+
+
+class Interrupted(Exception):
+    """Stands for a KeyboardInterrupt raised in a thread waiting for the lock."""
+
+
+def interruptible(lock: ModelLock, thread_name: str, interrupt: threading.Event) -> None:
+    """Make the waits of thread `thread_name` on `lock` end with Interrupted once
+    `interrupt` is set (waiting in short slices, which release the lock as a wait does)."""
+    real_wait = lock._cond.wait
+
+    def wait(timeout=None):
+        if threading.current_thread().name != thread_name:
+            return real_wait(timeout)
+        while not interrupt.is_set():
+            real_wait(0.002)
+        raise Interrupted
+
+    lock._cond.wait = wait
+
+
+def run_named(name: str, target, *args) -> tuple[threading.Thread, list]:
+    errors: list = []
+
+    def body():
+        try:
+            target(*args)
+        except Interrupted as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=body, name=name, daemon=True)
+    t.start()
+    return t, errors
+
+
+def test_a_writer_interrupted_while_waiting_lets_the_readers_behind_it_go():
+    m = Shared()
+    interrupt, release, r1_in = threading.Event(), threading.Event(), threading.Event()
+    interruptible(m._lock, "W", interrupt)
+    r1 = start(m.read, "r1", release, r1_in)
+    assert r1_in.wait(WAIT)
+    writer, errors = run_named("W", m.write, "w")
+    wait_until(lambda: m._lock._waiting_writers == 1)
+    r2 = start(m.read, "r2")  # held back for the writer
+    wait_until(lambda: m._lock._waiting_readers == 1)
+    interrupt.set()
+    writer.join(WAIT)
+    assert len(errors) == 1 and m._lock._waiting_writers == 0
+    r2.join(WAIT)  # goes now, beside r1: the writer it waited for is gone
+    assert not r2.is_alive(), "the reader held back for the interrupted writer never woke"
+    release.set()
+    r1.join(WAIT)
+    assert m.log == ["r1 in", "r2 in", "r2 out", "r1 out"]
+
+
+def test_a_reader_interrupted_while_waiting_does_not_hold_back_later_writers():
+    m = Shared()
+    interrupt, release, w1_in = threading.Event(), threading.Event(), threading.Event()
+    interruptible(m._lock, "R", interrupt)
+    w1 = start(m.write, "w1", release, w1_in)
+    assert w1_in.wait(WAIT)
+    reader, errors = run_named("R", m.read, "r")
+    wait_until(lambda: m._lock._waiting_readers == 1)
+    interrupt.set()
+    reader.join(WAIT)
+    assert len(errors) == 1 and m._lock._waiting_readers == 0
+    release.set()
+    w1.join(WAIT)
+    w2 = start(m.write, "w2")
+    w2.join(WAIT)
+    assert not w2.is_alive(), "a writer waits for a reader that is no longer there"
+    assert m.log == ["w1 in", "w1 out", "w2 in", "w2 out"]

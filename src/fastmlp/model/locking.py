@@ -69,11 +69,15 @@ class ModelLock:
             return False
         with self._cond:
             self._waiting_readers += 1
-            while self._writer is not None or (self._waiting_writers and not self._read_turn):
-                self._cond.wait()
-            self._waiting_readers -= 1
-            if self._waiting_readers == 0:
-                self._read_turn = False
+            try:
+                while self._writer is not None or (self._waiting_writers and
+                                                   not self._read_turn):
+                    self._cond.wait()
+            finally:  # (also when the wait is interrupted: no longer waiting either way)
+                self._waiting_readers -= 1
+                if self._waiting_readers == 0 and self._read_turn:
+                    self._read_turn = False
+                    self._cond.notify_all()  # writers held back for the waiting readers
             self._readers += 1
         self._local.depth = 1
         return True
@@ -105,6 +109,9 @@ class ModelLock:
                     while (self._writer is not None or self._readers
                            or (self._read_turn and self._waiting_readers)):
                         self._cond.wait()
+                except BaseException:  # an interrupted wait: readers held back for this
+                    self._cond.notify_all()  # writer may go (it will not write)
+                    raise
                 finally:
                     self._waiting_writers -= 1
                 self._writer, self._depth = me, 1
