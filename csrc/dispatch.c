@@ -90,6 +90,6 @@ const fm_kernel_set *fm_kernels(void) {
 const fm_kernel_set *fm_kernels_uncounted(void) { return &SETS[fm_kernel_active()]; }
 
 unsigned long long fm_kernel_calls(int kernel) {
-    return kernel >= 0 && kernel < FM_KERNEL_COUNT ? __atomic_load_n(&calls[kernel], __ATOMIC_RELAXED)
-                                                   : 0;
+    if (kernel < 0 || kernel >= FM_KERNEL_COUNT) return 0;
+    return __atomic_load_n(&calls[kernel], __ATOMIC_RELAXED);
 }

@@ -194,7 +194,8 @@ double FN(fm_sum_squares)(const real *g, size_t n, int nt) {
 static double FN(panel_squares)(const real *W, int I, int O, int nr, int p, int in_panels) {
     double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (int k = 0; k < I; k++) {
-        const real *row = in_panels ? W + ((size_t)p * I + k) * nr : W + (size_t)k * O + (size_t)p * nr;
+        const real *row = in_panels ? W + ((size_t)p * I + k) * nr
+                                    : W + (size_t)k * O + (size_t)p * nr;
         for (int j = 0; j < nr; j += 8)
             for (int t = 0; t < 8; t++) acc[t] += (double)row[j + t] * row[j + t];
     }

@@ -26,9 +26,9 @@ class Shared:
         with self.log_lock:
             self.log.append(what)
 
-    @reads
-    def read(self, name: str, hold: threading.Event | None = None,
-             inside: threading.Event | None = None) -> str:
+    def section(self, name: str, hold: threading.Event | None,
+                inside: threading.Event | None) -> str:
+        """Log entry, signal `inside`, wait for `hold`, log exit."""
         self.note(f"{name} in")
         if inside is not None:
             inside.set()
@@ -37,15 +37,15 @@ class Shared:
         self.note(f"{name} out")
         return name
 
+    @reads
+    def read(self, name: str, hold: threading.Event | None = None,
+             inside: threading.Event | None = None) -> str:
+        return self.section(name, hold, inside)
+
     @writes
     def write(self, name: str, hold: threading.Event | None = None,
               inside: threading.Event | None = None) -> None:
-        self.note(f"{name} in")
-        if inside is not None:
-            inside.set()
-        if hold is not None:
-            assert hold.wait(WAIT)
-        self.note(f"{name} out")
+        self.section(name, hold, inside)
 
     @reads
     def read_then_read(self) -> str:
