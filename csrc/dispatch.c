@@ -1,8 +1,7 @@
 /* dispatch.c — which tile kernels run (float32 and float64): chosen once from the CPU's
  * features (AVX-512F > AVX2+FMA > a registered BLAS (blas.c) > portable C), overridable by
  * FASTMLP_KERNEL=generic|avx2|avx512|blas or fm_kernel_select (tests run every path the
- * machine supports). The AVX-512 set has no float64 tiles of its own: it uses the AVX2 ones
- * (and the AVX2 float64 transposing copy and gemv).
+ * machine supports). The AVX-512 set takes its float64 transposing copy from the AVX2 one.
  * The BLAS set has no tiles: the dense layer's products go to blas.c, the rest runs the
  * portable C code. */
 #include <stdlib.h>
@@ -18,7 +17,8 @@
 static const fm_kernel_set SETS[FM_KERNEL_COUNT] = {
     PORTABLE_SET,
     {{6, 16, fm_tile_avx2, fm_pack_t_avx2, 1024, fm_gemv_avx2}, AVX2_F64},
-    {{8, 32, fm_tile_avx512, fm_pack_t_avx512, 128, fm_gemv_avx512}, AVX2_F64},
+    {{8, 32, fm_tile_avx512, fm_pack_t_avx512, 1024, fm_gemv_avx512},
+     {8, 16, fm_tile_avx512_f64, fm_pack_t_avx2_f64, 512, fm_gemv_avx512_f64}},
     PORTABLE_SET,
 };
 #else /* the x86 sets are never available: portable placeholders */
@@ -35,7 +35,7 @@ int fm_kernel_available(int kernel) {
     __builtin_cpu_init();
     if (kernel == FM_KERNEL_AVX2)
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (kernel == FM_KERNEL_AVX512) /* its float64 tiles and copy are the AVX2 ones */
+    if (kernel == FM_KERNEL_AVX512) /* its float64 transposing copy is the AVX2 one */
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
                __builtin_cpu_supports("fma");
 #endif

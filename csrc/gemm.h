@@ -72,8 +72,7 @@ static inline const fm_tiles_f64 *fm_tiles_of_f64(const fm_kernel_set *k) { retu
 
 /* The kernel set in use: the best the CPU supports (a registered BLAS where no hand tiles
  * apply), or the one named by the environment variable FASTMLP_KERNEL (generic, avx2,
- * avx512, blas) or by fm_kernel_select. The avx512 set runs float64 through the AVX2 tiles
- * (no AVX-512 float64 tiles yet). */
+ * avx512, blas) or by fm_kernel_select. */
 const fm_kernel_set *fm_kernels(void);
 /* The same set, without counting a call. */
 const fm_kernel_set *fm_kernels_uncounted(void);
@@ -88,12 +87,16 @@ unsigned long long fm_kernel_calls(int kernel);
 #ifdef FASTMLP_X86_KERNELS
 void fm_tile_avx512(float *C, int ldc, const float *A, size_t sr, size_t sk, const float *Bm,
                     int ldb, int rb, int K, int nb, const float *init);
+void fm_tile_avx512_f64(double *C, int ldc, const double *A, size_t sr, size_t sk,
+                        const double *Bm, int ldb, int rb, int K, int nb, const double *init);
 void fm_tile_avx2(float *C, int ldc, const float *A, size_t sr, size_t sk, const float *Bm,
                   int ldb, int rb, int K, int nb, const float *init);
 void fm_tile_avx2_f64(double *C, int ldc, const double *A, size_t sr, size_t sk,
                       const double *Bm, int ldb, int rb, int K, int nb, const double *init);
 void fm_gemv_avx512(float *y, const float *x, const float *W, int ldw, int K, int nb,
                     const float *init);
+void fm_gemv_avx512_f64(double *y, const double *x, const double *W, int ldw, int K, int nb,
+                        const double *init);
 void fm_gemv_avx2(float *y, const float *x, const float *W, int ldw, int K, int nb,
                   const float *init);
 void fm_gemv_avx2_f64(double *y, const double *x, const double *W, int ldw, int K, int nb,

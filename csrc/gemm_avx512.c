@@ -1,87 +1,225 @@
-/* gemm_avx512.c — AVX-512 float32 kernels (compiled with -mavx512f -mfma; called only
- * when the CPU has AVX-512F, see dispatch.c). 8x32 register tile: 16 zmm accumulators,
- * 2 weight loads and 8 broadcasts per k; masked loads/stores for tails. One-row
- * products (batch 1) run through 128 columns at once: 8 independent FMA chains hide the
- * FMA latency and keep 8 weight loads in flight. */
+/* gemm_avx512.c — AVX-512 kernels, float32 and float64 (compiled with -mavx512f -mfma;
+ * called only when the CPU has AVX-512F, see dispatch.c). 8-row register tiles of two
+ * zmm vectors a row, 8x32 floats or 8x16 doubles: 16 zmm accumulators, 2 panel loads and
+ * 8 broadcasts per k. As in gemm_avx2.c, a tile of full width loads and stores with plain
+ * moves and is also compiled for the two strides the products use most (a packed panel
+ * read along A's rows, sk == 1, or down its columns, sr == 1); a panel's last columns use
+ * masked moves, and those that fit one vector (nb <= 16 floats, 8 doubles) run a
+ * one-vector tile. A single row (rb == 1) runs one row's multiply-adds, not eight.
+ * Every variant computes each element with the same FMA chain (init, then k in order),
+ * so results do not depend on which ran. init == C continues a product over a later
+ * k-block (gemm.h): the chain goes on from C. */
 #include <immintrin.h>
 
 #include "gemm.h"
 
 #define MR 8
+#define INLINE static inline __attribute__((always_inline))
 
-void fm_tile_avx512(float *C, int ldc, const float *A, size_t sr, size_t sk, const float *Bm,
-                    int ldb, int rb, int K, int nb, const float *init) {
-    const __mmask16 m0 = nb >= 16 ? 0xFFFF : (__mmask16)((1u << nb) - 1);
-    const __mmask16 m1 = nb <= 16 ? 0 : nb >= 32 ? 0xFFFF : (__mmask16)((1u << (nb - 16)) - 1);
-    if (rb == 1) { /* one row (inference at batch 1): a vector-matrix product. One FMA
-                      chain per element, in the order of the full tile below, so that a row's
-                      result never depends on the rows it is batched with. init == C: a
-                      later k-block (gemm.h), C is its own start. */
-        __m512 c0 = init ? _mm512_maskz_loadu_ps(m0, init) : _mm512_setzero_ps();
-        __m512 c1 = init ? _mm512_maskz_loadu_ps(m1, init + 16) : _mm512_setzero_ps();
-        for (int k = 0; k < K; k++) {
-            const float *b = Bm + (size_t)k * ldb;
-            const __m512 x = _mm512_set1_ps(A[(size_t)k * sk]);
-            c0 = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(m0, b), c0);
-            c1 = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(m1, b + 16), c1);
-        }
-        _mm512_mask_storeu_ps(C, m0, c0);
-        _mm512_mask_storeu_ps(C + 16, m1, c1);
-        return;
-    }
-    const float *a[MR], *s[MR]; /* s: where each row's start values come from */
-    const int acc = init == C;  /* a later k-block (gemm.h): every row starts from its C row */
-    for (int r = 0; r < MR; r++) {
-        a[r] = A + (size_t)(r < rb ? r : rb - 1) * sr;
-        s[r] = acc ? C + (size_t)(r < rb ? r : rb - 1) * ldc : init;
-    }
-#define START(r, m, off) (init ? _mm512_maskz_loadu_ps(m, s[r] + (off)) : _mm512_setzero_ps())
-    __m512 c00 = START(0, m0, 0), c01 = START(0, m1, 16), c10 = START(1, m0, 0);
-    __m512 c11 = START(1, m1, 16), c20 = START(2, m0, 0), c21 = START(2, m1, 16);
-    __m512 c30 = START(3, m0, 0), c31 = START(3, m1, 16), c40 = START(4, m0, 0);
-    __m512 c41 = START(4, m1, 16), c50 = START(5, m0, 0), c51 = START(5, m1, 16);
-    __m512 c60 = START(6, m0, 0), c61 = START(6, m1, 16), c70 = START(7, m0, 0);
-    __m512 c71 = START(7, m1, 16);
-#undef START
-    for (int k = 0; k < K; k++) {
-        const float *b = Bm + (size_t)k * ldb;
-        const size_t o = (size_t)k * sk;
-        const __m512 b0 = _mm512_maskz_loadu_ps(m0, b);
-        const __m512 b1 = _mm512_maskz_loadu_ps(m1, b + 16);
-        __m512 x;
-#define ROW(r, c0, c1)                           \
-    x = _mm512_set1_ps(a[r][o]);                 \
-    c0 = _mm512_fmadd_ps(x, b0, c0);             \
-    c1 = _mm512_fmadd_ps(x, b1, c1);
-        ROW(0, c00, c01) ROW(1, c10, c11) ROW(2, c20, c21) ROW(3, c30, c31)
-        ROW(4, c40, c41) ROW(5, c50, c51) ROW(6, c60, c61) ROW(7, c70, c71)
-#undef ROW
-    }
-    __m512 out[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31},
-                         {c40, c41}, {c50, c51}, {c60, c61}, {c70, c71}};
-    for (int r = 0; r < rb; r++) {
-        _mm512_mask_storeu_ps(C + (size_t)r * ldc, m0, out[r][0]);
-        _mm512_mask_storeu_ps(C + (size_t)r * ldc + 16, m1, out[r][1]);
-    }
-}
+/* T: element; V: vector; L: lanes; MT: mask type; LOAD(p, m), STORE(p, m, v): plain moves
+ * (full: the mask is all ones and unused) or masked ones; BCAST(p); FMA(a, b, c) =
+ * a * b + c; ZERO(). m0, m1: the masks of a row's two vectors. */
+#define ROWS_START(T)                                                                              \
+    const T *a[MR], *s[MR]; /* s: where each row's start values come from */                       \
+    const int acc = init == C; /* a later k-block: every row starts from its C row */              \
+    for (int r = 0; r < MR; r++) {                                                                 \
+        a[r] = A + (size_t)(r < rb ? r : rb - 1) * sr;                                             \
+        s[r] = acc ? C + (size_t)(r < rb ? r : rb - 1) * ldc : init;                               \
+    }                                                                                              \
+    const int any = init != NULL;
 
-void fm_gemv_avx512(float *y, const float *x, const float *W, int ldw, int K, int nb,
-                    const float *init) {
-    __mmask16 m[8];
-    __m512 c[8];
-    for (int v = 0; v < 8; v++) {
-        const int left = nb - 16 * v;
-        m[v] = left >= 16 ? 0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
-        c[v] = init ? _mm512_maskz_loadu_ps(m[v], init + 16 * v) : _mm512_setzero_ps();
+#define TILE_BODY(T, V, L, LOAD, STORE, BCAST, FMA, ZERO)                                          \
+    ROWS_START(T)                                                                                  \
+    V c00 = any ? LOAD(s[0], m0) : ZERO(), c01 = any ? LOAD(s[0] + L, m1) : ZERO();                \
+    V c10 = any ? LOAD(s[1], m0) : ZERO(), c11 = any ? LOAD(s[1] + L, m1) : ZERO();                \
+    V c20 = any ? LOAD(s[2], m0) : ZERO(), c21 = any ? LOAD(s[2] + L, m1) : ZERO();                \
+    V c30 = any ? LOAD(s[3], m0) : ZERO(), c31 = any ? LOAD(s[3] + L, m1) : ZERO();                \
+    V c40 = any ? LOAD(s[4], m0) : ZERO(), c41 = any ? LOAD(s[4] + L, m1) : ZERO();                \
+    V c50 = any ? LOAD(s[5], m0) : ZERO(), c51 = any ? LOAD(s[5] + L, m1) : ZERO();                \
+    V c60 = any ? LOAD(s[6], m0) : ZERO(), c61 = any ? LOAD(s[6] + L, m1) : ZERO();                \
+    V c70 = any ? LOAD(s[7], m0) : ZERO(), c71 = any ? LOAD(s[7] + L, m1) : ZERO();                \
+    for (int k = 0; k < K; k++) {                                                                  \
+        const T *b = Bm + (size_t)k * ldb;                                                         \
+        const size_t o = (size_t)k * sk;                                                           \
+        const V b0 = LOAD(b, m0), b1 = LOAD(b + L, m1);                                            \
+        V x;                                                                                       \
+        x = BCAST(a[0] + o); c00 = FMA(x, b0, c00); c01 = FMA(x, b1, c01);                         \
+        x = BCAST(a[1] + o); c10 = FMA(x, b0, c10); c11 = FMA(x, b1, c11);                         \
+        x = BCAST(a[2] + o); c20 = FMA(x, b0, c20); c21 = FMA(x, b1, c21);                         \
+        x = BCAST(a[3] + o); c30 = FMA(x, b0, c30); c31 = FMA(x, b1, c31);                         \
+        x = BCAST(a[4] + o); c40 = FMA(x, b0, c40); c41 = FMA(x, b1, c41);                         \
+        x = BCAST(a[5] + o); c50 = FMA(x, b0, c50); c51 = FMA(x, b1, c51);                         \
+        x = BCAST(a[6] + o); c60 = FMA(x, b0, c60); c61 = FMA(x, b1, c61);                         \
+        x = BCAST(a[7] + o); c70 = FMA(x, b0, c70); c71 = FMA(x, b1, c71);                         \
+    }                                                                                              \
+    const V out[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31},                          \
+                          {c40, c41}, {c50, c51}, {c60, c61}, {c70, c71}};                         \
+    for (int r = 0; r < rb; r++) {                                                                 \
+        STORE(C + (size_t)r * ldc, m0, out[r][0]);                                                 \
+        STORE(C + (size_t)r * ldc + L, m1, out[r][1]);                                             \
     }
-    for (int k = 0; k < K; k++) { /* element j: init + x[0] w[0][j] + x[1] w[1][j] + ... */
-        const float *w = W + (size_t)k * ldw;
-        const __m512 xk = _mm512_set1_ps(x[k]);
-        for (int v = 0; v < 8; v++)
-            c[v] = _mm512_fmadd_ps(xk, _mm512_maskz_loadu_ps(m[v], w + 16 * v), c[v]);
+
+/* The tile of a panel's last nb <= L columns: one vector a row (the same chains) */
+#define HALF_BODY(T, V, L, LOAD, STORE, BCAST, FMA, ZERO)                                          \
+    ROWS_START(T)                                                                                  \
+    V c0 = any ? LOAD(s[0], m0) : ZERO(), c1 = any ? LOAD(s[1], m0) : ZERO();                      \
+    V c2 = any ? LOAD(s[2], m0) : ZERO(), c3 = any ? LOAD(s[3], m0) : ZERO();                      \
+    V c4 = any ? LOAD(s[4], m0) : ZERO(), c5 = any ? LOAD(s[5], m0) : ZERO();                      \
+    V c6 = any ? LOAD(s[6], m0) : ZERO(), c7 = any ? LOAD(s[7], m0) : ZERO();                      \
+    for (int k = 0; k < K; k++) {                                                                  \
+        const V b0 = LOAD(Bm + (size_t)k * ldb, m0);                                               \
+        const size_t o = (size_t)k * sk;                                                           \
+        c0 = FMA(BCAST(a[0] + o), b0, c0);                                                         \
+        c1 = FMA(BCAST(a[1] + o), b0, c1);                                                         \
+        c2 = FMA(BCAST(a[2] + o), b0, c2);                                                         \
+        c3 = FMA(BCAST(a[3] + o), b0, c3);                                                         \
+        c4 = FMA(BCAST(a[4] + o), b0, c4);                                                         \
+        c5 = FMA(BCAST(a[5] + o), b0, c5);                                                         \
+        c6 = FMA(BCAST(a[6] + o), b0, c6);                                                         \
+        c7 = FMA(BCAST(a[7] + o), b0, c7);                                                         \
+    }                                                                                              \
+    const V out[MR] = {c0, c1, c2, c3, c4, c5, c6, c7};                                            \
+    for (int r = 0; r < rb; r++) STORE(C + (size_t)r * ldc, m0, out[r]);
+
+/* One row (inference at batch 1 through weight panels): a vector-matrix product, the
+ * same chains as a row of the full tile */
+#define ROW_BODY(T, V, L, LOAD, STORE, BCAST, FMA, ZERO)                                           \
+    V c0 = init ? LOAD(init, m0) : ZERO(), c1 = init ? LOAD(init + L, m1) : ZERO();                \
+    for (int k = 0; k < K; k++) {                                                                  \
+        const T *b = Bm + (size_t)k * ldb;                                                         \
+        const V x = BCAST(A + (size_t)k * sk);                                                     \
+        c0 = FMA(x, LOAD(b, m0), c0);                                                              \
+        c1 = FMA(x, LOAD(b + L, m1), c1);                                                          \
+    }                                                                                              \
+    STORE(C, m0, c0);                                                                              \
+    STORE(C + L, m1, c1);
+
+#define MASK_ps(n) ((__mmask16)((1u << (n)) - 1u)) /* lanes [0, n) set, n in [0, 16] */
+#define MASK_pd(n) ((__mmask8)((1u << (n)) - 1u))  /* n in [0, 8] */
+#define LOAD_ps(p, m) _mm512_loadu_ps(p)
+#define STORE_ps(p, m, v) _mm512_storeu_ps(p, v)
+#define MLOAD_ps(p, m) _mm512_maskz_loadu_ps(m, p)
+#define MSTORE_ps(p, m, v) _mm512_mask_storeu_ps(p, m, v)
+#define LOAD_pd(p, m) _mm512_loadu_pd(p)
+#define STORE_pd(p, m, v) _mm512_storeu_pd(p, v)
+#define MLOAD_pd(p, m) _mm512_maskz_loadu_pd(m, p)
+#define MSTORE_pd(p, m, v) _mm512_mask_storeu_pd(p, m, v)
+#define BCAST_ps(p) _mm512_set1_ps(*(p))
+#define BCAST_pd(p) _mm512_set1_pd(*(p))
+
+#define ARGS(T)                                                                                    \
+    T *C, int ldc, const T *A, size_t sr, size_t sk, const T *Bm, int ldb, int rb, int K,          \
+        int nb, const T *init
+#define BODY(KIND, PS, LS) /* LS: empty, plain moves (LOAD_ps), or M, masked ones (MLOAD_ps) */    \
+    KIND##_BODY(T, V, L, LS##LOAD_##PS, LS##STORE_##PS, BCAST_##PS, _mm512_fmadd_##PS,             \
+                _mm512_setzero_##PS)
+
+/* NAME: the tile of one dtype, dispatching to its variants */
+#define TILE_KERNEL(NAME, TT, VV, LL, PS, MT)                                                      \
+    INLINE void NAME##_full(ARGS(TT)) {                                                            \
+        typedef TT T;                                                                              \
+        typedef VV V;                                                                              \
+        enum { L = LL };                                                                           \
+        const MT m0 = 0, m1 = 0;                                                                   \
+        (void)m0, (void)m1, (void)nb;                                                              \
+        BODY(TILE, PS, )                                                                           \
+    }                                                                                              \
+    INLINE void NAME##_tail(ARGS(TT)) {                                                            \
+        typedef TT T;                                                                              \
+        typedef VV V;                                                                              \
+        enum { L = LL };                                                                           \
+        const MT m0 = MASK_##PS(nb >= L ? L : nb);                                                 \
+        const MT m1 = MASK_##PS(nb <= L ? 0 : nb >= 2 * L ? L : nb - L);                           \
+        BODY(TILE, PS, M)                                                                          \
+    }                                                                                              \
+    INLINE void NAME##_one(ARGS(TT)) {                                                             \
+        typedef TT T;                                                                              \
+        typedef VV V;                                                                              \
+        const MT m0 = 0;                                                                           \
+        (void)m0, (void)nb;                                                                        \
+        BODY(HALF, PS, )                                                                           \
+    }                                                                                              \
+    INLINE void NAME##_half(ARGS(TT)) {                                                            \
+        typedef TT T;                                                                              \
+        typedef VV V;                                                                              \
+        const MT m0 = MASK_##PS(nb);                                                               \
+        BODY(HALF, PS, M)                                                                          \
+    }                                                                                              \
+    INLINE void NAME##_row(ARGS(TT)) {                                                             \
+        typedef TT T;                                                                              \
+        typedef VV V;                                                                              \
+        enum { L = LL };                                                                           \
+        const MT m0 = MASK_##PS(nb >= L ? L : nb);                                                 \
+        const MT m1 = MASK_##PS(nb <= L ? 0 : nb >= 2 * L ? L : nb - L);                           \
+        (void)sr, (void)ldc, (void)rb;                                                             \
+        BODY(ROW, PS, M)                                                                           \
+    }                                                                                              \
+    void NAME(ARGS(TT)) {                                                                          \
+        if (rb == 1) NAME##_row(C, ldc, A, sr, sk, Bm, ldb, rb, K, nb, init);                      \
+        else if (nb == 2 * LL && ldb == 2 * LL && sk == 1)                                         \
+            NAME##_full(C, ldc, A, sr, 1, Bm, 2 * LL, rb, K, nb, init);                            \
+        else if (nb == 2 * LL && ldb == 2 * LL && sr == 1)                                         \
+            NAME##_full(C, ldc, A, 1, sk, Bm, 2 * LL, rb, K, nb, init);                            \
+        else if (nb == 2 * LL) NAME##_full(C, ldc, A, sr, sk, Bm, ldb, rb, K, nb, init);           \
+        else if (nb == LL) NAME##_one(C, ldc, A, sr, sk, Bm, ldb, rb, K, nb, init);                \
+        else if (nb < LL) NAME##_half(C, ldc, A, sr, sk, Bm, ldb, rb, K, nb, init);                \
+        else NAME##_tail(C, ldc, A, sr, sk, Bm, ldb, rb, K, nb, init);                             \
     }
-    for (int v = 0; v < 8; v++) _mm512_mask_storeu_ps(y + 16 * v, m[v], c[v]);
-}
+
+TILE_KERNEL(fm_tile_avx512, float, __m512, 16, ps, __mmask16)
+TILE_KERNEL(fm_tile_avx512_f64, double, __m512d, 8, pd, __mmask8)
+
+/* gemv (batch 1): y = init + x W over nb columns, in y itself: W is read as it lies, GK
+ * rows at a time across all nb columns (contiguous runs the prefetchers follow; y stays in
+ * L1), each vector of y loaded once per GK rows and given their GK multiply-adds in row
+ * order: each element is the tiles' FMA chain (init, then k in order), so a row's result
+ * does not depend on the path (gemm_avx2.c's design, which replaced chains down all of K
+ * for 128 columns at a time). The last nb % L columns use masked moves. */
+#define GK 8
+#define GEMV_KERNEL(NAME, T, V, L, PS, MT)                                                         \
+    void NAME(T *y, const T *x, const T *W, int ldw, int K, int nb, const T *init) {               \
+        const int nv = nb / L, rem = nb % L;                                                       \
+        const MT ml = MASK_##PS(rem);                                                              \
+        for (int v = 0; v < nv; v++)                                                               \
+            STORE_##PS(y + L * v, 0, init ? LOAD_##PS(init + L * v, 0) : _mm512_setzero_##PS());   \
+        if (rem)                                                                                   \
+            MSTORE_##PS(y + L * nv, ml, init ? MLOAD_##PS(init + L * nv, ml)                       \
+                                             : _mm512_setzero_##PS());                             \
+        int k = 0;                                                                                 \
+        for (; k + GK <= K; k += GK) {                                                             \
+            const T *w = W + (size_t)k * ldw;                                                      \
+            V xs[GK];                                                                              \
+            for (int i = 0; i < GK; i++) xs[i] = BCAST_##PS(x + k + i);                            \
+            for (int v = 0; v < nv; v++) {                                                         \
+                V c = LOAD_##PS(y + L * v, 0);                                                     \
+                for (int i = 0; i < GK; i++)                                                       \
+                    c = _mm512_fmadd_##PS(xs[i], LOAD_##PS(w + (size_t)i * ldw + L * v, 0), c);    \
+                STORE_##PS(y + L * v, 0, c);                                                       \
+            }                                                                                      \
+            if (rem) {                                                                             \
+                V c = MLOAD_##PS(y + L * nv, ml);                                                  \
+                for (int i = 0; i < GK; i++)                                                       \
+                    c = _mm512_fmadd_##PS(xs[i], MLOAD_##PS(w + (size_t)i * ldw + L * nv, ml),     \
+                                          c);                                                      \
+                MSTORE_##PS(y + L * nv, ml, c);                                                    \
+            }                                                                                      \
+        }                                                                                          \
+        for (; k < K; k++) { /* the last K % GK rows, one at a time */                             \
+            const T *w = W + (size_t)k * ldw;                                                      \
+            const V xk = BCAST_##PS(x + k);                                                        \
+            for (int v = 0; v < nv; v++)                                                           \
+                STORE_##PS(y + L * v, 0,                                                           \
+                           _mm512_fmadd_##PS(xk, LOAD_##PS(w + L * v, 0),                          \
+                                             LOAD_##PS(y + L * v, 0)));                            \
+            if (rem)                                                                               \
+                MSTORE_##PS(y + L * nv, ml,                                                        \
+                            _mm512_fmadd_##PS(xk, MLOAD_##PS(w + L * nv, ml),                      \
+                                              MLOAD_##PS(y + L * nv, ml)));                        \
+        }                                                                                          \
+    }
+
+GEMV_KERNEL(fm_gemv_avx512, float, __m512, 16, ps, __mmask16)
+GEMV_KERNEL(fm_gemv_avx512_f64, double, __m512d, 8, pd, __mmask8)
 
 /* rows r[0..16) become columns: r[j][i] <- r[i][j] (unpack pairs, 4x4 blocks per 128-bit
  * lane, then whole lanes) */

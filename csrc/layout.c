@@ -1,8 +1,9 @@
 /* layout.c — the panel layout of the weights during training (either dtype).
  *
  * fm_train keeps the weights of each dense layer whose width O is a multiple of the active
- * kernel set's panel width nr for the dtype (16 floats or 8 doubles for the AVX2 tiles) in
- * the layout its register tiles read: W (I, O) as O / nr panels of (I, nr), one after
+ * kernel set's panel width nr for the dtype (16 floats or 8 doubles for the AVX2 tiles, 32
+ * or 16 for the AVX-512 ones) in the layout its register tiles read: W (I, O) as O / nr
+ * panels of (I, nr), one after
  * another (fm_pack_weights_*' layout for such a layer). The layer's weight gradient and
  * optimizer state follow it. The forward pass then reads the weights without copying them
  * each step, and the elementwise passes (update, penalty gradients, clipping) work on any
