@@ -417,3 +417,32 @@ def test_ensemble_jobs_share_the_threads_and_give_them_back(data):
                                   callbacks=[lambda model, h: seen.append(model.threads)])
     assert seen == [2, 2]
     assert [m.threads for m in members] == [4, 4]
+
+
+ONE_THREAD_CHILD = r"""
+import os, numpy as np, fastmlp
+rng = np.random.default_rng(0)
+X = rng.normal(size=(3000, 784))  # float64 input: converted, then checked for NaN
+y = rng.integers(0, 10, 3000)
+m = fastmlp.MLP([784, 64, 10], seed=0, threads=1)
+before = len(os.listdir("/proc/self/task"))
+m.fit(X[:600], y[:600], epochs=1, batch_size=128)
+m.predict(X)
+m.predict(X.astype(np.float32))
+print(before, len(os.listdir("/proc/self/task")))
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc")
+def test_a_one_thread_model_starts_no_threads():
+    """threads=1 means one thread for everything a call does, the input's NaN check of a
+    large X included (it once ran on every core: an OpenMP team whose workers then spun on
+    the other cores, doubling the CPU time of a predict at 512 rows). Counted in a fresh
+    process: the OS threads before and after a fit and two predicts."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    out = subprocess.run([sys.executable, "-c", ONE_THREAD_CHILD], capture_output=True,
+                         text=True, env=env, check=True).stdout.split()
+    assert out[0] == out[1], f"threads before / after: {out}"

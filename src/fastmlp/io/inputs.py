@@ -81,13 +81,14 @@ class Features:
 
 def check_input(X: object, n_features: int, dtype: np.dtype,
                 transform: tuple[np.ndarray, np.ndarray] | None = None,
-                name: str = "X") -> Features:
+                name: str = "X", threads: int = 0) -> Features:
     """`X` as :class:`Features` of a model with `n_features` inputs, `dtype` and input
     `transform` ((scale, shift) arrays of `dtype`, or None), checked: 2-D, the right
     width, at least one row, numbers, and finite as the network sees them (after
     conversion and transform). Features checked for this model already (the same dtype
     and transform arrays) come back as they are; other Features are checked again, rows
-    and all.
+    and all. The finiteness pass runs on `threads` threads (0: all; a model passes its
+    own count, so that a one-thread model starts no threads).
 
     Raises
     ------
@@ -102,7 +103,7 @@ def check_input(X: object, n_features: int, dtype: np.dtype,
         if X.dtype == dtype and X.scale is scale and X.shift is shift and \
                 X.shape[1] == n_features:
             return X
-        checked = check_input(X.data, n_features, dtype, transform, name)
+        checked = check_input(X.data, n_features, dtype, transform, name, threads)
         return checked if X.rows is None else checked.take(X.rows)
     mapped = isinstance(X, np.memmap)
     try:
@@ -125,7 +126,7 @@ def check_input(X: object, n_features: int, dtype: np.dtype,
         narrow = readable and arr.dtype.itemsize < dtype.itemsize
         with np.errstate(over="ignore", invalid="ignore"):  # checked below
             arr = np.ascontiguousarray(arr, dtype=arr.dtype if narrow else dtype)
-    _check_finite(arr, dtype, scale, shift, name, source)
+    _check_finite(arr, dtype, scale, shift, name, source, threads)
     return Features(arr, None, scale, shift, dtype)
 
 
@@ -142,11 +143,13 @@ def _convert(data: np.ndarray, dtype: np.dtype, scale: np.ndarray | None,
 
 
 def _check_finite(data: np.ndarray, dtype: np.dtype, scale: np.ndarray | None,
-                  shift: np.ndarray | None, name: str, source: np.dtype) -> None:
+                  shift: np.ndarray | None, name: str, source: np.dtype,
+                  threads: int) -> None:
     """ValueError unless every row of `data` (given as `source` data) is finite as the
     network sees it. Integers
     convert to finite values, and the transform is monotone in x, so an integer array is
-    checked through its type's two extremes; float data take one pass, in blocks."""
+    checked through its type's two extremes; float data take one pass, in blocks, on
+    `threads` threads."""
     if data.dtype.kind in "iu":
         if scale is None:
             return
@@ -155,14 +158,14 @@ def _check_finite(data: np.ndarray, dtype: np.dtype, scale: np.ndarray | None,
         if all_finite(_convert(ends, dtype, scale, shift)):
             return
     if scale is None and data.dtype == dtype and data.flags.c_contiguous:
-        if all_finite(data):
+        if all_finite(data, threads):
             return
         bad = data
     else:
         step = max(1, _CHECK_BYTES // (data.shape[1] * dtype.itemsize))
         for r0 in range(0, data.shape[0], step):
             bad = _convert(data[r0 : r0 + step], dtype, scale, shift)
-            if not all_finite(bad):
+            if not all_finite(bad, threads):
                 break
         else:
             return

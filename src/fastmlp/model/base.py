@@ -1032,7 +1032,8 @@ class BaseMLP:
         dtype, converted and transformed (for the calls that need one)."""
         if is_sparse(X) or isinstance(X, CSRInput):  # where sparse X is not taken
             check_features(X, self._sizes[0], self._dtype, name)  # raises, naming the way out
-        features = check_input(X, self._sizes[0], self._dtype, self._transform, name)
+        features = check_input(X, self._sizes[0], self._dtype, self._transform, name,
+                               self._backend_threads())
         return features.dense() if dense else features
 
     def _check_input(self, X: object, name: str = "X") -> Features | CSRInput:
@@ -1110,6 +1111,10 @@ class BaseMLP:
     def _backend_predict(self, X: np.ndarray, logits: bool = False) -> np.ndarray:
         """Outputs after the output activation (before it with logits=True)."""
         raise NotImplementedError
+
+    def _backend_threads(self) -> int:
+        """Threads for the passes over a call's input, such as its NaN check (0: all)."""
+        return 0
 
     def _backend_loss_grad(self, X, labels, dense, training, penalty, counter,
                            weights=None) -> tuple:

@@ -98,6 +98,9 @@ class MLP(BaseMLP):
     def _backend_set_prune_mask(self, mask):
         self._engine.prune_mask = None if mask is None else np.ascontiguousarray(mask, self._dtype)
 
+    def _backend_threads(self):
+        return self._engine.threads
+
     def _backend_predict(self, X, logits=False):
         return self._engine.predict(X, _PREDICT_BLOCK, logits)
 
