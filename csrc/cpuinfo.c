@@ -158,6 +158,13 @@ int fm_block_rows(int mr, int kc, size_t elem_size) {
     return rows < mr ? mr : (int)rows;
 }
 
+int fm_block_span(int mc, int K, size_t elem_size) {
+    long rows = fm_cpu_info_get()->l2 / 2 / ((long)(K > 0 ? K : 1) * (long)elem_size);
+    if (rows > (1L << 24)) rows = 1L << 24;
+    rows = rows / mc * mc;
+    return rows < mc ? mc : (int)rows;
+}
+
 void fm_blocking_force(int kc, int mc) {
     __atomic_store_n(&forced_kc, kc, __ATOMIC_RELAXED);
     __atomic_store_n(&forced_mc, mc, __ATOMIC_RELAXED);

@@ -35,6 +35,11 @@ int fm_block_k(int nr, size_t elem_size);
  * group: 64 rows of 6-row tiles ended each group with a 4-row tile), at least mr. A forced
  * value wins. */
 int fm_block_rows(int mr, int kc, size_t elem_size);
+/* Rows of the left operand, whole K of them, that a product runs through all its panels
+ * before it goes on to the next rows: what fits half of L2 (K elements of elem_size
+ * bytes a row), rounded down to a multiple of the row group mc, at least mc. Larger left
+ * operands would otherwise stream from L3 once per panel of the right one. */
+int fm_block_span(int mc, int K, size_t elem_size);
 /* Force kc and mc (tests; 0: derive again). Values are not range-checked here: the
  * Python boundary does that. Results never depend on them (every tile accumulates its
  * k-blocks in order into its output). */

@@ -178,7 +178,7 @@ static int FN(k_block)(int K, int nr) {
 typedef struct { /* one packed_product call: its operands and blocking */
     FN(fm_tile_fn) tile;
     FN(fm_pack_t_fn) pack_t;
-    int mr, nr, ldc, ldm, transposed, R, K, N, each, act, layout, kc, mc, fetch;
+    int mr, nr, ldc, ldm, transposed, R, K, N, each, act, layout, kc, mc, span, fetch;
     size_t sr, sk, stride;
     real *C, *pack, *colsum;
     const real *A, *Ms, *init, *Aact, *prepacked;
@@ -193,6 +193,7 @@ static void FN(product_items)(const FN(product) *job) {
     FN(fm_pack_t_fn) pack_t = job->pack_t;
     const int mr = job->mr, nr = job->nr, ldc = job->ldc, ldm = job->ldm;
     const int R = job->R, K = job->K, N = job->N, kc = job->kc, mc = job->mc;
+    const int span = job->span / mc; /* row groups per span (fm_block_span) */
     const int fetch = job->fetch, layout = job->layout, each = job->each;
     const int panels = (N + nr - 1) / nr, groups = (R + mc - 1) / mc;
     const size_t sr = job->sr, sk = job->sk;
@@ -203,8 +204,11 @@ static void FN(product_items)(const FN(product) *job) {
     const real *panel = buf;
     int packed = -1;
 #pragma omp for schedule(static) nowait
-    for (int item = 0; item < panels * groups; item++) {
-        const int p = item / groups, g = item % groups;
+    for (int item = 0; item < panels * groups; item++) { /* spans of rows, in each every
+        panel, in each panel the span's row groups */
+        const int first = item / (panels * span) * span, at = item % (panels * span);
+        const int in_span = groups - first < span ? groups - first : span;
+        const int p = at / in_span, g = first + at % in_span;
         const int j0 = p * nr, nb = N - j0 < nr ? N - j0 : nr;
         if (p != packed && prepacked) { /* panels made once, outside (predict) */
             panel = prepacked + (size_t)p * K * nr;
@@ -278,9 +282,11 @@ static void FN(product_items)(const FN(product) *job) {
  * from per-thread packed panels of nr columns:
  *   transposed = 0: M[k][j] = Ms[k*ldm + j]  (a panel is a column block of Ms)
  *   transposed = 1: M[k][j] = Ms[j*ldm + k]  (a panel is a row block of Ms, transposed)
- * with a(r, k) = A[r*sr + k*sk]. Work items are (panel, group of mc rows of C); a thread
- * packs a panel once for its consecutive items, and runs an item's tiles one k-block of kc
- * panel rows at a time (mc, kc from the caches: cpuinfo.c). Each tile continues its own
+ * with a(r, k) = A[r*sr + k*sk]. Work items are (panel, group of mc rows of C), ordered by
+ * spans of rows (fm_block_span: the span's rows of A, all of K, fill half of L2), in each
+ * span by panel, then group: A is read from L3 once per span, not once per panel. A thread
+ * packs a panel once for its consecutive items (once per span), and runs an item's tiles
+ * one k-block of kc panel rows at a time (mc, kc from the caches: cpuinfo.c). Each tile continues its own
  * FMA chains from block to block, so results do not depend on mc, kc or the threads.
  * After each tile's last k-block the epilogue applies the activation (FM_EPI_ACT) or
  * multiplies by act'(Aact) (FM_EPI_ACT_GRAD, Aact laid out like C), while the tile is still in cache (a small contiguous C on one thread:
@@ -298,6 +304,7 @@ static void FN(packed_product)(FN(fm_tile_fn) tile, FN(fm_pack_t_fn) pack_t, int
                                double slope, int nt, int par, real *pack,
                                const real *prepacked, real *colsum, int layout) {
     const int kc = FN(k_block)(K, nr), mc = fm_block_rows(mr, kc, sizeof(real));
+    const int span = fm_block_span(mc, K, sizeof(real));
     const int panels = (N + nr - 1) / nr, groups = (R + mc - 1) / mc;
     const int fetch = (size_t)R * N * sizeof(real) >= FM_FETCH_MIN_BYTES;
     const int team = par && panels * groups > 1;
@@ -308,7 +315,8 @@ static void FN(packed_product)(FN(fm_tile_fn) tile, FN(fm_pack_t_fn) pack_t, int
         .tile = tile, .pack_t = pack_t, .mr = mr, .nr = nr, .ldc = ldc, .ldm = ldm,
         .transposed = transposed, .R = R, .K = K, .N = N,
         .each = after ? FM_EPI_NONE : epilogue, /* the epilogue after each tile */
-        .act = act, .layout = layout, .kc = kc, .mc = mc, .fetch = fetch, .sr = sr, .sk = sk,
+        .act = act, .layout = layout, .kc = kc, .mc = mc, .span = span, .fetch = fetch,
+        .sr = sr, .sk = sk,
         .stride = (size_t)FM_PACK_ROWS(K, R) * FM_PACK_NR, .C = C, .pack = pack,
         .colsum = colsum, .A = A, .Ms = Ms, .init = init, .Aact = Aact,
         .prepacked = prepacked, .slope = slope};
