@@ -144,7 +144,7 @@ const fm_cpu_info *fm_cpu_info_get(void) {
 int fm_block_k(int nr, size_t elem_size) {
     const int forced = LOAD_FORCED(forced_kc);
     if (forced > 0) return forced;
-    const long fit = fm_cpu_info_get()->l1d / 2 / ((long)nr * (long)elem_size);
+    const long fit = fm_cpu_info_get()->l2 / 4 / ((long)nr * (long)elem_size);
     const long kc = fit / 8 * 8;
     return kc < 64 ? 64 : kc > 4096 ? 4096 : (int)kc;
 }

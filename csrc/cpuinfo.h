@@ -25,8 +25,11 @@ const fm_cpu_info *fm_cpu_info_get(void);
 
 /* K-block of the register-tile products: the depth kc of the slice of a packed panel
  * (kc x nr elements of elem_size bytes) that one pass over a group of row tiles reads,
- * chosen so that the slice fills half of L1d (the other half holds the rows of the left
- * operand and the tile's output); a multiple of 8, at least 64. A forced value
+ * chosen so that the slice fills a quarter of L2 (a multiple of 8, in [64, 4096]): the
+ * panel streams from L2 while the rows of the left operand and the tile's output stay
+ * in L1. Slices of half of L1d (the rule before) split a 784-deep product into 4 blocks
+ * on a 48 KiB L1d, each reloading the tiles' outputs: 3-7 % slower epochs on an Intel
+ * Xeon (2 MiB L2) than the whole K, and within noise on a Zen 4. A forced value
  * (fm_blocking_force) wins. Products with K <= kc are not split. */
 int fm_block_k(int nr, size_t elem_size);
 /* Rows of the left operand that share one packed panel (a work item of packed_product):

@@ -77,12 +77,13 @@ def test_family_and_model_match_proc_cpuinfo():
 
 
 def test_blocking_follows_the_caches():
-    """kc: a packed panel's kc x nr slice fills half of L1d (a multiple of 8 in [64, 4096]);
+    """kc: a packed panel's kc x nr slice fills a quarter of L2 (a multiple of 8 in
+    [64, 4096]);
     mc: the rows sharing a panel, a multiple of mr, at most 64, within half of L2."""
     info = fastmlp.kernel_info()
     for dtype, size in (("float32", 4), ("float64", 8)):
         b = info[dtype]
-        kc = info["l1d"] // 2 // (b["nr"] * size) // 8 * 8
+        kc = info["l2"] // 4 // (b["nr"] * size) // 8 * 8
         assert b["kc"] == min(max(kc, 64), 4096)
         mc = min(info["l2"] // 2 // (b["kc"] * size), 64) // b["mr"] * b["mr"]
         assert b["mc"] == max(mc, b["mr"])
