@@ -194,9 +194,9 @@ static void FN(product_items)(const FN(product) *job) {
     FN(fm_pack_t_fn) pack_t = job->pack_t;
     const int mr = job->mr, nr = job->nr, ldc = job->ldc, ldm = job->ldm;
     const int R = job->R, K = job->K, N = job->N, kc = job->kc, mc = job->mc;
-    const int span = job->span / mc; /* row groups per span (fm_block_span) */
     const int fetch = job->fetch, layout = job->layout, each = job->each;
     const int panels = (N + nr - 1) / nr, groups = (R + mc - 1) / mc;
+    const int span = job->span / mc < groups ? job->span / mc : groups; /* groups a span */
     const size_t sr = job->sr, sk = job->sk;
     real *C = job->C, *colsum = job->colsum;
     const real *A = job->A, *Ms = job->Ms, *init = job->init, *Aact = job->Aact;
@@ -287,8 +287,9 @@ static void FN(product_items)(const FN(product) *job) {
  * spans of rows (fm_block_span: the span's rows of A, all of K, fill half of L2), in each
  * span by panel, then group: A is read from L3 once per span, not once per panel. A thread
  * packs a panel once for its consecutive items (once per span), and runs an item's tiles
- * one k-block of kc panel rows at a time (mc, kc from the caches: cpuinfo.c). Each tile continues its own
- * FMA chains from block to block, so results do not depend on mc, kc or the threads.
+ * one k-block of kc panel rows at a time (mc, kc from the caches: cpuinfo.c). Each tile
+ * continues its own FMA chains from block to block, so results do not depend on mc, kc,
+ * the spans or the threads.
  * After each tile's last k-block the epilogue applies the activation (FM_EPI_ACT) or
  * multiplies by act'(Aact) (FM_EPI_ACT_GRAD, Aact laid out like C), while the tile is still in cache (a small contiguous C on one thread:
  * after the product, in one pass). With `prepacked` (not transposed) the
