@@ -420,7 +420,7 @@ def test_ensemble_jobs_share_the_threads_and_give_them_back(data):
 
 
 ONE_THREAD_CHILD = r"""
-import os, numpy as np, fastmlp
+import os, numpy as np, scipy.sparse, fastmlp
 rng = np.random.default_rng(0)
 X = rng.normal(size=(3000, 784))  # float64 input: converted, then checked for NaN
 y = rng.integers(0, 10, 3000)
@@ -429,6 +429,7 @@ before = len(os.listdir("/proc/self/task"))
 m.fit(X[:600], y[:600], epochs=1, batch_size=128)
 m.predict(X)
 m.predict(X.astype(np.float32))
+m.predict(scipy.sparse.random(3000, 784, density=0.2, format="csr", random_state=0))
 print(before, len(os.listdir("/proc/self/task")))
 """
 
@@ -438,7 +439,8 @@ def test_a_one_thread_model_starts_no_threads():
     """threads=1 means one thread for everything a call does, the input's NaN check of a
     large X included (it once ran on every core: an OpenMP team whose workers then spun on
     the other cores, doubling the CPU time of a predict at 512 rows). Counted in a fresh
-    process: the OS threads before and after a fit and two predicts."""
+    process: the OS threads before and after a fit and three predicts (dense float64 and
+    float32 X, and a sparse one of 470,000 stored values)."""
     import subprocess
     import sys
 

@@ -42,7 +42,8 @@ def check_shape(arr: np.ndarray, n_features: int, name: str = "X") -> None:
         )
 
 
-def check_features(X: object, n_features: int, dtype: np.dtype, name: str = "X") -> np.ndarray:
+def check_features(X: object, n_features: int, dtype: np.dtype, name: str = "X",
+                   threads: int = 0) -> np.ndarray:
     """A finite (n, n_features) array of `dtype`, C-contiguous (copied only if needed).
 
     Accepts any layout (Fortran-ordered, strided, read-only) and bool, integer,
@@ -63,7 +64,7 @@ def check_features(X: object, n_features: int, dtype: np.dtype, name: str = "X")
     check_shape(arr, n_features, name)
     with np.errstate(over="ignore", invalid="ignore"):  # checked just below
         out = np.ascontiguousarray(arr, dtype=dtype)
-    if not all_finite(out):
+    if not all_finite(out, threads):
         bad = "NaN" if np.isnan(out).any() else "infinity"
         src = " (after conversion to " + str(dtype) + ")" if arr.dtype != dtype else ""
         raise ValueError(f"{name} contains {bad}{src}")
@@ -71,18 +72,19 @@ def check_features(X: object, n_features: int, dtype: np.dtype, name: str = "X")
 
 
 def check_input(X: object, n_features: int, dtype: np.dtype,
-                name: str = "X") -> np.ndarray | CSRInput:
+                name: str = "X", threads: int = 0) -> np.ndarray | CSRInput:
     """:func:`check_features` for dense X; for a scipy.sparse X, its checked CSR form
     (:func:`fastmlp.io.csr.check_sparse`), which the engine multiplies as it is. A CSRInput
-    (checked before) is taken as it is, its values converted to `dtype` if need be."""
+    (checked before) is taken as it is, its values converted to `dtype` if need be. The
+    finiteness passes run on `threads` threads (0: all)."""
     if is_sparse(X):
-        return check_sparse(X, n_features, dtype, name)
+        return check_sparse(X, n_features, dtype, name, threads)
     if isinstance(X, CSRInput):
         if X.shape[1] != n_features:
             raise ValueError(f"{name} has {X.shape[1]} features but the network expects "
                              f"{n_features}")
-        return X.astype(dtype)
-    return check_features(X, n_features, dtype, name)
+        return X.astype(dtype, threads)
+    return check_features(X, n_features, dtype, name, threads)
 
 
 def check_sample_weight(sample_weight: object, n: int, dtype: np.dtype) -> np.ndarray | None:

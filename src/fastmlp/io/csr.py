@@ -58,12 +58,13 @@ class CSRInput:
     def nnz(self) -> int:
         return int(self.indptr[-1])
 
-    def astype(self, dtype: np.dtype) -> CSRInput:
-        """These rows with values of `dtype` (self when they have it already)."""
+    def astype(self, dtype: np.dtype, threads: int = 0) -> CSRInput:
+        """These rows with values of `dtype` (self when they have it already; the converted
+        values' finiteness checked on `threads` threads, 0: all)."""
         if self.data.dtype == dtype:
             return self
         data = self.data.astype(dtype)
-        if not _engine.all_finite(data):
+        if not _engine.all_finite(data, threads):
             raise ValueError(f"X contains infinity (after conversion to {np.dtype(dtype)})")
         return CSRInput(data, self.indices, self.indptr, self.shape)
 
@@ -90,9 +91,11 @@ def is_sparse(X: object) -> bool:
     return sp is not None and sp.issparse(X)
 
 
-def check_sparse(X: object, n_features: int, dtype: np.dtype, name: str = "X") -> CSRInput:
+def check_sparse(X: object, n_features: int, dtype: np.dtype, name: str = "X",
+                 threads: int = 0) -> CSRInput:
     """The scipy sparse `X` as a checked :class:`CSRInput` of `dtype` (see the module
-    docstring); ValueError or TypeError naming the problem."""
+    docstring; its values' finiteness checked on `threads` threads, 0: all); ValueError
+    or TypeError naming the problem."""
     shape = X.shape
     if len(shape) != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, {n_features}); got shape {shape}")
@@ -120,7 +123,7 @@ def check_sparse(X: object, n_features: int, dtype: np.dtype, name: str = "X") -
     nnz = int(X.indptr[-1])
     with np.errstate(over="ignore", invalid="ignore"):  # checked just below
         data = np.ascontiguousarray(X.data[:nnz], dtype=dtype)
-    if not _engine.all_finite(data):
+    if not _engine.all_finite(data, threads):
         bad = "NaN" if np.isnan(data).any() else "infinity"
         src = f" (after conversion to {dtype})" if X.dtype != dtype else ""
         raise ValueError(f"{name} contains {bad}{src}")

@@ -1041,7 +1041,8 @@ class BaseMLP:
         model needs dense input rows (input dropout, an input transform)."""
         if not (is_sparse(X) or isinstance(X, CSRInput)):
             return self._check_X(X, name)
-        out = check_sparse_or_dense(X, self._sizes[0], self._dtype, name)
+        out = check_sparse_or_dense(X, self._sizes[0], self._dtype, name,
+                                    self._backend_threads())
         if self._transform is not None:
             raise ValueError(f"input_scale/input_shift apply to dense {name} only (a shift "
                              f"would fill the zeros). Pass {name}.toarray()")
