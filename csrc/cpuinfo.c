@@ -144,7 +144,9 @@ const fm_cpu_info *fm_cpu_info_get(void) {
 int fm_block_k(int nr, size_t elem_size) {
     const int forced = LOAD_FORCED(forced_kc);
     if (forced > 0) return forced;
-    const long fit = fm_cpu_info_get()->l2 / 4 / ((long)nr * (long)elem_size);
+    const fm_cpu_info *ci = fm_cpu_info_get();
+    const long row = (long)nr * (long)elem_size; /* bytes of one panel row */
+    const long fit = row >= 128 ? ci->l2 / 4 / row : ci->l1d / 2 / row;
     const long kc = fit / 8 * 8;
     return kc < 64 ? 64 : kc > 4096 ? 4096 : (int)kc;
 }

@@ -24,13 +24,14 @@ enum { FM_CACHE_DEFAULT = 0, FM_CACHE_CPUID = 1, FM_CACHE_SYSFS = 2 };
 const fm_cpu_info *fm_cpu_info_get(void);
 
 /* K-block of the register-tile products: the depth kc of the slice of a packed panel
- * (kc x nr elements of elem_size bytes) that one pass over a group of row tiles reads,
- * chosen so that the slice fills a quarter of L2 (a multiple of 8, in [64, 4096]): the
- * panel streams from L2 while the rows of the left operand and the tile's output stay
- * in L1. Slices of half of L1d (the rule before) split a 784-deep product into 4 blocks
- * on a 48 KiB L1d, each reloading the tiles' outputs: 3-7 % slower epochs on an Intel
- * Xeon (2 MiB L2) than the whole K, and within noise on a Zen 4. A forced value
- * (fm_blocking_force) wins. Products with K <= kc are not split. */
+ * (kc x nr elements of elem_size bytes) that one pass over a group of row tiles reads; a
+ * multiple of 8 in [64, 4096]. Panels of two-vector AVX-512 rows (128 bytes and more): the
+ * slice fills a quarter of L2, the panel streaming from L2 while the rows of the left
+ * operand and the tile's output stay in L1 (on an Intel Xeon, 2 MiB L2, 3-7 % faster epochs
+ * than slices of half of L1d, which split a 784-deep product into 4 blocks, each reloading
+ * the tiles' outputs). Narrower rows (the AVX2 tiles, 64 bytes) keep half of L1d: the whole
+ * K from L2 made their epochs 3-4 % slower on that Xeon (within noise on a Zen 4). A
+ * forced value (fm_blocking_force) wins. Products with K <= kc are not split. */
 int fm_block_k(int nr, size_t elem_size);
 /* Rows of the left operand that share one packed panel (a work item of packed_product):
  * at most FM_PACK_GROUP (kernels.h) and at most what fits half of L2 in rows of kc

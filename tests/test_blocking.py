@@ -76,17 +76,23 @@ def test_family_and_model_match_proc_cpuinfo():
     assert info["model"] == int(fields["model"])
 
 
-def test_blocking_follows_the_caches():
-    """kc: a packed panel's kc x nr slice fills a quarter of L2 (a multiple of 8 in
-    [64, 4096]);
+def assert_derived_blocking():
+    """kc: a packed panel's kc x nr slice fills a quarter of L2 when a panel row has 128
+    bytes or more (the AVX-512 tiles), else half of L1d (a multiple of 8 in [64, 4096]);
     mc: the rows sharing a panel, a multiple of mr, at most 64, within half of L2."""
     info = fastmlp.kernel_info()
     for dtype, size in (("float32", 4), ("float64", 8)):
         b = info[dtype]
-        kc = info["l2"] // 4 // (b["nr"] * size) // 8 * 8
+        row = b["nr"] * size
+        kc = (info["l2"] // 4 if row >= 128 else info["l1d"] // 2) // row // 8 * 8
         assert b["kc"] == min(max(kc, 64), 4096)
         mc = min(info["l2"] // 2 // (b["kc"] * size), 64) // b["mr"] * b["mr"]
         assert b["mc"] == max(mc, b["mr"])
+
+
+def test_blocking_follows_the_caches(kernel):
+    """The derived blocking on every kernel path (their panel widths differ)."""
+    assert_derived_blocking()
 
 
 def test_forced_blocking_is_reported_and_reset(forced_blocking):
@@ -94,7 +100,7 @@ def test_forced_blocking_is_reported_and_reset(forced_blocking):
     assert fastmlp.kernel_info()["float32"]["kc"] == 24
     assert fastmlp.kernel_info()["float64"]["mc"] == 7
     forced_blocking()
-    test_blocking_follows_the_caches()
+    assert_derived_blocking()
 
 
 @pytest.mark.parametrize("bad, error", [("8", TypeError), (1.5, TypeError), (True, TypeError),

@@ -182,7 +182,8 @@ def kernel_info() -> dict:
         core's L1 data and L2 caches) and ``l3`` (bytes of L3, 0 when unknown);
         ``cache_source`` ("cpuid", "sysfs" or "default": where the sizes came from); and
         per dtype (``"float32"``, ``"float64"``) the register tile ``mr`` x ``nr``, the
-        largest k-block ``kc`` (a packed panel's ``kc`` x ``nr`` slice fills a quarter of L2)
+        largest k-block ``kc`` (a packed panel's ``kc`` x ``nr`` slice fills a quarter of L2 for the AVX-512 tiles,
+        half of L1d for narrower ones)
         and the rows ``mc`` that share one packed panel (a multiple of ``mr``, at most 64,
         ``mc`` x ``kc`` within half of L2). Results never depend on ``kc`` or ``mc``.
     """
