@@ -74,17 +74,16 @@ def test_panel_layout_trains_bitwise_like_row_major(kernel, sizes, batch, dtype)
     assert_same(*fit_both(sizes, batch, OPTIMIZERS["adam_amsgrad"], {"dtype": dtype}))
 
 
-@pytest.mark.parametrize("widths", [(64, 96), "odd panels"])
+@pytest.mark.parametrize("sizes", [[100, 64, 96, 7], "odd panels"])
 @pytest.mark.parametrize("batch", [64, 130])
-def test_float64_trains_in_panel_layout_at_large_batches(kernel, widths, batch):
+def test_float64_trains_in_panel_layout_at_large_batches(kernel, sizes, batch):
     """float64 keeps the layout at every batch: row groups of the products, k-blocks and
     layers whose width is an odd multiple of the kernel's float64 panel width ("odd
     panels": 72 and 40 for the AVX2 tiles' 8 doubles, 144 and 80 for the AVX-512 tiles'
     16; 72 and 40 on the paths without tiles), on every kernel path."""
-    if widths == "odd panels":
+    if sizes == "odd panels":
         nr = fastmlp.kernel_info()["float64"]["nr"] if tiles() else 8
-        widths = (9 * nr, 5 * nr)
-    sizes = [100 if widths == (64, 96) else 70, *widths, 7]
+        sizes = [70, 9 * nr, 5 * nr, 5]
     assert_same(*fit_both(sizes, batch, OPTIMIZERS["adam_amsgrad"], {"dtype": "float64"}))
 
 
