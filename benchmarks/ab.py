@@ -15,6 +15,14 @@ one thread, the time its core worked on the fit, which other processes sharing t
 change much less than the wall clock; ``benchmarks/peak.py --cpu-time`` is its peak.
 Several batch sizes are timed in the same rounds, interleaved.
 
+The two sides may also be one build run two ways: ``--env-old``/``--env-new KEY=VALUE``
+(repeatable) add to each side's environment, e.g. the optimizer update fused into the
+backward pass against the separate pass, with the build in the current environment::
+
+    SITE=$(python -c "import fastmlp, os; print(os.path.dirname(os.path.dirname(fastmlp.__file__)))")
+    python benchmarks/ab.py $SITE $SITE --env-old FASTMLP_FUSED_UPDATE=0 --batch-size 32 \
+        --threads 1 --cpu-time
+
 Each child puts its directory first on ``sys.path``, fits a fresh model once on 2,048 samples
 (warm-up), then times one epoch on ``--samples`` synthetic samples (Adam, lr 1e-3; float32,
 or ``--dtype float64``): of the
@@ -75,38 +83,51 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     ap.add_argument("--fresh", action="store_true",
                     help="time a new model and optimizer (made before the timer starts)")
+    for side in ("old", "new"):
+        ap.add_argument(f"--env-{side}", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"an environment variable for the {side} side's children")
     args = ap.parse_args(argv)
-    times = {(b, s): [] for b in args.batch_size for s in (args.old, args.new)}
-    digests = {(b, s): set() for b in args.batch_size for s in (args.old, args.new)}
+    sides = {"old": (args.old, args.env_old), "new": (args.new, args.env_new)}
+    envs = {}
+    for side, (_, pairs) in sides.items():
+        envs[side] = dict(os.environ)
+        for pair in pairs:
+            key, eq, value = pair.partition("=")
+            if not key or not eq:
+                ap.error(f"--env-{side} takes KEY=VALUE, got {pair!r}")
+            envs[side][key] = value
+    times = {(b, s): [] for b in args.batch_size for s in sides}
+    digests = {(b, s): set() for b in args.batch_size for s in sides}
     loads = []
     for _ in range(args.rounds):
         for batch in args.batch_size:
-            for site in (args.old, args.new):
+            for side, (site, _) in sides.items():
                 out = subprocess.run(
                     [sys.executable, "-c", CHILD, site, json.dumps(args.sizes), str(batch),
                      str(args.samples), str(args.threads), str(int(args.fresh)),
                      str(int(args.cpu_time)), args.dtype],
-                    capture_output=True, text=True)
+                    capture_output=True, text=True, env=envs[side])
                 if out.returncode != 0:
                     sys.exit(out.stderr.strip() or f"the child for {site} failed")
                 seconds, digest = out.stdout.split()
-                times[batch, site].append(float(seconds))
-                digests[batch, site].add(digest)
+                times[batch, side].append(float(seconds))
+                digests[batch, side].add(digest)
                 loads.append(os.getloadavg()[0])
     net = "-".join(map(str, args.sizes))
     fresh = ", fresh model" if args.fresh else ""
     clock = "CPU" if args.cpu_time else "wall"
     print(f"load average (1 min) while timing: {min(loads):.1f} to {max(loads):.1f}")
     for batch in args.batch_size:
-        old, new = (statistics.median(times[batch, s]) for s in (args.old, args.new))
-        same = digests[batch, args.old] == digests[batch, args.new]
+        old, new = (statistics.median(times[batch, s]) for s in sides)
+        same = digests[batch, "old"] == digests[batch, "new"]
         print(f"{net}, {args.dtype}, batch {batch}, {args.samples} samples, {args.threads} "
               f"threads{fresh}, {clock} seconds: old {old:.3f} s, new {new:.3f} s (medians), "
               f"old/new {old / new:.2f}x; trained models bitwise equal: "
               f"{'yes' if same else 'no'}")
-        for site in (args.old, args.new):
-            t = times[batch, site]
-            print(f"  {site}: min {min(t):.3f}, runs " + ", ".join(f"{x:.3f}" for x in t))
+        for side, (site, pairs) in sides.items():
+            t = times[batch, side]
+            label = " ".join([site] + pairs)
+            print(f"  {label}: min {min(t):.3f}, runs " + ", ".join(f"{x:.3f}" for x in t))
     return 0
 
 

@@ -340,11 +340,11 @@ static void FN(r_backward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, FN(fm_curv_ws
         real *d = gauss_newton ? NULL : ws->delta[cur], *rd = cw->rdelta[cur];
         real *gw = cw->gw, *gb = cw->gw + (size_t)I * O;
         /* R{gW} = x^T R{d} + R{x}^T d;  R{gb} = sum R{d} */
-        FN(fm_dense_backward_params)(gw, gb, x, rd, B, I, O, nt, ws->pack, ws->xt, 0);
+        FN(fm_dense_backward_params)(gw, gb, x, rd, B, I, O, nt, ws->pack, ws->xt, 0, NULL);
         FN(add)(out + w, gw, (size_t)I * O);
         FN(add)(out + b, gb, (size_t)O);
         if (d && rx) {
-            FN(fm_dense_backward_params)(gw, gb, rx, d, B, I, O, nt, ws->pack, ws->xt, 0);
+            FN(fm_dense_backward_params)(gw, gb, rx, d, B, I, O, nt, ws->pack, ws->xt, 0, NULL);
             FN(add)(out + w, gw, (size_t)I * O);
         }
         if (l == 0) return;

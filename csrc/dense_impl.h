@@ -184,7 +184,19 @@ typedef struct { /* one packed_product call: its operands and blocking */
     real *C, *pack, *colsum;
     const real *A, *Ms, *init, *Aact, *prepacked;
     double slope;
+    const FN(fm_update) * upd; /* the optimizer update of C's elements (C in upd->grads) */
 } FN(product);
+
+/* The optimizer update of a finished tile (rb, nb) of C, rows ldt apart, while it is in
+ * cache: one range when its rows are contiguous (a panel-layout gradient) */
+static void FN(update_tile)(const FN(fm_update) * u, const real *c, int ldt, int rb, int nb) {
+    const size_t at = (size_t)(c - u->grads);
+    if (ldt == nb) {
+        FN(fm_update_range)(u, at, (size_t)rb * nb);
+        return;
+    }
+    for (int r = 0; r < rb; r++) FN(fm_update_range)(u, at + (size_t)r * ldt, (size_t)nb);
+}
 
 /* packed_product's work items, split over the threads of the enclosing parallel region,
  * or all run by the caller outside any active one (a one-thread product opens no OpenMP
@@ -266,6 +278,7 @@ static void FN(product_items)(const FN(product) *job) {
                 tile(c, ldt, A + r0 * sr + (size_t)k0 * sk, sr, sk, panel + (size_t)k0 * nr,
                      nr, rb, kb, nb, k0 > 0 ? c : init ? init + j0 : NULL);
                 if (k0 + kb < K) continue; /* the epilogue after the last k-block */
+                if (job->upd) FN(update_tile)(job->upd, c, ldt, rb, nb);
                 for (int r = 0; r < rb && each != FM_EPI_NONE; r++) {
                     real *row = c + (size_t)r * ldt;
                     if (each == FM_EPI_ACT)
@@ -304,7 +317,8 @@ static void FN(packed_product)(FN(fm_tile_fn) tile, FN(fm_pack_t_fn) pack_t, int
                                const real *Ms, int ldm, int transposed, int R, int K, int N,
                                const real *init, int epilogue, const real *Aact, int act,
                                double slope, int nt, int par, real *pack,
-                               const real *prepacked, real *colsum, int layout) {
+                               const real *prepacked, real *colsum, int layout,
+                               const FN(fm_update) * upd) {
     const int kc = FN(k_block)(K, nr), mc = fm_block_rows(mr, kc, sizeof(real));
     const int span = fm_block_span(mc, K, sizeof(real));
     const int panels = (N + nr - 1) / nr, groups = (R + mc - 1) / mc;
@@ -321,7 +335,7 @@ static void FN(packed_product)(FN(fm_tile_fn) tile, FN(fm_pack_t_fn) pack_t, int
         .sr = sr, .sk = sk,
         .stride = (size_t)FM_PACK_ROWS(K, R) * FM_PACK_NR, .C = C, .pack = pack,
         .colsum = colsum, .A = A, .Ms = Ms, .init = init, .Aact = Aact,
-        .prepacked = prepacked, .slope = slope};
+        .prepacked = prepacked, .slope = slope, .upd = upd};
     if (team || FN(in_parallel)()) { /* inside another region: a team of its own */
 #pragma omp parallel num_threads(team ? nt : 1)
         FN(product_items)(&job);
@@ -361,7 +375,7 @@ void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, 
     if (tile && (wpanels || B >= FM_PACK_GROUP || (B > mr && (size_t)I * O >= FM_PACK_LARGE))) {
         FN(packed_product)(tile, pack_t, mr, nr, Y, O, X, (size_t)I, 1, W, O, 0, B, I, O, b,
                            FM_EPI_ACT, NULL, act, slope, nt, par, pack, wpanels, NULL,
-                           FM_ROW_MAJOR);
+                           FM_ROW_MAJOR, NULL);
         return;
     }
     const int row_tiles = (B + mr - 1) / mr, panels = (O + nr - 1) / nr;
@@ -410,7 +424,7 @@ static int FN(narrow_pays)(int I, int O, int mr, int nr) {
  * k-blocks of kc (each tile continues from its output) */
 static void FN(narrow_panel)(FN(fm_tile_fn) tile, int mr, int nr, real *dW, const real *X,
                              const real *D, int B, int I, int O, real *pack, int kc, int copy,
-                             int p) {
+                             int p, const FN(fm_update) * upd) {
     const int j0 = p * nr, nb = I - j0 < nr ? I - j0 : nr;
     real t[FM_NARROW_MAX * FM_PACK_NR]; /* dW^T's (O, nb) block, rows nr apart */
     real *buf = pack + (size_t)FN(thread_id)() * B * FM_PACK_NR;
@@ -427,6 +441,7 @@ static void FN(narrow_panel)(FN(fm_tile_fn) tile, int mr, int nr, real *dW, cons
     }
     for (int q = 0; q < nb; q++)
         for (int r = 0; r < O; r++) dW[(size_t)(j0 + q) * O + r] = t[(size_t)r * nr + q];
+    if (upd) FN(update_tile)(upd, dW + (size_t)j0 * O, O, nb, O); /* its rows, in cache */
 }
 
 /* dW (I, O) = X (B, I)^T @ D (B, O), db (O) = the column sums of D, for a narrow layer
@@ -439,25 +454,27 @@ static void FN(narrow_panel)(FN(fm_tile_fn) tile, int mr, int nr, real *dW, cons
  * panels (disjoint rows of dW); one thread opens no OpenMP region. */
 static void FN(narrow_backward_params)(FN(fm_tile_fn) tile, int mr, int nr, real *dW, real *db,
                                        const real *X, const real *D, int B, int I, int O,
-                                       int nt, int par, real *pack) {
+                                       int nt, int par, real *pack,
+                                       const FN(fm_update) * upd) {
     FN(column_sums)(db, D, B, O);
     const int kc = FN(k_block)(B, nr), panels = (I + nr - 1) / nr;
     const int copy = (size_t)I * sizeof(real) % 256 == 0;
     if (par && panels > 1) {
 #pragma omp parallel for schedule(static) num_threads(nt)
         for (int p = 0; p < panels; p++)
-            FN(narrow_panel)(tile, mr, nr, dW, X, D, B, I, O, pack, kc, copy, p);
+            FN(narrow_panel)(tile, mr, nr, dW, X, D, B, I, O, pack, kc, copy, p, upd);
         return;
     }
     for (int p = 0; p < panels; p++)
-        FN(narrow_panel)(tile, mr, nr, dW, X, D, B, I, O, pack, kc, copy, p);
+        FN(narrow_panel)(tile, mr, nr, dW, X, D, B, I, O, pack, kc, copy, p, upd);
 }
 
-void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real *D, int B, int I,
-                                  int O, int nt, real *pack, real *xt, int in_panels) {
+int FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real *D, int B, int I,
+                                 int O, int nt, real *pack, real *xt, int in_panels,
+                                 const FN(fm_update) * upd) {
     if (fm_kernel_active() == FM_KERNEL_BLAS && !in_panels) {
         FN(fm_blas_backward_params)(dW, db, X, D, B, I, O, nt);
-        return;
+        return 0;
     }
     int mr, nr;
     FN(fm_tile_fn) tile;
@@ -465,9 +482,12 @@ void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real 
     FN(kernels)(&mr, &nr, &tile, &pack_t);
     const int par = nt > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
     if (tile && !in_panels && FN(narrow_pays)(I, O, mr, nr)) {
-        FN(narrow_backward_params)(tile, mr, nr, dW, db, X, D, B, I, O, nt, par, pack);
-        return;
+        FN(narrow_backward_params)(tile, mr, nr, dW, db, X, D, B, I, O, nt, par, pack, upd);
+        return upd != NULL;
     }
+    if (!in_panels) upd = NULL; /* a row-major tile's rows lie a weight row apart: updated
+        per tile, the parameters and state stream from L3 line by line (a batch-128 epoch
+        of 784-512-256-10 took 1.13-1.4x as long); the separate pass streams them */
     if (tile && I >= FM_PACK_GROUP && xt && pack_t && B >= FM_XT_MIN_BATCH) {
         /* rows of dW are rows of X^T, made once: read as columns of X, their stride of I
            elements maps a tile's k steps onto a few cache sets when I is a power of two */
@@ -479,14 +499,14 @@ void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real 
         }
         FN(packed_product)(tile, pack_t, mr, nr, dW, O, xt, (size_t)B, 1, D, O, 0, I, B, O,
                            NULL, FM_EPI_NONE, NULL, 0, 0, nt, par, pack, NULL, db,
-                           in_panels ? FM_C_PANELS : FM_ROW_MAJOR);
-        return;
+                           in_panels ? FM_C_PANELS : FM_ROW_MAJOR, upd);
+        return upd != NULL;
     }
     if (tile && I >= FM_PACK_GROUP) { /* rows of dW are columns of X: a(r, i) = X[i*I + r] */
         FN(packed_product)(tile, pack_t, mr, nr, dW, O, X, 1, (size_t)I, D, O, 0, I, B, O,
                            NULL, FM_EPI_NONE, NULL, 0, 0, nt, par, pack, NULL, db,
-                           in_panels ? FM_C_PANELS : FM_ROW_MAJOR);
-        return;
+                           in_panels ? FM_C_PANELS : FM_ROW_MAJOR, upd);
+        return upd != NULL;
     }
     FN(column_sums)(db, D, B, O);
     const int row_tiles = (I + mr - 1) / mr, panels = (O + nr - 1) / nr;
@@ -500,7 +520,9 @@ void FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real 
                             : dW + (size_t)k0 * O + j0;
         FN(run_tile)(tile, c, in_panels ? nr : O, X + k0, 1, (size_t)I, D + j0, O, kb, B, nb,
                      NULL);
+        if (upd) FN(update_tile)(upd, c, in_panels ? nr : O, kb, nb);
     }
+    return upd != NULL;
 }
 
 void FN(fm_dense_backward_input)(real *dX, const real *D, const real *W, const real *A, int B,
@@ -518,7 +540,7 @@ void FN(fm_dense_backward_input)(real *dX, const real *D, const real *W, const r
         const int par = nt > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
         FN(packed_product)(tile, pack_t, mr, nr, dX, I, D, (size_t)O, 1, W, O, 1, B, O, I,
                            NULL, A ? FM_EPI_ACT_GRAD : FM_EPI_NONE, A, act, slope, nt, par, pack,
-                           NULL, NULL, in_panels ? FM_M_PANELS : FM_ROW_MAJOR);
+                           NULL, NULL, in_panels ? FM_M_PANELS : FM_ROW_MAJOR, NULL);
         return;
     }
     const int blocks = (B + FM_MR - 1) / FM_MR;

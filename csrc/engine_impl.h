@@ -219,27 +219,41 @@ static int FN(plain_hidden)(const FN(fm_pass) * ps, int l) {
            !(ps->pen && (ps->pen->act_l1 > 0 || ps->pen->act_l2 > 0));
 }
 
+/* Dense layer l's weight and bias gradients (with upd: its weights updated too where the
+ * product's path can; returns 1 when it did) */
+static int FN(layer_params)(const FN(fm_pass) * ps, real *grads, FN(fm_ws) * ws, int l, int B,
+                            int cur, const FN(fm_update) * upd) {
+    const fm_net *net = ps->net;
+    const int nt = fm_usable_threads(net->n_threads);
+    const int I = net->sizes[l], O = net->sizes[l + 1], panels = FN(in_panels)(ps, l);
+    if (l == 0 && ws->csr) {
+        FN(fm_csr_backward_params)(grads + fm_weight_offset(net, 0),
+                                   grads + fm_bias_offset(net, 0), ws->csr, ws->csr_rows,
+                                   ws->csr_r0, ws->delta[cur], B, I, O, nt,
+                                   panels ? fm_panel_width_of(sizeof(real)) : 0);
+        return 0;
+    }
+    return FN(fm_dense_backward_params)(grads + fm_weight_offset(net, l),
+                                        grads + fm_bias_offset(net, l),
+                                        l > 0 ? ws->out[l - 1] : ws->in0, ws->delta[cur], B, I,
+                                        O, nt, ws->pack, ws->xt, panels, upd);
+}
+
 /* Gradients from delta[0] = dLoss/dlogits (B, n_L), after forward(); input_grad (B, n_0)
- * = dLoss/dX when not NULL. */
+ * = dLoss/dX when not NULL. With upd (a training step's update, fused into the backward
+ * pass: engine step below), each layer's gradient passed down is computed first, from its
+ * weights as they were, and then its weight gradient, which updates the weights tile by
+ * tile where it can: fused[l] says whether it did for layer l. */
 static void FN(backward)(const FN(fm_pass) * ps, real *grads, FN(fm_ws) * ws, int B,
-                         real *input_grad) {
+                         real *input_grad, const FN(fm_update) * upd, int *fused) {
     const fm_net *net = ps->net;
     const int nt = fm_usable_threads(net->n_threads);
     int cur = 0;
     for (int l = net->n_layers - 1; l >= 0; l--) {
-        const real *in = l > 0 ? ws->out[l - 1] : ws->in0;
         const real *W = ps->params + fm_weight_offset(net, l);
         const int I = net->sizes[l], O = net->sizes[l + 1];
-        const int panels = FN(in_panels)(ps, l);
-        if (l == 0 && ws->csr)
-            FN(fm_csr_backward_params)(grads + fm_weight_offset(net, 0),
-                                       grads + fm_bias_offset(net, 0), ws->csr, ws->csr_rows,
-                                       ws->csr_r0, ws->delta[cur], B, I, O, nt,
-                                       panels ? fm_panel_width_of(sizeof(real)) : 0);
-        else
-            FN(fm_dense_backward_params)(grads + fm_weight_offset(net, l),
-                                         grads + fm_bias_offset(net, l), in, ws->delta[cur], B,
-                                         I, O, nt, ws->pack, ws->xt, panels);
+        const int panels = FN(in_panels)(ps, l), at = cur;
+        if (!upd) FN(layer_params)(ps, grads, ws, l, B, at, NULL);
         if (l > 0) {
             const int nxt = cur == 0 ? 1 : 0, scratch = 3 - cur - nxt;
             if (FN(plain_hidden)(ps, l - 1)) {
@@ -259,6 +273,8 @@ static void FN(backward)(const FN(fm_pass) * ps, real *grads, FN(fm_ws) * ws, in
             if (p > 0 && ps->training) FN(fm_mul)(input_grad, input_grad, ws->xmask, (size_t)B * I);
             else if (p > 0 && net->dropout_classic) FN(fm_scale)(input_grad, (size_t)B * I, 1 - p);
         }
+        /* (delta[at] outlives the pass down: that writes the other two buffers) */
+        if (upd) fused[l] = FN(layer_params)(ps, grads, ws, l, B, at, upd);
     }
 }
 
@@ -352,7 +368,7 @@ static int FN(loss_grad)(const fm_net *net, const fm_buffers *buf, const real *X
                 net->loss);
     double correct;
     FN(sum_samples)(&ws, n, loss, &correct);
-    FN(backward)(&ps, grads, &ws, n, input_grad);
+    FN(backward)(&ps, grads, &ws, n, input_grad, NULL, NULL);
     FN(fm_tie_fold)(net, grads);
     *loss = *loss / n + ws.activity / n + FN(fm_penalty)(grads, ps.params, net, pen, 0);
     return FM_OK;
@@ -418,7 +434,7 @@ static void FN(adversarial)(const FN(fm_pass) * ps, FN(fm_ws) * ws, real *grads,
     FN(forward)(ps, ws, ws->x0, na);
     FN(fm_loss)(ws->delta[0], ws->loss, ws->correct, ws->logits, targets, idx, na, net->sizes[L],
                 net->loss);
-    FN(backward)(ps, grads, ws, na, ws->xgrad);
+    FN(backward)(ps, grads, ws, na, ws->xgrad, NULL, NULL);
     const real e = (real)eps;
     for (size_t i = 0; i < (size_t)na * n0; i++)
         ws->x0[i] += e * (real)((ws->xgrad[i] > 0) - (ws->xgrad[i] < 0));
@@ -549,6 +565,38 @@ static int FN(update)(const fm_net *net, const fm_buffers *buf, double lr, fm_op
     return FM_OK;
 }
 
+/* Whether fm_train's steps take the update fused into the backward pass: an elementwise
+ * rule of the gradient as backward leaves it. Not with what the separate pass does to the
+ * whole gradient first (ties, weight penalties, pruning mask, clipping) or records (the
+ * layers' gradient norms). */
+static int FN(fusable)(const fm_net *net, const fm_buffers *buf, const fm_clip *clip,
+                       const fm_penalty *pen) {
+    return fm_fused_update_enabled() && !buf->prune_mask && !buf->grad_norms &&
+           !fm_has_ties(net) && clip->max_norm <= 0 && clip->max_value <= 0 && pen->l1 == 0 &&
+           pen->l2 == 0;
+}
+
+/* A step's backward pass with its update u fused (fusable): then the parameters that
+ * backward did not update, in runs of consecutive ones over nt threads. Bitwise the same
+ * as backward followed by update (the update is elementwise, the gradient the same). */
+static void FN(backward_update)(const FN(fm_pass) * ps, real *grads, FN(fm_ws) * ws, int B,
+                                const FN(fm_update) * u, int nt) {
+    const fm_net *net = ps->net;
+    const int L = net->n_layers;
+    int fused[FM_MAX_LAYERS];
+    FN(backward)(ps, grads, ws, B, NULL, u, fused);
+    size_t lo = 0, count = 0;
+    for (int l = 0; l < L; l++) {
+        if (!fused[l]) continue; /* its weights join the run */
+        count++;
+        const size_t w = fm_weight_offset(net, l);
+        if (w > lo) FN(fm_update_span)(u, lo, w, nt);
+        lo = fm_bias_offset(net, l);
+    }
+    FN(fm_update_span)(u, lo, fm_param_count(net), nt);
+    fm_fused_update_count(count);
+}
+
 static int FN(train)(const fm_net *net, const fm_buffers *buf, int batch_size,
                      const fm_input *X,
                      const fm_csr *csr, fm_targets targets, int64_t n, const int64_t *order,
@@ -580,6 +628,7 @@ static int FN(train)(const fm_net *net, const fm_buffers *buf, int batch_size,
     fm_net step_net = *net;
     step_net.n_threads = fm_adapt_threads(buf->adapt, net, batch_size);
     if (layout) FN(convert_layout)(&step_net, buf, opt, 1);
+    const int fuse = FN(fusable)(net, buf, clip, pen);
     int status = FM_OK;
     int64_t p0 = start; /* this step's first position in order */
     for (int s = 0; s < n_steps; s++) {
@@ -603,10 +652,15 @@ static int FN(train)(const fm_net *net, const fm_buffers *buf, int batch_size,
                 if (snap->slot[i] && opt->slot[i])
                     FN(copy_params)(net, snap->slot[i], opt->slot[i], layout, nt);
         }
-        FN(backward)(&ps, grads, &ws, B, NULL);
-        status = FN(update)(net, buf, lr[s], opt, clip, pen, nt, &step_loss[s], &ps,
-                            buf->grad_norms ? buf->grad_norms + (size_t)s * L : NULL);
-        if (status != FM_OK) break;
+        if (fuse) {
+            const FN(fm_update) u = FN(fm_update_next)(opt, lr[s], params, grads);
+            FN(backward_update)(&ps, grads, &ws, B, &u, nt);
+        } else {
+            FN(backward)(&ps, grads, &ws, B, NULL, NULL, NULL);
+            status = FN(update)(net, buf, lr[s], opt, clip, pen, nt, &step_loss[s], &ps,
+                                buf->grad_norms ? buf->grad_norms + (size_t)s * L : NULL);
+            if (status != FM_OK) break;
+        }
         for (int k = 0; k < L - 1; k++)
             if (net->bn[k] && B > 1)
                 FN(fm_bn_update_running)(running + fm_running_offset(net, k), ws.mean[k],
@@ -664,7 +718,7 @@ int FN(fm_block_grad)(real *out, const fm_net *net, const fm_buffers *buf, const
     *loss = grad_scale * FN(step_forward)(&ps, &ws, out, X, targets, idx, B, aug, correct);
     *correct *= grad_scale;
     FN(fm_scale)(ws.delta[0], (size_t)B * net->sizes[L], grad_scale);
-    FN(backward)(&ps, out, &ws, B, NULL);
+    FN(backward)(&ps, out, &ws, B, NULL, NULL, NULL);
     fm_adapt_record(buf->adapt, block_net.n_threads, fm_seconds() - t0, B == block);
     const double unbias = B > 1 ? (double)B / (B - 1) : 1.0;
     for (int l = 0; l < L - 1; l++) {

@@ -68,7 +68,33 @@ uint64_t fm_hash_at(uint64_t base, uint64_t index);
 uint64_t fm_stream_skip(uint64_t base, uint64_t k);
 static inline double fm_unit(uint64_t h) { return (double)(h >> 11) * 0x1.0p-53; }
 
+/* Whether fm_train applies elementwise optimizer updates inside the weight-gradient
+ * products (engine_impl.h; default on, FASTMLP_FUSED_UPDATE=0 in the environment turns it
+ * off), how to force it (on != 0) for tests, and the layer updates made that way so far. */
+int fm_fused_update_enabled(void);
+void fm_fused_update_set(int on);
+unsigned long long fm_fused_update_calls(void);
+void fm_fused_update_count(unsigned long long layers);
+
 #define FM_KERNELS(T, SFX)                                                                      \
+    /* One optimizer update of a step: its rule and state, its update number t and rate lr,  \
+       the constants of that update number (Adam: lr / (1 - beta1^t) and                      \
+       1 / sqrt(1 - beta2^t); Adagrad: the decayed rate), the parameter-shaped params and    \
+       grads it reads and writes (optim.c) */                                                  \
+    typedef struct {                                                                            \
+        const fm_optimizer *opt;                                                                \
+        int64_t t;                                                                              \
+        double lr, rate, scale;                                                                 \
+        T *params;                                                                              \
+        const T *grads;                                                                         \
+    } fm_update_##SFX;                                                                          \
+    /* The next update of o (increments o->step) with rate lr */                               \
+    fm_update_##SFX fm_update_next_##SFX(fm_optimizer *o, double lr, T *params, const T *grads); \
+    /* Elements [lo, lo + n) of u's parameters (and state) updated, on the calling thread:    \
+       elementwise, so the same bits whichever ranges a step is cut into */                  \
+    void fm_update_range_##SFX(const fm_update_##SFX *u, size_t lo, size_t n);                \
+    /* Elements [lo, hi) updated, in chunks over nt threads */                                 \
+    void fm_update_span_##SFX(const fm_update_##SFX *u, size_t lo, size_t hi, int nt);        \
     /* x (n) <- act(x), in place */                                                             \
     void fm_act_forward_##SFX(T *x, size_t n, int act, double slope);                          \
     /* d (n) <- d * act'(z), with act'(z) computed from the activation's output a (n) */        \
@@ -83,9 +109,14 @@ static inline double fm_unit(uint64_t h) { return (double)(h >> 11) * 0x1.0p-53;
     void fm_pruned_forward_##SFX(T *Y, const T *X, const fm_pruned_csr *w, const T *b, int B, int I,     \
                               int O, int act, double slope, int nt, T *xt, T *yt);             \
     /* dW (I, O) = X (B, I)^T @ D (B, O);  db (O) = sum over rows of D; pack as above; xt:      \
-       scratch of B * I elements for X^T, or NULL; in_panels: dW in panel layout (layout.c) */ \
-    void fm_dense_backward_params_##SFX(T *dW, T *db, const T *X, const T *D, int B, int I,    \
-                                        int O, int nt, T *pack, T *xt, int in_panels);          \
+       scratch of B * I elements for X^T, or NULL; in_panels: dW in panel layout (layout.c).  \
+       With upd (dW lying in upd->grads), also updates the weights of dW's elements while    \
+       each register tile's block of dW is in cache, where that block is contiguous (dW in   \
+       panel layout, or a narrow layer's rows): returns 1 when it did (the weights updated,  \
+       not the biases), else 0 (nothing updated). */                                          \
+    int fm_dense_backward_params_##SFX(T *dW, T *db, const T *X, const T *D, int B, int I,     \
+                                       int O, int nt, T *pack, T *xt, int in_panels,            \
+                                       const fm_update_##SFX *upd);                             \
     /* dX (B, I) = (D (B, O) @ W (I, O)^T) * act'(A (B, I)); A == NULL: no activation factor; \
        pack as above; in_panels: W in panel layout (layout.c) */                                \
     void fm_dense_backward_input_##SFX(T *dX, const T *D, const T *W, const T *A, int B, int I, \

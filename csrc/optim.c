@@ -10,11 +10,37 @@
  * compiled per ISA (isa.h); Adam multiplies by 1/sqrt(1 - beta2^t) where PyTorch
  * divides by its square root (a difference of at most an ulp). */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "isa.h"
 #include "kernels.h"
 
 #define FM_NORM_BLOCKS 64 /* fixed partition of the squared-norm reduction */
+
+/* The fused update's switch: -1 until first read (then from FASTMLP_FUSED_UPDATE) */
+static int fused_on = -1;
+static unsigned long long fused_calls = 0;
+
+int fm_fused_update_enabled(void) {
+    int on = __atomic_load_n(&fused_on, __ATOMIC_RELAXED);
+    if (on < 0) {
+        const char *env = getenv("FASTMLP_FUSED_UPDATE");
+        on = !(env && strcmp(env, "0") == 0);
+        __atomic_store_n(&fused_on, on, __ATOMIC_RELAXED);
+    }
+    return on;
+}
+
+void fm_fused_update_set(int on) { __atomic_store_n(&fused_on, on != 0, __ATOMIC_RELAXED); }
+
+unsigned long long fm_fused_update_calls(void) {
+    return __atomic_load_n(&fused_calls, __ATOMIC_RELAXED);
+}
+
+void fm_fused_update_count(unsigned long long layers) {
+    __atomic_fetch_add(&fused_calls, layers, __ATOMIC_RELAXED);
+}
 
 #define FM_TEMPLATE "optim_impl.h"
 #include "instantiate.h"

@@ -40,17 +40,21 @@ static inline __attribute__((always_inline)) void FN(rmsprop_range)(
 }
 
 /* The update of elements [0, n) of p, g and the state slots (NULL when unused), for
- * update number t. Serial and compiled per ISA; fm_optimizer_step spreads chunks of it
- * over threads. Every loop vectorizes (the sign tests below are selects, not branches). */
+ * the update u (its rule, rate and the constants of its update number). Serial and compiled
+ * per ISA; fm_update_span spreads chunks of it over threads, the fused update (dense_impl.h)
+ * calls it per register tile. Every loop vectorizes (the sign tests below are selects, not
+ * branches). */
 FM_ISA_CLONES
-static void FN(update_range)(const fm_optimizer *o, int64_t t, double lr_, real *p,
-                             const real *g, real *s0, real *s1, real *s2, size_t n) {
+static void FN(update_range)(const FN(fm_update) * u, real *p, const real *g, real *s0,
+                             real *s1, real *s2, size_t n) {
+    const fm_optimizer *o = u->opt;
+    const double lr_ = u->lr;
     const real lr = (real)lr_, wd = (real)o->weight_decay, eps = (real)o->eps;
     const int inside = o->eps_inside;
     switch (o->kind) {
     case FM_OPT_SGD: {
         const real mu = (real)o->momentum, damp = (real)(1 - o->dampening);
-        const int nesterov = o->nesterov, first = t == 1;
+        const int nesterov = o->nesterov, first = u->t == 1;
         if (o->momentum == 0) {
             for (size_t i = 0; i < n; i++) p[i] -= lr * (g[i] + wd * p[i]);
         } else {
@@ -64,7 +68,7 @@ static void FN(update_range)(const fm_optimizer *o, int64_t t, double lr_, real 
         break;
     }
     case FM_OPT_ADAGRAD: {
-        const real clr = (real)(lr_ / (1 + (double)(t - 1) * o->lr_decay));
+        const real clr = (real)u->rate;
         for (size_t i = 0; i < n; i++) {
             const real gi = g[i] + wd * p[i];
             s0[i] += gi * gi;
@@ -105,9 +109,7 @@ static void FN(update_range)(const fm_optimizer *o, int64_t t, double lr_, real 
     case FM_OPT_ADAMW: {
         const int decoupled = o->kind == FM_OPT_ADAMW, amsgrad = o->amsgrad;
         const real b1c = (real)(1 - o->beta1), b2 = (real)o->beta2, b2c = (real)(1 - o->beta2);
-        const real step_size = (real)(lr_ / (1 - pow(o->beta1, (double)t)));
-        /* sqrt(v) / sqrt(1 - beta2^t) as a product: one division per element, not two */
-        const real inv_bc2_sqrt = (real)(1 / sqrt(1 - pow(o->beta2, (double)t)));
+        const real step_size = (real)u->rate, inv_bc2_sqrt = (real)u->scale;
         const real decay = (real)(1 - lr_ * o->weight_decay), l2 = decoupled ? 0 : wd;
         for (size_t i = 0; i < n; i++) {
             if (decoupled) p[i] *= decay;
@@ -156,18 +158,39 @@ static void FN(update_range)(const fm_optimizer *o, int64_t t, double lr_, real 
     }
 }
 
-void FN(fm_optimizer_step)(fm_optimizer *o, real *p, const real *g, size_t n, double lr,
-                           int n_threads) {
-    const int nt = fm_usable_threads(n_threads);
-    const int64_t t = ++o->step;
-    real *s[3] = {(real *)o->slot[0], (real *)o->slot[1], (real *)o->slot[2]};
-    const size_t chunk = 16384, chunks = (n + chunk - 1) / chunk;
+FN(fm_update) FN(fm_update_next)(fm_optimizer *o, double lr, real *params, const real *grads) {
+    FN(fm_update) u = {o, ++o->step, lr, 0, 0, params, grads};
+    const double t = (double)u.t;
+    if (o->kind == FM_OPT_ADAGRAD) {
+        u.rate = lr / (1 + (t - 1) * o->lr_decay);
+    } else if (o->kind == FM_OPT_ADAM || o->kind == FM_OPT_ADAMW) {
+        u.rate = lr / (1 - pow(o->beta1, t));
+        /* sqrt(v) / sqrt(1 - beta2^t) as a product: one division per element, not two */
+        u.scale = 1 / sqrt(1 - pow(o->beta2, t));
+    }
+    return u;
+}
+
+void FN(fm_update_range)(const FN(fm_update) * u, size_t lo, size_t n) {
+    const fm_optimizer *o = u->opt;
+    real *s0 = o->slot[0], *s1 = o->slot[1], *s2 = o->slot[2];
+    FN(update_range)(u, u->params + lo, u->grads + lo, s0 ? s0 + lo : NULL,
+                     s1 ? s1 + lo : NULL, s2 ? s2 + lo : NULL, n);
+}
+
+void FN(fm_update_span)(const FN(fm_update) * u, size_t lo, size_t hi, int nt) {
+    const size_t chunk = 16384, n = hi - lo, chunks = (n + chunk - 1) / chunk;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && n >= FM_PARALLEL_MIN_WORK)
     for (size_t c = 0; c < chunks; c++) {
-        const size_t lo = c * chunk, m = n - lo < chunk ? n - lo : chunk;
-        FN(update_range)(o, t, lr, p + lo, g + lo, s[0] ? s[0] + lo : NULL,
-                         s[1] ? s[1] + lo : NULL, s[2] ? s[2] + lo : NULL, m);
+        const size_t at = lo + c * chunk;
+        FN(fm_update_range)(u, at, hi - at < chunk ? hi - at : chunk);
     }
+}
+
+void FN(fm_optimizer_step)(fm_optimizer *o, real *p, const real *g, size_t n, double lr,
+                           int n_threads) {
+    const FN(fm_update) u = FN(fm_update_next)(o, lr, p, g);
+    FN(fm_update_span)(&u, 0, n, fm_usable_threads(n_threads));
 }
 
 double FN(fm_sum_squares)(const real *g, size_t n, int nt) {

@@ -52,6 +52,19 @@ def relative_error(a, b) -> float:
     return 0.0 if denom == 0 else float(np.linalg.norm(a - b) / denom)
 
 
+def assert_trained_alike(a, b):
+    """Two trained (model, optimizer) pairs bitwise equal: the parameters, the last step's
+    gradient and every array of the optimizer's state."""
+    (m1, o1), (m2, o2) = a, b
+    np.testing.assert_array_equal(m1.get_flat_params(), m2.get_flat_params())
+    np.testing.assert_array_equal(m1._engine.grads, m2._engine.grads)
+    states1, states2 = ([np.array(v) for s in o.state for v in s.values()
+                         if isinstance(v, np.ndarray)] for o in (o1, o2))
+    assert len(states1) == len(states2)
+    for x, y in zip(states1, states2):  # (zip's strict= is Python 3.10+)
+        np.testing.assert_array_equal(x, y)
+
+
 def kernel_has_tiles(name: str) -> bool:
     """Whether kernel set `name` has register tiles, and so the panel layouts (the portable
     C path and the BLAS path have none)."""

@@ -98,6 +98,30 @@ def test_blas_path_benchmark_prints_its_table(capsys):
     assert _engine.kernel() == before  # the benchmark gives the kernel choice back
 
 
+def test_ab_runs_one_build_two_ways(capsys):
+    """benchmarks/ab.py with the installed build on both sides, the fused update off on
+    one (--env-old): two fits per round, the same bits (issue 18's fused update)."""
+    import os
+
+    import fastmlp
+
+    site = os.path.dirname(os.path.dirname(fastmlp.__file__))
+    if not os.path.isfile(os.path.join(site, "fastmlp", "__init__.py")) or \
+            site == str(BENCHMARKS.parent / "src"):
+        pytest.skip("fastmlp is not installed into a site directory (editable install)")
+    ab = _load("ab")
+    assert ab.main([site, site, "--env-old", "FASTMLP_FUSED_UPDATE=0", "--sizes", "30", "64",
+                    "10", "--samples", "300", "--rounds", "2", "--batch-size", "16", "50",
+                    "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    for b in (16, 50):
+        line = next(x for x in out.splitlines() if f"batch {b}," in x)
+        assert line.endswith("trained models bitwise equal: yes")
+    assert "FASTMLP_FUSED_UPDATE=0: min" in out
+    with pytest.raises(SystemExit):
+        ab.main([site, site, "--env-new", "NOEQUALS"])
+
+
 def test_targets18_quick_measures_every_target(capsys):
     """benchmarks/targets18.py (issue 18's every target in one run) at tiny sizes: the peaks
     of both dtypes, a row per workload and contender with a verdict on each goal, the load

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 import fastmlp
 from fastmlp import _engine, optim
 from fastmlp.schedules import MultiStepLR
-from conftest import kernel_has_tiles, make_problem
+from conftest import assert_trained_alike, kernel_has_tiles, make_problem
 
 OPTIMIZERS = {
     "adam_amsgrad": lambda: optim.Adam(lr=1e-3, amsgrad=True, weight_decay=1e-3),
@@ -25,10 +25,6 @@ OPTIMIZERS = {
     "rprop": lambda: optim.Rprop(lr=1e-3),
     "delta_bar_delta": lambda: optim.DeltaBarDelta(lr=1e-3),
 }
-
-
-def state_arrays(opt):
-    return [np.array(v) for s in opt.state for v in s.values() if isinstance(v, np.ndarray)]
 
 
 def fit_both(sizes, batch, make_opt, model_options=None, steps=40, **fit_options):
@@ -57,12 +53,7 @@ def assert_same(panels, rows):
     (m1, o1, calls1), (m2, o2, calls2) = panels, rows
     assert calls2 == 0
     assert (calls1 > 0) == tiles(), "panel layout used where it should not, or not used"
-    np.testing.assert_array_equal(m1.get_flat_params(), m2.get_flat_params())
-    np.testing.assert_array_equal(m1._engine.grads, m2._engine.grads)
-    states1, states2 = state_arrays(o1), state_arrays(o2)
-    assert len(states1) == len(states2)
-    for a, b in zip(states1, states2):  # (zip's strict= is Python 3.10+)
-        np.testing.assert_array_equal(a, b)
+    assert_trained_alike((m1, o1), (m2, o2))
 
 
 @pytest.mark.parametrize("sizes", [[40, 64, 96, 7], [100, 32, 64, 5], [30, 64, 64]])

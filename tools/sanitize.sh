@@ -24,7 +24,7 @@ fi
 tests=(tests/test_kernels.py tests/test_layout.py tests/test_engine_vs_reference.py
        tests/test_validation.py tests/test_sparse_input.py tests/test_heads.py
        tests/test_ties.py tests/test_blas_path.py tests/test_blocking.py tests/test_vmath.py
-       tests/test_transpose.py tests/test_losses.py)
+       tests/test_transpose.py tests/test_losses.py tests/test_fused_update.py)
 for optional in tests/test_concurrency.py tests/test_loader_fuzz.py tests/test_memmap.py; do
     [[ -e $optional ]] && tests+=("$optional")
 done

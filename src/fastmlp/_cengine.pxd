@@ -255,6 +255,9 @@ cdef extern from "kernels.h" nogil:
     void fm_adapt_record(fm_adapt *a, int threads, double seconds, int timed)
     double fm_seconds()
     void fm_blocking_info(int f64, int *mr, int *nr, int *kc, int *mc)
+    int fm_fused_update_enabled()
+    void fm_fused_update_set(int on)
+    unsigned long long fm_fused_update_calls()
     void fm_augment_f32(float *X, float *tmp, int B, int n, const fm_augment *aug,
                         const fm_input *transform, uint64_t key, uint64_t counter, int64_t row0)
     void fm_augment_f64(double *X, double *tmp, int B, int n, const fm_augment *aug,

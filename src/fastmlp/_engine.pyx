@@ -224,6 +224,27 @@ def panel_layout_calls():
     return fm_panel_layout_calls()
 
 
+def set_fused_update(on):
+    """Whether fit applies the optimizer update inside the backward pass (each weight
+    tile's update while its gradient is in cache) where the step allows it: an
+    elementwise rule, no ties, weight penalties, pruning mask, gradient clipping or
+    per-layer gradient norms. On by default; the environment variable
+    FASTMLP_FUSED_UPDATE=0 turns it off at import. Results are bitwise the same either
+    way (tests and benchmarks compare the two); process-wide."""
+    fm_fused_update_set(1 if on else 0)
+
+
+def fused_update():
+    """Whether the fused update is on (see :func:`set_fused_update`)."""
+    return bool(fm_fused_update_enabled())
+
+
+def fused_update_calls():
+    """Layer weight updates made inside the backward pass so far (tests read it to see
+    that a fit took the fused update)."""
+    return fm_fused_update_calls()
+
+
 def kernel_calls():
     """Dense-layer calls (either dtype) served by each kernel set so far."""
     return {name: fm_kernel_calls(i) for i, name in enumerate(KERNELS)}
