@@ -191,3 +191,25 @@ def test_peak_takes_float32_or_float64_only():
     peak = _load("peak")
     with pytest.raises(ValueError, match="float32' or 'float64"):
         peak.measure_peak(1, dtype="float16")
+
+
+def test_update_cost_builds_and_times_each_rule(tmp_path):
+    """benchmarks/update_cost.c (the optimizer updates' ns per parameter, session 9's
+    finding that Adam is bound by its division and square root) builds against csrc/optim.c
+    as its header says, and prints a time for each rule; a bad size is refused."""
+    import subprocess
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        pytest.skip("update_cost.c needs a C compiler")
+    root = BENCHMARKS.parent
+    exe = tmp_path / "update_cost"
+    subprocess.run([cc, "-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp",
+                    f"-I{root / 'csrc'}", str(BENCHMARKS / "update_cost.c"),
+                    str(root / "csrc" / "optim.c"), "-o", str(exe), "-lm"], check=True)
+    out = subprocess.run([str(exe), "1000", "20"], capture_output=True, text=True, check=True)
+    rows = [line.split() for line in out.stdout.splitlines()[1:]]
+    assert [r[0] for r in rows] == ["sgd", "sgd_momentum", "adam"]
+    assert all(r[1] == "1000" and float(r[2]) > 0 for r in rows)
+    bad = subprocess.run([str(exe), "0"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "usage" in bad.stderr
