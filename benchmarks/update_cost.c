@@ -9,7 +9,7 @@
  *     /tmp/update_cost            # SGD, SGD with momentum, Adam at 4,096 and 535,818
  *     /tmp/update_cost 8192 1000  # another size and repetition count
  *
- * Prints "rule params ns-per-parameter" lines. */
+ * Prints "rule dtype params ns-per-parameter" lines, float32 and float64. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -30,18 +30,35 @@ static double now(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static void run(const char *name, int kind, double momentum, size_t n, long reps) {
-    float *a = malloc(4 * n * sizeof(float));
-    if (!a) {
-        fprintf(stderr, "update_cost: no memory for %zu parameters\n", n);
-        exit(1);
+/* RUN_T(T, SFX): run_SFX times fm_optimizer_step_SFX on arrays of T */
+#define RUN_T(T, SFX)                                                                          \
+    static void run_##SFX(const char *name, int kind, double momentum, size_t n, long reps) { \
+        T *a = malloc(4 * n * sizeof(T));                                                      \
+        if (!a) {                                                                              \
+            fprintf(stderr, "update_cost: no memory for %zu parameters\n", n);               \
+            exit(1);                                                                           \
+        }                                                                                      \
+        T *p = a, *g = a + n, *s0 = a + 2 * n, *s1 = a + 3 * n;                                \
+        for (size_t i = 0; i < n; i++) {                                                       \
+            p[i] = 1;                                                                          \
+            g[i] = (T)0.01 * (T)(i % 7) - (T)0.03;                                             \
+            s0[i] = s1[i] = 0;                                                                 \
+        }                                                                                      \
+        fm_optimizer o = optimizer(kind, momentum, s0, s1);                                    \
+        fm_optimizer_step_##SFX(&o, p, g, n, 1e-3, 1); /* warm-up: first touch */             \
+        double best = 1e30;                                                                    \
+        for (int r = 0; r < 5; r++) {                                                          \
+            const double t = now();                                                            \
+            for (long k = 0; k < reps; k++) fm_optimizer_step_##SFX(&o, p, g, n, 1e-3, 1);    \
+            const double dt = now() - t;                                                       \
+            if (dt < best) best = dt;                                                          \
+        }                                                                                      \
+        printf("%-13s %-8s %9zu %6.3f\n", name, sizeof(T) == 4 ? "float32" : "float64", n,      \
+               best / (double)reps / (double)n * 1e9);                                         \
+        free(a);                                                                               \
     }
-    float *p = a, *g = a + n, *s0 = a + 2 * n, *s1 = a + 3 * n;
-    for (size_t i = 0; i < n; i++) {
-        p[i] = 1.0f;
-        g[i] = 0.01f * (float)(i % 7) - 0.03f;
-        s0[i] = s1[i] = 0.0f;
-    }
+
+static fm_optimizer optimizer(int kind, double momentum, void *s0, void *s1) {
     fm_optimizer o = {0};
     o.kind = kind;
     o.momentum = momentum;
@@ -50,17 +67,11 @@ static void run(const char *name, int kind, double momentum, size_t n, long reps
     o.eps = 1e-8;
     o.slot[0] = kind == FM_OPT_SGD && momentum == 0 ? NULL : s0;
     o.slot[1] = kind == FM_OPT_ADAM ? s1 : NULL;
-    fm_optimizer_step_f32(&o, p, g, n, 1e-3, 1); /* warm-up: first touch */
-    double best = 1e30;
-    for (int r = 0; r < 5; r++) {
-        const double t = now();
-        for (long k = 0; k < reps; k++) fm_optimizer_step_f32(&o, p, g, n, 1e-3, 1);
-        const double dt = now() - t;
-        if (dt < best) best = dt;
-    }
-    printf("%-13s %9zu %6.3f\n", name, n, best / (double)reps / (double)n * 1e9);
-    free(a);
+    return o;
 }
+
+RUN_T(float, f32)
+RUN_T(double, f64)
 
 int main(int argc, char **argv) {
     size_t sizes[2] = {4096, 535818};
@@ -75,11 +86,14 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    printf("rule          params     ns/param\n");
+    printf("rule          dtype       params ns/param\n");
     for (int i = 0; i < count; i++) {
-        run("sgd", FM_OPT_SGD, 0, sizes[i], reps[i]);
-        run("sgd_momentum", FM_OPT_SGD, 0.9, sizes[i], reps[i]);
-        run("adam", FM_OPT_ADAM, 0, sizes[i], reps[i]);
+        run_f32("sgd", FM_OPT_SGD, 0, sizes[i], reps[i]);
+        run_f32("sgd_momentum", FM_OPT_SGD, 0.9, sizes[i], reps[i]);
+        run_f32("adam", FM_OPT_ADAM, 0, sizes[i], reps[i]);
+        run_f64("sgd", FM_OPT_SGD, 0, sizes[i], reps[i]);
+        run_f64("sgd_momentum", FM_OPT_SGD, 0.9, sizes[i], reps[i]);
+        run_f64("adam", FM_OPT_ADAM, 0, sizes[i], reps[i]);
     }
     return 0;
 }

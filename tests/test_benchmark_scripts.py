@@ -209,7 +209,8 @@ def test_update_cost_builds_and_times_each_rule(tmp_path):
                     str(root / "csrc" / "optim.c"), "-o", str(exe), "-lm"], check=True)
     out = subprocess.run([str(exe), "1000", "20"], capture_output=True, text=True, check=True)
     rows = [line.split() for line in out.stdout.splitlines()[1:]]
-    assert [r[0] for r in rows] == ["sgd", "sgd_momentum", "adam"]
-    assert all(r[1] == "1000" and float(r[2]) > 0 for r in rows)
+    assert [r[:2] for r in rows] == [[rule, dtype] for dtype in ("float32", "float64")
+                                     for rule in ("sgd", "sgd_momentum", "adam")]
+    assert all(r[2] == "1000" and float(r[3]) > 0 for r in rows)
     bad = subprocess.run([str(exe), "0"], capture_output=True, text=True)
     assert bad.returncode == 2 and "usage" in bad.stderr
