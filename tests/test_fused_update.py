@@ -184,8 +184,13 @@ def test_it_runs_by_default_and_the_environment_turns_it_off():
     env["FASTMLP_FUSED_UPDATE"] = "0"
     off = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout.split()
+    env["FASTMLP_FUSED_UPDATE"] = "off"  # not a value it takes: named, and left on
+    odd = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
     assert on == ["True", str(kernel_has_tiles(_engine.kernel()))]
     assert off == ["False", "False"]
+    assert odd.stdout.split() == on
+    assert "FASTMLP_FUSED_UPDATE='off' is neither '0' (off) nor '1' (on)" in odd.stderr
 
 
 @pytest.mark.parametrize("rule", list(RULES))

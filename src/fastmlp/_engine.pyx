@@ -26,6 +26,7 @@ from libc.stdint cimport int32_t, int64_t, uint64_t
 
 import os
 import threading
+import warnings
 
 import numpy as np
 
@@ -229,8 +230,9 @@ def set_fused_update(on):
     tile's update while its gradient is in cache) where the step allows it: an
     elementwise rule, no ties, weight penalties, pruning mask, gradient clipping or
     per-layer gradient norms. On by default; the environment variable
-    FASTMLP_FUSED_UPDATE=0 turns it off at import. Results are bitwise the same either
-    way (tests and benchmarks compare the two); process-wide."""
+    FASTMLP_FUSED_UPDATE=0 turns it off at import (1: on; another value is named in a
+    warning). Results are bitwise the same either way (tests and benchmarks compare the
+    two); process-wide, and safe to call while fits run (each fit call reads it once)."""
     fm_fused_update_set(1 if on else 0)
 
 
@@ -324,6 +326,15 @@ if os.environ.get("FASTMLP_KERNEL") == "blas" or not (
         fm_kernel_available(FM_KERNEL_AVX2) or fm_kernel_available(FM_KERNEL_AVX512)):
     _find_blas()
 fm_kernel_active()
+
+# The fused update's switch from the environment, read here once: "0" off, "1" on (the
+# default); anything else is named in a warning and leaves it on.
+_fused_env = os.environ.get("FASTMLP_FUSED_UPDATE")
+if _fused_env is not None:
+    if _fused_env not in ("0", "1"):
+        warnings.warn(f"FASTMLP_FUSED_UPDATE={_fused_env!r} is neither '0' (off) nor '1' "
+                      "(on): the fused optimizer update stays on", RuntimeWarning)
+    fm_fused_update_set(0 if _fused_env == "0" else 1)
 
 
 def hash_u64(key, counter, stream, index):
