@@ -3,34 +3,25 @@
  * Each rule follows the update written in the torch.optim documentation of the
  * optimizer with the same name (single-tensor path, maximize=False), computed in
  * the parameters' precision; DeltaBarDelta follows Jacobs (1988). Updates are
- * elementwise, so any split over threads gives the same result; the clipping norm
+ * elementwise, so any split over threads, or into the register tiles of the weight
+ * gradient (the fused update, dense_impl.h), gives the same result; the clipping norm
  * is summed in a fixed order for the same reason: layer by layer, panel by panel
  * for a layer of panel width (so the sum is the same whether the gradient is in
  * the panel layout or row-major), in fixed blocks otherwise. The update loops are
  * compiled per ISA (isa.h); Adam multiplies by 1/sqrt(1 - beta2^t) where PyTorch
  * divides by its square root (a difference of at most an ulp). */
 #include <math.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "isa.h"
 #include "kernels.h"
 
 #define FM_NORM_BLOCKS 64 /* fixed partition of the squared-norm reduction */
 
-/* The fused update's switch: -1 until first read (then from FASTMLP_FUSED_UPDATE) */
-static int fused_on = -1;
+/* The fused update's switch (on unless set off: _engine applies FASTMLP_FUSED_UPDATE) */
+static int fused_on = 1;
 static unsigned long long fused_calls = 0;
 
-int fm_fused_update_enabled(void) {
-    int on = __atomic_load_n(&fused_on, __ATOMIC_RELAXED);
-    if (on < 0) {
-        const char *env = getenv("FASTMLP_FUSED_UPDATE");
-        on = !(env && strcmp(env, "0") == 0);
-        __atomic_store_n(&fused_on, on, __ATOMIC_RELAXED);
-    }
-    return on;
-}
+int fm_fused_update_enabled(void) { return __atomic_load_n(&fused_on, __ATOMIC_RELAXED); }
 
 void fm_fused_update_set(int on) { __atomic_store_n(&fused_on, on != 0, __ATOMIC_RELAXED); }
 
