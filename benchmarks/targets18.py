@@ -291,7 +291,8 @@ def main(argv=None) -> int:
     info = _engine.kernel_info()
     print(f"fastmlp {fastmlp.__version__}; CPU {info['vendor']} family {info['family']} model "
           f"{info['model']}, {os.cpu_count()} logical cores, kernel set {info['kernel']}; "
-          f"L1d {info['l1d'] >> 10} KiB, L2 {info['l2'] >> 10} KiB")
+          f"L1d {info['l1d'] >> 10} KiB, L2 {info['l2'] >> 10} KiB; optimizer update fused "
+          f"into the backward pass: {'on' if _engine.fused_update() else 'off'}")
     if not args.no_torch:
         try:
             import torch

@@ -149,6 +149,8 @@ def test_targets18_quick_measures_every_target(capsys):
         assert "x PyTorch (>= 2x: " in b[0]
     assert out.count("load average before") >= 5 and out.count(", after ") >= 5
     assert "float64 1 thread(s)" in out and "float32 2 thread(s)" in out
+    fused = "on" if _engine.fused_update() else "off"
+    assert f"optimizer update fused into the backward pass: {fused}" in out
     assert _engine.kernel() == before
 
 
