@@ -187,15 +187,11 @@ typedef struct { /* one packed_product call: its operands and blocking */
     const FN(fm_update) * upd; /* the optimizer update of C's elements (C in upd->grads) */
 } FN(product);
 
-/* The optimizer update of a finished tile (rb, nb) of C, rows ldt apart, while it is in
- * cache: one range when its rows are contiguous (a panel-layout gradient) */
-static void FN(update_tile)(const FN(fm_update) * u, const real *c, int ldt, int rb, int nb) {
-    const size_t at = (size_t)(c - u->grads);
-    if (ldt == nb) {
-        FN(fm_update_range)(u, at, (size_t)rb * nb);
-        return;
-    }
-    for (int r = 0; r < rb; r++) FN(fm_update_range)(u, at + (size_t)r * ldt, (size_t)nb);
+/* The optimizer update of a finished block of n contiguous gradient elements at c (a
+ * tile of a panel-layout gradient, rows nr apart and nr wide; a narrow layer's rows),
+ * while it is in cache */
+static void FN(update_tile)(const FN(fm_update) * u, const real *c, size_t n) {
+    FN(fm_update_range)(u, (size_t)(c - u->grads), n);
 }
 
 /* packed_product's work items, split over the threads of the enclosing parallel region,
@@ -278,7 +274,7 @@ static void FN(product_items)(const FN(product) *job) {
                 tile(c, ldt, A + r0 * sr + (size_t)k0 * sk, sr, sk, panel + (size_t)k0 * nr,
                      nr, rb, kb, nb, k0 > 0 ? c : init ? init + j0 : NULL);
                 if (k0 + kb < K) continue; /* the epilogue after the last k-block */
-                if (job->upd) FN(update_tile)(job->upd, c, ldt, rb, nb);
+                if (job->upd) FN(update_tile)(job->upd, c, (size_t)rb * nr); /* C in panels */
                 for (int r = 0; r < rb && each != FM_EPI_NONE; r++) {
                     real *row = c + (size_t)r * ldt;
                     if (each == FM_EPI_ACT)
@@ -441,7 +437,7 @@ static void FN(narrow_panel)(FN(fm_tile_fn) tile, int mr, int nr, real *dW, cons
     }
     for (int q = 0; q < nb; q++)
         for (int r = 0; r < O; r++) dW[(size_t)(j0 + q) * O + r] = t[(size_t)r * nr + q];
-    if (upd) FN(update_tile)(upd, dW + (size_t)j0 * O, O, nb, O); /* its rows, in cache */
+    if (upd) FN(update_tile)(upd, dW + (size_t)j0 * O, (size_t)nb * O); /* its rows */
 }
 
 /* dW (I, O) = X (B, I)^T @ D (B, O), db (O) = the column sums of D, for a narrow layer
@@ -520,7 +516,7 @@ int FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real *
                             : dW + (size_t)k0 * O + j0;
         FN(run_tile)(tile, c, in_panels ? nr : O, X + k0, 1, (size_t)I, D + j0, O, kb, B, nb,
                      NULL);
-        if (upd) FN(update_tile)(upd, c, in_panels ? nr : O, kb, nb);
+        if (upd) FN(update_tile)(upd, c, (size_t)kb * nr); /* (in panels: nb == nr) */
     }
     return upd != NULL;
 }

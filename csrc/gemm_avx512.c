@@ -119,6 +119,11 @@
     KIND##_BODY(T, V, L, LS##LOAD_##PS, LS##STORE_##PS, BCAST_##PS, _mm512_fmadd_##PS,             \
                 _mm512_setzero_##PS)
 
+/* m0, m1: the masks of a row's two vectors for nb columns (L lanes each) */
+#define TWO_MASKS(PS, MT)                                                                          \
+    const MT m0 = MASK_##PS(nb >= L ? L : nb);                                                     \
+    const MT m1 = MASK_##PS(nb <= L ? 0 : nb >= 2 * L ? L : nb - L);
+
 /* NAME: the tile of one dtype, dispatching to its variants */
 #define TILE_KERNEL(NAME, TT, VV, LL, PS, MT)                                                      \
     INLINE void NAME##_full(ARGS(TT)) {                                                            \
@@ -133,8 +138,7 @@
         typedef TT T;                                                                              \
         typedef VV V;                                                                              \
         enum { L = LL };                                                                           \
-        const MT m0 = MASK_##PS(nb >= L ? L : nb);                                                 \
-        const MT m1 = MASK_##PS(nb <= L ? 0 : nb >= 2 * L ? L : nb - L);                           \
+        TWO_MASKS(PS, MT)                                                                          \
         BODY(TILE, PS, M)                                                                          \
     }                                                                                              \
     INLINE void NAME##_one(ARGS(TT)) {                                                             \
@@ -154,8 +158,7 @@
         typedef TT T;                                                                              \
         typedef VV V;                                                                              \
         enum { L = LL };                                                                           \
-        const MT m0 = MASK_##PS(nb >= L ? L : nb);                                                 \
-        const MT m1 = MASK_##PS(nb <= L ? 0 : nb >= 2 * L ? L : nb - L);                           \
+        TWO_MASKS(PS, MT)                                                                          \
         (void)sr, (void)ldc, (void)rb;                                                             \
         BODY(ROW, PS, M)                                                                           \
     }                                                                                              \
