@@ -19,6 +19,7 @@
 /* optim.c's clipping norm walks the layers: unused here */
 int fm_usable_threads(int requested) { return requested < 1 ? 1 : requested; }
 int fm_panel_width_of(size_t elem) { return 0; }
+int fm_fused_update_default(void) { return 0; }
 size_t fm_weight_offset(const fm_net *net, int l) { return 0; }
 size_t fm_bias_offset(const fm_net *net, int l) { return 0; }
 int fm_layer_in_panels(const fm_net *net, int l, size_t elem) { return 0; }

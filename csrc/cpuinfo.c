@@ -141,6 +141,11 @@ const fm_cpu_info *fm_cpu_info_get(void) {
     return &info;
 }
 
+int fm_fused_update_default(void) {
+    const char *v = fm_cpu_info_get()->vendor;
+    return strcmp(v, "AuthenticAMD") != 0 && strcmp(v, "HygonGenuine") != 0;
+}
+
 int fm_block_k(int nr, size_t elem_size) {
     const int forced = LOAD_FORCED(forced_kc);
     if (forced > 0) return forced;

@@ -23,6 +23,15 @@ enum { FM_CACHE_DEFAULT = 0, FM_CACHE_CPUID = 1, FM_CACHE_SYSFS = 2 };
 /* The CPU, read once (the first call; later calls return the same record). */
 const fm_cpu_info *fm_cpu_info_get(void);
 
+/* Whether the optimizer update runs inside the weight-gradient products by default (1) or
+ * in a separate pass after the backward pass (0): off on AMD and Hygon cores, on elsewhere.
+ * Measured, not derived (RESULTS.md, sessions 9 and 10; results are bitwise the same either
+ * way): on an Intel Xeon (AVX-512, 2 MiB L2) Adam's update is bound by its division and
+ * square root, and the fused update made batch-32 epochs 1.03-1.12x as fast; on a Zen 5 EPYC
+ * (1 MiB L2) the update streams its four arrays from memory, and cutting that stream into
+ * register-tile pieces made them 0.92x (float32) and 0.73-0.84x (float64) as fast. */
+int fm_fused_update_default(void);
+
 /* K-block of the register-tile products: the depth kc of the slice of a packed panel
  * (kc x nr elements of elem_size bytes) that one pass over a group of row tiles reads; a
  * multiple of 8 in [64, 4096]. Panels of two-vector AVX-512 rows (128 bytes and more): the

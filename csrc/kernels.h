@@ -69,8 +69,9 @@ uint64_t fm_stream_skip(uint64_t base, uint64_t k);
 static inline double fm_unit(uint64_t h) { return (double)(h >> 11) * 0x1.0p-53; }
 
 /* Whether fm_train applies elementwise optimizer updates inside the weight-gradient
- * products (engine_impl.h; default on; _engine sets it from FASTMLP_FUSED_UPDATE at
- * import), setting it (on != 0), and the layer updates made that way so far. */
+ * products (engine_impl.h; by default as cpuinfo.h's fm_fused_update_default says; _engine
+ * sets it from FASTMLP_FUSED_UPDATE at import), setting it (1 on, 0 off, -1 the machine's
+ * default), and the layer updates made that way so far. */
 int fm_fused_update_enabled(void);
 void fm_fused_update_set(int on);
 unsigned long long fm_fused_update_calls(void);

@@ -12,18 +12,25 @@
  * divides by its square root (a difference of at most an ulp). */
 #include <math.h>
 
+#include "cpuinfo.h"
 #include "isa.h"
 #include "kernels.h"
 
 #define FM_NORM_BLOCKS 64 /* fixed partition of the squared-norm reduction */
 
-/* The fused update's switch (on unless set off: _engine applies FASTMLP_FUSED_UPDATE) */
-static int fused_on = 1;
+/* The fused update's switch: 1 on, 0 off, -1 the machine's default (cpuinfo.h's
+ * fm_fused_update_default; _engine applies FASTMLP_FUSED_UPDATE) */
+static int fused_on = -1;
 static unsigned long long fused_calls = 0;
 
-int fm_fused_update_enabled(void) { return __atomic_load_n(&fused_on, __ATOMIC_RELAXED); }
+int fm_fused_update_enabled(void) {
+    const int on = __atomic_load_n(&fused_on, __ATOMIC_RELAXED);
+    return on < 0 ? fm_fused_update_default() : on;
+}
 
-void fm_fused_update_set(int on) { __atomic_store_n(&fused_on, on != 0, __ATOMIC_RELAXED); }
+void fm_fused_update_set(int on) {
+    __atomic_store_n(&fused_on, on < 0 ? -1 : on != 0, __ATOMIC_RELAXED);
+}
 
 unsigned long long fm_fused_update_calls(void) {
     return __atomic_load_n(&fused_calls, __ATOMIC_RELAXED);

@@ -256,6 +256,7 @@ cdef extern from "kernels.h" nogil:
     double fm_seconds()
     void fm_blocking_info(int f64, int *mr, int *nr, int *kc, int *mc)
     int fm_fused_update_enabled()
+    int fm_fused_update_default()
     void fm_fused_update_set(int on)
     unsigned long long fm_fused_update_calls()
     void fm_augment_f32(float *X, float *tmp, int B, int n, const fm_augment *aug,

@@ -187,12 +187,15 @@ def kernel_info() -> dict:
         half of L1d for narrower ones)
         and the rows ``mc`` that share one packed panel (a multiple of ``mr``, at most 64,
         ``mc`` x ``kc`` within half of L2). Results never depend on ``kc`` or ``mc``.
+        ``fused_update_default``: whether training fuses the optimizer update into the
+        backward pass unless told otherwise (see :func:`set_fused_update`).
     """
     cdef const fm_cpu_info *ci = fm_cpu_info_get()
     cdef int mr, nr, kc, mc
     info = {"kernel": kernel(), "vendor": ci.vendor.decode("ascii", "replace"),
             "family": ci.family, "model": ci.model, "l1d": ci.l1d, "l2": ci.l2, "l3": ci.l3,
-            "cache_source": _CACHE_SOURCES[ci.cache_source]}
+            "cache_source": _CACHE_SOURCES[ci.cache_source],
+            "fused_update_default": bool(fm_fused_update_default())}
     for name, f64 in (("float32", 0), ("float64", 1)):
         fm_blocking_info(f64, &mr, &nr, &kc, &mc)
         info[name] = {"mr": mr, "nr": nr, "kc": kc, "mc": mc}
@@ -229,11 +232,13 @@ def set_fused_update(on):
     """Whether fit applies the optimizer update inside the backward pass (each weight
     tile's update while its gradient is in cache) where the step allows it: an
     elementwise rule, no ties, weight penalties, pruning mask, gradient clipping or
-    per-layer gradient norms. On by default; the environment variable
-    FASTMLP_FUSED_UPDATE=0 turns it off at import (1: on; another value is named in a
-    warning). Results are bitwise the same either way (tests and benchmarks compare the
-    two); process-wide, and safe to call while fits run (each fit call reads it once)."""
-    fm_fused_update_set(1 if on else 0)
+    per-layer gradient norms. ``None`` restores this machine's default
+    (``kernel_info()["fused_update_default"]``: off on AMD and Hygon CPUs, where it was
+    measured slower, on elsewhere). The environment variable FASTMLP_FUSED_UPDATE=0 or 1
+    sets it at import (another value is named in a warning). Results are bitwise the same
+    either way (tests and benchmarks compare the two); process-wide, and safe to call
+    while fits run (each fit call reads it once)."""
+    fm_fused_update_set(-1 if on is None else 1 if on else 0)
 
 
 def fused_update():
@@ -327,14 +332,15 @@ if os.environ.get("FASTMLP_KERNEL") == "blas" or not (
     _find_blas()
 fm_kernel_active()
 
-# The fused update's switch from the environment, read here once: "0" off, "1" on (the
-# default); anything else is named in a warning and leaves it on.
+# The fused update's switch from the environment, read here once: "0" off, "1" on;
+# anything else is named in a warning and leaves this machine's default.
 _fused_env = os.environ.get("FASTMLP_FUSED_UPDATE")
-if _fused_env is not None:
-    if _fused_env not in ("0", "1"):
-        warnings.warn(f"FASTMLP_FUSED_UPDATE={_fused_env!r} is neither '0' (off) nor '1' "
-                      "(on): the fused optimizer update stays on", RuntimeWarning)
-    fm_fused_update_set(0 if _fused_env == "0" else 1)
+if _fused_env in ("0", "1"):
+    fm_fused_update_set(int(_fused_env))
+elif _fused_env is not None:
+    warnings.warn(f"FASTMLP_FUSED_UPDATE={_fused_env!r} is neither '0' (off) nor '1' (on): "
+                  "the fused optimizer update stays at this machine's default ("
+                  f"{'on' if fm_fused_update_default() else 'off'})", RuntimeWarning)
 
 
 def hash_u64(key, counter, stream, index):
