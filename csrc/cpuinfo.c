@@ -21,8 +21,8 @@
 
 static fm_cpu_info info;
 static pthread_once_t info_once = PTHREAD_ONCE_INIT;
-static int forced_kc = 0, forced_mc = 0; /* read and written with relaxed atomics: a test
-                                              may force them while another thread trains */
+static int forced_kc = 0, forced_mc = 0, forced_span = 0; /* read and written with relaxed
+                            atomics: a test may force them while another thread trains */
 #define LOAD_FORCED(v) __atomic_load_n(&(v), __ATOMIC_RELAXED)
 
 #ifdef FM_HAVE_CPUID
@@ -165,16 +165,20 @@ int fm_block_rows(int mr, int kc, size_t elem_size) {
     return rows < mr ? mr : (int)rows;
 }
 
-int fm_block_span(int mc, int K, size_t elem_size) {
-    long rows = fm_cpu_info_get()->l2 / 2 / ((long)(K > 0 ? K : 1) * (long)elem_size);
+int fm_block_span(int mc, int K, size_t elem_size, int packs) {
+    const fm_cpu_info *ci = fm_cpu_info_get();
+    const long room = packs && ci->l3 > 0 ? ci->l3 / 4 : ci->l2 / 2;
+    const int forced = LOAD_FORCED(forced_span);
+    long rows = forced > 0 ? forced : room / ((long)(K > 0 ? K : 1) * (long)elem_size);
     if (rows > (1L << 24)) rows = 1L << 24;
     rows = rows / mc * mc;
     return rows < mc ? mc : (int)rows;
 }
 
-void fm_blocking_force(int kc, int mc) {
+void fm_blocking_force(int kc, int mc, int span) {
     __atomic_store_n(&forced_kc, kc, __ATOMIC_RELAXED);
     __atomic_store_n(&forced_mc, mc, __ATOMIC_RELAXED);
+    __atomic_store_n(&forced_span, span, __ATOMIC_RELAXED);
 }
 
 int fm_blocking_forced(void) { return LOAD_FORCED(forced_kc) > 0; }

@@ -49,14 +49,20 @@ int fm_block_k(int nr, size_t elem_size);
  * value wins. */
 int fm_block_rows(int mr, int kc, size_t elem_size);
 /* Rows of the left operand, whole K of them, that a product runs through all its panels
- * before it goes on to the next rows: what fits half of L2 (K elements of elem_size
- * bytes a row), rounded down to a multiple of the row group mc, at least mc. Larger left
- * operands would otherwise stream from L3 once per panel of the right one. */
-int fm_block_span(int mc, int K, size_t elem_size);
-/* Force kc and mc (tests; 0: derive again). Values are not range-checked here: the
- * Python boundary does that. Results never depend on them (every tile accumulates its
- * k-blocks in order into its output). */
-void fm_blocking_force(int kc, int mc);
+ * before it goes on to the next rows (K elements of elem_size bytes a row), rounded down
+ * to a multiple of the row group mc, at least mc. With panels made beforehand (packs = 0:
+ * predict's), what fits half of L2: larger spans would stream the left operand from L3
+ * once per panel. Where each span packs the panels itself (packs = 1) and L3's size is
+ * known, what fits a quarter of L3: every span packs every panel again, a strided read of
+ * the weights from memory, which costs more than reading the span's rows from L3 once a
+ * panel (on a Zen 5 EPYC, 1 MiB L2, 32 MiB L3: 784-2048-2048-2048-10 at batch 512, spans
+ * of 64 rows -> 512, epochs 1.37x as fast; 784-512-256-10 at batch 2048, 1.14x). A forced
+ * value wins. */
+int fm_block_span(int mc, int K, size_t elem_size, int packs);
+/* Force kc, mc and the span's rows (before rounding to mc) (tests; 0: derive again).
+ * Values are not range-checked here: the Python boundary does that. Results never depend
+ * on them (every tile accumulates its k-blocks in order into its output). */
+void fm_blocking_force(int kc, int mc, int span);
 /* 1 when kc is forced (the products then use exactly kc, not equal blocks). */
 int fm_blocking_forced(void);
 

@@ -112,12 +112,16 @@ def test_forced_blocking_rejects_bad_values(forced_blocking, bad, error):
         forced_blocking(kc=bad)
     with pytest.raises(error, match="mc must be"):
         forced_blocking(mc=bad)
+    with pytest.raises(error, match="span must be"):
+        forced_blocking(span=bad)
     assert fastmlp.kernel_info() == before  # nothing changed
 
 
-# (kc, mc): None derives; small forced values split every product (K = inputs, batch and
-# outputs) into many k-blocks of odd depth, and row groups that end inside a tile
-BLOCKINGS = [(None, None), (1, None), (7, 5), (64, 13), (None, 1), (300, 64)]
+# (kc, mc, span): None derives; small forced values split every product (K = inputs, batch
+# and outputs) into many k-blocks of odd depth, row groups that end inside a tile, and spans
+# of one or a few row groups (every panel packed again for each)
+BLOCKINGS = [(None, None, None), (1, None, None), (7, 5, None), (64, 13, None),
+             (None, 1, None), (300, 64, None), (None, None, 1), (None, 8, 20), (5, 7, 15)]
 
 
 def train_and_predict(dtype, batch, threads=1):
@@ -133,23 +137,25 @@ def train_and_predict(dtype, batch, threads=1):
 @pytest.mark.parametrize("batch", [16, 65])  # panel layout (< 64) and row-major
 def test_blocking_never_changes_results(kernel, forced_blocking, dtype, batch):
     """Every k-block continues its tiles' FMA chains from their outputs, so any kc (and any
-    row group mc) gives the same bits as one pass over k, on one thread and on two."""
+    row group mc, any span of rows) gives the same bits as one pass over k, on one thread
+    and on two."""
     first = None
-    for kc, mc in BLOCKINGS:
-        forced_blocking(kc=kc, mc=mc)
+    for kc, mc, span in BLOCKINGS:
+        forced_blocking(kc=kc, mc=mc, span=span)
         for threads in (1, 2):
             out = train_and_predict(dtype, batch, threads)
             if first is None:
                 first = out
                 continue
             for a, b in zip(first, out):
-                np.testing.assert_array_equal(a, b, err_msg=f"kc={kc} mc={mc} threads={threads}")
+                np.testing.assert_array_equal(
+                    a, b, err_msg=f"kc={kc} mc={mc} span={span} threads={threads}")
 
 
 def test_blocked_products_match_the_reference(forced_blocking):
     """Blocked products are the same products: float64 gradients against the NumPy
     reference with a k-block that splits every one of them."""
-    forced_blocking(kc=5, mc=7)
+    forced_blocking(kc=5, mc=7, span=14)
     X, y = make_problem("cross_entropy", 70, 40, 6, seed=1)
     eng, ref = (impl([40, 33, 17, 6], activation="relu", seed=1, dtype="float64", bias_init=0.05)
                 for impl in (fastmlp.MLP, fastmlp.reference.MLP))

@@ -119,21 +119,29 @@ def test_threads_bitwise_on_every_path(kernel, dtype):
 def test_products_over_several_row_spans(kernel, dtype):
     """A left operand larger than half of L2 (300 x 2000 here: 2.4 MB in float32, 4.8 in
     float64; the forward product of the first layer, and X^T in its weight gradient) is
-    run in spans of rows, every panel per span: against the reference; the rows of a
-    batch bitwise those computed alone; a fit on 1 and 2 threads bitwise."""
+    run in spans of rows, every panel per span, in predict (prepacked panels); training's
+    products, whose spans fill a quarter of L3, get spans of 64 rows forced: against the
+    reference; the rows of a batch bitwise those computed alone; a fit on 1 and 2 threads
+    and with derived spans bitwise."""
     sizes = [2000, 40, 3]
-    compare(sizes, 300, dtype=dtype)
     X, y = make_problem("cross_entropy", 300, 2000, 3, seed=8)
     X = X.astype(dtype)
     m = fastmlp.MLP(sizes, seed=4, dtype=dtype, bias_init=0.1)
     full = m.predict(X)
     assert_same_rows(kernel, m.predict(X[250:257]), full[250:257])
     fits = []
-    for threads in (1, 2):
-        m = fastmlp.MLP(sizes, seed=4, dtype=dtype, threads=threads)
-        m.fit(X, y, epochs=1, batch_size=300, optimizer=fastmlp.optim.Adam(lr=1e-3))
-        fits.append(m.get_flat_params())
+    try:
+        for threads, span in ((1, 64), (2, 64), (1, None)):
+            _engine.set_blocking(span=span)
+            if threads == 1 and span:
+                compare(sizes, 300, dtype=dtype)
+            m = fastmlp.MLP(sizes, seed=4, dtype=dtype, threads=threads)
+            m.fit(X, y, epochs=1, batch_size=300, optimizer=fastmlp.optim.Adam(lr=1e-3))
+            fits.append(m.get_flat_params())
+    finally:
+        _engine.set_blocking()
     np.testing.assert_array_equal(fits[0], fits[1])
+    np.testing.assert_array_equal(fits[0], fits[2])
 
 
 def test_kernel_choice_errors_and_environment():

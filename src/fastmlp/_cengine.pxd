@@ -274,7 +274,7 @@ cdef extern from "cpuinfo.h" nogil:
     const fm_cpu_info *fm_cpu_info_get()
     int fm_block_k(int nr, size_t elem_size)
     int fm_block_rows(int mr, int kc, size_t elem_size)
-    void fm_blocking_force(int kc, int mc)
+    void fm_blocking_force(int kc, int mc, int span)
 
 
 cdef extern from "gemm.h" nogil:

@@ -212,14 +212,16 @@ def _block_size(value, str name):
     return int(value)
 
 
-def set_blocking(kc=None, mc=None):
-    """Force the k-block ``kc`` and the row group ``mc`` of the register-tile products
-    (tests; None: derived from the caches again, see :func:`kernel_info`). A forced ``kc``
-    splits every product deeper than it into blocks of exactly ``kc``. Results are
-    bitwise the same for any values."""
+def set_blocking(kc=None, mc=None, span=None):
+    """Force the k-block ``kc``, the row group ``mc`` and the ``span`` (rows of the left
+    operand run through every panel before the next rows; rounded down to a multiple of
+    ``mc``, at least ``mc``) of the register-tile products (tests; None: derived from the
+    caches again, see :func:`kernel_info`). A forced ``kc`` splits every product deeper
+    than it into blocks of exactly ``kc``. Results are bitwise the same for any values."""
     k = _block_size(kc, "kc")
     m = _block_size(mc, "mc")
-    fm_blocking_force(k, m)
+    s = _block_size(span, "span")
+    fm_blocking_force(k, m, s)
 
 
 def panel_layout_calls():
