@@ -167,7 +167,8 @@ int fm_block_rows(int mr, int kc, size_t elem_size) {
 
 int fm_block_span(int mc, int K, size_t elem_size, int packs) {
     const fm_cpu_info *ci = fm_cpu_info_get();
-    const long room = packs && ci->l3 > 0 ? ci->l3 / 4 : ci->l2 / 2;
+    long room = ci->l2 / 2;
+    if (packs && ci->l3 > 0) room = ci->l3 / 4 < FM_SPAN_L3_MAX ? ci->l3 / 4 : FM_SPAN_L3_MAX;
     const int forced = LOAD_FORCED(forced_span);
     long rows = forced > 0 ? forced : room / ((long)(K > 0 ? K : 1) * (long)elem_size);
     if (rows > (1L << 24)) rows = 1L << 24;

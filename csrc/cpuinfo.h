@@ -16,6 +16,10 @@ typedef struct {
 
 enum { FM_CACHE_DEFAULT = 0, FM_CACHE_CPUID = 1, FM_CACHE_SYSFS = 2 };
 
+/* The most of L3 a span of rows may fill (fm_block_span): an L3 is shared by many cores,
+ * and a VM may report more than it has (an Intel Xeon VM's cpuid: 480 MiB). */
+#define FM_SPAN_L3_MAX (8L << 20)
+
 /* Sizes assumed when neither cpuid nor sysfs tells (typical of x86 cores since 2015). */
 #define FM_DEFAULT_L1D (32L << 10)
 #define FM_DEFAULT_L2 (256L << 10)
@@ -53,11 +57,11 @@ int fm_block_rows(int mr, int kc, size_t elem_size);
  * to a multiple of the row group mc, at least mc. With panels made beforehand (packs = 0:
  * predict's), what fits half of L2: larger spans would stream the left operand from L3
  * once per panel. Where each span packs the panels itself (packs = 1) and L3's size is
- * known, what fits a quarter of L3: every span packs every panel again, a strided read of
- * the weights from memory, which costs more than reading the span's rows from L3 once a
- * panel (on a Zen 5 EPYC, 1 MiB L2, 32 MiB L3: 784-2048-2048-2048-10 at batch 512, spans
- * of 64 rows -> 512, epochs 1.37x as fast; 784-512-256-10 at batch 2048, 1.14x). A forced
- * value wins. */
+ * known, what fits a quarter of L3, at most FM_SPAN_L3_MAX: every span packs every panel
+ * again, a strided read of the weights from memory, which costs more than reading the
+ * span's rows from L3 once a panel (on a Zen 5 EPYC, 1 MiB L2, 32 MiB L3:
+ * 784-2048-2048-2048-10 at batch 512, spans of 64 rows -> 512, epochs 1.37x as fast;
+ * 784-512-256-10 at batch 2048, 1.14x). A forced value wins. */
 int fm_block_span(int mc, int K, size_t elem_size, int packs);
 /* Force kc, mc and the span's rows (before rounding to mc) (tests; 0: derive again).
  * Values are not range-checked here: the Python boundary does that. Results never depend
