@@ -165,10 +165,11 @@ int fm_block_rows(int mr, int kc, size_t elem_size) {
     return rows < mr ? mr : (int)rows;
 }
 
-int fm_block_span(int mc, int K, size_t elem_size, int packs) {
+int fm_block_span(int mc, int K, int N, size_t elem_size, int prepacked) {
     const fm_cpu_info *ci = fm_cpu_info_get();
     long room = ci->l2 / 2;
-    if (packs && ci->l3 > 0) room = ci->l3 / 4 < FM_SPAN_L3_MAX ? ci->l3 / 4 : FM_SPAN_L3_MAX;
+    const long l3_room = ci->l3 / 4 < FM_SPAN_L3_MAX ? ci->l3 / 4 : FM_SPAN_L3_MAX;
+    if (ci->l3 > 0 && (!prepacked || (long)K * N * (long)elem_size > l3_room)) room = l3_room;
     const int forced = LOAD_FORCED(forced_span);
     long rows = forced > 0 ? forced : room / ((long)(K > 0 ? K : 1) * (long)elem_size);
     if (rows > (1L << 24)) rows = 1L << 24;

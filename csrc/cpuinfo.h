@@ -52,17 +52,19 @@ int fm_block_k(int nr, size_t elem_size);
  * group: 64 rows of 6-row tiles ended each group with a 4-row tile), at least mr. A forced
  * value wins. */
 int fm_block_rows(int mr, int kc, size_t elem_size);
-/* Rows of the left operand, whole K of them, that a product runs through all its panels
- * before it goes on to the next rows (K elements of elem_size bytes a row), rounded down
- * to a multiple of the row group mc, at least mc. With panels made beforehand (packs = 0:
- * predict's), what fits half of L2: larger spans would stream the left operand from L3
- * once per panel. Where each span packs the panels itself (packs = 1) and L3's size is
- * known, what fits a quarter of L3, at most FM_SPAN_L3_MAX: every span packs every panel
- * again, a strided read of the weights from memory, which costs more than reading the
+/* Rows of the left operand, whole K of them, that a product of a (K, N) right operand runs
+ * through all its panels before it goes on to the next rows (K elements of elem_size bytes
+ * a row), rounded down to a multiple of the row group mc, at least mc. Where the span reads
+ * the panels from L3 (panels made beforehand: prepacked != 0, and K x N within a quarter
+ * of L3), what fits half of L2: larger spans would stream the left operand from L3 once
+ * per panel. Where every span reads them from memory (packing them again, a strided read
+ * of the weights, or prepacked panels larger than that), what fits a quarter of L3, at most
+ * FM_SPAN_L3_MAX, when L3's size is known: the weights from memory cost more than the
  * span's rows from L3 once a panel (on a Zen 5 EPYC, 1 MiB L2, 32 MiB L3:
  * 784-2048-2048-2048-10 at batch 512, spans of 64 rows -> 512, epochs 1.37x as fast;
- * 784-512-256-10 at batch 2048, 1.14x). A forced value wins. */
-int fm_block_span(int mc, int K, size_t elem_size, int packs);
+ * 784-512-256-10 at batch 2048, 1.14x; predict of 10,000 rows of 784-512-256-10 with L3's
+ * spans 0.95-1.0x, hence L2's there). A forced value wins. */
+int fm_block_span(int mc, int K, int N, size_t elem_size, int prepacked);
 /* Force kc, mc and the span's rows (before rounding to mc) (tests; 0: derive again).
  * Values are not range-checked here: the Python boundary does that. Results never depend
  * on them (every tile accumulates its k-blocks in order into its output). */

@@ -294,7 +294,7 @@ static void FN(product_items)(const FN(product) *job) {
  *   transposed = 1: M[k][j] = Ms[j*ldm + k]  (a panel is a row block of Ms, transposed)
  * with a(r, k) = A[r*sr + k*sk]. Work items are (panel, group of mc rows of C), ordered by
  * spans of rows (fm_block_span: the span's rows of A, all of K, fill half of L2, or a
- * quarter of L3 where the product packs its panels), in each span by panel, then group: A
+ * quarter of L3 where every span reads the panels from memory), in each span by panel, then group: A
  * is read from memory once per span, not once per panel, and a panel packed once per span
  * (with L3's spans, once per product up to 784-2048-2048-2048's batch 512). A thread
  * packs a panel once for its consecutive items (once per span), and runs an item's tiles
@@ -318,7 +318,7 @@ static void FN(packed_product)(FN(fm_tile_fn) tile, FN(fm_pack_t_fn) pack_t, int
                                const real *prepacked, real *colsum, int layout,
                                const FN(fm_update) * upd) {
     const int kc = FN(k_block)(K, nr), mc = fm_block_rows(mr, kc, sizeof(real));
-    const int span = fm_block_span(mc, K, sizeof(real), prepacked == NULL);
+    const int span = fm_block_span(mc, K, N, sizeof(real), prepacked != NULL);
     const int panels = (N + nr - 1) / nr, groups = (R + mc - 1) / mc;
     const int fetch = (size_t)R * N * sizeof(real) >= FM_FETCH_MIN_BYTES;
     const int team = par && panels * groups > 1;

@@ -623,7 +623,7 @@ static int FN(train)(const fm_net *net, const fm_buffers *buf, int batch_size,
     const int layout = buf->scratch && !mask && !fm_has_ties(net) &&
                        (n_steps >= FM_LAYOUT_MIN_STEPS ||
                         (int64_t)n_steps * batch_size >= FM_LAYOUT_MIN_ROWS) &&
-                       fm_layout_scratch_count(net, batch_size, sizeof(real)) > 0;
+                       fm_layout_scratch_count(net, sizeof(real)) > 0;
     /* with the thread count of each step (adapt.c); the conversions take the first's */
     fm_net step_net = *net;
     step_net.n_threads = fm_adapt_threads(buf->adapt, net, batch_size);

@@ -208,8 +208,8 @@ typedef struct {
  * set change. */
 size_t fm_packed_weights_count(const fm_net *net, size_t elem);
 /* Elements (of `elem` bytes: 4 float32, 8 float64) of fm_buffers.scratch for fm_train's
- * panel layout at batches of batch_size (0: it is not used there, or no layer can use it). */
-size_t fm_layout_scratch_count(const fm_net *net, int batch_size, size_t elem);
+ * panel layout (0: no layer can use it). */
+size_t fm_layout_scratch_count(const fm_net *net, size_t elem);
 /* Arrays converted into that layout so far (tests read it to see that training used it). */
 unsigned long long fm_panel_layout_calls(void);
 void fm_pack_weights_f32(const fm_net *net, const float *params, float *panels);

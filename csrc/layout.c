@@ -15,17 +15,15 @@
 
 #include "kernels.h"
 
-/* Batches it is used for. float32: below 64 rows the forward pass reads weights in place
- * (a panel copy per step would cost more than it saves), with a power-of-two row stride
- * that maps them onto few cache sets; the layout saved 10-30% of a 784-512-256-10 step at
- * batch 32. From 64 rows the pass copies panels once per step anyway: the layout gained 2%
- * at batch 128 and nothing at 512 on a Zen 4 core (1.01x and 0.99x, interleaved, on a
- * Zen 3), so larger batches stay row-major. float64: every batch. A row of a float64
- * panel is a 64-byte line of a weight row 8 * O bytes long (4 KiB for 512 outputs: each
- * line of a panel copy on a page of its own, which the hardware does not fetch ahead);
- * the copy took 12% of a batch-128 step of 784-512-256-10. */
-#define FM_LAYOUT_MAX_BATCH_F32 64
-#define FM_LAYOUT_MAX_BATCH_F64 (1 << 30)
+/* Used at every batch, both dtypes. Without it the forward pass copies every weight panel
+ * once per step (or reads row-major weights with a power-of-two row stride that maps them
+ * onto few cache sets, below 64 rows). float32: the layout saved 10-30% of a
+ * 784-512-256-10 step at batch 32; at 64 / 128 / 512 / 2048 rows 1.14x / 1.04-1.10x /
+ * 1.02-1.07x / 1.00x on a Zen 5 EPYC (session 10), 1.00-1.02x on an Intel Xeon (session 9,
+ * up to 256) and 0.99-1.01x on Zen 3/4 (at 128 and 512). float64: a row of a panel is a
+ * 64-byte line of a weight row 8 * O bytes long (4 KiB for 512 outputs: each line of a
+ * panel copy on a page of its own, which the hardware does not fetch ahead); the copy took
+ * 12% of a batch-128 step of 784-512-256-10. */
 
 static unsigned long long layout_calls = 0;
 
@@ -34,10 +32,7 @@ int fm_layer_in_panels(const fm_net *net, int l, size_t elem) {
     return nr > 0 && net->sizes[l + 1] % nr == 0;
 }
 
-size_t fm_layout_scratch_count(const fm_net *net, int batch_size, size_t elem) {
-    const int most_rows = elem == sizeof(double) ? FM_LAYOUT_MAX_BATCH_F64
-                                                 : FM_LAYOUT_MAX_BATCH_F32;
-    if (batch_size >= most_rows) return 0;
+size_t fm_layout_scratch_count(const fm_net *net, size_t elem) {
     size_t most = 0;
     for (int l = 0; l < net->n_layers; l++) {
         const size_t w = (size_t)net->sizes[l] * net->sizes[l + 1];

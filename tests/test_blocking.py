@@ -134,7 +134,7 @@ def train_and_predict(dtype, batch, threads=1):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("batch", [16, 65])  # panel layout (< 64) and row-major
+@pytest.mark.parametrize("batch", [16, 65])  # below and above a row group (64 rows)
 def test_blocking_never_changes_results(kernel, forced_blocking, dtype, batch):
     """Every k-block continues its tiles' FMA chains from their outputs, so any kc (and any
     row group mc, any span of rows) gives the same bits as one pass over k, on one thread

@@ -103,8 +103,7 @@ def test_every_rule_is_bitwise_the_separate_pass(kernel, rule, dtype):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("batch", [1, 7, 63, 100])
 def test_batch_sizes(kernel, dtype, batch):
-    """Batch 1 (the one-row path elsewhere), odd batches, the last float32 batch in panel
-    layout (63), and one above it (float32 row-major there: only the narrow layer fuses)."""
+    """Batch 1 (the one-row path elsewhere), odd batches, below and above a row group (64)."""
     assert_same(*fit_both([70, 64, 32, 10], batch, RULES["adam"], {"dtype": dtype}))
 
 

@@ -1,6 +1,6 @@
-"""Training in the engine's panel layout (csrc/layout.c): float32 fits at batches below
-64, and float64 fits at every batch, keep weights, gradients and optimizer state in the
-register tiles' layout while the engine runs, and convert back before Python sees them.
+"""Training in the engine's panel layout (csrc/layout.c): fits of either dtype, at every
+batch, keep weights, gradients and optimizer state in the register tiles' layout while the
+engine runs, and convert back before Python sees them.
 Every result must be bitwise the one of the row-major path (Engine.panel_layout = False),
 on every kernel path, the sums over the weights (clipping norm, penalty value) included."""
 
@@ -67,15 +67,16 @@ def test_panel_layout_trains_bitwise_like_row_major(kernel, sizes, batch, dtype)
 
 @pytest.mark.parametrize("sizes", [[100, 64, 96, 7], "odd panels"])
 @pytest.mark.parametrize("batch", [64, 130])
-def test_float64_trains_in_panel_layout_at_large_batches(kernel, sizes, batch):
-    """float64 keeps the layout at every batch: row groups of the products, k-blocks and
-    layers whose width is an odd multiple of the kernel's float64 panel width ("odd
-    panels": 72 and 40 for the AVX2 tiles' 8 doubles, 144 and 80 for the AVX-512 tiles'
-    16; 72 and 40 on the paths without tiles), on every kernel path."""
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_large_batches_train_in_panel_layout(kernel, sizes, batch, dtype):
+    """Both dtypes keep the layout at every batch: row groups of the products, k-blocks and
+    layers whose width is an odd multiple of the kernel's panel width ("odd panels": 9 and
+    5 panels; float64: 72 and 40 for the AVX2 tiles' 8 doubles, 144 and 80 for the AVX-512
+    tiles' 16; 8-wide panels on the paths without tiles), on every kernel path."""
     if sizes == "odd panels":
-        nr = fastmlp.kernel_info()["float64"]["nr"] if tiles() else 8
+        nr = fastmlp.kernel_info()[dtype]["nr"] if tiles() else 8
         sizes = [70, 9 * nr, 5 * nr, 5]
-    assert_same(*fit_both(sizes, batch, OPTIMIZERS["adam_amsgrad"], {"dtype": "float64"}))
+    assert_same(*fit_both(sizes, batch, OPTIMIZERS["adam_amsgrad"], {"dtype": dtype}))
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
@@ -168,12 +169,6 @@ def test_divergence_restores_the_same_weights_from_panel_layout():
         assert np.all(np.isfinite(m.get_flat_params()))
         finals.append(m.get_flat_params())
     np.testing.assert_array_equal(*finals)
-
-
-def test_float32_at_large_batches_stays_row_major():
-    before = _engine.panel_layout_calls()
-    fit_both([30, 64, 32, 4], 64, OPTIMIZERS["adam_amsgrad"])
-    assert _engine.panel_layout_calls() == before
 
 
 def test_a_short_call_of_large_batches_takes_the_layout():

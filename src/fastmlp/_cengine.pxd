@@ -218,7 +218,7 @@ cdef extern from "fastmlp.h" nogil:
                                double lr, int n_threads)
     int fm_fork_serial()
     size_t fm_packed_weights_count(const fm_net *net, size_t elem)
-    size_t fm_layout_scratch_count(const fm_net *net, int batch_size, size_t elem)
+    size_t fm_layout_scratch_count(const fm_net *net, size_t elem)
     unsigned long long fm_panel_layout_calls()
     void fm_pack_weights_f32(const fm_net *net, const float *params, float *panels)
     void fm_pack_weights_f64(const fm_net *net, const double *params, double *panels)

@@ -684,13 +684,13 @@ cdef class Engine:
         t.n_heads = 0 if self.heads is None else len(self.heads)
         return t
 
-    cdef void *_layout_scratch(self, int batch_size):
+    cdef void *_layout_scratch(self):
         """Scratch for train's panel layout (kept), or NULL where it has no use."""
         if not self.panel_layout:
             return NULL
         dtype = np.float64 if self.is_f64 else np.float32
-        # elements of the dtype; 0 at batches or on kernel sets where it is not used
-        count = fm_layout_scratch_count(&self.net, batch_size, np.dtype(dtype).itemsize)
+        # elements of the dtype; 0 on kernel sets where it is not used
+        count = fm_layout_scratch_count(&self.net, np.dtype(dtype).itemsize)
         if count == 0:
             return NULL
         if self._scratch is None or self._scratch.shape[0] < count:
@@ -1104,7 +1104,7 @@ cdef class Engine:
         cdef fm_random r
         r.key, r.counter = key, counter
         cdef fm_buffers b = self._buffers()
-        b.scratch = self._layout_scratch(batch_size)
+        b.scratch = self._layout_scratch()
         b.adapt = &self._adapt
         if grad_norms is not None:
             if (not isinstance(grad_norms, np.ndarray) or grad_norms.dtype != np.float64
