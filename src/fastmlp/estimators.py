@@ -351,6 +351,8 @@ class _BaseMLP(BaseEstimator):
                 raise
             warnings.warn(f"{exc} Training stopped; the model keeps the weights of the best "
                           "validation score.", ConvergenceWarning, stacklevel=4)
+        finally:
+            runner.close()
         if early_stopping:
             self.model_.set_flat_params(self._best_params[0])
             self.model_.set_batch_norm_state(self._best_params[1])

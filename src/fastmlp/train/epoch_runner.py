@@ -63,6 +63,11 @@ class EpochRunner:
         self.chunk, self.chunk_seconds = 1, chunk_seconds(self.guard.snapshot)
         self.epochs_done = 0
 
+    def close(self) -> None:
+        """Training with this runner is over: its guard's buffers go to the model's next
+        fit (:meth:`fastmlp.train.state.Guard.close`)."""
+        self.guard.close()
+
     def epochs(self, rates) -> Iterator[float]:
         """Train one epoch at each learning rate of `rates`; yield each epoch's mean loss
         (penalty included; weighted by sample weight) as soon as its last step is done."""

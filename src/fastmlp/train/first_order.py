@@ -127,33 +127,36 @@ def fit(model, X: object, y: object, o: FitOptions) -> History:
                            epoch=epoch, order=order, history=loop.history, best=loop.best,
                            schedule=schedule)
 
-    rewind = None  # with checkpoints: the state at the start of the epoch (see below)
-    for epoch in range(first_epoch, epochs + 1):
-        if o.checkpoint is not None:
-            rewind = (snapshot(model, state, rewind[0] if rewind else None), model._counter,
-                      model._backend_rng_state(), order.copy())
-        try:
-            figures = trainer.epoch(epoch, loop.history)
-        except KeyboardInterrupt:
-            # Ctrl-C: with checkpoints, go back to the start of this epoch and save it, so
-            # that the model and the checkpoint agree and resume_from repeats this epoch
-            if rewind is not None:
-                restore(model, rewind[0], state)
-                model._counter = rewind[1]
-                model._backend_set_rng_state(rewind[2])
-                order[:] = rewind[3]
-                save(epoch - 1)
-            raise
-        if figures is None:  # a step callback stopped training inside this epoch
-            loop.history.stopped_epoch = epoch
-            break
-        stop = loop.end_epoch(epoch, **figures, hooks=(schedule.epoch_end,))
-        if o.checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == epochs
-                                         or stop):
-            save(epoch)
-        if stop:
-            break
-    return loop.finish()
+    try:
+        rewind = None  # with checkpoints: the state at the start of the epoch (see below)
+        for epoch in range(first_epoch, epochs + 1):
+            if o.checkpoint is not None:
+                rewind = (snapshot(model, state, rewind[0] if rewind else None), model._counter,
+                          model._backend_rng_state(), order.copy())
+            try:
+                figures = trainer.epoch(epoch, loop.history)
+            except KeyboardInterrupt:
+                # Ctrl-C: with checkpoints, go back to the start of this epoch and save it, so
+                # that the model and the checkpoint agree and resume_from repeats this epoch
+                if rewind is not None:
+                    restore(model, rewind[0], state)
+                    model._counter = rewind[1]
+                    model._backend_set_rng_state(rewind[2])
+                    order[:] = rewind[3]
+                    save(epoch - 1)
+                raise
+            if figures is None:  # a step callback stopped training inside this epoch
+                loop.history.stopped_epoch = epoch
+                break
+            stop = loop.end_epoch(epoch, **figures, hooks=(schedule.epoch_end,))
+            if o.checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == epochs
+                                             or stop):
+                save(epoch)
+            if stop:
+                break
+        return loop.finish()
+    finally:  # the guard's buffers go to the model's next fit
+        trainer.guard.close()
 
 
 def update_rule(o: FitOptions, resume: tuple | None) -> tuple[Optimizer, Schedule, tuple]:

@@ -3,6 +3,9 @@ optimizer state, and the divergence guard that keeps the last state known to be 
 
 from __future__ import annotations
 
+import threading
+import weakref
+
 import numpy as np
 
 from fastmlp._buffers import faulted
@@ -70,19 +73,35 @@ class Guard:
     `position` holds what the backend does not copy: the optimizer's step count, the
     model's step counter and the shuffling generator's state at that moment. Before the
     first fill, nothing has changed since `position` was taken.
+
+    The snapshot's buffers (as large as the parameters and the optimizer state together)
+    come from the model's previous fit where it gave them back (:meth:`close`) and they
+    have the right shapes: a fresh buffer's pages are zeroed by the kernel on first
+    write, which took 4-6 % of a one-epoch fit of 784-2048-2048-2048-10 and a fixed cost
+    per ``partial_fit`` call.
     """
 
     def __init__(self, model, state: dict) -> None:
         self.model, self.state = model, state
-        self.snapshot = _empty_snapshot(model, state)
+        self.snapshot = _snapshot_buffers(model, state)
         self.filled = False
         self.position = (state["step"], model._counter, model._backend_rng_state())
+
+    def close(self) -> None:
+        """The fit is over: the snapshot's buffers go to the model's next fit (kept while
+        the model lives; none of their contents is read before a fill overwrites it)."""
+        if self.snapshot is not None:
+            with _SPARE_LOCK:
+                _SPARE[self.model] = self.snapshot
+            self.snapshot = None
 
     def train(self, rng_state: np.ndarray, *args, grad_norms: np.ndarray | None = None) -> tuple:
         """``model._backend_train(*args)`` guarded; `rng_state` is the shuffling
         generator's state that belongs to the call's starting point (a call at the start
         of an epoch starts before that epoch's shuffle); `grad_norms` goes to the backend.
         Returns what the backend does."""
+        if self.snapshot is None:
+            raise RuntimeError("this guard was closed: its fit is over")
         start = (self.state["step"], self.model._counter, rng_state)
         status, done, sl, sc = self.model._backend_train(*args, self.snapshot,
                                                          grad_norms=grad_norms)
@@ -99,6 +118,32 @@ class Guard:
             restore(self.model, self.snapshot, self.state)
         self.state["step"], self.model._counter = self.position[:2]
         self.model._backend_set_rng_state(self.position[2])
+
+
+# model -> the snapshot buffers its last finished fit gave back (taken by the next Guard:
+# two fits of one model never share them)
+_SPARE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_SPARE_LOCK = threading.Lock()
+
+
+def _snapshot_buffers(model, state: dict) -> tuple:
+    """Buffers shaped like a snapshot of `model` and `state`: the spare ones of the model
+    where every array matches in shape and dtype (the other entries taken from `state`),
+    else new ones."""
+    with _SPARE_LOCK:
+        spare = _SPARE.pop(model, None)
+    if spare is not None:
+        flat, running, opt = spare
+
+        def same(a, b):
+            return isinstance(b, np.ndarray) and a.shape == b.shape and a.dtype == b.dtype
+
+        if (same(model._params_view(), flat) and same(model._running_view(), running)
+                and opt.keys() == state.keys()
+                and all(same(v, opt[k]) for k, v in state.items() if isinstance(v, np.ndarray))):
+            return flat, running, {k: (opt[k] if isinstance(v, np.ndarray) else v)
+                                   for k, v in state.items()}
+    return _empty_snapshot(model, state)
 
 
 def _empty_snapshot(model, state: dict) -> tuple:
