@@ -493,12 +493,13 @@ static void FN(copy_params)(const fm_net *net, void *dst, const real *src, int l
     FN(copy)(dst, src, fm_param_count(net), nt);
 }
 
-/* The parameters, their gradients and the optimizer's state into panel layout or back. */
+/* The parameters, the optimizer's state and, with `grads`, the gradients into panel layout
+ * or back. */
 static void FN(convert_layout)(const fm_net *net, const fm_buffers *buf, const fm_optimizer *opt,
-                               int to_panels) {
+                               int to_panels, int grads) {
     const size_t e = sizeof(real);
     fm_convert_layout(net, buf->params, buf->scratch, e, to_panels, net->n_threads);
-    fm_convert_layout(net, buf->grads, buf->scratch, e, to_panels, net->n_threads);
+    if (grads) fm_convert_layout(net, buf->grads, buf->scratch, e, to_panels, net->n_threads);
     for (int i = 0; i < FM_OPT_MAX_SLOTS; i++)
         if (opt->slot[i])
             fm_convert_layout(net, opt->slot[i], buf->scratch, e, to_panels, net->n_threads);
@@ -627,7 +628,14 @@ static int FN(train)(const fm_net *net, const fm_buffers *buf, int batch_size,
     /* with the thread count of each step (adapt.c); the conversions take the first's */
     fm_net step_net = *net;
     step_net.n_threads = fm_adapt_threads(buf->adapt, net, batch_size);
-    if (layout) FN(convert_layout)(&step_net, buf, opt, 1);
+    /* The gradient's values on entry are never read: a step's backward pass writes all of
+       it before anything reads it. So it is not converted in, and converted back only once
+       a backward pass has written it in panels (an adversarial pass can, inside
+       step_forward: with those, both ways as the rest). Each conversion is two passes over
+       the array; the eight of an Adam call took 6 % of a one-epoch fit of
+       784-2048-2048-2048-10. */
+    int grads_in_panels = aug->adv_eps > 0;
+    if (layout) FN(convert_layout)(&step_net, buf, opt, 1, grads_in_panels);
     const int fuse = FN(fusable)(net, buf, clip, pen);
     int status = FM_OK;
     int64_t p0 = start; /* this step's first position in order */
@@ -652,6 +660,7 @@ static int FN(train)(const fm_net *net, const fm_buffers *buf, int batch_size,
                 if (snap->slot[i] && opt->slot[i])
                     FN(copy_params)(net, snap->slot[i], opt->slot[i], layout, nt);
         }
+        grads_in_panels = 1;
         if (fuse) {
             const FN(fm_update) u = FN(fm_update_next)(opt, lr[s], params, grads);
             FN(backward_update)(&ps, grads, &ws, B, &u, nt);
@@ -672,7 +681,7 @@ static int FN(train)(const fm_net *net, const fm_buffers *buf, int batch_size,
         fm_adapt_record(buf->adapt, step_net.n_threads, fm_seconds() - t0,
                         s > 0 && B == batch_size);
     }
-    if (layout) FN(convert_layout)(&step_net, buf, opt, 0);
+    if (layout) FN(convert_layout)(&step_net, buf, opt, 0, grads_in_panels);
     return status;
 }
 

@@ -184,6 +184,31 @@ def test_a_short_call_of_large_batches_takes_the_layout():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_call_that_writes_no_gradient_leaves_it_as_it_was(dtype):
+    """The gradient is not converted into the layout (a step's backward pass writes all of
+    it first): a call in panel layout whose first step diverges, before any backward pass,
+    leaves the last gradient as it was, in the row-major layout."""
+    X, y = make_problem("cross_entropy", 1280, 30, 4, seed=6)
+    X = X.astype(dtype)
+    grads = []
+    for use in (True, False):
+        m = fastmlp.MLP([30, 64, 32, 4], seed=3, dtype=dtype)
+        m._engine.panel_layout = use
+        m.fit(X, y, epochs=1, batch_size=128, lr=0.01)  # calls of 1 and 9 steps
+        last = m._engine.grads.copy()
+        weights = m.weights
+        weights[-1][...] = np.finfo(dtype).max
+        m.set_params(weights, m.biases)
+        before = _engine.panel_layout_calls()
+        with pytest.raises(fastmlp.TrainingDivergedError, match="epoch 1, step 1:"):
+            m.fit(X, y, epochs=1, batch_size=1280, lr=0.01)  # one step of 1,280 rows
+        assert (_engine.panel_layout_calls() > before) == (use and tiles())
+        np.testing.assert_array_equal(m._engine.grads, last)
+        grads.append(last)
+    np.testing.assert_array_equal(*grads)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_sparse_input_trains_bitwise_in_panel_layout(dtype):
     """CSR input: the first layer's sparse products address its weights in panels."""
     X, y = make_problem("cross_entropy", 8 * 40, 40, 5, seed=5)
