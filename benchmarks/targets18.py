@@ -167,10 +167,28 @@ def blas_contenders(X, y, batch):
     return timed(blas_path.fit_fastmlp("blas")), timed(blas_path.fit_numpy)
 
 
+def settle(limit: float = 0.2, quiet: float = 0.0005) -> float:
+    """Wait (at most `limit` seconds) until this process's other threads stop burning CPU;
+    returns the seconds waited. After a call on two threads, the OpenMP team's worker spins
+    about 10 ms before it sleeps (libgomp's default; measured here: 10 ms of CPU during a
+    sleep after a two-thread predict): process CPU time would charge that to the next
+    one-thread cell (15 % of a one-thread predict of 10,000 rows timed right after a
+    two-thread one)."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < limit:
+        cpu = time.process_time()
+        time.sleep(0.005)
+        if time.process_time() - cpu < quiet:
+            break
+    return time.perf_counter() - start
+
+
 def interleave(runs: dict, rounds: int) -> None:
-    """runs: {cell: run}; each round runs every contender once, in order."""
+    """runs: {cell: run}; each round runs every contender once, in order, each after the
+    threads of the one before have settled."""
     for _ in range(rounds):
         for cell, run in runs.items():
+            settle()
             cell.times.append(run())
 
 

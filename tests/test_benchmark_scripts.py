@@ -187,6 +187,28 @@ def test_targets18_verdicts_from_known_times():
     assert bench.verdicts(cells, busy)[1][4] == ">= 80%: met"
 
 
+def test_targets18_settles_other_threads_before_timing():
+    """settle() returns as soon as no other thread of the process burns CPU, and gives up
+    at its limit while one does (a spinning thread here)."""
+    import threading
+
+    bench = _load("targets18")
+    assert bench.settle(limit=5.0) < 5.0
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            pass
+
+    t = threading.Thread(target=spin)
+    t.start()
+    try:
+        assert bench.settle(limit=0.1) >= 0.1
+    finally:
+        stop.set()
+        t.join()
+
+
 def test_peak_takes_float32_or_float64_only():
     """peak.py measures either dtype's FMA peak (targets18.py's quick test runs both); any
     other dtype is refused before anything is compiled."""
