@@ -4,10 +4,14 @@
  * update, pruning) that runs many steps per call with no allocation and no Python. */
 #include <math.h>
 #include <string.h>
+#ifdef FASTMLP_HAVE_OPENMP
+#include <omp.h>
+#endif
 #ifdef __SANITIZE_ADDRESS__
 #include <sanitizer/asan_interface.h>
 #endif
 
+#include "gemm.h"
 #include "kernels.h"
 #include "sparse.h"
 
@@ -25,6 +29,38 @@
  * save 10-30% of each (a float64 call of ~0.2 s at batch 128 has ~28 steps). */
 #define FM_LAYOUT_MIN_STEPS 32
 #define FM_LAYOUT_MIN_ROWS (FM_LAYOUT_MIN_STEPS * 32)
+
+/* Inference on several threads splits the rows when each thread gets at least this many:
+ * each runs its share through every layer on one thread, in blocks of its own part of the
+ * workspace, instead of the team splitting every layer's product and waiting for each
+ * other between layers. */
+#define FM_PREDICT_SPLIT_ROWS 64
+
+/* This thread's number in the enclosing OpenMP team, and the team's size (0 and 1 outside
+ * one, or without OpenMP). */
+static int team_rank(void) {
+#ifdef FASTMLP_HAVE_OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+static int team_size(void) {
+#ifdef FASTMLP_HAVE_OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
+static unsigned long long predict_splits = 0;
+
+unsigned long long fm_predict_split_calls(void) {
+    return __atomic_load_n(&predict_splits, __ATOMIC_RELAXED);
+}
+
+static void count_predict_split(void) { __atomic_fetch_add(&predict_splits, 1, __ATOMIC_RELAXED); }
 
 static int has_bn(const fm_net *net, int l) { return l < net->n_layers - 1 && net->bn[l]; }
 

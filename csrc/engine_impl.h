@@ -317,24 +317,54 @@ static const real *FN(rows_at)(FN(fm_ws) * ws, const fm_input *X, int64_t r0, in
     return ws->csr ? NULL : FN(fm_input_block)(ws->x0, X, r0, B, I, nt);
 }
 
-static int FN(predict)(const fm_net *net, const fm_buffers *buf, const fm_input *X,
-                       const fm_csr *csr, int64_t n, int logits, real *out) {
-    if (!net_ok(net) || buf->batch_cap < 1 || !FN(input_ok)(net, csr)) return FM_ERR_BAD_ARGUMENT;
+/* Rows [lo, hi) of a predict call through every layer in blocks of up to `cap` rows, on
+ * the workspace `work` (carved for `cap` rows of `net`), outputs into out. */
+static void FN(predict_range)(const fm_net *net, const fm_buffers *buf, void *work, int cap,
+                              const fm_input *X, const fm_csr *csr, int64_t lo, int64_t hi,
+                              int logits, real *out) {
     FN(fm_ws) ws;
-    FN(ws_carve)(&ws, net, buf->work, buf->batch_cap);
+    FN(ws_carve)(&ws, net, work, cap);
     ws.csr = csr;
     FN(fm_pass) ps = FN(inference)(net, buf);
     ps.panels = (const real *)buf->panels;
     ps.pruned = buf->pruned;
     const int I = net->sizes[0], K = net->sizes[net->n_layers];
     const int nt = fm_usable_threads(net->n_threads);
-    for (int64_t r0 = 0; r0 < n; r0 += buf->batch_cap) {
-        const int B = (int)(n - r0 < buf->batch_cap ? n - r0 : buf->batch_cap);
+    for (int64_t r0 = lo; r0 < hi; r0 += cap) {
+        const int B = (int)(hi - r0 < cap ? hi - r0 : cap);
         FN(forward)(&ps, &ws, FN(rows_at)(&ws, X, r0, B, I, nt), B);
         real *o = out + (size_t)r0 * K;
         memcpy(o, ws.logits, (size_t)B * K * sizeof(real));
         if (!logits) FN(fm_output_activation)(o, B, K, net->loss);
     }
+}
+
+/* On several threads with rows enough (FM_PREDICT_SPLIT_ROWS each) and the hand tiles,
+ * each thread takes a
+ * contiguous share of the rows through every layer alone, in blocks of batch_cap / nt rows
+ * on its own part of the workspace (which holds nt such parts: checked); otherwise the
+ * team splits each layer's products. Every row's outputs are the same either way (each
+ * element is one FMA chain in a fixed order, whatever the block or the thread). */
+static int FN(predict)(const fm_net *net, const fm_buffers *buf, const fm_input *X,
+                       const fm_csr *csr, int64_t n, int logits, real *out) {
+    if (!net_ok(net) || buf->batch_cap < 1 || !FN(input_ok)(net, csr)) return FM_ERR_BAD_ARGUMENT;
+    const int nt = fm_usable_threads(net->n_threads), sub = buf->batch_cap / nt;
+    fm_net one = *net;
+    one.n_threads = 1;
+    const size_t part = sub >= 1 ? fm_workspace_bytes(&one, sub, sizeof(real)) : 0;
+    if (nt > 1 && sub >= 1 && n >= (int64_t)nt * FM_PREDICT_SPLIT_ROWS &&
+        fm_kernel_active() != FM_KERNEL_BLAS && /* (a BLAS call per thread at once: no) */
+        part * nt <= fm_workspace_bytes(net, buf->batch_cap, sizeof(real))) {
+        count_predict_split();
+#pragma omp parallel num_threads(nt)
+        {
+            const int t = team_rank(), team = team_size(); /* (a team may come out smaller) */
+            FN(predict_range)(&one, buf, (char *)buf->work + (size_t)t * part, sub, X, csr,
+                              n * t / team, n * (t + 1) / team, logits, out);
+        }
+        return FM_OK;
+    }
+    FN(predict_range)(net, buf, buf->work, buf->batch_cap, X, csr, 0, n, logits, out);
     return FM_OK;
 }
 

@@ -212,6 +212,8 @@ size_t fm_packed_weights_count(const fm_net *net, size_t elem);
 size_t fm_layout_scratch_count(const fm_net *net, size_t elem);
 /* Arrays converted into that layout so far (tests read it to see that training used it). */
 unsigned long long fm_panel_layout_calls(void);
+/* Predict calls whose rows were split between threads so far (tests read it). */
+unsigned long long fm_predict_split_calls(void);
 void fm_pack_weights_f32(const fm_net *net, const float *params, float *panels);
 void fm_pack_weights_f64(const fm_net *net, const double *params, double *panels);
 

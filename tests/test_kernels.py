@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -189,6 +190,41 @@ def test_a_rows_prediction_does_not_depend_on_its_batch(kernel, dtype):
         assert_same_rows(kernel, m.predict(X[start:stop]), full[start:stop])
     order = rng.permutation(150)
     assert_same_rows(kernel, m.predict(X[order]), full[order])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_predict_rows_split_between_threads_equal_one_threads(kernel, dtype):
+    """On several threads a predict of enough rows (64 a thread) gives each thread its
+    share of the rows through every layer (blocks of batch_cap rows, tails of every size);
+    fewer rows, or the BLAS path, split each layer's products instead. Either way every
+    row is what one thread computes (bitwise on the hand paths), for float64 and uint8
+    input converted per block, sparse input and batch norm."""
+    rng = np.random.default_rng(12)
+    X = rng.normal(size=(403, 37))
+    models = {t: fastmlp.MLP([37, 70, 33, 10], seed=2, dtype=dtype, threads=t, bias_init=0.1)
+              for t in (1, 2, 3)}
+    bn = {t: fastmlp.MLP([37, 40, 3], seed=2, dtype=dtype, threads=t, batch_norm=True)
+          for t in (1, 2)}
+    bn[1].fit(X, rng.integers(0, 3, 403), epochs=1, batch_size=50)
+    bn[2].set_flat_params(bn[1].get_flat_params())
+    bn[2].set_batch_norm_state(bn[1].batch_norm_state())
+    for n in (1, 127, 128, 129, 191, 192, 193, 403):
+        for ms in (models, bn):
+            one = ms[1].predict(X[:n])
+            for t in (2, 3):
+                if t not in ms:
+                    continue
+                before = _engine.predict_split_calls()
+                assert_same_rows(kernel, ms[t].predict(X[:n]), one)
+                split = _engine.predict_split_calls() - before
+                assert split == (n >= 64 * t and kernel != "blas")
+    for t in (2, 3):  # several blocks a thread, the last one short
+        one = models[1]._engine.predict(models[1]._check_input(X), 7)
+        assert_same_rows(kernel, models[t]._engine.predict(models[t]._check_input(X), 7), one)
+    images = rng.integers(0, 256, size=(300, 37), dtype=np.uint8)
+    assert_same_rows(kernel, models[2].predict(images), models[1].predict(images))
+    sparse = sp.csr_matrix(np.where(np.abs(X) > 1.0, X, 0.0))
+    assert_same_rows(kernel, models[2].predict(sparse), models[1].predict(sparse))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -230,6 +230,11 @@ def panel_layout_calls():
     return fm_panel_layout_calls()
 
 
+def predict_split_calls():
+    """Predict calls whose rows the engine split between threads so far (tests read it)."""
+    return fm_predict_split_calls()
+
+
 def set_fused_update(on):
     """Whether fit applies the optimizer update inside the backward pass (each weight
     tile's update while its gradient is in cache) where the step allows it: an
@@ -944,7 +949,9 @@ cdef class Engine:
         out = np.empty((n, self.net.sizes[self.net.n_layers]), dtype=self.dtype)
         if n == 0:
             return out
-        cdef int cap = <int>min(batch_cap, n)
+        # on several threads each takes its share of the rows in blocks of batch_cap
+        # (csrc/engine_impl.h, predict): a workspace for that many blocks at once
+        cdef int cap = <int>min(<int64_t>batch_cap * max(1, self.net.n_threads), n)
         work = self._take_workspace(cap, csr)
         cdef fm_net net
         cdef fm_buffers b = self._pooled_buffers(work, cap, &net)
