@@ -21,7 +21,8 @@ after it:
     1.3x (skipped without SciPy's BLAS or threadpoolctl).
 
 One-thread cells are timed by process CPU time (``time.process_time``: what the work took,
-whatever else runs on a shared machine), two-thread cells by wall time. FLOPs are the
+whatever else runs on a shared machine), two-thread cells by wall time; every cell starts
+once the threads of the one before have stopped spinning (``settle``). FLOPs are the
 actual ones: 4 W0 + 6 (W - W0) per training sample (W weights, W0 of the first layer, no
 input gradient there), 2 W per predicted row. A goal is met when the median run meets it;
 a two-thread goal is not judged when the two-thread peak came out below 1.8x one thread's
