@@ -177,7 +177,17 @@ static void ws_offsets(const fm_net *net, int batch, size_t rs, fm_ws_offsets *o
 size_t fm_workspace_bytes(const fm_net *net, int batch, size_t real_size) {
     fm_ws_offsets o;
     ws_offsets(net, batch, real_size, &o, NULL);
-    return o.total + FM_ALIGN; /* room to align the caller's buffer */
+    size_t bytes = o.total + FM_ALIGN; /* room to align the caller's buffer */
+    const int nt = net->n_threads;
+    if (nt > 1 && batch / nt >= 1) { /* or predict's row split: nt one-thread workspaces of
+        batch / nt rows (about as large: the per-row regions add up to the same) */
+        fm_net one = *net;
+        one.n_threads = 1;
+        ws_offsets(&one, batch / nt, real_size, &o, NULL);
+        const size_t parts = (o.total + FM_ALIGN) * (size_t)nt;
+        if (parts > bytes) bytes = parts;
+    }
+    return bytes;
 }
 
 static char *ws_base(void *work) {

@@ -340,10 +340,9 @@ static void FN(predict_range)(const fm_net *net, const fm_buffers *buf, void *wo
 }
 
 /* On several threads with rows enough (FM_PREDICT_SPLIT_ROWS each) and the hand tiles,
- * each thread takes a
- * contiguous share of the rows through every layer alone, in blocks of batch_cap / nt rows
- * on its own part of the workspace (which holds nt such parts: checked); otherwise the
- * team splits each layer's products. Every row's outputs are the same either way (each
+ * each thread takes a contiguous share of the rows through every layer alone, in blocks of
+ * batch_cap / nt rows on its own part of the workspace (fm_workspace_bytes leaves room for
+ * nt such parts; checked); otherwise the team splits each layer's products. Every row's outputs are the same either way (each
  * element is one FMA chain in a fixed order, whatever the block or the thread). */
 static int FN(predict)(const fm_net *net, const fm_buffers *buf, const fm_input *X,
                        const fm_csr *csr, int64_t n, int logits, real *out) {

@@ -949,9 +949,7 @@ cdef class Engine:
         out = np.empty((n, self.net.sizes[self.net.n_layers]), dtype=self.dtype)
         if n == 0:
             return out
-        # on several threads each takes its share of the rows in blocks of batch_cap
-        # (csrc/engine_impl.h, predict): a workspace for that many blocks at once
-        cdef int cap = <int>min(<int64_t>batch_cap * max(1, self.net.n_threads), n)
+        cdef int cap = <int>min(batch_cap, n)
         work = self._take_workspace(cap, csr)
         cdef fm_net net
         cdef fm_buffers b = self._pooled_buffers(work, cap, &net)
