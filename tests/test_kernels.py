@@ -198,7 +198,7 @@ def test_predict_rows_split_between_threads_equal_one_threads(kernel, dtype):
     share of the rows through every layer (blocks of batch_cap / threads rows, tails of
     every size); fewer rows, or the BLAS path, split each layer's products instead. Either
     way every row is what one thread computes (bitwise on the hand paths), for float64 and
-    uint8 input converted per block, sparse input and batch norm."""
+    uint8 input converted per block, sparse input, batch norm and pruned (CSR) layers."""
     rng = np.random.default_rng(12)
     X = rng.normal(size=(403, 37))
     models = {t: fastmlp.MLP([37, 70, 33, 10], seed=2, dtype=dtype, threads=t, bias_init=0.1)
@@ -227,6 +227,10 @@ def test_predict_rows_split_between_threads_equal_one_threads(kernel, dtype):
     assert_same_rows(kernel, models[2].predict(images), models[1].predict(images))
     sparse = sp.csr_matrix(np.where(np.abs(X) > 1.0, X, 0.0))
     assert_same_rows(kernel, models[2].predict(sparse), models[1].predict(sparse))
+    for t in (1, 2):  # pruned: predict multiplies the sparse layers' CSR weights
+        models[t].prune(0.95)
+        assert models[t]._engine.sparse_density > 0.05
+    assert_same_rows(kernel, models[2].predict(X), models[1].predict(X))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
