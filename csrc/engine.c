@@ -31,26 +31,16 @@
 #define FM_LAYOUT_MIN_ROWS (FM_LAYOUT_MIN_STEPS * 32)
 
 /* Inference on several threads splits the rows when each thread gets at least this many:
- * each runs its share through every layer on one thread, in blocks of its own part of the
- * workspace, instead of the team splitting every layer's product and waiting for each
- * other between layers. */
+ * the threads share blocks of rows, each block through every layer on one thread, instead
+ * of the team splitting every layer's product and waiting for each other between layers. */
 #define FM_PREDICT_SPLIT_ROWS 64
 
-/* This thread's number in the enclosing OpenMP team, and the team's size (0 and 1 outside
- * one, or without OpenMP). */
+/* This thread's number in the enclosing OpenMP team (0 outside one, or without OpenMP). */
 static int team_rank(void) {
 #ifdef FASTMLP_HAVE_OPENMP
     return omp_get_thread_num();
 #else
     return 0;
-#endif
-}
-
-static int team_size(void) {
-#ifdef FASTMLP_HAVE_OPENMP
-    return omp_get_num_threads();
-#else
-    return 1;
 #endif
 }
 

@@ -317,11 +317,14 @@ static const real *FN(rows_at)(FN(fm_ws) * ws, const fm_input *X, int64_t r0, in
     return ws->csr ? NULL : FN(fm_input_block)(ws->x0, X, r0, B, I, nt);
 }
 
-/* Rows [lo, hi) of a predict call through every layer in blocks of up to `cap` rows, on
- * the workspace `work` (carved for `cap` rows of `net`), outputs into out. */
-static void FN(predict_range)(const fm_net *net, const fm_buffers *buf, void *work, int cap,
-                              const fm_input *X, const fm_csr *csr, int64_t lo, int64_t hi,
-                              int logits, real *out) {
+/* Blocks of up to `cap` rows of a predict call (block j: rows [j cap, (j + 1) cap)) through
+ * every layer on the workspace `work` (carved for `cap` rows of `net`), outputs into out.
+ * Inside a parallel region the team shares the blocks, each thread taking the next free
+ * one when it is done (so one that starts late, or runs on a core another process holds,
+ * takes fewer); outside one, the caller runs them all. */
+static void FN(predict_blocks)(const fm_net *net, const fm_buffers *buf, void *work, int cap,
+                               const fm_input *X, const fm_csr *csr, int64_t n, int logits,
+                               real *out) {
     FN(fm_ws) ws;
     FN(ws_carve)(&ws, net, work, cap);
     ws.csr = csr;
@@ -330,8 +333,11 @@ static void FN(predict_range)(const fm_net *net, const fm_buffers *buf, void *wo
     ps.pruned = buf->pruned;
     const int I = net->sizes[0], K = net->sizes[net->n_layers];
     const int nt = fm_usable_threads(net->n_threads);
-    for (int64_t r0 = lo; r0 < hi; r0 += cap) {
-        const int B = (int)(hi - r0 < cap ? hi - r0 : cap);
+    const int64_t blocks = (n + cap - 1) / cap;
+#pragma omp for schedule(dynamic, 1) nowait
+    for (int64_t j = 0; j < blocks; j++) {
+        const int64_t r0 = j * cap;
+        const int B = (int)(n - r0 < cap ? n - r0 : cap);
         FN(forward)(&ps, &ws, FN(rows_at)(&ws, X, r0, B, I, nt), B);
         real *o = out + (size_t)r0 * K;
         memcpy(o, ws.logits, (size_t)B * K * sizeof(real));
@@ -339,11 +345,12 @@ static void FN(predict_range)(const fm_net *net, const fm_buffers *buf, void *wo
     }
 }
 
-/* On several threads with rows enough (FM_PREDICT_SPLIT_ROWS each) and the hand tiles,
- * each thread takes a contiguous share of the rows through every layer alone, in blocks of
- * batch_cap / nt rows on its own part of the workspace (fm_workspace_bytes leaves room for
- * nt such parts; checked); otherwise the team splits each layer's products. Every row's outputs are the same either way (each
- * element is one FMA chain in a fixed order, whatever the block or the thread). */
+/* On several threads with rows enough (FM_PREDICT_SPLIT_ROWS each) and the hand tiles, the
+ * threads share the rows in blocks of batch_cap / nt, each block through every layer on
+ * one thread and that thread's part of the workspace (fm_workspace_bytes leaves room for
+ * nt such parts; checked); otherwise the team splits each layer's products. Every row's
+ * outputs are the same either way (each element is one FMA chain in a fixed order, whatever
+ * the block or the thread). */
 static int FN(predict)(const fm_net *net, const fm_buffers *buf, const fm_input *X,
                        const fm_csr *csr, int64_t n, int logits, real *out) {
     if (!net_ok(net) || buf->batch_cap < 1 || !FN(input_ok)(net, csr)) return FM_ERR_BAD_ARGUMENT;
@@ -356,14 +363,11 @@ static int FN(predict)(const fm_net *net, const fm_buffers *buf, const fm_input 
         part * nt <= fm_workspace_bytes(net, buf->batch_cap, sizeof(real))) {
         count_predict_split();
 #pragma omp parallel num_threads(nt)
-        {
-            const int t = team_rank(), team = team_size(); /* (a team may come out smaller) */
-            FN(predict_range)(&one, buf, (char *)buf->work + (size_t)t * part, sub, X, csr,
-                              n * t / team, n * (t + 1) / team, logits, out);
-        }
+        FN(predict_blocks)(&one, buf, (char *)buf->work + (size_t)team_rank() * part, sub, X,
+                           csr, n, logits, out);
         return FM_OK;
     }
-    FN(predict_range)(net, buf, buf->work, buf->batch_cap, X, csr, 0, n, logits, out);
+    FN(predict_blocks)(net, buf, buf->work, buf->batch_cap, X, csr, n, logits, out);
     return FM_OK;
 }
 
