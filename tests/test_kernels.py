@@ -194,9 +194,9 @@ def test_a_rows_prediction_does_not_depend_on_its_batch(kernel, dtype):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_predict_rows_split_between_threads_equal_one_threads(kernel, dtype):
-    """On several threads a predict of enough rows (64 a thread) gives each thread its
-    share of the rows through every layer (blocks of batch_cap / threads rows, tails of
-    every size); fewer rows, or the BLAS path, split each layer's products instead. Either
+    """On several threads a predict of enough rows (64 a thread) shares blocks of
+    batch_cap / threads rows between the threads, each block through every layer on one
+    (tails of every size); fewer rows, or the BLAS path, split each layer's products. Either
     way every row is what one thread computes (bitwise on the hand paths), for float64 and
     uint8 input converted per block, sparse input, batch norm and pruned (CSR) layers."""
     rng = np.random.default_rng(12)
