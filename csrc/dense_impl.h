@@ -146,14 +146,6 @@ static void FN(pack_panel)(real *buf, int nr, const real *M, int ld, int rows, i
     }
 }
 
-static int FN(thread_id)(void) {
-#ifdef FASTMLP_HAVE_OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 /* Whether the caller runs inside an active OpenMP parallel region (an orphaned `omp for`
  * would split its loop over that region's team) */
 static int FN(in_parallel)(void) {
@@ -209,7 +201,7 @@ static void FN(product_items)(const FN(product) *job) {
     real *C = job->C, *colsum = job->colsum;
     const real *A = job->A, *Ms = job->Ms, *init = job->init, *Aact = job->Aact;
     const real *prepacked = job->prepacked;
-    real *buf = job->pack + (size_t)FN(thread_id)() * job->stride;
+    real *buf = job->pack + (size_t)fm_thread_rank() * job->stride;
     const real *panel = buf;
     int packed = -1;
 #pragma omp for schedule(static) nowait
@@ -425,7 +417,7 @@ static void FN(narrow_panel)(FN(fm_tile_fn) tile, int mr, int nr, real *dW, cons
                              int p, const FN(fm_update) * upd) {
     const int j0 = p * nr, nb = I - j0 < nr ? I - j0 : nr;
     real t[FM_NARROW_MAX * FM_PACK_NR]; /* dW^T's (O, nb) block, rows nr apart */
-    real *buf = pack + (size_t)FN(thread_id)() * B * FM_PACK_NR;
+    real *buf = pack + (size_t)fm_thread_rank() * B * FM_PACK_NR;
     if (copy) FN(pack_panel)(buf, nr, X, I, B, j0, nb, NULL);
     const real *panel = copy ? buf : X + j0;
     const int ldp = copy ? nr : I;

@@ -4,9 +4,6 @@
  * update, pruning) that runs many steps per call with no allocation and no Python. */
 #include <math.h>
 #include <string.h>
-#ifdef FASTMLP_HAVE_OPENMP
-#include <omp.h>
-#endif
 #ifdef __SANITIZE_ADDRESS__
 #include <sanitizer/asan_interface.h>
 #endif
@@ -34,15 +31,6 @@
  * the threads share blocks of rows, each block through every layer on one thread, instead
  * of the team splitting every layer's product and waiting for each other between layers. */
 #define FM_PREDICT_SPLIT_ROWS 64
-
-/* This thread's number in the enclosing OpenMP team (0 outside one, or without OpenMP). */
-static int team_rank(void) {
-#ifdef FASTMLP_HAVE_OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
 
 static unsigned long long predict_splits = 0;
 

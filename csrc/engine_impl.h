@@ -363,7 +363,7 @@ static int FN(predict)(const fm_net *net, const fm_buffers *buf, const fm_input 
         part * nt <= fm_workspace_bytes(net, buf->batch_cap, sizeof(real))) {
         count_predict_split();
 #pragma omp parallel num_threads(nt)
-        FN(predict_blocks)(&one, buf, (char *)buf->work + (size_t)team_rank() * part, sub, X,
+        FN(predict_blocks)(&one, buf, (char *)buf->work + (size_t)fm_thread_rank() * part, sub, X,
                            csr, n, logits, out);
         return FM_OK;
     }

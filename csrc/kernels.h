@@ -51,6 +51,8 @@ void fm_copy_from_panels(const fm_net *net, void *dst, const void *src, size_t e
 /* The thread count to use for `requested` (1 in a process forked after this one ran
  * OpenMP teams; see threads.c). */
 int fm_usable_threads(int requested);
+/* This thread's number in the enclosing OpenMP team (0 outside one, or without OpenMP). */
+int fm_thread_rank(void);
 /* adapt.c: the threads for fm_train's next step of `batch` rows, and that step's time
  * (timed = 0: not comparable with the others, e.g. a short last batch). a may be NULL. */
 int fm_adapt_threads(fm_adapt *a, const fm_net *net, int batch);

@@ -4,6 +4,9 @@
  * method, joblib's multiprocessing backend) the engine therefore runs single-threaded;
  * results do not depend on the thread count, so they are unchanged. */
 #include <pthread.h>
+#ifdef FASTMLP_HAVE_OPENMP
+#include <omp.h>
+#endif
 
 #include "kernels.h"
 
@@ -24,3 +27,11 @@ int fm_usable_threads(int requested) {
 }
 
 int fm_fork_serial(void) { return forked_after_teams; }
+
+int fm_thread_rank(void) {
+#ifdef FASTMLP_HAVE_OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
