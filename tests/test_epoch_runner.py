@@ -55,7 +55,7 @@ def test_results_do_not_depend_on_the_chunking(monkeypatch):
         model, opt = MLP([5, 9, 3], seed=1), optim.Adam(lr=0.01)
         runner = EpochRunner(model, X.astype(np.float32), y, w, opt, 10, True, l2=0.0)
         losses = list(runner.epochs([0.01] * 4))
-        results.append((losses, model.get_flat_params(), runner.chunk))
+        results.append((losses, model.get_flat_params(), runner.pacer.chunk))
     (loss_a, flat_a, chunk_a), (loss_b, flat_b, chunk_b) = results
     assert chunk_a == 1 and chunk_b > 5  # one step per call, and several epochs per call
     assert loss_a == loss_b

@@ -11,7 +11,7 @@ import numpy as np
 from fastmlp.io.csr import CSRInput
 from fastmlp.model.base import STATUS_NONFINITE_LOSS, STATUS_OK
 from fastmlp.optim import Optimizer
-from fastmlp.train.first_order import chunk_seconds
+from fastmlp.train.first_order import Pacer, chunk_seconds
 from fastmlp.train.regularization import augment_config, penalty_config
 from fastmlp.train.state import Guard, diverged
 from fastmlp.validation import all_finite, check_int, check_sample_weight
@@ -60,7 +60,7 @@ class EpochRunner:
         model._backend_reserve(self.batch_size, isinstance(X, CSRInput))
         self.state = optimizer.model_state(model)  # bound once the workspace is there
         self.guard = Guard(model, self.state)
-        self.chunk, self.chunk_seconds = 1, chunk_seconds(self.guard.snapshot)
+        self.pacer = Pacer(model, self.batch_size, chunk_seconds(self.guard.snapshot))
         self.epochs_done = 0
 
     def close(self) -> None:
@@ -82,7 +82,7 @@ class EpochRunner:
         s = yielded = 0
         while s < E * S:
             e, j = divmod(s, S)
-            k = min(self.chunk, E * S - s)
+            k = self.pacer.steps(E * S - s)
             t_chunk = time.perf_counter()
             status, done, sl, _ = self.guard.train(
                 shuffling[e if j == 0 else e + 1], self.X, self.labels, self.dense, order,
@@ -103,8 +103,7 @@ class EpochRunner:
                                 None, within=min(k, bad[1] + 1))
             step_loss[s : s + k] = sl
             s += k
-            elapsed = max(time.perf_counter() - t_chunk, 1e-6)
-            self.chunk = max(1, min(16 * k, int(k * self.chunk_seconds / elapsed)))
+            self.pacer.took(k, time.perf_counter() - t_chunk)
             while yielded < s // S:
                 e = yielded
                 # as fit's epoch loss, bit for bit (elementwise: no BLAS call, see there)
