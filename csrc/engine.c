@@ -27,18 +27,27 @@
 #define FM_LAYOUT_MIN_STEPS 32
 #define FM_LAYOUT_MIN_ROWS (FM_LAYOUT_MIN_STEPS * 32)
 
-/* Inference on several threads splits the rows when each thread gets at least this many:
- * the threads share blocks of rows, each block through every layer on one thread, instead
+/* Inference on several threads (predict, evaluate) splits the rows when each thread gets
+ * at least this many: each block of rows goes through every layer on one thread, instead
  * of the team splitting every layer's product and waiting for each other between layers. */
 #define FM_PREDICT_SPLIT_ROWS 64
+/* A split evaluate holds the losses and accuracies of this many rows at most (on the
+ * stack), and the threads wait for each other once per such window. */
+#define FM_EVAL_WINDOW 2048
 
-static unsigned long long predict_splits = 0;
+static unsigned long long predict_splits = 0, evaluate_splits = 0;
 
 unsigned long long fm_predict_split_calls(void) {
     return __atomic_load_n(&predict_splits, __ATOMIC_RELAXED);
 }
 
-static void count_predict_split(void) { __atomic_fetch_add(&predict_splits, 1, __ATOMIC_RELAXED); }
+unsigned long long fm_evaluate_split_calls(void) {
+    return __atomic_load_n(&evaluate_splits, __ATOMIC_RELAXED);
+}
+
+static void count_split(unsigned long long *counter) {
+    __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+}
 
 static int has_bn(const fm_net *net, int l) { return l < net->n_layers - 1 && net->bn[l]; }
 

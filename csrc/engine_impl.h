@@ -345,24 +345,36 @@ static void FN(predict_blocks)(const fm_net *net, const fm_buffers *buf, void *w
     }
 }
 
-/* On several threads with rows enough (FM_PREDICT_SPLIT_ROWS each) and the hand tiles, the
- * threads share the rows in blocks of batch_cap / nt, each block through every layer on
- * one thread and that thread's part of the workspace (fm_workspace_bytes leaves room for
- * nt such parts; checked); otherwise the team splits each layer's products. Every row's
- * outputs are the same either way (each element is one FMA chain in a fixed order, whatever
- * the block or the thread). */
+/* For inference on several threads with rows enough (FM_PREDICT_SPLIT_ROWS each) and the
+ * hand tiles: the bytes of each thread's part of the workspace (carved for *sub = batch_cap
+ * / nt rows of the one-thread net); fm_workspace_bytes leaves room for nt of them (checked).
+ * 0 where the team splits each layer's products instead (also with the BLAS kernels: no
+ * BLAS call per thread at once). Every row's outputs are the same either way (each element
+ * is one FMA chain in a fixed order, whatever the block or the thread). */
+static size_t FN(row_split_part)(const fm_net *net, const fm_buffers *buf, int64_t n, int *sub) {
+    const int nt = fm_usable_threads(net->n_threads);
+    *sub = buf->batch_cap / nt;
+    if (nt < 2 || *sub < 1 || n < (int64_t)nt * FM_PREDICT_SPLIT_ROWS ||
+        fm_kernel_active() == FM_KERNEL_BLAS)
+        return 0;
+    fm_net one = *net;
+    one.n_threads = 1;
+    const size_t part = fm_workspace_bytes(&one, *sub, sizeof(real));
+    return part * nt <= fm_workspace_bytes(net, buf->batch_cap, sizeof(real)) ? part : 0;
+}
+
+/* Predict: split as row_split_part says, the threads sharing blocks of `sub` rows
+ * (predict_blocks), or the team splitting each layer's products. */
 static int FN(predict)(const fm_net *net, const fm_buffers *buf, const fm_input *X,
                        const fm_csr *csr, int64_t n, int logits, real *out) {
     if (!net_ok(net) || buf->batch_cap < 1 || !FN(input_ok)(net, csr)) return FM_ERR_BAD_ARGUMENT;
-    const int nt = fm_usable_threads(net->n_threads), sub = buf->batch_cap / nt;
-    fm_net one = *net;
-    one.n_threads = 1;
-    const size_t part = sub >= 1 ? fm_workspace_bytes(&one, sub, sizeof(real)) : 0;
-    if (nt > 1 && sub >= 1 && n >= (int64_t)nt * FM_PREDICT_SPLIT_ROWS &&
-        fm_kernel_active() != FM_KERNEL_BLAS && /* (a BLAS call per thread at once: no) */
-        part * nt <= fm_workspace_bytes(net, buf->batch_cap, sizeof(real))) {
-        count_predict_split();
-#pragma omp parallel num_threads(nt)
+    int sub;
+    const size_t part = FN(row_split_part)(net, buf, n, &sub);
+    if (part) {
+        count_split(&predict_splits);
+        fm_net one = *net;
+        one.n_threads = 1;
+#pragma omp parallel num_threads(fm_usable_threads(net->n_threads))
         FN(predict_blocks)(&one, buf, (char *)buf->work + (size_t)fm_thread_rank() * part, sub, X,
                            csr, n, logits, out);
         return FM_OK;
@@ -421,23 +433,86 @@ int FN(fm_loss_grad_csr)(const fm_net *net, const fm_buffers *buf, const fm_csr 
                          NULL);
 }
 
+/* Evaluate's rows [r0, r0 + B) (B >= 1): forward, then each row's loss and accuracy into
+ * ws->loss / ws->correct. */
+static void FN(evaluate_rows)(const FN(fm_pass) * ps, FN(fm_ws) * ws, const fm_input *X,
+                              fm_targets targets, int64_t r0, int B, int nt) {
+    const fm_net *net = ps->net;
+    const int I = net->sizes[0], K = net->sizes[net->n_layers];
+    FN(forward)(ps, ws, FN(rows_at)(ws, X, r0, B, I, nt), B);
+    FN(fm_loss)(NULL, ws->loss, ws->correct, ws->logits, FN(targets_from)(targets, r0, K), NULL,
+                B, K, net->loss);
+}
+
+/* Evaluate split between the threads of the enclosing team (row_split_part: parts of
+ * `part` bytes for `sub` rows of the one-thread net `one`), a window of whole blocks of
+ * batch_cap rows (at most FM_EVAL_WINDOW rows) at a time: the threads share its chunks of
+ * `sub` rows (each taking the next free one when done, as predict's blocks), each chunk
+ * leaving its rows' losses and accuracies in `loss` / `correct` (FM_EVAL_WINDOW each, shared)
+ * at their place in the window; then one thread adds them to the sums in evaluate's order
+ * (each block's rows in order, then the blocks). *loss_sum and *correct_sum start at 0. */
+static void FN(evaluate_split)(const fm_net *one, const fm_buffers *buf, size_t part, int sub,
+                               const fm_input *X, const fm_csr *csr, fm_targets targets,
+                               int64_t n, double *loss, double *correct, double *loss_sum,
+                               double *correct_sum) {
+    const int cap = buf->batch_cap, window = FM_EVAL_WINDOW / cap * cap;
+    FN(fm_ws) ws;
+    FN(ws_carve)(&ws, one, (char *)buf->work + (size_t)fm_thread_rank() * part, sub);
+    ws.csr = csr;
+    const FN(fm_pass) ps = FN(inference)(one, buf);
+    for (int64_t w0 = 0; w0 < n; w0 += window) {
+        const int W = (int)(n - w0 < window ? n - w0 : window), chunks = (W + sub - 1) / sub;
+#pragma omp for schedule(dynamic, 1)
+        for (int k = 0; k < chunks; k++) {
+            const int lo = k * sub, rows = W - lo < sub ? W - lo : sub;
+            FN(evaluate_rows)(&ps, &ws, X, targets, w0 + lo, rows, 1);
+            memcpy(loss + lo, ws.loss, (size_t)rows * sizeof(double));
+            memcpy(correct + lo, ws.correct, (size_t)rows * sizeof(double));
+        }
+#pragma omp single
+        for (int b0 = 0; b0 < W; b0 += cap) {
+            double l = 0, c = 0;
+            for (int i = b0; i < W && i < b0 + cap; i++) {
+                l += loss[i];
+                c += correct[i];
+            }
+            *loss_sum += l;
+            *correct_sum += c;
+        }
+    }
+}
+
+/* Sums of the per-sample losses and accuracies over blocks of batch_cap rows, each block's
+ * rows added in order, then the blocks in order: on one thread, split between threads as
+ * row_split_part says (evaluate_split; blocks of up to FM_EVAL_WINDOW rows), or with the
+ * team splitting each layer's products: the same bits. */
 static int FN(evaluate)(const fm_net *net, const fm_buffers *buf, const fm_input *X,
                         const fm_csr *csr, fm_targets targets, int64_t n, double *loss_sum,
                         double *correct_sum) {
     if (!net_ok(net) || buf->batch_cap < 1 || targets.weights || !FN(input_ok)(net, csr))
         return FM_ERR_BAD_ARGUMENT;
+    int sub;
+    const size_t part = FN(row_split_part)(net, buf, n, &sub);
+    if (part && buf->batch_cap <= FM_EVAL_WINDOW) {
+        count_split(&evaluate_splits);
+        fm_net one = *net;
+        one.n_threads = 1;
+        double loss[FM_EVAL_WINDOW], correct[FM_EVAL_WINDOW], ls = 0, cs = 0;
+#pragma omp parallel num_threads(fm_usable_threads(net->n_threads))
+        FN(evaluate_split)(&one, buf, part, sub, X, csr, targets, n, loss, correct, &ls, &cs);
+        *loss_sum = ls;
+        *correct_sum = cs;
+        return FM_OK;
+    }
     FN(fm_ws) ws;
     FN(ws_carve)(&ws, net, buf->work, buf->batch_cap);
     ws.csr = csr;
     const FN(fm_pass) ps = FN(inference)(net, buf);
-    const int L = net->n_layers, I = net->sizes[0], K = net->sizes[L];
     const int nt = fm_usable_threads(net->n_threads);
     double ls = 0, cs = 0;
     for (int64_t r0 = 0; r0 < n; r0 += buf->batch_cap) {
         const int B = (int)(n - r0 < buf->batch_cap ? n - r0 : buf->batch_cap);
-        FN(forward)(&ps, &ws, FN(rows_at)(&ws, X, r0, B, I, nt), B);
-        FN(fm_loss)(NULL, ws.loss, ws.correct, ws.logits, FN(targets_from)(targets, r0, K), NULL,
-                    B, K, net->loss);
+        FN(evaluate_rows)(&ps, &ws, X, targets, r0, B, nt);
         double l, c;
         FN(sum_samples)(&ws, B, &l, &c);
         ls += l;

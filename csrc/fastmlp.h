@@ -214,6 +214,8 @@ size_t fm_layout_scratch_count(const fm_net *net, size_t elem);
 unsigned long long fm_panel_layout_calls(void);
 /* Predict calls whose rows were split between threads so far (tests read it). */
 unsigned long long fm_predict_split_calls(void);
+/* Evaluate calls whose rows were split between threads so far (tests read it). */
+unsigned long long fm_evaluate_split_calls(void);
 void fm_pack_weights_f32(const fm_net *net, const float *params, float *panels);
 void fm_pack_weights_f64(const fm_net *net, const double *params, double *panels);
 

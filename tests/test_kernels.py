@@ -234,6 +234,62 @@ def test_predict_rows_split_between_threads_equal_one_threads(kernel, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_evaluate_rows_split_between_threads_equal_one_thread(kernel, dtype):
+    """On several threads an evaluate of enough rows (64 a thread) has the threads share
+    chunks of batch_cap / threads rows, a window of whole blocks (up to 2,048 rows) at a
+    time; fewer rows, or the BLAS path, split each layer's products. The loss and
+    accuracy sums (each block's rows in order, then the blocks) are one thread's: bitwise
+    on the hand paths, for labels and dense targets, float64, uint8 and sparse input,
+    batch norm, chunks across blocks and several windows."""
+    rng = np.random.default_rng(13)
+    X = rng.normal(size=(403, 37))
+    y = rng.integers(0, 10, 403)
+    models = {t: fastmlp.MLP([37, 70, 33, 10], seed=2, dtype=dtype, threads=t, bias_init=0.1)
+              for t in (1, 2, 3)}
+    reg = {t: fastmlp.MLP([37, 40, 3], seed=2, dtype=dtype, threads=t, batch_norm=True,
+                          loss="mse") for t in (1, 2)}
+    for m in (models[2], models[3], reg[2]):  # (as in the predict test above)
+        m.adaptive_threads = False
+    Y = rng.normal(size=(403, 3))
+    reg[1].fit(X, Y, epochs=1, batch_size=50)
+    reg[2].set_flat_params(reg[1].get_flat_params())
+    reg[2].set_batch_norm_state(reg[1].batch_norm_state())
+
+    def sums(m, X, y, cap=512):
+        X = m._check_input(X)
+        return m._engine.evaluate(X, *m._targets(y, X.shape[0]), cap)
+
+    def same(a, b):
+        if kernel == "blas":
+            np.testing.assert_allclose(a, b, rtol=1e-5 if dtype == "float32" else 1e-12)
+        else:
+            assert a == b
+
+    for n in (1, 127, 128, 129, 191, 192, 193, 403):
+        for ms, targets in ((models, y), (reg, Y)):
+            one = sums(ms[1], X[:n], targets[:n])
+            for t in (2, 3):
+                if t not in ms:
+                    continue
+                before = _engine.evaluate_split_calls()
+                same(sums(ms[t], X[:n], targets[:n]), one)
+                split = _engine.evaluate_split_calls() - before
+                assert split == (n >= 64 * t and kernel != "blas")
+    many = rng.normal(size=(4500, 37))  # three windows
+    labels = rng.integers(0, 10, 4500)
+    for t in (2, 3):
+        for cap in (7, 100, 512):  # 7 rows on 3 threads: chunks of 2 across the blocks
+            before = _engine.evaluate_split_calls()
+            same(sums(models[t], many, labels, cap), sums(models[1], many, labels, cap))
+            assert _engine.evaluate_split_calls() - before == (kernel != "blas")
+    images = rng.integers(0, 256, size=(300, 37), dtype=np.uint8)
+    same(sums(models[2], images, y[:300]), sums(models[1], images, y[:300]))
+    sparse = sp.csr_matrix(np.where(np.abs(X) > 1.0, X, 0.0))
+    same(sums(models[2], sparse, y), sums(models[1], sparse, y))
+    assert models[2].evaluate(X, y) == models[1].evaluate(X, y) or kernel == "blas"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_a_lone_row_through_every_gemv_width(kernel, dtype):
     """Batch 1 runs the vector-matrix product (gemv: rows of W in groups of 8 and one at a
     time for the rest, the last vector of columns masked or full; a wide layer in several

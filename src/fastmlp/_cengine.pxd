@@ -221,6 +221,7 @@ cdef extern from "fastmlp.h" nogil:
     size_t fm_layout_scratch_count(const fm_net *net, size_t elem)
     unsigned long long fm_panel_layout_calls()
     unsigned long long fm_predict_split_calls()
+    unsigned long long fm_evaluate_split_calls()
     void fm_pack_weights_f32(const fm_net *net, const float *params, float *panels)
     void fm_pack_weights_f64(const fm_net *net, const double *params, double *panels)
     int fm_all_finite_f32(const float *x, size_t n, int n_threads)

@@ -235,6 +235,11 @@ def predict_split_calls():
     return fm_predict_split_calls()
 
 
+def evaluate_split_calls():
+    """Evaluate calls whose rows the engine split between threads so far (tests read it)."""
+    return fm_evaluate_split_calls()
+
+
 def set_fused_update(on):
     """Whether fit applies the optimizer update inside the backward pass (each weight
     tile's update while its gradient is in cache) where the step allows it: an
