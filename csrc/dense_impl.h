@@ -267,14 +267,12 @@ static void FN(product_items)(const FN(product) *job) {
                      nr, rb, kb, nb, k0 > 0 ? c : init ? init + j0 : NULL);
                 if (k0 + kb < K) continue; /* the epilogue after the last k-block */
                 if (job->upd) FN(update_tile)(job->upd, c, (size_t)rb * nr); /* C in panels */
-                for (int r = 0; r < rb && each != FM_EPI_NONE; r++) {
-                    real *row = c + (size_t)r * ldt;
-                    if (each == FM_EPI_ACT)
-                        FN(fm_act_forward)(row, (size_t)nb, job->act, job->slope);
-                    else
-                        FN(fm_act_backward)(row, Aact + (size_t)(r0 + r) * ldc + j0,
-                                            (size_t)nb, job->act, job->slope);
-                }
+                if (each == FM_EPI_ACT)
+                    FN(fm_act_forward_rows)(c, (size_t)ldt, rb, (size_t)nb, job->act,
+                                            job->slope);
+                else if (each != FM_EPI_NONE)
+                    FN(fm_act_backward_rows)(c, (size_t)ldt, Aact + (size_t)r0 * ldc + j0,
+                                             (size_t)ldc, rb, (size_t)nb, job->act, job->slope);
             }
         }
     }

@@ -102,6 +102,10 @@ void fm_fused_update_count(unsigned long long layers);
     void fm_act_forward_##SFX(T *x, size_t n, int act, double slope);                          \
     /* d (n) <- d * act'(z), with act'(z) computed from the activation's output a (n) */        \
     void fm_act_backward_##SFX(T *d, const T *a, size_t n, int act, double slope);             \
+    /* the same for `rows` rows of n elements (x's and d's ld / ldd apart, a's lda apart) */    \
+    void fm_act_forward_rows_##SFX(T *x, size_t ld, int rows, size_t n, int act, double slope); \
+    void fm_act_backward_rows_##SFX(T *d, size_t ldd, const T *a, size_t lda, int rows,        \
+                                    size_t n, int act, double slope);                          \
     /* Y (B, O) = act(X (B, I) @ W (I, O) + b (O)); pack: nt * FM_PACK_ROWS(I, B) * FM_PACK_NR \
        scratch elements (per-thread copies of weight panels); panels: W already in panel     \
        layout (fm_pack_weights_*; W is then not read), or NULL */                                \
