@@ -277,8 +277,29 @@ void FN(fm_loss)(real *delta, double *sample_loss, double *sample_correct, const
     }
 }
 
+/* Y (rows, K) <- softmax of each row, exp(z - log-sum-exp), for rows * K <= FM_CE_BLOCK:
+ * the rows' exponentials in two vector calls (exp_rows, then the shifted logits), not two
+ * per row (a row of 10 logits alone left the vector exp's pipeline empty: 1.5 % of a
+ * one-thread predict of 784-512-256-10). Every element is the value the per-row loop of
+ * fm_output_activation gives it: the same sums in the same order, and the vector exp's
+ * result depends on an element's value only (vmath.h). */
+static void FN(softmax_rows)(real *Y, int rows, int K) {
+    double pre[FM_CE_BLOCK], sums[FM_CE_BLOCK], lses[FM_CE_BLOCK];
+    int tops[FM_CE_BLOCK];
+    FN(exp_rows)(pre, tops, sums, lses, Y, rows, K);
+    for (int i = 0; i < rows; i++)
+        for (int k = 0; k < K; k++)
+            pre[(size_t)i * K + k] = (double)Y[(size_t)i * K + k] - lses[i];
+    fm_vmath()->exp_f64(pre, pre, (size_t)rows * K);
+    for (size_t j = 0; j < (size_t)rows * K; j++) Y[j] = (real)pre[j];
+}
+
 void FN(fm_output_activation)(real *Y, int B, int K, int loss) {
-    if (softmax_output(loss)) {
+    if (softmax_output(loss) && K <= FM_CE_BLOCK) {
+        const int block_rows = FM_CE_BLOCK / K;
+        for (int i = 0; i < B; i += block_rows)
+            FN(softmax_rows)(Y + (size_t)i * K, B - i < block_rows ? B - i : block_rows, K);
+    } else if (softmax_output(loss)) { /* wider rows: one at a time */
         for (int i = 0; i < B; i++) {
             real *y = Y + (size_t)i * K;
             const double lse = FN(log_sum_exp)(y, K);
