@@ -79,6 +79,25 @@ def test_cross_entropy_over_blocks_of_rows(impl, kernel, K, B, soft, dtype, smoo
     np.testing.assert_allclose(db[0], ((p - t) / B).sum(axis=0), rtol=rtol, atol=rtol / B)
 
 
+@pytest.mark.parametrize("K, B", [(3, 700), (10, 250), (1024, 3), (1025, 3)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_softmax_outputs_over_blocks_of_rows(impl, K, B, dtype):
+    """predict's softmax takes 1,024 exponentials at a time (wider rows one at a time):
+    every row's probabilities are those of the row predicted alone (bitwise), over
+    several blocks with a short last one, and match the softmax of the logits."""
+    rng = np.random.default_rng(K + B)
+    Z = rng.normal(scale=3, size=(B, K)).astype(dtype)
+    model = impl([K, K], loss="cross_entropy", dtype=dtype, seed=0)
+    model.set_params([np.eye(K, dtype=dtype)], [np.zeros(K, dtype=dtype)])
+    P = model.predict(Z)
+    for i in sorted({0, 1, B // 2, B - 2, B - 1}):
+        np.testing.assert_array_equal(model.predict(Z[i:i + 1])[0], P[i])
+    z = Z.astype(np.float64)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(P, p, rtol=1e-12 if dtype == "float64" else 1e-5, atol=1e-30)
+
+
 def test_multi_margin_matches_pytorch_doc_example(impl):
     # torch.nn.MultiMarginLoss docs: x = [[0.1, 0.2, 0.4, 0.8]], y = [3] -> 0.3250
     model, Z = single_layer(impl, "multi_hinge", [[0.1, 0.2, 0.4, 0.8]], 4)
