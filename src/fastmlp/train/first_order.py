@@ -322,9 +322,11 @@ class Pacer:
     left when they are at most half a call more (up to 1.5 x `seconds`): a short last
     call would pay the per-call costs (the guard's snapshot, the weights' layout
     conversions in and out of the engine, the parameters' finite check) for little
-    work. A one-epoch fit of 784-2048-2048-2048-10 at batch 512 (8 steps) took calls of
-    1, 5 and 2 steps before, one call of 8 now: 3-7 % less time on one thread. How the
-    steps are cut into calls changes no result (tests/test_epoch_runner.py).
+    work (20-36 ms a call for 784-2048-2048-2048-10). A one-epoch fit of that network at
+    batch 512 (8 steps) took calls of 1, 5 and 2 steps before, one call of 8 now: one
+    call against three, one thread, min 1.208 against 1.247 s (benchmarks/RESULTS.md,
+    session 12). How the steps are cut into calls changes no result
+    (tests/test_pacing.py, tests/test_epoch_runner.py).
     """
 
     def __init__(self, model, batch_size: int, seconds: float) -> None:
