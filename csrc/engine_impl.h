@@ -324,7 +324,7 @@ static const real *FN(rows_at)(FN(fm_ws) * ws, const fm_input *X, int64_t r0, in
  * takes fewer); outside one, the caller runs them all. */
 static void FN(predict_blocks)(const fm_net *net, const fm_buffers *buf, void *work, int cap,
                                const fm_input *X, const fm_csr *csr, int64_t n, int logits,
-                               real *out) {
+                               real *out, int *nonfinite) {
     FN(fm_ws) ws;
     FN(ws_carve)(&ws, net, work, cap);
     ws.csr = csr;
@@ -338,7 +338,14 @@ static void FN(predict_blocks)(const fm_net *net, const fm_buffers *buf, void *w
     for (int64_t j = 0; j < blocks; j++) {
         const int64_t r0 = j * cap;
         const int B = (int)(n - r0 < cap ? n - r0 : cap);
-        FN(forward)(&ps, &ws, FN(rows_at)(&ws, X, r0, B, I, nt), B);
+        const real *x = FN(rows_at)(&ws, X, r0, B, I, nt);
+        FN(forward)(&ps, &ws, x, B);
+        /* after the forward pass, which brought the rows into cache (its outputs are
+           discarded when the rows are not finite) */
+        if (x && X->check_finite && !FN(fm_all_finite)(x, (size_t)B * I, 1)) {
+            __atomic_store_n(nonfinite, 1, __ATOMIC_RELAXED);
+            continue;
+        }
         real *o = out + (size_t)r0 * K;
         memcpy(o, ws.logits, (size_t)B * K * sizeof(real));
         if (!logits) FN(fm_output_activation)(o, B, K, net->loss);
@@ -368,7 +375,7 @@ static size_t FN(row_split_part)(const fm_net *net, const fm_buffers *buf, int64
 static int FN(predict)(const fm_net *net, const fm_buffers *buf, const fm_input *X,
                        const fm_csr *csr, int64_t n, int logits, real *out) {
     if (!net_ok(net) || buf->batch_cap < 1 || !FN(input_ok)(net, csr)) return FM_ERR_BAD_ARGUMENT;
-    int sub;
+    int sub, nonfinite = 0;
     const size_t part = FN(row_split_part)(net, buf, n, &sub);
     if (part) {
         count_split(&predict_splits);
@@ -376,11 +383,12 @@ static int FN(predict)(const fm_net *net, const fm_buffers *buf, const fm_input 
         one.n_threads = 1;
 #pragma omp parallel num_threads(fm_usable_threads(net->n_threads))
         FN(predict_blocks)(&one, buf, (char *)buf->work + (size_t)fm_thread_rank() * part, sub, X,
-                           csr, n, logits, out);
-        return FM_OK;
+                           csr, n, logits, out, &nonfinite);
+    } else {
+        FN(predict_blocks)(net, buf, buf->work, buf->batch_cap, X, csr, n, logits, out,
+                           &nonfinite);
     }
-    FN(predict_blocks)(net, buf, buf->work, buf->batch_cap, X, csr, n, logits, out);
-    return FM_OK;
+    return nonfinite ? FM_ERR_NONFINITE_INPUT : FM_OK;
 }
 
 int FN(fm_predict)(const fm_net *net, const fm_buffers *buf, const fm_input *X, int64_t n,

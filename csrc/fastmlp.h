@@ -53,8 +53,10 @@ typedef enum {
     FM_OK = 0,
     FM_ERR_NONFINITE_LOSS = 1, /* a batch loss was NaN or inf; no update was applied for it */
     FM_ERR_BAD_ARGUMENT = 2,   /* a size or code the boundary should have rejected */
-    FM_ERR_NONFINITE_GRAD = 3  /* the global gradient norm was NaN or inf (clipping asked to
+    FM_ERR_NONFINITE_GRAD = 3, /* the global gradient norm was NaN or inf (clipping asked to
                                   stop); no update was applied for that step */
+    FM_ERR_NONFINITE_INPUT = 4 /* predict with fm_input.check_finite: an input row held NaN
+                                  or inf as the net sees it (the outputs are not all written) */
 } fm_status;
 
 /* Update rules; each follows the torch.optim optimizer of the same name. */
@@ -257,6 +259,9 @@ typedef struct {
     const int64_t *rows;  /* (n,) stored row of each data-set row, or NULL */
     const void *scale;    /* (n_0,) of the net's dtype, or NULL: no transform ... */
     const void *shift;    /* ... and (n_0,) with it */
+    int check_finite;     /* predict: check each block's rows as the net sees them (after
+                             conversion and transform) for NaN and inf: FM_ERR_NONFINITE_INPUT.
+                             The other calls ignore it (their callers check the input). */
 } fm_input;
 
 /* Training targets: exactly one of labels and dense is non-NULL.

@@ -15,6 +15,7 @@ cdef extern from "fastmlp.h" nogil:
         FM_ERR_NONFINITE_LOSS
         FM_ERR_BAD_ARGUMENT
         FM_ERR_NONFINITE_GRAD
+        FM_ERR_NONFINITE_INPUT
 
     ctypedef struct fm_net:
         int n_layers
@@ -102,6 +103,7 @@ cdef extern from "fastmlp.h" nogil:
         const int64_t *rows
         const void *scale
         const void *shift
+        int check_finite
 
     ctypedef struct fm_optimizer:
         int kind

@@ -39,6 +39,11 @@ STATUS_OK = FM_OK
 STATUS_NONFINITE_LOSS = FM_ERR_NONFINITE_LOSS
 STATUS_NONFINITE_GRAD = FM_ERR_NONFINITE_GRAD
 MAX_LAYERS = FM_MAX_LAYERS
+
+
+class NonFiniteInput(ValueError):
+    """predict(check_finite=True) met NaN or infinity in an input row as the network sees it
+    (the caller's own input check names it)."""
 _U64 = 0xFFFFFFFFFFFFFFFF
 _POOL_SIZE = 4  # free predict/evaluate workspaces an engine keeps
 # fm_head (csrc/fastmlp.h) as a NumPy record: a multitask net's segment table
@@ -456,6 +461,7 @@ def augment(X, augment, uint64_t key, int64_t counter, int64_t row0=0, scale=Non
                                  f"({X.shape[1]},)")
         tr.data, tr.rows = NULL, NULL
         tr.scale, tr.shift = _ptr(scale), _ptr(shift)
+        tr.check_finite = 0
         transform = &tr
     cdef fm_augment a = _augment(augment)
     if (a.shift > 0 or a.rotate > 0 or a.scale > 0 or a.shear > 0) and \
@@ -922,6 +928,7 @@ cdef class Engine:
         r.rows = <const int64_t *>_ptr(rows)
         r.scale = _ptr(scale)
         r.shift = _ptr(shift)
+        r.check_finite = 0
         return r
 
     def _check_targets(self, labels, dense, n, weights=None):
@@ -940,9 +947,11 @@ cdef class Engine:
                                   or not dense.flags.c_contiguous):
             raise ValueError(f"dense targets must be contiguous {self.dtype} of shape ({n}, {K})")
 
-    def predict(self, X, int batch_cap=512, bint logits=False):
+    def predict(self, X, int batch_cap=512, bint logits=False, bint check_finite=False):
         """Outputs after the loss's output activation (before it with logits=True),
-        (n, n_L), in inference mode. X: a CSRInput, or dense rows as `_input` takes them."""
+        (n, n_L), in inference mode. X: a CSRInput, or dense rows as `_input` takes them.
+        check_finite (dense X): the engine checks each block's rows as the network sees
+        them, in the same pass, and raises NonFiniteInput for NaN or infinity."""
         if self.heads is not None and not logits:
             raise ValueError("a multitask net's output activations are per head: predict "
                              "logits and apply them per column block")
@@ -950,6 +959,7 @@ cdef class Engine:
         cdef fm_input xin
         if not csr:
             xin = self._input(X)
+            xin.check_finite = check_finite
         cdef int64_t n = X.shape[0]
         out = np.empty((n, self.net.sizes[self.net.n_layers]), dtype=self.dtype)
         if n == 0:
@@ -981,6 +991,8 @@ cdef class Engine:
             else:
                 status = fm_predict_f32(&net, &b, &xin, n, logits, <float *>o)
         self._give_workspace(work)
+        if status == FM_ERR_NONFINITE_INPUT:
+            raise NonFiniteInput("the input holds NaN or infinity")
         _check_status(status, "predict")
         return out
 

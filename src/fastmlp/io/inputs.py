@@ -81,14 +81,16 @@ class Features:
 
 def check_input(X: object, n_features: int, dtype: np.dtype,
                 transform: tuple[np.ndarray, np.ndarray] | None = None,
-                name: str = "X", threads: int = 0) -> Features:
+                name: str = "X", threads: int = 0, finite: bool = True) -> Features:
     """`X` as :class:`Features` of a model with `n_features` inputs, `dtype` and input
     `transform` ((scale, shift) arrays of `dtype`, or None), checked: 2-D, the right
     width, at least one row, numbers, and finite as the network sees them (after
     conversion and transform). Features checked for this model already (the same dtype
     and transform arrays) come back as they are; other Features are checked again, rows
     and all. The finiteness pass runs on `threads` threads (0: all; a model passes its
-    own count, so that a one-thread model starts no threads).
+    own count, so that a one-thread model starts no threads). With ``finite=False``
+    float data skip that pass: for a caller whose engine call checks the rows itself
+    (:func:`engine_checks_finite`); integer data are checked as always.
 
     Raises
     ------
@@ -126,8 +128,15 @@ def check_input(X: object, n_features: int, dtype: np.dtype,
         narrow = readable and arr.dtype.itemsize < dtype.itemsize
         with np.errstate(over="ignore", invalid="ignore"):  # checked below
             arr = np.ascontiguousarray(arr, dtype=arr.dtype if narrow else dtype)
-    _check_finite(arr, dtype, scale, shift, name, source, threads)
+    if finite or arr.dtype.kind != "f":
+        _check_finite(arr, dtype, scale, shift, name, source, threads)
     return Features(arr, None, scale, shift, dtype)
+
+
+def engine_checks_finite(X: object, features: Features) -> bool:
+    """Whether `features`, made from `X` by ``check_input(..., finite=False)``, skipped the
+    finiteness pass (float data that were not checked Features already)."""
+    return not isinstance(X, Features) and features.data.dtype.kind == "f"
 
 
 def _convert(data: np.ndarray, dtype: np.dtype, scale: np.ndarray | None,

@@ -589,9 +589,8 @@ class BaseMLP:
         batch norm with running statistics. With heads: a dict head name -> its outputs
         after its loss's output activation."""
         if self._heads:
-            return split_outputs(self._heads, self._backend_predict(self._check_input(X), True),
-                                 True)
-        return self._backend_predict(self._check_input(X))
+            return split_outputs(self._heads, self._predict_rows(X, True), True)
+        return self._predict_rows(X)
 
     @reads
     def predict_logits(self, X: object) -> np.ndarray:
@@ -599,8 +598,13 @@ class BaseMLP:
         shape ``(n, n_outputs)``: the logits of ``cross_entropy`` and
         ``binary_cross_entropy``; equal to :meth:`predict` for the other losses. With
         heads: a dict head name -> its block of the logits."""
-        logits = self._backend_predict(self._check_input(X), logits=True)
+        logits = self._predict_rows(X, logits=True)
         return split_outputs(self._heads, logits, False) if self._heads else logits
+
+    def _predict_rows(self, X: object, logits: bool = False) -> np.ndarray:
+        """_backend_predict of X checked as the model's input (a backend that checks the
+        rows for NaN and infinity as it predicts overrides this)."""
+        return self._backend_predict(self._check_input(X), logits)
 
     @reads
     def activations(self, X: object) -> list[LayerActivations]:
@@ -1026,21 +1030,24 @@ class BaseMLP:
         init_from_file(self, config, arrays, "pickled model", state.get("threads"))
 
     # -- helpers ------------------------------------------------------------------------------
-    def _check_X(self, X: object, name: str = "X", dense: bool = False) -> Features | np.ndarray:
+    def _check_X(self, X: object, name: str = "X", dense: bool = False,
+                 finite: bool = True) -> Features | np.ndarray:
         """`X` checked as the model's input (see :mod:`fastmlp.io.inputs`): the rows the
         engine reads in place, or with `dense` one C-contiguous array of the model's
-        dtype, converted and transformed (for the calls that need one)."""
+        dtype, converted and transformed (for the calls that need one). ``finite=False``:
+        float rows are not checked for NaN and infinity (the caller's engine call does)."""
         if is_sparse(X) or isinstance(X, CSRInput):  # where sparse X is not taken
             check_features(X, self._sizes[0], self._dtype, name)  # raises, naming the way out
         features = check_input(X, self._sizes[0], self._dtype, self._transform, name,
-                               self._backend_threads())
+                               self._backend_threads(), finite)
         return features.dense() if dense else features
 
-    def _check_input(self, X: object, name: str = "X") -> Features | CSRInput:
+    def _check_input(self, X: object, name: str = "X",
+                     finite: bool = True) -> Features | CSRInput:
         """_check_X, or for a scipy.sparse X its checked CSR form; ValueError when the
         model needs dense input rows (input dropout, an input transform)."""
         if not (is_sparse(X) or isinstance(X, CSRInput)):
-            return self._check_X(X, name)
+            return self._check_X(X, name, finite=finite)
         out = check_sparse_or_dense(X, self._sizes[0], self._dtype, name,
                                     self._backend_threads())
         if self._transform is not None:

