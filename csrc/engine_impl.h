@@ -278,12 +278,14 @@ static void FN(backward)(const FN(fm_pass) * ps, real *grads, FN(fm_ws) * ws, in
     }
 }
 
-/* Sum of ws->loss / ws->correct over B samples, in a fixed order. */
-static void FN(sum_samples)(const FN(fm_ws) * ws, int B, double *loss, double *correct) {
+/* Sums of loss[0..B) and correct[0..B) (per-sample values, e.g. ws->loss / ws->correct),
+ * in order. */
+static void FN(sum_samples)(const double *sample_loss, const double *sample_correct, int B,
+                            double *loss, double *correct) {
     double l = 0, c = 0;
     for (int i = 0; i < B; i++) {
-        l += ws->loss[i];
-        c += ws->correct[i];
+        l += sample_loss[i];
+        c += sample_correct[i];
     }
     *loss = l;
     *correct = c;
@@ -354,19 +356,20 @@ static void FN(predict_blocks)(const fm_net *net, const fm_buffers *buf, void *w
 
 /* For inference on several threads with rows enough (FM_PREDICT_SPLIT_ROWS each) and the
  * hand tiles: the bytes of each thread's part of the workspace (carved for *sub = batch_cap
- * / nt rows of the one-thread net); fm_workspace_bytes leaves room for nt of them (checked).
+ * / nt rows of *one, the net on one thread); fm_workspace_bytes leaves room for nt of them (checked).
  * 0 where the team splits each layer's products instead (also with the BLAS kernels: no
  * BLAS call per thread at once). Every row's outputs are the same either way (each element
  * is one FMA chain in a fixed order, whatever the block or the thread). */
-static size_t FN(row_split_part)(const fm_net *net, const fm_buffers *buf, int64_t n, int *sub) {
+static size_t FN(row_split_part)(const fm_net *net, const fm_buffers *buf, int64_t n, int *sub,
+                                 fm_net *one) {
     const int nt = fm_usable_threads(net->n_threads);
     *sub = buf->batch_cap / nt;
+    *one = *net;
+    one->n_threads = 1;
     if (nt < 2 || *sub < 1 || n < (int64_t)nt * FM_PREDICT_SPLIT_ROWS ||
         fm_kernel_active() == FM_KERNEL_BLAS)
         return 0;
-    fm_net one = *net;
-    one.n_threads = 1;
-    const size_t part = fm_workspace_bytes(&one, *sub, sizeof(real));
+    const size_t part = fm_workspace_bytes(one, *sub, sizeof(real));
     return part * nt <= fm_workspace_bytes(net, buf->batch_cap, sizeof(real)) ? part : 0;
 }
 
@@ -376,11 +379,10 @@ static int FN(predict)(const fm_net *net, const fm_buffers *buf, const fm_input 
                        const fm_csr *csr, int64_t n, int logits, real *out) {
     if (!net_ok(net) || buf->batch_cap < 1 || !FN(input_ok)(net, csr)) return FM_ERR_BAD_ARGUMENT;
     int sub, nonfinite = 0;
-    const size_t part = FN(row_split_part)(net, buf, n, &sub);
+    fm_net one;
+    const size_t part = FN(row_split_part)(net, buf, n, &sub, &one);
     if (part) {
         count_split(&predict_splits);
-        fm_net one = *net;
-        one.n_threads = 1;
 #pragma omp parallel num_threads(fm_usable_threads(net->n_threads))
         FN(predict_blocks)(&one, buf, (char *)buf->work + (size_t)fm_thread_rank() * part, sub, X,
                            csr, n, logits, out, &nonfinite);
@@ -420,7 +422,7 @@ static int FN(loss_grad)(const fm_net *net, const fm_buffers *buf, const real *X
     FN(fm_loss)(ws.delta[0], ws.loss, ws.correct, ws.logits, targets, NULL, n, net->sizes[L],
                 net->loss);
     double correct;
-    FN(sum_samples)(&ws, n, loss, &correct);
+    FN(sum_samples)(ws.loss, ws.correct, n, loss, &correct);
     FN(backward)(&ps, grads, &ws, n, input_grad, NULL, NULL);
     FN(fm_tie_fold)(net, grads);
     *loss = *loss / n + ws.activity / n + FN(fm_penalty)(grads, ps.params, net, pen, 0);
@@ -479,11 +481,8 @@ static void FN(evaluate_split)(const fm_net *one, const fm_buffers *buf, size_t 
         }
 #pragma omp single
         for (int b0 = 0; b0 < W; b0 += cap) {
-            double l = 0, c = 0;
-            for (int i = b0; i < W && i < b0 + cap; i++) {
-                l += loss[i];
-                c += correct[i];
-            }
+            double l, c;
+            FN(sum_samples)(loss + b0, correct + b0, W - b0 < cap ? W - b0 : cap, &l, &c);
             *loss_sum += l;
             *correct_sum += c;
         }
@@ -500,11 +499,10 @@ static int FN(evaluate)(const fm_net *net, const fm_buffers *buf, const fm_input
     if (!net_ok(net) || buf->batch_cap < 1 || targets.weights || !FN(input_ok)(net, csr))
         return FM_ERR_BAD_ARGUMENT;
     int sub;
-    const size_t part = FN(row_split_part)(net, buf, n, &sub);
+    fm_net one;
+    const size_t part = FN(row_split_part)(net, buf, n, &sub, &one);
     if (part && buf->batch_cap <= FM_EVAL_WINDOW) {
         count_split(&evaluate_splits);
-        fm_net one = *net;
-        one.n_threads = 1;
         double loss[FM_EVAL_WINDOW], correct[FM_EVAL_WINDOW], ls = 0, cs = 0;
 #pragma omp parallel num_threads(fm_usable_threads(net->n_threads))
         FN(evaluate_split)(&one, buf, part, sub, X, csr, targets, n, loss, correct, &ls, &cs);
@@ -522,7 +520,7 @@ static int FN(evaluate)(const fm_net *net, const fm_buffers *buf, const fm_input
         const int B = (int)(n - r0 < buf->batch_cap ? n - r0 : buf->batch_cap);
         FN(evaluate_rows)(&ps, &ws, X, targets, r0, B, nt);
         double l, c;
-        FN(sum_samples)(&ws, B, &l, &c);
+        FN(sum_samples)(ws.loss, ws.correct, B, &l, &c);
         ls += l;
         cs += c;
     }
@@ -594,7 +592,7 @@ static double FN(step_forward)(const FN(fm_pass) * ps, FN(fm_ws) * ws, real *gra
     FN(forward)(ps, ws, ws->csr ? NULL : ws->x0, B);
     FN(fm_loss)(ws->delta[0], ws->loss, ws->correct, ws->logits, targets, idx, B, K, net->loss);
     double l, c;
-    FN(sum_samples)(ws, B, &l, &c);
+    FN(sum_samples)(ws->loss, ws->correct, B, &l, &c);
     *correct = c / B;
     return l / B + ws->activity / B;
 }

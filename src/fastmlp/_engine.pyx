@@ -39,11 +39,6 @@ STATUS_OK = FM_OK
 STATUS_NONFINITE_LOSS = FM_ERR_NONFINITE_LOSS
 STATUS_NONFINITE_GRAD = FM_ERR_NONFINITE_GRAD
 MAX_LAYERS = FM_MAX_LAYERS
-
-
-class NonFiniteInput(ValueError):
-    """predict(check_finite=True) met NaN or infinity in an input row as the network sees it
-    (the caller's own input check names it)."""
 _U64 = 0xFFFFFFFFFFFFFFFF
 _POOL_SIZE = 4  # free predict/evaluate workspaces an engine keeps
 # fm_head (csrc/fastmlp.h) as a NumPy record: a multitask net's segment table
@@ -363,6 +358,11 @@ elif _fused_env is not None:
 def hash_u64(key, counter, stream, index):
     """The engine's counter-based hash (for tests of the reference twin)."""
     return fm_hash(key & _U64, counter & _U64, stream & _U64, index & _U64)
+
+
+class NonFiniteInput(ValueError):
+    """predict(check_finite=True) met NaN or infinity in an input row as the network sees it
+    (the caller's own input check names it)."""
 
 
 def _check_status(int status, str what):
