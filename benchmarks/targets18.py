@@ -12,6 +12,9 @@ after it:
 
 (a) 784-512-256-10, float32, Adam, one epoch: batch 32, 128 and 512 on one thread (goal
     >= 70 / 80 / 80 % of one core's peak) and on two (>= 65 / 75 / 75 % of two cores');
+    beside the one-thread cells, the same epochs with plain SGD (no goal): the smallest
+    update there is (parameters and gradient, no state), so the two rows show what Adam's
+    update (three parameter-sized arrays read and written each step) costs on this machine;
 (b) the same in float64 at batch 128 and 512, one thread: >= 70 % of the float64 peak,
     and >= 2x PyTorch's float64 (``torch.set_num_threads(1)``; skipped without torch);
 (c) 784-2048-2048-2048-10, float32, Adam, batch 512: >= 85 % of peak (one and two threads);
@@ -83,11 +86,15 @@ def data(n: int, n_in: int, dtype: str, seed: int = 0):
     return rng.standard_normal((n, n_in), dtype=np.float32).astype(dtype), rng.integers(0, 10, n)
 
 
-def fastmlp_trainer(sizes, batch, dtype, threads, X, y):
-    """A timed epoch of one model that goes on training (warmed up on a few batches)."""
+SGD = "fastmlp, plain SGD"  # the contender of (a)'s one-thread rows without Adam
+
+
+def fastmlp_trainer(sizes, batch, dtype, threads, X, y, sgd=False):
+    """A timed epoch of one model that goes on training (warmed up on a few batches), with
+    Adam (lr 1e-3) or, `sgd`, plain SGD (the same rate, no momentum)."""
     model = fastmlp.MLP(list(sizes), activation="relu", loss="cross_entropy", init="he_normal",
                         dtype=dtype, seed=0, threads=threads)
-    opt = fastmlp.optim.Adam(lr=1e-3)
+    opt = fastmlp.optim.SGD(lr=1e-3) if sgd else fastmlp.optim.Adam(lr=1e-3)
     warm = min(len(X), 4 * batch)
     model.fit(X[:warm], y[:warm], epochs=1, batch_size=batch, optimizer=opt)
     tick = clock(threads)
@@ -222,6 +229,9 @@ def workloads(args):
             cell = Cell("a", f"{'-'.join(map(str, sizes))} batch {b}", "float32", threads,
                         "fastmlp", per * n_train, goals[b])
             runs[cell] = fastmlp_trainer(sizes, b, "float32", threads, X32, y)
+            if threads == 1:
+                runs[Cell("a", cell.what, "float32", 1, SGD, cell.flops)] = \
+                    fastmlp_trainer(sizes, b, "float32", 1, X32, y, sgd=True)
         out.append((f"(a) float32 training, {threads} thread(s)", runs))
     X64 = X32.astype(np.float64)
     runs = {}
@@ -288,6 +298,10 @@ def verdicts(cells, peak):
                       f"{p / peak[c.dtype, 1]:.2f}x one thread's: the machine was busy)")
         elif c.goal is not None:
             remark = f">= {c.goal:.0f}%: {'met' if pct_med >= c.goal else 'NOT met'}"
+        if c.contender == SGD:
+            adam = medians[c.target, c.what, c.threads, "fastmlp"]
+            remark = (f"no goal; Adam's epoch took {adam / med:.2f}x this (Adam's update "
+                      f"beyond plain SGD's: {100 * (adam - med) / adam:.0f} % of it)")
         if c.target == "b" and c.contender == "fastmlp":
             torch_med = medians.get(("b", c.what, 1, "pytorch"))
             if torch_med is not None:

@@ -2,7 +2,12 @@
  * (csrc/optim.c, its per-ISA loops as the package builds them), on arrays that stay in L1/L2
  * (a few thousand parameters) and on arrays that do not (784-512-256-10: 535,818): whether a
  * rule is bound by its arithmetic or by memory on this core. One thread, the best of five
- * runs of `reps` updates. Build and run from the repository root:
+ * runs of `reps` updates. The row adam_traffic is Adam's reads and writes (parameters,
+ * gradient, two moments in; parameters and moments out) with a multiply-add in place of
+ * its square root and division, compiled per ISA like the engine's loops: where it costs as
+ * much as adam, Adam is bound by memory, not by its divider. At a few parameters a row is
+ * the update's fixed cost per call (`update_cost 16 200000`, times 16 for nanoseconds a
+ * call). Build and run from the repository root:
  *
  *     cc -O3 -fno-math-errno -fno-trapping-math -fopenmp -Icsrc \
  *         benchmarks/update_cost.c csrc/optim.c -o /tmp/update_cost -lm
@@ -14,6 +19,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "isa.h"
 #include "kernels.h"
 
 /* optim.c's clipping norm walks the layers: unused here */
@@ -31,7 +37,28 @@ static double now(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* RUN_T(T, SFX): run_SFX times fm_optimizer_step_SFX on arrays of T */
+/* TRAFFIC_T(T, SFX): traffic_SFX, Adam's loads and stores with v * c + eps in place of
+ * sqrt(v) * c + eps and a product in place of the quotient */
+#define TRAFFIC_T(T, SFX)                                                                      \
+    FM_ISA_CLONES static void traffic_##SFX(T *p, const T *g, T *m, T *v, size_t n) {          \
+        const T b1c = (T)0.1, b2 = (T)0.999, b2c = (T)0.001, c = (T)1.01, eps = (T)1e-8;       \
+        for (size_t i = 0; i < n; i++) {                                                       \
+            m[i] += b1c * (g[i] - m[i]);                                                       \
+            v[i] = v[i] * b2 + b2c * g[i] * g[i];                                              \
+            p[i] -= (T)1e-3 * (m[i] * (v[i] * c + eps));                                       \
+        }                                                                                      \
+    }
+TRAFFIC_T(float, f32)
+TRAFFIC_T(double, f64)
+
+#define ADAM_TRAFFIC (-1) /* run_SFX's kind for traffic_SFX */
+#define STEP(SFX)                                                                              \
+    do {                                                                                       \
+        if (kind == ADAM_TRAFFIC) traffic_##SFX(p, g, s0, s1, n);                              \
+        else fm_optimizer_step_##SFX(&o, p, g, n, 1e-3, 1);                                    \
+    } while (0)
+
+/* RUN_T(T, SFX): run_SFX times fm_optimizer_step_SFX (or traffic_SFX) on arrays of T */
 #define RUN_T(T, SFX)                                                                          \
     static void run_##SFX(const char *name, int kind, double momentum, size_t n, long reps) { \
         T *a = malloc(4 * n * sizeof(T));                                                      \
@@ -46,11 +73,11 @@ static double now(void) {
             s0[i] = s1[i] = 0;                                                                 \
         }                                                                                      \
         fm_optimizer o = optimizer(kind, momentum, s0, s1);                                    \
-        fm_optimizer_step_##SFX(&o, p, g, n, 1e-3, 1); /* warm-up: first touch */             \
+        STEP(SFX); /* warm-up: first touch */                                                 \
         double best = 1e30;                                                                    \
         for (int r = 0; r < 5; r++) {                                                          \
             const double t = now();                                                            \
-            for (long k = 0; k < reps; k++) fm_optimizer_step_##SFX(&o, p, g, n, 1e-3, 1);    \
+            for (long k = 0; k < reps; k++) STEP(SFX);                                         \
             const double dt = now() - t;                                                       \
             if (dt < best) best = dt;                                                          \
         }                                                                                      \
@@ -92,9 +119,11 @@ int main(int argc, char **argv) {
         run_f32("sgd", FM_OPT_SGD, 0, sizes[i], reps[i]);
         run_f32("sgd_momentum", FM_OPT_SGD, 0.9, sizes[i], reps[i]);
         run_f32("adam", FM_OPT_ADAM, 0, sizes[i], reps[i]);
+        run_f32("adam_traffic", ADAM_TRAFFIC, 0, sizes[i], reps[i]);
         run_f64("sgd", FM_OPT_SGD, 0, sizes[i], reps[i]);
         run_f64("sgd_momentum", FM_OPT_SGD, 0.9, sizes[i], reps[i]);
         run_f64("adam", FM_OPT_ADAM, 0, sizes[i], reps[i]);
+        run_f64("adam_traffic", ADAM_TRAFFIC, 0, sizes[i], reps[i]);
     }
     return 0;
 }
