@@ -23,6 +23,14 @@ backward pass against the separate pass, with the build in the current environme
     python benchmarks/ab.py $SITE $SITE --env-old FASTMLP_FUSED_UPDATE=0 --batch-size 32 \
         --threads 1 --cpu-time
 
+Within a round the two sides run in turn, the old side first in the first, third, ...
+rounds and the new side first in the others (neither always runs right after the other).
+Besides the ratio of the medians the script prints the rounds paired: each round's old/new
+ratio (their median and range), in how many rounds the new side was faster, and the
+two-sided sign test's p-value of that count (how often fair coins would split the rounds
+as unevenly: on this project's busy machines a median ratio within a few percent of 1
+with p above 0.1 is no evidence either way).
+
 Each child puts its directory first on ``sys.path``, fits a fresh model once on 2,048 samples
 (warm-up), then times one epoch on ``--samples`` synthetic samples (Adam, lr 1e-3; float32,
 or ``--dtype float64``): of the
@@ -39,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -67,6 +76,27 @@ t = clock()
 model.fit(X, y, epochs=1, batch_size=batch, optimizer=opt)
 print(clock() - t, hashlib.sha256(model.get_flat_params().tobytes()).hexdigest())
 """
+
+
+def sign_test(faster: int, rounds: int) -> float:
+    """Two-sided sign test: the chance that fair coins split `rounds` at least as unevenly
+    as `faster` against the rest (ties counted on neither side beforehand)."""
+    if rounds == 0:
+        return 1.0
+    low = min(faster, rounds - faster)
+    tail = sum(math.comb(rounds, i) for i in range(low + 1)) / 2 ** rounds
+    return min(1.0, 2 * tail)
+
+
+def paired(old: list, new: list) -> str:
+    """The rounds paired: each round's old/new ratio, how many favoured the new side, and
+    the sign test's p-value of that count."""
+    ratios = [o / n for o, n in zip(old, new)]
+    untied = [r for r in ratios if r != 1.0]
+    faster = sum(r > 1.0 for r in untied)
+    return (f"paired by round: old/new median {statistics.median(ratios):.3f}x, range "
+            f"{min(ratios):.3f}-{max(ratios):.3f}x; new faster in {faster} of {len(ratios)} "
+            f"rounds (sign test p = {sign_test(faster, len(untied)):.2f})")
 
 
 def main(argv=None) -> int:
@@ -99,9 +129,10 @@ def main(argv=None) -> int:
     times = {(b, s): [] for b in args.batch_size for s in sides}
     digests = {(b, s): set() for b in args.batch_size for s in sides}
     loads = []
-    for _ in range(args.rounds):
+    for r in range(args.rounds):
         for batch in args.batch_size:
-            for side, (site, _) in sides.items():
+            for side in ("old", "new") if r % 2 == 0 else ("new", "old"):
+                site = sides[side][0]
                 out = subprocess.run(
                     [sys.executable, "-c", CHILD, site, json.dumps(args.sizes), str(batch),
                      str(args.samples), str(args.threads), str(int(args.fresh)),
@@ -124,6 +155,7 @@ def main(argv=None) -> int:
               f"threads{fresh}, {clock} seconds: old {old:.3f} s, new {new:.3f} s (medians), "
               f"old/new {old / new:.2f}x; trained models bitwise equal: "
               f"{'yes' if same else 'no'}")
+        print("  " + paired(times[batch, "old"], times[batch, "new"]))
         for side, (site, pairs) in sides.items():
             t = times[batch, side]
             label = " ".join([site] + pairs)

@@ -118,9 +118,22 @@ def test_ab_runs_one_build_two_ways(capsys):
         line = next(x for x in out.splitlines() if f"batch {b}," in x)
         assert line.endswith("trained models bitwise equal: yes")
     assert "FASTMLP_FUSED_UPDATE=0: min" in out
+    assert out.count("  paired by round: old/new median ") == 2
     with pytest.raises(SystemExit):
         ab.main([site, site, "--env-new", "NOEQUALS"])
 
+
+def test_ab_pairs_rounds_and_tests_their_signs():
+    """ab.py's paired summary from known times: per-round ratios, the count of rounds the
+    new side won, and the two-sided sign test (exact binomial tails)."""
+    ab = _load("ab")
+    assert ab.sign_test(0, 0) == 1.0 and ab.sign_test(3, 6) == 1.0
+    assert ab.sign_test(9, 11) == pytest.approx(2 * (1 + 11 + 55) / 2048)
+    assert ab.sign_test(2, 11) == ab.sign_test(9, 11)
+    assert ab.sign_test(5, 5) == pytest.approx(2 / 32)
+    line = ab.paired([1.0, 1.1, 0.9, 1.2, 1.0], [0.5, 1.0, 1.0, 1.0, 1.0])
+    assert line == ("paired by round: old/new median 1.100x, range 0.900-2.000x; new faster "
+                    "in 3 of 5 rounds (sign test p = 0.62)")
 
 def test_targets18_quick_measures_every_target(capsys):
     """benchmarks/targets18.py (issue 18's every target in one run) at tiny sizes: the peaks
