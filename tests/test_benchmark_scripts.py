@@ -203,6 +203,9 @@ def test_targets18_verdicts_from_known_times():
     assert rows[2][3] == pytest.approx(80.0) and rows[2][4] == ">= 75%: met"
     assert rows[3][4] == ">= 70%: met; 2.25x PyTorch (>= 2x: met)"
     assert rows[5][4] == "1.20x NumPy's loop: met" and rows[5][1] is None
+    close = bench.verdicts([cell("d", 1, "fastmlp", [1.0, 1.0, 1.0], 80.0)],
+                           {("float32", 1): 100.02})  # 79.98 %: "80.0" in the table
+    assert close[0][4] == ">= 80%: NOT met (79.98 %)"
     busy = dict(peak)
     busy["float32", 2] = 170.0  # 1.7x one thread's: the second core was partly taken
     assert "not judged" in bench.verdicts(cells, busy)[3][4]
