@@ -14,7 +14,7 @@ after it:
     >= 70 / 80 / 80 % of one core's peak) and on two (>= 65 / 75 / 75 % of two cores');
     beside the one-thread cells, the same epochs with plain SGD (no goal): the smallest
     update there is (parameters and gradient, no state), so the two rows show what Adam's
-    update (three parameter-sized arrays read and written each step) costs on this machine;
+    update (its two moments read and written besides, each step) costs on this machine;
 (b) the same in float64 at batch 128 and 512, one thread: >= 70 % of the float64 peak,
     and >= 2x PyTorch's float64 (``torch.set_num_threads(1)``; skipped without torch);
 (c) 784-2048-2048-2048-10, float32, Adam, batch 512: >= 85 % of peak (one and two threads);

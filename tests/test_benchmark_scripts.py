@@ -135,6 +135,7 @@ def test_ab_pairs_rounds_and_tests_their_signs():
     assert line == ("paired by round: old/new median 1.100x, range 0.900-2.000x; new faster "
                     "in 3 of 5 rounds (sign test p = 0.62)")
 
+
 def test_targets18_quick_measures_every_target(capsys):
     """benchmarks/targets18.py (issue 18's every target in one run) at tiny sizes: the peaks
     of both dtypes, a row per workload and contender with a verdict on each goal, the load
