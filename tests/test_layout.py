@@ -79,6 +79,17 @@ def test_large_batches_train_in_panel_layout(kernel, sizes, batch, dtype):
     assert_same(*fit_both(sizes, batch, OPTIMIZERS["adam_amsgrad"], {"dtype": dtype}))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_large_layers_convert_in_blocks_of_rows_over_threads(threads, dtype):
+    """A layer large enough that its conversions are spread over threads (300 x 128:
+    38,400 weights, past the engine's parallel threshold), its 300 rows no multiple of the
+    conversion's block of 16 rows: the parameters and both Adam moments go into the layout
+    and back on every call, and the fit stays bitwise the row-major one."""
+    assert_same(*fit_both([300, 128, 5], 16, OPTIMIZERS["adam_amsgrad"],
+                          {"dtype": dtype, "threads": threads}))
+
+
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_every_optimizer_state_follows_the_layout(name, dtype):
