@@ -10,6 +10,11 @@ rows to rtol=1e-7. A weighted float32 sum and the float32 sum of
 repeated rows round differently (about 1e-7), and 200 epochs of Adam amplify that
 beyond the tolerance. In float64 the two fits agree to about 1e-15, and the float64
 instances below pass the check (so does every other check, in both precisions).
+The expectation is not strict: whether a float32 fit lands within rtol=1e-7 depends on
+the kernel path's rounding. MLPClassifier(early_stopping=True) passes both checks on the
+AVX-512 and AVX2 tiles, only the dense one through the BLAS path, and neither on the
+portable C path (FASTMLP_KERNEL=generic), so its passes show up as XPASS, not as
+failures.
 """
 
 from __future__ import annotations
