@@ -479,13 +479,13 @@ int FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real *
     if (tile && I >= FM_PACK_GROUP && xt && pack_t && B >= FM_XT_MIN_BATCH) {
         /* rows of dW are rows of X^T, made once: read as columns of X, their stride of I
            elements maps a tile's k steps onto a few cache sets when I is a power of two */
-        const int blocks = (I + FM_PACK_NR - 1) / FM_PACK_NR;
+        const int blocks = (I + FM_PACK_NR - 1) / FM_PACK_NR, ldx = fm_xt_stride(B, sizeof(real));
 #pragma omp parallel for schedule(static) num_threads(nt) if (par)
         for (int blk = 0; blk < blocks; blk++) {
             const int i0 = blk * FM_PACK_NR, ib = I - i0 < FM_PACK_NR ? I - i0 : FM_PACK_NR;
-            pack_t(xt + (size_t)i0 * B, B, X + i0, I, B, ib);
+            pack_t(xt + (size_t)i0 * ldx, ldx, X + i0, I, B, ib);
         }
-        FN(packed_product)(tile, pack_t, mr, nr, dW, O, xt, (size_t)B, 1, D, O, 0, I, B, O,
+        FN(packed_product)(tile, pack_t, mr, nr, dW, O, xt, (size_t)ldx, 1, D, O, 0, I, B, O,
                            NULL, FM_EPI_NONE, NULL, 0, 0, nt, par, pack, NULL, db,
                            in_panels ? FM_C_PANELS : FM_ROW_MAJOR, upd);
         return upd != NULL;

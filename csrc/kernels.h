@@ -23,6 +23,20 @@
 #define FM_PACK_LARGE ((size_t)1 << 20)
 /* Batches from which the weight gradient reads its input transposed (X^T made once). */
 #define FM_XT_MIN_BATCH 64
+/* The row stride, in elements, of X^T (I rows of B) in fm_dense_backward_params' xt: B, or
+ * B and one 64-byte line more where B elements fill an even number of lines. The transposing
+ * copy writes 32 rows of X^T at a time (float64 in 4x4 blocks: half a line to each row, its
+ * other half four rows of X later). With a stride of an even number of lines those rows
+ * share few of L1's 64 sets (a 4 KiB stride, float64 at batch 512: all 32 in one set of 12
+ * ways), and a half-written line leaves L1 before its second half comes: the copy took
+ * 8.6 % of a one-thread float64 batch-512 epoch of 784-512-256-10, 3.7 % with the line
+ * more (epochs 1.05x as fast; float32, whose copy writes whole lines, unchanged; RESULTS.md,
+ * session 14). An odd number of lines puts each row in a set of its own. xt holds
+ * I * fm_xt_stride(B, elem) elements. */
+static inline int fm_xt_stride(int B, size_t elem) {
+    const size_t bytes = (size_t)B * elem;
+    return bytes % 64 == 0 && (bytes / 64) % 2 == 0 ? B + (int)(64 / elem) : B;
+}
 
 /* Columns of a float32 weight panel for the active kernel set (0: it has no tiles). */
 int fm_panel_width(void);
@@ -116,7 +130,7 @@ void fm_fused_update_count(unsigned long long layers);
     void fm_pruned_forward_##SFX(T *Y, const T *X, const fm_pruned_csr *w, const T *b, int B, int I,     \
                               int O, int act, double slope, int nt, T *xt, T *yt);             \
     /* dW (I, O) = X (B, I)^T @ D (B, O);  db (O) = sum over rows of D; pack as above; xt:      \
-       scratch of B * I elements for X^T, or NULL; in_panels: dW in panel layout (layout.c).  \
+       scratch of I * fm_xt_stride(B) elements for X^T, or NULL; in_panels: dW in panel layout (layout.c).  \
        With upd (dW lying in upd->grads), also updates the weights of dW's elements while    \
        each register tile's block of dW is in cache, where that block is contiguous (dW in   \
        panel layout, or a narrow layer's rows): returns 1 when it did (the weights updated,  \
