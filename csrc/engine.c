@@ -93,7 +93,7 @@ size_t fm_running_count(const fm_net *net) { return fm_running_offset(net, net->
  *   logits (batch, n_L)
  *   delta[0..2] (batch, max width): ping-pong deltas and a scratch
  *   pack (threads, max(width, batch), FM_PACK_NR): per-thread packed panels
- *   xt (max width, fm_xt_stride(batch)): a layer's input transposed for its weight gradient
+ *   xt (max width, batch + one line): a layer's input transposed for its weight gradient
  *   loss, correct (batch) doubles: per-sample loss and accuracy
  *   each followed by FM_REDZONE bytes */
 typedef struct {
@@ -152,7 +152,8 @@ static void ws_offsets(const fm_net *net, int batch, size_t rs, fm_ws_offsets *o
     TAKE(logits, (size_t)batch * net->sizes[net->n_layers]);
     for (int i = 0; i < 3; i++) TAKE(delta[i], (size_t)batch * widest);
     TAKE(pack, (size_t)net->n_threads * FM_PACK_ROWS(widest, batch) * FM_PACK_NR);
-    TAKE(xt, (size_t)fm_xt_stride(batch, rs) * widest);
+    /* (a shorter batch's stride may be the longer one: 96 rows a line more, 100 not) */
+    TAKE(xt, ((size_t)batch + 64 / rs) * widest);
 #undef TAKE
     o->loss = off;
     off = take(base, off, (size_t)batch * sizeof(double));

@@ -32,7 +32,9 @@
  * 8.6 % of a one-thread float64 batch-512 epoch of 784-512-256-10, 3.7 % with the line
  * more (epochs 1.05x as fast; float32, whose copy writes whole lines, unchanged; RESULTS.md,
  * session 14). An odd number of lines puts each row in a set of its own. xt holds
- * I * fm_xt_stride(B, elem) elements. */
+ * I * fm_xt_stride(B, elem) elements: at most I * (B + 64 / elem), which is what the
+ * engine's workspace keeps for its largest batch (a shorter batch, 96 rows against 100,
+ * may have the longer stride). */
 static inline int fm_xt_stride(int B, size_t elem) {
     const size_t bytes = (size_t)B * elem;
     return bytes % 64 == 0 && (bytes / 64) % 2 == 0 ? B + (int)(64 / elem) : B;
@@ -130,7 +132,8 @@ void fm_fused_update_count(unsigned long long layers);
     void fm_pruned_forward_##SFX(T *Y, const T *X, const fm_pruned_csr *w, const T *b, int B, int I,     \
                               int O, int act, double slope, int nt, T *xt, T *yt);             \
     /* dW (I, O) = X (B, I)^T @ D (B, O);  db (O) = sum over rows of D; pack as above; xt:      \
-       scratch of I * fm_xt_stride(B) elements for X^T, or NULL; in_panels: dW in panel layout (layout.c).  \
+       scratch of I * fm_xt_stride(B) elements for X^T, or NULL; in_panels: dW in panel       \
+       layout (layout.c).                                                                       \
        With upd (dW lying in upd->grads), also updates the weights of dW's elements while    \
        each register tile's block of dW is in cache, where that block is contiguous (dW in   \
        panel layout, or a narrow layer's rows): returns 1 when it did (the weights updated,  \

@@ -97,6 +97,25 @@ def test_float64_training_through_the_transposed_input(kernel, batch):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_short_last_batch_whose_transposed_rows_are_longer(kernel, dtype):
+    """Batches of 100 rows, then one of 96: 96 rows fill an even number of 64-byte lines,
+    so X^T's rows get a line more (csrc/kernels.h's fm_xt_stride) and are longer than a
+    full batch's (100 rows fill no whole number of lines). The workspace, sized for 100
+    rows, holds them (the sanitizer build's redzones would catch an overrun), and the fit
+    matches the NumPy reference."""
+    sizes = [100, 129, 70, 10]
+    X, y = make_problem("cross_entropy", 296, sizes[0], sizes[-1], seed=11)
+    X = X.astype(dtype)
+    eng, ref = (impl(sizes, dtype=dtype, seed=4, bias_init=0.05)
+                for impl in (fastmlp.MLP, fastmlp.reference.MLP))
+    he = eng.fit(X, y, epochs=2, batch_size=100, lr=0.05, shuffle=False)
+    hr = ref.fit(X, y, epochs=2, batch_size=100, lr=0.05, shuffle=False)
+    tol = 1e-9 if dtype == "float64" else 1e-4
+    assert relative_error(eng.weights + eng.biases, ref.weights + ref.biases) <= tol
+    assert np.allclose(he.loss, hr.loss, rtol=tol)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_threads_bitwise_through_the_transposed_input(kernel, dtype):
     """Batches of 100 rows (X^T made by both threads, a block of 32 input columns each)
     train to the same bits on 1 and 2 threads."""
