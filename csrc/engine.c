@@ -153,7 +153,7 @@ static void ws_offsets(const fm_net *net, int batch, size_t rs, fm_ws_offsets *o
     for (int i = 0; i < 3; i++) TAKE(delta[i], (size_t)batch * widest);
     TAKE(pack, (size_t)net->n_threads * FM_PACK_ROWS(widest, batch) * FM_PACK_NR);
     /* (a shorter batch's stride may be the longer one: 96 rows a line more, 100 not) */
-    TAKE(xt, ((size_t)batch + 64 / rs) * widest);
+    TAKE(xt, fm_xt_count(batch, widest, rs));
 #undef TAKE
     o->loss = off;
     off = take(base, off, (size_t)batch * sizeof(double));

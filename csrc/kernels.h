@@ -32,12 +32,16 @@
  * 8.6 % of a one-thread float64 batch-512 epoch of 784-512-256-10, 3.7 % with the line
  * more (epochs 1.05x as fast; float32, whose copy writes whole lines, unchanged; RESULTS.md,
  * session 14). An odd number of lines puts each row in a set of its own. xt holds
- * I * fm_xt_stride(B, elem) elements: at most I * (B + 64 / elem), which is what the
+ * I * fm_xt_stride(B, elem) elements: at most fm_xt_count(B, I, elem), which is what the
  * engine's workspace keeps for its largest batch (a shorter batch, 96 rows against 100,
  * may have the longer stride). */
 static inline int fm_xt_stride(int B, size_t elem) {
     const size_t bytes = (size_t)B * elem;
     return bytes % 64 == 0 && (bytes / 64) % 2 == 0 ? B + (int)(64 / elem) : B;
+}
+/* The elements of xt for I rows of X^T and any batch up to B (fm_xt_stride's most) */
+static inline size_t fm_xt_count(int B, int I, size_t elem) {
+    return ((size_t)B + 64 / elem) * (size_t)I;
 }
 
 /* Columns of a float32 weight panel for the active kernel set (0: it has no tiles). */
