@@ -10,6 +10,15 @@
 #define SIGMOID sigmoid_f64
 #endif
 
+/* Elementwise loops (element i reads only element i of each array; d and a never overlap
+ * in part) marked for the vectorizer (-fopenmp-simd, CMakeLists.txt): where n is a
+ * constant (FM_TILE_ROWS below: a tile's row of 16 doubles) gcc 12 otherwise unrolled
+ * the loop completely into scalar code before vectorizing it, and the float64 epilogues
+ * took 7 % of a batch-128 epoch on an Intel Xeon instead of 0.7 %. */
+#ifndef FM_ELEMENTWISE
+#define FM_ELEMENTWISE _Pragma("omp simd")
+#endif
+
 /* x (n) <- act(x): the body of fm_act_forward and fm_act_forward_rows */
 static inline __attribute__((always_inline)) void FN(act_forward_run)(real *x, size_t n, int act,
                                                                       real s) {
@@ -21,10 +30,10 @@ static inline __attribute__((always_inline)) void FN(act_forward_run)(real *x, s
         for (size_t i = 0; i < n; i++) x[i] = TANH(x[i]);
         break;
     case FM_RELU:
-        for (size_t i = 0; i < n; i++) x[i] = x[i] > 0 ? x[i] : (real)0;
+        FM_ELEMENTWISE for (size_t i = 0; i < n; i++) x[i] = x[i] > 0 ? x[i] : (real)0;
         break;
     case FM_LEAKY_RELU:
-        for (size_t i = 0; i < n; i++) x[i] = x[i] > 0 ? x[i] : s * x[i];
+        FM_ELEMENTWISE for (size_t i = 0; i < n; i++) x[i] = x[i] > 0 ? x[i] : s * x[i];
         break;
     default: /* FM_IDENTITY */
         break;
@@ -69,16 +78,16 @@ static inline __attribute__((always_inline)) void FN(act_backward_run)(real *d, 
                                                                        real s) {
     switch (act) {
     case FM_SIGMOID:
-        for (size_t i = 0; i < n; i++) d[i] *= a[i] * ((real)1 - a[i]);
+        FM_ELEMENTWISE for (size_t i = 0; i < n; i++) d[i] *= a[i] * ((real)1 - a[i]);
         break;
     case FM_TANH:
-        for (size_t i = 0; i < n; i++) d[i] *= (real)1 - a[i] * a[i];
+        FM_ELEMENTWISE for (size_t i = 0; i < n; i++) d[i] *= (real)1 - a[i] * a[i];
         break;
     case FM_RELU:
-        for (size_t i = 0; i < n; i++) d[i] = a[i] > 0 ? d[i] : (real)0;
+        FM_ELEMENTWISE for (size_t i = 0; i < n; i++) d[i] = a[i] > 0 ? d[i] : (real)0;
         break;
     case FM_LEAKY_RELU:
-        for (size_t i = 0; i < n; i++) d[i] = a[i] > 0 ? d[i] : s * d[i];
+        FM_ELEMENTWISE for (size_t i = 0; i < n; i++) d[i] = a[i] > 0 ? d[i] : s * d[i];
         break;
     default: /* FM_IDENTITY */
         break;
