@@ -1,7 +1,8 @@
 """Same-run A/B of two builds of fastmlp: one-epoch fits, alternating, each in its own process.
 
 On a shared, noisy machine only ratios measured side by side mean much. Install each build
-into its own directory, then compare them::
+into its own new directory (``pip install -t`` into one that already holds fastmlp keeps
+the old build and only warns), then compare them::
 
     git worktree add /tmp/old <commit>
     pip install --no-build-isolation --no-deps -t /tmp/old-site /tmp/old
