@@ -10,7 +10,7 @@
  * call). Build and run from the repository root:
  *
  *     cc -O3 -fno-math-errno -fno-trapping-math -fopenmp -Icsrc \
- *         benchmarks/update_cost.c csrc/optim.c -o /tmp/update_cost -lm
+ *         benchmarks/update_cost.c csrc/optim.c csrc/fpenv.c -o /tmp/update_cost -lm
  *     /tmp/update_cost            # SGD, SGD with momentum, Adam at 4,096 and 535,818
  *     /tmp/update_cost 8192 1000  # another size and repetition count
  *

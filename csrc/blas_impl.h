@@ -20,32 +20,39 @@ static void FN(blocked_gemm)(real *C, int ldc, char ta, const real *A, int lda, 
     const int blocks = row_blocks * ((N + FM_BLAS_COLS - 1) / FM_BLAS_COLS);
     const int par = blas_team(nt, blocks, (double)R * N * K);
     hold_blas();
-#pragma omp parallel for schedule(static) num_threads(nt) if (par)
-    for (int blk = 0; blk < blocks; blk++) {
-        const int r0 = (blk % row_blocks) * FM_BLAS_ROWS, j0 = (blk / row_blocks) * FM_BLAS_COLS;
-        int rb = R - r0 < FM_BLAS_ROWS ? R - r0 : FM_BLAS_ROWS;
-        int nb = N - j0 < FM_BLAS_COLS ? N - j0 : FM_BLAS_COLS;
-        int k = K, la = lda, lb = ldb, lc = ldc;
-        char opa = ta, opb = tb;
-        real one = 1, zero = 0;
-        real *c = C + (size_t)r0 * ldc + j0;
+    const fm_fpteam ft = fm_fp_team(); /* each thread in this one's mode (fpenv.h) */
+#pragma omp parallel num_threads(nt) if (par)
+    {
+        const fm_fpenv had = fm_fp_join(ft);
+#pragma omp for schedule(static) nowait
+        for (int blk = 0; blk < blocks; blk++) {
+            const int r0 = (blk % row_blocks) * FM_BLAS_ROWS;
+            const int j0 = (blk / row_blocks) * FM_BLAS_COLS;
+            int rb = R - r0 < FM_BLAS_ROWS ? R - r0 : FM_BLAS_ROWS;
+            int nb = N - j0 < FM_BLAS_COLS ? N - j0 : FM_BLAS_COLS;
+            int k = K, la = lda, lb = ldb, lc = ldc;
+            char opa = ta, opb = tb;
+            real one = 1, zero = 0;
+            real *c = C + (size_t)r0 * ldc + j0;
 #ifdef FM_REAL_IS_FLOAT
-        gemm_f32(&opa, &opb, &nb, &rb, &k, &one, (real *)A + (size_t)j0 * a_step, &la,
-                 (real *)Bm + (size_t)r0 * b_step, &lb, &zero, c, &lc);
+            gemm_f32(&opa, &opb, &nb, &rb, &k, &one, (real *)A + (size_t)j0 * a_step, &la,
+                     (real *)Bm + (size_t)r0 * b_step, &lb, &zero, c, &lc);
 #else
-        gemm_f64(&opa, &opb, &nb, &rb, &k, &one, (real *)A + (size_t)j0 * a_step, &la,
-                 (real *)Bm + (size_t)r0 * b_step, &lb, &zero, c, &lc);
+            gemm_f64(&opa, &opb, &nb, &rb, &k, &one, (real *)A + (size_t)j0 * a_step, &la,
+                     (real *)Bm + (size_t)r0 * b_step, &lb, &zero, c, &lc);
 #endif
-        for (int r = 0; r < rb && epilogue != FM_BLAS_EPI_NONE; r++) {
-            real *row = c + (size_t)r * ldc;
-            if (epilogue == FM_BLAS_EPI_BIAS_ACT) {
-                for (int j = 0; j < nb; j++) row[j] += bias[j0 + j];
-                FN(fm_act_forward)(row, (size_t)nb, act, slope);
-            } else {
-                FN(fm_act_backward)(row, Aact + (size_t)(r0 + r) * ldc + j0, (size_t)nb, act,
-                                    slope);
+            for (int r = 0; r < rb && epilogue != FM_BLAS_EPI_NONE; r++) {
+                real *row = c + (size_t)r * ldc;
+                if (epilogue == FM_BLAS_EPI_BIAS_ACT) {
+                    for (int j = 0; j < nb; j++) row[j] += bias[j0 + j];
+                    FN(fm_act_forward)(row, (size_t)nb, act, slope);
+                } else {
+                    FN(fm_act_backward)(row, Aact + (size_t)(r0 + r) * ldc + j0, (size_t)nb,
+                                        act, slope);
+                }
             }
         }
+        fm_fp_part(ft, had);
     }
     release_blas();
 }

@@ -325,8 +325,9 @@ static void FN(packed_product)(FN(fm_tile_fn) tile, FN(fm_pack_t_fn) pack_t, int
         .colsum = colsum, .A = A, .Ms = Ms, .init = init, .Aact = Aact,
         .prepacked = prepacked, .slope = slope, .upd = upd};
     if (team || FN(in_parallel)()) { /* inside another region: a team of its own */
+        const fm_fpteam ft = fm_fp_team(); /* each thread in this one's mode (fpenv.h) */
 #pragma omp parallel num_threads(team ? nt : 1)
-        FN(product_items)(&job);
+        FM_FP_TEAM(ft, FN(product_items)(&job));
     } else {
         FN(product_items)(&job);
     }
@@ -352,11 +353,17 @@ void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, 
         int gnb = ts->gemv_nb; /* (threads: blocks of about O / nt columns, 16-multiples) */
         if (par && (O + nt - 1) / nt < gnb) gnb = ((O + nt - 1) / nt + 15) / 16 * 16;
         const int blocks = (O + gnb - 1) / gnb;
-#pragma omp parallel for schedule(static) num_threads(nt) if (par && blocks > 1)
-        for (int blk = 0; blk < blocks; blk++) {
-            const int j0 = blk * gnb, nb = O - j0 < gnb ? O - j0 : gnb;
-            ts->gemv(Y + j0, X, W + j0, O, I, nb, b + j0);
-            FN(fm_act_forward)(Y + j0, (size_t)nb, act, slope);
+        const fm_fpteam ft = fm_fp_team(); /* each thread in this one's mode (fpenv.h) */
+#pragma omp parallel num_threads(nt) if (par && blocks > 1)
+        {
+            const fm_fpenv had = fm_fp_join(ft);
+#pragma omp for schedule(static) nowait
+            for (int blk = 0; blk < blocks; blk++) {
+                const int j0 = blk * gnb, nb = O - j0 < gnb ? O - j0 : gnb;
+                ts->gemv(Y + j0, X, W + j0, O, I, nb, b + j0);
+                FN(fm_act_forward)(Y + j0, (size_t)nb, act, slope);
+            }
+            fm_fp_part(ft, had);
         }
         return;
     }
@@ -369,14 +376,21 @@ void FN(fm_dense_forward)(real *Y, const real *X, const real *W, const real *b, 
     const int row_tiles = (B + mr - 1) / mr, panels = (O + nr - 1) / nr;
     const int tiles = row_tiles * panels;
     /* panel-major: a thread streams its weight panels once, over every row tile */
-#pragma omp parallel for schedule(static) num_threads(nt) if (par && tiles > 1)
-    for (int t = 0; t < tiles; t++) {
-        const int r0 = (t % row_tiles) * mr, j0 = (t / row_tiles) * nr;
-        const int rb = B - r0 < mr ? B - r0 : mr, nb = O - j0 < nr ? O - j0 : nr;
-        real *y = Y + (size_t)r0 * O + j0;
-        FN(run_tile)(tile, y, O, X + (size_t)r0 * I, (size_t)I, 1, W + j0, O, rb, I, nb, b + j0);
-        for (int r = 0; r < rb; r++) /* epilogue, tile still in cache */
-            FN(fm_act_forward)(y + (size_t)r * O, (size_t)nb, act, slope);
+    const fm_fpteam ft = fm_fp_team(); /* each thread in this one's mode (fpenv.h) */
+#pragma omp parallel num_threads(nt) if (par && tiles > 1)
+    {
+        const fm_fpenv had = fm_fp_join(ft);
+#pragma omp for schedule(static) nowait
+        for (int t = 0; t < tiles; t++) {
+            const int r0 = (t % row_tiles) * mr, j0 = (t / row_tiles) * nr;
+            const int rb = B - r0 < mr ? B - r0 : mr, nb = O - j0 < nr ? O - j0 : nr;
+            real *y = Y + (size_t)r0 * O + j0;
+            FN(run_tile)(tile, y, O, X + (size_t)r0 * I, (size_t)I, 1, W + j0, O, rb, I, nb,
+                         b + j0);
+            for (int r = 0; r < rb; r++) /* epilogue, tile still in cache */
+                FN(fm_act_forward)(y + (size_t)r * O, (size_t)nb, act, slope);
+        }
+        fm_fp_part(ft, had);
     }
 }
 
@@ -448,9 +462,15 @@ static void FN(narrow_backward_params)(FN(fm_tile_fn) tile, int mr, int nr, real
     const int kc = FN(k_block)(B, nr), panels = (I + nr - 1) / nr;
     const int copy = (size_t)I * sizeof(real) % 256 == 0;
     if (par && panels > 1) {
-#pragma omp parallel for schedule(static) num_threads(nt)
-        for (int p = 0; p < panels; p++)
-            FN(narrow_panel)(tile, mr, nr, dW, X, D, B, I, O, pack, kc, copy, p, upd);
+        const fm_fpteam ft = fm_fp_team(); /* each thread in this one's mode (fpenv.h) */
+#pragma omp parallel num_threads(nt)
+        {
+            const fm_fpenv had = fm_fp_join(ft);
+#pragma omp for schedule(static) nowait
+            for (int p = 0; p < panels; p++)
+                FN(narrow_panel)(tile, mr, nr, dW, X, D, B, I, O, pack, kc, copy, p, upd);
+            fm_fp_part(ft, had);
+        }
         return;
     }
     for (int p = 0; p < panels; p++)
@@ -481,7 +501,7 @@ int FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real *
            elements maps a tile's k steps onto a few cache sets when I is a power of two */
         const int blocks = (I + FM_PACK_NR - 1) / FM_PACK_NR, ldx = fm_xt_stride(B, sizeof(real));
 #pragma omp parallel for schedule(static) num_threads(nt) if (par)
-        for (int blk = 0; blk < blocks; blk++) {
+        for (int blk = 0; blk < blocks; blk++) { /* (a copy: no arithmetic, no fpenv.h) */
             const int i0 = blk * FM_PACK_NR, ib = I - i0 < FM_PACK_NR ? I - i0 : FM_PACK_NR;
             pack_t(xt + (size_t)i0 * ldx, ldx, X + i0, I, B, ib);
         }
@@ -499,16 +519,22 @@ int FN(fm_dense_backward_params)(real *dW, real *db, const real *X, const real *
     FN(column_sums)(db, D, B, O);
     const int row_tiles = (I + mr - 1) / mr, panels = (O + nr - 1) / nr;
     const int tiles = row_tiles * panels;
-#pragma omp parallel for schedule(static) num_threads(nt) if (par && tiles > 1)
-    for (int t = 0; t < tiles; t++) {
-        const int k0 = (t % row_tiles) * mr, j0 = (t / row_tiles) * nr;
-        const int kb = I - k0 < mr ? I - k0 : mr, nb = O - j0 < nr ? O - j0 : nr;
-        /* rows of dW are columns of X: a(r, i) = X[i*I + k0 + r] */
-        real *c = in_panels ? dW + (size_t)(j0 / nr) * I * nr + (size_t)k0 * nr
-                            : dW + (size_t)k0 * O + j0;
-        FN(run_tile)(tile, c, in_panels ? nr : O, X + k0, 1, (size_t)I, D + j0, O, kb, B, nb,
-                     NULL);
-        if (upd) FN(update_tile)(upd, c, (size_t)kb * nr); /* (in panels: nb == nr) */
+    const fm_fpteam ft = fm_fp_team(); /* each thread in this one's mode (fpenv.h) */
+#pragma omp parallel num_threads(nt) if (par && tiles > 1)
+    {
+        const fm_fpenv had = fm_fp_join(ft);
+#pragma omp for schedule(static) nowait
+        for (int t = 0; t < tiles; t++) {
+            const int k0 = (t % row_tiles) * mr, j0 = (t / row_tiles) * nr;
+            const int kb = I - k0 < mr ? I - k0 : mr, nb = O - j0 < nr ? O - j0 : nr;
+            /* rows of dW are columns of X: a(r, i) = X[i*I + k0 + r] */
+            real *c = in_panels ? dW + (size_t)(j0 / nr) * I * nr + (size_t)k0 * nr
+                                : dW + (size_t)k0 * O + j0;
+            FN(run_tile)(tile, c, in_panels ? nr : O, X + k0, 1, (size_t)I, D + j0, O, kb, B,
+                         nb, NULL);
+            if (upd) FN(update_tile)(upd, c, (size_t)kb * nr); /* (in panels: nb == nr) */
+        }
+        fm_fp_part(ft, had);
     }
     return upd != NULL;
 }
@@ -533,12 +559,18 @@ void FN(fm_dense_backward_input)(real *dX, const real *D, const real *W, const r
     }
     const int blocks = (B + FM_MR - 1) / FM_MR;
     const int par = nt > 1 && blocks > 1 && (double)B * I * O >= FM_PARALLEL_MIN_MACS;
-#pragma omp parallel for schedule(static) num_threads(nt) if (par)
-    for (int blk = 0; blk < blocks; blk++) {
-        const int r0 = blk * FM_MR;
-        const int rb = B - r0 < FM_MR ? B - r0 : FM_MR;
-        real *dx = dX + (size_t)r0 * I;
-        FN(tile_dots)(dx, D + (size_t)r0 * O, W, rb, I, O);
-        if (A) FN(fm_act_backward)(dx, A + (size_t)r0 * I, (size_t)rb * I, act, slope);
+    const fm_fpteam ft = fm_fp_team(); /* each thread in this one's mode (fpenv.h) */
+#pragma omp parallel num_threads(nt) if (par)
+    {
+        const fm_fpenv had = fm_fp_join(ft);
+#pragma omp for schedule(static) nowait
+        for (int blk = 0; blk < blocks; blk++) {
+            const int r0 = blk * FM_MR;
+            const int rb = B - r0 < FM_MR ? B - r0 : FM_MR;
+            real *dx = dX + (size_t)r0 * I;
+            FN(tile_dots)(dx, D + (size_t)r0 * O, W, rb, I, O);
+            if (A) FN(fm_act_backward)(dx, A + (size_t)r0 * I, (size_t)rb * I, act, slope);
+        }
+        fm_fp_part(ft, had);
     }
 }

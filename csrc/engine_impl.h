@@ -383,9 +383,11 @@ static int FN(predict)(const fm_net *net, const fm_buffers *buf, const fm_input 
     const size_t part = FN(row_split_part)(net, buf, n, &sub, &one);
     if (part) {
         count_split(&predict_splits);
+        const fm_fpteam ft = fm_fp_team(); /* each thread in this one's mode (fpenv.h) */
 #pragma omp parallel num_threads(fm_usable_threads(net->n_threads))
-        FN(predict_blocks)(&one, buf, (char *)buf->work + (size_t)fm_thread_rank() * part, sub, X,
-                           csr, n, logits, out, &nonfinite);
+        FM_FP_TEAM(ft, FN(predict_blocks)(&one, buf,
+                                          (char *)buf->work + (size_t)fm_thread_rank() * part,
+                                          sub, X, csr, n, logits, out, &nonfinite));
     } else {
         FN(predict_blocks)(net, buf, buf->work, buf->batch_cap, X, csr, n, logits, out,
                            &nonfinite);
@@ -504,8 +506,10 @@ static int FN(evaluate)(const fm_net *net, const fm_buffers *buf, const fm_input
     if (part && buf->batch_cap <= FM_EVAL_WINDOW) {
         count_split(&evaluate_splits);
         double loss[FM_EVAL_WINDOW], correct[FM_EVAL_WINDOW], ls = 0, cs = 0;
+        const fm_fpteam ft = fm_fp_team(); /* each thread in this one's mode (fpenv.h) */
 #pragma omp parallel num_threads(fm_usable_threads(net->n_threads))
-        FN(evaluate_split)(&one, buf, part, sub, X, csr, targets, n, loss, correct, &ls, &cs);
+        FM_FP_TEAM(ft, FN(evaluate_split)(&one, buf, part, sub, X, csr, targets, n, loss,
+                                          correct, &ls, &cs));
         *loss_sum = ls;
         *correct_sum = cs;
         return FM_OK;

@@ -60,11 +60,17 @@ void FN(fm_input_transform)(real *Xb, const fm_input *in, int B, int I) {
 void FN(fm_input_rows)(real *Xb, const fm_input *in, const int64_t *idx, int64_t first, int B,
                        int I, int nt) {
     const int par = nt > 1 && B > 1 && (size_t)B * I >= (size_t)FM_GATHER_MIN_WORK;
-#pragma omp parallel for schedule(static) num_threads(nt) if (par)
-    for (int i = 0; i < B; i++) {
-        int64_t r = idx ? idx[i] : first + i;
-        if (in->rows) r = in->rows[r];
-        FN(convert_row)(Xb + (size_t)i * I, in, r, I);
+    const fm_fpteam ft = fm_fp_team(); /* each thread in this one's mode (fpenv.h) */
+#pragma omp parallel num_threads(nt) if (par)
+    {
+        const fm_fpenv had = fm_fp_join(ft);
+#pragma omp for schedule(static) nowait
+        for (int i = 0; i < B; i++) {
+            int64_t r = idx ? idx[i] : first + i;
+            if (in->rows) r = in->rows[r];
+            FN(convert_row)(Xb + (size_t)i * I, in, r, I);
+        }
+        fm_fp_part(ft, had);
     }
 }
 

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "fastmlp.h"
+#include "fpenv.h"
 
 /* Work below these sizes stays on one thread: waking the pool costs more.
  * Elementwise passes count elements; matrix products count multiply-adds. */

@@ -7,10 +7,19 @@
 #define SQRT sqrt
 #endif
 
-/* Parallel elementwise loop over i in [0, n) when n is large enough. */
-#define FM_EACH(n, nt) \
-    _Pragma("omp parallel for schedule(static) num_threads(nt) if (nt > 1 && n >= FM_PARALLEL_MIN_WORK)") \
-    for (size_t i = 0; i < n; i++)
+/* STMT for each i in [0, n), over nt threads when n is large enough, each in the mode
+ * of the calling thread (fpenv.h) */
+#define FM_EACH(n, nt, STMT)                                                                   \
+    do {                                                                                       \
+        const fm_fpteam ft_ = fm_fp_team();                                                    \
+        _Pragma("omp parallel num_threads(nt) if (nt > 1 && n >= FM_PARALLEL_MIN_WORK)")       \
+        {                                                                                      \
+            const fm_fpenv had_ = fm_fp_join(ft_);                                             \
+            _Pragma("omp for schedule(static) nowait")                                         \
+            for (size_t i = 0; i < n; i++) STMT;                                               \
+            fm_fp_part(ft_, had_);                                                             \
+        }                                                                                      \
+    } while (0)
 
 /* RMSprop's loop with its three options as constants (always inlined into one call per
  * combination): with them read inside the loop, gcc left it scalar (3.2 ns a parameter on
@@ -180,10 +189,16 @@ void FN(fm_update_range)(const FN(fm_update) * u, size_t lo, size_t n) {
 
 void FN(fm_update_span)(const FN(fm_update) * u, size_t lo, size_t hi, int nt) {
     const size_t chunk = 16384, n = hi - lo, chunks = (n + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && n >= FM_PARALLEL_MIN_WORK)
-    for (size_t c = 0; c < chunks; c++) {
-        const size_t at = lo + c * chunk;
-        FN(fm_update_range)(u, at, hi - at < chunk ? hi - at : chunk);
+    const fm_fpteam ft = fm_fp_team(); /* each thread in this one's mode (fpenv.h) */
+#pragma omp parallel num_threads(nt) if (nt > 1 && n >= FM_PARALLEL_MIN_WORK)
+    {
+        const fm_fpenv had = fm_fp_join(ft);
+#pragma omp for schedule(static) nowait
+        for (size_t c = 0; c < chunks; c++) {
+            const size_t at = lo + c * chunk;
+            FN(fm_update_range)(u, at, hi - at < chunk ? hi - at : chunk);
+        }
+        fm_fp_part(ft, had);
     }
 }
 
@@ -196,15 +211,22 @@ void FN(fm_optimizer_step)(fm_optimizer *o, real *p, const real *g, size_t n, do
 double FN(fm_sum_squares)(const real *g, size_t n, int nt) {
     double part[FM_NORM_BLOCKS];
     const size_t per = (n + FM_NORM_BLOCKS - 1) / FM_NORM_BLOCKS;
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && n >= FM_PARALLEL_MIN_WORK)
-    for (int b = 0; b < FM_NORM_BLOCKS; b++) {
-        const size_t lo = b * per < n ? b * per : n, hi = lo + per < n ? lo + per : n;
-        double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        size_t i = lo;
-        for (; i + 8 <= hi; i += 8)
-            for (int k = 0; k < 8; k++) acc[k] += (double)g[i + k] * g[i + k];
-        for (; i < hi; i++) acc[0] += (double)g[i] * g[i];
-        part[b] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    const fm_fpteam ft = fm_fp_team(); /* each thread in this one's mode (fpenv.h) */
+#pragma omp parallel num_threads(nt) if (nt > 1 && n >= FM_PARALLEL_MIN_WORK)
+    {
+        const fm_fpenv had = fm_fp_join(ft);
+#pragma omp for schedule(static) nowait
+        for (int b = 0; b < FM_NORM_BLOCKS; b++) {
+            const size_t lo = b * per < n ? b * per : n, hi = lo + per < n ? lo + per : n;
+            double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            size_t i = lo;
+            for (; i + 8 <= hi; i += 8)
+                for (int k = 0; k < 8; k++) acc[k] += (double)g[i + k] * g[i + k];
+            for (; i < hi; i++) acc[0] += (double)g[i] * g[i];
+            part[b] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) +
+                      ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        }
+        fm_fp_part(ft, had);
     }
     double s = 0;
     for (int b = 0; b < FM_NORM_BLOCKS; b++) s += part[b];
@@ -243,9 +265,15 @@ static double FN(grad_sum_squares)(const fm_net *net, const real *g, int layout,
             double part[FM_NORM_BLOCKS];
             for (int p0 = 0; p0 < P; p0 += FM_NORM_BLOCKS) {
                 const int pg = P - p0 < FM_NORM_BLOCKS ? P - p0 : FM_NORM_BLOCKS;
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && (size_t)I * O >= FM_PARALLEL_MIN_WORK)
-                for (int q = 0; q < pg; q++)
-                    part[q] = FN(panel_squares)(g + w, I, O, nr, p0 + q, layout);
+                const fm_fpteam ft = fm_fp_team(); /* each thread in this one's mode */
+#pragma omp parallel num_threads(nt) if (nt > 1 && (size_t)I * O >= FM_PARALLEL_MIN_WORK)
+                {
+                    const fm_fpenv had = fm_fp_join(ft);
+#pragma omp for schedule(static) nowait
+                    for (int q = 0; q < pg; q++)
+                        part[q] = FN(panel_squares)(g + w, I, O, nr, p0 + q, layout);
+                    fm_fp_part(ft, had);
+                }
                 for (int q = 0; q < pg; q++) total += part[q];
             }
         } else {
@@ -267,12 +295,12 @@ double FN(fm_clip_grads)(const fm_net *net, real *g, int layout, const fm_clip *
         const double coef = clip->max_norm / (norm + 1e-6);
         if (coef < 1) {
             const real c = (real)coef;
-            FM_EACH(n, nt) g[i] *= c;
+            FM_EACH(n, nt, g[i] *= c);
         }
     }
     if (clip->max_value > 0) {
         const real v = (real)clip->max_value;
-        FM_EACH(n, nt) g[i] = g[i] > v ? v : g[i] < -v ? -v : g[i];
+        FM_EACH(n, nt, g[i] = g[i] > v ? v : g[i] < -v ? -v : g[i]);
     }
     return norm;
 }

@@ -47,10 +47,17 @@ void FN(fm_pruned_forward)(real *Y, const real *X, const fm_pruned_csr *w, const
     for (int r0 = 0; r0 < B; r0 += FM_CSR_ROWS) {
         const int R = B - r0 < FM_CSR_ROWS ? B - r0 : FM_CSR_ROWS;
         FN(transpose)(xt, X + (size_t)r0 * I, R, I);
-#pragma omp parallel for schedule(static) num_threads(nt) if (par)
-        for (int c = 0; c < chunks; c++)
-            FN(csr_rows)(yt, xt, w->rowptr, w->cols, (const real *)w->vals, b, R,
-                         (int)((int64_t)O * c / chunks), (int)((int64_t)O * (c + 1) / chunks));
+        const fm_fpteam ft = fm_fp_team(); /* each thread in this one's mode (fpenv.h) */
+#pragma omp parallel num_threads(nt) if (par)
+        {
+            const fm_fpenv had = fm_fp_join(ft);
+#pragma omp for schedule(static) nowait
+            for (int c = 0; c < chunks; c++)
+                FN(csr_rows)(yt, xt, w->rowptr, w->cols, (const real *)w->vals, b, R,
+                             (int)((int64_t)O * c / chunks),
+                             (int)((int64_t)O * (c + 1) / chunks));
+            fm_fp_part(ft, had);
+        }
         FN(transpose)(Y + (size_t)r0 * O, yt, O, R);
     }
     FN(fm_act_forward)(Y, (size_t)B * O, act, slope);

@@ -44,13 +44,19 @@ void FN(fm_csr_forward)(real *Y, const fm_csr *X, const int64_t *rows, int64_t r
     const int par = nt > 1 && B > 1 &&
                     (double)(FN(batch_entries)(X, rows, r0, B) + B) * O >= FM_PARALLEL_MIN_MACS;
     /* any row-to-thread assignment gives the same bits: rows are balanced dynamically */
-#pragma omp parallel for schedule(dynamic, FM_CSR_ROW_CHUNK) num_threads(nt) if (par)
-    for (int i = 0; i < B; i++) {
-        const int64_t r = rows ? rows[i] : r0 + i;
-        const int64_t s = X->indptr[r], e = X->indptr[r + 1];
-        real *y = Y + (size_t)i * O;
-        FN(csr_row_forward)(y, data + s, X->indices + s, e - s, W, b, I, O, nr);
-        FN(fm_act_forward)(y, (size_t)O, act, slope);
+    const fm_fpteam ft = fm_fp_team(); /* each thread in this one's mode (fpenv.h) */
+#pragma omp parallel num_threads(nt) if (par)
+    {
+        const fm_fpenv had = fm_fp_join(ft);
+#pragma omp for schedule(dynamic, FM_CSR_ROW_CHUNK) nowait
+        for (int i = 0; i < B; i++) {
+            const int64_t r = rows ? rows[i] : r0 + i;
+            const int64_t s = X->indptr[r], e = X->indptr[r + 1];
+            real *y = Y + (size_t)i * O;
+            FN(csr_row_forward)(y, data + s, X->indices + s, e - s, W, b, I, O, nr);
+            FN(fm_act_forward)(y, (size_t)O, act, slope);
+        }
+        fm_fp_part(ft, had);
     }
 }
 
@@ -99,10 +105,16 @@ void FN(fm_csr_backward_params)(real *dW, real *db, const fm_csr *X, const int64
     const int teams = nt > 1 && units > 1 && work >= FM_PARALLEL_MIN_MACS
                           ? (nt < units ? nt : units)
                           : 1;
-#pragma omp parallel for schedule(static) num_threads(teams) if (teams > 1)
-    for (int t = 0; t < teams; t++) {
-        const int c0 = (int)((int64_t)units * t / teams) * unit;
-        const int c1u = (int)((int64_t)units * (t + 1) / teams) * unit;
-        FN(csr_scatter)(dW, db, X, rows, r0, D, B, I, O, nr, c0, c1u < O ? c1u : O);
+    const fm_fpteam ft = fm_fp_team(); /* each thread in this one's mode (fpenv.h) */
+#pragma omp parallel num_threads(teams) if (teams > 1)
+    {
+        const fm_fpenv had = fm_fp_join(ft);
+#pragma omp for schedule(static) nowait
+        for (int t = 0; t < teams; t++) {
+            const int c0 = (int)((int64_t)units * t / teams) * unit;
+            const int c1u = (int)((int64_t)units * (t + 1) / teams) * unit;
+            FN(csr_scatter)(dW, db, X, rows, r0, D, B, I, O, nr, c0, c1u < O ? c1u : O);
+        }
+        fm_fp_part(ft, had);
     }
 }

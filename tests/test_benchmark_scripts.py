@@ -257,7 +257,8 @@ def test_update_cost_builds_and_times_each_rule(tmp_path):
     exe = tmp_path / "update_cost"
     subprocess.run([cc, "-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp",
                     f"-I{root / 'csrc'}", str(BENCHMARKS / "update_cost.c"),
-                    str(root / "csrc" / "optim.c"), "-o", str(exe), "-lm"], check=True)
+                    str(root / "csrc" / "optim.c"), str(root / "csrc" / "fpenv.c"), "-o", str(exe),
+                    "-lm"], check=True)
     out = subprocess.run([str(exe), "1000", "20"], capture_output=True, text=True, check=True)
     rows = [line.split() for line in out.stdout.splitlines()[1:]]
     assert [r[:2] for r in rows] == [[rule, dtype] for dtype in ("float32", "float64")
@@ -266,3 +267,16 @@ def test_update_cost_builds_and_times_each_rule(tmp_path):
     assert all(r[2] == "1000" and float(r[3]) > 0 for r in rows)
     bad = subprocess.run([str(exe), "0"], capture_output=True, text=True)
     assert bad.returncode == 2 and "usage" in bad.stderr
+
+
+def test_subnormal_times_each_epoch_both_ways(capsys):
+    """benchmarks/subnormal.py (a fit's epochs with the subnormal flush on and off, each in
+    its own process) runs at a tiny size and reports both modes; bad counts are refused."""
+    subnormal = _load("subnormal")
+    assert subnormal.main(["--epochs", "2", "--samples", "256", "--batch-size", "64",
+                           "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "flush (default)   epochs (s):" in out and "IEEE (flush off)  epochs (s):" in out
+    assert out.count("test accuracy") == 2 and "IEEE / flush, per epoch:" in out
+    with pytest.raises(SystemExit):
+        subnormal.parse(["--epochs", "0"])

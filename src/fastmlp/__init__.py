@@ -11,7 +11,8 @@ every kernel is checked against.
 from __future__ import annotations
 
 from fastmlp import curvature, datasets, optim, reference, schedules, serialization, solvers
-from fastmlp._engine import default_threads, have_openmp, kernel_info
+from fastmlp._engine import (default_threads, flush_denormal, have_openmp, kernel_info,
+                             set_flush_denormal)
 from fastmlp.errors import ConcurrentFitError, TrainingDivergedError
 from fastmlp.io.loading import build_model
 from fastmlp.model import MLP
@@ -74,5 +75,7 @@ __all__ = [
     "default_threads",
     "have_openmp",
     "kernel_info",
+    "set_flush_denormal",
+    "flush_denormal",
     "__version__",
 ]

@@ -335,3 +335,14 @@ cdef extern from *:
     """
     int fm_max_threads() nogil
     int fm_have_openmp() nogil
+
+
+cdef extern from "fpenv.h" nogil:
+    ctypedef unsigned fm_fpenv
+    int fm_fp_flushing()
+    fm_fpenv fm_fp_enter(int on)
+    void fm_fp_leave(fm_fpenv had)
+    int fm_flush_denormal_enabled()
+    void fm_flush_denormal_set(int on)
+    int fm_flush_denormal_supported()
+    int fm_fp_team_modes(int nt, int mode, int *seen, int *after)
