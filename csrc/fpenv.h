@@ -4,11 +4,12 @@
  * 2^-126 in float32, 2^-1022 in float64) takes a microcode assist of about a hundred
  * cycles on Intel cores. Training produces them: Adam's first moment of a weight whose
  * gradient stays zero (a dead ReLU unit) decays by beta1 each step into the subnormal
- * range and stays there, so on an Intel Xeon a Fashion-MNIST fit at batch 128 took 1.03 s
- * for its first epoch and 2.39 s for its eighth. With the flush on, the engine runs with
+ * range and stays there, so on an Intel Xeon a Fashion-MNIST fit (one thread) took 1.12 s
+ * for its first epoch and 2.43 s for its eighth at batch 128, 4.8 s and 10.3 s at batch 32
+ * (benchmarks/subnormal.py). With the flush on, the engine runs with
  * MXCSR's FTZ (results below the normal range become zero) and DAZ (subnormal operands
  * read as zero) bits set, as TensorFlow does by default and torch.set_flush_denormal(True)
- * does: then every epoch takes the first one's time.
+ * does: then every epoch takes about the first one's time (1.14-1.17 s, 1.64-1.71 s).
  *
  * The mode is per thread. An engine call (_engine.pyx) sets it on its own thread for the
  * call's duration (fm_fp_enter, then fm_fp_leave); every OpenMP region that computes

@@ -273,8 +273,9 @@ def set_flush_denormal(on):
     a microcode assist of about a hundred cycles per instruction that meets one, and
     training makes them: Adam's moment of a weight whose gradient stays zero decays into
     that range and stays there. On an Intel Xeon a Fashion-MNIST fit with Adam at batch
-    128 took 1.03 s for its first epoch and 2.39 s for its eighth with them, 1.05-1.07 s
-    for every epoch flushed (the same test accuracy). Flushing changes only values below
+    128 took 1.12 s for its first epoch and 2.43 s for its eighth with them, 1.14-1.17 s
+    for every epoch flushed (at batch 32: 4.8 s and 10.3 s, flushed 1.64-1.71 s; the same
+    test accuracy; benchmarks/subnormal.py). Flushing changes only values below
     those magnitudes (to zero), the same way on every path and thread count, so results
     stay deterministic; the FTZ and DAZ modes are set on the engine's threads for the
     duration of each engine call and restored after it (the calling thread's NumPy
