@@ -276,7 +276,19 @@ def test_subnormal_times_each_epoch_both_ways(capsys):
     assert subnormal.main(["--epochs", "2", "--samples", "256", "--batch-size", "64",
                            "--rounds", "1"]) == 0
     out = capsys.readouterr().out
-    assert "flush (default)   epochs (s):" in out and "IEEE (flush off)  epochs (s):" in out
-    assert out.count("test accuracy") == 2 and "IEEE / flush, per epoch:" in out
+    assert "fastmlp, flush (default) epochs (s):" in out and "fastmlp, IEEE" in out
+    assert out.count("test accuracy") == 2 and "fastmlp IEEE / flush, per epoch:" in out
     with pytest.raises(SystemExit):
         subnormal.parse(["--epochs", "0"])
+
+
+def test_subnormal_with_pytorch(capsys):
+    """--torch adds PyTorch's epochs, by default and flushing, and their ratio to fastmlp's."""
+    pytest.importorskip("torch")
+    subnormal = _load("subnormal")
+    assert subnormal.main(["--epochs", "1", "--samples", "128", "--batch-size", "64",
+                           "--rounds", "1", "--torch"]) == 0
+    out = capsys.readouterr().out
+    assert "PyTorch (default)" in out and "PyTorch, flush" in out
+    assert out.count("test accuracy") == 4
+    assert "PyTorch (default) / fastmlp (default), per epoch:" in out
