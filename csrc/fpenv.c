@@ -17,7 +17,8 @@ static int thread_rank(void) {
 
 static int flush_on = 1; /* the default: flush (fpenv.h says why) */
 
-/* The calling thread's engine call: whether one is open, and its flush mode before it */
+/* The calling thread's engine call: whether one is open, and its flush mode before it
+ * (engine calls do not nest: each _engine.pyx call enters and leaves once) */
 static _Thread_local int call_open = 0, mode_outside = 0;
 
 fm_fpenv fm_fp_enter(int on) {

@@ -275,8 +275,9 @@ def set_flush_denormal(on):
     that range and stays there. On an Intel Xeon a Fashion-MNIST fit with Adam at batch
     128 took 1.12 s for its first epoch and 2.43 s for its eighth with them, 1.14-1.17 s
     for every epoch flushed (at batch 32: 4.8 s and 10.3 s, flushed 1.64-1.71 s; the same
-    test accuracy; benchmarks/subnormal.py). Flushing changes only values below
-    those magnitudes (to zero), the same way on every path and thread count, so results
+    test accuracy; benchmarks/subnormal.py). Flushing changes only results below
+    those magnitudes (to zero) and what depends on them (ReLU's derivative at a
+    pre-activation that small), the same way on every path and thread count, so results
     stay deterministic; the FTZ and DAZ modes are set on the engine's threads for the
     duration of each engine call and restored after it (the calling thread's NumPy
     arithmetic is not affected). Only x86-64 flushes (elsewhere this setting is kept
@@ -300,8 +301,9 @@ def flush_denormal_supported():
 
 def _team_fp_modes(int threads, bint flush):
     """Tests: (size, seen, after) - a region of `threads` threads opened from a thread in
-    mode `flush`: each thread's mode inside it (as every engine region sets it), and each
-    thread's mode in a second region opened after it (its own mode, given back)."""
+    mode `flush` by an engine call: each thread's mode inside it (as every engine region
+    sets it), and each thread's mode in a second region opened after the call (the
+    caller's mode outside the call, here not flushing)."""
     if threads < 1 or threads > 256:
         raise ValueError(f"threads must be in [1, 256], got {threads}")
     cdef int[::1] seen = np.empty(threads, dtype=np.intc)
